@@ -1,0 +1,45 @@
+# One venv, made on demand: every target that needs it depends on .venv/.installed,
+# which is rebuilt only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install lint format test test-redis demo bench bench-e2e clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks services
+	$(BIN)/ruff format --check src tests benchmarks services
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks services
+	$(BIN)/ruff check --fix src tests benchmarks services
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The Redis-facing tests only, e.g. against another server:
+#   STRATEGYQ_TEST_REDIS_URL=redis://127.0.0.1:6379/15 make test-redis
+test-redis: $(STAMP)
+	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/strategyq demo
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-e2e: $(STAMP)
+	$(BIN)/strategyq bench
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""One error hierarchy for strategyq.
+
+Every error a person can see says what happened and what to do. Errors that
+end a task carry an ``error_type``: the machine-readable tag written to the
+result's ``data.error_type``.
+"""
+
+from __future__ import annotations
+
+
+class StrategyqError(Exception):
+    """Base class of every error strategyq raises on purpose."""
+
+    error_type = "internal"
+
+
+class ConfigError(StrategyqError):
+    """Raised when a setting (environment variable, CLI option) is invalid."""
+
+    error_type = "config"
+
+
+class ConnectionFailed(StrategyqError):
+    """Raised when the Redis/Valkey server cannot be reached or refuses the credentials."""
+
+    error_type = "connection"
+
+
+class ServerError(StrategyqError):
+    """Raised when the embedded Valkey server cannot be started or managed."""
+
+    error_type = "server"
+
+
+class DataError(StrategyqError):
+    """Raised when market data is missing, malformed or cannot be stored."""
+
+    error_type = "data"
+
+
+class ImportRejected(DataError):
+    """Raised when an import is refused; ``problems`` lists (file, row, reason)."""
+
+    error_type = "import_rejected"
+
+    def __init__(self, message: str, problems: list[tuple[str, int | None, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class TaskValidationError(StrategyqError):
+    """Raised when a task message or producer argument is invalid."""
+
+    error_type = "validation"
+
+
+class EngineError(StrategyqError):
+    """Raised when the strategy's instances cannot be turned into a result."""
+
+    error_type = "bad_result"
+
+
+class SandboxError(StrategyqError):
+    """Base of the errors that end a strategy run inside the sandbox."""
+
+    error_type = "sandbox"
+
+
+class PolicyError(SandboxError):
+    """Raised when the strategy source breaks the policy (checked before it runs)."""
+
+    error_type = "policy"
+
+    def __init__(self, message: str) -> None:
+        prefix = "Security validation failed: "
+        super().__init__(message if message.startswith(prefix) else prefix + message)
+
+
+class StrategyTimeout(SandboxError):
+    """Raised when the strategy ran past its wall-clock or CPU-time limit."""
+
+    error_type = "timeout"
+
+
+class StrategyMemoryError(SandboxError):
+    """Raised when the strategy ran past its memory limit."""
+
+    error_type = "memory"
+
+
+class ProhibitedOperation(SandboxError):
+    """Raised when the strategy tried something the sandbox forbids (file, network, process)."""
+
+    error_type = "prohibited_operation"
+
+
+class StrategyFailed(SandboxError):
+    """Raised when the strategy's own code raised; the message holds its traceback lines."""
+
+    error_type = "strategy_error"
+
+
+class BadResult(SandboxError):
+    """Raised when the strategy returned something that is not a list of JSON-able dicts."""
+
+    error_type = "bad_result"
+
+
+class SandboxUnavailable(SandboxError):
+    """Raised when a required isolation layer cannot be applied on this machine."""
+
+    error_type = "sandbox_unavailable"
+
+
+class TaskCancelled(StrategyqError):
+    """Raised when a running task was cancelled by a client."""
+
+    error_type = "cancelled"
+
+
+class WorkerLost(StrategyqError):
+    """Raised (as a result) when a task's runs kept losing their worker."""
+
+    error_type = "worker_lost"

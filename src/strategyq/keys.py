@@ -1,0 +1,69 @@
+"""Every Redis key strategyq uses, with its type and lifetime.
+
+Producers only ever touch ``strategy_queue`` and ``task_result:{id}`` (the
+frozen wire format); everything else is the workers' bookkeeping, under the
+``strategyq:`` prefix, and expires or is removed when its task ends so
+nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+RESULT_PREFIX = "task_result:"
+"""STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default 86400)."""
+
+PREFIX = "strategyq:"
+
+DEAD_LETTER = PREFIX + "dead_letter"
+"""LIST of JSON entries ``{"raw", "reason", "task_id", "attempts", "at"}``. No TTL:
+an operator inspects, retries (``strategyq dlq retry``) or purges it."""
+
+WORKERS = PREFIX + "workers"
+"""SET of worker ids that have registered. Members whose heartbeat expired are
+removed by the reaper once their processing list is empty."""
+
+REAPER_LOCK = PREFIX + "reaper_lock"
+"""STRING held by the worker currently reaping. TTL: a few reaper intervals."""
+
+FENCE_COUNTER = PREFIX + "fence"
+"""STRING (integer): the last fencing token handed out. No TTL (one key)."""
+
+
+def result(task_id: str) -> str:
+    """STRING: the task's JSON result. TTL ``result_ttl_s``."""
+    return RESULT_PREFIX + task_id
+
+
+def processing(worker_id: str) -> str:
+    """LIST: raw messages this worker has taken and not yet finished. No TTL; the
+    reaper empties it when the worker's heartbeat expires."""
+    return f"{PREFIX}processing:{worker_id}"
+
+
+def heartbeat(worker_id: str) -> str:
+    """STRING (JSON worker info): alive while it exists. TTL ``heartbeat_timeout_s``."""
+    return f"{PREFIX}heartbeat:{worker_id}"
+
+
+def attempts(task_id: str) -> str:
+    """STRING (integer): how many runs of the task have started. TTL ``result_ttl_s``."""
+    return f"{PREFIX}attempts:{task_id}"
+
+
+def token(task_id: str) -> str:
+    """STRING (integer): the fencing token of the task's current run. TTL ``result_ttl_s``;
+    deleted by the terminal write."""
+    return f"{PREFIX}token:{task_id}"
+
+
+def cancel(task_id: str) -> str:
+    """STRING: present when a client asked to cancel the task. TTL ``result_ttl_s``."""
+    return f"{PREFIX}cancel:{task_id}"
+
+
+def done(task_id: str) -> str:
+    """LIST: one element pushed by the terminal write, for ``wait_for_result``'s
+    blocking pop. TTL 300 s (waiters that arrive later read the result directly)."""
+    return f"{PREFIX}done:{task_id}"
+
+
+DONE_TTL_S = 300

@@ -1,0 +1,211 @@
+"""Settings: built from the environment once, then passed explicitly.
+
+Every knob has a default here and an environment variable; units are in the
+names (``_s`` seconds, ``_mb`` mebibytes, ``_bytes``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from strategyq.errors import ConfigError
+
+QUEUE_NAME = "strategy_queue"
+"""The list producers LPUSH tasks onto (frozen by the wire format)."""
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    """``$STRATEGYQ_HOME``, else ``$XDG_DATA_HOME/strategyq``, else ``~/.local/share/strategyq``."""
+    env = os.environ if env is None else env
+    if env.get("STRATEGYQ_HOME"):
+        return Path(env["STRATEGYQ_HOME"]).expanduser()
+    if env.get("XDG_DATA_HOME"):
+        return Path(env["XDG_DATA_HOME"]).expanduser() / "strategyq"
+    return Path("~/.local/share/strategyq").expanduser()
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where the Redis/Valkey server is and how to log in.
+
+    ``url`` wins when set (``redis://``, ``rediss://``, ``unix://``). With no
+    url and no host, ``embedded`` is true: the CLI starts or reuses the private
+    Valkey server under ``STRATEGYQ_HOME``.
+    """
+
+    url: str | None = None
+    host: str | None = None
+    port: int = 6379
+    password: str | None = field(default=None, repr=False)
+    username: str | None = None
+    db: int = 0
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    socket_timeout_s: float = 10.0
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None and self.host is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RedisSettings:
+        env = os.environ if env is None else env
+        return cls(
+            url=env.get("REDIS_URL") or None,
+            host=env.get("REDIS_HOST") or None,
+            port=_env_int(env, "REDIS_PORT", 6379, minimum=1),
+            password=env.get("REDIS_PASSWORD") or None,
+            username=env.get("REDIS_USERNAME") or None,
+            db=_env_int(env, "REDIS_DB", 0),
+            ssl=_env_bool(env, "REDIS_SSL", False),
+            ssl_ca_certs=env.get("REDIS_SSL_CA_CERTS") or None,
+            socket_timeout_s=_env_float(env, "REDIS_SOCKET_TIMEOUT", 10.0, minimum=0.1),
+        )
+
+    def describe(self) -> str:
+        """Where we connect, without credentials (safe for logs and errors)."""
+        if self.url:
+            scheme, _, rest = self.url.partition("://")
+            return f"{scheme}://{rest.rpartition('@')[2]}"
+        if self.host:
+            return f"{'rediss' if self.ssl else 'redis'}://{self.host}:{self.port}/{self.db}"
+        return "embedded Valkey"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them."""
+
+    time_limit_s: float = 60.0
+    memory_mb: int = 2048
+    result_max_bytes: int = 32 * 1024 * 1024
+    max_open_files: int = 64
+
+    def capped(self, *, time_limit_s: float | None = None, memory_mb: int | None = None) -> SandboxLimits:
+        """Per-task overrides, never beyond this object's values."""
+        return replace(
+            self,
+            time_limit_s=min(self.time_limit_s, time_limit_s) if time_limit_s else self.time_limit_s,
+            memory_mb=min(self.memory_mb, memory_mb) if memory_mb else self.memory_mb,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a strategyq process needs to know, read once from the environment."""
+
+    home: Path
+    redis: RedisSettings
+    queue_name: str = QUEUE_NAME
+    result_ttl_s: int = 86400
+    worker_id: str = ""
+    concurrency: int = 1
+    heartbeat_interval_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0
+    reaper_interval_s: float = 15.0
+    max_attempts: int = 3
+    grace_period_s: float = 25.0
+    max_task_bytes: int = 1024 * 1024
+    max_result_bytes: int = 16 * 1024 * 1024
+    max_instances: int = 10_000
+    max_symbols: int = 5_000
+    max_screening_limit: int = 10_000
+    data_cache_mb: int = 1024
+    metrics_port: int = 9100
+    insecure_no_sandbox: bool = False
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+    @property
+    def data_dir(self) -> Path:
+        """The market data store."""
+        return self.home / "data"
+
+    @property
+    def server_dir(self) -> Path:
+        """The embedded Valkey server's directory (socket, AOF, pid, log)."""
+        return self.home / "valkey"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        heartbeat_timeout = _env_float(env, "STRATEGYQ_HEARTBEAT_TIMEOUT", 30.0, minimum=0.5)
+        heartbeat_interval = _env_float(
+            env, "STRATEGYQ_HEARTBEAT_INTERVAL", min(5.0, heartbeat_timeout / 3), minimum=0.05
+        )
+        if heartbeat_interval * 3 > heartbeat_timeout:
+            raise ConfigError(
+                "STRATEGYQ_HEARTBEAT_INTERVAL must be at most a third of STRATEGYQ_HEARTBEAT_TIMEOUT "
+                f"(got {heartbeat_interval} and {heartbeat_timeout}), or a busy worker looks dead"
+            )
+        settings = cls(
+            home=default_home(env),
+            redis=RedisSettings.from_env(env),
+            queue_name=env.get("STRATEGYQ_QUEUE") or QUEUE_NAME,
+            result_ttl_s=_env_int(env, "STRATEGYQ_RESULT_TTL", 86400, minimum=1),
+            worker_id=env.get("STRATEGYQ_WORKER_ID") or env.get("HOSTNAME") or socket.gethostname(),
+            concurrency=_env_int(env, "STRATEGYQ_CONCURRENCY", 1, minimum=1),
+            heartbeat_interval_s=heartbeat_interval,
+            heartbeat_timeout_s=heartbeat_timeout,
+            reaper_interval_s=_env_float(env, "STRATEGYQ_REAPER_INTERVAL", 15.0, minimum=0.05),
+            max_attempts=_env_int(env, "STRATEGYQ_MAX_ATTEMPTS", 3, minimum=1),
+            grace_period_s=_env_float(env, "STRATEGYQ_GRACE_PERIOD", 25.0),
+            max_task_bytes=_env_int(env, "STRATEGYQ_MAX_TASK_BYTES", 1024 * 1024, minimum=1024),
+            max_result_bytes=_env_int(
+                env, "STRATEGYQ_MAX_RESULT_BYTES", 16 * 1024 * 1024, minimum=64 * 1024
+            ),
+            max_instances=_env_int(env, "STRATEGYQ_MAX_INSTANCES", 10_000, minimum=1),
+            data_cache_mb=_env_int(env, "STRATEGYQ_DATA_CACHE_MB", 1024),
+            metrics_port=_env_int(env, "STRATEGYQ_METRICS_PORT", 9100),
+            insecure_no_sandbox=_env_bool(env, "STRATEGYQ_INSECURE_NO_SANDBOX", False),
+            sandbox=SandboxLimits(
+                time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
+                memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),
+                result_max_bytes=_env_int(
+                    env, "STRATEGYQ_RESULT_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
+                ),
+            ),
+        )
+        return replace(settings, **overrides) if overrides else settings
