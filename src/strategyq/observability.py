@@ -293,8 +293,9 @@ class HealthServer:
             ) from exc
         server.daemon_threads = True
         self._server = server
+        # A short poll interval keeps stop() (and so worker shutdown) prompt.
         self._thread = threading.Thread(
-            target=server.serve_forever, name="strategyq-health", daemon=True
+            target=server.serve_forever, args=(0.1,), name="strategyq-health", daemon=True
         )
         self._thread.start()
         logger.info("serving /metrics, /healthz and /readyz on %s:%s", self._host, self.port)
