@@ -8,3 +8,20 @@ The producer API (the seed's functions) is importable from here::
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from strategyq.client import (  # noqa: E402
+    add_backtest_task,
+    add_screening_task,
+    cancel_task,
+    get_task_result,
+    wait_for_result,
+)
+
+__all__ = [
+    "__version__",
+    "add_backtest_task",
+    "add_screening_task",
+    "cancel_task",
+    "get_task_result",
+    "wait_for_result",
+]

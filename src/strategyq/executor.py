@@ -1,0 +1,305 @@
+"""The executor: a warm process with no secrets that runs tasks for one worker slot.
+
+The worker holds the Redis connection and its credentials and does queue I/O
+only. Each of its slots starts one executor with ``python -m
+strategyq.executor`` and a minimal environment (no ``REDIS_*``, nothing
+inherited), so a strategy that reads its own process memory finds no secret
+to steal. The executor imports pandas/numpy once, caches market data, forks
+one sandbox child per task and runs the trusted engine on what the child
+returns.
+
+Worker and executor talk over two pipes with length-prefixed JSON frames; a
+third pipe carries cancel requests (a byte written to it kills the running
+sandbox).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from strategyq.errors import SandboxUnavailable, StrategyqError
+from strategyq.settings import SandboxLimits, Settings
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME_BYTES = 1 << 31
+
+# Variables an executor may inherit: none of them can hold a secret.
+_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_ONE_THREAD = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+}
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    """Write one length-prefixed frame (all of it)."""
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> bytes | None:
+    """Read one frame; None at end of file."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {size} bytes is too large")
+    return _read_exact(fd, size) if size else b""
+
+
+# ============================================================================ executor side
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill us when the worker dies (no orphaned executors)."""
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> int:
+    """The executor's main loop: one request at a time until the worker closes the pipe."""
+    from strategyq import sandbox
+    from strategyq.data import MarketData
+    from strategyq.protocol import parse_task
+    from strategyq.tasks import fit_payload, run_task
+
+    _die_with_parent()
+    # SIGINT/SIGTERM go to the whole process group from a terminal; the worker
+    # decides when its executors stop (by closing their pipe).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    flags = fcntl.fcntl(cancel_fd, fcntl.F_GETFL)
+    fcntl.fcntl(cancel_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+    settings = Settings.from_env()
+    limits = SandboxLimits(**config["limits"])
+    insecure = bool(config["insecure_no_sandbox"])
+    market = MarketData(settings.data_dir, cache_mb=int(config["data_cache_mb"]))
+    sandbox.warm_up()
+    layers = sandbox.probe_layers()
+    write_frame(resp_fd, orjson.dumps({"ready": True, "layers": layers, "pid": os.getpid()}))
+
+    def stage(name: str) -> None:
+        write_frame(resp_fd, orjson.dumps({"stage": name}))
+
+    while True:
+        request = read_frame(req_fd)
+        if request is None:
+            return 0
+        _drain(cancel_fd)
+        try:
+            task = parse_task(request, max_task_bytes=MAX_FRAME_BYTES)
+            data = run_task(
+                task,
+                market,
+                limits,
+                stage=stage,
+                cancel_fd=cancel_fd,
+                insecure_no_sandbox=insecure,
+                max_instances=int(config["max_instances"]),
+            )
+            body = fit_payload(data, int(config["max_result_bytes"]))
+            write_frame(resp_fd, b'{"ok":true,"data":' + body + b"}")
+        except StrategyqError as exc:
+            reply = {"ok": False, "error": str(exc), "error_type": exc.error_type}
+            write_frame(resp_fd, orjson.dumps(reply))
+        except Exception:
+            log.exception("executor failed on a task")
+            reply = {
+                "ok": False,
+                "error": "internal error while running the task; the worker log has the details",
+                "error_type": "internal",
+            }
+            write_frame(resp_fd, orjson.dumps(reply))
+
+
+# ============================================================================ worker side
+
+
+@dataclass
+class Outcome:
+    """What one run in the executor produced."""
+
+    ok: bool
+    data: bytes = b""  # the JSON payload when ok
+    error: str = ""
+    error_type: str = ""
+
+
+class ExecutorDied(StrategyqError):
+    """Raised when the executor process exited while running a task."""
+
+    error_type = "internal"
+
+
+class Executor:
+    """The worker's handle on one executor process (one task at a time)."""
+
+    def __init__(self, settings: Settings, *, insecure_no_sandbox: bool = False) -> None:
+        self.settings = settings
+        self.insecure_no_sandbox = insecure_no_sandbox
+        self.layers: dict[str, bool] = {}
+        self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._req_w = self._resp_r = self._cancel_w = -1
+        self._lock = threading.Lock()
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        env.setdefault("PATH", os.defpath)
+        env.setdefault("LANG", "C.UTF-8")
+        env.update(_ONE_THREAD)
+        env["STRATEGYQ_HOME"] = str(self.settings.home)
+        return env
+
+    def start(self) -> dict[str, bool]:
+        """Start the process and wait until it is warm; returns the sandbox layers it supports."""
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        cancel_r, cancel_w = os.pipe()
+        limits = self.settings.sandbox
+        config = {
+            "limits": {
+                "time_limit_s": limits.time_limit_s,
+                "memory_mb": limits.memory_mb,
+                "result_max_bytes": limits.result_max_bytes,
+                "max_open_files": limits.max_open_files,
+            },
+            "insecure_no_sandbox": self.insecure_no_sandbox,
+            "data_cache_mb": self.settings.data_cache_mb,
+            "max_instances": self.settings.max_instances,
+            "max_result_bytes": self.settings.max_result_bytes,
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "strategyq.executor",
+            orjson.dumps(config).decode(),
+            str(req_r),
+            str(resp_w),
+            str(cancel_r),
+        ]
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                pass_fds=(req_r, resp_w, cancel_r),
+                close_fds=True,
+            )
+        finally:
+            for fd in (req_r, resp_w, cancel_r):
+                os.close(fd)
+        self._req_w, self._resp_r, self._cancel_w = req_w, resp_r, cancel_w
+        frame = read_frame(self._resp_r)
+        if frame is None:
+            code = self._proc.wait()
+            raise SandboxUnavailable(f"the executor process exited at start-up (code {code})")
+        ready = orjson.loads(frame)
+        self.layers = {str(k): bool(v) for k, v in ready["layers"].items()}
+        self.pid = int(ready["pid"])
+        return self.layers
+
+    def run(self, raw: bytes, on_stage: Callable[[str], None]) -> Outcome:
+        """Run one task message; ``on_stage`` is called with each stage name as it starts."""
+        with self._lock:
+            write_frame(self._req_w, raw)
+            while True:
+                frame = read_frame(self._resp_r)
+                if frame is None:
+                    code = self._proc.wait() if self._proc else None
+                    raise ExecutorDied(f"the executor process died (exit code {code})")
+                if frame.startswith(b'{"ok":true,"data":'):
+                    return Outcome(ok=True, data=frame[len(b'{"ok":true,"data":') : -1])
+                message = orjson.loads(frame)
+                if "stage" in message:
+                    on_stage(str(message["stage"]))
+                    continue
+                return Outcome(
+                    ok=False, error=str(message["error"]), error_type=str(message["error_type"])
+                )
+
+    def cancel(self) -> None:
+        """Kill the sandbox of the task now running (no effect when idle)."""
+        if self._cancel_w >= 0:
+            try:
+                os.write(self._cancel_w, b"c")
+            except (BlockingIOError, BrokenPipeError):
+                pass
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the process (closing its request pipe ends its loop)."""
+        for fd in (self._req_w, self._cancel_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._req_w = self._cancel_w = -1
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._resp_r >= 0:
+            os.close(self._resp_r)
+            self._resp_r = -1
+
+
+def main(argv: list[str]) -> int:
+    config = orjson.loads(argv[0])
+    req_fd, resp_fd, cancel_fd = (int(x) for x in argv[1:4])
+    return serve(config, req_fd, resp_fd, cancel_fd)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="executor %(levelname)s %(message)s")
+    raise SystemExit(main(sys.argv[1:]))

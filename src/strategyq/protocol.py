@@ -1,0 +1,337 @@
+"""The wire format: task messages in, result envelopes out.
+
+A task is parsed once, at the edge, into a typed :class:`Task`; nothing
+deeper in the code sees raw JSON. Results are plain JSON (no NaN, no numpy
+types) with ISO 8601 UTC times ending in ``Z``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from strategyq.errors import TaskValidationError
+
+
+class TaskType(StrEnum):
+    BACKTEST = "backtest"
+    SCREENING = "screening"
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.ERROR, Status.CANCELLED})
+
+DEFAULT_SCREENING_LIMIT = 100
+MAX_CODE_BYTES = 256 * 1024
+
+
+class MalformedTask(TaskValidationError):
+    """Raised when a queued message is not a valid task; ``task_id`` is set when it could be read."""
+
+    def __init__(self, message: str, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-task overrides shared by both task types (capped by the worker's maximums)."""
+
+    timeout_s: float | None = None
+    memory_mb: int | None = None
+    max_instances: int | None = None
+
+
+@dataclass(frozen=True)
+class BacktestArgs:
+    strategy_code: str
+    symbols: tuple[str, ...]
+    start: datetime
+    end: datetime
+    start_raw: str
+    end_raw: str
+    adjusted: bool = True
+    trade_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScreeningArgs:
+    strategy_code: str
+    universe: tuple[str, ...]
+    limit: int
+    as_of: date | None = None
+    lookback_sessions: int | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    task_type: TaskType
+    args: BacktestArgs | ScreeningArgs
+    options: RunOptions
+    raw: bytes
+
+    @property
+    def strategy_code(self) -> str:
+        return self.args.strategy_code
+
+
+# ----------------------------------------------------------------------------- times
+
+
+def utc_now_iso() -> str:
+    """Now, as ``2024-01-15T10:30:00Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_datetime(value: Any, field_name: str) -> datetime:
+    """A naive UTC datetime from the accepted date forms.
+
+    Accepts ``2024-01-01T00:00:00``, ``…Z`` (Go's RFC3339), ``+00:00`` and other
+    offsets (converted to UTC), fractional seconds, and plain ``2024-01-01``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise TaskValidationError(
+            f"{field_name} must be an ISO 8601 date string such as '2024-01-01T00:00:00Z', "
+            f"got {_show(value)}"
+        )
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise TaskValidationError(
+            f"{field_name}={_show(value)} is not a valid date; use ISO 8601 such as "
+            "'2024-01-01', '2024-01-01T00:00:00' or '2024-01-01T00:00:00Z'"
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _require_str(args: Mapping[str, Any], name: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise TaskValidationError(f"args.{name} must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _symbols(args: Mapping[str, Any], name: str, max_symbols: int) -> tuple[str, ...]:
+    value = args.get(name)
+    if isinstance(value, str):
+        value = [s for s in value.split(",")]
+    if not isinstance(value, list) or not value:
+        raise TaskValidationError(
+            f"args.{name} must be a non-empty list of ticker strings, got {_show(value)}"
+        )
+    if len(value) > max_symbols:
+        raise TaskValidationError(
+            f"args.{name} has {len(value)} symbols; the limit is {max_symbols}: split the task"
+        )
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise TaskValidationError(f"args.{name}[{i}] must be a ticker string, got {_show(item)}")
+        ticker = item.strip().upper()
+        if len(ticker) > 32:
+            raise TaskValidationError(f"args.{name}[{i}] is not a ticker: {_show(item)}")
+        if ticker not in seen:
+            seen.add(ticker)
+            out.append(ticker)
+    return tuple(out)
+
+
+def _positive_number(args: Mapping[str, Any], name: str, *, integer: bool) -> Any:
+    value = args.get(name)
+    if value is None:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
+        kind = "a positive whole number" if integer else "a positive number"
+        raise TaskValidationError(f"args.{name} must be {kind}, got {_show(value)}")
+    return value
+
+
+def _options(args: Mapping[str, Any]) -> RunOptions:
+    return RunOptions(
+        timeout_s=_positive_number(args, "timeout_seconds", integer=False),
+        memory_mb=_positive_number(args, "memory_mb", integer=True),
+        max_instances=_positive_number(args, "max_instances", integer=True),
+    )
+
+
+def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
+    code = _require_str(args, "strategy_code")
+    symbols = _symbols(args, "symbols", max_symbols)
+    start_raw, end_raw = args.get("start_date"), args.get("end_date")
+    start = parse_datetime(start_raw, "args.start_date")
+    end = parse_datetime(end_raw, "args.end_date")
+    if start > end:
+        raise TaskValidationError(
+            f"args.start_date ({start_raw}) is after args.end_date ({end_raw}); swap them"
+        )
+    adjusted = args.get("adjusted", True)
+    if not isinstance(adjusted, bool):
+        raise TaskValidationError(f"args.adjusted must be true or false, got {_show(adjusted)}")
+    return BacktestArgs(
+        strategy_code=code,
+        symbols=symbols,
+        start=start,
+        end=end,
+        start_raw=str(start_raw),
+        end_raw=str(end_raw),
+        adjusted=adjusted,
+        trade_args=dict(args),
+    )
+
+
+def _screening_args(args: Mapping[str, Any], max_symbols: int, max_limit: int) -> ScreeningArgs:
+    code = _require_str(args, "strategy_code")
+    universe = _symbols(args, "universe", max_symbols)
+    limit = args.get("limit", DEFAULT_SCREENING_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0 or limit > max_limit:
+        raise TaskValidationError(
+            f"args.limit must be a whole number from 1 to {max_limit}, got {_show(limit)}"
+        )
+    as_of = None
+    if args.get("as_of") is not None:
+        as_of = parse_datetime(args["as_of"], "args.as_of").date()
+    lookback = _positive_number(args, "lookback_sessions", integer=True)
+    return ScreeningArgs(
+        strategy_code=code, universe=universe, limit=limit, as_of=as_of, lookback_sessions=lookback
+    )
+
+
+def parse_task(
+    raw: bytes | str,
+    *,
+    max_task_bytes: int = 1024 * 1024,
+    max_symbols: int = 5_000,
+    max_limit: int = 10_000,
+) -> Task:
+    """Parse and validate one queued message.
+
+    Raises:
+        MalformedTask: with a message that says what to fix, and the ``task_id``
+            when the message had a usable one (so the producer gets an error result).
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > max_task_bytes:
+        task_id = _sniff_task_id(data[:4096])
+        raise MalformedTask(
+            f"task message is {len(data)} bytes; the limit is {max_task_bytes} "
+            "(STRATEGYQ_MAX_TASK_BYTES): send less code or fewer symbols",
+            task_id,
+        )
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedTask(f"task message is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise MalformedTask(
+            f"task message must be a JSON object, got a JSON {type(message).__name__}"
+        )
+    task_id = message.get("task_id")
+    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 200:
+        raise MalformedTask(
+            f"task_id must be a non-empty string of at most 200 characters, got {_show(task_id)}"
+        )
+    try:
+        task_type = TaskType(message.get("task_type"))
+    except ValueError:
+        raise MalformedTask(
+            f"task_type must be 'backtest' or 'screening', got {_show(message.get('task_type'))}",
+            task_id,
+        ) from None
+    args = message.get("args")
+    if not isinstance(args, dict):
+        raise MalformedTask(f"args must be a JSON object, got {_show(args)}", task_id)
+    code = args.get("strategy_code")
+    if isinstance(code, str) and len(code.encode()) > MAX_CODE_BYTES:
+        raise MalformedTask(
+            f"args.strategy_code is larger than {MAX_CODE_BYTES // 1024} KiB", task_id
+        )
+    try:
+        parsed: BacktestArgs | ScreeningArgs
+        if task_type is TaskType.BACKTEST:
+            parsed = _backtest_args(args, max_symbols)
+        else:
+            parsed = _screening_args(args, max_symbols, max_limit)
+        options = _options(args)
+    except TaskValidationError as exc:
+        raise MalformedTask(str(exc), task_id) from None
+    return Task(task_id=task_id, task_type=task_type, args=parsed, options=options, raw=data)
+
+
+def _sniff_task_id(prefix: bytes) -> str | None:
+    """Best-effort task_id from the start of an oversized message (so its producer hears back)."""
+    marker = b'"task_id"'
+    at = prefix.find(marker)
+    if at < 0:
+        return None
+    rest = prefix[at + len(marker) :].lstrip()
+    if not rest.startswith(b":"):
+        return None
+    rest = rest[1:].lstrip()
+    if not rest.startswith(b'"'):
+        return None
+    end = rest.find(b'"', 1)
+    if end <= 1:
+        return None
+    try:
+        value = rest[1:end].decode()
+    except UnicodeDecodeError:
+        return None
+    return value if 0 < len(value) <= 200 else None
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def dumps(value: Any) -> bytes:
+    """Plain JSON bytes: NaN/Infinity become null, numpy scalars become numbers."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def envelope(status: Status, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The result record stored at ``task_result:{id}``."""
+    return {"status": status.value, "data": dict(data), "updated_at": utc_now_iso()}
+
+
+def error_data(message: str, error_type: str, **extra: Any) -> dict[str, Any]:
+    """The ``data`` of an error result."""
+    return {"error": message, "error_type": error_type, "completed_at": utc_now_iso(), **extra}
+
+
+def decode_result(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A stored result as a dict (None when absent or unreadable)."""
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,26 @@
+-- cancel.lua: ask for a task to be cancelled. A task still queued ends
+-- "cancelled" at once (a worker that later takes it skips it); a running one
+-- is killed by its worker, which watches the flag.
+-- KEYS[1] task_result:{id}        STRING
+-- KEYS[2] strategyq:cancel:{id}   STRING
+-- KEYS[3] strategyq:done:{id}     LIST
+-- ARGV[1] ttl seconds   ARGV[2] cancelled record (JSON)   ARGV[3] done-list ttl seconds
+-- Returns the status the task had ("unknown" when there is no record).
+local current = redis.call("GET", KEYS[1])
+local status = "unknown"
+if current then
+  local ok, rec = pcall(cjson.decode, current)
+  if ok and type(rec) == "table" and type(rec["status"]) == "string" then
+    status = rec["status"]
+  end
+end
+if status == "completed" or status == "error" or status == "cancelled" then
+  return status
+end
+redis.call("SET", KEYS[2], "1", "EX", ARGV[1])
+if status == "queued" then
+  redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[1])
+  redis.call("RPUSH", KEYS[3], "cancelled")
+  redis.call("EXPIRE", KEYS[3], ARGV[3])
+end
+return status

@@ -1,0 +1,228 @@
+"""Task orchestration: load market data, run the strategy in the sandbox, compute the result.
+
+This runs inside the executor process (no Redis, no secrets). It composes
+``data.load → sandbox.run(code, df) → engine`` and returns the result's
+``data`` payload (without the worker's timing fields).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from strategyq import sandbox
+from strategyq.data import LoadResult, MarketData
+from strategyq.engine import TradeModel, run_backtest, run_screening
+from strategyq.errors import DataError
+from strategyq.protocol import BacktestArgs, ScreeningArgs, Task, TaskType
+from strategyq.settings import SandboxLimits
+
+log = logging.getLogger(__name__)
+
+StageCallback = Callable[[str], None]
+
+# Enough history for sma_200 plus the slower indicators to settle.
+WARMUP_SESSIONS = 250
+SCREENING_LOOKBACK_SESSIONS = 260
+
+
+def _no_data_message(symbols: tuple[str, ...], loaded: LoadResult, what: str) -> str:
+    parts = []
+    if loaded.missing:
+        parts.append(f"not in the store: {', '.join(loaded.missing[:20])}")
+    if loaded.empty:
+        ranges = "; ".join(
+            f"{t} {loaded.ranges[t][0]}..{loaded.ranges[t][1]}"
+            for t in loaded.empty[:20]
+            if t in loaded.ranges
+        )
+        parts.append(f"no sessions in the range ({ranges})" if ranges else "no sessions")
+    detail = "; ".join(parts) or "no rows"
+    return (
+        f"no market data for {what} {', '.join(symbols[:20])}: {detail}. "
+        "Load data with 'strategyq data sample', 'strategyq data import' or "
+        "'strategyq data synth', or pick symbols and dates that the store holds"
+    )
+
+
+def _data_warnings(loaded: LoadResult) -> list[str]:
+    warnings = []
+    if loaded.missing:
+        warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}")
+    if loaded.empty:
+        warnings.append(f"symbols with no sessions in the range, skipped: {', '.join(loaded.empty)}")
+    return warnings
+
+
+def _limits(base: SandboxLimits, task: Task) -> SandboxLimits:
+    return base.capped(time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb)
+
+
+def run_task(
+    task: Task,
+    market: MarketData,
+    limits: SandboxLimits,
+    *,
+    stage: StageCallback,
+    cancel_fd: int | None = None,
+    insecure_no_sandbox: bool = False,
+    max_instances: int = 10_000,
+) -> dict[str, Any]:
+    """Run one parsed task and return its result payload (plain JSON values)."""
+    cap = min(max_instances, task.options.max_instances or max_instances)
+    run_limits = _limits(limits, task)
+    if task.task_type is TaskType.BACKTEST:
+        assert isinstance(task.args, BacktestArgs)
+        return _backtest(
+            task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap
+        )
+    assert isinstance(task.args, ScreeningArgs)
+    return _screening(task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap)
+
+
+def _backtest(
+    args: BacktestArgs,
+    market: MarketData,
+    limits: SandboxLimits,
+    stage: StageCallback,
+    cancel_fd: int | None,
+    insecure: bool,
+    max_instances: int,
+) -> dict[str, Any]:
+    model = TradeModel.from_args(args.trade_args)
+    stage("loading_data")
+    loaded = market.load(
+        list(args.symbols),
+        args.start,
+        args.end,
+        adjusted=args.adjusted,
+        warmup_sessions=WARMUP_SESSIONS,
+    )
+    if loaded.frame.empty:
+        raise DataError(_no_data_message(args.symbols, loaded, "symbols"))
+    stage("running_strategy")
+    instances = sandbox.run(
+        args.strategy_code,
+        loaded.frame,
+        limits,
+        cancel_fd=cancel_fd,
+        insecure_no_sandbox=insecure,
+    )
+    stage("computing_metrics")
+    payload = run_backtest(
+        instances,
+        loaded.frame,
+        model,
+        start=args.start,
+        end=args.end,
+        max_instances=max_instances,
+        max_trades=max_instances,
+    )
+    summary = payload["summary"]
+    # The seed's date_range echoes the task's own strings.
+    summary["date_range"] = [args.start_raw, args.end_raw]
+    summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
+    payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
+    return {"success": True, "execution_mode": "backtest", **payload}
+
+
+def _screening(
+    args: ScreeningArgs,
+    market: MarketData,
+    limits: SandboxLimits,
+    stage: StageCallback,
+    cancel_fd: int | None,
+    insecure: bool,
+    max_instances: int,
+) -> dict[str, Any]:
+    stage("loading_data")
+    as_of = args.as_of or market.latest_session(list(args.universe))
+    if as_of is None:
+        raise DataError(
+            f"no market data for any symbol of the universe ({', '.join(args.universe[:20])}). "
+            "Load data with 'strategyq data sample', 'strategyq data import' or 'strategyq data synth'"
+        )
+    end = datetime(as_of.year, as_of.month, as_of.day)
+    loaded = market.load(
+        list(args.universe),
+        None,
+        end,
+        warmup_sessions=WARMUP_SESSIONS,
+        lookback_sessions=args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
+    )
+    if loaded.frame.empty:
+        raise DataError(_no_data_message(args.universe, loaded, "universe"))
+    stage("running_strategy")
+    instances = sandbox.run(
+        args.strategy_code,
+        loaded.frame,
+        limits,
+        cancel_fd=cancel_fd,
+        insecure_no_sandbox=insecure,
+    )
+    stage("computing_metrics")
+    payload = run_screening(
+        instances,
+        loaded.frame,
+        limit=args.limit,
+        universe=list(args.universe),
+        as_of=as_of,
+        max_instances=max_instances,
+    )
+    payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
+    return {"success": True, "execution_mode": "screening", **payload}
+
+
+TRIMMABLE = ("instances", "trades", "ranked_results")
+
+
+def fit_payload(data: dict[str, Any], max_bytes: int) -> bytes:
+    """Serialise ``data``, halving its long lists until it fits in ``max_bytes``.
+
+    Counts stay as they were; each trimmed list is flagged in
+    ``data["truncated"]`` so a client knows it holds a prefix.
+    """
+    encoded = orjson.dumps(data)
+    if len(encoded) <= max_bytes:
+        return encoded
+    trimmed = dict(data)
+    flags: dict[str, int] = {}
+    while len(encoded) > max_bytes:
+        longest = max(
+            (k for k in TRIMMABLE if isinstance(trimmed.get(k), list) and trimmed[k]),
+            key=lambda k: len(trimmed[k]),
+            default=None,
+        )
+        if longest is None:
+            curve = trimmed.get("equity_curve")
+            if isinstance(curve, dict) and curve.get("dates"):
+                trimmed["equity_curve"] = {"dates": [], "values": []}
+                flags["equity_curve"] = 0
+            else:
+                raise DataError(
+                    f"the result is larger than the cap of {max_bytes} bytes even without its "
+                    "lists; return fewer or smaller fields per instance"
+                )
+        else:
+            items = trimmed[longest]
+            flags.setdefault(longest, len(items))
+            trimmed[longest] = items[: len(items) // 2]
+        trimmed["truncated"] = {
+            k: {"original": n, "returned": len(trimmed[k]) if k in TRIMMABLE else 0}
+            for k, n in flags.items()
+        }
+        summary = trimmed.get("summary")
+        if isinstance(summary, dict):
+            summary = dict(summary)
+            if "instances" in flags:
+                summary["instances_truncated"] = True
+            if "trades" in flags:
+                summary["trades_truncated"] = True
+            trimmed["summary"] = summary
+        encoded = orjson.dumps(trimmed)
+    return encoded
+

@@ -1,0 +1,673 @@
+"""The worker: takes tasks from the queue, hands them to executors, stores results.
+
+It knows nothing of trading. Each message is moved atomically from
+``strategy_queue`` into this worker's processing list (``BLMOVE … RIGHT
+LEFT``: FIFO, like the seed's ``BRPOP``, but never only in memory), claimed
+with a fencing token (``claim.lua``), run by one of ``concurrency`` executor
+processes, and finished with one atomic terminal write (``finish.lua``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, TypeVar
+
+import orjson
+import redis
+
+from strategyq import __version__, keys
+from strategyq.connection import connect
+from strategyq.executor import Executor, ExecutorDied, Outcome
+from strategyq.faults import Faults
+from strategyq.liveness import Heartbeat, reap_worker, unique_worker_id
+from strategyq.observability import HealthServer, WorkerMetrics
+from strategyq.protocol import (
+    MalformedTask,
+    Status,
+    Task,
+    dumps,
+    envelope,
+    error_data,
+    parse_task,
+    utc_now_iso,
+)
+from strategyq.scripts import Scripts
+from strategyq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REQUIRED_LAYERS = ("landlock", "seccomp")
+BLOCK_S = 1.0
+CANCEL_POLL_S = 0.2
+
+
+@dataclass
+class Running:
+    """A task this worker is running now."""
+
+    task: Task
+    token: str
+    attempt: int
+    executor: Executor
+    started: float
+    started_at: str
+    stop_reason: str | None = None  # "cancelled" or "shutdown" once asked to stop
+
+
+@dataclass
+class Tally:
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    requeued: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    stale: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """One worker process: ``run()`` serves until SIGTERM/SIGINT (or an empty queue in burst mode)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        burst: bool = False,
+        metrics_port: int | None = None,
+        insecure_no_sandbox: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.burst = burst
+        self.metrics_port = metrics_port
+        self.insecure_no_sandbox = insecure_no_sandbox or settings.insecure_no_sandbox
+        self.faults = Faults()
+        self.metrics = WorkerMetrics(settings.worker_id)
+        self.tally = Tally()
+        self.worker_id = settings.worker_id
+        self.layers: dict[str, bool] = {}
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._running: dict[str, Running] = {}
+        self._running_lock = threading.Lock()
+        self._idle: queue.Queue[Executor] = queue.Queue()
+        self._executors: list[Executor] = []
+        self._redis_ok = True
+        self._ready = False
+        self.client: redis.Redis
+        self.scripts: Scripts
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Stop taking tasks; in-flight ones finish within the grace period."""
+        self._stopping.set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("received %s: finishing in-flight tasks, taking no more", signal.Signals(signum).name)
+            self._stopping.set()
+        else:
+            log.warning("received %s again: stopping in-flight tasks now", signal.Signals(signum).name)
+            self._interrupt_all("shutdown")
+
+    def run(self) -> int:
+        """Serve; returns the process exit code."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.client = connect(self.settings)
+        self.scripts = Scripts(self.client)
+        self.worker_id = unique_worker_id(self.client, self.settings.worker_id)
+        # Tasks left in our processing list by an earlier process with our id
+        # (a container restarted in the same pod) go back to the queue first.
+        reap_worker(self.client, self.scripts, self.settings, self.worker_id)
+        if self.insecure_no_sandbox:
+            log.warning(
+                "RUNNING WITHOUT THE SANDBOX (--insecure-no-sandbox): strategies run without "
+                "Landlock and seccomp; never do this with untrusted code"
+            )
+        if not self._start_executors():
+            return 2
+        self.metrics.set_info(__version__, self.layers)
+        heartbeat = Heartbeat(
+            self.client, self.scripts, self.settings, self.worker_id, self._info, self._set_redis
+        )
+        heartbeat.start()
+        health = None
+        if self.metrics_port is not None and not self.burst:
+            health = HealthServer(
+                self.metrics,
+                self.metrics_port,
+                redis_ping=self._ping,
+                ready=lambda: self._ready and not self._stopping.is_set(),
+            )
+            health.start()
+        monitor = threading.Thread(target=self._watch_cancels, name="cancels", daemon=True)
+        monitor.start()
+        log.info(
+            "worker %s started: queue %s, concurrency %d, sandbox layers %s",
+            self.worker_id,
+            self.settings.queue_name,
+            self.settings.concurrency,
+            ",".join(k for k, v in sorted(self.layers.items()) if v) or "none",
+        )
+        self._ready = True
+        pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="task")
+        futures: set[Future[None]] = set()
+        try:
+            self._serve(pool, futures)
+        finally:
+            self._ready = False
+            self._drain(futures)
+            pool.shutdown(wait=True)
+            for ex in self._executors:
+                ex.close()
+            clean = self._processing_empty()
+            heartbeat.stop(unregister=clean)
+            if health is not None:
+                health.stop()
+        t = self.tally
+        log.info(
+            "worker %s stopped after %.1fs: %d completed, %d failed, %d cancelled, "
+            "%d requeued, %d skipped, %d dead-lettered",
+            self.worker_id,
+            time.monotonic() - t.started,
+            t.completed,
+            t.failed,
+            t.cancelled,
+            t.requeued,
+            t.skipped,
+            t.dead_lettered,
+        )
+        return 0
+
+    def _start_executors(self) -> bool:
+        executors = [
+            Executor(self.settings, insecure_no_sandbox=self.insecure_no_sandbox)
+            for _ in range(self.settings.concurrency)
+        ]
+        with ThreadPoolExecutor(len(executors)) as pool:
+            layer_sets = list(pool.map(lambda e: e.start(), executors))
+        self.layers = layer_sets[0]
+        self._executors = executors
+        missing = [name for name in REQUIRED_LAYERS if not self.layers.get(name)]
+        if missing and not self.insecure_no_sandbox:
+            log.error(
+                "refusing to run tasks: sandbox layer(s) %s unavailable on this kernel "
+                "(Landlock needs Linux >= 5.13, seccomp needs libseccomp); run on a supported "
+                "kernel, or start with --insecure-no-sandbox to accept the risk",
+                ", ".join(missing),
+            )
+            for ex in executors:
+                ex.close()
+            return False
+        for ex in executors:
+            self._idle.put(ex)
+        return True
+
+    def _info(self) -> dict[str, Any]:
+        with self._running_lock:
+            running = [
+                {"task_id": r.task.task_id, "attempt": r.attempt, "started_at": r.started_at}
+                for r in self._running.values()
+            ]
+        return {
+            "version": __version__,
+            "queue": self.settings.queue_name,
+            "concurrency": self.settings.concurrency,
+            "running": running,
+        }
+
+    def _set_redis(self, ok: bool) -> None:
+        self._redis_ok = ok
+        self.metrics.set_redis_up(ok)
+        if not ok:
+            self.metrics.redis_error()
+
+    def _ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    # ------------------------------------------------------------------ the loop
+
+    def _serve(self, pool: ThreadPoolExecutor, futures: set[Future[None]]) -> None:
+        backoff = 0.1
+        processing = keys.processing(self.worker_id)
+        while not self._stopping.is_set():
+            try:
+                executor = self._idle.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                if self.burst:
+                    raw = self.client.lmove(self.settings.queue_name, processing, "RIGHT", "LEFT")
+                else:
+                    raw = self.client.blmove(
+                        self.settings.queue_name, processing, BLOCK_S, "RIGHT", "LEFT"
+                    )
+                backoff = 0.1
+                if not self._redis_ok:
+                    self._set_redis(True)
+                    log.info("Redis is reachable again")
+            except redis.RedisError as exc:
+                self._idle.put(executor)
+                self._set_redis(False)
+                log.warning("cannot take tasks (%s); retrying in %.1fs", exc, backoff)
+                self._stopping.wait(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if raw is None:
+                self._idle.put(executor)
+                if self.burst:
+                    futures -= {f for f in futures if f.done()}
+                    if not futures:
+                        return
+                    # Tasks still running might be requeued; wait for them first.
+                    _wait_any(futures)
+                continue
+            future = pool.submit(self._handle, raw, executor)
+            futures.add(future)
+            futures -= {f for f in futures if f.done()}
+
+    def _drain(self, futures: set[Future[None]]) -> None:
+        """Let in-flight tasks finish within the grace period, then requeue them."""
+        deadline = time.monotonic() + self.settings.grace_period_s
+        pending = {f for f in futures if not f.done()}
+        if pending:
+            log.info("waiting up to %.0fs for %d task(s)", self.settings.grace_period_s, len(pending))
+        while pending and time.monotonic() < deadline:
+            _wait_any(pending, timeout=min(0.2, max(deadline - time.monotonic(), 0.01)))
+            pending = {f for f in pending if not f.done()}
+        if pending:
+            self._interrupt_all("shutdown")
+        for f in futures:
+            f.result()
+
+    def _interrupt_all(self, reason: str) -> None:
+        with self._running_lock:
+            running = list(self._running.values())
+        for r in running:
+            r.stop_reason = r.stop_reason or reason
+            r.executor.cancel()
+
+    def _processing_empty(self) -> bool:
+        try:
+            return int(self.client.llen(keys.processing(self.worker_id))) == 0
+        except redis.RedisError:
+            return False
+
+    # ------------------------------------------------------------------ one task
+
+    def _handle(self, raw: bytes, executor: Executor) -> None:
+        try:
+            self._handle_one(raw, executor)
+        except Exception:
+            # Never lose the worker to one task: the message stays in our
+            # processing list and the reaper recovers it if we cannot.
+            log.exception("unexpected failure handling a task; it stays in the processing list")
+        finally:
+            if not executor.alive():
+                executor = self._replace(executor)
+            self._idle.put(executor)
+
+    def _replace(self, dead: Executor) -> Executor:
+        dead.close()
+        fresh = Executor(self.settings, insecure_no_sandbox=self.insecure_no_sandbox)
+        fresh.start()
+        self._executors = [fresh if e is dead else e for e in self._executors]
+        return fresh
+
+    def _handle_one(self, raw: bytes, executor: Executor) -> None:
+        s = self.settings
+        try:
+            task = parse_task(
+                raw,
+                max_task_bytes=s.max_task_bytes,
+                max_symbols=s.max_symbols,
+                max_limit=s.max_screening_limit,
+            )
+        except MalformedTask as exc:
+            self._reject(raw, exc)
+            return
+        task_id = task.task_id
+        claim = self._retry(lambda: self._claim(task))
+        verdict = _text(claim[0])
+        if verdict == "skip":
+            self.tally.skipped += 1
+            log.info("task %s is already %s; skipped", task_id, _text(claim[1]), extra={"task_id": task_id})
+            return
+        if verdict == "cancelled":
+            self.tally.cancelled += 1
+            log.info("task %s was cancelled before it started", task_id, extra={"task_id": task_id})
+            return
+        token, attempt = _text(claim[1]), int(claim[2])
+        started = time.monotonic()
+        running = Running(task, token, attempt, executor, started, utc_now_iso())
+        with self._running_lock:
+            self._running[task_id] = running
+        self.metrics.task_started(task.task_type.value)
+        self.metrics.set_in_flight(len(self._running))
+        log.info(
+            "task %s started: %s, attempt %d",
+            task_id,
+            task.task_type.value,
+            attempt,
+            extra={"task_id": task_id, "task_type": task.task_type.value, "attempt": attempt},
+        )
+        self.faults.at_stage(task_id, "claimed")
+        stage_started = [started, ""]
+
+        def on_stage(stage: str) -> None:
+            now = time.monotonic()
+            if stage_started[1]:
+                self.metrics.stage_duration(task.task_type.value, str(stage_started[1]), now - float(stage_started[0]))
+            stage_started[0], stage_started[1] = now, stage
+            self.faults.at_stage(task_id, stage)
+            self._write_stage(running, stage)
+
+        try:
+            try:
+                outcome = executor.run(task.raw, on_stage)
+            except ExecutorDied as exc:
+                log.error("task %s: %s", task_id, exc, extra={"task_id": task_id})
+                outcome = Outcome(
+                    ok=False,
+                    error="the task's executor process died unexpectedly; retry the task",
+                    error_type="internal",
+                )
+            if stage_started[1]:
+                self.metrics.stage_duration(
+                    task.task_type.value, str(stage_started[1]), time.monotonic() - float(stage_started[0])
+                )
+            self.faults.at_stage(task_id, "finishing")
+            self._finish(running, outcome)
+        finally:
+            with self._running_lock:
+                self._running.pop(task_id, None)
+            self.metrics.set_in_flight(len(self._running))
+
+    def _claim(self, task: Task) -> Any:
+        s = self.settings
+        task_id = task.task_id
+        running = dumps(
+            envelope(
+                Status.RUNNING,
+                {
+                    "task_id": task_id,
+                    "task_type": task.task_type.value,
+                    "worker_id": self.worker_id,
+                    "started_at": utc_now_iso(),
+                    "stage": "queued_for_executor",
+                },
+            )
+        )
+        cancelled = dumps(
+            envelope(Status.CANCELLED, {"cancelled_at": utc_now_iso(), "completed_at": utc_now_iso()})
+        )
+        return self.scripts.claim(
+            keys=[
+                keys.result(task_id),
+                keys.attempts(task_id),
+                keys.token(task_id),
+                keys.FENCE_COUNTER,
+                keys.processing(self.worker_id),
+                keys.cancel(task_id),
+                keys.done(task_id),
+            ],
+            args=[task.raw, s.result_ttl_s, running, cancelled, keys.DONE_TTL_S],
+        )
+
+    def _write_stage(self, running: Running, stage: str) -> None:
+        task = running.task
+        record = dumps(
+            envelope(
+                Status.RUNNING,
+                {
+                    "task_id": task.task_id,
+                    "task_type": task.task_type.value,
+                    "worker_id": self.worker_id,
+                    "started_at": running.started_at,
+                    "stage": stage,
+                    "attempt": running.attempt,
+                },
+            )
+        )
+        try:
+            self.scripts.stage(
+                keys=[keys.result(task.task_id), keys.token(task.task_id)],
+                args=[running.token, record, self.settings.result_ttl_s],
+            )
+        except redis.RedisError as exc:
+            # A progress update is not worth waiting for; the terminal write is.
+            self._set_redis(False)
+            log.warning("task %s: stage update failed (%s)", task.task_id, exc)
+
+    def _finish(self, running: Running, outcome: Outcome) -> None:
+        task = running.task
+        task_id = task.task_id
+        elapsed = time.monotonic() - running.started
+        if running.stop_reason == "shutdown" and not outcome.ok:
+            self._requeue(running)
+            return
+        timing = {
+            "execution_time_ms": round(elapsed * 1000, 3),
+            "execution_time_seconds": round(elapsed, 6),
+            "worker_id": self.worker_id,
+            "completed_at": utc_now_iso(),
+        }
+        if outcome.ok:
+            status = Status.COMPLETED
+            record = _completed_record(outcome.data, timing)
+        elif outcome.error_type == "cancelled":
+            status = Status.CANCELLED
+            record = dumps(envelope(status, {"cancelled_at": timing["completed_at"], **timing}))
+        else:
+            status = Status.ERROR
+            if outcome.error_type in {"timeout", "memory", "prohibited_operation", "cancelled"}:
+                self.metrics.sandbox_kill(outcome.error_type)
+            record = dumps(
+                envelope(
+                    status,
+                    {
+                        **error_data(outcome.error, outcome.error_type),
+                        **timing,
+                        "attempt": running.attempt,
+                    },
+                )
+            )
+        verdict = self._terminal_write(task_id, running.token, record, task.raw)
+        outcome_name = status.value if verdict == "written" else f"discarded ({verdict})"
+        if verdict == "written":
+            if status is Status.COMPLETED:
+                self.tally.completed += 1
+            elif status is Status.CANCELLED:
+                self.tally.cancelled += 1
+            else:
+                self.tally.failed += 1
+        else:
+            self.tally.stale += 1
+        self.metrics.task_finished(task.task_type.value, status.value, elapsed)
+        log.info(
+            "task %s finished: %s in %.1f ms",
+            task_id,
+            outcome_name,
+            elapsed * 1000,
+            extra={
+                "task_id": task_id,
+                "task_type": task.task_type.value,
+                "duration_ms": round(elapsed * 1000, 3),
+                "outcome": outcome_name,
+                "error_type": outcome.error_type or None,
+            },
+        )
+
+    def _terminal_write(self, task_id: str, token: str, record: bytes, raw: bytes) -> str:
+        """Write a terminal record, retrying through Redis outages until it lands."""
+
+        def write() -> str:
+            verdict = _text(
+                self.scripts.finish(
+                    keys=[
+                        keys.result(task_id),
+                        keys.token(task_id),
+                        keys.processing(self.worker_id),
+                        keys.done(task_id),
+                        keys.attempts(task_id),
+                        keys.cancel(task_id),
+                    ],
+                    args=[token, record, self.settings.result_ttl_s, raw, keys.DONE_TTL_S],
+                )
+            )
+            self.faults.after_finish()
+            return verdict
+
+        verdict = self._retry(write, what=f"terminal write of task {task_id}")
+        if verdict == "stale":
+            # After a lost reply our own earlier write may be the one that landed.
+            current = self.client.get(keys.result(task_id))
+            if current == record:
+                return "written"
+            log.warning(
+                "task %s: this run lost its lease (another run took over); result discarded",
+                task_id,
+                extra={"task_id": task_id},
+            )
+        return verdict
+
+    def _requeue(self, running: Running) -> None:
+        task = running.task
+        queued = dumps(envelope(Status.QUEUED, {"task_id": task.task_id, "requeued_at": utc_now_iso()}))
+        self._retry(
+            lambda: self.scripts.requeue(
+                keys=[
+                    keys.processing(self.worker_id),
+                    self.settings.queue_name,
+                    keys.token(task.task_id),
+                    keys.attempts(task.task_id),
+                    keys.result(task.task_id),
+                ],
+                args=[task.raw, running.token, queued, self.settings.result_ttl_s],
+            ),
+            what=f"requeue of task {task.task_id}",
+        )
+        self.tally.requeued += 1
+        self.metrics.task_finished(task.task_type.value, "requeued", time.monotonic() - running.started)
+        log.info(
+            "task %s requeued: shutdown before it finished",
+            task.task_id,
+            extra={"task_id": task.task_id, "outcome": "requeued"},
+        )
+
+    def _reject(self, raw: bytes, exc: MalformedTask) -> None:
+        """A malformed message: an error result when it names a task, else a dead letter."""
+        if exc.task_id is not None:
+            task_id = exc.task_id
+            claim = self._retry(lambda: self._claim_raw(task_id, raw))
+            if _text(claim[0]) != "run":
+                return
+            record = dumps(envelope(Status.ERROR, error_data(str(exc), exc.error_type, worker_id=self.worker_id)))
+            self._terminal_write(task_id, _text(claim[1]), record, raw)
+            self.tally.failed += 1
+            log.warning("task %s rejected: %s", task_id, exc, extra={"task_id": task_id, "outcome": "error"})
+            return
+        entry = dumps(
+            {
+                "raw": raw.decode("utf-8", "replace")[:65536],
+                "reason": "malformed",
+                "error": str(exc),
+                "worker_id": self.worker_id,
+                "at": utc_now_iso(),
+            }
+        )
+
+        def dead_letter() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.lpush(keys.DEAD_LETTER, entry)
+            pipe.lrem(keys.processing(self.worker_id), 1, raw)
+            pipe.execute()
+
+        self._retry(dead_letter, what="dead-lettering a malformed message")
+        self.tally.dead_lettered += 1
+        log.warning("malformed message dead-lettered: %s", exc)
+
+    def _claim_raw(self, task_id: str, raw: bytes) -> Any:
+        running = dumps(envelope(Status.RUNNING, {"task_id": task_id, "worker_id": self.worker_id}))
+        cancelled = dumps(envelope(Status.CANCELLED, {"completed_at": utc_now_iso()}))
+        return self.scripts.claim(
+            keys=[
+                keys.result(task_id),
+                keys.attempts(task_id),
+                keys.token(task_id),
+                keys.FENCE_COUNTER,
+                keys.processing(self.worker_id),
+                keys.cancel(task_id),
+                keys.done(task_id),
+            ],
+            args=[raw, self.settings.result_ttl_s, running, cancelled, keys.DONE_TTL_S],
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _retry(self, fn: Callable[[], T], *, what: str = "Redis call") -> T:
+        """Call ``fn`` until it succeeds, backing off with jitter on connection errors."""
+        backoff = 0.05
+        while True:
+            try:
+                value = fn()
+                if not self._redis_ok:
+                    self._set_redis(True)
+                return value
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._set_redis(False)
+                log.warning("%s failed (%s); retrying in %.2fs", what, exc, backoff)
+                time.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 5.0)
+
+    def _watch_cancels(self) -> None:
+        """Kill the sandbox of any running task a client asked to cancel."""
+        while True:
+            time.sleep(CANCEL_POLL_S)
+            with self._running_lock:
+                running = list(self._running.values())
+            if not running:
+                continue
+            try:
+                flags = self.client.mget([keys.cancel(r.task.task_id) for r in running])
+            except redis.RedisError:
+                continue
+            for r, flag in zip(running, flags, strict=True):
+                if flag is not None and r.stop_reason is None:
+                    r.stop_reason = "cancelled"
+                    log.info("task %s: cancel requested", r.task.task_id, extra={"task_id": r.task.task_id})
+                    r.executor.cancel()
+
+
+def _completed_record(data: bytes, timing: dict[str, Any]) -> bytes:
+    """Splice the timing fields into the payload without decoding it again."""
+    extra = orjson.dumps(timing)[1:-1]
+    body = data[:-1] + (b"," if data != b"{}" else b"") + extra + b"}"
+    return b'{"status":"completed","data":' + body + b',"updated_at":' + orjson.dumps(utc_now_iso()) + b"}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _wait_any(futures: set[Future[None]], timeout: float | None = None) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
