@@ -1,0 +1,23 @@
+"""The backtest and screening engine: pure functions from instances and bars to results.
+
+No I/O and no user code: the strategy has already run in the sandbox; this
+package turns its instances into trades, metrics and rankings, as plain JSON.
+"""
+
+from __future__ import annotations
+
+from strategyq.engine.backtest import run_backtest
+from strategyq.engine.instances import NormalizedInstances, normalize_instances
+from strategyq.engine.metrics import METRIC_NAMES, TRADING_DAYS
+from strategyq.engine.model import TradeModel
+from strategyq.engine.screening import run_screening
+
+__all__ = [
+    "METRIC_NAMES",
+    "TRADING_DAYS",
+    "NormalizedInstances",
+    "TradeModel",
+    "normalize_instances",
+    "run_backtest",
+    "run_screening",
+]

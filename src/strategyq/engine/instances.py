@@ -1,0 +1,198 @@
+"""Strategy output → normalised instance records.
+
+An instance is a dict with a required ``ticker``; ``date``, ``signal``,
+``score``, ``message`` and ``direction`` are understood and every other
+JSON-able field passes through. A malformed instance raises
+:class:`~strategyq.errors.EngineError` naming its index and field; an instance
+whose ticker has no market data is kept and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategyq.engine.jsonvalues import NotJsonable, parse_day, to_json
+from strategyq.errors import EngineError
+
+FALSE_WORDS = frozenset({"", "false", "0", "no", "none", "null", "off"})
+"""Signal strings that mean "no signal" (compared case-insensitively)."""
+
+
+@dataclass(frozen=True)
+class NormalizedInstances:
+    """Instances as plain-JSON records plus the columns the engine needs.
+
+    Attributes:
+        records: one plain-JSON dict per instance, in the strategy's order;
+            ``date`` is ``YYYY-MM-DD`` (or absent) and ``signal`` is present.
+        tickers: each record's ticker.
+        days: each record's date as a ``datetime.date`` (``None`` when undated).
+        active: whether each record's signal is truthy.
+        short: whether each record's direction is ``short``.
+        scores: each record's numeric score, or ``None``.
+        unknown_tickers: indices of records whose ticker is not in ``known_tickers``.
+    """
+
+    records: list[dict[str, Any]]
+    tickers: list[str]
+    days: list[dt.date | None]
+    active: list[bool]
+    short: list[bool]
+    scores: list[float | None]
+    unknown_tickers: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """How many instances the strategy returned."""
+        return len(self.records)
+
+    @property
+    def positive_signals(self) -> int:
+        """How many instances carry a truthy signal."""
+        return sum(self.active)
+
+
+def signal_is_true(value: Any) -> bool:
+    """Whether a (plain-JSON) signal value means "act on it"."""
+    if isinstance(value, str):
+        return value.strip().lower() not in FALSE_WORDS
+    return bool(value)
+
+
+def normalize_instances(
+    raw: Any,
+    *,
+    known_tickers: Collection[str] | None = None,
+    default_date: dt.date | None = None,
+) -> NormalizedInstances:
+    """Validate and normalise a strategy's instances.
+
+    Args:
+        raw: a list (or tuple) of dicts, or a DataFrame with one row per instance.
+        known_tickers: when given, instances naming other tickers are listed in
+            ``unknown_tickers`` (kept, not an error).
+        default_date: the date given to instances without one (screening uses
+            its ``as_of``); without it such instances stay undated.
+
+    Raises:
+        EngineError: ``raw`` is not a list of dicts, or an instance lacks a
+            ticker or holds a value that is not JSON-able or not understood;
+            the message names the instance's index and field.
+    """
+    rows = _rows(raw)
+    known = None if known_tickers is None else frozenset(known_tickers)
+    records: list[dict[str, Any]] = []
+    tickers: list[str] = []
+    days: list[dt.date | None] = []
+    active: list[bool] = []
+    short: list[bool] = []
+    scores: list[float | None] = []
+    unknown: list[int] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise EngineError(
+                f"instance {index} is a {type(row).__name__}, not a dict; "
+                "return a list of dicts such as {'ticker': 'AAPL', 'date': '2024-01-15'}"
+            )
+        record = _record(index, row)
+        ticker = record["ticker"]
+        day = _day(index, record, default_date)
+        tickers.append(ticker)
+        days.append(day)
+        active.append(signal_is_true(record["signal"]))
+        short.append(_is_short(index, record))
+        scores.append(_score(index, record))
+        if known is not None and ticker not in known:
+            unknown.append(index)
+        records.append(record)
+    return NormalizedInstances(records, tickers, days, active, short, scores, unknown)
+
+
+def _rows(raw: Any) -> list[Any]:
+    if isinstance(raw, pd.DataFrame):
+        return list(raw.to_dict(orient="records"))
+    if isinstance(raw, (list, tuple)):
+        return list(raw)
+    raise EngineError(
+        f"the strategy returned a {type(raw).__name__}; return a list of dicts "
+        "(or a DataFrame with one row per instance), each with at least a 'ticker'"
+    )
+
+
+def _record(index: int, row: dict[Any, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for key, value in row.items():
+        if not isinstance(key, str):
+            raise EngineError(
+                f"instance {index} has a field named {key!r} ({type(key).__name__}); "
+                "field names must be strings"
+            )
+        try:
+            record[key] = to_json(value, key)
+        except NotJsonable as exc:
+            raise EngineError(
+                f"instance {index} field {exc.path!r} {exc.reason}; "
+                "use numbers, strings, booleans, lists or dicts"
+            ) from None
+    ticker = record.get("ticker")
+    if not isinstance(ticker, str) or not ticker.strip():
+        what = "has no 'ticker'" if ticker is None else f"has ticker={ticker!r}"
+        raise EngineError(f"instance {index} {what}; every instance needs a ticker string")
+    record["ticker"] = ticker.strip()
+    if "signal" not in row:
+        record["signal"] = True
+    return record
+
+
+def _day(index: int, record: dict[str, Any], default_date: dt.date | None) -> dt.date | None:
+    raw = record.get("date")
+    try:
+        day = parse_day(raw)
+    except ValueError as exc:
+        raise EngineError(f"instance {index} field 'date': {exc}") from None
+    if day is None:
+        day = default_date
+    if day is None:
+        record.pop("date", None)
+    else:
+        record["date"] = day.isoformat()
+    return day
+
+
+def _is_short(index: int, record: dict[str, Any]) -> bool:
+    direction = record.get("direction")
+    if direction is None:
+        return False
+    if isinstance(direction, str):
+        lowered = direction.strip().lower()
+        if lowered in ("long", "short"):
+            record["direction"] = lowered
+            return lowered == "short"
+    raise EngineError(f"instance {index} field 'direction' is {direction!r}; use 'long' or 'short'")
+
+
+def _score(index: int, record: dict[str, Any]) -> float | None:
+    score = record.get("score")
+    if score is None:
+        return None
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise EngineError(f"instance {index} field 'score' is {score!r}; use a number or null")
+    number = float(score)
+    return number if math.isfinite(number) else None
+
+
+def numeric_or_none(value: Any) -> float | None:
+    """A finite number from a plain-JSON value, else ``None`` (for ranking keys)."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float, np.number)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None

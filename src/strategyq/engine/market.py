@@ -1,0 +1,176 @@
+"""Market bars as flat numpy arrays, grouped by ticker.
+
+The frame arrives sorted by (ticker, date) with one row per session. Every
+lookup the engine makes ("the session of this signal", "the next session") is
+a ``searchsorted`` on one sorted int64 key, ``ticker_code << 32 | day``, so a
+whole batch of signals is placed in one call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from strategyq.engine.jsonvalues import date_to_day
+from strategyq.errors import DataError
+
+REQUIRED_COLUMNS = ("ticker", "date", "open", "high", "low", "close")
+DAY_SHIFT = np.int64(1 << 32)
+DAY_BIAS = np.int64(1 << 30)
+"""Added to days before packing so dates before 1970 keep the key order."""
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Market:
+    """Bars of one or more tickers, flattened; rows of ticker ``k`` are ``starts[k]:ends[k]``.
+
+    Attributes:
+        symbols: tickers in sorted order; a row's ticker code indexes this list.
+        starts, ends: each ticker's first row and one past its last row.
+        day: each row's date as days since 1970-01-01.
+        key: each row's ``code << 32 | (day + bias)``; sorted ascending.
+        code: each row's ticker code.
+    """
+
+    symbols: list[str]
+    starts: IntArray
+    ends: IntArray
+    code: IntArray
+    day: IntArray
+    key: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+
+    @property
+    def rows(self) -> int:
+        return len(self.day)
+
+    def code_of(self) -> dict[str, int]:
+        """Ticker → code."""
+        return {symbol: i for i, symbol in enumerate(self.symbols)}
+
+    def pack(self, codes: IntArray, days: IntArray) -> IntArray:
+        """The search key of (ticker code, day) pairs."""
+        packed: IntArray = codes * DAY_SHIFT + (days + DAY_BIAS)
+        return packed
+
+    def calendar(self) -> IntArray:
+        """Every day on which at least one ticker has a session, ascending."""
+        if self.rows == 0:
+            return np.zeros(0, dtype=np.int64)
+        low = int(self.day.min())
+        present = np.bincount(self.day - low) > 0
+        days: IntArray = np.flatnonzero(present).astype(np.int64) + low
+        return days
+
+    def window(self, start: dt.date | None, end: dt.date | None) -> Market:
+        """The rows dated within [start, end] (both inclusive, either open)."""
+        if start is None and end is None:
+            return self
+        mask = np.ones(self.rows, dtype=bool)
+        if start is not None:
+            mask &= self.day >= date_to_day(start)
+        if end is not None:
+            mask &= self.day <= date_to_day(end)
+        if mask.all():
+            return self
+        code = self.code[mask]
+        counts = np.bincount(code, minlength=len(self.symbols))
+        keep = counts > 0
+        remap = np.cumsum(keep) - 1
+        ends = np.cumsum(counts[keep]).astype(np.int64)
+        new_code = remap[code].astype(np.int64)
+        day = self.day[mask]
+        return Market(
+            symbols=[s for s, k in zip(self.symbols, keep.tolist(), strict=True) if k],
+            starts=ends - counts[keep],
+            ends=ends,
+            code=new_code,
+            day=day,
+            key=new_code * DAY_SHIFT + (day + DAY_BIAS),
+            open=self.open[mask],
+            high=self.high[mask],
+            low=self.low[mask],
+            close=self.close[mask],
+        )
+
+
+def market_from_frame(df: pd.DataFrame) -> Market:
+    """Flatten a (ticker, date)-sorted bar frame; an unsorted frame is sorted first.
+
+    Raises:
+        DataError: a required column is missing, or a (ticker, date) repeats.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"market data lacks column(s) {', '.join(missing)}; "
+            f"the engine needs {', '.join(REQUIRED_COLUMNS)}"
+        )
+    if len(df) == 0:
+        empty_i = np.zeros(0, dtype=np.int64)
+        empty_f = np.zeros(0, dtype=np.float64)
+        return Market([], empty_i, empty_i, empty_i, empty_i, empty_i, *([empty_f] * 4))
+    ticker = df["ticker"]
+    if bool(ticker.isna().any()):
+        row = int(np.flatnonzero(ticker.isna().to_numpy())[0])
+        raise DataError(f"market data row {row} has no ticker; every row needs one")
+    day = _days(df["date"])
+    first = ticker.ne(ticker.shift()).to_numpy(dtype=bool)
+    starts = np.flatnonzero(first)
+    symbols = [str(s) for s in ticker.to_numpy()[starts].tolist()]
+    ordered = all(a < b for a, b in itertools.pairwise(symbols))
+    step = np.diff(day)
+    if not ordered or not bool(np.all((step > 0) | first[1:])):
+        order = np.lexsort((day, ticker.astype(str).to_numpy()))
+        if not ordered or bool(np.any(np.diff(order) < 0)):
+            return market_from_frame(df.iloc[order].reset_index(drop=True))
+        raise DataError(_duplicate_message(df, day, first))
+    ends = np.append(starts[1:], len(df)).astype(np.int64)
+    code = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
+    return Market(
+        symbols=symbols,
+        starts=starts.astype(np.int64),
+        ends=ends,
+        code=code,
+        day=day,
+        key=code * DAY_SHIFT + (day + DAY_BIAS),
+        open=_floats(df["open"]),
+        high=_floats(df["high"]),
+        low=_floats(df["low"]),
+        close=_floats(df["close"]),
+    )
+
+
+def _days(column: pd.Series) -> IntArray:
+    values = column
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        values = pd.to_datetime(values, format="mixed")
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_localize(None)
+    days: IntArray = values.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return days
+
+
+def _floats(column: pd.Series) -> FloatArray:
+    values: FloatArray = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
+
+
+def _duplicate_message(df: pd.DataFrame, day: IntArray, first: npt.NDArray[np.bool_]) -> str:
+    repeat = int(np.flatnonzero((np.diff(day) == 0) & ~first[1:])[0]) + 1
+    when = pd.Timestamp(df["date"].iloc[repeat]).date().isoformat()
+    return (
+        f"market data has two rows for {df['ticker'].iloc[repeat]} on {when}; "
+        "keep one row per (ticker, session)"
+    )

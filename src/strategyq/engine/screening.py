@@ -1,0 +1,137 @@
+"""``run_screening``: instances + bars → today's ranked opportunities (plain JSON)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from strategyq.engine.instances import normalize_instances, numeric_or_none, signal_is_true
+from strategyq.engine.jsonvalues import day_to_iso, parse_day
+from strategyq.engine.market import market_from_frame
+from strategyq.errors import EngineError, TaskValidationError
+
+
+def run_screening(
+    instances: Any,
+    df: pd.DataFrame,
+    *,
+    limit: int,
+    universe: Sequence[str],
+    as_of: dt.date | None = None,
+    max_instances: int = 10_000,
+) -> dict[str, Any]:
+    """Rank the instances dated on ``as_of`` and return the best ``limit``.
+
+    An instance without a date is dated ``as_of`` (default: the latest session
+    in ``df``). Ranking: ``score`` descending, then ``signal_strength``
+    descending (missing ones last), then truthy ``signal`` first, then ticker,
+    then the strategy's own order.
+
+    Raises:
+        TaskValidationError: ``limit`` is not a whole number ≥ 0.
+        EngineError: an instance is malformed (the message names it).
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise TaskValidationError(f"limit={limit!r} is not allowed; use a whole number ≥ 0")
+    market = market_from_frame(df)
+    names = list(dict.fromkeys(str(u) for u in universe))
+    day = _as_of(as_of, market.day.max() if market.rows else None)
+    normalized = normalize_instances(instances, known_tickers=names, default_date=day)
+    unknown = set(normalized.unknown_tickers)
+    current: list[int] = []
+    other_days = 0
+    for i, when in enumerate(normalized.days):
+        if i in unknown:
+            continue
+        if when == day:
+            current.append(i)
+        else:
+            other_days += 1
+    current.sort(key=lambda i: _rank_key(normalized.records[i], normalized.scores[i], i))
+    chosen = current[: min(limit, max_instances)]
+    ranked = [_result(normalized.records[i], normalized.scores[i]) for i in chosen]
+    last_day = {
+        symbol: int(market.day[end - 1])
+        for symbol, end in zip(market.symbols, market.ends.tolist(), strict=True)
+    }
+    missing = [s for s in names if s not in last_day]
+    stale = (
+        [s for s in names if s in last_day and day_to_iso(last_day[s]) < day.isoformat()]
+        if day
+        else []
+    )
+    warnings = _warnings(len(unknown), other_days, missing, stale, day)
+    return {
+        "ranked_results": ranked,
+        "universe_size": len(names),
+        "results_returned": len(ranked),
+        "as_of": day.isoformat() if day else None,
+        "missing_symbols": missing,
+        "stale_symbols": stale,
+        "total_instances": normalized.total,
+        "candidates": len(current),
+        "unknown_ticker_instances": len(unknown),
+        "instances_not_on_as_of": other_days,
+        "warnings": warnings,
+    }
+
+
+def _as_of(as_of: Any, latest: Any) -> dt.date | None:
+    if as_of is not None:
+        try:
+            return parse_day(as_of)
+        except ValueError as exc:
+            raise EngineError(f"as_of: {exc}") from None
+    if latest is None:
+        return None
+    return dt.date.fromisoformat(day_to_iso(int(latest)))
+
+
+def _rank_key(record: dict[str, Any], score: float | None, index: int) -> tuple[Any, ...]:
+    strength = numeric_or_none(record.get("signal_strength"))
+    return (
+        -score if score is not None else math.inf,
+        -strength if strength is not None else math.inf,
+        not signal_is_true(record.get("signal")),
+        record["ticker"],
+        index,
+    )
+
+
+def _result(record: dict[str, Any], score: float | None) -> dict[str, Any]:
+    out = {
+        "ticker": record["ticker"],
+        "score": score,
+        "signal": record["signal"],
+        "message": record.get("message"),
+    }
+    if not isinstance(out["message"], str) or not out["message"]:
+        scored = f" (score {score:g})" if score is not None else ""
+        out["message"] = f"{record['ticker']} signal on {record.get('date', 'as_of')}{scored}"
+    for key, value in record.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def _warnings(
+    unknown: int, other_days: int, missing: list[str], stale: list[str], day: dt.date | None
+) -> list[str]:
+    notes: list[str] = []
+    if day is None:
+        notes.append("no market data and no as_of: nothing could be dated; import data first")
+    if unknown:
+        notes.append(f"{unknown} instance(s) name tickers outside the universe; ignored")
+    if other_days:
+        notes.append(f"{other_days} instance(s) are dated on another day than as_of; not ranked")
+    if missing:
+        notes.append(f"{len(missing)} symbol(s) have no market data: {', '.join(missing[:10])}")
+    if stale:
+        notes.append(
+            f"{len(stale)} symbol(s) have no session on as_of (stale data): {', '.join(stale[:10])}"
+        )
+    return notes
