@@ -1,0 +1,259 @@
+"""``MarketData``: the strategy DataFrame for a set of symbols and a date range."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from strategyq.data.bars import Bars, IntArray
+from strategyq.data.cache import LRUCache
+from strategyq.data.indicators import Layout, compute, grid_positions
+from strategyq.data.schema import (
+    INDICATOR_COLUMNS,
+    PRICE_COLUMNS,
+    VALUE_COLUMNS,
+    normalize_ticker,
+    session_date,
+    to_days,
+)
+from strategyq.data.store import Manifest, Store, TickerEntry
+from strategyq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_NS_PER_DAY = 86_400 * 1_000_000_000
+_STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What ``MarketData.load`` found.
+
+    Attributes:
+        frame: One row per (ticker, session), sorted by ticker then date, RangeIndex.
+            On a cache hit this is the cached object itself: do not mutate it.
+        missing: Requested symbols the store does not hold at all.
+        empty: Stored symbols with no session in the requested range.
+        ranges: First and last stored session of every requested stored symbol.
+    """
+
+    frame: pd.DataFrame
+    missing: list[str]
+    empty: list[str]
+    ranges: dict[str, tuple[date, date]]
+
+
+class MarketData:
+    """The market data store plus a bounded in-memory cache of loaded frames.
+
+    Args:
+        root: The store directory (``Settings.data_dir``).
+        cache_mb: Memory budget of the frame cache; 0 disables it.
+    """
+
+    def __init__(self, root: Path, cache_mb: int = 1024) -> None:
+        self.store = Store(root)
+        self.cache: LRUCache[LoadResult] = LRUCache(max(cache_mb, 0) * 1024 * 1024)
+
+    def tickers(self) -> list[str]:
+        """Every stored ticker, sorted."""
+        return sorted(self.store.manifest().tickers)
+
+    def entries(self) -> dict[str, TickerEntry]:
+        """Every stored ticker with its first/last session and row count."""
+        return dict(sorted(self.store.manifest().tickers.items()))
+
+    def latest_session(self, symbols: Sequence[str]) -> date | None:
+        """The latest stored session among ``symbols`` (None when none is stored)."""
+        entries = self.store.manifest().tickers
+        lasts = [entries[t].last for t in _normalize(symbols) if t in entries]
+        return max(lasts) if lasts else None
+
+    def load(
+        self,
+        symbols: Sequence[str],
+        start: date | datetime | None,
+        end: date | datetime | None,
+        *,
+        adjusted: bool = True,
+        warmup_sessions: int = 250,
+        lookback_sessions: int | None = None,
+    ) -> LoadResult:
+        """Bars and indicators of ``symbols`` for sessions ``start..end`` (both inclusive).
+
+        Indicators are computed on up to ``warmup_sessions`` earlier sessions first, then
+        the frame is cut to the range. With ``lookback_sessions`` the range is instead the
+        last N sessions of each ticker up to ``end`` (``start`` is ignored). With
+        ``adjusted`` prices are multiplied by ``adj_factor`` and volume divided by it.
+
+        Raises:
+            DataError: The range or a count is invalid.
+        """
+        requested = _normalize(symbols)
+        first = session_date(start) if start is not None else None
+        last = session_date(end) if end is not None else None
+        if first is not None and last is not None and first > last and lookback_sessions is None:
+            raise DataError(f"start {first} is after end {last}; swap them")
+        if warmup_sessions < 0 or (lookback_sessions is not None and lookback_sessions < 1):
+            raise DataError("warmup_sessions must be >= 0 and lookback_sessions >= 1")
+        if lookback_sessions is not None:
+            first = None
+        manifest = self.store.manifest()
+        key = (
+            self.store.root,
+            manifest.generation,
+            tuple(sorted(set(requested))),
+            first,
+            last,
+            adjusted,
+            warmup_sessions,
+            lookback_sessions,
+        )
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        result, size = _load(
+            self.store, manifest, requested, first, last, adjusted, warmup_sessions,
+            lookback_sessions,
+        )  # fmt: skip
+        self.cache.put(key, result, size)
+        return result
+
+
+def _normalize(symbols: Sequence[str]) -> list[str]:
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    return list(dict.fromkeys(normalize_ticker(s) for s in symbols if s.strip()))
+
+
+def _load(
+    store: Store,
+    manifest: Manifest,
+    requested: list[str],
+    first: date | None,
+    last: date | None,
+    adjusted: bool,
+    warmup: int,
+    lookback: int | None,
+) -> tuple[LoadResult, int]:
+    known = sorted(t for t in requested if t in manifest.tickers)
+    missing = [t for t in requested if t not in manifest.tickers]
+    ranges = {t: (manifest.tickers[t].first, manifest.tickers[t].last) for t in known}
+    bars = store.read(known, manifest)
+    begin, stop = _window(bars, first, last, lookback)
+    offsets = bars.offsets[:-1]
+    warm = np.maximum(offsets, begin - warmup)
+    has_rows = stop > begin
+    empty = [t for t, ok in zip(bars.tickers, has_rows) if not ok]
+    names = [t for t, ok in zip(bars.tickers, has_rows) if ok]
+    warm, begin, stop = warm[has_rows], begin[has_rows], stop[has_rows]
+    lengths = stop - warm
+    skip = begin - warm
+    kept = stop - begin
+    trimmed = bars.take(_ranges_index(warm, lengths), lengths) if names else bars
+    frame = _frame(trimmed, names, lengths, skip, kept, adjusted)
+    size = int(frame.memory_usage(index=False, deep=False).sum())
+    log.debug("loaded %s rows of %s tickers (%s missing)", len(frame), len(names), len(missing))
+    return LoadResult(frame=frame, missing=missing, empty=empty, ranges=ranges), size
+
+
+def _window(
+    bars: Bars, first: date | None, last: date | None, lookback: int | None
+) -> tuple[IntArray, IntArray]:
+    """Flat row range ``[begin, stop)`` of each ticker inside the requested sessions."""
+    offsets = bars.offsets
+    codes = bars.ticker_codes()
+    # (ticker code, day) as one sortable integer, so one searchsorted finds every bound.
+    composite = (codes << 32) + (bars.dates.astype(np.int64) + (1 << 31))
+    base = np.arange(len(bars.tickers), dtype=np.int64) << 32
+    if first is None:
+        begin = offsets[:-1].copy()
+    else:
+        begin = np.searchsorted(composite, base + to_days(first) + (1 << 31), side="left")
+    if last is None:
+        stop = offsets[1:].copy()
+    else:
+        stop = np.searchsorted(composite, base + to_days(last) + (1 << 31), side="right")
+    if lookback is not None:
+        begin = np.maximum(offsets[:-1], stop - lookback)
+    return begin.astype(np.int64), stop.astype(np.int64)
+
+
+def _ranges_index(starts: IntArray, lengths: IntArray) -> IntArray:
+    """Concatenated ``arange(starts[i], starts[i] + lengths[i])``."""
+    out_start = np.zeros(lengths.shape[0], dtype=np.int64)
+    np.cumsum(lengths[:-1], out=out_start[1:])
+    return np.repeat(starts - out_start, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+def _frame(
+    bars: Bars,
+    names: list[str],
+    lengths: IntArray,
+    skip: IntArray,
+    kept: IntArray,
+    adjusted: bool,
+) -> pd.DataFrame:
+    columns = [*VALUE_COLUMNS, *INDICATOR_COLUMNS]
+    rows = int(kept.sum())
+    block = np.empty((len(columns), rows))
+    if names:
+        values = dict(bars.values)
+        if adjusted:
+            factor = values["adj_factor"]
+            for col in PRICE_COLUMNS:
+                values[col] = values[col] * factor
+            values["volume"] = values["volume"] / factor
+        layout = Layout(lengths)
+        flat_keep = _ranges_index(_starts(lengths) + skip, kept)
+        for i, col in enumerate(VALUE_COLUMNS):
+            np.take(values[col], flat_keep, out=block[i])
+        grid_keep = grid_positions(lengths, skip, layout.width)
+        row = len(VALUE_COLUMNS)
+        for i, (name, grid) in enumerate(
+            compute(
+                layout,
+                values["open"],
+                values["high"],
+                values["low"],
+                values["close"],
+                values["volume"],
+            )
+        ):
+            if name != INDICATOR_COLUMNS[i]:
+                raise AssertionError(f"indicator order changed: {name}")
+            np.take(np.ascontiguousarray(grid).reshape(-1), grid_keep, out=block[row + i])
+        dates = bars.dates[flat_keep]
+    else:
+        dates = np.zeros(0, dtype=np.int32)
+    frame = pd.DataFrame(block.T, columns=columns, copy=False)
+    frame.insert(0, "date", (dates.astype(np.int64) * _NS_PER_DAY).view("M8[ns]"))
+    frame.insert(0, "ticker", _ticker_column(names, kept))
+    return frame
+
+
+def _starts(lengths: IntArray) -> IntArray:
+    out = np.zeros(lengths.shape[0], dtype=np.int64)
+    np.cumsum(lengths[:-1], out=out[1:])
+    return out
+
+
+def _ticker_column(names: list[str], counts: IntArray) -> pd.Series:  # type: ignore[type-arg]
+    """A ``str`` column repeating each name ``counts[i]`` times, built without Python objects."""
+    encoded = [n.encode() for n in names]
+    sizes = np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts)
+    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = b"".join(e * int(n) for e, n in zip(encoded, counts))
+    array = pa.LargeStringArray.from_buffers(
+        int(sizes.shape[0]), pa.py_buffer(offsets), pa.py_buffer(data)
+    )
+    return pd.Series(_STR_DTYPE.__from_arrow__(array), copy=False)
+
