@@ -1,0 +1,126 @@
+"""What the forked child does: lock down, run the entry function, send one message, exit.
+
+Nothing here returns to the caller: every path ends in ``os._exit``. Error text
+is formatted here, in the child, so no user-defined ``__str__`` ever runs in
+the parent; tracebacks keep only the strategy's own frames.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import traceback
+from types import CodeType
+from typing import Any
+
+from strategyq import errors
+from strategyq.sandbox import checker, namespace, result
+from strategyq.sandbox.lockdown import RESULT_FD, LayerFailed, LockdownPlan, lock_down
+
+_PROHIBITED_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOSYS}
+_MAX_FRAMES = 12
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<the exception's message could not be produced>"
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _user_frames(exc: BaseException, source_lines: list[str]) -> list[str]:
+    lines: list[str] = []
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename != checker.FILENAME:
+            continue
+        lines.append(f"line {frame.lineno}, in {frame.name}")
+        lineno = frame.lineno or 0
+        if 0 < lineno <= len(source_lines):
+            lines.append("    " + source_lines[lineno - 1].strip())
+    if len(lines) > 2 * _MAX_FRAMES:
+        lines = [*lines[:_MAX_FRAMES], "...", *lines[-_MAX_FRAMES:]]
+    return lines
+
+
+def classify(exc: BaseException, source: str) -> tuple[str, str]:
+    """Map an exception raised while running the strategy to (error type, message)."""
+    frames = _user_frames(exc, source.splitlines())
+    where = f" ({frames[0]})" if frames else ""
+    if isinstance(exc, errors.SandboxError):
+        return exc.error_type, str(exc)
+    if isinstance(exc, MemoryError):
+        return "memory", f"the strategy ran out of memory{where}; use less data or fewer copies"
+    if isinstance(exc, RecursionError):
+        return (
+            "memory",
+            f"the strategy recursed too deeply and exhausted its stack{where}; use a loop",
+        )
+    if isinstance(exc, OSError) and (
+        isinstance(exc, PermissionError) or exc.errno in _PROHIBITED_ERRNOS
+    ):
+        return (
+            "prohibited_operation",
+            f"the strategy tried a forbidden operation (files, network or processes){where}: "
+            f"{_describe(exc)}",
+        )
+    body = "\n".join(["Traceback (strategy code only):", *frames, _describe(exc)])
+    return "strategy_error", body
+
+
+def _send(payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        written = os.write(RESULT_FD, view)
+        view = view[written:]
+
+
+def _execute(code: CodeType | None, source: str, entry: str | None, restricted: bool) -> Any:
+    if code is None:
+        tree = checker.parse(source)
+        entry, _ = checker.pick_entry(tree)
+        code = compile(tree, checker.FILENAME, "exec", dont_inherit=True)
+    assert entry is not None
+    scope = namespace.namespace(restricted)
+    exec(code, scope)
+    return scope[entry]
+
+
+def main(
+    plan: LockdownPlan,
+    write_fd: int,
+    source: str,
+    code: CodeType | None,
+    entry: str | None,
+    frame: Any,
+    restricted: bool,
+) -> None:
+    """Run in the forked child; never returns."""
+    status = 0
+    try:
+        try:
+            lock_down(plan, write_fd)
+        except LayerFailed as exc:
+            _send(
+                result.encode_error(
+                    "sandbox_unavailable",
+                    f"the sandbox layer '{exc.layer}' could not be applied ({exc}); the strategy "
+                    "was not run. Run on a kernel with Landlock and seccomp, or ask the operator.",
+                )
+            )
+            return
+        sys.setrecursionlimit(1000)
+        try:
+            function = _execute(code, source, entry, restricted)
+            value = function(frame)
+            payload = result.encode_result(value)
+        except BaseException as exc:
+            kind, message = classify(exc, source)
+            payload = result.encode_error(kind, message)
+        _send(payload)
+    except BaseException:
+        status = 70
+    finally:
+        os._exit(status)

@@ -1,0 +1,190 @@
+"""Lock the forked child down before any user code runs.
+
+Order matters: descriptors and environment first (nothing to leak), then
+process attributes, limits, no_new_privs and capabilities, then Landlock
+(needs no_new_privs), then seccomp last (it forbids some calls made above).
+A required layer that fails raises LayerFailed; the child then refuses to run
+the strategy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import resource
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from strategyq.sandbox import landlock, seccomp
+from strategyq.sandbox._libc import (
+    LIBC,
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAPBSET_DROP,
+    PR_GET_NO_NEW_PRIVS,
+    PR_SET_DUMPABLE,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    check,
+    prctl,
+)
+
+RESULT_FD = 3
+"""Where the result pipe's write end sits in the child."""
+
+_CAP_VERSION_3 = 0x20080522
+_MAX_CAP = 63
+
+
+class LayerFailed(Exception):
+    """A required isolation layer could not be applied in the child."""
+
+    def __init__(self, layer: str, cause: BaseException) -> None:
+        super().__init__(f"{layer}: {cause}")
+        self.layer = layer
+
+
+@dataclass(frozen=True)
+class LockdownPlan:
+    """Everything the child needs, prepared in the parent before fork."""
+
+    memory_bytes: int
+    cpu_seconds: int
+    max_open_files: int
+    landlock_abi: int
+    seccomp_program: bytes | None
+    sandboxed: bool = True
+
+
+def plan(
+    *, memory_mb: int, time_limit_s: float, max_open_files: int, sandboxed: bool
+) -> LockdownPlan:
+    """Prepare a plan in the parent: address-space budget on top of what fork shares."""
+    with open("/proc/self/statm", "rb") as f:
+        inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    abi = landlock.abi_version() if sandboxed else 0
+    program = seccomp.compiled_program() if sandboxed else None
+    return LockdownPlan(
+        memory_bytes=inherited + memory_mb * 1024 * 1024,
+        cpu_seconds=max(1, math.ceil(time_limit_s)) + 1,
+        max_open_files=max(8, max_open_files),
+        landlock_abi=abi,
+        seccomp_program=program,
+        sandboxed=sandboxed,
+    )
+
+
+def isolate_descriptors(result_fd: int) -> None:
+    """Result pipe to fd 3, /dev/null on 0-2, every other descriptor closed."""
+    import fcntl
+
+    # Park the pipe above the low numbers first, so the dup2 calls below cannot clobber it.
+    keep = fcntl.fcntl(result_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != null:
+            os.dup2(null, fd)
+    os.dup2(keep, RESULT_FD, inheritable=False)
+    os.closerange(RESULT_FD + 1, 1 << 20)
+
+
+def clear_environment() -> None:
+    """Empty os.environ; ``clear`` calls unsetenv, so the C environ is emptied too."""
+    os.environ.clear()
+
+
+def set_process_attributes() -> None:
+    """Own process group, not dumpable, default signal handlers, die with the parent."""
+    os.setpgid(0, 0)
+    prctl(PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def set_rlimits(p: LockdownPlan) -> None:
+    """Memory, CPU, file size 0, few descriptors, no core dumps."""
+    limits = {
+        resource.RLIMIT_AS: (p.memory_bytes, p.memory_bytes),
+        resource.RLIMIT_CPU: (p.cpu_seconds, p.cpu_seconds + 1),
+        resource.RLIMIT_FSIZE: (0, 0),
+        resource.RLIMIT_NOFILE: (p.max_open_files, p.max_open_files),
+        resource.RLIMIT_CORE: (0, 0),
+        resource.RLIMIT_MEMLOCK: (0, 0),
+        resource.RLIMIT_MSGQUEUE: (0, 0),
+    }
+    for which, values in limits.items():
+        resource.setrlimit(which, values)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_capabilities() -> None:
+    """Empty the bounding, ambient, effective, permitted and inheritable sets.
+
+    Root keeps uid 0 but loses every privilege (CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, ...).
+    Dropping the bounding set needs CAP_SETPCAP, which an unprivileged process lacks
+    and does not need: its sets are already empty.
+    """
+    for cap in range(_MAX_CAP + 1):
+        if LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() not in (1, 22):
+            check(-1, "PR_CAPBSET_DROP")
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    check(LIBC.capset(ctypes.byref(header), data), "capset")
+
+
+def set_no_new_privs() -> None:
+    """no_new_privs: required by unprivileged Landlock and seccomp, and by design."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if prctl(PR_GET_NO_NEW_PRIVS) != 1:
+        raise OSError(1, "no_new_privs did not stick")
+
+
+def apply_landlock(p: LockdownPlan) -> None:
+    """No filesystem, TCP denied, signals scoped; where the ABI has them."""
+    landlock.restrict_self(p.landlock_abi)
+
+
+def apply_seccomp(p: LockdownPlan) -> None:
+    """Load the precompiled filter, plus a signal filter when Landlock cannot scope signals."""
+    if p.seccomp_program is None:
+        raise OSError(38, "no seccomp program was prepared")
+    if p.landlock_abi < 6:
+        seccomp.load_program(
+            seccomp.export_bpf(seccomp.build_filter(deny_signals_to_others=os.getpid()))
+        )
+    else:
+        seccomp.load_program(p.seccomp_program)
+
+
+def lock_down(p: LockdownPlan, result_fd: int) -> None:
+    """Apply every layer in order; raise LayerFailed naming the first that failed."""
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("descriptors", lambda: isolate_descriptors(result_fd)),
+        ("environment", clear_environment),
+        ("process attributes", set_process_attributes),
+        ("rlimits", lambda: set_rlimits(p)),
+        ("no_new_privs", set_no_new_privs),
+        ("capabilities", drop_capabilities),
+    ]
+    if p.sandboxed:
+        steps += [("landlock", lambda: apply_landlock(p)), ("seccomp", lambda: apply_seccomp(p))]
+    for layer, step in steps:
+        try:
+            step()
+        except Exception as exc:
+            raise LayerFailed(layer, exc) from None

@@ -1,0 +1,167 @@
+"""The result channel: JSON made in the child, checked in the parent. Never pickle.
+
+A message is one tag byte and a JSON document: ``R`` + the list of instances,
+or ``E`` + ``{"type": ..., "message": ...}`` for an error the child classified.
+The parent treats every byte as untrusted: it parses JSON only, caps depth,
+size and message length, and maps error types through a fixed table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+from typing import Any
+
+import orjson
+
+from strategyq import errors
+
+RESULT_TAG = b"R"
+ERROR_TAG = b"E"
+MAX_DEPTH = 12
+"""Deepest nesting accepted in a result (the list is level 1, an instance level 2)."""
+MAX_MESSAGE_CHARS = 4000
+
+ERROR_TYPES: dict[str, type[errors.SandboxError]] = {
+    "strategy_error": errors.StrategyFailed,
+    "memory": errors.StrategyMemoryError,
+    "timeout": errors.StrategyTimeout,
+    "prohibited_operation": errors.ProhibitedOperation,
+    "bad_result": errors.BadResult,
+    "sandbox_unavailable": errors.SandboxUnavailable,
+}
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+# -- child side ---------------------------------------------------------------------------
+
+
+def _default(obj: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if obj is None or obj is pd.NaT or obj is pd.NA:
+        return None
+    if isinstance(obj, pd.Timestamp | dt.datetime | dt.date | dt.time):
+        return obj.isoformat()
+    if isinstance(obj, pd.Timedelta | dt.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, decimal.Decimal):
+        number = float(obj)
+        return number if math.isfinite(number) else None
+    if isinstance(obj, set | frozenset | pd.Series | pd.Index):
+        return list(obj)
+    raise TypeError(f"a value of type {type(obj).__name__} cannot be sent as JSON")
+
+
+def _normalise(obj: Any, depth: int = 0) -> Any:
+    # Slow path for what orjson refuses directly: non-string keys, odd containers.
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the result is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(obj, dict):
+        return {
+            (k if isinstance(k, str) else str(_default_key(k))): _normalise(v, depth + 1)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [_normalise(v, depth + 1) for v in obj]
+    return obj
+
+
+def _default_key(key: Any) -> Any:
+    try:
+        return _default(key)
+    except TypeError:
+        return key
+
+
+def to_instances(value: Any) -> list[Any]:
+    """The strategy's return value as a list (a DataFrame becomes a list of row dicts)."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return list(value.to_dict(orient="records"))
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise errors.BadResult(
+        f"the strategy returned {type(value).__name__}; return a list of dicts "
+        "(one per instance) or a DataFrame"
+    )
+
+
+def encode_result(value: Any) -> bytes:
+    """Serialise the strategy's return value (in the child)."""
+    instances = to_instances(value)
+    for index, item in enumerate(instances):
+        if not isinstance(item, dict):
+            raise errors.BadResult(
+                f"instance {index} is a {type(item).__name__}, not a dict; "
+                "return a list of dicts like {'ticker': ..., 'date': ...}"
+            )
+    try:
+        body = orjson.dumps(instances, default=_default, option=_OPTIONS)
+    except TypeError:
+        try:
+            body = orjson.dumps(_normalise(instances), default=_default, option=_OPTIONS)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise errors.BadResult(f"the result is not plain JSON data: {exc}") from None
+    return RESULT_TAG + body
+
+
+def encode_error(kind: str, message: str) -> bytes:
+    """Serialise an error the child classified."""
+    return ERROR_TAG + orjson.dumps({"type": kind, "message": message[:MAX_MESSAGE_CHARS]})
+
+
+# -- parent side --------------------------------------------------------------------------
+
+
+def clean_text(text: str) -> str:
+    """Untrusted text made safe to show: capped, no control characters but newline and tab."""
+    text = text[:MAX_MESSAGE_CHARS]
+    return "".join(c if c in "\n\t" or c.isprintable() else "?" for c in text)
+
+
+def _check_shape(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise errors.BadResult("the strategy's result is not a list of instances")
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise errors.BadResult(
+                f"the result is nested deeper than {MAX_DEPTH} levels; return flat instances"
+            )
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise errors.BadResult(f"instance {index} is not a dict")
+    return value
+
+
+def decode(message: bytes) -> list[dict[str, Any]]:
+    """Parse one message from the child: the instances, or raise the error it reports."""
+    tag, body = message[:1], message[1:]
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise errors.BadResult(
+            "the strategy's result could not be read as JSON (it may be too deeply nested)"
+        ) from None
+    if tag == RESULT_TAG:
+        return _check_shape(payload)
+    if tag == ERROR_TAG and isinstance(payload, dict):
+        kind = payload.get("type")
+        text = payload.get("message")
+        if isinstance(kind, str) and kind in ERROR_TYPES and isinstance(text, str):
+            raise ERROR_TYPES[kind](clean_text(text))
+    raise errors.BadResult("the strategy process sent a malformed message")

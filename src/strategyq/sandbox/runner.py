@@ -1,0 +1,200 @@
+"""``run``: fork a fresh child per call, wait with a deadline, read a capped JSON answer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from strategyq import errors
+from strategyq.sandbox import checker, child, result
+from strategyq.sandbox.lockdown import plan as make_plan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from strategyq.settings import SandboxLimits
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_KILL_MARGIN_S = 0.05
+
+
+class _Outcome:
+    __slots__ = ("cancelled", "data", "overflow", "timed_out")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.timed_out = False
+        self.cancelled = False
+        self.overflow = False
+
+
+def _kill(pid: int, pidfd: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _drain(read_fd: int, out: _Outcome, cap: int) -> bool:
+    """Read what is available; True at end of file."""
+    while True:
+        try:
+            chunk = os.read(read_fd, _CHUNK)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return True
+        out.data += chunk
+        if len(out.data) > cap:
+            out.overflow = True
+            return True
+
+
+def _supervise(
+    pid: int, pidfd: int, read_fd: int, cancel_fd: int | None, deadline: float, cap: int
+) -> _Outcome:
+    out = _Outcome()
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    if cancel_fd is not None:
+        poller.register(cancel_fd, select.POLLIN)
+    pipe_open, exited = True, False
+    while not exited:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            out.timed_out = True
+            break
+        for fd, _events in poller.poll(remaining * 1000):
+            if fd == cancel_fd:
+                out.cancelled = True
+            elif fd == read_fd and pipe_open:
+                if _drain(read_fd, out, cap):
+                    pipe_open = False
+                    poller.unregister(read_fd)
+            elif fd == pidfd:
+                exited = True
+        if out.cancelled or out.overflow:
+            break
+    if exited and pipe_open and not out.overflow:
+        _drain(read_fd, out, cap)
+    return out
+
+
+def _reap(pid: int) -> tuple[int, float]:
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage.ru_utime + usage.ru_stime
+
+
+def _failure(status: int, cpu_s: float, cpu_limit: int, time_limit_s: float) -> errors.SandboxError:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= cpu_limit - 0.5):
+            return errors.StrategyTimeout(
+                f"the strategy used more than {time_limit_s:g} s of CPU time; make it faster "
+                "or run it on less data"
+            )
+        if sig == signal.SIGSYS:
+            return errors.ProhibitedOperation(
+                "the strategy made a system call the sandbox forbids (files, network or processes)"
+            )
+        if sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+            return errors.StrategyMemoryError(
+                f"the strategy process crashed ({signal.Signals(sig).name}), most likely by "
+                "running out of memory; use less data or fewer copies"
+            )
+        return errors.StrategyFailed(
+            f"the strategy process was killed by {signal.Signals(sig).name}"
+        )
+    return errors.StrategyFailed(
+        f"the strategy process exited (code {os.WEXITSTATUS(status)}) without a result; "
+        "return a list of dicts from the strategy function instead of exiting"
+    )
+
+
+def run(
+    code: str,
+    df: pd.DataFrame,
+    limits: SandboxLimits,
+    *,
+    check_policy: bool = True,
+    cancel_fd: int | None = None,
+    insecure_no_sandbox: bool = False,
+) -> list[dict[str, Any]]:
+    """Run a strategy on ``df`` in a fresh locked-down child; return its instances.
+
+    Args:
+        code: The strategy source (one function of one argument).
+        df: The frame passed to the strategy; shared with the child by fork, not copied.
+        limits: Time, memory, result-size and descriptor limits.
+        check_policy: Check the source against the policy and use restricted builtins.
+            ``False`` hands the code straight to the operating-system layers (tests, audits).
+        cancel_fd: A descriptor that becomes readable to cancel the run (never read here).
+        insecure_no_sandbox: Skip Landlock and seccomp (still fork, rlimits, no_new_privs).
+
+    Raises:
+        PolicyError, StrategyTimeout, StrategyMemoryError, ProhibitedOperation,
+        StrategyFailed, BadResult, SandboxUnavailable, TaskCancelled.
+    """
+    report = checker.check(code) if check_policy else None
+    if insecure_no_sandbox:
+        log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
+    lockdown_plan = make_plan(
+        memory_mb=limits.memory_mb,
+        time_limit_s=limits.time_limit_s,
+        max_open_files=limits.max_open_files,
+        sandboxed=not insecure_no_sandbox,
+    )
+    cap = limits.result_max_bytes + 1
+    read_fd, write_fd = os.pipe()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child always leaves through os._exit
+        os.close(read_fd)
+        child.main(
+            lockdown_plan,
+            write_fd,
+            code,
+            report.code if report else None,
+            report.entry if report else None,
+            df,
+            restricted=check_policy,
+        )
+    os.close(write_fd)
+    # The child does this too; doing it here as well closes the race with an early kill.
+    with contextlib.suppress(PermissionError, ProcessLookupError):
+        os.setpgid(pid, pid)
+    pidfd = os.pidfd_open(pid)
+    try:
+        os.set_blocking(read_fd, False)
+        out = _supervise(
+            pid, pidfd, read_fd, cancel_fd, started + limits.time_limit_s + _KILL_MARGIN_S, cap
+        )
+        # Kill the group while the child is still unreaped: its pid cannot be reused yet.
+        _kill(pid, pidfd)
+        status, cpu_s = _reap(pid)
+    finally:
+        os.close(pidfd)
+        os.close(read_fd)
+    if out.cancelled:
+        raise errors.TaskCancelled("the task was cancelled while its strategy was running")
+    if out.timed_out:
+        raise errors.StrategyTimeout(
+            f"the strategy ran longer than {limits.time_limit_s:g} s and was stopped; make it "
+            "faster or run it on less data"
+        )
+    if out.overflow:
+        raise errors.BadResult(
+            f"the strategy's result is larger than {limits.result_max_bytes} bytes; "
+            "return fewer or smaller instances"
+        )
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:
+        return result.decode(bytes(out.data))
+    raise _failure(status, cpu_s, lockdown_plan.cpu_seconds, limits.time_limit_s)
