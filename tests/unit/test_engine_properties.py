@@ -1,0 +1,114 @@
+"""Property tests: on random bars and random signals the books always balance."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from strategyq.engine import TradeModel, run_backtest
+
+
+def random_frame(seed: int, tickers: int, sessions: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2023-01-02", periods=sessions)
+    parts = []
+    for t in range(tickers):
+        # Each ticker keeps a random subset of sessions, so calendars differ between tickers.
+        keep = np.sort(rng.choice(sessions, size=rng.integers(1, sessions + 1), replace=False))
+        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.03, len(keep))))
+        open_ = close * np.exp(rng.normal(0, 0.02, len(keep)))
+        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.03, len(keep)))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.03, len(keep)))
+        parts.append(
+            pd.DataFrame(
+                {"ticker": f"T{t:02d}", "date": days[keep], "open": open_, "high": high,
+                 "low": low, "close": close, "volume": 1.0}
+            )
+        )  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+models = st.builds(
+    TradeModel,
+    entry=st.sampled_from(["next_open", "close"]),
+    hold_days=st.integers(1, 6),
+    stop_loss_pct=st.one_of(st.none(), st.floats(0.5, 20)),
+    take_profit_pct=st.one_of(st.none(), st.floats(0.5, 20)),
+    commission_bps=st.floats(0, 50),
+    slippage_bps=st.floats(0, 50),
+    max_positions=st.integers(1, 6),
+)
+
+
+def finite_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    tickers=st.integers(1, 4),
+    sessions=st.integers(1, 30),
+    signals=st.integers(0, 40),
+    model=models,
+)
+def test_books_balance_and_nothing_looks_ahead(
+    seed: int, tickers: int, sessions: int, signals: int, model: TradeModel
+) -> None:
+    df = random_frame(seed, tickers, sessions)
+    rng = np.random.default_rng(seed + 1)
+    calendar = pd.bdate_range("2022-12-28", periods=sessions + 8)
+    instances = [
+        {
+            "ticker": f"T{rng.integers(0, tickers + 1):02d}",
+            "date": str(calendar[rng.integers(0, len(calendar))]),
+            "direction": "short" if rng.random() < 0.3 else "long",
+            "score": float(rng.integers(0, 3)) if rng.random() < 0.7 else None,
+            "signal": bool(rng.random() < 0.9),
+        }
+        for _ in range(signals)
+    ]
+    result = run_backtest(instances, df, model, start=None, end=None)
+
+    final = result["equity_curve"]["values"][-1] if result["equity_curve"]["values"] else 1e5
+    pnl = sum(t["pnl"] for t in result["trades"])
+    assert math.isclose(pnl, final - model.initial_capital, rel_tol=1e-9, abs_tol=1e-3)
+    assert math.isclose(pnl, result["summary"]["final_equity"] - 1e5, rel_tol=1e-9, abs_tol=1e-6)
+
+    for trade in result["trades"]:
+        signal_day = pd.Timestamp(trade["signal_date"])
+        entry_day = pd.Timestamp(trade["entry_date"])
+        if model.entry == "next_open":
+            assert entry_day > signal_day  # the signal's session has ended before the open
+        else:
+            assert entry_day <= signal_day  # the close of the signal's own session
+            assert (
+                trade["entry_price"]
+                == df.loc[(df.ticker == trade["ticker"]) & (df.date == entry_day), "close"].item()
+            )
+        assert pd.Timestamp(trade["exit_date"]) >= entry_day
+        assert 0 <= trade["holding_sessions"] <= model.hold_days
+        if model.stop_loss_pct is not None and trade["exit_reason"] != "stop_loss":
+            worst = -model.stop_loss_pct / 100
+            gross = trade["exit_price"] / trade["entry_price"] - 1
+            gross = -gross if trade["direction"] == "short" else gross
+            assert gross > worst - 1e-12
+
+    offset = 1 if model.entry == "close" else 0
+    spans = [
+        (
+            pd.Timestamp(t["entry_date"]).value * 2 + offset,
+            pd.Timestamp(t["exit_date"]).value * 2 + 1,
+        )
+        for t in result["trades"]
+    ]
+    open_at_once = {start: sum(s <= start < e for s, e in spans) for start, _ in spans}
+    assert all(n <= model.max_positions for n in open_at_once.values())
+
+    assert all(finite_or_null(v) for v in result["performance_metrics"].values())
+    assert all(finite_or_null(v) for v in result["equity_curve"]["values"])
