@@ -157,7 +157,8 @@ def _load(
     lengths = stop - warm
     skip = begin - warm
     kept = stop - begin
-    trimmed = bars.take(_ranges_index(warm, lengths), lengths) if names else bars
+    whole = bool(has_rows.all()) and bool((warm == offsets).all()) and int(lengths.sum()) == bars.rows
+    trimmed = bars if whole or not names else bars.take(_ranges_index(warm, lengths), lengths)
     frame = _frame(trimmed, names, lengths, skip, kept, adjusted)
     size = int(frame.memory_usage(index=False, deep=False).sum())
     log.debug("loaded %s rows of %s tickers (%s missing)", len(frame), len(names), len(missing))
@@ -214,7 +215,7 @@ def _frame(
         layout = Layout(lengths)
         flat_keep = _ranges_index(_starts(lengths) + skip, kept)
         for i, col in enumerate(VALUE_COLUMNS):
-            np.take(values[col], flat_keep, out=block[i])
+            np.take(values[col], flat_keep, out=block[i], mode="clip")
         grid_keep = grid_positions(lengths, skip, layout.width)
         row = len(VALUE_COLUMNS)
         for i, (name, grid) in enumerate(
@@ -229,7 +230,9 @@ def _frame(
         ):
             if name != INDICATOR_COLUMNS[i]:
                 raise AssertionError(f"indicator order changed: {name}")
-            np.take(np.ascontiguousarray(grid).reshape(-1), grid_keep, out=block[row + i])
+            flat = np.ascontiguousarray(grid).reshape(-1)
+            # mode="clip" lets take write straight into ``out`` instead of buffering.
+            np.take(flat, grid_keep, out=block[row + i], mode="clip")
         dates = bars.dates[flat_keep]
     else:
         dates = np.zeros(0, dtype=np.int32)
