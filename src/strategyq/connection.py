@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -25,6 +26,32 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
 RETRIES = 3
+
+T = TypeVar("T")
+
+
+class _Retry(Retry):
+    """Retry dropped connections and timeouts, but never refused credentials or certificates.
+
+    redis-py's AuthenticationError is a ConnectionError; retrying it only delays
+    the one clear message (and hammers the server with bad passwords).
+    """
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, redis.AuthenticationError) or _has_cause(
+                error, ssl.SSLCertVerificationError
+            ):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def redis_url_for(settings: Settings, *, start_embedded: bool = True) -> str:
@@ -58,7 +85,7 @@ def _client_kwargs(conf: RedisSettings, scheme: str) -> dict[str, Any]:
         "socket_timeout": conf.socket_timeout_s,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
-        "retry": Retry(
+        "retry": _Retry(
             ExponentialWithJitterBackoff(cap=1.0, base=0.05),
             RETRIES,
             supported_errors=(redis.ConnectionError, redis.TimeoutError),
@@ -74,12 +101,18 @@ def _client_kwargs(conf: RedisSettings, scheme: str) -> dict[str, Any]:
     return kwargs
 
 
-def _has_tls_cause(exc: BaseException) -> bool:
+def _has_cause(exc: BaseException, kind: type[BaseException]) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLError):
+        if isinstance(seen, kind):
             return True
         seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _has_tls_cause(exc: BaseException) -> bool:
+    if _has_cause(exc, ssl.SSLError):
+        return True
     text = str(exc)
     return "SSL" in text or "certificate" in text.lower()
 
@@ -108,8 +141,13 @@ def describe_failure(exc: BaseException, where: str, secret: str | None = None) 
         )
     if isinstance(exc, redis.TimeoutError):
         return (
-            f"timed out talking to {where}; is the server running and reachable? "
-            "check REDIS_URL/REDIS_HOST/REDIS_PORT"
+            f"timed out talking to {where}; is the server running and reachable, and does it use "
+            "TLS exactly when you do (rediss://, REDIS_SSL)? check REDIS_URL/REDIS_HOST/REDIS_PORT"
+        )
+    if where.startswith("embedded"):
+        return (
+            f"cannot reach the {where} ({_short_reason(exc, secret)}); start it with "
+            "`strategyq server start`, or set REDIS_URL/REDIS_HOST to use another server"
         )
     return (
         f"cannot reach {where} ({_short_reason(exc, secret)}); is the server running? "
@@ -151,10 +189,22 @@ def connect(
             f"invalid Redis address {conf.describe()}: {_short_reason(exc, conf.password)}; "
             "fix REDIS_URL (redis://, rediss:// or unix://) or REDIS_HOST/REDIS_PORT"
         ) from None
+    # Verify on a short-fused probe: a TLS mismatch or a silent host would otherwise hang for
+    # socket_timeout on every retry before the user hears anything.
+    probe_options = {
+        **options,
+        "socket_timeout": min(conf.socket_timeout_s, CONNECT_TIMEOUT_S),
+        "retry": _Retry(
+            ExponentialWithJitterBackoff(cap=1.0, base=0.05), 1, (redis.ConnectionError,)
+        ),
+    }
+    probe = redis.Redis.from_url(url, **probe_options)
     try:
-        client.ping()
+        probe.ping()
     except (redis.RedisError, OSError) as exc:
         client.close()
         raise ConnectionFailed(describe_failure(exc, where, conf.password)) from exc
+    finally:
+        probe.close()
     log.debug("connected to %s", where)
     return client
