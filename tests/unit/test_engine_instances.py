@@ -128,7 +128,7 @@ def test_too_deep_nesting_is_an_error() -> None:
     value: object = 1
     for _ in range(40):
         value = [value]
-    with pytest.raises(EngineError, match="instance 0 field 'x.*deeper than"):
+    with pytest.raises(EngineError, match=r"instance 0 field 'x.*deeper than"):
         normalize_instances([{"ticker": "A", "x": value}])
 
 
