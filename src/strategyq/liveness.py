@@ -104,6 +104,7 @@ class Heartbeat:
         worker_id: str,
         info: Callable[[], dict[str, Any]],
         on_redis: Callable[[bool], None],
+        on_stats: Callable[[int, int], None],
     ) -> None:
         self.client = client
         self.scripts = scripts
@@ -111,18 +112,22 @@ class Heartbeat:
         self.worker_id = worker_id
         self.info = info
         self.on_redis = on_redis
+        self.on_stats = on_stats
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self._next_reap = 0.0
 
     def beat(self) -> None:
-        """Refresh the heartbeat and the registry entry (one round trip)."""
+        """Refresh the heartbeat and the registry entry, and read the queue's depths (one round trip)."""
         record = dumps({**self.info(), "worker_id": self.worker_id, "beat_at": utc_now_iso()})
         ttl_ms = int(self.settings.heartbeat_timeout_s * 1000)
         pipe = self.client.pipeline(transaction=True)
         pipe.set(keys.heartbeat(self.worker_id), record, px=ttl_ms)
         pipe.sadd(keys.WORKERS, self.worker_id)
-        pipe.execute()
+        pipe.llen(self.settings.queue_name)
+        pipe.llen(keys.DEAD_LETTER)
+        depth, dead = pipe.execute()[2:]
+        self.on_stats(int(depth), int(dead))
 
     def start(self) -> None:
         self.beat()

@@ -86,6 +86,7 @@ class Worker:
         burst: bool = False,
         metrics_port: int | None = None,
         insecure_no_sandbox: bool = False,
+        handle_signals: bool = True,
     ) -> None:
         self.settings = settings
         self.burst = burst
@@ -95,6 +96,7 @@ class Worker:
         self.metrics = WorkerMetrics(settings.worker_id)
         self.tally = Tally()
         self.worker_id = settings.worker_id
+        self.handle_signals = handle_signals
         self.layers: dict[str, bool] = {}
         self._stopping = threading.Event()
         self._signals = 0
@@ -124,7 +126,7 @@ class Worker:
 
     def run(self) -> int:
         """Serve; returns the process exit code."""
-        if threading.current_thread() is threading.main_thread():
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
         self.client = connect(self.settings)
@@ -142,7 +144,13 @@ class Worker:
             return 2
         self.metrics.set_info(__version__, self.layers)
         heartbeat = Heartbeat(
-            self.client, self.scripts, self.settings, self.worker_id, self._info, self._set_redis
+            self.client,
+            self.scripts,
+            self.settings,
+            self.worker_id,
+            self._info,
+            self._set_redis,
+            self._set_stats,
         )
         heartbeat.start()
         health = None
@@ -235,6 +243,10 @@ class Worker:
         self.metrics.set_redis_up(ok)
         if not ok:
             self.metrics.redis_error()
+
+    def _set_stats(self, depth: int, dead_letters: int) -> None:
+        self.metrics.set_queue_depth(depth)
+        self.metrics.set_dead_letters(dead_letters)
 
     def _ping(self) -> bool:
         try:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import typer
 
 from strategyq.cli import data as data_cmd
+from strategyq.cli import demo as demo_cmd
+from strategyq.cli import queue as queue_cmd
+from strategyq.cli import server as server_cmd
+from strategyq.cli import tasks as tasks_cmd
+from strategyq.cli import worker as worker_cmd
+from strategyq.cli.common import run_cli
 
 app = typer.Typer(
     name="strategyq",
     help="Run trading strategies as backtests and screens from a Redis queue.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(server_cmd.app, name="server")
+app.add_typer(tasks_cmd.submit_app, name="submit")
+app.add_typer(queue_cmd.dlq_app, name="dlq")
+tasks_cmd.register(app)
+queue_cmd.register(app)
+worker_cmd.register(app)
+demo_cmd.register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run_cli(app)

@@ -1,0 +1,108 @@
+"""Queue inspection and dead-letter handling for operators (``strategyq queue``, ``strategyq dlq``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+
+from strategyq import keys
+from strategyq.protocol import Status, decode_result, dumps, envelope
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def queue_stats(client: redis.Redis, queue: str) -> dict[str, Any]:
+    """Depth, dead letters, and per worker: alive or not, and its in-flight tasks with attempts."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(queue)
+    pipe.llen(keys.DEAD_LETTER)
+    pipe.smembers(keys.WORKERS)
+    depth, dead, members = pipe.execute()
+    workers = []
+    for member in sorted(_text(m) for m in members):
+        pipe = client.pipeline(transaction=False)
+        pipe.get(keys.heartbeat(member))
+        pipe.lrange(keys.processing(member), 0, -1)
+        beat, taken = pipe.execute()
+        tasks = []
+        for raw in taken:
+            try:
+                task_id = str(orjson.loads(raw).get("task_id"))
+            except (orjson.JSONDecodeError, AttributeError):
+                task_id = "<malformed>"
+            attempts = client.get(keys.attempts(task_id))
+            result = decode_result(client.get(keys.result(task_id))) or {}
+            tasks.append(
+                {
+                    "task_id": task_id,
+                    "attempts": int(attempts) if attempts else 0,
+                    "status": result.get("status"),
+                    "stage": (result.get("data") or {}).get("stage"),
+                }
+            )
+        info = orjson.loads(beat) if beat else {}
+        workers.append(
+            {"worker_id": member, "alive": beat is not None, "in_flight": tasks, **info}
+        )
+    return {
+        "queue": queue,
+        "depth": int(depth),
+        "in_flight": sum(len(w["in_flight"]) for w in workers),
+        "workers_alive": sum(1 for w in workers if w["alive"]),
+        "dead_letters": int(dead),
+        "workers": workers,
+    }
+
+
+def dead_letters(client: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
+    """The newest ``count`` dead-letter entries (newest first)."""
+    entries = []
+    for raw in client.lrange(keys.DEAD_LETTER, 0, count - 1):
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            entry = {"raw": _text(raw), "reason": "unreadable entry"}
+        entries.append(entry)
+    return entries
+
+
+def retry_dead_letters(
+    client: redis.Redis, queue: str, task_id: str | None = None, *, result_ttl_s: int = 86400
+) -> int:
+    """Push dead-lettered tasks back onto the queue (all, or one task id); returns how many.
+
+    Each retried task gets a fresh attempt count and its error result is
+    replaced by ``queued``, so the next run is a clean start. Entries that
+    were not valid tasks (malformed messages) stay in the list.
+    """
+    moved = 0
+    for raw in client.lrange(keys.DEAD_LETTER, 0, -1):
+        try:
+            entry = orjson.loads(raw)
+            message = entry["raw"]
+            tid = entry.get("task_id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+        if not tid or (task_id is not None and tid != task_id):
+            continue
+        queued = dumps(envelope(Status.QUEUED, {"task_id": tid, "retried_from": "dead_letter"}))
+        pipe = client.pipeline(transaction=True)
+        pipe.lrem(keys.DEAD_LETTER, 1, raw)
+        pipe.delete(keys.attempts(tid), keys.token(tid), keys.cancel(tid))
+        pipe.set(keys.result(tid), queued, ex=result_ttl_s)
+        pipe.lpush(queue, message)
+        if pipe.execute()[0]:
+            moved += 1
+    return moved
+
+
+def purge_dead_letters(client: redis.Redis) -> int:
+    """Delete every dead-letter entry; returns how many there were."""
+    pipe = client.pipeline(transaction=True)
+    pipe.llen(keys.DEAD_LETTER)
+    pipe.delete(keys.DEAD_LETTER)
+    return int(pipe.execute()[0])

@@ -1,0 +1,78 @@
+"""``strategyq demo``: the seed's two task types, end to end, on the sample data."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import typer
+
+from strategyq.cli.common import client, console, settings
+from strategyq.cli.tasks import render, wait_with_status
+from strategyq.client import add_backtest_task, add_screening_task
+from strategyq.data import MarketData, load_sample
+from strategyq.examples import source
+from strategyq.server import EmbeddedServer
+
+SAMPLE_SYMBOLS = ["AAPL", "MSFT", "GOOG"]
+SAMPLE_UNIVERSE = ["AAPL", "MSFT", "GOOG", "IBM", "FB"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo_cmd() -> None:
+        """Start the embedded server and a worker, run a backtest and a screen, show both."""
+        conf = settings()
+        server = EmbeddedServer(conf.server_dir)
+        started_server = conf.redis.embedded and not server.is_running()
+        if conf.redis.embedded:
+            console.print(f"[bold]1.[/] embedded Valkey at {server.ensure_running()}")
+        else:
+            console.print(f"[bold]1.[/] using {conf.redis.describe()}")
+        r = client(conf)
+        market = MarketData(conf.data_dir)
+        if not set(SAMPLE_UNIVERSE) <= set(market.tickers()):
+            load_sample(conf.data_dir)
+        console.print(f"[bold]2.[/] sample data (Quandl WIKI, public domain) in {conf.data_dir}")
+        # The worker inherits our environment: the same Redis and STRATEGYQ_HOME.
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0",
+             "--log-level", "WARNING"],
+        )  # fmt: skip
+        console.print(f"[bold]3.[/] worker started (pid {worker.pid})")
+        try:
+            backtest_id = f"demo-backtest-{uuid.uuid4().hex[:8]}"
+            screening_id = f"demo-screening-{uuid.uuid4().hex[:8]}"
+            t0 = time.perf_counter()
+            add_backtest_task(
+                r,
+                backtest_id,
+                source("gap_up"),
+                SAMPLE_SYMBOLS,
+                "2000-03-01T00:00:00Z",
+                "2013-03-01T00:00:00Z",
+            )
+            add_screening_task(r, screening_id, source("momentum_screen"), SAMPLE_UNIVERSE, 5)
+            console.print("[bold]4.[/] queued the seed's gap-up backtest and a momentum screen\n")
+            for task_id in (backtest_id, screening_id):
+                result = wait_with_status(r, task_id, 120)
+                if result is None:
+                    raise typer.Exit(1)
+                render(task_id, result)
+                console.print()
+                if result.get("status") != "completed":
+                    raise typer.Exit(1)
+            console.print(f"both tasks done in {time.perf_counter() - t0:.2f}s (including worker start-up)")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+            if started_server:
+                server.stop()
+                console.print("stopped the worker and the embedded server")
+            else:
+                console.print("stopped the worker")
+        if worker.returncode not in (0, -signal.SIGTERM):
+            raise typer.Exit(1)

@@ -1,0 +1,138 @@
+"""Fixtures for the end-to-end tests: a market store, worker settings, worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from strategyq.data import load_sample
+from strategyq.settings import Settings
+from strategyq.worker import Worker
+
+
+@pytest.fixture(scope="session")
+def market_home() -> Iterator[Path]:
+    """A STRATEGYQ_HOME holding the sample data (loaded once per session)."""
+    home = Path(tempfile.mkdtemp(prefix="strategyq-test-home-"))
+    load_sample(home / "data")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def worker_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    """The environment of a worker process pointed at the test server and store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(
+        REDIS_URL=redis_url,
+        STRATEGYQ_HOME=str(market_home),
+        STRATEGYQ_HEARTBEAT_TIMEOUT="3",
+        STRATEGYQ_HEARTBEAT_INTERVAL="0.5",
+        STRATEGYQ_REAPER_INTERVAL="0.5",
+        STRATEGYQ_GRACE_PERIOD="10",
+    )
+    return env
+
+
+@pytest.fixture
+def settings(worker_env: dict[str, str]) -> Settings:
+    return Settings.from_env(worker_env)
+
+
+def run_burst(settings: Settings, **changes: Any) -> Worker:
+    """Run an in-process worker in burst mode until the queue is empty."""
+    conf = replace(settings, **changes) if changes else settings
+    worker = Worker(conf, burst=True, handle_signals=False)
+    assert worker.run() == 0
+    return worker
+
+
+class WorkerProcess:
+    """``strategyq worker`` as a real subprocess."""
+
+    def __init__(self, env: dict[str, str], worker_id: str, *args: str) -> None:
+        self.env = {**env, "STRATEGYQ_WORKER_ID": worker_id}
+        self.worker_id = worker_id
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0", *self.args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def wait_for_log(self, text: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.output):
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not in worker output:\n{''.join(self.output)}")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 60.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def spawn_worker(worker_env: dict[str, str]) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def spawn(worker_id: str = "w1", *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        proc = WorkerProcess({**worker_env, **(env or {})}, worker_id, *args).start()
+        started.append(proc)
+        return proc
+
+    yield spawn
+    for proc in started:
+        proc.stop()
+
+
+def wait_until(predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+def raw_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
