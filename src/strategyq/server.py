@@ -330,6 +330,9 @@ class EmbeddedServer:
                     )
                 time.sleep(_POLL_S)
             self._remove_stale_files()
+            if self.socket_path.parent != self.directory:
+                with contextlib.suppress(OSError):
+                    self.socket_path.parent.rmdir()
         log.info("embedded Valkey in %s stopped", self.directory)
         return True
 

@@ -190,9 +190,13 @@ def _tls_candidates() -> list[str]:
     for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server",
                       shutil.which("valkey-server")):  # fmt: skip
         # Keep the path as found: Debian's redis-server is a multi-call binary chosen by argv[0].
-        if candidate and Path(candidate).exists() and Path(candidate).resolve() != wheel:
-            if candidate not in found:
-                found.append(candidate)
+        if (
+            candidate
+            and candidate not in found
+            and Path(candidate).exists()
+            and Path(candidate).resolve() != wheel
+        ):
+            found.append(candidate)
     return found
 
 
