@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from strategyq.engine import TradeModel, run_backtest
+from strategyq.errors import DataError
 
 # Business days from Monday 2024-01-01: index 0 = 01-01, 1 = 01-02, ... 5 = 01-08.
 DAYS = pd.bdate_range("2024-01-01", periods=40)
@@ -313,3 +314,18 @@ def test_metrics_by_hand_for_two_trades() -> None:
     assert metrics["sortino_ratio"] == pytest.approx(daily.mean() / downside * math.sqrt(252))
     assert metrics["exposure"] == 0.5 and metrics["avg_holding_sessions"] == 1.0
     assert metrics["cagr"] == pytest.approx(0.9 ** (365.25 / 3) - 1)
+
+
+def test_unsorted_frame_is_sorted_first() -> None:
+    df = frames(
+        bars("BBB", flat("BBB", 3)), bars("AAA", [(10, 11, 9, 10), (20, 23, 19, 22), (1, 1, 1, 1)])
+    )
+    shuffled = df.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    trade = only_trade(backtest(SIGNAL, shuffled))
+    assert (trade["entry_price"], trade["exit_price"]) == (20, 22)
+
+
+def test_duplicate_session_rows_are_a_data_error() -> None:
+    df = bars("AAA", flat("AAA", 3))
+    with pytest.raises(DataError, match="two rows for AAA on 2024-01-02"):
+        backtest(SIGNAL, frames(df, df.iloc[[1]]))
