@@ -21,8 +21,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
 T = TypeVar("T")
 
 _MAX_PROBLEMS_SHOWN = 50
@@ -42,18 +50,18 @@ def _run(action: Callable[[], T]) -> T:
             table.add_column(column)
         for file, row, reason in exc.problems[:_MAX_PROBLEMS_SHOWN]:
             table.add_row(file, "" if row is None else str(row), reason)
-        err.print(table)
+        _err().print(table)
         if len(exc.problems) > _MAX_PROBLEMS_SHOWN:
-            err.print(f"… and {len(exc.problems) - _MAX_PROBLEMS_SHOWN} more problems")
-        err.print(f"error: {exc}")
+            _err().print(f"… and {len(exc.problems) - _MAX_PROBLEMS_SHOWN} more problems")
+        _err().print(f"error: {exc}")
         raise typer.Exit(1) from None
     except StrategyqError as exc:
-        err.print(f"error: {exc}", highlight=False)
+        _err().print(f"error: {exc}")
         raise typer.Exit(1) from None
 
 
 def _print_import(summary: ImportSummary, what: str) -> None:
-    out.print(
+    _out().print(
         f"{what}: {summary.rows:,} rows of {len(summary.tickers)} ticker(s) "
         f"({', '.join(summary.tickers[:10])}{' …' if len(summary.tickers) > 10 else ''})"
     )
@@ -76,7 +84,7 @@ def synth(
     """Store a deterministic synthetic universe for scale tests and benchmarks."""
     root = _data_dir()
     summary = _run(lambda: write_synthetic(root, symbols, years, seed))
-    out.print(
+    _out().print(
         f"synthetic universe stored in {root}: {summary.rows:,} rows of {summary.tickers} "
         f"ticker(s), {summary.first} .. {summary.last}"
     )
@@ -101,15 +109,20 @@ def list_() -> None:
     root = _data_dir()
     entries = _run(lambda: MarketData(root, cache_mb=0).entries())
     if not entries:
-        out.print(f"the store at {root} is empty; run `strategyq data sample` or `data import`")
+        _out().print(f"the store at {root} is empty; run `strategyq data sample` or `data import`")
         return
     table = Table(title=f"Market data in {root}")
-    for column, justify in (("ticker", "left"), ("first", "left"), ("last", "left"), ("rows", "right")):
+    for column, justify in (
+        ("ticker", "left"),
+        ("first", "left"),
+        ("last", "left"),
+        ("rows", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name, entry in entries.items():
         table.add_row(name, str(entry.first), str(entry.last), f"{entry.rows:,}")
-    out.print(table)
-    out.print(f"{len(entries)} ticker(s), {sum(e.rows for e in entries.values()):,} rows")
+    _out().print(table)
+    _out().print(f"{len(entries)} ticker(s), {sum(e.rows for e in entries.values()):,} rows")
 
 
 @app.command()
@@ -120,13 +133,12 @@ def info(ticker: Annotated[str, typer.Argument(help="The ticker to describe.")])
     name = ticker.strip().upper()
     entries = _run(market.entries)
     if name not in entries:
-        err.print(
-            f"error: {name} is not in the store at {root}; see `strategyq data list`",
-            highlight=False,
-        )
+        _err().print(f"error: {name} is not in the store at {root}; see `strategyq data list`")
         raise typer.Exit(1)
     entry = entries[name]
-    last = _run(lambda: market.load([name], entry.last, entry.last, adjusted=False, warmup_sessions=0))
+    last = _run(
+        lambda: market.load([name], entry.last, entry.last, adjusted=False, warmup_sessions=0)
+    )
     row = last.frame.iloc[-1]
     table = Table(title=name, show_header=False)
     table.add_column("field")
@@ -138,4 +150,4 @@ def info(ticker: Annotated[str, typer.Argument(help="The ticker to describe.")])
         table.add_row(f"last {field} (as traded)", f"{row[field]:,.4f}")
     table.add_row("last volume", f"{row['volume']:,.0f}")
     table.add_row("adjustment factor", f"{row['adj_factor']:.6g}")
-    out.print(table)
+    _out().print(table)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from strategyq.data.bars import Bars
 from strategyq.data.importer import ImportSummary, import_files, parse_files
 from strategyq.data.loader import LoadResult, MarketData
-from strategyq.data.schema import FRAME_COLUMNS, INDICATOR_COLUMNS, is_synthetic
 from strategyq.data.sample import SAMPLE_TICKERS, load_sample, sample_path
+from strategyq.data.schema import FRAME_COLUMNS, INDICATOR_COLUMNS, is_synthetic
 from strategyq.data.store import Store, TickerEntry
 from strategyq.data.synth import SynthSummary, synthetic_bars, write_synthetic
 

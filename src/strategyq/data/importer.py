@@ -53,7 +53,9 @@ def import_files(root: Path, paths: Sequence[Path], ticker: str | None = None) -
     """
     bars = parse_files(paths, ticker)
     Store(root).upsert(bars)
-    log.info("imported %s rows of %s tickers from %s files", bars.rows, len(bars.tickers), len(paths))
+    log.info(
+        "imported %s rows of %s tickers from %s files", bars.rows, len(bars.tickers), len(paths)
+    )
     return ImportSummary(files=len(paths), tickers=bars.tickers, rows=bars.rows)
 
 
@@ -92,6 +94,9 @@ def _read_checked(path: Path, ticker: str | None, problems: list[Problem]) -> pd
         raw = _read_raw(path)
     except FileNotFoundError:
         problems.append((name, None, "file not found"))
+        return None
+    except pd.errors.EmptyDataError:
+        problems.append((name, None, "the file is empty"))
         return None
     except Exception as exc:  # any parser failure is a property of the input file
         problems.append((name, None, f"cannot read the file as CSV or Parquet: {exc}"))
@@ -134,12 +139,21 @@ def _read_checked(path: Path, ticker: str | None, problems: list[Problem]) -> pd
         _flag(problems, name, (out["high"] < out["low"]).to_numpy(), "high is below low")
     if "adj_close" in raw.columns:
         adj = pd.to_numeric(raw["adj_close"], errors="coerce").astype(np.float64).to_numpy()
-        _flag(problems, name, ~np.isfinite(adj) | (adj <= 0), "adj_close is missing or not positive")
+        _flag(
+            problems, name, ~np.isfinite(adj) | (adj <= 0), "adj_close is missing or not positive"
+        )
         out["adj_factor"] = adj / out["close"].to_numpy()
     else:
         out["adj_factor"] = 1.0
-    dup = out.duplicated(["ticker", "date"], keep="first").to_numpy() & out["date"].notna().to_numpy()
-    _flag(problems, name, dup, "duplicate session: the same ticker and date appear earlier in the file")
+    dup = (
+        out.duplicated(["ticker", "date"], keep="first").to_numpy() & out["date"].notna().to_numpy()
+    )
+    _flag(
+        problems,
+        name,
+        dup,
+        "duplicate session: the same ticker and date appear earlier in the file",
+    )
     if len(problems) > before:
         return None
     out["source"] = name
@@ -149,9 +163,12 @@ def _read_checked(path: Path, ticker: str | None, problems: list[Problem]) -> pd
 
 def _read_raw(path: Path) -> pd.DataFrame:
     suffixes = [s.lower() for s in path.suffixes]
+    frame: pd.DataFrame
     if ".parquet" in suffixes or ".pq" in suffixes:
-        return pq.ParquetFile(path).read().to_pandas()
-    return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = pq.ParquetFile(path).read().to_pandas()
+    else:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    return frame
 
 
 def _ticker_from_name(path: Path) -> str:
@@ -169,7 +186,8 @@ def _parse_dates(column: pd.Series) -> pd.Series:  # type: ignore[type-arg]
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)  # the session date is the exchange's local date
-    return parsed.dt.normalize().astype("datetime64[ns]")
+    out: pd.Series = parsed.dt.normalize().astype("datetime64[ns]")  # type: ignore[type-arg]
+    return out
 
 
 def _flag(problems: list[Problem], name: str, mask: np.ndarray, reason: str) -> None:  # type: ignore[type-arg]
@@ -185,23 +203,32 @@ def _check_across_files(frame: pd.DataFrame, problems: list[Problem]) -> None:
     if not dup.any():
         return
     clash = frame[dup].sort_values(["ticker", "date", "source", "row"])
-    first = clash.groupby(["ticker", "date"], sort=False).head(1).set_index(["ticker", "date"])
-    later = clash[clash.duplicated(["ticker", "date"], keep="first")]
-    for rec in later.head(_ROWS_PER_REASON).itertuples():
-        origin = first.loc[(rec.ticker, rec.date)]
-        problems.append(
-            (
-                str(rec.source),
-                int(rec.row),
-                f"duplicate session: {rec.ticker} {rec.date:%Y-%m-%d} is also in "
-                f"{origin['source']} row {origin['row']}",
+    seen: dict[tuple[str, pd.Timestamp], tuple[str, int]] = {}
+    reported = 0
+    for ticker, day, source, row in clash[["ticker", "date", "source", "row"]].itertuples(
+        index=False
+    ):
+        key = (str(ticker), pd.Timestamp(day))
+        if key not in seen:
+            seen[key] = (str(source), int(row))
+            continue
+        if reported < _ROWS_PER_REASON:
+            where, at = seen[key]
+            problems.append(
+                (
+                    str(source),
+                    int(row),
+                    f"duplicate session: {key[0]} {key[1]:%Y-%m-%d} is also in {where} row {at}",
+                )
             )
-        )
+        reported += 1
 
 
 def _to_bars(frame: pd.DataFrame) -> Bars:
     frame = frame.sort_values(["ticker", "date"], kind="stable")
-    tickers, counts = np.unique(frame["ticker"].to_numpy(dtype=object).astype(str), return_counts=True)
+    tickers, counts = np.unique(
+        frame["ticker"].to_numpy(dtype=object).astype(str), return_counts=True
+    )
     days = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.int32)
     return Bars(
         tickers=[str(t) for t in tickers],

@@ -95,9 +95,7 @@ def compute(
         delta = c - prev
         gain = np.where(delta > 0, delta, 0.0)
         loss = np.where(delta < 0, -delta, 0.0)
-        ema_fast, ema_slow, avg_gain, avg_loss, atr = _recursive_averages(
-            c, gain, loss, true_range
-        )
+        ema_fast, ema_slow, avg_gain, avg_loss, atr = _recursive_averages(c, gain, loss, true_range)
         yield "ema_12", ema_fast
         yield "ema_26", ema_slow
         macd = ema_fast - ema_slow
@@ -194,7 +192,9 @@ def ewm(x: FloatArray, alpha: float) -> FloatArray:
     return series.T
 
 
-def _recurse(series: FloatArray, alpha: FloatArray, seeds: dict[int, FloatArray] | None = None) -> None:
+def _recurse(
+    series: FloatArray, alpha: FloatArray, seeds: dict[int, FloatArray] | None = None
+) -> None:
     """Run the exponential recursion in place over a (time, series) array.
 
     ``seeds`` maps a session index to replacement values (NaN keeps the recursion)

@@ -151,13 +151,15 @@ def _load(
     offsets = bars.offsets[:-1]
     warm = np.maximum(offsets, begin - warmup)
     has_rows = stop > begin
-    empty = [t for t, ok in zip(bars.tickers, has_rows) if not ok]
-    names = [t for t, ok in zip(bars.tickers, has_rows) if ok]
+    empty = [t for t, ok in zip(bars.tickers, has_rows, strict=True) if not ok]
+    names = [t for t, ok in zip(bars.tickers, has_rows, strict=True) if ok]
     warm, begin, stop = warm[has_rows], begin[has_rows], stop[has_rows]
     lengths = stop - warm
     skip = begin - warm
     kept = stop - begin
-    whole = bool(has_rows.all()) and bool((warm == offsets).all()) and int(lengths.sum()) == bars.rows
+    whole = (
+        bool(has_rows.all()) and bool((warm == offsets).all()) and int(lengths.sum()) == bars.rows
+    )
     trimmed = bars if whole or not names else bars.take(_ranges_index(warm, lengths), lengths)
     frame = _frame(trimmed, names, lengths, skip, kept, adjusted)
     size = int(frame.memory_usage(index=False, deep=False).sum())
@@ -254,9 +256,8 @@ def _ticker_column(names: list[str], counts: IntArray) -> pd.Series:  # type: ig
     sizes = np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts)
     offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    data = b"".join(e * int(n) for e, n in zip(encoded, counts))
+    data = b"".join(e * int(n) for e, n in zip(encoded, counts, strict=True))
     array = pa.LargeStringArray.from_buffers(
         int(sizes.shape[0]), pa.py_buffer(offsets), pa.py_buffer(data)
     )
-    return pd.Series(_STR_DTYPE.__from_arrow__(array), copy=False)
-
+    return pd.Series(_STR_DTYPE.__from_arrow__(array), copy=False)  # type: ignore[attr-defined]

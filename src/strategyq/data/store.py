@@ -133,7 +133,9 @@ class Store:
         groups = sorted(wanted)
         table = parquet.read_row_groups(groups, columns=["date", *VALUE_COLUMNS], use_threads=True)
         # Position of each read group's first row inside ``table``.
-        read_start = {g: int(s) for g, s in zip(groups, np.cumsum([0, *group_rows[groups]]))}
+        read_start = {
+            g: int(s) for g, s in zip(groups, np.cumsum([0, *group_rows[groups]]), strict=False)
+        }
         starts = []
         for e in entries:
             g = int(np.searchsorted(group_start, e.offset, side="right")) - 1
@@ -148,7 +150,9 @@ class Store:
         if contiguous and starts[0] == 0 and int(lengths.sum()) == table.num_rows:
             picked = columns
         else:
-            index = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+            index = np.concatenate(
+                [np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]
+            )
             picked = {col: arr[index] for col, arr in columns.items()}
         return Bars(
             tickers=names,
@@ -198,7 +202,11 @@ class Store:
             files = {f: n for f, n in current.files.items() if f in referenced}
             files[name] = merged.rows
             manifest = Manifest(current.generation + 1, tickers, files)
-            self._write_manifest(manifest)
+            try:
+                self._write_manifest(manifest)
+            except BaseException:
+                (self.root / name).unlink(missing_ok=True)
+                raise
             self._collect_garbage(set(files))
             log.info(
                 "stored %s rows of %s tickers in %s (generation %s)",
@@ -292,9 +300,7 @@ def merge_bars(old: Bars, new: Bars) -> Bars:
         tickers=names,
         lengths=np.bincount(tid[keep], minlength=len(names)).astype(np.int64),
         dates=day[keep],
-        values={
-            c: np.concatenate([old.values[c], new.values[c]])[order] for c in VALUE_COLUMNS
-        },
+        values={c: np.concatenate([old.values[c], new.values[c]])[order] for c in VALUE_COLUMNS},
     )
 
 
@@ -302,7 +308,8 @@ def _column(table: pa.Table, name: str) -> np.ndarray:  # type: ignore[type-arg]
     column = table.column(name)
     if name == "date":
         column = column.cast(pa.int32())
-    return column.to_numpy()
+    out: np.ndarray = column.to_numpy()  # type: ignore[type-arg]
+    return out
 
 
 def _fsync(path: Path) -> None:

@@ -101,7 +101,7 @@ def synthetic_bars(symbols: int, years: float, seed: int, end: date = SYNTH_END)
 def write_synthetic(
     root: Path, symbols: int, years: float, seed: int, end: date = SYNTH_END
 ) -> SynthSummary:
-    """Generate a synthetic universe (see ``synthetic_bars``) and upsert it into the store at ``root``."""
+    """Generate ``synthetic_bars(...)`` and upsert them into the store at ``root``."""
     bars = synthetic_bars(symbols, years, seed, end)
     Store(root).upsert(bars)
     first, last = int(bars.dates.min()), int(bars.dates.max())

@@ -1,0 +1,173 @@
+"""Imports: formats, upserts, all-or-nothing writes and every rejected input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from strategyq.data import MarketData, import_files
+from strategyq.data.store import Store
+from strategyq.errors import ImportRejected
+
+HEADER = "ticker,date,open,high,low,close,volume\n"
+YAHOO = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _reasons(exc: pytest.ExceptionInfo[ImportRejected]) -> list[tuple[str, int | None, str]]:
+    return exc.value.problems
+
+
+def test_long_csv_and_upsert_replaces_overlapping_sessions(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    first = _write(
+        tmp_path / "a.csv",
+        HEADER + "AAA,2024-01-02,10,11,9,10,100\nAAA,2024-01-03,10,11,9,10.5,100\n"
+        "BBB,2024-01-02,5,6,4,5,50\n",
+    )
+    second = _write(
+        tmp_path / "b.csv",
+        HEADER + "aaa,2024-01-03,10,12,9,11,200\nAAA,2024-01-04,11,12,10,12,300\n",
+    )
+    import_files(root, [first])
+    summary = import_files(root, [second])
+    assert summary.tickers == ["AAA"] and summary.rows == 2
+    frame = MarketData(root).load(["AAA", "BBB"], None, None).frame
+    aaa = frame[frame["ticker"] == "AAA"]
+    assert aaa["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2024-01-02",
+        "2024-01-03",
+        "2024-01-04",
+    ]
+    assert aaa["close"].tolist() == [10.0, 11.0, 12.0]
+    assert aaa["volume"].tolist() == [100.0, 200.0, 300.0]
+    assert frame[frame["ticker"] == "BBB"]["close"].tolist() == [5.0]
+
+
+def test_yahoo_files_take_ticker_from_name_or_option(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    rows = "2024-01-02,100,110,90,100,50,1000\n2024-01-03,100,110,90,104,52,1000\n"
+    import_files(root, [_write(tmp_path / "BRK.B.csv", YAHOO + rows)])
+    import_files(root, [_write(tmp_path / "whatever.csv", YAHOO + rows)], ticker="msft")
+    market = MarketData(root)
+    assert market.tickers() == ["BRK.B", "MSFT"]
+    frame = market.load(["BRK.B"], None, None).frame
+    assert frame["adj_factor"].tolist() == [0.5, 0.5]
+    assert frame["close"].tolist() == [50.0, 52.0]
+
+
+def test_parquet_long_format(tmp_path: Path) -> None:
+    path = tmp_path / "bars.parquet"
+    pd.DataFrame(
+        {
+            "ticker": ["ZZZ", "ZZZ"],
+            "date": pd.to_datetime(["2024-01-02", "2024-01-03"]),
+            "open": [1.0, 2.0], "high": [2.0, 3.0], "low": [0.5, 1.5], "close": [1.5, 2.5],
+            "volume": [10, 20], "adj_close": [1.5, 2.5],
+        }
+    ).to_parquet(path)  # fmt: skip
+    import_files(tmp_path / "store", [path])
+    assert MarketData(tmp_path / "store").entries()["ZZZ"].rows == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "row", "reason"),
+    [
+        (
+            "ticker,date,open,high,low,close\nAAA,2024-01-02,1,2,1,1\n",
+            None,
+            "missing column(s) volume",
+        ),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 2, "date is not"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 2, "open is missing"),
+        (HEADER + "AAA,2024-01-02,1,2,1,nan,1\n", 1, "close is missing"),
+        (HEADER + "AAA,2024-01-02,1,2,1,0,1\n", 1, "not positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,-3,1\n", 1, "not positive"),
+        (HEADER + "AAA,2024-01-02,1,1,2,1,1\n", 1, "high is below low"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 1, "volume is missing or negative"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 2, "duplicate session"),
+        (HEADER, None, "no data rows"),
+        ("", None, "the file is empty"),
+        (HEADER + "SYN0001,2024-01-02,1,2,1,1,1\n", 1, "reserved for synthetic"),
+    ],
+)
+def test_bad_input_is_rejected_with_file_row_and_reason(
+    tmp_path: Path, body: str, row: int | None, reason: str
+) -> None:
+    path = _write(tmp_path / "bad.csv", body)
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path])
+    problems = _reasons(exc)
+    assert any(f == str(path) and r == row and reason in why for f, r, why in problems), problems
+    assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_duplicates_across_files_name_both(tmp_path: Path) -> None:
+    one = _write(tmp_path / "one.csv", HEADER + "AAA,2024-01-02,1,2,1,1,1\n")
+    two = _write(
+        tmp_path / "two.csv", HEADER + "AAA,2024-01-03,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n"
+    )
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [one, two])
+    ((file, row, reason),) = _reasons(exc)
+    assert (file, row) == (str(two), 2) and str(one) in reason
+
+
+def test_a_bad_second_file_leaves_the_store_unchanged(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    import_files(root, [_write(tmp_path / "base.csv", HEADER + "AAA,2024-01-02,1,2,1,1,1\n")])
+    before = _snapshot(root)
+    good = _write(
+        tmp_path / "good.csv", HEADER + "AAA,2024-01-03,1,2,1,1,1\nNEW,2024-01-03,1,2,1,1,1\n"
+    )
+    bad = _write(
+        tmp_path / "bad.csv", HEADER + "BBB,2024-01-03,1,2,1,1,1\nBBB,not-a-date,1,2,1,1,1\n"
+    )
+    with pytest.raises(ImportRejected):
+        import_files(root, [good, bad])
+    assert _snapshot(root) == before
+    assert MarketData(root).tickers() == ["AAA"]
+
+
+def test_a_failure_while_committing_leaves_the_store_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "store"
+    import_files(root, [_write(tmp_path / "base.csv", HEADER + "AAA,2024-01-02,1,2,1,1,1\n")])
+    before = _snapshot(root)
+
+    def crash(self: Store, manifest: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Store, "_write_manifest", crash)
+    more = _write(tmp_path / "more.csv", HEADER + "AAA,2024-01-03,1,2,1,1,1\n")
+    with pytest.raises(OSError, match="disk full"):
+        import_files(root, [more])
+    assert _snapshot(root) == before
+    monkeypatch.undo()
+    assert MarketData(root).entries()["AAA"].rows == 1
+
+
+def test_rewrites_compact_superseded_rows(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    for day in range(2, 8):
+        body = HEADER + f"AAA,2024-01-0{day},1,2,1,{day},1\nBBB,2024-01-0{day},1,2,1,1,1\n"
+        import_files(root, [_write(tmp_path / f"d{day}.csv", body)])
+        import_files(
+            root, [_write(tmp_path / f"a{day}.csv", HEADER + f"AAA,2024-01-0{day},1,2,1,3,1\n")]
+        )
+    files = list((root / "bars").glob("*.parquet"))
+    assert 1 <= len(files) <= 2
+    assert not list(root.glob(".tmp-*"))
+    entries = MarketData(root).entries()
+    assert entries["AAA"].rows == 6 and entries["BBB"].rows == 6
