@@ -69,6 +69,7 @@ class WorkerProcess:
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        self._pump_thread: threading.Thread | None = None
 
     def start(self) -> WorkerProcess:
         self.proc = subprocess.Popen(
@@ -78,13 +79,19 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         return self
 
     def _pump(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.output.append(line)
+
+    def _join_pump(self) -> None:
+        if self._pump_thread is not None:
+            self._pump_thread.join(10)
 
     def wait_for_log(self, text: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -102,12 +109,15 @@ class WorkerProcess:
 
     def wait(self, timeout_s: float = 60.0) -> int:
         assert self.proc is not None
-        return self.proc.wait(timeout_s)
+        code = self.proc.wait(timeout_s)
+        self._join_pump()
+        return code
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._join_pump()
 
 
 @pytest.fixture
