@@ -200,6 +200,10 @@ class _Checker(ast.NodeVisitor):
         func = node.func
         if isinstance(func, ast.Name) and func.id == "type" and len(node.args) != 1:
             raise _fail("type() with more than one argument (class creation) is not allowed", node)
+        if isinstance(func, ast.Attribute) and func.attr in policy.DISPATCH_METHODS:
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if isinstance(arg, ast.Constant) and str(arg.value).startswith("_"):
+                    raise _fail(f".{func.attr}() may not name private methods", node)
         if isinstance(func, ast.Attribute) and func.attr in policy.QUERY_METHODS:
             self._check_query(func.attr, node)
         self.generic_visit(node)

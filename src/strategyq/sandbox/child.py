@@ -7,6 +7,7 @@ the parent; tracebacks keep only the strategy's own frames.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -22,13 +23,37 @@ _PROHIBITED_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOSYS}
 _MAX_FRAMES = 12
 
 
+def _internal_paths() -> list[str]:
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)}
+    paths.update(p for p in sys.path if p and os.path.isabs(p))
+    with contextlib.suppress(OSError):
+        paths.add(os.getcwd())
+    paths.add(os.path.expanduser("~"))
+    # Longest first, so a site-packages path is not half-replaced by its prefix.
+    return sorted((p for p in paths if len(p) > 1), key=len, reverse=True)
+
+
+_INTERNAL_PATHS = _internal_paths()
+
+
+def scrub(text: str) -> str:
+    """Hide the worker's own paths in a message meant for the user."""
+    for path in _INTERNAL_PATHS:
+        text = text.replace(path, "<worker>")
+    return text
+
+
 def _describe(exc: BaseException) -> str:
     try:
-        text = str(exc)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # Not str(exc): its filename may be one of the worker's own files.
+            text = f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
+        else:
+            text = str(exc)
     except BaseException:
         text = "<the exception's message could not be produced>"
     name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+    return scrub(f"{name}: {text}" if text else name)
 
 
 def _user_frames(exc: BaseException, source_lines: list[str]) -> list[str]:

@@ -10,10 +10,12 @@ the strategy.
 from __future__ import annotations
 
 import ctypes
+import io
 import math
 import os
 import resource
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,6 +90,22 @@ def isolate_descriptors(result_fd: int) -> None:
             os.dup2(null, fd)
     os.dup2(keep, RESULT_FD, inheritable=False)
     os.closerange(RESULT_FD + 1, 1 << 20)
+
+
+class _Discard(io.TextIOBase):
+    """Where print() goes in the child: nowhere, without buffering anything."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+
+def redirect_standard_streams() -> None:
+    """sys.stdout/stderr may be the caller's objects (a test's capture, a log buffer)."""
+    sys.stdout = sys.stderr = _Discard()
+    sys.stdin = None  # type: ignore[assignment]
 
 
 def clear_environment() -> None:
@@ -175,6 +193,7 @@ def lock_down(p: LockdownPlan, result_fd: int) -> None:
     """Apply every layer in order; raise LayerFailed naming the first that failed."""
     steps: list[tuple[str, Callable[[], object]]] = [
         ("descriptors", lambda: isolate_descriptors(result_fd)),
+        ("standard streams", redirect_standard_streams),
         ("environment", clear_environment),
         ("process attributes", set_process_attributes),
         ("rlimits", lambda: set_rlimits(p)),

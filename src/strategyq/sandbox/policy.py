@@ -177,6 +177,11 @@ FORBIDDEN_ATTRIBUTE_PREFIXES: dict[str, str] = {
     "_": "is private",
 }
 
+DISPATCH_METHODS: frozenset[str] = frozenset(
+    {"apply", "agg", "aggregate", "transform", "pipe", "map", "applymap", "resample", "rolling"}
+)
+"""pandas methods that look names up from strings: a literal private name is refused."""
+
 QUERY_METHODS: frozenset[str] = frozenset({"query", "eval"})
 """``DataFrame.query``/``eval``: a literal expression only, no ``@`` locals, only ``inplace=``."""
 

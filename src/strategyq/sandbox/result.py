@@ -24,6 +24,7 @@ MAX_DEPTH = 12
 MAX_MESSAGE_CHARS = 4000
 
 ERROR_TYPES: dict[str, type[errors.SandboxError]] = {
+    "policy": errors.PolicyError,
     "strategy_error": errors.StrategyFailed,
     "memory": errors.StrategyMemoryError,
     "timeout": errors.StrategyTimeout,

@@ -49,6 +49,8 @@ def warm(df):
     rows = [{'ticker': r.ticker, 'date': r.date, 'v': r.close, 'm': msg} for r in out.itertuples()]
     rows += [dict(r) for _, r in out.head(2).iterrows()]
     rows += out.head(2).to_dict(orient='records')
+    text = str(out) + repr(out['close']) + str(agg) + str(out.dtypes) + str(out.head(1).T)
+    rows.append({'text': text[:1]})
     rows.append({'agg': agg.tolist(), 'q': out['close'].quantile([0.1, 0.9]).tolist()})
     return rows
 """

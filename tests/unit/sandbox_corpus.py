@@ -1,0 +1,814 @@
+"""Adversarial strategy corpus for the sandbox tests, by threat class of docs/security.md.
+
+Tokens replaced before a run: CANARY (a file outside the sandbox holding a
+random secret), MARKER (a path that must never be created), PORT (a TCP
+listener on 127.0.0.1 that must never see a connection).
+
+``on`` is what a run with the policy check may end as, ``off`` what a run
+with ``check_policy=False`` (raw isolation layer) may end as: error types, or
+"ok" for a harmless result. Either way the tests also check the side effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POLICY = frozenset({"policy"})
+HARMLESS = frozenset({"ok", "prohibited_operation", "strategy_error"})
+DENIED = frozenset({"prohibited_operation"})
+DENIED_OR_FAILED = frozenset({"prohibited_operation", "strategy_error"})
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    threat: int
+    code: str
+    on: frozenset[str] = POLICY
+    off: frozenset[str] = HARMLESS
+
+
+def _s(body: str, prelude: str = "") -> str:
+    lines = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    return f"{prelude}\ndef strategy(df):\n{lines}\n"
+
+
+CASES: list[Case] = [
+    # 1. builtins recovery
+    Case(
+        "subclasses",
+        1,
+        _s("""
+for c in ().__class__.__base__.__subclasses__():
+    if c.__name__ == 'Popen':
+        c(['touch', 'MARKER'])
+    if c.__name__ == 'FileIO':
+        return [{'x': c('CANARY').read().decode()}]
+return []
+"""),
+    ),
+    Case(
+        "func_globals",
+        1,
+        _s("""
+g = strategy.__globals__
+return [{'x': str(g['__builtins__'])}]
+"""),
+    ),
+    Case(
+        "builtins_name",
+        1,
+        _s("""
+b = __builtins__
+return [{'x': b['open']('CANARY').read()}]
+"""),
+    ),
+    Case(
+        "builtin_self",
+        1,
+        _s("""
+m = len.__self__
+return [{'x': m.open('CANARY').read()}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "library_globals",
+        1,
+        _s("""
+osmod = pd.read_csv.__globals__['os']
+osmod.system('touch MARKER')
+return [{'x': osmod.environ.get('REDIS_PASSWORD', '')}]
+"""),
+    ),
+    Case(
+        "np_globals",
+        1,
+        _s("""
+g = np.array.__globals__
+return [{'x': 1}]
+"""),
+    ),
+    Case(
+        "import_os_system",
+        1,
+        _s("""
+import os
+os.system('touch MARKER')
+return [{'x': os.popen('cat CANARY').read()}]
+"""),
+    ),
+    Case(
+        "dunder_import",
+        1,
+        _s("""
+os = __import__('os')
+return [{'x': os.popen('cat CANARY').read()}]
+"""),
+    ),
+    Case(
+        "import_builtins_module",
+        1,
+        _s("""
+import builtins
+return [{'x': builtins.open('CANARY').read()}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "import_ctypes",
+        1,
+        _s("""
+import ctypes
+libc = ctypes.CDLL(None)
+libc.system(b'touch MARKER')
+return [{'x': 1}]
+"""),
+    ),
+    Case(
+        "type_three_args",
+        1,
+        _s("""
+T = type('T', (), {'x': 1})
+return [{'x': T.x}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "object_base",
+        1,
+        _s("""
+return [{'x': len(object.__subclasses__())}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "class_def_escape",
+        1,
+        _s("""
+class X:
+    def __init__(self):
+        self.v = 1
+return [{'x': X().v}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    # 2. frame walking
+    Case(
+        "generator_frame",
+        2,
+        _s("""
+def gen():
+    yield 1
+g = gen()
+f = g.gi_frame.f_back
+return [{'x': str(f.f_globals.keys())}]
+"""),
+    ),
+    Case(
+        "traceback_frames",
+        2,
+        _s("""
+try:
+    1 / 0
+except Exception as e:
+    tb = e.__traceback__
+    fr = tb.tb_frame.f_back
+    return [{'x': str(fr.f_globals.get('os'))}]
+"""),
+    ),
+    Case(
+        "frame_builtins",
+        2,
+        _s("""
+def gen():
+    yield 1
+g = gen()
+b = g.gi_frame.f_builtins
+return [{'x': b['open']('CANARY').read()}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "coroutine_frame",
+        2,
+        _s("""
+async def co():
+    return 1
+c = co()
+fr = c.cr_frame
+c.close()
+return [{'x': str(fr)}]
+"""),
+    ),
+    Case(
+        "sys_getframe",
+        2,
+        _s("""
+import sys
+f = sys._getframe(0)
+while f.f_back:
+    f = f.f_back
+return [{'x': str(f.f_globals.get('__file__'))}]
+"""),
+    ),
+    # 3. format strings
+    Case(
+        "str_format_attr",
+        3,
+        _s("""
+return [{'x': '{0.__class__.__mro__}'.format(df)}]
+"""),
+    ),
+    Case(
+        "format_map_globals",
+        3,
+        _s("""
+return [{'x': '{f.__globals__}'.format_map({'f': strategy})}]
+"""),
+    ),
+    Case(
+        "string_formatter",
+        3,
+        _s("""
+import string
+return [{'x': string.Formatter().format('{0.__init__.__globals__}', df)}]
+"""),
+    ),
+    Case(
+        "format_method_reference",
+        3,
+        _s("""
+f = 'x{0.real}'.format
+return [{'x': f(1)}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    # 4. attributes named at run time
+    Case(
+        "getattr_computed",
+        4,
+        _s("""
+name = '__cla' + 'ss__'
+return [{'x': str(getattr(df, name))}]
+"""),
+    ),
+    Case(
+        "getattr_plain",
+        4,
+        _s("""
+return [{'x': str(getattr(df, 'sha' + 'pe'))}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "attrgetter",
+        4,
+        _s("""
+import operator
+g = operator.attrgetter('__globals__')
+return [{'x': str(g(strategy))}]
+"""),
+    ),
+    Case(
+        "apply_string_dispatch",
+        4,
+        _s("""
+return [{'x': str(df['close'].apply('__class__'))}]
+"""),
+    ),
+    Case(
+        "agg_private_name",
+        4,
+        _s("""
+return [{'x': str(df.agg('_constructor'))}]
+"""),
+    ),
+    Case(
+        "agg_computed_private_name",
+        4,
+        _s("""
+return [{'x': str(df['close'].agg('_' + 'constructor'))}]
+"""),
+        on=HARMLESS,
+    ),
+    Case(
+        "vars_of_module",
+        4,
+        _s("""
+return [{'x': str(vars(pd)['io'])}]
+"""),
+    ),
+    Case(
+        "hasattr_probe",
+        4,
+        _s("""
+return [{'x': hasattr(pd, 'io')}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    # 5. syntax tricks
+    Case(
+        "decorator_call",
+        5,
+        _s("""
+def deco(f):
+    return f
+@deco
+def helper(x):
+    return x
+return [{'x': helper(1)}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "loop_attribute_target",
+        5,
+        _s("""
+class Box:
+    pass
+b = Box()
+for b.attr in [1, 2]:
+    pass
+return [{'x': b.attr}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "loop_dunder_target",
+        5,
+        _s("""
+def f():
+    pass
+for f.__code__ in [strategy.__code__]:
+    pass
+return []
+"""),
+        off=frozenset({"ok", "strategy_error"}),
+    ),
+    Case(
+        "match_class_pattern",
+        5,
+        _s("""
+match df:
+    case pd.DataFrame(__class__=c):
+        return [{'x': str(c)}]
+return []
+"""),
+    ),
+    Case(
+        "unicode_lookalike_dunder",
+        5,
+        _s("""
+return [{'x': str(().__ｃlass__)}]
+"""),
+    ),
+    Case(
+        "unicode_lookalike_eval",
+        5,
+        _s("""
+return [{'x': ｅval('1+1')}]
+"""),
+    ),
+    Case(
+        "coding_cookie",
+        5,
+        "# -*- coding: utf-7 -*-\n"
+        + _s("""
+return [{'x': 1}]
+"""),
+        on=frozenset({"ok"}),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "lambda_default_leak",
+        5,
+        _s("""
+f = lambda g=strategy.__globals__: g
+return [{'x': str(f())}]
+"""),
+    ),
+    Case(
+        "walrus_dunder",
+        5,
+        _s("""
+if (b := __builtins__):
+    return [{'x': str(b)}]
+return []
+"""),
+    ),
+    Case(
+        "exec_compile",
+        5,
+        _s("""
+exec(compile("import os; os.system('touch MARKER')", 's', 'exec'))
+return []
+"""),
+    ),
+    # 6. special methods on returned objects
+    Case(
+        "returned_reduce",
+        6,
+        _s("""
+class Evil:
+    def __reduce__(self):
+        return (print, ('pwned',))
+return [{'x': Evil()}]
+"""),
+        off=frozenset({"bad_result"}),
+    ),
+    Case(
+        "returned_eq_str",
+        6,
+        _s("""
+class Evil(dict):
+    def __eq__(self, other):
+        open('MARKER', 'w')
+        return True
+    def __str__(self):
+        open('MARKER', 'w')
+        return 'x'
+return [Evil(ticker='A')]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "exception_str",
+        6,
+        _s("""
+class Boom(Exception):
+    def __str__(self):
+        open('MARKER', 'w').write('x')
+        return 'boom'
+raise Boom()
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "base_exception_subclass",
+        6,
+        _s("""
+class Escape(BaseException):
+    pass
+raise Escape('out')
+"""),
+        off=frozenset({"strategy_error"}),
+    ),
+    Case(
+        "system_exit",
+        6,
+        _s("""
+raise SystemExit(0)
+"""),
+        on=frozenset({"strategy_error"}),
+        off=frozenset({"strategy_error"}),
+    ),
+    Case(
+        "keyboard_interrupt",
+        6,
+        _s("""
+raise KeyboardInterrupt
+"""),
+        on=frozenset({"strategy_error"}),
+        off=frozenset({"strategy_error"}),
+    ),
+    Case(
+        "del_finaliser",
+        6,
+        _s("""
+class Later:
+    def __del__(self):
+        import os
+        os.system('touch MARKER')
+x = Later()
+return [{'x': 1}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    # 7. pandas/numpy I/O and escape hatches
+    Case(
+        "read_csv_canary",
+        7,
+        _s("""
+return pd.read_csv('CANARY', header=None).to_dict('records')
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "read_csv_url",
+        7,
+        _s("""
+return pd.read_csv('http://127.0.0.1:PORT/x.csv').to_dict('records')
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "to_csv_marker",
+        7,
+        _s("""
+df.head(1).to_csv('MARKER')
+return []
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "read_pickle",
+        7,
+        _s("""
+return [{'x': str(pd.read_pickle('CANARY'))}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "np_load_pickle",
+        7,
+        _s("""
+return [{'x': str(np.load('CANARY', allow_pickle=True))}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "np_fromfile",
+        7,
+        _s("""
+return [{'x': np.fromfile('CANARY', dtype='uint8').tobytes().decode()}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "np_memmap",
+        7,
+        _s("""
+m = np.memmap('CANARY', dtype='uint8', mode='r')
+return [{'x': bytes(m).decode()}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "np_save",
+        7,
+        _s("""
+np.save('MARKER', np.arange(3))
+return []
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "tofile",
+        7,
+        _s("""
+np.arange(3).tofile('MARKER')
+return []
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "query_at_local",
+        7,
+        _s("""
+secret = 1
+return df.query('close > @secret').head(1)
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "eval_escape",
+        7,
+        _s("""
+return [{'x': str(df.eval('close.__class__'))}]
+"""),
+        off=HARMLESS,
+    ),
+    Case(
+        "styler_template",
+        7,
+        _s("""
+s = df.head(1).style
+return [{'x': s.to_html()}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "plotting_backend",
+        7,
+        _s("""
+pd.set_option('plotting.backend', 'os')
+df.plot()
+return []
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "options_attribute",
+        7,
+        _s("""
+pd.options.plotting.backend = 'subprocess'
+return []
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "ctypeslib",
+        7,
+        _s("""
+lib = np.ctypeslib.load_library('libc', '/lib/x86_64-linux-gnu')
+return []
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "as_strided_read",
+        7,
+        _s("""
+a = np.zeros(1, dtype='uint8')
+b = np.lib.stride_tricks.as_strided(a, shape=(64,), strides=(1,))
+return [{'x': int(b.sum())}]
+"""),
+        off=frozenset({"ok", "memory"}),
+    ),
+    Case(
+        "pd_compat_os",
+        7,
+        _s("""
+pd.compat.os.system('touch MARKER')
+return []
+"""),
+    ),
+    Case(
+        "pd_io_common",
+        7,
+        _s("""
+h = pd.io.common.get_handle('CANARY', 'r')
+return [{'x': h.handle.read()}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "from_pandas_import_reader",
+        7,
+        "from pandas import read_csv\n"
+        + _s("""
+return read_csv('CANARY').to_dict('records')
+"""),
+        off=DENIED,
+    ),
+    # 9. exfiltration
+    Case(
+        "environ",
+        9,
+        _s("""
+import os
+return [{'x': dict(os.environ)}]
+"""),
+    ),
+    Case(
+        "proc_self_environ",
+        9,
+        _s("""
+return [{'x': open('/proc/self/environ', 'rb').read().decode('latin-1')}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "proc_parent_environ",
+        9,
+        _s("""
+import os
+return [{'x': open(f'/proc/{os.getppid()}/environ', 'rb').read().decode('latin-1')}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "proc_parent_mem",
+        9,
+        _s("""
+import os
+with open(f'/proc/{os.getppid()}/mem', 'rb') as f:
+    return [{'x': f.read(16).hex()}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "inherited_sockets",
+        9,
+        _s("""
+import os
+found = []
+for fd in range(0, 256):
+    try:
+        os.fstat(fd)
+        found.append(fd)
+    except OSError:
+        pass
+for fd in found[4:]:
+    os.write(fd, b'*1\\r\\n$8\\r\\nFLUSHALL\\r\\n')
+return [{'x': found}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "connect_listener",
+        9,
+        _s("""
+import socket
+s = socket.create_connection(('127.0.0.1', PORT), timeout=1)
+s.sendall(b'CANARY')
+return []
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "connect_raw_libc",
+        9,
+        _s("""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.socket(2, 1, 0)
+return [{'fd': fd, 'errno': ctypes.get_errno()}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "subprocess_marker",
+        9,
+        _s("""
+import subprocess
+subprocess.run(['touch', 'MARKER'])
+return []
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "os_fork_marker",
+        9,
+        _s("""
+import os
+pid = os.fork()
+if pid == 0:
+    open('MARKER', 'w').write('child')
+    os._exit(0)
+return []
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "thread_is_also_jailed",
+        9,
+        _s("""
+import threading
+out = []
+def grab():
+    try:
+        out.append(open('CANARY').read())
+    except OSError as e:
+        out.append(type(e).__name__)
+t = threading.Thread(target=grab)
+t.start()
+t.join()
+return [{'x': out}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "kill_parent",
+        9,
+        _s("""
+import os, signal
+os.kill(os.getppid(), signal.SIGTERM)
+return []
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "raise_rlimit",
+        9,
+        _s("""
+import resource
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 30, 1 << 30))
+open('MARKER', 'w').write('x')
+return []
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "ptrace_parent",
+        9,
+        _s("""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.ptrace(16, os.getppid(), 0, 0)
+return [{'rc': rc, 'errno': ctypes.get_errno()}]
+"""),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "chmod_canary",
+        9,
+        _s("""
+import os
+os.chmod('CANARY', 0o777)
+return []
+"""),
+        off=DENIED,
+    ),
+]
