@@ -202,7 +202,7 @@ def _check_across_files(frame: pd.DataFrame, problems: list[Problem]) -> None:
     dup = frame.duplicated(["ticker", "date"], keep=False).to_numpy()
     if not dup.any():
         return
-    clash = frame[dup].sort_values(["ticker", "date", "source", "row"])
+    clash = frame[dup].sort_values(["ticker", "date"], kind="stable")  # keeps file order
     seen: dict[tuple[str, pd.Timestamp], tuple[str, int]] = {}
     reported = 0
     for ticker, day, source, row in clash[["ticker", "date", "source", "row"]].itertuples(
