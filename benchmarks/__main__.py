@@ -30,7 +30,9 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark area(s): {', '.join(unknown)}; choose from {', '.join(areas)}")
         return 2
     console = Console()
-    console.print(f"[bold]strategyq benchmarks[/] — {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    console.print(
+        f"[bold]strategyq benchmarks[/] — {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    )
     out_dir = here / "results"
     out_dir.mkdir(exist_ok=True)
     for area in chosen:

@@ -1,7 +1,7 @@
 """The seed's worker entry point and producer functions, as a thin shim over strategyq.
 
-    cd services/worker && python worker.py          # runs a worker (same options as `strategyq worker`)
-    from worker import add_backtest_task, add_screening_task, get_task_result
+cd services/worker && python worker.py          # runs a worker (same options as `strategyq worker`)
+from worker import add_backtest_task, add_screening_task, get_task_result
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from strategyq.client import (  # noqa: E402
+from strategyq.client import (
     add_backtest_task,
     add_screening_task,
     cancel_task,

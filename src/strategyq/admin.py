@@ -1,4 +1,4 @@
-"""Queue inspection and dead-letter handling for operators (``strategyq queue``, ``strategyq dlq``)."""
+"""Queue inspection and dead-letter handling (``strategyq queue``, ``strategyq dlq``)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,7 @@ def queue_stats(client: redis.Redis, queue: str) -> dict[str, Any]:
                 }
             )
         info = orjson.loads(beat) if beat else {}
-        workers.append(
-            {"worker_id": member, "alive": beat is not None, "in_flight": tasks, **info}
-        )
+        workers.append({"worker_id": member, "alive": beat is not None, "in_flight": tasks, **info})
     return {
         "queue": queue,
         "depth": int(depth),
@@ -91,7 +89,7 @@ def retry_dead_letters(
             continue
         queued = dumps(envelope(Status.QUEUED, {"task_id": tid, "retried_from": "dead_letter"}))
         pipe = client.pipeline(transaction=True)
-        pipe.lrem(keys.DEAD_LETTER, 1, raw)
+        pipe.lrem(keys.DEAD_LETTER, 1, raw)  # type: ignore[arg-type]
         pipe.delete(keys.attempts(tid), keys.token(tid), keys.cancel(tid))
         pipe.set(keys.result(tid), queued, ex=result_ttl_s)
         pipe.lpush(queue, message)

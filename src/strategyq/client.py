@@ -192,6 +192,6 @@ def cancel_task(
     script = redis_client.register_script(source("cancel"))
     status = script(
         keys=[keys.result(task_id), keys.cancel(task_id), keys.done(task_id)],
-        args=[result_ttl_s, record, keys.DONE_TTL_S],
+        args=[result_ttl_s, record, min(keys.DONE_TTL_S, result_ttl_s)],
     )
     return status.decode() if isinstance(status, bytes) else str(status)

@@ -15,6 +15,7 @@ sandbox).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import logging
@@ -279,10 +280,8 @@ class Executor:
     def cancel(self) -> None:
         """Kill the sandbox of the task now running (no effect when idle)."""
         if self._cancel_w >= 0:
-            try:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
                 os.write(self._cancel_w, b"c")
-            except (BlockingIOError, BrokenPipeError):
-                pass
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -291,10 +290,8 @@ class Executor:
         """Stop the process (closing its request pipe ends its loop)."""
         for fd in (self._req_w, self._cancel_w):
             if fd >= 0:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self._req_w = self._cancel_w = -1
         if self._proc is not None:
             try:

@@ -53,7 +53,7 @@ def reap_worker(
             settings.result_ttl_s,
             utc_now_iso(),
             keys.PREFIX,
-            keys.DONE_TTL_S,
+            settings.done_ttl_s,
         ],
     )
     back, lost = int(result[0]), int(result[1])
@@ -118,7 +118,7 @@ class Heartbeat:
         self._next_reap = 0.0
 
     def beat(self) -> None:
-        """Refresh the heartbeat and the registry entry, and read the queue's depths (one round trip)."""
+        """Refresh the heartbeat and registry entry; read the queue depths (one round trip)."""
         record = dumps({**self.info(), "worker_id": self.worker_id, "beat_at": utc_now_iso()})
         ttl_ms = int(self.settings.heartbeat_timeout_s * 1000)
         pipe = self.client.pipeline(transaction=True)

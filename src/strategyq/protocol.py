@@ -39,7 +39,7 @@ MAX_CODE_BYTES = 256 * 1024
 
 
 class MalformedTask(TaskValidationError):
-    """Raised when a queued message is not a valid task; ``task_id`` is set when it could be read."""
+    """Raised when a queued message is not a valid task (``task_id`` set when readable)."""
 
     def __init__(self, message: str, task_id: str | None = None) -> None:
         super().__init__(message)
@@ -154,7 +154,9 @@ def _symbols(args: Mapping[str, Any], name: str, max_symbols: int) -> tuple[str,
     seen: set[str] = set()
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            raise TaskValidationError(f"args.{name}[{i}] must be a ticker string, got {_show(item)}")
+            raise TaskValidationError(
+                f"args.{name}[{i}] must be a ticker string, got {_show(item)}"
+            )
         ticker = item.strip().upper()
         if len(ticker) > 32:
             raise TaskValidationError(f"args.{name}[{i}] is not a ticker: {_show(item)}")
@@ -260,7 +262,7 @@ def parse_task(
             f"task_id must be a non-empty string of at most 200 characters, got {_show(task_id)}"
         )
     try:
-        task_type = TaskType(message.get("task_type"))
+        task_type = TaskType(str(message.get("task_type")))
     except ValueError:
         raise MalformedTask(
             f"task_type must be 'backtest' or 'screening', got {_show(message.get('task_type'))}",

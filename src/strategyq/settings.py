@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from strategyq import keys
 from strategyq.errors import ConfigError
 
 QUEUE_NAME = "strategy_queue"
@@ -26,7 +27,9 @@ def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) 
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number; set it to e.g. {default}"
+        ) from None
     if value < minimum:
         raise ConfigError(f"{name}={value} is below the minimum {minimum}")
     return value
@@ -124,11 +127,15 @@ class SandboxLimits:
     result_max_bytes: int = 32 * 1024 * 1024
     max_open_files: int = 64
 
-    def capped(self, *, time_limit_s: float | None = None, memory_mb: int | None = None) -> SandboxLimits:
+    def capped(
+        self, *, time_limit_s: float | None = None, memory_mb: int | None = None
+    ) -> SandboxLimits:
         """Per-task overrides, never beyond this object's values."""
         return replace(
             self,
-            time_limit_s=min(self.time_limit_s, time_limit_s) if time_limit_s else self.time_limit_s,
+            time_limit_s=min(self.time_limit_s, time_limit_s)
+            if time_limit_s
+            else self.time_limit_s,
             memory_mb=min(self.memory_mb, memory_mb) if memory_mb else self.memory_mb,
         )
 
@@ -159,6 +166,11 @@ class Settings:
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
+    def done_ttl_s(self) -> int:
+        """Lifetime of a task's completion notification: short, and never past its result."""
+        return min(keys.DONE_TTL_S, self.result_ttl_s)
+
+    @property
     def data_dir(self) -> Path:
         """The market data store."""
         return self.home / "data"
@@ -177,7 +189,8 @@ class Settings:
         )
         if heartbeat_interval * 3 > heartbeat_timeout:
             raise ConfigError(
-                "STRATEGYQ_HEARTBEAT_INTERVAL must be at most a third of STRATEGYQ_HEARTBEAT_TIMEOUT "
+                "STRATEGYQ_HEARTBEAT_INTERVAL must be at most a third of "
+                "STRATEGYQ_HEARTBEAT_TIMEOUT "
                 f"(got {heartbeat_interval} and {heartbeat_timeout}), or a busy worker looks dead"
             )
         settings = cls(

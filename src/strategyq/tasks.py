@@ -54,7 +54,9 @@ def _data_warnings(loaded: LoadResult) -> list[str]:
     if loaded.missing:
         warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}")
     if loaded.empty:
-        warnings.append(f"symbols with no sessions in the range, skipped: {', '.join(loaded.empty)}")
+        warnings.append(
+            f"symbols with no sessions in the range, skipped: {', '.join(loaded.empty)}"
+        )
     return warnings
 
 
@@ -77,9 +79,7 @@ def run_task(
     run_limits = _limits(limits, task)
     if task.task_type is TaskType.BACKTEST:
         assert isinstance(task.args, BacktestArgs)
-        return _backtest(
-            task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap
-        )
+        return _backtest(task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap)
     assert isinstance(task.args, ScreeningArgs)
     return _screening(task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap)
 
@@ -144,7 +144,8 @@ def _screening(
     if as_of is None:
         raise DataError(
             f"no market data for any symbol of the universe ({', '.join(args.universe[:20])}). "
-            "Load data with 'strategyq data sample', 'strategyq data import' or 'strategyq data synth'"
+            "Load data with 'strategyq data sample', 'strategyq data import' or "
+            "'strategyq data synth'"
         )
     end = datetime(as_of.year, as_of.month, as_of.day)
     loaded = market.load(
@@ -225,4 +226,3 @@ def fit_payload(data: dict[str, Any], max_bytes: int) -> bytes:
             trimmed["summary"] = summary
         encoded = orjson.dumps(trimmed)
     return encoded
-

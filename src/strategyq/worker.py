@@ -77,7 +77,7 @@ class Tally:
 
 
 class Worker:
-    """One worker process: ``run()`` serves until SIGTERM/SIGINT (or an empty queue in burst mode)."""
+    """One worker process: ``run()`` serves until SIGTERM/SIGINT (burst mode: an empty queue)."""
 
     def __init__(
         self,
@@ -118,10 +118,15 @@ class Worker:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
-            log.info("received %s: finishing in-flight tasks, taking no more", signal.Signals(signum).name)
+            log.info(
+                "received %s: finishing in-flight tasks, taking no more",
+                signal.Signals(signum).name,
+            )
             self._stopping.set()
         else:
-            log.warning("received %s again: stopping in-flight tasks now", signal.Signals(signum).name)
+            log.warning(
+                "received %s again: stopping in-flight tasks now", signal.Signals(signum).name
+            )
             self._interrupt_all("shutdown")
 
     def run(self) -> int:
@@ -271,7 +276,11 @@ class Worker:
                     raw = self.client.lmove(self.settings.queue_name, processing, "RIGHT", "LEFT")
                 else:
                     raw = self.client.blmove(
-                        self.settings.queue_name, processing, BLOCK_S, "RIGHT", "LEFT"
+                        self.settings.queue_name,
+                        processing,
+                        BLOCK_S,  # type: ignore[arg-type]  # the server takes fractional seconds
+                        "RIGHT",
+                        "LEFT",
                     )
                 backoff = 0.1
                 if not self._redis_ok:
@@ -293,7 +302,8 @@ class Worker:
                     # Tasks still running might be requeued; wait for them first.
                     _wait_any(futures)
                 continue
-            future = pool.submit(self._handle, raw, executor)
+            message = raw if isinstance(raw, bytes) else raw.encode()
+            future = pool.submit(self._handle, message, executor)
             futures.add(future)
             futures -= {f for f in futures if f.done()}
 
@@ -302,7 +312,9 @@ class Worker:
         deadline = time.monotonic() + self.settings.grace_period_s
         pending = {f for f in futures if not f.done()}
         if pending:
-            log.info("waiting up to %.0fs for %d task(s)", self.settings.grace_period_s, len(pending))
+            log.info(
+                "waiting up to %.0fs for %d task(s)", self.settings.grace_period_s, len(pending)
+            )
         while pending and time.monotonic() < deadline:
             _wait_any(pending, timeout=min(0.2, max(deadline - time.monotonic(), 0.01)))
             pending = {f for f in pending if not f.done()}
@@ -358,11 +370,16 @@ class Worker:
             self._reject(raw, exc)
             return
         task_id = task.task_id
-        claim = self._retry(lambda: self._claim(task))
+        claim = self._retry(lambda: self._claim(task_id, task.raw, task.task_type.value))
         verdict = _text(claim[0])
         if verdict == "skip":
             self.tally.skipped += 1
-            log.info("task %s is already %s; skipped", task_id, _text(claim[1]), extra={"task_id": task_id})
+            log.info(
+                "task %s is already %s; skipped",
+                task_id,
+                _text(claim[1]),
+                extra={"task_id": task_id},
+            )
             return
         if verdict == "cancelled":
             self.tally.cancelled += 1
@@ -383,13 +400,10 @@ class Worker:
             extra={"task_id": task_id, "task_type": task.task_type.value, "attempt": attempt},
         )
         self.faults.at_stage(task_id, "claimed")
-        stage_started = [started, ""]
+        clock = _StageClock(self.metrics, task.task_type.value)
 
         def on_stage(stage: str) -> None:
-            now = time.monotonic()
-            if stage_started[1]:
-                self.metrics.stage_duration(task.task_type.value, str(stage_started[1]), now - float(stage_started[0]))
-            stage_started[0], stage_started[1] = now, stage
+            clock.enter(stage)
             self.faults.at_stage(task_id, stage)
             self._write_stage(running, stage)
 
@@ -403,10 +417,7 @@ class Worker:
                     error="the task's executor process died unexpectedly; retry the task",
                     error_type="internal",
                 )
-            if stage_started[1]:
-                self.metrics.stage_duration(
-                    task.task_type.value, str(stage_started[1]), time.monotonic() - float(stage_started[0])
-                )
+            clock.enter(None)
             self.faults.at_stage(task_id, "finishing")
             self._finish(running, outcome)
         finally:
@@ -414,24 +425,22 @@ class Worker:
                 self._running.pop(task_id, None)
             self.metrics.set_in_flight(len(self._running))
 
-    def _claim(self, task: Task) -> Any:
-        s = self.settings
-        task_id = task.task_id
+    def _claim(self, task_id: str, raw: bytes, task_type: str | None) -> Any:
+        """Start a run (claim.lua): count the attempt, take a fencing token, write ``running``."""
+        now = utc_now_iso()
         running = dumps(
             envelope(
                 Status.RUNNING,
                 {
                     "task_id": task_id,
-                    "task_type": task.task_type.value,
+                    "task_type": task_type,
                     "worker_id": self.worker_id,
-                    "started_at": utc_now_iso(),
-                    "stage": "queued_for_executor",
+                    "started_at": now,
+                    "stage": "starting",
                 },
             )
         )
-        cancelled = dumps(
-            envelope(Status.CANCELLED, {"cancelled_at": utc_now_iso(), "completed_at": utc_now_iso()})
-        )
+        cancelled = dumps(envelope(Status.CANCELLED, {"cancelled_at": now, "completed_at": now}))
         return self.scripts.claim(
             keys=[
                 keys.result(task_id),
@@ -442,7 +451,7 @@ class Worker:
                 keys.cancel(task_id),
                 keys.done(task_id),
             ],
-            args=[task.raw, s.result_ttl_s, running, cancelled, keys.DONE_TTL_S],
+            args=[raw, self.settings.result_ttl_s, running, cancelled, self.settings.done_ttl_s],
         )
 
     def _write_stage(self, running: Running, stage: str) -> None:
@@ -543,7 +552,7 @@ class Worker:
                         keys.attempts(task_id),
                         keys.cancel(task_id),
                     ],
-                    args=[token, record, self.settings.result_ttl_s, raw, keys.DONE_TTL_S],
+                    args=[token, record, self.settings.result_ttl_s, raw, self.settings.done_ttl_s],
                 )
             )
             self.faults.after_finish()
@@ -564,7 +573,9 @@ class Worker:
 
     def _requeue(self, running: Running) -> None:
         task = running.task
-        queued = dumps(envelope(Status.QUEUED, {"task_id": task.task_id, "requeued_at": utc_now_iso()}))
+        queued = dumps(
+            envelope(Status.QUEUED, {"task_id": task.task_id, "requeued_at": utc_now_iso()})
+        )
         self._retry(
             lambda: self.scripts.requeue(
                 keys=[
@@ -579,7 +590,9 @@ class Worker:
             what=f"requeue of task {task.task_id}",
         )
         self.tally.requeued += 1
-        self.metrics.task_finished(task.task_type.value, "requeued", time.monotonic() - running.started)
+        self.metrics.task_finished(
+            task.task_type.value, "requeued", time.monotonic() - running.started
+        )
         log.info(
             "task %s requeued: shutdown before it finished",
             task.task_id,
@@ -590,13 +603,19 @@ class Worker:
         """A malformed message: an error result when it names a task, else a dead letter."""
         if exc.task_id is not None:
             task_id = exc.task_id
-            claim = self._retry(lambda: self._claim_raw(task_id, raw))
+            claim = self._retry(lambda: self._claim(task_id, raw, None))
             if _text(claim[0]) != "run":
                 return
-            record = dumps(envelope(Status.ERROR, error_data(str(exc), exc.error_type, worker_id=self.worker_id)))
+            record = dumps(
+                envelope(
+                    Status.ERROR, error_data(str(exc), exc.error_type, worker_id=self.worker_id)
+                )
+            )
             self._terminal_write(task_id, _text(claim[1]), record, raw)
             self.tally.failed += 1
-            log.warning("task %s rejected: %s", task_id, exc, extra={"task_id": task_id, "outcome": "error"})
+            log.warning(
+                "task %s rejected: %s", task_id, exc, extra={"task_id": task_id, "outcome": "error"}
+            )
             return
         entry = dumps(
             {
@@ -611,28 +630,12 @@ class Worker:
         def dead_letter() -> None:
             pipe = self.client.pipeline(transaction=True)
             pipe.lpush(keys.DEAD_LETTER, entry)
-            pipe.lrem(keys.processing(self.worker_id), 1, raw)
+            pipe.lrem(keys.processing(self.worker_id), 1, raw)  # type: ignore[arg-type]
             pipe.execute()
 
         self._retry(dead_letter, what="dead-lettering a malformed message")
         self.tally.dead_lettered += 1
         log.warning("malformed message dead-lettered: %s", exc)
-
-    def _claim_raw(self, task_id: str, raw: bytes) -> Any:
-        running = dumps(envelope(Status.RUNNING, {"task_id": task_id, "worker_id": self.worker_id}))
-        cancelled = dumps(envelope(Status.CANCELLED, {"completed_at": utc_now_iso()}))
-        return self.scripts.claim(
-            keys=[
-                keys.result(task_id),
-                keys.attempts(task_id),
-                keys.token(task_id),
-                keys.FENCE_COUNTER,
-                keys.processing(self.worker_id),
-                keys.cancel(task_id),
-                keys.done(task_id),
-            ],
-            args=[raw, self.settings.result_ttl_s, running, cancelled, keys.DONE_TTL_S],
-        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -666,15 +669,41 @@ class Worker:
             for r, flag in zip(running, flags, strict=True):
                 if flag is not None and r.stop_reason is None:
                     r.stop_reason = "cancelled"
-                    log.info("task %s: cancel requested", r.task.task_id, extra={"task_id": r.task.task_id})
+                    log.info(
+                        "task %s: cancel requested",
+                        r.task.task_id,
+                        extra={"task_id": r.task.task_id},
+                    )
                     r.executor.cancel()
+
+
+class _StageClock:
+    """Times each stage of a task for the stage-duration histogram."""
+
+    def __init__(self, metrics: WorkerMetrics, task_type: str) -> None:
+        self.metrics = metrics
+        self.task_type = task_type
+        self.stage: str | None = None
+        self.since = time.monotonic()
+
+    def enter(self, stage: str | None) -> None:
+        now = time.monotonic()
+        if self.stage is not None:
+            self.metrics.stage_duration(self.task_type, self.stage, now - self.since)
+        self.stage, self.since = stage, now
 
 
 def _completed_record(data: bytes, timing: dict[str, Any]) -> bytes:
     """Splice the timing fields into the payload without decoding it again."""
     extra = orjson.dumps(timing)[1:-1]
     body = data[:-1] + (b"," if data != b"{}" else b"") + extra + b"}"
-    return b'{"status":"completed","data":' + body + b',"updated_at":' + orjson.dumps(utc_now_iso()) + b"}"
+    return (
+        b'{"status":"completed","data":'
+        + body
+        + b',"updated_at":'
+        + orjson.dumps(utc_now_iso())
+        + b"}"
+    )
 
 
 def _text(value: Any) -> str:

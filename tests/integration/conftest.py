@@ -124,7 +124,9 @@ class WorkerProcess:
 def spawn_worker(worker_env: dict[str, str]) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
-    def spawn(worker_id: str = "w1", *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+    def spawn(
+        worker_id: str = "w1", *args: str, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         proc = WorkerProcess({**worker_env, **(env or {})}, worker_id, *args).start()
         started.append(proc)
         return proc

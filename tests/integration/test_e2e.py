@@ -251,10 +251,20 @@ def test_strategy_errors_are_results_not_crashes(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
     add_backtest_task(
-        redis_client, "policy", "import os\ndef s(df):\n    return []\n", ["AAPL"], "2011-01-01", "2011-02-01"
+        redis_client,
+        "policy",
+        "import os\ndef s(df):\n    return []\n",
+        ["AAPL"],
+        "2011-01-01",
+        "2011-02-01",
     )
     add_backtest_task(
-        redis_client, "raises", "def s(df):\n    return 1 / 0\n", ["AAPL"], "2011-01-01", "2011-02-01"
+        redis_client,
+        "raises",
+        "def s(df):\n    return 1 / 0\n",
+        ["AAPL"],
+        "2011-01-01",
+        "2011-02-01",
     )
     add_backtest_task(redis_client, "nodata", GAP_UP, ["ZZZZ"], "2011-01-01", "2011-02-01")
     run_burst(settings)
@@ -277,13 +287,18 @@ def test_cancel_before_start_and_while_running(
     assert cancel_task(redis_client, "early") == "queued"
     assert get_task_result(redis_client, "early")["status"] == "cancelled"  # type: ignore[index]
 
-    slow = "def slow(df):\n    total = 0\n    for i in range(10**10):\n        total += i\n    return []\n"
+    slow = (
+        "def slow(df):\n    total = 0\n    for i in range(10**10):\n"
+        "        total += i\n    return []\n"
+    )
     add_backtest_task(redis_client, "slow", slow, ["AAPL"], "2011-01-01", "2011-12-31")
     worker = threading.Thread(target=run_burst, args=(settings,))
     worker.start()
     wait_until(
-        lambda: (get_task_result(redis_client, "slow") or {}).get("data", {}).get("stage")
-        == "running_strategy"
+        lambda: (
+            (get_task_result(redis_client, "slow") or {}).get("data", {}).get("stage")
+            == "running_strategy"
+        )
     )
     t0 = time.monotonic()
     assert cancel_task(redis_client, "slow") == "running"

@@ -105,7 +105,9 @@ def test_chaos_1000_tasks_3_workers_random_kill_9(
 
     def done() -> int:
         return sum(
-            1 for raw in redis_client.mget([f"task_result:{i}" for i in ids]) if raw and '"completed"' in raw
+            1
+            for raw in redis_client.mget([f"task_result:{i}" for i in ids])
+            if raw and '"completed"' in raw
         )
 
     while time.monotonic() < deadline and done() < len(ids):
@@ -225,10 +227,10 @@ def test_connection_kill_and_lost_terminal_write_replies(
     spawn_worker("k1", env={"STRATEGYQ_FAULT_FINISH_DROPS": "3"})  # type: ignore[operator]
     for _ in range(5):
         time.sleep(0.3)
+        me = redis_client.client_id()
         for c in redis_client.client_list():
-            if c.get("name") != "" or c["id"] != str(redis_client.client_id()):
-                if int(c["id"]) != redis_client.client_id():
-                    redis_client.client_kill_filter(_id=c["id"])
+            if int(c["id"]) != me:
+                redis_client.client_kill_filter(_id=c["id"])
     for i in range(20):
         result = wait_for_result(redis_client, f"ck-{i}", timeout_s=30)
         assert result is not None and result["status"] == "completed", (i, result)
@@ -247,7 +249,16 @@ def test_redis_restart_mid_run_loses_nothing(market_home: Path, worker_env: dict
         for task_id in ids:
             submit(client, task_id, slow(0.05))
         worker = WorkerProcess({**worker_env, "REDIS_URL": server.url}, "r1").start()
-        wait_until(lambda: sum(1 for i in ids if (get_task_result(client, i) or {}).get("status") == "completed") >= 5)
+        wait_until(
+            lambda: (
+                sum(
+                    1
+                    for i in ids
+                    if (get_task_result(client, i) or {}).get("status") == "completed"
+                )
+                >= 5
+            )
+        )
         server.stop()
         time.sleep(2)
         server.start()
@@ -270,9 +281,9 @@ def test_keys_return_to_results_only_and_expire(
         submit(redis_client, f"k-{i}")
     run_burst(settings, result_ttl_s=3)
     names = set(redis_client.keys("*"))
-    leftovers = {
-        n for n in names if not n.startswith(("task_result:", "strategyq:done:"))
-    } - {"strategyq:fence"}
+    leftovers = {n for n in names if not n.startswith(("task_result:", "strategyq:done:"))} - {
+        "strategyq:fence"
+    }
     assert leftovers == set(), leftovers
     # -1 is a key without expiry (-2: already expired, which is fine).
     assert all(redis_client.ttl(n) != -1 for n in names if n != "strategyq:fence")
@@ -293,8 +304,15 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
             raw = json.dumps({"task_id": tid})
             pipe.lpush(processing, raw)
             scripts.claim(
-                keys=[keys.result(tid), keys.attempts(tid), keys.token(tid), keys.FENCE_COUNTER,
-                      processing, keys.cancel(tid), keys.done(tid)],
+                keys=[
+                    keys.result(tid),
+                    keys.attempts(tid),
+                    keys.token(tid),
+                    keys.FENCE_COUNTER,
+                    processing,
+                    keys.cancel(tid),
+                    keys.done(tid),
+                ],
                 args=[raw, 5, '{"status":"running"}', '{"status":"cancelled"}', 5],
                 client=pipe,
             )
@@ -303,15 +321,26 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
         for i, claim in zip(range(start, start + 500), claims, strict=True):
             tid = f"l-{i}"
             scripts.finish(
-                keys=[keys.result(tid), keys.token(tid), processing, keys.done(tid),
-                      keys.attempts(tid), keys.cancel(tid)],
+                keys=[
+                    keys.result(tid),
+                    keys.token(tid),
+                    processing,
+                    keys.done(tid),
+                    keys.attempts(tid),
+                    keys.cancel(tid),
+                ],
                 args=[claim[1], '{"status":"completed"}', 5, json.dumps({"task_id": tid}), 5],
                 client=pipe,
             )
         assert set(pipe.execute()) == {"written"}
     counts: dict[str, int] = {}
     for name in raw_client.scan_iter(count=1000):
-        prefix = name.split(":", 1)[0] + ":" + (name.split(":")[1] if name.startswith("strategyq:") else "")
+        prefix = (
+            name.split(":", 1)[0]
+            + ":"
+            + (name.split(":")[1] if name.startswith("strategyq:") else "")
+        )
         counts[prefix] = counts.get(prefix, 0) + 1
-    assert counts == {"task_result:": 10_000, "strategyq:done": 10_000, "strategyq:fence": 1}, counts
-
+    assert counts == {"task_result:": 10_000, "strategyq:done": 10_000, "strategyq:fence": 1}, (
+        counts
+    )

@@ -65,7 +65,9 @@ def register(app: typer.Typer) -> None:
                 console.print()
                 if result.get("status") != "completed":
                     raise typer.Exit(1)
-            console.print(f"both tasks done in {time.perf_counter() - t0:.2f}s (including worker start-up)")
+            console.print(
+                f"both tasks done in {time.perf_counter() - t0:.2f}s (including worker start-up)"
+            )
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)

@@ -58,7 +58,7 @@ def submit_backtest(
     timeout: Timeout = 300.0,
 ) -> None:
     """Queue a backtest of STRATEGY over the symbols and dates."""
-    options = {
+    options: dict[str, Any] = {
         k: v
         for k, v in {
             "hold_days": hold_days,
@@ -72,7 +72,13 @@ def submit_backtest(
     }
     r = client()
     tid = add_backtest_task(
-        r, task_id or str(uuid.uuid4()), _read_code(strategy), _split(symbols), start, end, **options
+        r,
+        task_id or str(uuid.uuid4()),
+        _read_code(strategy),
+        _split(symbols),
+        start,
+        end,
+        **options,
     )
     _after_submit(r, tid, wait, as_json, timeout)
 
@@ -89,7 +95,7 @@ def submit_screening(
     timeout: Timeout = 300.0,
 ) -> None:
     """Queue a screen of the universe with STRATEGY."""
-    options = {"as_of": as_of} if as_of else {}
+    options: dict[str, Any] = {"as_of": as_of} if as_of else {}
     r = client()
     tid = add_screening_task(
         r, task_id or str(uuid.uuid4()), _read_code(strategy), _split(universe), limit, **options
@@ -159,9 +165,7 @@ def render(task_id: str, result: dict[str, Any]) -> None:
         _render_backtest(data)
     elif mode == "screening":
         _render_screening(data)
-    console.print(
-        f"worker {data.get('worker_id')}, {data.get('execution_time_ms', 0):.1f} ms"
-    )
+    console.print(f"worker {data.get('worker_id')}, {data.get('execution_time_ms', 0):.1f} ms")
 
 
 def _fmt(value: Any) -> str:
