@@ -48,13 +48,15 @@ BOMBS: list[Bomb] = [
     _b("big_power", "return [{'x': 10 ** 10 ** 9}]", TIMEOUT | MEMORY),
     _b(
         "catastrophic_regex",
-        "s = pd.Series(['a' * 40 + 'b'], dtype='object')\nreturn [{'x': bool(s.str.match('(a+)+$')[0])}]",
+        "s = pd.Series(['a' * 40 + 'b'], dtype='object')\n"
+        "return [{'x': bool(s.str.match('(a+)+$')[0])}]",
         TIMEOUT,
     ),
     _b("deep_recursion", "def f(n):\n    return f(n + 1)\nreturn f(0)", MEMORY),
     _b(
         "deep_recursion_raised_limit",
-        "import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return f(n + 1) + 1\nreturn f(0)",
+        "import sys\nsys.setrecursionlimit(10 ** 7)\n"
+        "def f(n):\n    return f(n + 1) + 1\nreturn f(0)",
         POLICY,
         MEMORY | TIMEOUT,
     ),
@@ -118,7 +120,7 @@ def test_bomb_is_contained(bomb: Bomb, check_policy: bool) -> None:
 
 @pytest.mark.parametrize("name", sorted(PARSER_BOMBS))
 def test_parser_bomb_is_refused_by_policy(name: str) -> None:
-    with pytest.raises(errors.PolicyError, match="^Security validation failed: "):
+    with pytest.raises(errors.PolicyError, match=r"^Security validation failed: "):
         run(PARSER_BOMBS[name], warm_frame(), LIMITS)
 
 

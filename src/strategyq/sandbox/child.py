@@ -19,7 +19,7 @@ from strategyq import errors
 from strategyq.sandbox import checker, namespace, result
 from strategyq.sandbox.lockdown import RESULT_FD, LayerFailed, LockdownPlan, lock_down
 
-_PROHIBITED_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOSYS}
+_PROHIBITED_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EFBIG}
 _MAX_FRAMES = 12
 
 

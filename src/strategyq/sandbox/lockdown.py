@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,6 +107,10 @@ def redirect_standard_streams() -> None:
     """sys.stdout/stderr may be the caller's objects (a test's capture, a log buffer)."""
     sys.stdout = sys.stderr = _Discard()
     sys.stdin = None  # type: ignore[assignment]
+    # The caller's warning filters (e.g. "error" under a test runner) must not change
+    # what a strategy does; warnings would go nowhere anyway.
+    warnings.resetwarnings()
+    warnings.simplefilter("ignore")
 
 
 def clear_environment() -> None:

@@ -101,7 +101,7 @@ def _failure(status: int, cpu_s: float, cpu_limit: int, time_limit_s: float) -> 
                 f"the strategy used more than {time_limit_s:g} s of CPU time; make it faster "
                 "or run it on less data"
             )
-        if sig == signal.SIGSYS:
+        if sig in (signal.SIGSYS, signal.SIGXFSZ):
             return errors.ProhibitedOperation(
                 "the strategy made a system call the sandbox forbids (files, network or processes)"
             )
