@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 bench-e2e: $(STAMP)
-	$(BIN)/strategyq bench
+	$(BIN)/python -m benchmarks e2e
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -497,10 +497,11 @@ class Worker:
             record = _completed_record(outcome.data, timing)
         elif outcome.error_type == "cancelled":
             status = Status.CANCELLED
+            self.metrics.sandbox_kill("cancelled")
             record = dumps(envelope(status, {"cancelled_at": timing["completed_at"], **timing}))
         else:
             status = Status.ERROR
-            if outcome.error_type in {"timeout", "memory", "prohibited_operation", "cancelled"}:
+            if outcome.error_type in {"timeout", "memory", "prohibited_operation"}:
                 self.metrics.sandbox_kill(outcome.error_type)
             record = dumps(
                 envelope(
