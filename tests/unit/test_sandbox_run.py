@@ -218,6 +218,17 @@ def test_result_size_cap(market: pd.DataFrame) -> None:
 
 def test_frame_is_not_modified_in_parent(market: pd.DataFrame) -> None:
     before = market.copy()
-    code = "def s(df):\n    df['close'] = 0\n    df.drop(columns=['open'], inplace=True)\n    return []"
+    code = "def s(df):\n df['close'] = 0\n df.drop(columns=['open'], inplace=True)\n return []"
     run(code, market, LIMITS)
     pd.testing.assert_frame_equal(market, before)
+
+
+def test_children_are_all_collected(market: pd.DataFrame) -> None:
+    from strategyq.sandbox import runner
+
+    for _ in range(10):
+        run("def s(df):\n    return []\n", market, LIMITS)
+    runner.reap_finished(block=True)
+    assert runner._unreaped == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)

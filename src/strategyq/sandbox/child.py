@@ -145,6 +145,7 @@ def main(
             kind, message = classify(exc, source)
             payload = result.encode_error(kind, message)
         _send(payload)
+        os.close(RESULT_FD)
     except BaseException:
         status = 70
     finally:

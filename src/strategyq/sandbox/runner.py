@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -26,13 +27,32 @@ _KILL_MARGIN_S = 0.05
 
 
 class _Outcome:
-    __slots__ = ("cancelled", "data", "overflow", "timed_out")
+    __slots__ = ("cancelled", "complete", "data", "overflow", "timed_out")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.timed_out = False
         self.cancelled = False
         self.overflow = False
+        self.complete = False
+
+
+_unreaped: list[int] = []
+"""Children killed after their answer arrived, whose exit has not been collected yet."""
+
+
+def reap_finished(block: bool = False) -> None:
+    """Collect killed children; by default without waiting for those still tearing down."""
+    for pid in list(_unreaped):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _unreaped.remove(pid)
+
+
+atexit.register(reap_finished, True)
 
 
 def _kill(pid: int, pidfd: int) -> None:
@@ -79,9 +99,12 @@ def _supervise(
                 if _drain(read_fd, out, cap):
                     pipe_open = False
                     poller.unregister(read_fd)
+                    # The child closes the pipe right after its one message: the answer is
+                    # complete, and waiting for the address-space teardown gains nothing.
+                    out.complete = bool(out.data) and not out.overflow
             elif fd == pidfd:
                 exited = True
-        if out.cancelled or out.overflow:
+        if out.cancelled or out.overflow or out.complete:
             break
     if exited and pipe_open and not out.overflow:
         _drain(read_fd, out, cap)
@@ -143,6 +166,7 @@ def run(
         PolicyError, StrategyTimeout, StrategyMemoryError, ProhibitedOperation,
         StrategyFailed, BadResult, SandboxUnavailable, TaskCancelled.
     """
+    reap_finished()
     report = checker.check(code) if check_policy else None
     if insecure_no_sandbox:
         log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
@@ -179,10 +203,15 @@ def run(
         )
         # Kill the group while the child is still unreaped: its pid cannot be reused yet.
         _kill(pid, pidfd)
-        status, cpu_s = _reap(pid)
+        if out.complete:
+            _unreaped.append(pid)
+        else:
+            status, cpu_s = _reap(pid)
     finally:
         os.close(pidfd)
         os.close(read_fd)
+    if out.complete:
+        return result.decode(bytes(out.data))
     if out.cancelled:
         raise errors.TaskCancelled("the task was cancelled while its strategy was running")
     if out.timed_out:
