@@ -62,6 +62,8 @@ class Running:
     started: float
     started_at: str
     stop_reason: str | None = None  # "cancelled" or "shutdown" once asked to stop
+    stage: str = "starting"
+    stage_written: str = "starting"
 
 
 @dataclass
@@ -167,7 +169,7 @@ class Worker:
                 ready=lambda: self._ready and not self._stopping.is_set(),
             )
             health.start()
-        monitor = threading.Thread(target=self._watch_cancels, name="cancels", daemon=True)
+        monitor = threading.Thread(target=self._watch_running, name="watcher", daemon=True)
         monitor.start()
         log.info(
             "worker %s started: queue %s, concurrency %d, sandbox layers %s",
@@ -405,7 +407,8 @@ class Worker:
         def on_stage(stage: str) -> None:
             clock.enter(stage)
             self.faults.at_stage(task_id, stage)
-            self._write_stage(running, stage)
+            # Written by the watcher thread: progress is off the task's critical path.
+            running.stage = stage
 
         try:
             try:
@@ -454,9 +457,9 @@ class Worker:
             args=[raw, self.settings.result_ttl_s, running, cancelled, self.settings.done_ttl_s],
         )
 
-    def _write_stage(self, running: Running, stage: str) -> None:
+    def _stage_record(self, running: Running, stage: str) -> bytes:
         task = running.task
-        record = dumps(
+        return dumps(
             envelope(
                 Status.RUNNING,
                 {
@@ -469,15 +472,6 @@ class Worker:
                 },
             )
         )
-        try:
-            self.scripts.stage(
-                keys=[keys.result(task.task_id), keys.token(task.task_id)],
-                args=[running.token, record, self.settings.result_ttl_s],
-            )
-        except redis.RedisError as exc:
-            # A progress update is not worth waiting for; the terminal write is.
-            self._set_redis(False)
-            log.warning("task %s: stage update failed (%s)", task.task_id, exc)
 
     def _finish(self, running: Running, outcome: Outcome) -> None:
         task = running.task
@@ -655,18 +649,30 @@ class Worker:
                 time.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 5.0)
 
-    def _watch_cancels(self) -> None:
-        """Kill the sandbox of any running task a client asked to cancel."""
+    def _watch_running(self) -> None:
+        """Every CANCEL_POLL_S, in one round trip: publish stage changes of running
+        tasks, and kill the sandbox of any a client asked to cancel."""
         while True:
             time.sleep(CANCEL_POLL_S)
             with self._running_lock:
                 running = list(self._running.values())
             if not running:
                 continue
+            pipe = self.client.pipeline(transaction=False)
+            pipe.mget([keys.cancel(r.task.task_id) for r in running])
+            staged = [(r, r.stage) for r in running if r.stage != r.stage_written]
+            for r, stage in staged:
+                self.scripts.stage(
+                    keys=[keys.result(r.task.task_id), keys.token(r.task.task_id)],
+                    args=[r.token, self._stage_record(r, stage), self.settings.result_ttl_s],
+                    client=pipe,
+                )
             try:
-                flags = self.client.mget([keys.cancel(r.task.task_id) for r in running])
+                flags = pipe.execute()[0]
             except redis.RedisError:
                 continue
+            for r, stage in staged:
+                r.stage_written = stage
             for r, flag in zip(running, flags, strict=True):
                 if flag is not None and r.stop_reason is None:
                     r.stop_reason = "cancelled"
