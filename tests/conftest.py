@@ -24,7 +24,7 @@ import redis
 REDIS_FIXTURES = {"redis_url", "redis_client", "redis_server", "settings_env"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -41,7 +41,7 @@ class ValkeyTestServer:
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.dir = directory
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
