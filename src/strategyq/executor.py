@@ -3,10 +3,11 @@
 The worker holds the Redis connection and its credentials and does queue I/O
 only. Each of its slots starts one executor with ``python -m
 strategyq.executor`` and a minimal environment (no ``REDIS_*``, nothing
-inherited), so a strategy that reads its own process memory finds no secret
-to steal. The executor imports pandas/numpy once, caches market data, forks
-one sandbox child per task and runs the trusted engine on what the child
-returns.
+inherited). The executor parses tasks, runs the trusted engine and caches
+the market data it needs; it never runs user code. Its own sandbox host
+(:mod:`strategyq.datahost`, a process holding only market data) forks one
+child per task, so a strategy that reads its own memory finds neither a
+secret nor another task's code or results.
 
 Worker and executor talk over two pipes with length-prefixed JSON frames; a
 third pipe carries cancel requests (a byte written to it kills the running
@@ -21,6 +22,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from typing import Any
 import orjson
 
 from strategyq.errors import SandboxUnavailable, StrategyqError
+from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,7 @@ def read_frame(fd: int) -> bytes | None:
 # ============================================================================ executor side
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to kill us when the worker dies (no orphaned executors)."""
     pr_set_pdeathsig = 1
     try:
@@ -101,14 +104,38 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _start_datahost(
+    settings: Settings, config: dict[str, Any]
+) -> tuple[ForkClient, dict[str, bool]]:
+    """Start this executor's sandbox host and wait until it is warm."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    host_config = {"data_dir": str(settings.data_dir), "data_cache_mb": config["data_cache_mb"]}
+    subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "strategyq.datahost",
+            str(theirs.fileno()),
+            orjson.dumps(host_config).decode(),
+        ],
+        stdin=subprocess.DEVNULL,
+        pass_fds=(theirs.fileno(),),
+        close_fds=True,
+    )
+    theirs.close()
+    ready = orjson.loads(ours.recv(1 << 16) or b'{"layers": {}}')
+    if not ready.get("ready"):
+        raise SandboxUnavailable("the sandbox host exited at start-up")
+    return ForkClient(ours), {str(k): bool(v) for k, v in ready["layers"].items()}
+
+
 def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     """The executor's main loop: one request at a time until the worker closes the pipe."""
-    from strategyq import sandbox
     from strategyq.data import MarketData
     from strategyq.protocol import parse_task
     from strategyq.tasks import fit_payload, run_task
 
-    _die_with_parent()
+    die_with_parent()
     # SIGINT/SIGTERM go to the whole process group from a terminal; the worker
     # decides when its executors stop (by closing their pipe).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -120,8 +147,7 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
     limits = SandboxLimits(**config["limits"])
     insecure = bool(config["insecure_no_sandbox"])
     market = MarketData(settings.data_dir, cache_mb=int(config["data_cache_mb"]))
-    sandbox.warm_up()
-    layers = sandbox.probe_layers()
+    fork, layers = _start_datahost(settings, config)
     write_frame(resp_fd, orjson.dumps({"ready": True, "layers": layers, "pid": os.getpid()}))
 
     def stage(name: str) -> None:
@@ -137,6 +163,7 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
             data = run_task(
                 task,
                 market,
+                fork,
                 limits,
                 stage=stage,
                 cancel_fd=cancel_fd,

@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from strategyq import sandbox
 from strategyq.data import LoadResult, MarketData
 from strategyq.engine import TradeModel, run_backtest, run_screening
 from strategyq.errors import DataError
 from strategyq.protocol import BacktestArgs, ScreeningArgs, Task, TaskType
+from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,18 @@ def _data_warnings(loaded: LoadResult) -> list[str]:
     return warnings
 
 
+def _load(market: MarketData, request: dict[str, Any]) -> LoadResult:
+    """The frame for the engine; the sandbox host loads the same request for the strategy."""
+    return market.load(
+        request["symbols"],
+        request["start"],
+        request["end"],
+        adjusted=request["adjusted"],
+        warmup_sessions=request["warmup_sessions"],
+        lookback_sessions=request["lookback_sessions"],
+    )
+
+
 def _limits(base: SandboxLimits, task: Task) -> SandboxLimits:
     return base.capped(time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb)
 
@@ -67,6 +79,7 @@ def _limits(base: SandboxLimits, task: Task) -> SandboxLimits:
 def run_task(
     task: Task,
     market: MarketData,
+    fork: ForkClient,
     limits: SandboxLimits,
     *,
     stage: StageCallback,
@@ -79,14 +92,19 @@ def run_task(
     run_limits = _limits(limits, task)
     if task.task_type is TaskType.BACKTEST:
         assert isinstance(task.args, BacktestArgs)
-        return _backtest(task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap)
+        return _backtest(
+            task.args, market, fork, run_limits, stage, cancel_fd, insecure_no_sandbox, cap
+        )
     assert isinstance(task.args, ScreeningArgs)
-    return _screening(task.args, market, run_limits, stage, cancel_fd, insecure_no_sandbox, cap)
+    return _screening(
+        task.args, market, fork, run_limits, stage, cancel_fd, insecure_no_sandbox, cap
+    )
 
 
 def _backtest(
     args: BacktestArgs,
     market: MarketData,
+    fork: ForkClient,
     limits: SandboxLimits,
     stage: StageCallback,
     cancel_fd: int | None,
@@ -95,22 +113,20 @@ def _backtest(
 ) -> dict[str, Any]:
     model = TradeModel.from_args(args.trade_args)
     stage("loading_data")
-    loaded = market.load(
-        list(args.symbols),
-        args.start,
-        args.end,
-        adjusted=args.adjusted,
-        warmup_sessions=WARMUP_SESSIONS,
-    )
+    request = {
+        "symbols": list(args.symbols),
+        "start": args.start.isoformat(),
+        "end": args.end.isoformat(),
+        "adjusted": args.adjusted,
+        "warmup_sessions": WARMUP_SESSIONS,
+        "lookback_sessions": None,
+    }
+    loaded = _load(market, request)
     if loaded.frame.empty:
         raise DataError(_no_data_message(args.symbols, loaded, "symbols"))
     stage("running_strategy")
-    instances = sandbox.run(
-        args.strategy_code,
-        loaded.frame,
-        limits,
-        cancel_fd=cancel_fd,
-        insecure_no_sandbox=insecure,
+    instances, _ = fork.run(
+        args.strategy_code, request, limits, cancel_fd=cancel_fd, insecure_no_sandbox=insecure
     )
     stage("computing_metrics")
     payload = run_backtest(
@@ -133,6 +149,7 @@ def _backtest(
 def _screening(
     args: ScreeningArgs,
     market: MarketData,
+    fork: ForkClient,
     limits: SandboxLimits,
     stage: StageCallback,
     cancel_fd: int | None,
@@ -147,23 +164,20 @@ def _screening(
             "Load data with 'strategyq data sample', 'strategyq data import' or "
             "'strategyq data synth'"
         )
-    end = datetime(as_of.year, as_of.month, as_of.day)
-    loaded = market.load(
-        list(args.universe),
-        None,
-        end,
-        warmup_sessions=WARMUP_SESSIONS,
-        lookback_sessions=args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
-    )
+    request = {
+        "symbols": list(args.universe),
+        "start": None,
+        "end": datetime(as_of.year, as_of.month, as_of.day).isoformat(),
+        "adjusted": True,
+        "warmup_sessions": WARMUP_SESSIONS,
+        "lookback_sessions": args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
+    }
+    loaded = _load(market, request)
     if loaded.frame.empty:
         raise DataError(_no_data_message(args.universe, loaded, "universe"))
     stage("running_strategy")
-    instances = sandbox.run(
-        args.strategy_code,
-        loaded.frame,
-        limits,
-        cancel_fd=cancel_fd,
-        insecure_no_sandbox=insecure,
+    instances, _ = fork.run(
+        args.strategy_code, request, limits, cancel_fd=cancel_fd, insecure_no_sandbox=insecure
     )
     stage("computing_metrics")
     payload = run_screening(

@@ -1,10 +1,11 @@
-"""The executor processes that fork sandboxes never hold the worker's secrets.
+"""The processes that sandboxes are forked from hold no secret and no other task's data.
 
 A strategy that escaped the policy could read its own memory (ctypes,
-``as_strided``), and its memory is a copy of its executor's. So the test
-scans every readable page of a live executor — and its environment and
-command line — for the Redis password, and checks the same scan does find
-it in the worker process (so the scan itself works).
+``as_strided``), and its memory is a copy of its parent's: the sandbox host.
+So the test scans every readable page of a live executor and sandbox host —
+and their environments and command lines — for the Redis password, and the
+host for an earlier task's strategy source and result; the same scan must
+find them where they do live (the worker, the executor), so the scan works.
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ def test_executors_hold_no_redis_password(market_home: Path) -> None:
         }
         worker = WorkerProcess(env, "secret-1").start()
         worker.wait_for_log("started: queue")
-        add_backtest_task(
-            client, "s1", "def s(df):\n    return []\n", ["AAPL"], "2011-01-01", "2011-02-01"
-        )
+        marker = "tenant-" + secrets.token_hex(12)
+        code = f"def s(df):\n    return [{{'ticker': 'AAPL', 'date': '2011-01-03', 'm': '{marker}'}}]\n"
+        add_backtest_task(client, "s1", code, ["AAPL"], "2011-01-01", "2011-02-01")
         result = wait_for_result(client, "s1", timeout_s=30)
         assert result is not None and result["status"] == "completed"
 
@@ -87,11 +88,17 @@ def test_executors_hold_no_redis_password(market_home: Path) -> None:
             if b"strategyq.executor" in Path(f"/proc/{p}/cmdline").read_bytes()
         ]  # fmt: skip
         assert executors
-        for pid in executors:
+        hosts = [p for e in executors for p in children(e)]
+        assert hosts, "every executor has a sandbox host"
+        for pid in executors + hosts:
             assert needle not in Path(f"/proc/{pid}/environ").read_bytes()
             assert needle not in Path(f"/proc/{pid}/cmdline").read_bytes()
             assert not re.search(rb"REDIS_|AWS_", Path(f"/proc/{pid}/environ").read_bytes())
-            assert not memory_contains(pid, needle), f"executor {pid} holds the password"
+            assert not memory_contains(pid, needle), f"process {pid} holds the password"
+        # The executor ran the engine on task s1's result; its sandbox host never saw it.
+        assert any(memory_contains(pid, marker.encode()) for pid in executors)
+        for pid in hosts:
+            assert not memory_contains(pid, marker.encode()), f"host {pid} holds task data"
     finally:
         if worker is not None:
             worker.stop()

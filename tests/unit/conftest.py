@@ -49,3 +49,7 @@ def data_sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "data"
     load_sample(root)
     return root
+
+
+# Escape-attempt traps shared by the sandbox corpus tests (both runners).
+from tests.unit.sandbox_traps import traps, warmed  # noqa: E402, F401

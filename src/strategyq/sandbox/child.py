@@ -103,7 +103,12 @@ def _send(payload: bytes) -> None:
 
 
 def _execute(code: CodeType | None, source: str, entry: str | None, restricted: bool) -> Any:
-    if code is None:
+    if code is None and restricted:
+        # The source came straight to this child (a fork server never sees it):
+        # check it here, after lock-down, and run exactly the tree that was checked.
+        report = checker.check(source)
+        code, entry = report.code, report.entry
+    elif code is None:
         tree = checker.parse(source)
         entry, _ = checker.pick_entry(tree)
         code = compile(tree, checker.FILENAME, "exec", dont_inherit=True)
@@ -111,6 +116,20 @@ def _execute(code: CodeType | None, source: str, entry: str | None, restricted: 
     scope = namespace.namespace(restricted)
     exec(code, scope)
     return scope[entry]
+
+
+def read_source(fd: int, max_bytes: int) -> str:
+    """Read a strategy's source from ``fd`` until end of file (at most ``max_bytes``)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    os.close(fd)
+    return b"".join(chunks)[: max_bytes + 1].decode("utf-8", "replace")
 
 
 def main(

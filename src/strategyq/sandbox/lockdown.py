@@ -59,6 +59,11 @@ class LockdownPlan:
     sandboxed: bool = True
 
 
+def cpu_limit_s(time_limit_s: float) -> int:
+    """The RLIMIT_CPU soft limit for a wall-clock limit (a second of slack, never zero)."""
+    return max(1, math.ceil(time_limit_s)) + 1
+
+
 def plan(
     *, memory_mb: int, time_limit_s: float, max_open_files: int, sandboxed: bool
 ) -> LockdownPlan:
@@ -69,7 +74,7 @@ def plan(
     program = seccomp.compiled_program() if sandboxed else None
     return LockdownPlan(
         memory_bytes=inherited + memory_mb * 1024 * 1024,
-        cpu_seconds=max(1, math.ceil(time_limit_s)) + 1,
+        cpu_seconds=cpu_limit_s(time_limit_s),
         max_open_files=max(8, max_open_files),
         landlock_abi=abi,
         seccomp_program=program,

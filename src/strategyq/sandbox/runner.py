@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from strategyq import errors
@@ -56,8 +57,11 @@ atexit.register(reap_finished, True)
 
 
 def _kill(pid: int, pidfd: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        # Already gone (and maybe reaped elsewhere): its pid could name another group now.
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -176,7 +180,6 @@ def run(
         max_open_files=limits.max_open_files,
         sandboxed=not insecure_no_sandbox,
     )
-    cap = limits.result_max_bytes + 1
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
     pid = os.fork()
@@ -195,7 +198,38 @@ def run(
     # The child does this too; doing it here as well closes the race with an early kill.
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)
-    pidfd = os.pidfd_open(pid)
+    return collect(
+        pid,
+        os.pidfd_open(pid),
+        read_fd,
+        limits,
+        lockdown_plan.cpu_seconds,
+        started=started,
+        cancel_fd=cancel_fd,
+        reap=_reap,
+        defer=_unreaped.append,
+    )
+
+
+def collect(
+    pid: int,
+    pidfd: int,
+    read_fd: int,
+    limits: SandboxLimits,
+    cpu_limit_s: int,
+    *,
+    started: float,
+    cancel_fd: int | None,
+    reap: Callable[[int], tuple[int, float]],
+    defer: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Supervise a started child, read its answer, and turn the outcome into instances or an error.
+
+    ``reap(pid)`` waits for the child's exit and returns (status, CPU seconds);
+    ``defer(pid)`` hands over a child that answered and was killed, to be reaped later.
+    Closes ``pidfd`` and ``read_fd``.
+    """
+    cap = limits.result_max_bytes + 1
     try:
         os.set_blocking(read_fd, False)
         out = _supervise(
@@ -204,9 +238,9 @@ def run(
         # Kill the group while the child is still unreaped: its pid cannot be reused yet.
         _kill(pid, pidfd)
         if out.complete:
-            _unreaped.append(pid)
+            defer(pid)
         else:
-            status, cpu_s = _reap(pid)
+            status, cpu_s = reap(pid)
     finally:
         os.close(pidfd)
         os.close(read_fd)
@@ -226,4 +260,4 @@ def run(
         )
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:
         return result.decode(bytes(out.data))
-    raise _failure(status, cpu_s, lockdown_plan.cpu_seconds, limits.time_limit_s)
+    raise _failure(status, cpu_s, cpu_limit_s, limits.time_limit_s)

@@ -1,0 +1,88 @@
+"""Traps for escape attempts: a canary file, a TCP listener, a held socket, secrets in the env."""
+
+from __future__ import annotations
+
+import secrets
+import select
+import socket
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from strategyq.sandbox import warm_up
+from tests.unit.sandbox_corpus import Case
+
+
+@dataclass
+class Traps:
+    canary: Path
+    canary_secret: str
+    canary_mode: int
+    marker: Path
+    listener: socket.socket
+    port: int
+    held_server_side: socket.socket
+    env_secret: str
+
+
+@pytest.fixture(scope="module")
+def warmed() -> None:
+    warm_up()
+
+
+@pytest.fixture
+def traps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warmed: None) -> Iterator[Traps]:
+    canary_secret = "canary-" + secrets.token_hex(16)
+    canary = tmp_path / "canary.txt"
+    canary.write_text(canary_secret)
+    env_secret = "redis-" + secrets.token_hex(16)
+    monkeypatch.setenv("REDIS_PASSWORD", env_secret)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env_secret)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    # A connection the parent holds open, like a worker's Redis socket.
+    held_server = socket.socket()
+    held_server.bind(("127.0.0.1", 0))
+    held_server.listen(1)
+    held_client = socket.create_connection(held_server.getsockname())
+    held_server_side, _ = held_server.accept()
+    held_server_side.setblocking(False)
+    try:
+        yield Traps(
+            canary=canary,
+            canary_secret=canary_secret,
+            canary_mode=stat.S_IMODE(canary.stat().st_mode),
+            marker=tmp_path / "marker",
+            listener=listener,
+            port=listener.getsockname()[1],
+            held_server_side=held_server_side,
+            env_secret=env_secret,
+        )
+    finally:
+        for sock in (listener, held_server, held_client, held_server_side):
+            sock.close()
+
+
+def prepare(case: Case, traps: Traps) -> str:
+    return (
+        case.code.replace("CANARY", str(traps.canary))
+        .replace("MARKER", str(traps.marker))
+        .replace("PORT", str(traps.port))
+    )
+
+
+def assert_no_side_effects(traps: Traps, text: str) -> None:
+    assert traps.canary_secret not in text
+    assert traps.env_secret not in text
+    assert not traps.marker.exists(), "a file was created outside the sandbox"
+    assert traps.canary.read_text() == traps.canary_secret
+    assert stat.S_IMODE(traps.canary.stat().st_mode) == traps.canary_mode
+    readable, _, _ = select.select([traps.listener], [], [], 0)
+    assert not readable, "the TCP listener received a connection"
+    with pytest.raises(BlockingIOError):
+        traps.held_server_side.recv(1024)
