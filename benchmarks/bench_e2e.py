@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,14 @@ from strategyq import add_backtest_task, add_screening_task, get_task_result, wa
 from strategyq.data import write_synthetic
 from strategyq.data.synth import SYNTH_END
 from strategyq.examples import source
-from strategyq.protocol import dumps, envelope, Status
+from strategyq.protocol import Status, dumps, envelope
 from strategyq.server import EmbeddedServer
 
 GAP_UP = source("gap_up")
-TRIVIAL = "def trivial(df):\n    return [{'ticker': df['ticker'].iloc[0], 'date': str(df['date'].iloc[-1])}]\n"
+TRIVIAL = (
+    "def trivial(df):\n"
+    "    return [{'ticker': df['ticker'].iloc[0], 'date': str(df['date'].iloc[-1])}]\n"
+)
 HERE = Path(__file__).parent
 
 
@@ -48,7 +51,7 @@ def span(years: float) -> tuple[str, str]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[], Any], n: int) -> list[float]:
@@ -60,16 +63,25 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        with suppress(OSError):
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    return found
+
+
 def rss_mib(pid: int) -> float:
-    """Peak RSS (VmHWM) of a process and its live children, in MiB."""
+    """Peak RSS (VmHWM) of a worker: the process and all its descendants, in MiB.
+
+    Pages shared between them (fork's copy-on-write) are counted once per
+    process, so this overstates the real footprint.
+    """
     total = 0.0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
+    for p in descendants(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -104,7 +116,9 @@ def wait_ready(client: redis.Redis, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the worker did not start")
 
 
-def run_backtest_task(client: redis.Redis, symbols: list[str], years: float, code: str = GAP_UP) -> float:
+def run_backtest_task(
+    client: redis.Redis, symbols: list[str], years: float, code: str = GAP_UP
+) -> float:
     task_id = uuid.uuid4().hex
     start, end = span(years)
     t = time.perf_counter()
@@ -212,12 +226,11 @@ def main() -> dict[str, Any]:
         home = Path(tmp)
         console.print("writing 1,000 synthetic symbols × 10 years …")
         write_synthetic(home / "data", 1000, 10, seed=1)
-        url = os.environ.get("REDIS_URL") or EmbeddedServer(home / "valkey").ensure_running()
+        server = None if os.environ.get("REDIS_URL") else EmbeddedServer(home / "valkey")
+        url = os.environ.get("REDIS_URL") or server.ensure_running()  # type: ignore[union-attr]
         client = redis.Redis.from_url(url)
         client.flushdb()
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
         env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_WORKER_ID="bench")
 
         ping = timed(client.ping, 2000)
@@ -235,7 +248,8 @@ def main() -> dict[str, Any]:
             {"ticker": "SYN0001", "date": "2024-01-02", "signal": True, "score": i / 100,
              "message": f"instance {i}"} for i in range(100)
         ]  # fmt: skip
-        client.set("task_result:bench-read", dumps(envelope(Status.COMPLETED, {"instances": instances})))
+        record = dumps(envelope(Status.COMPLETED, {"instances": instances}))
+        client.set("task_result:bench-read", record)
         read = timed(lambda: get_task_result(client, "bench-read"), 2000)
         row(rows, "result read (get_task_result, 100 instances)", read,
             f"≤ 2× PING ({2 * p_ping:.3f} ms)", statistics.median(read) <= 2 * p_ping)  # fmt: skip
@@ -297,8 +311,11 @@ def main() -> dict[str, Any]:
                             "peak_rss_mib": rss_mib(proc.pid),
                         }
                     )
+        if server is not None:
+            server.stop()
 
-    table = Table(title=f"strategyq end to end — {os.cpu_count()} cores, Redis at {'REDIS_URL' if os.environ.get('REDIS_URL') else 'embedded Valkey'}")
+    where = "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded Valkey"
+    table = Table(title=f"strategyq end to end — {os.cpu_count()} cores, Redis at {where}")
     for c in ("row (ms unless noted)", "p50", "p95", "n", "target", "met"):
         table.add_column(c)
     for r in rows:
@@ -312,6 +329,7 @@ def main() -> dict[str, Any]:
     for s in scale:
         scale_table.add_row(str(s["symbols"]), str(s["years"]), f"{s['rows']:,}",
                             f"{s['cold_ms']:.1f}", f"{s['warm_ms']:.1f}",
-                            f"{1000 * s['warm_ms'] / s['rows']:.2f}", f"{s['peak_rss_mib']:.0f}")  # fmt: skip
+                            f"{1000 * s['warm_ms'] / s['rows']:.2f}",
+                            f"{s['peak_rss_mib']:.0f}")  # fmt: skip
     console.print(scale_table)
     return {"cores": os.cpu_count(), "rows": rows, "scale": scale}

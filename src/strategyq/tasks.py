@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,20 +61,43 @@ def _data_warnings(loaded: LoadResult) -> list[str]:
     return warnings
 
 
-def _load(market: MarketData, request: dict[str, Any]) -> LoadResult:
-    """The frame for the engine; the sandbox host loads the same request for the strategy."""
-    return market.load(
-        request["symbols"],
-        request["start"],
-        request["end"],
-        adjusted=request["adjusted"],
-        warmup_sessions=request["warmup_sessions"],
-        lookback_sessions=request["lookback_sessions"],
-    )
+@dataclass(frozen=True)
+class _Run:
+    """What one task run needs besides its arguments."""
 
+    market: MarketData
+    fork: ForkClient
+    limits: SandboxLimits
+    stage: StageCallback
+    cancel_fd: int | None
+    insecure: bool
+    max_instances: int
 
-def _limits(base: SandboxLimits, task: Task) -> SandboxLimits:
-    return base.capped(time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb)
+    def strategy_on(
+        self, code: str, symbols: tuple[str, ...], request: dict[str, Any], what: str
+    ) -> tuple[LoadResult, list[dict[str, Any]]]:
+        """Load the engine's frame, then run the strategy in a sandbox on the same data."""
+        self.stage("loading_data")
+        loaded = self.market.load(
+            request["symbols"],
+            request["start"],
+            request["end"],
+            adjusted=request["adjusted"],
+            warmup_sessions=request["warmup_sessions"],
+            lookback_sessions=request["lookback_sessions"],
+        )
+        if loaded.frame.empty:
+            raise DataError(_no_data_message(symbols, loaded, what))
+        self.stage("running_strategy")
+        instances, _ = self.fork.run(
+            code,
+            request,
+            self.limits,
+            cancel_fd=self.cancel_fd,
+            insecure_no_sandbox=self.insecure,
+        )
+        self.stage("computing_metrics")
+        return loaded, instances
 
 
 def run_task(
@@ -88,31 +112,24 @@ def run_task(
     max_instances: int = 10_000,
 ) -> dict[str, Any]:
     """Run one parsed task and return its result payload (plain JSON values)."""
-    cap = min(max_instances, task.options.max_instances or max_instances)
-    run_limits = _limits(limits, task)
+    run = _Run(
+        market=market,
+        fork=fork,
+        limits=limits.capped(time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb),
+        stage=stage,
+        cancel_fd=cancel_fd,
+        insecure=insecure_no_sandbox,
+        max_instances=min(max_instances, task.options.max_instances or max_instances),
+    )
     if task.task_type is TaskType.BACKTEST:
         assert isinstance(task.args, BacktestArgs)
-        return _backtest(
-            task.args, market, fork, run_limits, stage, cancel_fd, insecure_no_sandbox, cap
-        )
+        return _backtest(task.args, run)
     assert isinstance(task.args, ScreeningArgs)
-    return _screening(
-        task.args, market, fork, run_limits, stage, cancel_fd, insecure_no_sandbox, cap
-    )
+    return _screening(task.args, run)
 
 
-def _backtest(
-    args: BacktestArgs,
-    market: MarketData,
-    fork: ForkClient,
-    limits: SandboxLimits,
-    stage: StageCallback,
-    cancel_fd: int | None,
-    insecure: bool,
-    max_instances: int,
-) -> dict[str, Any]:
+def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
     model = TradeModel.from_args(args.trade_args)
-    stage("loading_data")
     request = {
         "symbols": list(args.symbols),
         "start": args.start.isoformat(),
@@ -121,22 +138,15 @@ def _backtest(
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": None,
     }
-    loaded = _load(market, request)
-    if loaded.frame.empty:
-        raise DataError(_no_data_message(args.symbols, loaded, "symbols"))
-    stage("running_strategy")
-    instances, _ = fork.run(
-        args.strategy_code, request, limits, cancel_fd=cancel_fd, insecure_no_sandbox=insecure
-    )
-    stage("computing_metrics")
+    loaded, instances = run.strategy_on(args.strategy_code, args.symbols, request, "symbols")
     payload = run_backtest(
         instances,
         loaded.frame,
         model,
         start=args.start,
         end=args.end,
-        max_instances=max_instances,
-        max_trades=max_instances,
+        max_instances=run.max_instances,
+        max_trades=run.max_instances,
     )
     summary = payload["summary"]
     # The seed's date_range echoes the task's own strings.
@@ -146,18 +156,8 @@ def _backtest(
     return {"success": True, "execution_mode": "backtest", **payload}
 
 
-def _screening(
-    args: ScreeningArgs,
-    market: MarketData,
-    fork: ForkClient,
-    limits: SandboxLimits,
-    stage: StageCallback,
-    cancel_fd: int | None,
-    insecure: bool,
-    max_instances: int,
-) -> dict[str, Any]:
-    stage("loading_data")
-    as_of = args.as_of or market.latest_session(list(args.universe))
+def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
+    as_of = args.as_of or run.market.latest_session(list(args.universe))
     if as_of is None:
         raise DataError(
             f"no market data for any symbol of the universe ({', '.join(args.universe[:20])}). "
@@ -172,21 +172,14 @@ def _screening(
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
     }
-    loaded = _load(market, request)
-    if loaded.frame.empty:
-        raise DataError(_no_data_message(args.universe, loaded, "universe"))
-    stage("running_strategy")
-    instances, _ = fork.run(
-        args.strategy_code, request, limits, cancel_fd=cancel_fd, insecure_no_sandbox=insecure
-    )
-    stage("computing_metrics")
+    loaded, instances = run.strategy_on(args.strategy_code, args.universe, request, "universe")
     payload = run_screening(
         instances,
         loaded.frame,
         limit=args.limit,
         universe=list(args.universe),
         as_of=as_of,
-        max_instances=max_instances,
+        max_instances=run.max_instances,
     )
     payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
     return {"success": True, "execution_mode": "screening", **payload}

@@ -16,11 +16,19 @@ from types import CodeType
 from typing import Any
 
 from strategyq import errors
-from strategyq.sandbox import checker, namespace, result
-from strategyq.sandbox.lockdown import RESULT_FD, LayerFailed, LockdownPlan, lock_down
+from strategyq.sandbox import checker, namespace, policy, result
+from strategyq.sandbox.lockdown import (
+    RESULT_FD,
+    SOURCE_FD,
+    LayerFailed,
+    LockdownPlan,
+    lock_down,
+)
 
 _PROHIBITED_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EFBIG}
 _MAX_FRAMES = 12
+# Longer than the policy allows, so an oversized source still gets the policy's message.
+MAX_SOURCE_BYTES = 4 * policy.MAX_SOURCE_CHARS + 1
 
 
 def _internal_paths() -> list[str]:
@@ -135,17 +143,23 @@ def read_source(fd: int, max_bytes: int) -> str:
 def main(
     plan: LockdownPlan,
     write_fd: int,
-    source: str,
+    source: str | None,
     code: CodeType | None,
     entry: str | None,
     frame: Any,
     restricted: bool,
+    source_fd: int | None = None,
 ) -> None:
-    """Run in the forked child; never returns."""
+    """Run in the forked child; never returns.
+
+    With ``source_fd`` (and ``source`` None) the child locks down first and then
+    reads the source from that descriptor; end of file before any byte means
+    "not needed after all" and the child exits quietly.
+    """
     status = 0
     try:
         try:
-            lock_down(plan, write_fd)
+            lock_down(plan, write_fd, source_fd)
         except LayerFailed as exc:
             _send(
                 result.encode_error(
@@ -155,6 +169,10 @@ def main(
                 )
             )
             return
+        if source is None:
+            source = read_source(SOURCE_FD, MAX_SOURCE_BYTES)
+            if not source:
+                return
         sys.setrecursionlimit(1000)
         try:
             function = _execute(code, source, entry, restricted)

@@ -36,6 +36,9 @@ from strategyq.sandbox._libc import (
 RESULT_FD = 3
 """Where the result pipe's write end sits in the child."""
 
+SOURCE_FD = 4
+"""Where the source pipe's read end sits, for a child that reads its source after lock-down."""
+
 _CAP_VERSION_3 = 0x20080522
 
 
@@ -82,18 +85,23 @@ def plan(
     )
 
 
-def isolate_descriptors(result_fd: int) -> None:
-    """Result pipe to fd 3, /dev/null on 0-2, every other descriptor closed."""
+def isolate_descriptors(result_fd: int, source_fd: int | None = None) -> None:
+    """Result pipe to fd 3 (source pipe to fd 4), /dev/null on 0-2, every other one closed."""
     import fcntl
 
-    # Park the pipe above the low numbers first, so the dup2 calls below cannot clobber it.
+    # Park the pipes above the low numbers first, so the dup2 calls below cannot clobber them.
     keep = fcntl.fcntl(result_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    keep_source = None if source_fd is None else fcntl.fcntl(source_fd, fcntl.F_DUPFD_CLOEXEC, 10)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         if fd != null:
             os.dup2(null, fd)
     os.dup2(keep, RESULT_FD, inheritable=False)
-    os.closerange(RESULT_FD + 1, 1 << 20)
+    last = RESULT_FD
+    if keep_source is not None:
+        os.dup2(keep_source, SOURCE_FD, inheritable=False)
+        last = SOURCE_FD
+    os.closerange(last + 1, 1 << 20)
 
 
 class _Discard(io.TextIOBase):
@@ -194,10 +202,10 @@ def apply_seccomp(p: LockdownPlan) -> None:
         seccomp.load_program(p.seccomp_program)
 
 
-def lock_down(p: LockdownPlan, result_fd: int) -> None:
+def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> None:
     """Apply every layer in order; raise LayerFailed naming the first that failed."""
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("descriptors", lambda: isolate_descriptors(result_fd)),
+        ("descriptors", lambda: isolate_descriptors(result_fd, source_fd)),
         ("standard streams", redirect_standard_streams),
         ("environment", clear_environment),
         ("process attributes", set_process_attributes),
