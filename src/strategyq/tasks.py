@@ -78,6 +78,8 @@ class _Run:
     ) -> tuple[LoadResult, list[dict[str, Any]]]:
         """Load the engine's frame, then run the strategy in a sandbox on the same data."""
         self.stage("loading_data")
+        # The sandbox host loads its copy of the frame at the same time as we load ours.
+        self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure)
         loaded = self.market.load(
             request["symbols"],
             request["start"],

@@ -236,6 +236,36 @@ class ForkClient:
                 self._confirm(spare)
             spare.discard()
 
+    @staticmethod
+    def _message(
+        request: dict[str, Any], limits: SandboxLimits, check_policy: bool, insecure: bool
+    ) -> tuple[bytes, dict[str, Any]]:
+        message = {
+            "request": request,
+            "limits": _limits_json(limits),
+            "sandboxed": not insecure,
+            "restricted": check_policy,
+        }
+        return orjson.dumps(message, option=orjson.OPT_SORT_KEYS), message
+
+    def prepare(
+        self,
+        request: dict[str, Any],
+        limits: SandboxLimits,
+        *,
+        check_policy: bool = True,
+        insecure_no_sandbox: bool = False,
+    ) -> None:
+        """Have a child for ``request`` start loading, forking and locking down now.
+
+        The server loads the frame while the caller does other work (its own
+        load, say); the next :meth:`run` with the same arguments uses that child.
+        """
+        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
+        if self._spare is None or self._spare.key != key:
+            self.close_spare()
+            self._spare = self._ask(key, message)
+
     def run(
         self,
         source: str,
@@ -259,13 +289,7 @@ class ForkClient:
             checker.check(source)  # a friendly error now, without forking
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
-        message = {
-            "request": request,
-            "limits": _limits_json(limits),
-            "sandboxed": not insecure_no_sandbox,
-            "restricted": check_policy,
-        }
-        key = orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
+        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
         if self._spare is not None and self._spare.key == key:
             c, self._spare = self._spare, None
         else:
