@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
             warmup_sessions=int(request["warmup_sessions"]),
             lookback_sessions=request["lookback_sessions"],
         )
-        return loaded.frame, {"rows": len(loaded.frame)}
+        return loaded.frame, {"shape": list(loaded.frame.shape)}
 
     forkserver.serve(sock, load)
     return 0

@@ -75,8 +75,12 @@ class _Run:
 
     def strategy_on(
         self, code: str, symbols: tuple[str, ...], request: dict[str, Any], what: str
-    ) -> tuple[LoadResult, list[dict[str, Any]]]:
-        """Load the engine's frame, then run the strategy in a sandbox on the same data."""
+    ) -> tuple[LoadResult, list[dict[str, Any]], list[int]]:
+        """Load the engine's frame, then run the strategy in a sandbox on the same data.
+
+        Returns the engine's frame (bars only), the strategy's instances and the
+        shape of the frame the strategy saw.
+        """
         self.stage("loading_data")
         # The sandbox host loads its copy of the frame at the same time as we load ours.
         self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure)
@@ -87,11 +91,14 @@ class _Run:
             adjusted=request["adjusted"],
             warmup_sessions=request["warmup_sessions"],
             lookback_sessions=request["lookback_sessions"],
+            # The engine needs bars only; the strategy's frame (with indicators) lives
+            # in the sandbox host.
+            indicators=False,
         )
         if loaded.frame.empty:
             raise DataError(_no_data_message(symbols, loaded, what))
         self.stage("running_strategy")
-        instances, _ = self.fork.run(
+        instances, meta = self.fork.run(
             code,
             request,
             self.limits,
@@ -99,7 +106,7 @@ class _Run:
             insecure_no_sandbox=self.insecure,
         )
         self.stage("computing_metrics")
-        return loaded, instances
+        return loaded, instances, list(meta["shape"])
 
 
 def run_task(
@@ -140,7 +147,7 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": None,
     }
-    loaded, instances = run.strategy_on(args.strategy_code, args.symbols, request, "symbols")
+    loaded, instances, shape = run.strategy_on(args.strategy_code, args.symbols, request, "symbols")
     payload = run_backtest(
         instances,
         loaded.frame,
@@ -153,6 +160,7 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
     summary = payload["summary"]
     # The seed's date_range echoes the task's own strings.
     summary["date_range"] = [args.start_raw, args.end_raw]
+    summary["data_shape"] = shape
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
     payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
     return {"success": True, "execution_mode": "backtest", **payload}
@@ -174,7 +182,7 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
     }
-    loaded, instances = run.strategy_on(args.strategy_code, args.universe, request, "universe")
+    loaded, instances, _ = run.strategy_on(args.strategy_code, args.universe, request, "universe")
     payload = run_screening(
         instances,
         loaded.frame,

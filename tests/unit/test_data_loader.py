@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from strategyq.data import FRAME_COLUMNS, MarketData, import_files, write_synthetic
 from strategyq.data.indicators import Layout, compute
+from strategyq.data.schema import VALUE_COLUMNS
 from strategyq.errors import DataError
 
 
@@ -160,3 +161,13 @@ def test_changing_future_rows_never_changes_past_values(
         np.testing.assert_array_equal(before[name][0][: cut + 1], after[name][0][: cut + 1], name)
         np.testing.assert_array_equal(before[name][0][: cut + 1], truncated[name][0], name)
         np.testing.assert_array_equal(before[name][1], after[name][1], name)
+
+
+def test_bars_only_frame_matches_the_full_frame(data_sample_root: Path) -> None:
+    market = MarketData(data_sample_root)
+    full = market.load(["AAPL", "MSFT"], "2010-01-01", "2011-06-30").frame
+    bars = market.load(["AAPL", "MSFT"], "2010-01-01", "2011-06-30", indicators=False).frame
+    assert list(bars.columns) == ["ticker", "date", *VALUE_COLUMNS]
+    pd.testing.assert_frame_equal(full[bars.columns], bars)
+    lookback = market.load(["AAPL"], None, "2011-06-30", lookback_sessions=20, indicators=False)
+    assert len(lookback.frame) == 20

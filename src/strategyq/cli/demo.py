@@ -9,7 +9,9 @@ import time
 import uuid
 
 import typer
+from rich.table import Table
 
+from strategyq.cli import data as data_cmd
 from strategyq.cli.common import client, console, settings
 from strategyq.cli.tasks import render, wait_with_status
 from strategyq.client import add_backtest_task, add_screening_task
@@ -19,6 +21,27 @@ from strategyq.server import EmbeddedServer
 
 SAMPLE_SYMBOLS = ["AAPL", "MSFT", "GOOG"]
 SAMPLE_UNIVERSE = ["AAPL", "MSFT", "GOOG", "IBM", "FB"]
+
+
+INDICATORS = ("close", "gap_pct", "volume_ratio", "sma_20", "sma_50", "rsi", "atr", "macd")
+
+
+def _indicator_rows(market: MarketData) -> None:
+    """One row per sample ticker: its last session's indicators, as a strategy sees them."""
+    table = Table(title="last session per ticker, as the strategy's df has it")
+    table.add_column("ticker")
+    table.add_column("date")
+    for name in INDICATORS:
+        table.add_column(name, justify="right")
+    for ticker in SAMPLE_UNIVERSE:
+        last = market.entries()[ticker].last
+        row = market.load([ticker], last, last).frame.iloc[-1]
+        table.add_row(
+            ticker,
+            str(row["date"].date()),
+            *(f"{row[name]:,.2f}" for name in INDICATORS),
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +60,8 @@ def register(app: typer.Typer) -> None:
         if not set(SAMPLE_UNIVERSE) <= set(market.tickers()):
             load_sample(conf.data_dir)
         console.print(f"[bold]2.[/] sample data (Quandl WIKI, public domain) in {conf.data_dir}")
+        data_cmd.list_()
+        _indicator_rows(market)
         # The worker inherits our environment: the same Redis and STRATEGYQ_HOME.
         worker = subprocess.Popen(
             [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0",

@@ -1,0 +1,155 @@
+"""The CLI and the seed's shims, as subprocesses, against the test server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from strategyq import add_backtest_task, get_task_result, keys
+from strategyq.examples import source
+from strategyq.liveness import reap_dead_workers
+from strategyq.scripts import Scripts
+from strategyq.settings import Settings
+from tests.integration.conftest import run_burst, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIMS = ROOT / "services" / "worker"
+
+
+def cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "strategyq", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_submit_wait_json_and_tables(
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object, tmp_path: Path
+) -> None:
+    strategy = tmp_path / "gap_up.py"
+    strategy.write_text(source("gap_up"))
+    screen = tmp_path / "screen.py"
+    screen.write_text(source("momentum_screen"))
+    spawn_worker("cli-1")  # type: ignore[operator]
+    done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT",
+               "--start", "2010-01-01", "--end", "2012-12-31", "--hold-days", "2",
+               "--wait", "--json", "--task-id", "cli-bt")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed"
+    assert result["data"]["summary"]["symbols_processed"] == 2
+    shown = cli(worker_env, "submit", "screening", str(screen), "--universe", "AAPL,MSFT,IBM",
+                "--limit", "2", "--wait")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "ranked results" in shown.stdout
+    again = cli(worker_env, "result", "cli-bt")
+    assert again.returncode == 0 and "performance metrics" in again.stdout
+    assert "total_return" in again.stdout
+
+
+def test_user_errors_are_one_line(worker_env: dict[str, str], tmp_path: Path) -> None:
+    missing = cli(worker_env, "submit", "backtest", str(tmp_path / "nope.py"), "--symbols", "AAPL",
+                  "--start", "2010-01-01", "--end", "2011-01-01")  # fmt: skip
+    assert missing.returncode == 1
+    assert "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    strategy = tmp_path / "s.py"
+    strategy.write_text("def s(df):\n    return []\n")
+    invalid = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
+                  "--start", "2012-01-01", "--end", "2011-01-01")  # fmt: skip
+    assert invalid.returncode == 1
+    assert "after" in invalid.stderr and "Traceback" not in invalid.stderr
+    unknown = cli(worker_env, "result", "no-such-task")
+    assert unknown.returncode == 1 and "no result" in unknown.stderr
+    unreachable = cli({**worker_env, "REDIS_URL": "redis://127.0.0.1:1/0"}, "queue")
+    assert unreachable.returncode == 1
+    assert len(unreachable.stderr.strip().splitlines()) == 1, unreachable.stderr
+
+
+def test_cancel_and_queue_views(
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+) -> None:
+    add_backtest_task(
+        redis_client, "queued-1", source("gap_up"), ["AAPL"], "2011-01-01", "2011-12-31"
+    )
+    cancelled = cli(worker_env, "cancel", "queued-1")
+    assert cancelled.returncode == 0 and "cancelled before it started" in cancelled.stdout
+
+    slow = (
+        "import datetime\ndef slow(df):\n"
+        "    end = datetime.datetime.now() + datetime.timedelta(seconds=3)\n"
+        "    while datetime.datetime.now() < end:\n        pass\n    return []\n"
+    )
+    add_backtest_task(redis_client, "busy", slow, ["AAPL"], "2011-01-01", "2011-12-31")
+    spawn_worker("q-1")  # type: ignore[operator]
+    wait_until(lambda: (get_task_result(redis_client, "busy") or {}).get("status") == "running")
+    view = json.loads(cli(worker_env, "queue", "--json").stdout)
+    assert view["workers_alive"] == 1 and view["in_flight"] == 1
+    (worker,) = view["workers"]
+    assert worker["worker_id"] == "q-1" and worker["alive"] is True
+    assert worker["in_flight"][0]["task_id"] == "busy"
+    assert worker["in_flight"][0]["attempts"] == 1
+    table = cli(worker_env, "queue")
+    assert "q-1" in table.stdout and "busy" in table.stdout
+    stopping = cli(worker_env, "cancel", "busy")
+    assert "cancel requested" in stopping.stdout
+    wait_until(lambda: (get_task_result(redis_client, "busy") or {}).get("status") == "cancelled")
+
+
+def test_dead_letters_list_retry_purge(
+    redis_client: redis.Redis, worker_env: dict[str, str], settings: Settings
+) -> None:
+    # A task whose worker died at its last allowed attempt: the reaper dead-letters it.
+    raw = json.dumps({"task_id": "dlq-1", "task_type": "backtest", "args": {
+        "strategy_code": source("gap_up"), "symbols": ["AAPL"],
+        "start_date": "2011-01-01", "end_date": "2011-12-31"}})  # fmt: skip
+    redis_client.lpush(keys.processing("ghost"), raw)
+    redis_client.sadd(keys.WORKERS, "ghost")
+    redis_client.set(keys.attempts("dlq-1"), settings.max_attempts)
+    redis_client.lpush(keys.DEAD_LETTER, json.dumps({"raw": "garbage", "reason": "malformed"}))
+    reap_dead_workers(redis_client, Scripts(redis_client), settings, me="reaper")
+    assert (get_task_result(redis_client, "dlq-1") or {})["data"]["error_type"] == "worker_lost"
+
+    listed = json.loads(cli(worker_env, "dlq", "list", "--json").stdout)
+    assert [e.get("task_id") for e in listed] == ["dlq-1", None]
+    assert "worker_lost" in cli(worker_env, "dlq", "list").stdout
+    retried = cli(worker_env, "dlq", "retry")
+    assert retried.returncode == 0 and "1 task(s) back" in retried.stdout
+    assert (get_task_result(redis_client, "dlq-1") or {})["status"] == "queued"
+    run_burst(settings)
+    assert (get_task_result(redis_client, "dlq-1") or {})["status"] == "completed"
+    purged = cli(worker_env, "dlq", "purge", "--yes")
+    assert purged.returncode == 0 and redis_client.llen(keys.DEAD_LETTER) == 0
+
+
+def test_seed_shims_work_unchanged(redis_client: redis.Redis, worker_env: dict[str, str]) -> None:
+    imported = subprocess.run(
+        [sys.executable, "-c",
+         "from worker import add_backtest_task, add_screening_task, get_task_result; print('ok')"],
+        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert imported.stdout.strip() == "ok", imported.stderr
+    add_backtest_task(
+        redis_client, "shim-1", source("gap_up"), ["AAPL"], "2011-01-01", "2011-12-31"
+    )
+    ran = subprocess.run(
+        [sys.executable, "worker.py", "--burst", "--metrics-port", "0"],
+        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert (get_task_result(redis_client, "shim-1") or {})["status"] == "completed"
+    checked = subprocess.run(
+        [sys.executable, "test_queue_system.py"],
+        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "all checks passed" in checked.stdout
