@@ -45,9 +45,9 @@ def _push(
     except TaskValidationError as exc:
         raise TaskValidationError(f"task not queued: {exc}") from None
     queued = dumps(envelope(Status.QUEUED, {"task_id": task.task_id, "queued_at": utc_now_iso()}))
-    # One round trip, in this order: a worker that takes the task at once
-    # always finds the queued record already written.
-    pipe = redis_client.pipeline(transaction=True)
+    # One round trip, in this order (one connection runs them in order): a worker
+    # that takes the task at once always finds the queued record already written.
+    pipe = redis_client.pipeline(transaction=False)
     pipe.set(keys.result(task.task_id), queued, ex=result_ttl_s)
     pipe.lpush(queue, raw)
     pipe.execute()
