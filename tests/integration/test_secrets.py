@@ -75,7 +75,10 @@ def test_executors_hold_no_redis_password(market_home: Path) -> None:
         worker = WorkerProcess(env, "secret-1").start()
         worker.wait_for_log("started: queue")
         marker = "tenant-" + secrets.token_hex(12)
-        code = f"def s(df):\n    return [{{'ticker': 'AAPL', 'date': '2011-01-03', 'm': '{marker}'}}]\n"
+        code = (
+            "def s(df):\n"
+            f"    return [{{'ticker': 'AAPL', 'date': '2011-01-03', 'm': '{marker}'}}]\n"
+        )
         add_backtest_task(client, "s1", code, ["AAPL"], "2011-01-01", "2011-02-01")
         result = wait_for_result(client, "s1", timeout_s=30)
         assert result is not None and result["status"] == "completed"
