@@ -8,11 +8,13 @@ at the producer with a clear message.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from strategyq import keys
 from strategyq.errors import TaskValidationError
@@ -32,6 +34,10 @@ from strategyq.settings import QUEUE_NAME
 DEFAULT_RESULT_TTL_S = 86400
 
 
+_PUSH = source("push")
+_PUSH_SHA = hashlib.sha1(_PUSH.encode()).hexdigest()
+
+
 def _push(
     redis_client: redis.Redis,
     message: dict[str, Any],
@@ -44,13 +50,17 @@ def _push(
         task = parse_task(raw)
     except TaskValidationError as exc:
         raise TaskValidationError(f"task not queued: {exc}") from None
-    queued = dumps(envelope(Status.QUEUED, {"task_id": task.task_id, "queued_at": utc_now_iso()}))
-    # One round trip, in this order (one connection runs them in order): a worker
-    # that takes the task at once always finds the queued record already written.
-    pipe = redis_client.pipeline(transaction=False)
-    pipe.set(keys.result(task.task_id), queued, ex=result_ttl_s)
-    pipe.lpush(queue, raw)
-    pipe.execute()
+    now = utc_now_iso()
+    queued = dumps({"status": "queued", "data": {"task_id": task.task_id, "queued_at": now},
+                    "updated_at": now})  # fmt: skip
+    # One command (EVALSHA; EVAL once after a server restart emptied its script
+    # cache): the queued record is written before the push, so a worker that
+    # takes the task at once always finds it.
+    args = (2, keys.result(task.task_id), queue, queued, result_ttl_s, raw)
+    try:
+        redis_client.execute_command("EVALSHA", _PUSH_SHA, *args)  # type: ignore[no-untyped-call]
+    except NoScriptError:
+        redis_client.execute_command("EVAL", _PUSH, *args)  # type: ignore[no-untyped-call]
     return task.task_id
 
 

@@ -10,6 +10,7 @@ public market data.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -36,6 +37,10 @@ def main(argv: list[str]) -> int:
     config = orjson.loads(argv[1])
     market = MarketData(Path(config["data_dir"]), cache_mb=int(config["data_cache_mb"]))
     sandbox.warm_up()
+    # Park the imported modules' objects in the permanent generation, so a child's
+    # collector never walks (and so never copies) those shared pages. Only what exists
+    # now: frames cached later must stay collectable when the cache evicts them.
+    gc.freeze()
     sock.send(orjson.dumps({"ready": True, "layers": sandbox.probe_layers()}))
 
     def load(request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

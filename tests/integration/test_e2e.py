@@ -332,3 +332,13 @@ def test_large_results_are_truncated_to_the_byte_cap(
     data = json.loads(raw)["data"]
     assert data["summary"]["total_instances"] > len(data["instances"])
     assert data["summary"]["instances_truncated"] is True
+
+
+def test_producer_survives_an_emptied_script_cache(redis_client: redis.Redis) -> None:
+    add_backtest_task(redis_client, "before", GAP_UP, ["AAPL"], "2011-01-01", "2011-12-31")
+    redis_client.script_flush()  # as after a server restart
+    add_backtest_task(redis_client, "after", GAP_UP, ["AAPL"], "2011-01-01", "2011-12-31")
+    assert redis_client.llen("strategy_queue") == 2
+    for task_id in ("before", "after"):
+        assert (get_task_result(redis_client, task_id) or {}).get("status") == "queued"
+    assert redis_client.ttl("task_result:after") > 86000

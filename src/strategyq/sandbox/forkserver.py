@@ -28,7 +28,6 @@ Messages are JSON, one per SEQPACKET datagram::
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import select
@@ -121,9 +120,6 @@ def _fork_one(
             sandboxed=bool(message["sandboxed"]),
         )
         restricted = bool(message["restricted"])
-        # Move every object into the permanent generation: the child's collector then
-        # never walks (and so never copies) the pages this process shares with it.
-        gc.freeze()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child always leaves through os._exit
             child.main(

@@ -12,8 +12,6 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-NAMES = ("claim", "stage", "finish", "requeue", "reap", "cancel")
-
 
 def source(name: str) -> str:
     """The text of ``scripts/<name>.lua``."""
