@@ -1,7 +1,7 @@
 """Sandbox overhead per call: fork, lock-down, small result, reap, on a 50k-row frame.
 
 Also shows the frame is shared, not copied (the parent's RSS stays flat over
-1,000 runs), what each part costs, and why pre-forking is not used.
+1,000 runs), and what each part costs.
 """
 
 from __future__ import annotations
@@ -119,8 +119,10 @@ def main() -> dict[str, Any]:
         "not copied)"
     )
     console.print(
-        "pre-forking: not used. A child forked before the task arrives cannot see the task's "
-        "frame without copying it through a pipe, which costs more than the fork it saves "
+        "run() forks on demand. A child forked before its task arrives must already hold "
+        "the task's frame, so the workers' fork server (strategyq.sandbox.forkserver) forks "
+        "the next child ahead of time only for the frame just used; its effect shows in "
+        "make bench-e2e "
         f"(fork floor above: {statistics.median(rows['bare fork + exit + wait (floor)']):.2f} ms)."
     )
     return out
