@@ -122,13 +122,18 @@ def market_from_frame(df: pd.DataFrame) -> Market:
         empty_f = np.zeros(0, dtype=np.float64)
         return Market([], empty_i, empty_i, empty_i, empty_i, empty_i, *([empty_f] * 4))
     ticker = df["ticker"]
-    if bool(ticker.isna().any()):
-        row = int(np.flatnonzero(ticker.isna().to_numpy())[0])
+    # factorize works on integer codes (Arrow-backed strings never become Python
+    # objects), which matters on frames of millions of rows.
+    codes, uniques = pd.factorize(ticker, sort=False)
+    if bool((codes < 0).any()):
+        row = int(np.flatnonzero(codes < 0)[0])
         raise DataError(f"market data row {row} has no ticker; every row needs one")
     day = _days(df["date"])
-    first = ticker.ne(ticker.shift()).to_numpy(dtype=bool)
+    first = np.empty(len(codes), dtype=bool)
+    first[0] = True
+    np.not_equal(codes[1:], codes[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    symbols = [str(s) for s in ticker.to_numpy()[starts].tolist()]
+    symbols = [str(s) for s in np.asarray(uniques, dtype=object)[codes[starts]].tolist()]
     ordered = all(a < b for a, b in itertools.pairwise(symbols))
     step = np.diff(day)
     if not ordered or not bool(np.all((step > 0) | first[1:])):
