@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from strategyq.errors import SandboxUnavailable, StrategyqError
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkserver import ForkClient, HostGone
 from strategyq.settings import SandboxLimits, Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _start_datahost(
 def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     """The executor's main loop: one request at a time until the worker closes the pipe."""
     from strategyq.data import MarketData
-    from strategyq.protocol import parse_task
+    from strategyq.protocol import Task, parse_task
     from strategyq.tasks import fit_payload, run_task
 
     die_with_parent()
@@ -153,6 +153,18 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
     def stage(name: str) -> None:
         write_frame(resp_fd, orjson.dumps({"stage": name}))
 
+    def run(task: Task) -> dict[str, Any]:
+        return run_task(
+            task,
+            market,
+            fork,
+            limits,
+            stage=stage,
+            cancel_fd=cancel_fd,
+            insecure_no_sandbox=insecure,
+            max_instances=int(config["max_instances"]),
+        )
+
     while True:
         request = read_frame(req_fd)
         if request is None:
@@ -160,16 +172,15 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
         _drain(cancel_fd)
         try:
             task = parse_task(request, max_task_bytes=MAX_FRAME_BYTES)
-            data = run_task(
-                task,
-                market,
-                fork,
-                limits,
-                stage=stage,
-                cancel_fd=cancel_fd,
-                insecure_no_sandbox=insecure,
-                max_instances=int(config["max_instances"]),
-            )
+            try:
+                data = run(task)
+            except HostGone:
+                # Killed from outside (the OOM killer, an operator): start a new host
+                # and run the task once more, like a task whose worker was lost.
+                log.warning("the sandbox host exited; starting a new one")
+                fork.sock.close()
+                fork, _ = _start_datahost(settings, config)
+                data = run(task)
             body = fit_payload(data, int(config["max_result_bytes"]))
             write_frame(resp_fd, b'{"ok":true,"data":' + body + b"}")
         except StrategyqError as exc:

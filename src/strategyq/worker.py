@@ -420,6 +420,14 @@ class Worker:
                     error="the task's executor process died unexpectedly; retry the task",
                     error_type="internal",
                 )
+            except Exception:
+                # A bug must not leave the task parked in our processing list.
+                log.exception("task %s: unexpected failure", task_id, extra={"task_id": task_id})
+                outcome = Outcome(
+                    ok=False,
+                    error="internal error while running the task; the worker log has details",
+                    error_type="internal",
+                )
             clock.enter(None)
             self.faults.at_stage(task_id, "finishing")
             self._finish(running, outcome)

@@ -8,6 +8,7 @@ about 3.5 s.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -344,3 +345,24 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
     assert counts == {"task_result:": 10_000, "strategyq:done": 10_000, "strategyq:fence": 1}, (
         counts
     )
+
+
+def test_a_killed_sandbox_host_is_replaced(redis_client: redis.Redis, spawn_worker: object) -> None:
+    worker: WorkerProcess = spawn_worker("h1")  # type: ignore[operator]
+    submit(redis_client, "before")
+    assert (wait_for_result(redis_client, "before", timeout_s=30) or {}).get(
+        "status"
+    ) == "completed"
+    assert worker.proc is not None
+    (executor,) = children(worker.proc.pid)
+    (host,) = children(executor)
+    os.kill(host, signal.SIGKILL)  # as the OOM killer would
+    submit(redis_client, "after")
+    result = wait_for_result(redis_client, "after", timeout_s=30)
+    assert result is not None and result["status"] == "completed", result
+    assert children(executor) and children(executor) != [host]
+    worker.wait_for_log("starting a new one")
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1 << 20
 
+
+class HostGone(errors.SandboxUnavailable):
+    """Raised when the fork server process is gone (killed, or out of memory)."""
+
+
 Loader = Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 """Turns a data request into (frame, metadata); raises StrategyqError for bad requests."""
 
@@ -173,9 +178,12 @@ class ForkClient:
 
     def _receive(self) -> None:
         """Read one message (blocking) and file it as a reply or an exit notice."""
-        message = self.sock.recv(MAX_MESSAGE)
+        try:
+            message = self.sock.recv(MAX_MESSAGE)
+        except ConnectionResetError:
+            message = b""
         if not message:
-            raise errors.SandboxUnavailable("the sandbox fork server exited")
+            raise HostGone("the sandbox host process exited; retry the task")
         value = orjson.loads(message)
         if "exit" in value:
             self._exits[int(value["exit"])] = (int(value["status"]), float(value["cpu_s"]))
@@ -202,9 +210,11 @@ class ForkClient:
         try:
             payload = orjson.dumps({**message, "id": self._next_tag})
             socket.send_fds(self.sock, [payload], [source_r, result_w])
-        except BaseException:
+        except BaseException as exc:
             for fd in (source_w, result_r):
                 os.close(fd)
+            if isinstance(exc, BrokenPipeError | ConnectionResetError):
+                raise HostGone("the sandbox host process exited; retry the task") from None
             raise
         finally:
             os.close(source_r)
