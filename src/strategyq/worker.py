@@ -26,6 +26,7 @@ import redis
 
 from strategyq import __version__, keys
 from strategyq.connection import connect
+from strategyq.errors import ConnectionFailed
 from strategyq.executor import Executor, ExecutorDied, Outcome
 from strategyq.faults import Faults
 from strategyq.liveness import Heartbeat, reap_worker, unique_worker_id
@@ -136,7 +137,7 @@ class Worker:
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        self.client = connect(self.settings)
+        self.client = self._connect()
         self.scripts = Scripts(self.client)
         self.worker_id = unique_worker_id(self.client, self.settings.worker_id)
         # Tasks left in our processing list by an earlier process with our id
@@ -207,6 +208,20 @@ class Worker:
             t.dead_lettered,
         )
         return 0
+
+    def _connect(self) -> redis.Redis:
+        """Connect, waiting for a server that is not up yet (a burst run fails at once)."""
+        backoff = 0.5
+        while True:
+            try:
+                return connect(self.settings)
+            except ConnectionFailed as exc:
+                if self.burst:
+                    raise
+                log.warning("%s; retrying in %.1fs", exc, backoff)
+                if self._stopping.wait(backoff * random.uniform(0.5, 1.5)):
+                    raise
+                backoff = min(backoff * 2, 10.0)
 
     def _start_executors(self) -> bool:
         executors = [

@@ -366,3 +366,23 @@ def test_a_killed_sandbox_host_is_replaced(redis_client: redis.Redis, spawn_work
 
 def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.slow
+def test_worker_waits_for_a_server_that_is_not_up_yet(
+    market_home: Path, worker_env: dict[str, str]
+) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="strategyq-late-"))
+    server = ValkeyTestServer(directory)
+    worker = WorkerProcess({**worker_env, "REDIS_URL": server.url}, "late-1").start()
+    try:
+        worker.wait_for_log("retrying in")
+        server.start()
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        submit(client, "late")
+        result = wait_for_result(client, "late", timeout_s=60)
+        assert result is not None and result["status"] == "completed"
+    finally:
+        worker.stop()
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
