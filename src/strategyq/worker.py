@@ -30,6 +30,7 @@ from strategyq.errors import ConnectionFailed
 from strategyq.executor import Executor, ExecutorDied, Outcome
 from strategyq.faults import Faults
 from strategyq.liveness import Heartbeat, reap_worker, unique_worker_id
+from strategyq.logs import strategy_fingerprint
 from strategyq.observability import HealthServer, WorkerMetrics
 from strategyq.protocol import (
     MalformedTask,
@@ -414,7 +415,13 @@ class Worker:
             task_id,
             task.task_type.value,
             attempt,
-            extra={"task_id": task_id, "task_type": task.task_type.value, "attempt": attempt},
+            extra={
+                "task_id": task_id,
+                "task_type": task.task_type.value,
+                "attempt": attempt,
+                # Enough to tell strategies apart, never the source itself.
+                "strategy": strategy_fingerprint(task.strategy_code),
+            },
         )
         self.faults.at_stage(task_id, "claimed")
         clock = _StageClock(self.metrics, task.task_type.value)

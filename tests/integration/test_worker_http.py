@@ -91,6 +91,7 @@ def test_live_worker_serves_metrics_health_and_json_logs(
     assert started and finished
     assert finished[0]["outcome"] == "completed" and finished[0]["duration_ms"] > 0
     assert finished[0]["task_type"] == "backtest"
+    assert started[0]["strategy"].startswith(f"len={len(STRATEGY)} sha256=")
     assert not any(SECRET_CODE_MARKER in line for line in worker.output)
 
 
