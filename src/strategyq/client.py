@@ -164,10 +164,8 @@ def wait_for_result(
     # so a client built with a short socket_timeout never times out mid-BLPOP.
     socket_timeout = redis_client.connection_pool.connection_kwargs.get("socket_timeout")
     max_block = max(float(socket_timeout) - 0.5, 0.5) if socket_timeout else None
-    while True:
-        result = get_task_result(redis_client, task_id)
-        if _is_terminal(result):
-            return result
+    result = get_task_result(redis_client, task_id)
+    while not _is_terminal(result):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
@@ -175,13 +173,18 @@ def wait_for_result(
         try:
             popped = redis_client.blpop([done_key], timeout=max(block, 0.01))
         except redis.TimeoutError:
+            popped = None
+        if popped is None:
+            result = get_task_result(redis_client, task_id)
             continue
-        if popped is not None:
-            # Put the token back for any other waiter on the same task.
-            pipe = redis_client.pipeline(transaction=False)
-            pipe.rpush(done_key, popped[1])
-            pipe.expire(done_key, keys.DONE_TTL_S)
-            pipe.execute()
+        # Put the token back for any other waiter on the same task, and read the
+        # result, in one round trip.
+        pipe = redis_client.pipeline(transaction=False)
+        pipe.rpush(done_key, popped[1])
+        pipe.expire(done_key, keys.DONE_TTL_S)
+        pipe.get(keys.result(task_id))
+        result = decode_result(pipe.execute()[2])
+    return result
 
 
 def cancel_task(

@@ -342,3 +342,23 @@ def test_producer_survives_an_emptied_script_cache(redis_client: redis.Redis) ->
     for task_id in ("before", "after"):
         assert (get_task_result(redis_client, task_id) or {}).get("status") == "queued"
     assert redis_client.ttl("task_result:after") > 86000
+
+
+def test_several_waiters_on_one_task_all_wake(
+    redis_url: str, redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_backtest_task(redis_client, "shared", GAP_UP, ["AAPL"], "2011-01-01", "2011-12-31")
+    results: list[dict[str, Any] | None] = []
+
+    def wait() -> None:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        results.append(wait_for_result(client, "shared", timeout_s=30))
+        client.close()
+
+    waiters = [threading.Thread(target=wait) for _ in range(3)]
+    for w in waiters:
+        w.start()
+    run_burst(settings)
+    for w in waiters:
+        w.join(30)
+    assert [r["status"] if r else None for r in results] == ["completed"] * 3
