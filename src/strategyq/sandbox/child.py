@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import marshal
 import os
+import struct
 import sys
 import traceback
 from types import CodeType
 from typing import Any
 
 from strategyq import errors
-from strategyq.sandbox import checker, namespace, policy, result
+from strategyq.sandbox import checker, namespace, result
 from strategyq.sandbox.lockdown import (
     RESULT_FD,
     SOURCE_FD,
@@ -27,8 +29,6 @@ from strategyq.sandbox.lockdown import (
 
 _PROHIBITED_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EFBIG}
 _MAX_FRAMES = 12
-# Longer than the policy allows, so an oversized source still gets the policy's message.
-MAX_SOURCE_BYTES = 4 * policy.MAX_SOURCE_CHARS + 1
 
 
 def _internal_paths() -> list[str]:
@@ -126,8 +126,7 @@ def _execute(code: CodeType | None, source: str, entry: str | None, restricted: 
     return scope[entry]
 
 
-def read_source(fd: int, max_bytes: int) -> str:
-    """Read a strategy's source from ``fd`` until end of file (at most ``max_bytes``)."""
+def _read_all(fd: int, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while size <= max_bytes:
@@ -137,7 +136,42 @@ def read_source(fd: int, max_bytes: int) -> str:
         chunks.append(chunk)
         size += len(chunk)
     os.close(fd)
-    return b"".join(chunks)[: max_bytes + 1].decode("utf-8", "replace")
+    return b"".join(chunks)[: max_bytes + 1]
+
+
+_PROGRAM = struct.Struct(">4sII")
+_PROGRAM_MAGIC = b"SQP1"
+MAX_PROGRAM_BYTES = 16 * 1024 * 1024
+
+
+def encode_program(source: str, code: CodeType | None, entry: str | None) -> bytes:
+    """What a fork server's client writes into a child's source pipe.
+
+    The source (for the user's own traceback lines) and, when the policy was
+    checked by the (trusted) client, the code it compiled from the checked
+    tree, so the child runs exactly that without parsing and checking again.
+    """
+    compiled = marshal.dumps(code) if code is not None else b""
+    name = (entry or "").encode()
+    return (
+        _PROGRAM.pack(_PROGRAM_MAGIC, len(compiled), len(name)) + compiled + name + source.encode()
+    )
+
+
+def read_program(fd: int) -> tuple[str, CodeType | None, str | None] | None:
+    """Read what :func:`encode_program` wrote; None at end of file before any byte."""
+    data = _read_all(fd, MAX_PROGRAM_BYTES)
+    if not data:
+        return None
+    magic, code_len, name_len = _PROGRAM.unpack_from(data)
+    if magic != _PROGRAM_MAGIC:
+        raise ValueError("not a strategy program")
+    at = _PROGRAM.size
+    code = marshal.loads(data[at : at + code_len]) if code_len else None
+    at += code_len
+    entry = data[at : at + name_len].decode() or None
+    source = data[at + name_len :].decode("utf-8", "replace")
+    return source, code, entry
 
 
 def main(
@@ -153,8 +187,8 @@ def main(
     """Run in the forked child; never returns.
 
     With ``source_fd`` (and ``source`` None) the child locks down first and then
-    reads the source from that descriptor; end of file before any byte means
-    "not needed after all" and the child exits quietly.
+    reads its program (:func:`encode_program`) from that descriptor; end of file
+    before any byte means "not needed after all" and the child exits quietly.
     """
     status = 0
     try:
@@ -170,9 +204,10 @@ def main(
             )
             return
         if source is None:
-            source = read_source(SOURCE_FD, MAX_SOURCE_BYTES)
-            if not source:
+            program = read_program(SOURCE_FD)
+            if program is None:
                 return
+            source, code, entry = program
         sys.setrecursionlimit(1000)
         try:
             function = _execute(code, source, entry, restricted)

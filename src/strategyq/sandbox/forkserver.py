@@ -291,8 +291,9 @@ class ForkClient:
             The errors of :func:`strategyq.sandbox.run`, and the loader's own
             StrategyqError (e.g. DataError) for a bad request.
         """
-        if check_policy:
-            checker.check(source)  # a friendly error now, without forking
+        # A friendly error now, without running anything; the child runs the code
+        # compiled here from the checked tree.
+        report = checker.check(source) if check_policy else None
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
         key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
@@ -306,8 +307,11 @@ class ForkClient:
         # Exit notices of earlier children (killed once they had answered) are not needed.
         self._exits = {pid: v for pid, v in self._exits.items() if pid == c.pid}
         started = time.monotonic()
+        program = child.encode_program(
+            source, report.code if report else None, report.entry if report else None
+        )
         with contextlib.suppress(BrokenPipeError):
-            view = memoryview(source.encode())
+            view = memoryview(program)
             while view:
                 view = view[os.write(c.source_w, view) :]
         os.close(c.source_w)
