@@ -104,13 +104,29 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _start_datahost(
-    settings: Settings, config: dict[str, Any]
-) -> tuple[ForkClient, dict[str, bool]]:
+@dataclass
+class _Host:
+    """This executor's sandbox host process and the client that talks to it."""
+
+    process: subprocess.Popen[bytes]
+    fork: ForkClient
+    layers: dict[str, bool]
+
+    def close(self) -> None:
+        """Let go of a host (gone or not): closing its socket ends it; then reap it."""
+        self.fork.sock.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _start_datahost(settings: Settings, config: dict[str, Any]) -> _Host:
     """Start this executor's sandbox host and wait until it is warm."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     host_config = {"data_dir": str(settings.data_dir), "data_cache_mb": config["data_cache_mb"]}
-    subprocess.Popen(
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -125,8 +141,10 @@ def _start_datahost(
     theirs.close()
     ready = orjson.loads(ours.recv(1 << 16) or b'{"layers": {}}')
     if not ready.get("ready"):
+        process.wait()
         raise SandboxUnavailable("the sandbox host exited at start-up")
-    return ForkClient(ours), {str(k): bool(v) for k, v in ready["layers"].items()}
+    layers = {str(k): bool(v) for k, v in ready["layers"].items()}
+    return _Host(process, ForkClient(ours), layers)
 
 
 def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> int:
@@ -147,8 +165,8 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
     limits = SandboxLimits(**config["limits"])
     insecure = bool(config["insecure_no_sandbox"])
     market = MarketData(settings.data_dir, cache_mb=int(config["data_cache_mb"]))
-    fork, layers = _start_datahost(settings, config)
-    write_frame(resp_fd, orjson.dumps({"ready": True, "layers": layers, "pid": os.getpid()}))
+    host = _start_datahost(settings, config)
+    write_frame(resp_fd, orjson.dumps({"ready": True, "layers": host.layers, "pid": os.getpid()}))
 
     def stage(name: str) -> None:
         write_frame(resp_fd, orjson.dumps({"stage": name}))
@@ -157,7 +175,7 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
         return run_task(
             task,
             market,
-            fork,
+            host.fork,
             limits,
             stage=stage,
             cancel_fd=cancel_fd,
@@ -178,8 +196,8 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
                 # Killed from outside (the OOM killer, an operator): start a new host
                 # and run the task once more, like a task whose worker was lost.
                 log.warning("the sandbox host exited; starting a new one")
-                fork.sock.close()
-                fork, _ = _start_datahost(settings, config)
+                host.close()
+                host = _start_datahost(settings, config)
                 data = run(task)
             body = fit_payload(data, int(config["max_result_bytes"]))
             write_frame(resp_fd, b'{"ok":true,"data":' + body + b"}")

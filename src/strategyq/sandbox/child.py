@@ -24,6 +24,7 @@ from strategyq.sandbox.lockdown import (
     SOURCE_FD,
     LayerFailed,
     LockdownPlan,
+    Orphaned,
     lock_down,
 )
 
@@ -194,6 +195,9 @@ def main(
     try:
         try:
             lock_down(plan, write_fd, source_fd)
+        except Orphaned:
+            # Nobody is left to answer to; whoever waits sees the exit.
+            return
         except LayerFailed as exc:
             _send(
                 result.encode_error(

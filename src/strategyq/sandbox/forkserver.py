@@ -318,7 +318,9 @@ class ForkClient:
         if self.spares:
             # The next task likely needs the same frame: have its child fork and lock
             # down while this one runs and the engine works on its answer.
-            self._spare = self._ask(key, message)
+            with contextlib.suppress(HostGone):
+                # This task's child is already running; the next task meets the news.
+                self._spare = self._ask(key, message)
         pidfd, c.pidfd = c.pidfd, None
         instances = collect(
             c.pid,

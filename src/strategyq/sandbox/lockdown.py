@@ -60,6 +60,7 @@ class LockdownPlan:
     landlock_abi: int
     seccomp_program: bytes | None
     sandboxed: bool = True
+    parent_pid: int = 0
 
 
 def cpu_limit_s(time_limit_s: float) -> int:
@@ -82,6 +83,7 @@ def plan(
         landlock_abi=abi,
         seccomp_program=program,
         sandboxed=sandboxed,
+        parent_pid=os.getpid(),
     )
 
 
@@ -129,11 +131,18 @@ def clear_environment() -> None:
     os.environ.clear()
 
 
-def set_process_attributes() -> None:
+class Orphaned(Exception):
+    """The parent died before the child could ask to die with it."""
+
+
+def set_process_attributes(parent_pid: int = 0) -> None:
     """Own process group, not dumpable, default signal handlers, die with the parent."""
     os.setpgid(0, 0)
     prctl(PR_SET_DUMPABLE, 0)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A parent that died between fork and the prctl above sent no signal: check.
+    if parent_pid and os.getppid() != parent_pid:
+        raise Orphaned
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_DFL)
 
@@ -208,7 +217,7 @@ def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> 
         ("descriptors", lambda: isolate_descriptors(result_fd, source_fd)),
         ("standard streams", redirect_standard_streams),
         ("environment", clear_environment),
-        ("process attributes", set_process_attributes),
+        ("process attributes", lambda: set_process_attributes(p.parent_pid)),
         ("rlimits", lambda: set_rlimits(p)),
         ("no_new_privs", set_no_new_privs),
         ("capabilities", drop_capabilities),
@@ -218,5 +227,7 @@ def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> 
     for layer, step in steps:
         try:
             step()
+        except Orphaned:
+            raise
         except Exception as exc:
             raise LayerFailed(layer, exc) from None
