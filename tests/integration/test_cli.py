@@ -86,7 +86,7 @@ def test_cancel_and_queue_views(
 
     slow = (
         "import datetime\ndef slow(df):\n"
-        "    end = datetime.datetime.now() + datetime.timedelta(seconds=3)\n"
+        "    end = datetime.datetime.now() + datetime.timedelta(seconds=60)\n"
         "    while datetime.datetime.now() < end:\n        pass\n    return []\n"
     )
     add_backtest_task(redis_client, "busy", slow, ["AAPL"], "2011-01-01", "2011-12-31")
