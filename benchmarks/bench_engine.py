@@ -18,11 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from strategyq.engine import TradeModel, normalize_instances, run_backtest
-from strategyq.engine.backtest import _signal_columns
+from strategyq.engine.backtest import _signal_columns, simulate_and_measure
 from strategyq.engine.market import market_from_frame
-from strategyq.engine.metrics import benchmark_return, performance_metrics
-from strategyq.engine.portfolio import build, select
-from strategyq.engine.simulate import simulate
 
 CASES = (
     # name, symbols, sessions, signals, target_ms, max_positions
@@ -85,19 +82,7 @@ def run_case(symbols: int, sessions: int, signals: int, slots: int, repeat: int)
     codes, days, short, scores, _, _ = _signal_columns(normalized, market)
 
     def core() -> tuple[int, dict[str, Any]]:
-        cand, _ = simulate(market, codes, days, short, model)
-        taken, _ = select(market, cand, scores[cand.source], model)
-        portfolio = build(market, cand, taken, model)
-        metrics = performance_metrics(
-            returns=cand.ret[taken],
-            pnl=portfolio.pnl,
-            holding=(cand.exit_row - cand.sig_row)[taken],
-            calendar=portfolio.calendar,
-            equity=portfolio.equity,
-            exposed=portfolio.exposed,
-            initial_capital=model.initial_capital,
-            benchmark=benchmark_return(market),
-        )
+        _, _, taken, _, metrics = simulate_and_measure(market, codes, days, short, scores, model)
         return len(taken), metrics
 
     core_ms, (trades, _) = timed(core, repeat)

@@ -15,10 +15,46 @@ from strategyq.engine.market import FloatArray, IntArray, Market, market_from_fr
 from strategyq.engine.metrics import benchmark_return, performance_metrics
 from strategyq.engine.model import TradeModel
 from strategyq.engine.portfolio import Portfolio, build, select
-from strategyq.engine.simulate import EXIT_DATA_END, EXIT_REASONS, BoolArray, Candidates, simulate
+from strategyq.engine.simulate import (
+    EXIT_DATA_END,
+    EXIT_REASONS,
+    BoolArray,
+    Candidates,
+    Placement,
+    simulate,
+)
 from strategyq.errors import EngineError
 
 logger = logging.getLogger(__name__)
+
+
+def simulate_and_measure(
+    market: Market,
+    codes: IntArray,
+    days: IntArray,
+    short: BoolArray,
+    scores: FloatArray,
+    model: TradeModel,
+) -> tuple[Candidates, Placement, IntArray, Portfolio, dict[str, Any]]:
+    """The backtest's core: trades, slot selection, portfolio and metrics.
+
+    Returns:
+        (candidates, placement, taken, portfolio, performance metrics)
+    """
+    cand, placement = simulate(market, codes, days, short, model)
+    taken, _ = select(market, cand, scores[cand.source], model)
+    portfolio = build(market, cand, taken, model)
+    metrics = performance_metrics(
+        returns=cand.ret[taken],
+        pnl=portfolio.pnl,
+        holding=(cand.exit_row - cand.sig_row)[taken],
+        calendar=portfolio.calendar,
+        equity=portfolio.equity,
+        exposed=portfolio.exposed,
+        initial_capital=float(model.initial_capital),
+        benchmark=benchmark_return(market),
+    )
+    return cand, placement, taken, portfolio, metrics
 
 
 def run_backtest(
@@ -61,18 +97,8 @@ def run_backtest(
     )
     codes, days, short, scores, signal_index, undated = _signal_columns(normalized, market)
     unknown = len(normalized.unknown_tickers)
-    cand, placement = simulate(market, codes, days, short, model)
-    taken, _ = select(market, cand, scores[cand.source], model)
-    portfolio = build(market, cand, taken, model)
-    metrics = performance_metrics(
-        returns=cand.ret[taken],
-        pnl=portfolio.pnl,
-        holding=(cand.exit_row - cand.sig_row)[taken],
-        calendar=portfolio.calendar,
-        equity=portfolio.equity,
-        exposed=portfolio.exposed,
-        initial_capital=float(model.initial_capital),
-        benchmark=benchmark_return(market),
+    cand, placement, taken, portfolio, metrics = simulate_and_measure(
+        market, codes, days, short, scores, model
     )
     data_end = int(np.count_nonzero(cand.reason[taken] == EXIT_DATA_END))
     counts: dict[str, int] = {
