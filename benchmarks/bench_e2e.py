@@ -39,6 +39,7 @@ TRIVIAL = (
     "    return [{'ticker': df['ticker'].iloc[0], 'date': str(df['date'].iloc[-1])}]\n"
 )
 HERE = Path(__file__).parent
+TP_TASKS, TP_ROUNDS = 500, 3  # trivial tasks per throughput run, runs per configuration
 
 
 def syms(n: int) -> list[str]:
@@ -162,6 +163,42 @@ def run_screen_task(client: redis.Redis, symbols: list[str]) -> float:
     if result is None or result["status"] != "completed":
         raise RuntimeError(f"benchmark task failed: {result}")
     return elapsed
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds used by ``pids`` and their reaped children (sandbox children included)."""
+    total = 0
+    for p in pids:
+        with suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / _TICKS
+
+
+class CpuMeter:
+    """CPU of a worker (all its processes), the Redis server (when local) and this producer.
+
+    Tells how many of the machine's cores one configuration keeps busy, which
+    is what decides whether a second slot has anything left to use.
+    """
+
+    def __init__(self, worker_pid: int, redis_pid: int | None) -> None:
+        self.pids = descendants(worker_pid) + ([redis_pid] if redis_pid else [])
+        self.cpu = 0.0
+        self.wall = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        times = os.times()
+        self._start = (cpu_s(self.pids) + times.user + times.system, time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        times = os.times()
+        self.cpu = cpu_s(self.pids) + times.user + times.system - self._start[0]
+        self.wall = time.perf_counter() - self._start[1]
 
 
 def throughput_ours(client: redis.Redis, n: int) -> float:
@@ -304,19 +341,27 @@ def main() -> dict[str, Any]:
             row(rows, f"huge backtest (1000 × 10 y), peak memory {memory.peak:.0f} MiB", huge,
                 "≤ 4000 ms, memory ≤ 3072 MiB",
                 statistics.median(huge) <= 4000 and memory.peak <= 3072)  # fmt: skip
-        with worker(env) as proc:
-            wait_ready(client, proc)
-            throughput_ours(client, 50)
-            tp1 = [throughput_ours(client, 500) for _ in range(3)]
+        redis_pid = None if server is None else int(server.pidfile.read_text())
+        meters: dict[int, CpuMeter] = {}
+        tps: dict[int, list[float]] = {}
+        for concurrency in (1, 2):
+            with worker(env, concurrency=concurrency) as proc:
+                wait_ready(client, proc)
+                throughput_ours(client, 50)
+                with CpuMeter(proc.pid, redis_pid) as meters[concurrency]:
+                    tps[concurrency] = [throughput_ours(client, TP_TASKS) for _ in range(TP_ROUNDS)]
+        tp1, tp2 = tps[1], tps[2]
         row(rows, "throughput, trivial, concurrency 1 (tasks/s)", tp1, "≥ 100/s",
             statistics.median(tp1) >= 100)  # fmt: skip
-        with worker(env, concurrency=2) as proc:
-            wait_ready(client, proc)
-            throughput_ours(client, 50)
-            tp2 = [throughput_ours(client, 500) for _ in range(3)]
         ratio2 = statistics.median(tp2) / statistics.median(tp1)
         row(rows, f"throughput, concurrency 2 (tasks/s) = {ratio2:.2f}× c1", tp2, "≥ 1.7× c1",
             ratio2 >= 1.7)  # fmt: skip
+        cores = os.cpu_count() or 1
+        for concurrency, meter in meters.items():
+            busy = meter.cpu / meter.wall
+            per_task_ms = 1000 * meter.cpu / (TP_TASKS * TP_ROUNDS)
+            name = f"… CPU per task at concurrency {concurrency} (ms, all processes); "
+            row(rows, name + f"cores busy {busy:.2f} of {cores}", [per_task_ms], "—", True)
 
         ours_rq: list[float] = []
         theirs: list[float] = []

@@ -8,6 +8,7 @@ This runs inside the executor process (no Redis, no secrets). It composes
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from strategyq.data import LoadResult, MarketData
-from strategyq.engine import TradeModel, run_backtest, run_screening
+from strategyq.engine import Market, TradeModel, market_from_frame, run_backtest, run_screening
 from strategyq.errors import DataError
 from strategyq.protocol import BacktestArgs, ScreeningArgs, Task, TaskType
 from strategyq.sandbox.forkserver import ForkClient
@@ -29,6 +30,25 @@ StageCallback = Callable[[str], None]
 # Enough history for sma_200 plus the slower indicators to settle.
 WARMUP_SESSIONS = 250
 SCREENING_LOOKBACK_SESSIONS = 260
+
+
+# The engine's flat view of a cached frame, kept as long as the loader keeps that
+# frame: a repeated task (the same symbols and range) skips rebuilding it. Frames
+# above the row cap are rebuilt each time, so the memo never holds much memory.
+MARKET_MEMO_MAX_ROWS = 1_000_000
+_markets: dict[int, tuple[weakref.ref[LoadResult], Market]] = {}
+
+
+def engine_market(loaded: LoadResult) -> Market:
+    """``market_from_frame(loaded.frame)``, built once per loaded (cached) frame."""
+    key = id(loaded)
+    entry = _markets.get(key)
+    if entry is not None and entry[0]() is loaded:
+        return entry[1]
+    market = market_from_frame(loaded.frame)
+    if len(loaded.frame) <= MARKET_MEMO_MAX_ROWS:
+        _markets[key] = (weakref.ref(loaded, lambda _ref: _markets.pop(key, None)), market)
+    return market
 
 
 def _no_data_message(symbols: tuple[str, ...], loaded: LoadResult, what: str) -> str:
@@ -150,7 +170,7 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
     loaded, instances, shape = run.strategy_on(args.strategy_code, args.symbols, request, "symbols")
     payload = run_backtest(
         instances,
-        loaded.frame,
+        engine_market(loaded),
         model,
         start=args.start,
         end=args.end,
@@ -185,7 +205,7 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
     loaded, instances, _ = run.strategy_on(args.strategy_code, args.universe, request, "universe")
     payload = run_screening(
         instances,
-        loaded.frame,
+        engine_market(loaded),
         limit=args.limit,
         universe=list(args.universe),
         as_of=as_of,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from strategyq.engine.backtest import run_backtest
 from strategyq.engine.instances import NormalizedInstances, normalize_instances
+from strategyq.engine.market import Market, market_from_frame
 from strategyq.engine.metrics import METRIC_NAMES, TRADING_DAYS
 from strategyq.engine.model import TradeModel
 from strategyq.engine.screening import run_screening
@@ -15,8 +16,10 @@ from strategyq.engine.screening import run_screening
 __all__ = [
     "METRIC_NAMES",
     "TRADING_DAYS",
+    "Market",
     "NormalizedInstances",
     "TradeModel",
+    "market_from_frame",
     "normalize_instances",
     "run_backtest",
     "run_screening",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from strategyq.engine.instances import NormalizedInstances, normalize_instances
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
-from strategyq.engine.market import FloatArray, IntArray, Market, market_from_frame
+from strategyq.engine.market import REQUIRED_COLUMNS, FloatArray, IntArray, Market, as_market
 from strategyq.engine.metrics import benchmark_return, performance_metrics
 from strategyq.engine.model import TradeModel
 from strategyq.engine.portfolio import Portfolio, build, select
@@ -59,7 +59,7 @@ def simulate_and_measure(
 
 def run_backtest(
     instances: Any,
-    df: pd.DataFrame,
+    df: pd.DataFrame | Market,
     model: TradeModel,
     *,
     start: dt.datetime | None,
@@ -73,6 +73,7 @@ def run_backtest(
         instances: the strategy's output (list of dicts or a DataFrame), or
             :class:`NormalizedInstances` already built.
         df: bars sorted by (ticker, date); may include warm-up rows before ``start``.
+            Or the :class:`Market` that ``market_from_frame`` built from them.
         model: the trade model.
         start, end: the backtest's range (inclusive, by date); ``None`` means
             the first/last date in ``df``. Signals outside it make no trade.
@@ -87,7 +88,7 @@ def run_backtest(
         EngineError: an instance is malformed (the message names it).
         DataError: the bars are malformed.
     """
-    full = market_from_frame(df)
+    full = as_market(df)
     first, last = _range(full, start, end)
     market = full.window(first.date() if start else None, last.date() if end else None)
     normalized = (
@@ -115,7 +116,10 @@ def run_backtest(
         "positive_signals": normalized.positive_signals,
         "date_range": [iso_seconds(first), iso_seconds(last)],
         "symbols_processed": len(full.symbols),
-        "data_shape": [int(df.shape[0]), int(df.shape[1])],
+        # A Market holds the six columns the engine reads.
+        "data_shape": [int(df.shape[0]), int(df.shape[1])]
+        if isinstance(df, pd.DataFrame)
+        else [full.rows, len(REQUIRED_COLUMNS)],
         "instances_returned": min(normalized.total, max_instances),
         "instances_truncated": normalized.total > max_instances,
         "num_trades": len(taken),

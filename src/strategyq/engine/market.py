@@ -105,8 +105,16 @@ class Market:
         )
 
 
+def as_market(bars: pd.DataFrame | Market) -> Market:
+    """``bars`` itself when it is already a :class:`Market`, else :func:`market_from_frame`."""
+    return bars if isinstance(bars, Market) else market_from_frame(bars)
+
+
 def market_from_frame(df: pd.DataFrame) -> Market:
     """Flatten a (ticker, date)-sorted bar frame; an unsorted frame is sorted first.
+
+    Build it once and pass the Market to ``run_backtest``/``run_screening`` to
+    reuse it for several runs on the same bars.
 
     Raises:
         DataError: a required column is missing, or a (ticker, date) repeats.

@@ -10,14 +10,14 @@ from typing import Any
 import pandas as pd
 
 from strategyq.engine.instances import normalize_instances, numeric_or_none, signal_is_true
-from strategyq.engine.jsonvalues import day_to_iso, parse_day
-from strategyq.engine.market import market_from_frame
+from strategyq.engine.jsonvalues import date_to_day, day_to_iso, parse_day
+from strategyq.engine.market import Market, as_market
 from strategyq.errors import EngineError, TaskValidationError
 
 
 def run_screening(
     instances: Any,
-    df: pd.DataFrame,
+    df: pd.DataFrame | Market,
     *,
     limit: int,
     universe: Sequence[str],
@@ -37,7 +37,7 @@ def run_screening(
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise TaskValidationError(f"limit={limit!r} is not allowed; use a whole number ≥ 0")
-    market = market_from_frame(df)
+    market = as_market(df)
     names = list(dict.fromkeys(str(u) for u in universe))
     day = _as_of(as_of, market.day.max() if market.rows else None)
     normalized = normalize_instances(instances, known_tickers=names, default_date=day)
@@ -59,11 +59,8 @@ def run_screening(
         for symbol, end in zip(market.symbols, market.ends.tolist(), strict=True)
     }
     missing = [s for s in names if s not in last_day]
-    stale = (
-        [s for s in names if s in last_day and day_to_iso(last_day[s]) < day.isoformat()]
-        if day
-        else []
-    )
+    cutoff = date_to_day(day) if day else None
+    stale = [s for s in names if cutoff is not None and s in last_day and last_day[s] < cutoff]
     warnings = _warnings(len(unknown), other_days, missing, stale, day)
     return {
         "ranked_results": ranked,
