@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from strategyq import errors
+from strategyq.sandbox import forkserver
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES, Case
@@ -111,3 +112,18 @@ def test_cancel(client: ForkClient) -> None:
         os.close(write_fd)
     value, _ = client.run("def s(df):\n    return []\n", {"symbols": []}, LIMITS)
     assert value == []
+
+
+def test_a_repeated_source_is_checked_once_and_a_bad_one_every_time(client: ForkClient) -> None:
+    code = "def s(df):\n    return [{'ticker': 'X', 'run': 1}]\n"
+    forkserver.checked_program.cache_clear()
+    for _ in range(3):
+        value, _ = client.run(code, {"symbols": ["X"]}, LIMITS)
+        assert value == [{"ticker": "X", "run": 1}]
+    info = forkserver.checked_program.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    bad = "import os\ndef s(df):\n    return os.listdir('/')\n"
+    for _ in range(2):
+        with pytest.raises(errors.PolicyError):
+            client.run(bad, {"symbols": ["X"]}, LIMITS)
+    assert forkserver.checked_program.cache_info().currsize == 1

@@ -28,6 +28,7 @@ Messages are JSON, one per SEQPACKET datagram::
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -49,6 +50,18 @@ from strategyq.settings import SandboxLimits
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1 << 20
+
+
+@functools.lru_cache(maxsize=32)
+def checked_program(source: str) -> bytes:
+    """Check ``source`` against the policy; the program its child runs (the compiled tree).
+
+    Cached by source text: a strategy submitted again (a screen every minute, a
+    parameter sweep over the same code) is parsed, checked and compiled once.
+    A source that fails the check raises each time (errors are not cached).
+    """
+    report = checker.check(source)
+    return child.encode_program(source, report.code, report.entry)
 
 
 class HostGone(errors.SandboxUnavailable):
@@ -293,7 +306,9 @@ class ForkClient:
         """
         # A friendly error now, without running anything; the child runs the code
         # compiled here from the checked tree.
-        report = checker.check(source) if check_policy else None
+        program = (
+            checked_program(source) if check_policy else child.encode_program(source, None, None)
+        )
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
         key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
@@ -307,9 +322,6 @@ class ForkClient:
         # Exit notices of earlier children (killed once they had answered) are not needed.
         self._exits = {pid: v for pid, v in self._exits.items() if pid == c.pid}
         started = time.monotonic()
-        program = child.encode_program(
-            source, report.code if report else None, report.entry if report else None
-        )
         with contextlib.suppress(BrokenPipeError):
             view = memoryview(program)
             while view:
