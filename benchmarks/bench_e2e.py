@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.timing import timed
 from strategyq import add_backtest_task, add_screening_task, get_task_result, wait_for_result
 from strategyq.data import write_synthetic
 from strategyq.data.synth import SYNTH_END
@@ -54,15 +55,6 @@ def span(years: float) -> tuple[str, str]:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def timed(fn: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def descendants(pid: int) -> list[int]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.timing import timed
 from strategyq.sandbox import run, warm_up
 from strategyq.sandbox import seccomp as sandbox_seccomp
 from strategyq.settings import SandboxLimits
@@ -39,15 +38,6 @@ def _frame() -> pd.DataFrame:
             "volume_ratio": rng.random(ROWS) * 3,
         }
     )
-
-
-def _time(fn: Callable[[], object], n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def _rss_mib() -> float:
@@ -76,17 +66,17 @@ def main() -> dict[str, Any]:
         run(SMALL, df, limits)
 
     rows: dict[str, list[float]] = {}
-    rows["bare fork + exit + wait (floor)"] = _time(_bare_fork, 300)
-    rows["run(): no Landlock/seccomp"] = _time(
+    rows["bare fork + exit + wait (floor)"] = timed(_bare_fork, 300)
+    rows["run(): no Landlock/seccomp"] = timed(
         lambda: run(SMALL, df, limits, insecure_no_sandbox=True), 300
     )
-    rows["run(): full sandbox (precompiled BPF)"] = _time(lambda: run(SMALL, df, limits), 300)
-    rows["compile seccomp BPF with libseccomp"] = _time(
+    rows["run(): full sandbox (precompiled BPF)"] = timed(lambda: run(SMALL, df, limits), 300)
+    rows["compile seccomp BPF with libseccomp"] = timed(
         lambda: sandbox_seccomp.export_bpf(sandbox_seccomp.build_filter()), 50
     )
 
     rss_before = _rss_mib()
-    long_run = _time(lambda: run(SMALL, df, limits), 1000)
+    long_run = timed(lambda: run(SMALL, df, limits), 1000)
     rss_after = _rss_mib()
     frame_mib = df.memory_usage(deep=True).sum() / 2**20
 
