@@ -27,6 +27,8 @@ class PolicyReport:
 
     Attributes:
         entry: Name of the strategy function ``run`` calls with the frame.
+        takes_params: The entry is ``f(df, params)``: it is called with the
+            task's parameters (a plain dict) as its second argument.
         functions: Every top-level function name, in source order.
         imports: Modules the source imports (all on the allow-list).
         tree: The checked syntax tree.
@@ -34,6 +36,7 @@ class PolicyReport:
     """
 
     entry: str
+    takes_params: bool
     functions: tuple[str, ...]
     imports: tuple[str, ...]
     tree: ast.Module
@@ -267,10 +270,11 @@ class _Checker(ast.NodeVisitor):
 def pick_entry(tree: ast.Module) -> tuple[str, tuple[str, ...]]:
     """Choose the strategy function; return it and every top-level function name.
 
-    Rules, in order: top-level ``def`` statements taking exactly one positional
-    parameter are candidates; names starting with ``_`` are helpers; a
-    function called by name elsewhere in the code is a helper; when several
-    remain, those whose name contains ``strategy`` win. Exactly one must remain.
+    Rules, in order: top-level ``def`` statements taking one positional
+    parameter (``df``), or two when the second is named ``params``, are
+    candidates; names starting with ``_`` are helpers; a function called by
+    name elsewhere in the code is a helper; when several remain, those whose
+    name contains ``strategy`` win. Exactly one must remain.
     """
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     names = tuple(d.name for d in defs)
@@ -284,8 +288,9 @@ def pick_entry(tree: ast.Module) -> tuple[str, tuple[str, ...]]:
     def one_arg(fn: ast.FunctionDef) -> bool:
         a = fn.args
         positional = a.posonlyargs + a.args
+        required = len(positional) - len(a.defaults)
         return (
-            len(positional) - len(a.defaults) <= 1 <= len(positional)
+            (required <= 1 <= len(positional) or takes_params(fn) and required <= 2)
             and a.vararg is None
             and all(d is not None for d in a.kw_defaults)
         )
@@ -309,6 +314,19 @@ def pick_entry(tree: ast.Module) -> tuple[str, tuple[str, ...]]:
     return candidates[0], names
 
 
+def takes_params(fn: ast.FunctionDef) -> bool:
+    """Whether the strategy function takes ``params`` as its second positional parameter."""
+    positional = fn.args.posonlyargs + fn.args.args
+    return len(positional) >= 2 and positional[1].arg == "params"
+
+
+def entry_takes_params(tree: ast.Module, entry: str) -> bool:
+    """Whether the entry function ``entry`` of ``tree`` is called as ``entry(df, params)``."""
+    return any(
+        isinstance(n, ast.FunctionDef) and n.name == entry and takes_params(n) for n in tree.body
+    )
+
+
 def check(source: str) -> PolicyReport:
     """Parse ``source`` once, check it, pick its entry and compile the checked tree."""
     tree = parse(source)
@@ -326,6 +344,7 @@ def check(source: str) -> PolicyReport:
         raise PolicyError("the strategy code is too complex to compile; simplify it") from None
     return PolicyReport(
         entry=entry,
+        takes_params=entry_takes_params(tree, entry),
         functions=names,
         imports=tuple(dict.fromkeys(checker.imports)),
         tree=tree,

@@ -17,6 +17,8 @@ import traceback
 from types import CodeType
 from typing import Any
 
+import orjson
+
 from strategyq import errors
 from strategyq.sandbox import checker, namespace, result
 from strategyq.sandbox.lockdown import (
@@ -111,20 +113,55 @@ def _send(payload: bytes) -> None:
         view = view[written:]
 
 
-def _execute(code: CodeType | None, source: str, entry: str | None, restricted: bool) -> Any:
+def _execute(
+    code: CodeType | None, source: str, entry: str | None, restricted: bool, takes_params: bool
+) -> tuple[Any, bool]:
     if code is None and restricted:
         # The source came straight to this child (a fork server never sees it):
         # check it here, after lock-down, and run exactly the tree that was checked.
         report = checker.check(source)
-        code, entry = report.code, report.entry
+        code, entry, takes_params = report.code, report.entry, report.takes_params
     elif code is None:
         tree = checker.parse(source)
         entry, _ = checker.pick_entry(tree)
+        takes_params = checker.entry_takes_params(tree, entry)
         code = compile(tree, checker.FILENAME, "exec", dont_inherit=True)
     assert entry is not None
     scope = namespace.namespace(restricted)
     exec(code, scope)
-    return scope[entry]
+    return scope[entry], takes_params
+
+
+def _call(function: Any, frame: Any, takes_params: bool, params: dict[str, Any] | None) -> Any:
+    # A fresh DataFrame object per call: with pandas' copy-on-write, what one call
+    # changes in its frame (a column added, values set) is never seen by the next.
+    view = frame.copy(deep=False) if hasattr(frame, "copy") else frame
+    return function(view, dict(params or {})) if takes_params else function(view)
+
+
+def _run_all(
+    function: Any, frame: Any, takes_params: bool, runs: list[dict[str, Any]], source: str
+) -> bytes:
+    """Several calls on one frame (a sweep chunk): each run's ``params`` and optional
+    ``until`` (the last date the call may see)."""
+    values = []
+    windows: dict[str, Any] = {}
+    for run in runs:
+        until = run.get("until")
+        view = frame
+        if until is not None:
+            if until not in windows:
+                windows[until] = frame[frame["date"] <= until].reset_index(drop=True)
+            view = windows[until]
+        try:
+            values.append(_call(function, view, takes_params, run.get("params")))
+        except BaseException as exc:
+            kind, message = classify(exc, source)
+            return result.encode_error(kind, f"with params {run.get('params')}: {message}")
+    try:
+        return result.encode_runs(values)
+    except errors.BadResult as exc:
+        return result.encode_error("bad_result", str(exc))
 
 
 def _read_all(fd: int, max_bytes: int) -> bytes:
@@ -140,39 +177,59 @@ def _read_all(fd: int, max_bytes: int) -> bytes:
     return b"".join(chunks)[: max_bytes + 1]
 
 
-_PROGRAM = struct.Struct(">4sII")
-_PROGRAM_MAGIC = b"SQP1"
+_PROGRAM = struct.Struct(">4sIIIB")
+_PROGRAM_MAGIC = b"SQP2"
 MAX_PROGRAM_BYTES = 16 * 1024 * 1024
 
 
-def encode_program(source: str, code: CodeType | None, entry: str | None) -> bytes:
-    """What a fork server's client writes into a child's source pipe.
+def encode_program(
+    source: str, code: CodeType | None, entry: str | None, takes_params: bool = False
+) -> bytes:
+    """What a fork server's client writes into a child's source pipe (before its calls).
 
     The source (for the user's own traceback lines) and, when the policy was
     checked by the (trusted) client, the code it compiled from the checked
     tree, so the child runs exactly that without parsing and checking again.
+    :func:`with_calls` appends what the function is called with.
     """
     compiled = marshal.dumps(code) if code is not None else b""
     name = (entry or "").encode()
-    return (
-        _PROGRAM.pack(_PROGRAM_MAGIC, len(compiled), len(name)) + compiled + name + source.encode()
-    )
+    text = source.encode()
+    header = _PROGRAM.pack(_PROGRAM_MAGIC, len(compiled), len(name), len(text), takes_params)
+    return header + compiled + name + text
 
 
-def read_program(fd: int) -> tuple[str, CodeType | None, str | None] | None:
+def with_calls(
+    program: bytes, params: dict[str, Any] | None = None, runs: list[dict[str, Any]] | None = None
+) -> bytes:
+    """``program`` plus its calls: one call with ``params``, or one call per run of ``runs``."""
+    if params is None and runs is None:
+        return program
+    return program + orjson.dumps({"params": params, "runs": runs})
+
+
+Program = tuple[str, CodeType | None, str | None, bool, dict[str, Any]]
+
+
+def read_program(fd: int) -> Program | None:
     """Read what :func:`encode_program` wrote; None at end of file before any byte."""
     data = _read_all(fd, MAX_PROGRAM_BYTES)
     if not data:
         return None
-    magic, code_len, name_len = _PROGRAM.unpack_from(data)
+    magic, code_len, name_len, source_len, takes_params = _PROGRAM.unpack_from(data)
     if magic != _PROGRAM_MAGIC:
         raise ValueError("not a strategy program")
     at = _PROGRAM.size
     code = marshal.loads(data[at : at + code_len]) if code_len else None
     at += code_len
     entry = data[at : at + name_len].decode() or None
-    source = data[at + name_len :].decode("utf-8", "replace")
-    return source, code, entry
+    at += name_len
+    source = data[at : at + source_len].decode("utf-8", "replace")
+    at += source_len
+    calls: dict[str, Any] = {}
+    if at < len(data):
+        calls = orjson.loads(data[at:])
+    return source, code, entry, bool(takes_params), calls
 
 
 def main(
@@ -184,6 +241,7 @@ def main(
     frame: Any,
     restricted: bool,
     source_fd: int | None = None,
+    takes_params: bool = False,
 ) -> None:
     """Run in the forked child; never returns.
 
@@ -207,16 +265,21 @@ def main(
                 )
             )
             return
+        calls: dict[str, Any] = {}
         if source is None:
             program = read_program(SOURCE_FD)
             if program is None:
                 return
-            source, code, entry = program
+            source, code, entry, takes_params, calls = program
         sys.setrecursionlimit(1000)
         try:
-            function = _execute(code, source, entry, restricted)
-            value = function(frame)
-            payload = result.encode_result(value)
+            function, takes_params = _execute(code, source, entry, restricted, takes_params)
+            runs = calls.get("runs")
+            if runs is not None:
+                payload = _run_all(function, frame, takes_params, runs, source)
+            else:
+                value = _call(function, frame, takes_params, calls.get("params"))
+                payload = result.encode_result(value)
         except BaseException as exc:
             kind, message = classify(exc, source)
             payload = result.encode_error(kind, message)

@@ -61,7 +61,7 @@ def checked_program(source: str) -> bytes:
     A source that fails the check raises each time (errors are not cached).
     """
     report = checker.check(source)
-    return child.encode_program(source, report.code, report.entry)
+    return child.encode_program(source, report.code, report.entry, report.takes_params)
 
 
 class HostGone(errors.SandboxUnavailable):
@@ -294,11 +294,18 @@ class ForkClient:
         check_policy: bool = True,
         cancel_fd: int | None = None,
         insecure_no_sandbox: bool = False,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        params: dict[str, Any] | None = None,
+        runs: list[dict[str, Any]] | None = None,
+    ) -> tuple[list[Any], dict[str, Any]]:
         """Run ``source`` on the frame the server loads for ``request``.
 
+        ``params`` is the second argument of a ``f(df, params)`` strategy. With
+        ``runs`` (``[{"params": {...}, "until": "YYYY-MM-DD" | None}, ...]``) the
+        child calls the strategy once per run on the same frame (cut after
+        ``until``) and the instances come back as one list per run.
+
         Returns:
-            (instances, the loader's metadata)
+            (instances, or one list of instances per run; the loader's metadata)
 
         Raises:
             The errors of :func:`strategyq.sandbox.run`, and the loader's own
@@ -306,8 +313,10 @@ class ForkClient:
         """
         # A friendly error now, without running anything; the child runs the code
         # compiled here from the checked tree.
-        program = (
-            checked_program(source) if check_policy else child.encode_program(source, None, None)
+        program = child.with_calls(
+            checked_program(source) if check_policy else child.encode_program(source, None, None),
+            params,
+            runs,
         )
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")

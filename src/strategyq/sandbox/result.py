@@ -1,7 +1,7 @@
 """The result channel: JSON made in the child, checked in the parent. Never pickle.
 
 A message is one tag byte and a JSON document: ``R`` + the list of instances,
-or ``E`` + ``{"type": ..., "message": ...}`` for an error the child classified.
+``M`` + one such list per call (a sweep chunk's several calls), or ``E`` + ``{"type": ..., "message": ...}`` for an error the child classified.
 The parent treats every byte as untrusted: it parses JSON only, caps depth,
 size and message length, and maps error types through a fixed table.
 """
@@ -19,6 +19,7 @@ from strategyq import errors
 
 RESULT_TAG = b"R"
 ERROR_TAG = b"E"
+RUNS_TAG = b"M"
 MAX_DEPTH = 12
 """Deepest nesting accepted in a result (the list is level 1, an instance level 2)."""
 MAX_MESSAGE_CHARS = 4000
@@ -115,6 +116,28 @@ def encode_result(value: Any) -> bytes:
     return RESULT_TAG + body
 
 
+def encode_runs(values: list[Any]) -> bytes:
+    """Serialise the return values of several calls (a sweep chunk), in order (in the child)."""
+    runs = []
+    for value in values:
+        instances = to_instances(value)
+        for index, item in enumerate(instances):
+            if not isinstance(item, dict):
+                raise errors.BadResult(
+                    f"instance {index} is a {type(item).__name__}, not a dict; "
+                    "return a list of dicts like {'ticker': ..., 'date': ...}"
+                )
+        runs.append(instances)
+    try:
+        body = orjson.dumps(runs, default=_default, option=_OPTIONS)
+    except TypeError:
+        try:
+            body = orjson.dumps(_normalise(runs), default=_default, option=_OPTIONS)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise errors.BadResult(f"the result is not plain JSON data: {exc}") from None
+    return RUNS_TAG + body
+
+
 def encode_error(kind: str, message: str) -> bytes:
     """Serialise an error the child classified."""
     return ERROR_TAG + orjson.dumps({"type": kind, "message": message[:MAX_MESSAGE_CHARS]})
@@ -160,6 +183,9 @@ def decode(message: bytes) -> list[dict[str, Any]]:
         ) from None
     if tag == RESULT_TAG:
         return _check_shape(payload)
+    if tag == RUNS_TAG and isinstance(payload, list):
+        # One list of instances per call, in the order of the calls.
+        return [_check_shape(run) for run in payload]  # type: ignore[misc]
     if tag == ERROR_TAG and isinstance(payload, dict):
         kind = payload.get("type")
         text = payload.get("message")

@@ -193,6 +193,7 @@ def run(
             report.entry if report else None,
             df,
             restricted=check_policy,
+            takes_params=report.takes_params if report else False,
         )
     os.close(write_fd)
     # The child does this too; doing it here as well closes the race with an early kill.
