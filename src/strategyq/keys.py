@@ -28,6 +28,18 @@ FENCE_COUNTER = PREFIX + "fence"
 """STRING (integer): the last fencing token handed out. No TTL (one key)."""
 
 
+SCHEDULES = PREFIX + "schedules"
+"""HASH schedule name -> its spec (JSON: cron, tz, task_type, args, created_at). No TTL:
+``strategyq schedule remove`` deletes a field."""
+
+SCHEDULES_PAUSED = PREFIX + "schedules:paused"
+"""SET of the names of paused schedules. No TTL."""
+
+SCHEDULES_LAST = PREFIX + "schedules:last"
+"""HASH schedule name -> epoch seconds of the last slot enqueued (or of its creation or
+resumption, so no earlier slot runs). No TTL; removed with the schedule."""
+
+
 def result(task_id: str) -> str:
     """STRING: the task's JSON result. TTL ``result_ttl_s``."""
     return RESULT_PREFIX + task_id

@@ -163,6 +163,10 @@ class Settings:
     data_cache_mb: int = 1024
     metrics_port: int = 9100
     insecure_no_sandbox: bool = False
+    schedule_interval_s: float = 5.0
+    sweep_max_combinations: int = 10_000
+    sweep_chunk_size: int = 25
+    sweep_max_results: int = 10_000
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -213,6 +217,12 @@ class Settings:
             data_cache_mb=_env_int(env, "STRATEGYQ_DATA_CACHE_MB", 1024),
             metrics_port=_env_int(env, "STRATEGYQ_METRICS_PORT", 9100),
             insecure_no_sandbox=_env_bool(env, "STRATEGYQ_INSECURE_NO_SANDBOX", False),
+            schedule_interval_s=_env_float(env, "STRATEGYQ_SCHEDULE_INTERVAL", 5.0),
+            sweep_max_combinations=_env_int(
+                env, "STRATEGYQ_SWEEP_MAX_COMBINATIONS", 10_000, minimum=1
+            ),
+            sweep_chunk_size=_env_int(env, "STRATEGYQ_SWEEP_CHUNK_SIZE", 25, minimum=1),
+            sweep_max_results=_env_int(env, "STRATEGYQ_SWEEP_MAX_RESULTS", 10_000, minimum=1),
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),

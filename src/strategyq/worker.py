@@ -42,6 +42,7 @@ from strategyq.protocol import (
     parse_task,
     utc_now_iso,
 )
+from strategyq.schedules import ScheduleThread, Ticker
 from strategyq.scripts import Scripts
 from strategyq.settings import Settings
 
@@ -173,6 +174,18 @@ class Worker:
             health.start()
         monitor = threading.Thread(target=self._watch_running, name="watcher", daemon=True)
         monitor.start()
+        schedules = None
+        if self.settings.schedule_interval_s > 0 and not self.burst:
+            # Every worker ticks the schedules; the fire script enqueues each slot once.
+            schedules = ScheduleThread(
+                Ticker(
+                    self.client,
+                    queue=self.settings.queue_name,
+                    result_ttl_s=self.settings.result_ttl_s,
+                ),
+                self.settings.schedule_interval_s,
+            )
+            schedules.start()
         log.info(
             "worker %s started: queue %s, concurrency %d, sandbox layers %s",
             self.worker_id,
@@ -187,6 +200,8 @@ class Worker:
             self._serve(pool, futures)
         finally:
             self._ready = False
+            if schedules is not None:
+                schedules.stop()
             self._drain(futures)
             pool.shutdown(wait=True)
             for ex in self._executors:

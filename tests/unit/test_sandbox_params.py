@@ -65,7 +65,9 @@ def test_entry_point_may_take_params() -> None:
     with pytest.raises(errors.PolicyError, match="no strategy function"):
         checker.check("def s(df, x):\n    return []\n")
     # A helper taking params does not compete with the entry point.
-    both = "def _h(df, params):\n    return []\ndef main_strategy(df, params=None):\n    return []\n"
+    both = (
+        "def _h(df, params):\n    return []\ndef main_strategy(df, params=None):\n    return []\n"
+    )
     assert checker.check(both).entry == "main_strategy"
 
 
@@ -95,5 +97,7 @@ def test_runs_share_one_child_and_never_see_each_others_changes(client: ForkClie
 
 def test_an_error_in_one_run_names_its_params(client: ForkClient) -> None:
     code = "def s(df, params):\n    return [{'ticker': 'A', 'x': 1 / params['d']}]\n"
-    with pytest.raises(errors.StrategyFailed, match=r"(?s)with params \{'d': 0\}.*ZeroDivisionError"):
+    with pytest.raises(
+        errors.StrategyFailed, match=r"(?s)with params \{'d': 0\}.*ZeroDivisionError"
+    ):
         client.run(code, {}, LIMITS, runs=[{"params": {"d": 1}}, {"params": {"d": 0}}])

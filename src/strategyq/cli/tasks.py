@@ -29,11 +29,38 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the raw result JSON.
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")]
 
 
-def _read_code(path: Path) -> str:
+def read_code(path: Path) -> str:
+    """The strategy file's text (one red line when it cannot be read)."""
     try:
         return path.read_text()
     except OSError as exc:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
+
+
+_read_code = read_code
+
+
+def _grid_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_grid(options: list[str]) -> dict[str, list[Any]]:
+    """``["fast=5,10,20", "slow=50,100"]`` as a param_grid (numbers where they parse)."""
+    grid: dict[str, list[Any]] = {}
+    for option in options:
+        name, sep, values = option.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise fail(f"--grid {option!r} must look like NAME=V1,V2,… (e.g. fast=5,10,20)")
+        grid[name.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
 
 
 def _split(value: str) -> list[str]:

@@ -290,7 +290,7 @@ def pick_entry(tree: ast.Module) -> tuple[str, tuple[str, ...]]:
         positional = a.posonlyargs + a.args
         required = len(positional) - len(a.defaults)
         return (
-            (required <= 1 <= len(positional) or takes_params(fn) and required <= 2)
+            (required <= 1 <= len(positional) or (takes_params(fn) and required <= 2))
             and a.vararg is None
             and all(d is not None for d in a.kw_defaults)
         )

@@ -79,7 +79,9 @@ def parse_walk_forward(value: Any) -> WalkForward:
         out[name] = n
     anchored = value.get("anchored", False)
     if not isinstance(anchored, bool):
-        raise TaskValidationError(f"args.walk_forward.anchored must be true or false, got {anchored!r}")
+        raise TaskValidationError(
+            f"args.walk_forward.anchored must be true or false, got {anchored!r}"
+        )
     return WalkForward(out["train_sessions"], out["test_sessions"], anchored)
 
 

@@ -70,9 +70,7 @@ def _check_value(name: str, value: Any) -> Scalar:
     )
 
 
-def expand(
-    param_grid: Any, constraint: Any = None, *, max_combinations: int = 10_000
-) -> Grid:
+def expand(param_grid: Any, constraint: Any = None, *, max_combinations: int = 10_000) -> Grid:
     """Validate and expand ``param_grid``, filter it with ``constraint``, and cap its size.
 
     Raises:

@@ -17,7 +17,9 @@ from typing import Any
 def sort_key(row: Mapping[str, Any], metric: str) -> tuple[int, float, int]:
     """Key that sorts rows best first (``sorted(rows, key=...)``)."""
     value = row["metrics"].get(metric)
-    defined = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    defined = (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
     return (0 if defined else 1, -float(value) if defined else 0.0, int(row["index"]))
 
 
