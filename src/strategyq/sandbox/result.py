@@ -1,7 +1,8 @@
 """The result channel: JSON made in the child, checked in the parent. Never pickle.
 
 A message is one tag byte and a JSON document: ``R`` + the list of instances,
-``M`` + one such list per call (a sweep chunk's several calls), or ``E`` + ``{"type": ..., "message": ...}`` for an error the child classified.
+``M`` + one such list per call (a sweep chunk's several calls), or ``E`` +
+``{"type": ..., "message": ...}`` for an error the child classified.
 The parent treats every byte as untrusted: it parses JSON only, caps depth,
 size and message length, and maps error types through a fixed table.
 """
