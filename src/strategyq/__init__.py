@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from strategyq.client import (
     add_backtest_task,
     add_screening_task,
+    add_sweep_task,
     cancel_task,
     get_task_result,
     wait_for_result,
@@ -21,6 +22,7 @@ __all__ = [
     "__version__",
     "add_backtest_task",
     "add_screening_task",
+    "add_sweep_task",
     "cancel_task",
     "get_task_result",
     "wait_for_result",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -19,7 +19,9 @@ from redis.exceptions import NoScriptError
 from strategyq import keys
 from strategyq.errors import TaskValidationError
 from strategyq.protocol import (
+    DEFAULT_MAXIMIZE,
     DEFAULT_SCREENING_LIMIT,
+    DEFAULT_TOP_N,
     TERMINAL_STATUSES,
     Status,
     decode_result,
@@ -134,6 +136,64 @@ def add_screening_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "screening", "args": args}
+    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+
+
+def add_sweep_task(
+    redis_client: redis.Redis,
+    task_id: str,
+    strategy_code: str,
+    symbols: Sequence[str],
+    start_date: str,
+    end_date: str,
+    param_grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    *,
+    maximize: str = DEFAULT_MAXIMIZE,
+    top_n: int = DEFAULT_TOP_N,
+    constraint: str | None = None,
+    walk_forward: Mapping[str, Any] | None = None,
+    queue: str = QUEUE_NAME,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+    **options: Any,
+) -> str:
+    """Queue a parameter sweep: a backtest of every combination of ``param_grid``.
+
+    The strategy takes the combination as its second argument,
+    ``def my_strategy(df, params): ...``. The sweep's combinations are run in
+    chunks by any workers; its result (``execution_mode: "sweep"``) ranks every
+    combination by ``maximize`` and carries the best one's full backtest.
+
+    Args:
+        param_grid: ``{"fast": [5, 10, 20], "slow": [50, 100]}`` (every
+            combination) or a list of explicit combinations.
+        maximize: the metric to rank by (any key of ``performance_metrics``).
+        top_n: how many of the best combinations ``top`` lists.
+        constraint: a condition on the combination, e.g. ``"fast < slow"``.
+        walk_forward: ``{"train_sessions": 504, "test_sessions": 126}`` to
+            optimise on each training window and test the winner on the next.
+        **options: the backtest's optional args (``hold_days``, ``entry``, …)
+            and ``heatmap_params`` (two parameter names).
+
+    Raises:
+        TaskValidationError: the sweep is invalid; nothing was queued.
+    """
+    args: dict[str, Any] = {
+        "strategy_code": strategy_code,
+        "symbols": list(symbols) if not isinstance(symbols, str) else symbols,
+        "start_date": start_date,
+        "end_date": end_date,
+        "param_grid": dict(param_grid)
+        if isinstance(param_grid, Mapping)
+        else [dict(c) for c in param_grid],
+        "maximize": maximize,
+        "top_n": top_n,
+        **options,
+    }
+    if constraint is not None:
+        args["constraint"] = constraint
+    if walk_forward is not None:
+        args["walk_forward"] = dict(walk_forward)
+    message = {"task_id": task_id, "task_type": "sweep", "args": args}
     return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
 
 

@@ -189,7 +189,10 @@ def serve(config: dict[str, Any], req_fd: int, resp_fd: int, cancel_fd: int) -> 
             return 0
         _drain(cancel_fd)
         try:
-            task = parse_task(request, max_task_bytes=MAX_FRAME_BYTES)
+            # The worker applied its own caps (symbols, grid size) before sending the task.
+            task = parse_task(
+                request, max_task_bytes=MAX_FRAME_BYTES, max_combinations=MAX_FRAME_BYTES
+            )
             try:
                 data = run(task)
             except HostGone:

@@ -79,3 +79,22 @@ def done(task_id: str) -> str:
 
 
 DONE_TTL_S = 300
+
+
+def sweep(task_id: str) -> str:
+    """HASH of a sweep split into chunks: ``plan`` (JSON), ``total`` combinations,
+    ``total_chunks``, ``done`` (combinations counted). TTL ``result_ttl_s``; deleted when
+    the sweep's result is written."""
+    return f"{PREFIX}sweep:{task_id}"
+
+
+def sweep_chunks(task_id: str) -> str:
+    """HASH chunk index -> that chunk's result (JSON), each set once (HSETNX).
+    TTL ``result_ttl_s``; deleted when the sweep's result is written."""
+    return f"{PREFIX}sweep_chunks:{task_id}"
+
+
+def chunk_id(sweep_id: str, index: int) -> str:
+    """The task id of a sweep's chunk: ``{sweep_id}/chunk/0007``. Its record lives at
+    ``task_result:{chunk id}`` like any task's."""
+    return f"{sweep_id}/chunk/{index:04d}"

@@ -35,7 +35,7 @@ METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
-TASK_TYPES = ("backtest", "screening")
+TASK_TYPES = ("backtest", "screening", "sweep", "sweep_chunk")
 OUTCOMES = ("completed", "error", "cancelled", "requeued", "skipped")
 STAGES = ("loading_data", "running_strategy", "computing_metrics")
 KILL_REASONS = ("timeout", "memory", "prohibited_operation", "cancelled")

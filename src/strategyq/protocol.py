@@ -17,11 +17,16 @@ from typing import Any
 import orjson
 
 from strategyq.errors import TaskValidationError
+from strategyq.sweep.folds import WalkForward, parse_walk_forward
+from strategyq.sweep.grid import Grid, expand
 
 
 class TaskType(StrEnum):
     BACKTEST = "backtest"
     SCREENING = "screening"
+    SWEEP = "sweep"
+    SWEEP_CHUNK = "sweep_chunk"
+    """One chunk of a sweep's combinations; made by the worker that fans a sweep out."""
 
 
 class Status(StrEnum):
@@ -35,7 +40,10 @@ class Status(StrEnum):
 TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.ERROR, Status.CANCELLED})
 
 DEFAULT_SCREENING_LIMIT = 100
+DEFAULT_TOP_N = 10
+DEFAULT_MAXIMIZE = "sharpe_ratio"
 MAX_CODE_BYTES = 256 * 1024
+MAX_SWEEP_ID_CHARS = 180
 
 
 class MalformedTask(TaskValidationError):
@@ -65,6 +73,41 @@ class BacktestArgs:
     end_raw: str
     adjusted: bool = True
     trade_args: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] | None = None
+    """The strategy's ``params`` argument (a ``f(df, params)`` strategy)."""
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    """A sweep: the backtest's args, and the grid searched over them."""
+
+    backtest: BacktestArgs
+    grid: Grid
+    maximize: str
+    top_n: int
+    constraint: str | None = None
+    walk_forward: WalkForward | None = None
+    heatmap: tuple[str, str] | None = None
+
+    @property
+    def strategy_code(self) -> str:
+        return self.backtest.strategy_code
+
+
+@dataclass(frozen=True)
+class ChunkArgs:
+    """One chunk of a sweep: some of its combinations, run in one sandbox child."""
+
+    backtest: BacktestArgs
+    sweep_id: str
+    chunk: int
+    combinations: tuple[tuple[int, dict[str, Any]], ...]
+    maximize: str
+    folds: tuple[dict[str, Any], ...] | None = None
+
+    @property
+    def strategy_code(self) -> str:
+        return self.backtest.strategy_code
 
 
 @dataclass(frozen=True)
@@ -80,7 +123,7 @@ class ScreeningArgs:
 class Task:
     task_id: str
     task_type: TaskType
-    args: BacktestArgs | ScreeningArgs
+    args: BacktestArgs | ScreeningArgs | SweepArgs | ChunkArgs
     options: RunOptions
     raw: bytes
 
@@ -198,6 +241,11 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
     adjusted = args.get("adjusted", True)
     if not isinstance(adjusted, bool):
         raise TaskValidationError(f"args.adjusted must be true or false, got {_show(adjusted)}")
+    params = args.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise TaskValidationError(
+            f"args.params must be an object (the strategy's second argument), got {_show(params)}"
+        )
     return BacktestArgs(
         strategy_code=code,
         symbols=symbols,
@@ -207,6 +255,90 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         end_raw=str(end_raw),
         adjusted=adjusted,
         trade_args=dict(args),
+        params=params,
+    )
+
+
+def _metric(args: Mapping[str, Any]) -> str:
+    from strategyq.engine.metrics import METRIC_NAMES
+
+    metric = args.get("maximize", DEFAULT_MAXIMIZE)
+    if metric not in METRIC_NAMES:
+        raise TaskValidationError(
+            f"args.maximize must name a metric ({', '.join(METRIC_NAMES)}), got {_show(metric)}"
+        )
+    return str(metric)
+
+
+def _sweep_args(
+    task_id: str, args: Mapping[str, Any], max_symbols: int, max_combinations: int
+) -> SweepArgs:
+    if len(task_id) > MAX_SWEEP_ID_CHARS:
+        raise TaskValidationError(
+            f"a sweep's task_id may have at most {MAX_SWEEP_ID_CHARS} characters "
+            "(its chunks' ids extend it)"
+        )
+    backtest = _backtest_args(args, max_symbols)
+    if "param_grid" not in args:
+        raise TaskValidationError(
+            'args.param_grid is required for a sweep, e.g. {"fast": [5, 10], "slow": [50, 100]}'
+        )
+    constraint = args.get("constraint")
+    grid = expand(args["param_grid"], constraint, max_combinations=max_combinations)
+    top_n = args.get("top_n", DEFAULT_TOP_N)
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= 1000:
+        raise TaskValidationError(
+            f"args.top_n must be a whole number from 1 to 1000, got {top_n!r}"
+        )
+    walk = args.get("walk_forward")
+    heatmap = args.get("heatmap_params")
+    if heatmap is not None:
+        if (
+            not isinstance(heatmap, list)
+            or len(heatmap) != 2
+            or not all(h in grid.names for h in heatmap)
+            or heatmap[0] == heatmap[1]
+        ):
+            raise TaskValidationError(
+                "args.heatmap_params must name two different parameters of the grid "
+                f"({', '.join(grid.names)}), got {_show(heatmap)}"
+            )
+        pair: tuple[str, str] | None = (str(heatmap[0]), str(heatmap[1]))
+    else:
+        pair = (grid.names[0], grid.names[1]) if len(grid.names) >= 2 else None
+    return SweepArgs(
+        backtest=backtest,
+        grid=grid,
+        maximize=_metric(args),
+        top_n=top_n,
+        constraint=str(constraint) if constraint is not None else None,
+        walk_forward=parse_walk_forward(walk) if walk is not None else None,
+        heatmap=pair,
+    )
+
+
+def _chunk_args(args: Mapping[str, Any], max_symbols: int) -> ChunkArgs:
+    backtest = _backtest_args(args, max_symbols)
+    combos = args.get("combinations")
+    sweep_id, chunk = args.get("sweep_id"), args.get("chunk")
+    if (
+        not isinstance(sweep_id, str)
+        or not isinstance(chunk, int)
+        or not isinstance(combos, list)
+        or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], int) and isinstance(c[1], dict)
+            for c in combos
+        )
+    ):
+        raise TaskValidationError("a sweep_chunk task is made by a worker; this one is malformed")
+    folds = args.get("folds")
+    return ChunkArgs(
+        backtest=backtest,
+        sweep_id=sweep_id,
+        chunk=chunk,
+        combinations=tuple((int(c[0]), dict(c[1])) for c in combos),
+        maximize=_metric(args),
+        folds=tuple(folds) if isinstance(folds, list) else None,
     )
 
 
@@ -233,6 +365,7 @@ def parse_task(
     max_task_bytes: int = 1024 * 1024,
     max_symbols: int = 5_000,
     max_limit: int = 10_000,
+    max_combinations: int = 10_000,
 ) -> Task:
     """Parse and validate one queued message.
 
@@ -265,7 +398,8 @@ def parse_task(
         task_type = TaskType(str(message.get("task_type")))
     except ValueError:
         raise MalformedTask(
-            f"task_type must be 'backtest' or 'screening', got {_show(message.get('task_type'))}",
+            "task_type must be 'backtest', 'screening' or 'sweep', got "
+            f"{_show(message.get('task_type'))}",
             task_id,
         ) from None
     args = message.get("args")
@@ -277,9 +411,13 @@ def parse_task(
             f"args.strategy_code is larger than {MAX_CODE_BYTES // 1024} KiB", task_id
         )
     try:
-        parsed: BacktestArgs | ScreeningArgs
+        parsed: BacktestArgs | ScreeningArgs | SweepArgs | ChunkArgs
         if task_type is TaskType.BACKTEST:
             parsed = _backtest_args(args, max_symbols)
+        elif task_type is TaskType.SWEEP:
+            parsed = _sweep_args(task_id, args, max_symbols, max_combinations)
+        elif task_type is TaskType.SWEEP_CHUNK:
+            parsed = _chunk_args(args, max_symbols)
         else:
             parsed = _screening_args(args, max_symbols, max_limit)
         options = _options(args)

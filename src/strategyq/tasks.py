@@ -19,7 +19,7 @@ import orjson
 from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, TradeModel, market_from_frame, run_backtest, run_screening
 from strategyq.errors import DataError
-from strategyq.protocol import BacktestArgs, ScreeningArgs, Task, TaskType
+from strategyq.protocol import BacktestArgs, ChunkArgs, ScreeningArgs, SweepArgs, Task, TaskType
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 
@@ -94,8 +94,15 @@ class _Run:
     max_instances: int
 
     def strategy_on(
-        self, code: str, symbols: tuple[str, ...], request: dict[str, Any], what: str
-    ) -> tuple[LoadResult, list[dict[str, Any]], list[int]]:
+        self,
+        code: str,
+        symbols: tuple[str, ...],
+        request: dict[str, Any],
+        what: str,
+        *,
+        params: dict[str, Any] | None = None,
+        runs: list[dict[str, Any]] | None = None,
+    ) -> tuple[LoadResult, list[Any], list[int]]:
         """Load the engine's frame, then run the strategy in a sandbox on the same data.
 
         Returns the engine's frame (bars only), the strategy's instances and the
@@ -124,6 +131,8 @@ class _Run:
             self.limits,
             cancel_fd=self.cancel_fd,
             insecure_no_sandbox=self.insecure,
+            params=params,
+            runs=runs,
         )
         self.stage("computing_metrics")
         return loaded, instances, list(meta["shape"])
@@ -153,6 +162,16 @@ def run_task(
     if task.task_type is TaskType.BACKTEST:
         assert isinstance(task.args, BacktestArgs)
         return _backtest(task.args, run)
+    if task.task_type is TaskType.SWEEP:
+        from strategyq.sweep.execute import plan
+
+        assert isinstance(task.args, SweepArgs)
+        return plan(task.args, run)
+    if task.task_type is TaskType.SWEEP_CHUNK:
+        from strategyq.sweep.execute import run_chunk
+
+        assert isinstance(task.args, ChunkArgs)
+        return run_chunk(task.args, run)
     assert isinstance(task.args, ScreeningArgs)
     return _screening(task.args, run)
 
@@ -167,7 +186,17 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": None,
     }
-    loaded, instances, shape = run.strategy_on(args.strategy_code, args.symbols, request, "symbols")
+    params = dict(args.params) if args.params is not None else None
+    loaded, instances, shape = run.strategy_on(
+        args.strategy_code, args.symbols, request, "symbols", params=params
+    )
+    if params:
+        from strategyq.sweep.execute import TRADE_ARGS
+
+        # As in a sweep: params named like trade-model args set them too.
+        overrides = {k: v for k, v in params.items() if k in TRADE_ARGS}
+        if overrides:
+            model = TradeModel.from_args({**args.trade_args, **overrides})
     payload = run_backtest(
         instances,
         engine_market(loaded),

@@ -33,9 +33,11 @@ from strategyq.liveness import Heartbeat, reap_worker, unique_worker_id
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import HealthServer, WorkerMetrics
 from strategyq.protocol import (
+    ChunkArgs,
     MalformedTask,
     Status,
     Task,
+    TaskType,
     dumps,
     envelope,
     error_data,
@@ -45,6 +47,7 @@ from strategyq.protocol import (
 from strategyq.schedules import ScheduleThread, Ticker
 from strategyq.scripts import Scripts
 from strategyq.settings import Settings
+from strategyq.sweep.fanout import SweepQueue
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,7 @@ class Worker:
         self._ready = False
         self.client: redis.Redis
         self.scripts: Scripts
+        self.sweeps: SweepQueue
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,6 +146,7 @@ class Worker:
         self.client = self._connect()
         self.scripts = Scripts(self.client)
         self.worker_id = unique_worker_id(self.client, self.settings.worker_id)
+        self.sweeps = SweepQueue(self.client, self.scripts, self.settings, self.worker_id)
         # Tasks left in our processing list by an earlier process with our id
         # (a container restarted in the same pod) go back to the queue first.
         reap_worker(self.client, self.scripts, self.settings, self.worker_id)
@@ -398,12 +403,13 @@ class Worker:
                 max_task_bytes=s.max_task_bytes,
                 max_symbols=s.max_symbols,
                 max_limit=s.max_screening_limit,
+                max_combinations=s.sweep_max_combinations,
             )
         except MalformedTask as exc:
             self._reject(raw, exc)
             return
         task_id = task.task_id
-        claim = self._retry(lambda: self._claim(task_id, task.raw, task.task_type.value))
+        claim = self._retry(lambda: self._claim(task_id, task.raw, task.task_type.value, task=task))
         verdict = _text(claim[0])
         if verdict == "skip":
             self.tally.skipped += 1
@@ -473,7 +479,9 @@ class Worker:
                 self._running.pop(task_id, None)
             self.metrics.set_in_flight(len(self._running))
 
-    def _claim(self, task_id: str, raw: bytes, task_type: str | None) -> Any:
+    def _claim(
+        self, task_id: str, raw: bytes, task_type: str | None, task: Task | None = None
+    ) -> Any:
         """Start a run (claim.lua): count the attempt, take a fencing token, write ``running``."""
         now = utc_now_iso()
         running = dumps(
@@ -489,6 +497,8 @@ class Worker:
             )
         )
         cancelled = dumps(envelope(Status.CANCELLED, {"cancelled_at": now, "completed_at": now}))
+        if task is not None and task.task_type is TaskType.SWEEP_CHUNK:
+            return self.sweeps.claim_chunk(task, running, cancelled)
         return self.scripts.claim(
             keys=[
                 keys.result(task_id),
@@ -524,6 +534,12 @@ class Worker:
         elapsed = time.monotonic() - running.started
         if running.stop_reason == "shutdown" and not outcome.ok:
             self._requeue(running)
+            return
+        if task.task_type is TaskType.SWEEP and outcome.ok:
+            self._fan_out(running, outcome)
+            return
+        if task.task_type is TaskType.SWEEP_CHUNK and outcome.error_type != "cancelled":
+            self._chunk_finished(running, outcome)
             return
         timing = {
             "execution_time_ms": round(elapsed * 1000, 3),
@@ -576,6 +592,42 @@ class Worker:
                 "outcome": outcome_name,
                 "error_type": outcome.error_type or None,
             },
+        )
+
+    def _fan_out(self, running: Running, outcome: Outcome) -> None:
+        """A sweep's plan is ready: queue its chunks (their last one writes its result)."""
+        verdict = self.sweeps.fan_out(
+            running.task, running.token, orjson.loads(outcome.data), self._retry
+        )
+        if verdict != "fanned_out":
+            self.tally.stale += 1
+
+    def _chunk_finished(self, running: Running, outcome: Outcome) -> None:
+        task = running.task
+        if outcome.ok:
+            verdict = self.sweeps.chunk_completed(task, running.token, outcome.data, self._retry)
+        else:
+            verdict = self.sweeps.chunk_failed(
+                task, running.token, outcome.error, outcome.error_type, self._retry
+            )
+        if verdict in {"completed", "counted", "written"}:
+            if outcome.ok:
+                self.tally.completed += 1
+            else:
+                self.tally.failed += 1
+        else:
+            self.tally.stale += 1
+        elapsed = time.monotonic() - running.started
+        self.metrics.task_finished(
+            task.task_type.value, "completed" if outcome.ok else "error", elapsed
+        )
+        log.info(
+            "task %s finished: %s (%s) in %.1f ms",
+            task.task_id,
+            "completed" if outcome.ok else f"error {outcome.error_type}",
+            verdict,
+            elapsed * 1000,
+            extra={"task_id": task.task_id, "outcome": verdict},
         )
 
     def _terminal_write(self, task_id: str, token: str, record: bytes, raw: bytes) -> str:
@@ -704,7 +756,7 @@ class Worker:
             if not running:
                 continue
             pipe = self.client.pipeline(transaction=False)
-            pipe.mget([keys.cancel(r.task.task_id) for r in running])
+            pipe.mget([_cancel_key(r.task) for r in running])
             staged = [(r, r.stage) for r in running if r.stage != r.stage_written]
             for r, stage in staged:
                 self.scripts.stage(
@@ -756,6 +808,13 @@ def _completed_record(data: bytes, timing: dict[str, Any]) -> bytes:
         + orjson.dumps(utc_now_iso())
         + b"}"
     )
+
+
+def _cancel_key(task: Task) -> str:
+    """The flag that stops a running task: a sweep's chunk stops with its sweep."""
+    if isinstance(task.args, ChunkArgs):
+        return keys.cancel(task.args.sweep_id)
+    return keys.cancel(task.task_id)
 
 
 def _text(value: Any) -> str:

@@ -28,3 +28,7 @@ class Scripts:
         self.requeue: Script = client.register_script(source("requeue"))
         self.reap: Script = client.register_script(source("reap"))
         self.cancel: Script = client.register_script(source("cancel"))
+        self.sweep_fanout: Script = client.register_script(source("sweep_fanout"))
+        self.chunk_claim: Script = client.register_script(source("chunk_claim"))
+        self.chunk_done: Script = client.register_script(source("chunk_done"))
+        self.sweep_finish: Script = client.register_script(source("sweep_finish"))

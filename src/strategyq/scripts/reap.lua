@@ -8,6 +8,8 @@
 -- KEYS[5] strategyq:workers           SET
 -- Per-task keys are derived from ARGV[5] (key prefix) and the message's task_id:
 --   task_result:{id}, {prefix}attempts:{id}, {prefix}token:{id}, {prefix}done:{id}
+-- and, for a sweep's chunk, from its sweep's id: task_result:{sweep}, {prefix}cancel:{sweep},
+--   {prefix}sweep:{sweep}, {prefix}sweep_chunks:{sweep}, {prefix}done:{sweep}
 -- ARGV[1] worker id   ARGV[2] max attempts   ARGV[3] ttl seconds   ARGV[4] now (ISO)
 -- ARGV[5] key prefix  ARGV[6] done-list ttl seconds
 -- Returns {requeued, dead_lettered}, or {-1, -1} when the worker is alive after all.
@@ -57,6 +59,22 @@ for _, raw in ipairs(messages) do
         redis.call("DEL", attempts_key)
         redis.call("RPUSH", done_key, "error")
         redis.call("EXPIRE", done_key, ARGV[6])
+        -- A sweep's chunk that keeps losing its worker fails its sweep, with the
+        -- same error, and stops the sweep's other chunks.
+        if msg["task_type"] == "sweep_chunk" and type(msg["args"]) == "table"
+            and type(msg["args"]["sweep_id"]) == "string" then
+          local sweep_id = msg["args"]["sweep_id"]
+          local sweep_key = "task_result:" .. sweep_id
+          local sweep_now = redis.call("GET", sweep_key)
+          local sok, srec = pcall(cjson.decode, sweep_now or "null")
+          if sok and type(srec) == "table" and srec["status"] == "running" then
+            redis.call("SET", sweep_key, record, "EX", ARGV[3])
+            redis.call("SET", ARGV[5] .. "cancel:" .. sweep_id, "1", "EX", ARGV[3])
+            redis.call("DEL", ARGV[5] .. "sweep:" .. sweep_id, ARGV[5] .. "sweep_chunks:" .. sweep_id)
+            redis.call("RPUSH", ARGV[5] .. "done:" .. sweep_id, "error")
+            redis.call("EXPIRE", ARGV[5] .. "done:" .. sweep_id, ARGV[6])
+          end
+        end
         dead = dead + 1
       else
         redis.call("RPUSH", KEYS[3], raw)

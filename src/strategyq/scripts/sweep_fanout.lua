@@ -1,0 +1,37 @@
+-- sweep_fanout.lua: turn a claimed sweep into chunk tasks, atomically: check the
+-- run's fencing token, store the sweep's plan, queue every chunk, mark the
+-- sweep running with its progress, and acknowledge the sweep's own message
+-- (from now on its chunks carry it; the last one to finish writes its result).
+-- KEYS[1] task_result:{id}            STRING  the sweep's record
+-- KEYS[2] strategyq:token:{id}        STRING  fencing token of this run
+-- KEYS[3] strategyq:processing:{wid}  LIST    this worker's taken messages
+-- KEYS[4] strategyq:sweep:{id}        HASH    plan, total_chunks, total, done
+-- KEYS[5] strategyq:sweep_chunks:{id} HASH    chunk index -> its result (JSON)
+-- KEYS[6] strategy_queue              LIST
+-- KEYS[7] strategyq:attempts:{id}     STRING
+-- ARGV[1] token   ARGV[2] running record (JSON)   ARGV[3] ttl seconds   ARGV[4] raw message
+-- ARGV[5] plan (JSON)   ARGV[6] total combinations   ARGV[7] chunk count
+-- ARGV[8..] chunk messages
+-- Returns "fanned_out" | "stale" | "already"
+redis.call("LREM", KEYS[3], 1, ARGV[4])
+if redis.call("GET", KEYS[2]) ~= ARGV[1] then
+  return "stale"
+end
+local current = redis.call("GET", KEYS[1])
+if current then
+  local ok, rec = pcall(cjson.decode, current)
+  if ok and type(rec) == "table" and (rec["status"] == "completed" or rec["status"] == "error"
+      or rec["status"] == "cancelled") then
+    redis.call("DEL", KEYS[2])
+    return "already"
+  end
+end
+redis.call("DEL", KEYS[5])
+redis.call("HSET", KEYS[4], "plan", ARGV[5], "total", ARGV[6], "total_chunks", ARGV[7], "done", 0)
+redis.call("EXPIRE", KEYS[4], ARGV[3])
+redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+for i = 8, #ARGV do
+  redis.call("LPUSH", KEYS[6], ARGV[i])
+end
+redis.call("DEL", KEYS[2], KEYS[7])
+return "fanned_out"

@@ -1,0 +1,40 @@
+-- sweep_finish.lua: the terminal write of a sweep, by the run of the chunk that
+-- completed it (or of a chunk whose error fails it): write the sweep's
+-- result unless it already has a terminal one, wake its waiters, acknowledge
+-- the chunk, and drop the sweep's bookkeeping. A failure also raises the
+-- sweep's cancel flag, so its other chunks stop.
+-- KEYS[1] task_result:{sweep}          STRING
+-- KEYS[2] strategyq:done:{sweep}       LIST
+-- KEYS[3] strategyq:sweep:{sweep}      HASH
+-- KEYS[4] strategyq:sweep_chunks:{sweep} HASH
+-- KEYS[5] task_result:{chunk}          STRING
+-- KEYS[6] strategyq:token:{chunk}      STRING
+-- KEYS[7] strategyq:processing:{wid}   LIST
+-- KEYS[8] strategyq:attempts:{chunk}   STRING
+-- KEYS[9] strategyq:cancel:{sweep}     STRING
+-- ARGV[1] chunk token   ARGV[2] sweep's result record   ARGV[3] ttl seconds   ARGV[4] raw
+-- ARGV[5] done-list ttl seconds   ARGV[6] chunk's record   ARGV[7] "fail" | "complete"
+-- Returns "written" | "already" | "stale"
+redis.call("LREM", KEYS[7], 1, ARGV[4])
+if redis.call("GET", KEYS[6]) ~= ARGV[1] then
+  return "stale"
+end
+redis.call("SET", KEYS[5], ARGV[6], "EX", ARGV[3])
+redis.call("DEL", KEYS[6], KEYS[8])
+local current = redis.call("GET", KEYS[1])
+if current then
+  local ok, rec = pcall(cjson.decode, current)
+  if ok and type(rec) == "table" and rec["status"] ~= "running" and rec["status"] ~= "queued" then
+    return "already"
+  end
+end
+redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+redis.call("DEL", KEYS[3], KEYS[4])
+if ARGV[7] == "fail" then
+  redis.call("SET", KEYS[9], "1", "EX", ARGV[3])
+else
+  redis.call("DEL", KEYS[9])
+end
+redis.call("RPUSH", KEYS[2], "done")
+redis.call("EXPIRE", KEYS[2], ARGV[5])
+return "written"
