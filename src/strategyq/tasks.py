@@ -19,7 +19,7 @@ import orjson
 from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, TradeModel, market_from_frame, run_backtest, run_screening
 from strategyq.errors import DataError
-from strategyq.protocol import BacktestArgs, ChunkArgs, ScreeningArgs, SweepArgs, Task, TaskType
+from strategyq.protocol import BacktestArgs, ChunkArgs, ScreeningArgs, Task, TaskType
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 
@@ -148,8 +148,13 @@ def run_task(
     cancel_fd: int | None = None,
     insecure_no_sandbox: bool = False,
     max_instances: int = 10_000,
+    chunk_size: int = 25,
 ) -> dict[str, Any]:
-    """Run one parsed task and return its result payload (plain JSON values)."""
+    """Run one parsed task and return its result payload (plain JSON values).
+
+    A sweep returns its plan (``{"fanout": ...}``: the chunk tasks, of
+    ``chunk_size`` strategy calls each, for the worker to queue).
+    """
     run = _Run(
         market=market,
         fork=fork,
@@ -165,8 +170,7 @@ def run_task(
     if task.task_type is TaskType.SWEEP:
         from strategyq.sweep.execute import plan
 
-        assert isinstance(task.args, SweepArgs)
-        return plan(task.args, run)
+        return plan(task, run, chunk_size)
     if task.task_type is TaskType.SWEEP_CHUNK:
         from strategyq.sweep.execute import run_chunk
 

@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from strategyq import get_task_result, keys
+from strategyq import get_task_result
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
-from strategyq.schedules import (
+from strategyq.queue import keys
+from strategyq.queue.schedules import (
     Ticker,
     add_schedule,
     list_schedules,

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from strategyq.cli.common import client, console, settings
 from strategyq.logs import configure_logging
-from strategyq.schedules import (
+from strategyq.queue.schedules import (
     Ticker,
     add_schedule,
     list_schedules,

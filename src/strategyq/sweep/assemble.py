@@ -9,12 +9,12 @@ each fold starting from the equity the previous one ended with.
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
-
-import numpy as np
 
 from strategyq.sweep.rank import best, heatmap, ranked
 
@@ -126,12 +126,21 @@ def curve_metrics(
 ) -> dict[str, Any]:
     """Metrics of the stitched out-of-sample curve, with the engine's definitions
     (docs/engine.md): daily returns of the curve, Sharpe and Sortino annualised
-    with 252 sessions, CAGR over calendar days, drawdown from the running peak."""
-    curve = np.asarray([initial, *values], dtype=np.float64)
-    final = float(curve[-1])
-    daily = curve[1:] / curve[:-1] - 1.0 if np.all(curve[:-1] > 0) else np.zeros(0)
-    peak = np.maximum.accumulate(curve)
-    drawdown = float((curve / peak - 1.0).min()) if len(curve) and np.all(peak > 0) else 0.0
+    with 252 sessions, CAGR over calendar days, drawdown from the running peak.
+
+    Plain Python (the worker that assembles a sweep imports no numpy)."""
+    curve = [float(initial), *(float(v) for v in values)]
+    final = curve[-1]
+    daily = (
+        [b / a - 1.0 for a, b in itertools.pairwise(curve)]
+        if all(v > 0 for v in curve[:-1])
+        else []
+    )
+    peak, drawdown = curve[0], 0.0
+    for v in curve:
+        peak = max(peak, v)
+        if peak > 0:
+            drawdown = min(drawdown, v / peak - 1.0)
     cagr = None
     if len(dates) >= 2 and final > 0:
         days = (date.fromisoformat(dates[-1][:10]) - date.fromisoformat(dates[0][:10])).days
@@ -139,12 +148,13 @@ def curve_metrics(
             cagr = _num((final / initial) ** (365.25 / days) - 1.0)
     sharpe = sortino = None
     if len(daily) >= 2:
-        spread = float(daily.std(ddof=1))
+        mean = math.fsum(daily) / len(daily)
+        spread = statistics.stdev(daily)
         if spread > 1e-15:
-            sharpe = _num(daily.mean() / spread * math.sqrt(TRADING_DAYS))
-        downside = float(np.sqrt(np.mean(np.minimum(daily, 0.0) ** 2)))
+            sharpe = _num(mean / spread * math.sqrt(TRADING_DAYS))
+        downside = math.sqrt(math.fsum(min(d, 0.0) ** 2 for d in daily) / len(daily))
         if downside > 1e-15:
-            sortino = _num(daily.mean() / downside * math.sqrt(TRADING_DAYS))
+            sortino = _num(mean / downside * math.sqrt(TRADING_DAYS))
     return {
         "total_return": _num(final / initial - 1.0),
         "cagr": cagr,

@@ -15,10 +15,12 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from strategyq.engine import TradeModel, run_backtest
 from strategyq.errors import DataError
-from strategyq.protocol import BacktestArgs, ChunkArgs, SweepArgs
+from strategyq.protocol import BacktestArgs, ChunkArgs, SweepArgs, Task
+from strategyq.queue import keys
 from strategyq.sweep import folds as folding
 from strategyq.sweep.rank import best
 
@@ -42,14 +44,17 @@ def request_for(args: BacktestArgs) -> dict[str, Any]:
     }
 
 
-def plan(args: SweepArgs, run: _Run) -> dict[str, Any]:
-    """What the worker needs to fan the sweep out: the walk-forward folds, if any.
+def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
+    """The sweep's plan and its chunk tasks, for the worker to queue.
 
     Loads the range's bars first, so a sweep over symbols or dates the store
-    does not hold fails at once, with the data error, before any chunk runs.
+    does not hold fails at once, with the data error, before any chunk runs;
+    a walk-forward's folds are cut from the range's sessions.
     """
     from strategyq.tasks import _no_data_message
 
+    args = task.args
+    assert isinstance(args, SweepArgs)
     bt = args.backtest
     run.stage("loading_data")
     loaded = run.market.load(
@@ -58,15 +63,72 @@ def plan(args: SweepArgs, run: _Run) -> dict[str, Any]:
     )  # fmt: skip
     if loaded.frame.empty:
         raise DataError(_no_data_message(bt.symbols, loaded, "symbols"))
-    out: dict[str, Any] = {"fanout": True, "folds": None}
+    folds = sessions = left_out = None
     if args.walk_forward is not None:
         dates = np.unique(loaded.frame["date"].to_numpy().astype("datetime64[D]"))
-        sessions = [d.item() for d in dates]
-        made = folding.split(sessions, args.walk_forward)
-        out["folds"] = [f.to_json() for f in made]
-        out["sessions"] = len(sessions)
-        out["sessions_left_out"] = len(sessions) - made[-1].test[1]
-    return out
+        calendar = [d.item() for d in dates]
+        made = folding.split(calendar, args.walk_forward)
+        folds = [f.to_json() for f in made]
+        sessions, left_out = len(calendar), len(calendar) - made[-1].test[1]
+    chunks = chunk_messages(task, folds, chunk_size)
+    return {
+        "fanout": {
+            "plan": {
+                "names": list(args.grid.names),
+                "axes": {k: list(v) for k, v in args.grid.axes.items()},
+                "maximize": args.maximize,
+                "top_n": args.top_n,
+                "constraint": args.constraint,
+                "heatmap": list(args.heatmap) if args.heatmap else None,
+                "expanded": args.grid.expanded,
+                "total": len(args.grid),
+                "chunks": len(chunks),
+                "walk_forward": args.walk_forward.to_json() if args.walk_forward else None,
+                "folds": folds,
+                "sessions": sessions,
+                "sessions_left_out": left_out,
+                "date_range": [bt.start_raw, bt.end_raw],
+                "symbols": list(bt.symbols),
+            },
+            "chunks": chunks,
+        }
+    }
+
+
+# Args of a sweep that its chunks do not need.
+_SWEEP_ONLY = ("param_grid", "constraint", "walk_forward", "top_n", "heatmap_params")
+
+
+def chunk_messages(
+    task: Task, folds: list[dict[str, Any]] | None, chunk_size: int
+) -> list[dict[str, Any]]:
+    """The sweep's combinations as ``sweep_chunk`` tasks, in grid order.
+
+    ``chunk_size`` counts strategy calls: a walk-forward combination makes two
+    per fold (its training and its test window), so its chunks hold fewer
+    combinations.
+    """
+    args = task.args
+    assert isinstance(args, SweepArgs)
+    raw_args = {k: v for k, v in orjson.loads(task.raw)["args"].items() if k not in _SWEEP_ONLY}
+    calls = 1 if folds is None else 2 * len(folds)
+    per_chunk = max(1, chunk_size // calls)
+    combos = list(enumerate(args.grid.combinations))
+    return [
+        {
+            "task_id": keys.chunk_id(task.task_id, n),
+            "task_type": "sweep_chunk",
+            "args": {
+                **raw_args,
+                "maximize": args.maximize,
+                "sweep_id": task.task_id,
+                "chunk": n,
+                "combinations": [[i, c] for i, c in combos[at : at + per_chunk]],
+                "folds": folds,
+            },
+        }
+        for n, at in enumerate(range(0, len(combos), per_chunk))
+    ]
 
 
 def _model(args: BacktestArgs, params: dict[str, Any]) -> TradeModel:

@@ -1,7 +1,7 @@
 """Schedules: tasks enqueued on a cron calendar, in a time zone, exactly once per slot.
 
 A schedule is a task template (a task type and its args) with a cron
-expression and an IANA time zone, stored in Redis (see :mod:`strategyq.keys`:
+expression and an IANA time zone, stored in Redis (see :mod:`strategyq.queue.keys`:
 ``strategyq:schedules``, ``…:paused``, ``…:last``). Every worker (and any
 ``strategyq scheduler`` process) runs :func:`tick` every few seconds: for each
 schedule it finds the latest slot that is due and, in one atomic script
@@ -30,10 +30,10 @@ import orjson
 import redis
 from cronsim import CronSim, CronSimError
 
-from strategyq import keys
 from strategyq.errors import TaskValidationError
 from strategyq.protocol import dumps, parse_task, utc_now_iso
-from strategyq.scripts import source
+from strategyq.queue import keys
+from strategyq.queue.scripts import source
 from strategyq.settings import QUEUE_NAME
 
 log = logging.getLogger(__name__)

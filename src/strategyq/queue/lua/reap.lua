@@ -6,12 +6,14 @@
 -- KEYS[3] strategy_queue              LIST
 -- KEYS[4] strategyq:dead_letter       LIST
 -- KEYS[5] strategyq:workers           SET
+-- KEYS[6] strategyq:recent            ZSET    recent-task index
 -- Per-task keys are derived from ARGV[5] (key prefix) and the message's task_id:
 --   task_result:{id}, {prefix}attempts:{id}, {prefix}token:{id}, {prefix}done:{id}
 -- and, for a sweep's chunk, from its sweep's id: task_result:{sweep}, {prefix}cancel:{sweep},
 --   {prefix}sweep:{sweep}, {prefix}sweep_chunks:{sweep}, {prefix}done:{sweep}
 -- ARGV[1] worker id   ARGV[2] max attempts   ARGV[3] ttl seconds   ARGV[4] now (ISO)
--- ARGV[5] key prefix  ARGV[6] done-list ttl seconds
+-- ARGV[5] key prefix  ARGV[6] done-list ttl seconds  ARGV[7] now (epoch ms)
+-- ARGV[8] recent-index cap
 -- Returns {requeued, dead_lettered}, or {-1, -1} when the worker is alive after all.
 if redis.call("EXISTS", KEYS[2]) == 1 then
   return {-1, -1}
@@ -59,6 +61,7 @@ for _, raw in ipairs(messages) do
         redis.call("DEL", attempts_key)
         redis.call("RPUSH", done_key, "error")
         redis.call("EXPIRE", done_key, ARGV[6])
+        record_recent(KEYS[6], task_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
         -- A sweep's chunk that keeps losing its worker fails its sweep, with the
         -- same error, and stops the sweep's other chunks.
         if msg["task_type"] == "sweep_chunk" and type(msg["args"]) == "table"
@@ -73,6 +76,7 @@ for _, raw in ipairs(messages) do
             redis.call("DEL", ARGV[5] .. "sweep:" .. sweep_id, ARGV[5] .. "sweep_chunks:" .. sweep_id)
             redis.call("RPUSH", ARGV[5] .. "done:" .. sweep_id, "error")
             redis.call("EXPIRE", ARGV[5] .. "done:" .. sweep_id, ARGV[6])
+            record_recent(KEYS[6], sweep_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
           end
         end
         dead = dead + 1

@@ -1,27 +1,39 @@
 """The Lua scripts that make each queue transition atomic.
 
-Each ``.lua`` file's header documents the keys it touches. They are loaded
-once per client with ``register_script`` (EVALSHA, falling back to EVAL after
-a server restart flushed the script cache).
+Each ``lua/<name>.lua`` file's header documents the keys it touches. Scripts
+that write a terminal result are loaded with ``lua/_recent.lua`` prepended, so
+the recent-task index is written in the same atomic step. They are loaded once
+per client with ``register_script`` (EVALSHA, falling back to EVAL after a
+server restart flushed the script cache).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 
 import redis
 from redis.commands.core import Script
 
+# Scripts that write a terminal result and so also write the recent-task index.
+_WITH_RECENT = frozenset({"claim", "finish", "cancel", "reap", "sweep_finish"})
 
+
+@cache
 def source(name: str) -> str:
-    """The text of ``scripts/<name>.lua``."""
-    return resources.files(__name__).joinpath(f"{name}.lua").read_text()
+    """The text of ``lua/<name>.lua`` as it is sent to the server."""
+    lua = resources.files(__package__).joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text()
+    if name in _WITH_RECENT:
+        text = lua.joinpath("_recent.lua").read_text() + text
+    return text
 
 
 class Scripts:
     """The registered scripts for one client."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self.push: Script = client.register_script(source("push"))
         self.claim: Script = client.register_script(source("claim"))
         self.stage: Script = client.register_script(source("stage"))
         self.finish: Script = client.register_script(source("finish"))
@@ -32,3 +44,4 @@ class Scripts:
         self.chunk_claim: Script = client.register_script(source("chunk_claim"))
         self.chunk_done: Script = client.register_script(source("chunk_done"))
         self.sweep_finish: Script = client.register_script(source("sweep_finish"))
+        self.schedule_fire: Script = client.register_script(source("schedule_fire"))

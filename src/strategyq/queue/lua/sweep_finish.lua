@@ -12,8 +12,10 @@
 -- KEYS[7] strategyq:processing:{wid}   LIST
 -- KEYS[8] strategyq:attempts:{chunk}   STRING
 -- KEYS[9] strategyq:cancel:{sweep}     STRING
+-- KEYS[10] strategyq:recent            ZSET    recent-task index
 -- ARGV[1] chunk token   ARGV[2] sweep's result record   ARGV[3] ttl seconds   ARGV[4] raw
 -- ARGV[5] done-list ttl seconds   ARGV[6] chunk's record   ARGV[7] "fail" | "complete"
+-- ARGV[8] sweep's task id   ARGV[9] now (epoch ms)   ARGV[10] recent-index cap
 -- Returns "written" | "already" | "stale"
 redis.call("LREM", KEYS[7], 1, ARGV[4])
 if redis.call("GET", KEYS[6]) ~= ARGV[1] then
@@ -37,4 +39,5 @@ else
 end
 redis.call("RPUSH", KEYS[2], "done")
 redis.call("EXPIRE", KEYS[2], ARGV[5])
+record_recent(KEYS[10], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[3]), tonumber(ARGV[10]))
 return "written"

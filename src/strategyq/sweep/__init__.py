@@ -1,0 +1,11 @@
+"""Parameter sweeps and walk-forward analysis.
+
+- :mod:`~strategyq.sweep.grid`: the parameter grid, its constraint and size cap;
+- :mod:`~strategyq.sweep.constraint`: the safe constraint parser (no eval);
+- :mod:`~strategyq.sweep.folds`: walk-forward training and test windows;
+- :mod:`~strategyq.sweep.rank`: the ranking, its tie rule, the heatmap;
+- :mod:`~strategyq.sweep.execute`: the executor's side (plan, run one chunk);
+- :mod:`~strategyq.sweep.assemble`: the fan-in (pure: JSON in, the result out).
+
+The queue's side of a sweep is :mod:`strategyq.queue.sweeps`.
+"""

@@ -1,0 +1,155 @@
+"""The worker's part in a sweep: queue its chunks, count them in, write its result.
+
+No trading here: the executor planned the chunks and ran them; assembling
+the result (:mod:`strategyq.sweep.assemble`) is ranking and arithmetic on
+the chunks' JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+
+from strategyq.executor.client import RunOutcome
+from strategyq.protocol import Envelope, Status, dumps, envelope, utc_now_iso
+from strategyq.queue import Claim, TaskQueue, records
+from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
+from strategyq.queue.types import text
+from strategyq.settings import Settings
+from strategyq.sweep.assemble import assemble
+from strategyq.worker.inflight import InFlight
+from strategyq.worker.redis_health import RedisHealth
+
+log = logging.getLogger(__name__)
+
+
+class SweepWorker:
+    """Sweep transitions for one worker's task threads."""
+
+    def __init__(
+        self, tasks: TaskQueue, settings: Settings, worker_id: str, health: RedisHealth
+    ) -> None:
+        self.sweeps = SweepQueue(tasks)
+        self.settings = settings
+        self.worker_id = worker_id
+        self.health = health
+
+    def claim_chunk(self, task: Envelope, started_at: str) -> Claim:
+        assert task.sweep_id is not None
+        sweep_id = task.sweep_id
+        running = records.running(
+            task.task_id, task.task_type.value, self.worker_id, started_at, "starting"
+        )
+        return self.health.retry(
+            lambda: self.sweeps.claim_chunk(task.task_id, sweep_id, running, records.cancelled()),
+            what=f"claim of chunk {task.task_id}",
+        )
+
+    def fan_out(self, run: InFlight, outcome: RunOutcome) -> str:
+        """The executor planned the sweep: queue its chunks and acknowledge it."""
+        task = run.task
+        fanout = orjson.loads(outcome.data)["fanout"]
+        plan = dict(fanout["plan"], started_at=run.started_at, started_epoch=time.time())
+        chunks = [dumps(c) for c in fanout["chunks"]]
+        running = dumps(
+            envelope(
+                Status.RUNNING,
+                {
+                    "task_id": task.task_id,
+                    "task_type": "sweep",
+                    "fanned_out": True,
+                    "worker_id": self.worker_id,
+                    "started_at": run.started_at,
+                    "stage": "running_chunks",
+                    "chunks": len(chunks),
+                    "progress": {"done": 0, "total": plan["total"]},
+                },
+            )
+        )
+        verdict = self.health.retry(
+            lambda: self.sweeps.fan_out(
+                self.worker_id, task.task_id, run.token, task.raw, running, dumps(plan),
+                int(plan["total"]), chunks,
+            ),
+            what=f"fan-out of sweep {task.task_id}",
+        )  # fmt: skip
+        log.info(
+            "sweep %s: %s, %d combinations in %d chunks",
+            task.task_id, verdict, plan["total"], len(chunks),
+            extra={"task_id": task.task_id, "outcome": verdict},
+        )  # fmt: skip
+        return verdict
+
+    def chunk_finished(self, run: InFlight, outcome: RunOutcome) -> str:
+        """Count a finished chunk in (or fail its sweep); write the sweep when it is complete.
+
+        Returns ``completed`` (this run wrote the sweep's result), ``failed`` (this
+        run's error is the sweep's), ``counted``, ``stale``, ``over`` or ``already``.
+        """
+        task = run.task
+        assert task.sweep_id is not None
+        sweep_id = task.sweep_id
+        args = orjson.loads(task.raw)["args"]
+        index, count = int(args["chunk"]), len(args["combinations"])
+        if not outcome.ok:
+            chunk_record = records.error(outcome.error, outcome.error_type, sweep_id=sweep_id)
+            sweep_record = records.error(
+                outcome.error, outcome.error_type, chunk=index, worker_id=self.worker_id
+            )
+            verdict = self._finish(run, chunk_record, sweep_record, failed=True)
+            return "failed" if verdict == "written" else verdict
+        chunk_record = dumps(
+            envelope(
+                Status.COMPLETED,
+                {
+                    "sweep_id": sweep_id,
+                    "chunk": index,
+                    "combinations": count,
+                    "worker_id": self.worker_id,
+                    "completed_at": utc_now_iso(),
+                },
+            )
+        )
+        counted = self.health.retry(
+            lambda: self.sweeps.chunk_done(
+                self.worker_id, task.task_id, sweep_id, index, count, run.token, task.raw,
+                chunk_record, outcome.data,
+            ),
+            what=f"count of chunk {task.task_id}",
+        )  # fmt: skip
+        if counted is not ChunkVerdict.ASSEMBLE:
+            return counted.value
+        plan_raw, chunk_values = self.health.retry(
+            lambda: self.sweeps.read(sweep_id), what=f"read of sweep {sweep_id}"
+        )
+        if plan_raw is None:
+            return ChunkVerdict.OVER.value
+        plan = orjson.loads(plan_raw)
+        chunks = {int(text(k)): orjson.loads(v) for k, v in chunk_values.items()}
+        data = assemble(plan, chunks, self.settings.sweep_max_results)
+        elapsed = time.time() - float(plan["started_epoch"])
+        data.update(
+            started_at=plan["started_at"],
+            execution_time_ms=round(elapsed * 1000, 3),
+            execution_time_seconds=round(elapsed, 6),
+            worker_id=self.worker_id,
+            completed_at=utc_now_iso(),
+        )
+        verdict = self._finish(run, chunk_record, dumps(envelope(Status.COMPLETED, data)))
+        return "completed" if verdict == "written" else verdict
+
+    def _finish(
+        self, run: InFlight, chunk_record: bytes, sweep_record: bytes, *, failed: bool = False
+    ) -> str:
+        task = run.task
+        assert task.sweep_id is not None
+        sweep_id = task.sweep_id
+        return self.health.retry(
+            lambda: self.sweeps.finish(
+                self.worker_id, task.task_id, sweep_id, run.token, task.raw, chunk_record,
+                sweep_record, failed=failed,
+            ),
+            what=f"result of sweep {sweep_id}",
+        )  # fmt: skip
