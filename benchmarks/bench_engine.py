@@ -79,11 +79,14 @@ def run_case(symbols: int, sessions: int, signals: int, slots: int, repeat: int)
     model = TradeModel(max_positions=slots, **MODEL)
     prep_ms, market = timed(lambda: market_from_frame(df), repeat)
     norm_ms, normalized = timed(lambda: normalize_instances(raw), max(1, repeat // 3))
-    codes, days, short, scores, _, _ = _signal_columns(normalized, market)
+    cols = _signal_columns(normalized, market)
+    model = model.resolved(normalized.has_exits)
 
     def core() -> tuple[int, dict[str, Any]]:
-        _, _, taken, _, metrics = simulate_and_measure(market, codes, days, short, scores, model)
-        return len(taken), metrics
+        outcome = simulate_and_measure(
+            market, cols.codes, cols.days, cols.short, cols.scores, model, exits=cols.exits
+        )
+        return len(outcome.taken), outcome.metrics
 
     core_ms, (trades, _) = timed(core, repeat)
     total_ms, _ = timed(

@@ -48,12 +48,16 @@ def gap_up_strategy(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def expected_trades(
-    raw: dict[str, dict[str, list[Any]]], hold_days: int, cost: float
+    raw: dict[str, dict[str, list[Any]]], hold_days: int, cost: float, one_at_a_time: bool
 ) -> dict[tuple[str, str], float]:
-    """(ticker, signal date) → net return, from the raw lists with plain loops."""
+    """(ticker, signal date) → net return, from the raw lists with plain loops.
+
+    With ``one_at_a_time`` a signal while the ticker's last trade is still open is skipped.
+    """
     out: dict[tuple[str, str], float] = {}
     for ticker, s in raw.items():
         rows = sorted(zip(s["date"], s["open"], s["close"], s["volume"], strict=True))
+        open_until = -1
         for i in range(20, len(rows)):
             date, open_, _, volume = rows[i]
             prev_close = rows[i - 1][2]
@@ -63,23 +67,31 @@ def expected_trades(
                 continue
             if i + 1 >= len(rows):
                 continue  # no next session to enter at
+            if one_at_a_time and i + 1 <= open_until:
+                continue  # enters at an open while the last trade exits at a later close
+            open_until = min(i + hold_days, len(rows) - 1)
             entry = rows[i + 1][1]
             exit_ = rows[min(i + hold_days, len(rows) - 1)][2]
             out[(ticker, date)] = exit_ * (1 - cost) / (entry * (1 + cost)) - 1
     return out
 
 
-@pytest.mark.parametrize(("hold_days", "commission_bps"), [(1, 0.0), (3, 7.5)])
+@pytest.mark.parametrize(
+    ("hold_days", "commission_bps", "per_ticker"), [(1, 0.0, 1), (3, 7.5, 1), (3, 7.5, 0)]
+)
 def test_gap_up_returns_match_an_independent_computation(
-    hold_days: int, commission_bps: float
+    hold_days: int, commission_bps: float, per_ticker: int
 ) -> None:
     raw = raw_bars()
     df = frame(raw)
     instances = gap_up_strategy(df)
-    model = TradeModel(hold_days=hold_days, commission_bps=commission_bps, max_positions=50)
+    model = TradeModel(
+        hold_days=hold_days, commission_bps=commission_bps, max_positions=50,
+        max_entries_per_ticker=per_ticker,
+    )  # fmt: skip
     result = run_backtest(instances, df, model, start=None, end=None)
 
-    expected = expected_trades(raw, hold_days, commission_bps / 10_000)
+    expected = expected_trades(raw, hold_days, commission_bps / 10_000, per_ticker == 1)
     got = {(t["ticker"], t["signal_date"]): t["return"] for t in result["trades"]}
     assert len(expected) > 20  # the sample really has gap-ups to test on
     assert set(got) == set(expected)
