@@ -209,7 +209,8 @@ def _record(index: int, row: dict[Any, Any]) -> dict[str, Any]:
         if word in EXIT_WORDS:
             raise EngineError(
                 f"instance {index} has signal={signal!r}; a signal is true or false. "
-                "To close a position, return {'ticker': ..., 'date': ..., 'action': 'exit'}"
+                "To close a position use 'action': 'exit', e.g. "
+                "{'ticker': 'AAPL', 'date': '2024-01-15', 'action': 'exit'}"
             )
         if word == "short":
             raise EngineError(
