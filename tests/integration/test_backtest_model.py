@@ -1,0 +1,85 @@
+"""The trade model through the queue: exits, warm-up history, a benchmark ticker, as_of snapping."""
+
+from __future__ import annotations
+
+import redis
+
+from strategyq import add_backtest_task, add_screening_task, wait_for_result
+from strategyq.settings import Settings
+from tests.integration.conftest import run_burst
+
+CROSSOVER = """
+def sma_cross(df):
+    fast = df["sma_20"]
+    slow = df["sma_50"]
+    prev_fast = df.groupby("ticker")["sma_20"].shift(1)
+    prev_slow = df.groupby("ticker")["sma_50"].shift(1)
+    out = df[["ticker", "date"]].copy()
+    out["entry"] = (fast > slow) & (prev_fast <= prev_slow)
+    out["exit"] = (fast < slow) & (prev_fast >= prev_slow)
+    out["first_row"] = str(df["date"].min())[:10]
+    return out[out["entry"] | out["exit"]]
+"""
+
+SATURDAY_SCREEN = """
+def screen(df):
+    last = df[df["date"] == df["date"].max()]
+    return [{"ticker": r.ticker, "score": float(r.close)} for r in last.itertuples()]
+"""
+
+
+def test_crossover_with_exits_history_and_a_benchmark(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_backtest_task(
+        redis_client, "bt-model", CROSSOVER, ["AAPL", "IBM"], "2011-01-01", "2012-12-31T23:59:59Z",
+        benchmark="MSFT", lookback_sessions=60, commission_bps=5,
+    )  # fmt: skip
+    add_backtest_task(
+        redis_client, "bt-nobench", CROSSOVER, ["AAPL"], "2011-01-01", "2011-12-31",
+        benchmark="NOPE",
+    )  # fmt: skip
+    run_burst(settings)
+    result = wait_for_result(redis_client, "bt-model", timeout_s=10)
+    assert result is not None and result["status"] == "completed", result
+    data = result["data"]
+    summary = data["summary"]
+    # The strategy saw 60 sessions before start_date: its first row is in October 2010.
+    first_row = data["instances"][0]["first_row"]
+    assert "2010-09-01" <= first_row < "2011-01-01"
+    assert summary["lookback_sessions"] == 60
+    assert summary["date_range"] == ["2011-01-01T00:00:00", "2012-12-31T23:59:59"]
+    assert summary["trade_model"]["hold_days"] is None
+    trades = data["trades"]
+    assert trades and all(t["entry_date"] >= "2011-01-03" for t in trades)
+    assert {t["exit_reason"] for t in trades} <= {"exit_signal", "data_end"}
+    assert any(t["holding_sessions"] > 5 for t in trades)  # not one-day trades
+    assert summary["signals_before_start"] >= 0
+    assert summary["benchmark"] == {"type": "ticker", "ticker": "MSFT"}
+    metrics = data["performance_metrics"]
+    assert isinstance(metrics["beta"], float) and isinstance(metrics["correlation"], float)
+    curve = data["benchmark_curve"]
+    assert curve["dates"] == data["equity_curve"]["dates"]
+    assert curve["values"][0] == 100_000.0
+
+    missing = wait_for_result(redis_client, "bt-nobench", timeout_s=10)
+    assert missing is not None and missing["status"] == "error"
+    assert missing["data"]["error_type"] == "data"
+    assert "benchmark NOPE is not in the store" in missing["data"]["error"]
+
+
+def test_screen_as_of_a_saturday_uses_fridays_session(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    # 2012-06-16 is a Saturday; the sample's last session before it is Friday 2012-06-15.
+    add_screening_task(
+        redis_client, "sc-saturday", SATURDAY_SCREEN, ["AAPL", "MSFT", "IBM"], 3,
+        as_of="2012-06-16",
+    )  # fmt: skip
+    run_burst(settings)
+    result = wait_for_result(redis_client, "sc-saturday", timeout_s=10)
+    assert result is not None and result["status"] == "completed", result
+    data = result["data"]
+    assert data["as_of"] == "2012-06-15" and data["as_of_requested"] == "2012-06-16"
+    assert data["stale_symbols"] == []
+    assert data["results_returned"] == 3
