@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import redis
 
 from strategyq import add_backtest_task, add_screening_task, wait_for_result
 from strategyq.settings import Settings
 from tests.integration.conftest import run_burst
+from tests.integration.test_cli import cli
 
 CROSSOVER = """
 def sma_cross(df):
@@ -83,3 +87,35 @@ def test_screen_as_of_a_saturday_uses_fridays_session(
     assert data["as_of"] == "2012-06-15" and data["as_of_requested"] == "2012-06-16"
     assert data["stale_symbols"] == []
     assert data["results_returned"] == 3
+
+
+def test_cli_flags_put_the_trade_model_on_the_wire(
+    redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    strategy = tmp_path / "cross.py"
+    strategy.write_text(CROSSOVER)
+    done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
+               "--start", "2011-01-01", "--end", "2011-12-31", "--exit-on", "close",
+               "--trailing-stop-pct", "8", "--benchmark", "MSFT", "--lookback-sessions", "100",
+               "--hold-days", "none", "--max-entries-per-ticker", "2", "--max-positions", "5",
+               "--initial-capital", "50000", "--task-id", "cli-model")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    queued = [json.loads(raw) for raw in redis_client.lrange("strategy_queue", 0, -1)]
+    (task,) = [t for t in queued if t["task_id"] == "cli-model"]
+    args = task["args"]
+    assert {k: args[k] for k in (
+        "exit_on", "trailing_stop_pct", "benchmark", "lookback_sessions", "hold_days",
+        "max_entries_per_ticker", "max_positions", "initial_capital",
+    )} == {
+        "exit_on": "close", "trailing_stop_pct": 8.0, "benchmark": "MSFT",
+        "lookback_sessions": 100, "hold_days": None, "max_entries_per_ticker": 2,
+        "max_positions": 5, "initial_capital": 50000.0,
+    }  # fmt: skip
+    refused = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
+                  "--start", "2011-01-01", "--end", "2011-12-31", "--hold-days", "-5",
+                  "--task-id", "cli-bad")  # fmt: skip
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "hold_days=-5 is out of range; use 1 to 10000" in refused.stderr
+    assert not [
+        raw for raw in redis_client.lrange("strategy_queue", 0, -1) if "cli-bad" in str(raw)
+    ]
