@@ -196,17 +196,16 @@ def _peak_open(enter: IntArray, leave: IntArray, group: IntArray | None = None) 
     """Most trades open at once (within one ``group``, when given) if every candidate were taken."""
     if len(enter) == 0:
         return 0
-    times = np.concatenate([enter, leave])
-    # At equal instants a leave (-1) sorts before an enter (+1): a freed slot is reusable.
-    steps = np.concatenate([np.ones(len(enter)), -np.ones(len(leave))])
-    if group is None:
-        order = np.lexsort((steps, times))
-        return int(np.max(np.cumsum(steps[order])))
-    groups = np.concatenate([group, group])
-    order = np.lexsort((steps, times, groups))
-    running = np.cumsum(steps[order])
+    # One sortable key per event: (group, instant, kind) with a leave (0) before an enter (1)
+    # at equal instants, so a freed slot is reusable. A plain sort of int64 beats a lexsort.
+    low = int(min(enter.min(), leave.min()))
+    span = 2 * (int(max(enter.max(), leave.max())) - low + 1)
+    base = np.zeros(len(enter), dtype=np.int64) if group is None else group * span
+    keys = np.concatenate([base + 2 * (enter - low) + 1, base + 2 * (leave - low)])
+    keys.sort()
+    steps = (keys & 1) * 2 - 1
     # Every group's trades all leave, so the running count is back to 0 at each group's end.
-    return int(np.max(running))
+    return int(np.max(np.cumsum(steps)))
 
 
 def build(
