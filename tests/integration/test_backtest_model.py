@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from strategyq import add_backtest_task, add_screening_task, wait_for_result
+from strategyq.examples import source
 from strategyq.settings import Settings
 from tests.integration.conftest import run_burst
 from tests.integration.test_cli import cli
@@ -43,7 +44,16 @@ def test_crossover_with_exits_history_and_a_benchmark(
         redis_client, "bt-nobench", CROSSOVER, ["AAPL"], "2011-01-01", "2011-12-31",
         benchmark="NOPE",
     )  # fmt: skip
+    add_backtest_task(
+        redis_client, "bt-example", source("sma_cross"), ["AAPL", "IBM"], "2010-01-01",
+        "2012-12-31", exit_on="close", trailing_stop_pct=8, benchmark="MSFT",
+    )  # fmt: skip
     run_burst(settings)
+    example = wait_for_result(redis_client, "bt-example", timeout_s=10)
+    assert example is not None and example["status"] == "completed", example
+    reasons = {t["exit_reason"] for t in example["data"]["trades"]}
+    assert reasons <= {"exit_signal", "trailing_stop", "data_end"} and "exit_signal" in reasons
+    assert example["data"]["performance_metrics"]["avg_holding_sessions"] > 5
     result = wait_for_result(redis_client, "bt-model", timeout_s=10)
     assert result is not None and result["status"] == "completed", result
     data = result["data"]
