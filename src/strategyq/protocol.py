@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -19,6 +19,7 @@ import orjson
 from strategyq.errors import TaskValidationError
 from strategyq.sweep.folds import WalkForward, parse_walk_forward
 from strategyq.sweep.grid import Grid, expand
+from strategyq.trademodel import TradeModel
 
 
 class TaskType(StrEnum):
@@ -43,7 +44,12 @@ DEFAULT_SCREENING_LIMIT = 100
 DEFAULT_TOP_N = 10
 DEFAULT_MAXIMIZE = "sharpe_ratio"
 MAX_CODE_BYTES = 256 * 1024
+DEFAULT_BACKTEST_LOOKBACK_SESSIONS = 252
+"""Rows before ``start_date`` a backtest's strategy sees (a 52-week high is valid from day one)."""
+MAX_BACKTEST_LOOKBACK_SESSIONS = 5_000
 MAX_SWEEP_ID_CHARS = 180
+TRADE_ARGS = frozenset(f.name for f in fields(TradeModel))
+"""Sweep parameters with these names set the trade model too (``hold_days``, ``stop_loss_pct``)."""
 
 
 class MalformedTask(TaskValidationError):
@@ -65,6 +71,13 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class BacktestArgs:
+    """A backtest's args; ``model`` is the validated trade model, ``trade_args`` the raw args.
+
+    ``lookback_sessions`` is how many sessions before ``start`` the strategy's
+    frame holds (signals on them never trade); ``benchmark`` an optional ticker
+    to compare against.
+    """
+
     strategy_code: str
     symbols: tuple[str, ...]
     start: datetime
@@ -73,6 +86,9 @@ class BacktestArgs:
     end_raw: str
     adjusted: bool = True
     trade_args: Mapping[str, Any] = field(default_factory=dict)
+    model: TradeModel = field(default_factory=TradeModel)
+    lookback_sessions: int = DEFAULT_BACKTEST_LOOKBACK_SESSIONS
+    benchmark: str | None = None
     params: Mapping[str, Any] | None = None
     """The strategy's ``params`` argument (a ``f(df, params)`` strategy)."""
 
@@ -241,6 +257,30 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
     adjusted = args.get("adjusted", True)
     if not isinstance(adjusted, bool):
         raise TaskValidationError(f"args.adjusted must be true or false, got {_show(adjusted)}")
+    try:
+        model = TradeModel.from_args(args)
+    except TaskValidationError as exc:
+        raise TaskValidationError(f"args.{exc}") from None
+    lookback = args.get("lookback_sessions")
+    if lookback is None:
+        lookback = DEFAULT_BACKTEST_LOOKBACK_SESSIONS
+    elif (
+        isinstance(lookback, bool)
+        or not isinstance(lookback, int)
+        or not 0 <= lookback <= MAX_BACKTEST_LOOKBACK_SESSIONS
+    ):
+        raise TaskValidationError(
+            f"args.lookback_sessions={_show(lookback)} is not allowed; use a whole number from 0 "
+            f"to {MAX_BACKTEST_LOOKBACK_SESSIONS} (sessions of history before start_date)"
+        )
+    benchmark = None
+    raw_benchmark = args.get("benchmark")
+    if raw_benchmark is not None:
+        if not isinstance(raw_benchmark, str) or not raw_benchmark.strip():
+            raise TaskValidationError(
+                f"args.benchmark must be a ticker string such as 'SPY', got {_show(raw_benchmark)}"
+            )
+        benchmark = _symbols({"benchmark": [raw_benchmark]}, "benchmark", 1)[0]
     params = args.get("params")
     if params is not None and not isinstance(params, dict):
         raise TaskValidationError(
@@ -255,6 +295,9 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         end_raw=str(end_raw),
         adjusted=adjusted,
         trade_args=dict(args),
+        model=model,
+        lookback_sessions=lookback,
+        benchmark=benchmark,
         params=params,
     )
 
@@ -306,6 +349,15 @@ def _sweep_args(
         pair: tuple[str, str] | None = (str(heatmap[0]), str(heatmap[1]))
     else:
         pair = (grid.names[0], grid.names[1]) if len(grid.names) >= 2 else None
+    checked: set[tuple[tuple[str, Any], ...]] = set()
+    for combo in grid.combinations:
+        overrides = tuple((k, v) for k, v in combo.items() if k in TRADE_ARGS)
+        if overrides and overrides not in checked:
+            checked.add(overrides)
+            try:
+                TradeModel.from_args({**args, **dict(overrides)})
+            except TaskValidationError as exc:
+                raise TaskValidationError(f"args.param_grid sets the trade model: {exc}") from None
     return SweepArgs(
         backtest=backtest,
         grid=grid,

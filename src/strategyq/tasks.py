@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,11 +17,19 @@ from typing import Any
 import orjson
 
 from strategyq.data import LoadResult, MarketData
-from strategyq.engine import Market, TradeModel, market_from_frame, run_backtest, run_screening
+from strategyq.engine import Market, market_from_frame, run_backtest, run_screening
 from strategyq.errors import DataError
-from strategyq.protocol import BacktestArgs, ChunkArgs, ScreeningArgs, Task, TaskType
+from strategyq.protocol import (
+    TRADE_ARGS,
+    BacktestArgs,
+    ChunkArgs,
+    ScreeningArgs,
+    Task,
+    TaskType,
+)
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
+from strategyq.trademodel import TradeModel
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +126,7 @@ class _Run:
             adjusted=request["adjusted"],
             warmup_sessions=request["warmup_sessions"],
             lookback_sessions=request["lookback_sessions"],
+            history_sessions=request.get("history_sessions", 0),
             # The engine needs bars only; the strategy's frame (with indicators) lives
             # in the sandbox host.
             indicators=False,
@@ -180,43 +189,75 @@ def run_task(
     return _screening(task.args, run)
 
 
-def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
-    model = TradeModel.from_args(args.trade_args)
-    request = {
+def backtest_request(args: BacktestArgs) -> dict[str, Any]:
+    """The sandbox host's data request for a backtest (a sweep's chunks use the same)."""
+    return {
         "symbols": list(args.symbols),
         "start": args.start.isoformat(),
         "end": args.end.isoformat(),
         "adjusted": args.adjusted,
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": None,
+        "history_sessions": args.lookback_sessions,
     }
+
+
+def model_for(args: BacktestArgs, params: Mapping[str, Any] | None) -> TradeModel:
+    """The trade model of one run: params named like trade-model args set them too."""
+    overrides = {k: v for k, v in (params or {}).items() if k in TRADE_ARGS}
+    if not overrides:
+        return args.model
+    return TradeModel.from_args({**args.trade_args, **overrides})
+
+
+def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
+    request = backtest_request(args)
     params = dict(args.params) if args.params is not None else None
     loaded, instances, shape = run.strategy_on(
         args.strategy_code, args.symbols, request, "symbols", params=params
     )
-    if params:
-        from strategyq.sweep.execute import TRADE_ARGS
-
-        # As in a sweep: params named like trade-model args set them too.
-        overrides = {k: v for k, v in params.items() if k in TRADE_ARGS}
-        if overrides:
-            model = TradeModel.from_args({**args.trade_args, **overrides})
+    benchmark = _benchmark_bars(args, run.market) if args.benchmark else None
     payload = run_backtest(
         instances,
         engine_market(loaded),
-        model,
+        model_for(args, params),
         start=args.start,
         end=args.end,
         max_instances=run.max_instances,
         max_trades=run.max_instances,
+        benchmark=benchmark,
+        benchmark_symbol=args.benchmark,
     )
     summary = payload["summary"]
-    # The seed's date_range echoes the task's own strings.
-    summary["date_range"] = [args.start_raw, args.end_raw]
     summary["data_shape"] = shape
+    summary["lookback_sessions"] = args.lookback_sessions
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
     payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
     return {"success": True, "execution_mode": "backtest", **payload}
+
+
+def _benchmark_bars(args: BacktestArgs, market: MarketData) -> Market:
+    """The benchmark ticker's bars over the backtest's range (no indicators)."""
+    assert args.benchmark is not None
+    loaded = market.load(
+        [args.benchmark],
+        args.start,
+        args.end,
+        adjusted=args.adjusted,
+        warmup_sessions=0,
+        indicators=False,
+    )
+    if loaded.frame.empty:
+        where = (
+            "is not in the store"
+            if loaded.missing
+            else f"has no sessions from {args.start.date()} to {args.end.date()}"
+        )
+        raise DataError(
+            f"the benchmark {args.benchmark} {where}; import its bars (strategyq data import) "
+            "or pick another benchmark ticker"
+        )
+    return engine_market(loaded)
 
 
 def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
@@ -249,6 +290,7 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
 
 
 TRIMMABLE = ("instances", "trades", "ranked_results")
+CURVES = ("equity_curve", "benchmark_curve")
 
 
 def fit_payload(data: dict[str, Any], max_bytes: int) -> bytes:
@@ -269,10 +311,17 @@ def fit_payload(data: dict[str, Any], max_bytes: int) -> bytes:
             default=None,
         )
         if longest is None:
-            curve = trimmed.get("equity_curve")
-            if isinstance(curve, dict) and curve.get("dates"):
-                trimmed["equity_curve"] = {"dates": [], "values": []}
-                flags["equity_curve"] = 0
+            curve = next(
+                (
+                    name
+                    for name in reversed(CURVES)
+                    if isinstance(trimmed.get(name), dict) and trimmed[name].get("dates")
+                ),
+                None,
+            )
+            if curve is not None:
+                trimmed[curve] = {"dates": [], "values": []}
+                flags[curve] = 0
             else:
                 raise DataError(
                     f"the result is larger than the cap of {max_bytes} bytes even without its "

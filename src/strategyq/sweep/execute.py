@@ -11,37 +11,20 @@ trade model.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from strategyq.engine import TradeModel, run_backtest
+from strategyq.engine import run_backtest
 from strategyq.errors import DataError
-from strategyq.protocol import BacktestArgs, ChunkArgs, SweepArgs, Task
+from strategyq.protocol import ChunkArgs, SweepArgs, Task
 from strategyq.queue import keys
 from strategyq.sweep import folds as folding
 from strategyq.sweep.rank import best
 
 if TYPE_CHECKING:
     from strategyq.tasks import _Run
-
-TRADE_ARGS = frozenset(f.name for f in fields(TradeModel))
-"""Parameters with these names also set the trade model (``hold_days``, ``stop_loss_pct``, …)."""
-
-
-def request_for(args: BacktestArgs) -> dict[str, Any]:
-    from strategyq.tasks import WARMUP_SESSIONS
-
-    return {
-        "symbols": list(args.symbols),
-        "start": args.start.isoformat(),
-        "end": args.end.isoformat(),
-        "adjusted": args.adjusted,
-        "warmup_sessions": WARMUP_SESSIONS,
-        "lookback_sessions": None,
-    }
 
 
 def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
@@ -131,11 +114,6 @@ def chunk_messages(
     ]
 
 
-def _model(args: BacktestArgs, params: dict[str, Any]) -> TradeModel:
-    overrides = {k: v for k, v in params.items() if k in TRADE_ARGS}
-    return TradeModel.from_args({**args.trade_args, **overrides} if overrides else args.trade_args)
-
-
 def _day(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
@@ -149,10 +127,16 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
     every combination and, for the chunk's best in training, its test-window
     metrics and equity curve.
     """
-    from strategyq.tasks import engine_market
+    from strategyq.tasks import (
+        _benchmark_bars,
+        _data_warnings,
+        backtest_request,
+        engine_market,
+        model_for,
+    )
 
     bt = args.backtest
-    request = request_for(bt)
+    request = backtest_request(bt)
     if args.folds is None:
         calls = [{"params": p, "until": None} for _, p in args.combinations]
     else:
@@ -162,10 +146,11 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
             for f in args.folds
             for until in (f["train_end"], f["test_end"])
         ]
-    loaded, outputs, _shape = run.strategy_on(
+    loaded, outputs, shape = run.strategy_on(
         bt.strategy_code, bt.symbols, request, "symbols", runs=calls
     )
     market = engine_market(loaded)
+    bench = _benchmark_bars(bt, run.market) if bt.benchmark else None
     run.stage("computing_metrics")
 
     def backtest(
@@ -173,8 +158,8 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
     ) -> dict[str, Any]:
         cap = run.max_instances if full else 0
         return run_backtest(
-            instances, market, _model(bt, params), start=start, end=end,
-            max_instances=cap, max_trades=cap,
+            instances, market, model_for(bt, params), start=start, end=end,
+            max_instances=cap, max_trades=cap, benchmark=bench, benchmark_symbol=bt.benchmark,
         )  # fmt: skip
 
     if args.folds is None:
@@ -189,7 +174,13 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
             i for i, (index, _) in enumerate(args.combinations) if index == top["index"]
         )
         result = backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
-        result["summary"]["date_range"] = [bt.start_raw, bt.end_raw]
+        # As a single backtest with these params reports it.
+        summary = result["summary"]
+        summary["data_shape"] = shape
+        summary["lookback_sessions"] = bt.lookback_sessions
+        summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
+        result["warnings"] = _data_warnings(loaded) + list(result.get("warnings", []))
+        result = {"success": True, "execution_mode": "backtest", **result}
         return {
             "rows": rows,
             "best": {"index": top["index"], "params": top["params"], "result": result},
