@@ -106,13 +106,14 @@ class SweepQueue:
         )
         return ChunkVerdict(text(reply))
 
-    def read(self, sweep_id: str) -> tuple[Any, dict[Any, Any]]:
-        """The sweep's plan (None once it ended) and its chunks' results, read together."""
+    def read(self, sweep_id: str) -> tuple[Any, int, dict[Any, Any]]:
+        """The sweep's plan (None once it ended), the combinations counted, and its chunks'
+        results, read together."""
         pipe = self.tasks.client.pipeline(transaction=True)
-        pipe.hget(keys.sweep(sweep_id), "plan")
+        pipe.hmget(keys.sweep(sweep_id), ["plan", "done"])
         pipe.hgetall(keys.sweep_chunks(sweep_id))
-        plan, chunks = pipe.execute()
-        return plan, chunks
+        (plan, done), chunks = pipe.execute()
+        return plan, int(text(done or 0)), chunks
 
     def finish(
         self,

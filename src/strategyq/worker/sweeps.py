@@ -121,7 +121,7 @@ class SweepWorker:
         )  # fmt: skip
         if counted is not ChunkVerdict.ASSEMBLE:
             return counted.value
-        plan_raw, chunk_values = self.health.retry(
+        plan_raw, done, chunk_values = self.health.retry(
             lambda: self.sweeps.read(sweep_id), what=f"read of sweep {sweep_id}"
         )
         if plan_raw is None:
@@ -131,6 +131,8 @@ class SweepWorker:
         data = assemble(plan, chunks, self.settings.sweep_max_results)
         elapsed = time.time() - float(plan["started_epoch"])
         data.update(
+            # Combinations counted as their chunks finished: each chunk counts once.
+            progress={"done": done, "total": plan["total"]},
             started_at=plan["started_at"],
             execution_time_ms=round(elapsed * 1000, 3),
             execution_time_seconds=round(elapsed, 6),

@@ -1,0 +1,244 @@
+"""Sweeps through the queue: exact per-combination metrics, ties, constraints, walk-forward,
+progress, cancel and error cascades, the grid cap, duplicates never counted twice."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from strategyq import add_backtest_task, add_sweep_task, cancel_task, get_task_result
+from strategyq.errors import TaskValidationError
+from strategyq.examples import source
+from strategyq.queue import TaskQueue, keys
+from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
+from strategyq.settings import Settings
+from strategyq.sweep.rank import best
+from strategyq.worker import Hooks, Worker
+
+CODE = source("sma_params")
+SYMBOLS = ["AAPL", "MSFT"]
+START, END = "2006-01-01", "2010-12-31"
+GRID = {"fast": [5, 10, 20], "slow": [10, 50, 100]}
+
+
+def burst(settings: Settings, hooks: Hooks | None = None, **changes: Any) -> Worker:
+    worker = Worker(replace(settings, **changes), burst=True, handle_signals=False, hooks=hooks)
+    assert worker.run() == 0
+    return worker
+
+
+def test_every_combination_equals_a_single_backtest_with_its_params(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_sweep_task(redis_client, "sw-eq", CODE, SYMBOLS, START, END, GRID,
+                   maximize="total_return", constraint="fast < slow", top_n=3)  # fmt: skip
+    burst(settings, sweep_chunk_size=2)
+    result = get_task_result(redis_client, "sw-eq")
+    assert result is not None and result["status"] == "completed", result
+    data = result["data"]
+    allowed = [(f, s) for f in GRID["fast"] for s in GRID["slow"] if f < s]
+    # The constraint filtered: (10, 10) and (20, 10) are not there.
+    assert sorted((r["params"]["fast"], r["params"]["slow"]) for r in data["results"]) == sorted(
+        allowed
+    )
+    assert data["total_combinations"] == len(allowed) and data["expanded_combinations"] == 9
+    assert data["chunks"] == 4 and data["progress"] == {"done": 7, "total": 7}
+    for fast, slow in allowed:
+        add_backtest_task(redis_client, f"bt-{fast}-{slow}", CODE, SYMBOLS, START, END,
+                          params={"fast": fast, "slow": slow})  # fmt: skip
+    burst(settings)
+    for row in data["results"]:
+        single = get_task_result(
+            redis_client, f"bt-{row['params']['fast']}-{row['params']['slow']}"
+        )
+        assert single is not None and single["status"] == "completed"
+        assert row["metrics"] == single["data"]["performance_metrics"]  # exactly
+    # The best is the argmax under the tie rule, and its full backtest is the single one's.
+    winner = best(data["results"], "total_return")
+    assert data["best"]["params"] == winner["params"] == data["top"][0]["params"]
+    assert [r["rank"] for r in data["top"]] == [1, 2, 3]
+    p = data["best"]["params"]
+    single = get_task_result(redis_client, f"bt-{p['fast']}-{p['slow']}")
+    assert single is not None
+    for key in ("performance_metrics", "trades", "equity_curve", "instances"):
+        assert data["best_result"][key] == single["data"][key]
+    # The heatmap: rows are slow, columns fast; excluded cells are null.
+    heat = data["heatmap"]
+    assert (heat["x"], heat["y"], heat["x_values"], heat["y_values"]) == (
+        "fast", "slow", GRID["fast"], GRID["slow"])  # fmt: skip
+    by_params = {(r["params"]["fast"], r["params"]["slow"]): r for r in data["results"]}
+    for i, slow in enumerate(GRID["slow"]):
+        for j, fast in enumerate(GRID["fast"]):
+            row = by_params.get((fast, slow))
+            # fast=10 and fast=20 with slow=10 were excluded: null cells.
+            assert heat["values"][i][j] == (row["metrics"]["total_return"] if row else None)
+    assert heat["values"][0][1:] == [None, None]
+
+
+def test_ties_go_to_the_first_combination_in_grid_order(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    flat = "def same(df, params):\n    return []\n"
+    add_sweep_task(redis_client, "sw-tie", flat, SYMBOLS, START, END, {"a": [3, 1, 2]},
+                   maximize="total_return")  # fmt: skip
+    burst(settings, sweep_chunk_size=1)
+    data = get_task_result(redis_client, "sw-tie")["data"]  # type: ignore[index]
+    assert data["best"]["params"] == {"a": 3} and data["best"]["index"] == 0
+    assert [r["params"]["a"] for r in data["results"]] == [3, 1, 2]
+    assert "heatmap" not in data  # one parameter: no heatmap
+
+
+def test_walk_forward_through_the_queue(redis_client: redis.Redis, settings: Settings) -> None:
+    add_sweep_task(redis_client, "sw-wf", CODE, SYMBOLS, "2004-01-01", "2012-12-31",
+                   {"fast": [5, 20], "slow": [50, 100]}, maximize="sharpe_ratio",
+                   walk_forward={"train_sessions": 504, "test_sessions": 252})  # fmt: skip
+    burst(settings, sweep_chunk_size=10)
+    result = get_task_result(redis_client, "sw-wf")
+    assert result is not None and result["status"] == "completed", result
+    wf = result["data"]["walk_forward"]
+    assert wf["train_sessions"] == 504 and len(wf["folds"]) == (wf["sessions"] - 504) // 252
+    curve = wf["oos_equity_curve"]
+    growth = 1.0
+    for k, fold in enumerate(wf["folds"]):
+        # The winner is the argmax of the training metrics, under the tie rule.
+        assert fold["params"] == fold["top_in_sample"][0]["params"]
+        assert fold["in_sample"] == fold["top_in_sample"][0]["metrics"]
+        assert fold["train_end"] < fold["test_start"]
+        if k:
+            assert wf["folds"][k - 1]["test_end"] < fold["test_start"]
+        growth *= 1 + fold["out_of_sample"]["total_return"]
+    # The stitched curve covers the test windows only, in order, and compounds their returns.
+    assert curve["dates"][0][:10] == wf["folds"][0]["test_start"]
+    assert curve["dates"][-1][:10] == wf["folds"][-1]["test_end"]
+    assert curve["dates"] == sorted(curve["dates"])
+    assert wf["oos_metrics"]["total_return"] == pytest.approx(growth - 1, rel=1e-6)
+
+
+class _Watch(Hooks):
+    """Records the sweep's record each time one of its chunks is claimed."""
+
+    def __init__(self, client: redis.Redis, sweep_id: str, cancel_at: str | None = None) -> None:
+        self.client = client
+        self.sweep_id = sweep_id
+        self.cancel_at = cancel_at
+        self.seen: list[dict[str, Any]] = []
+
+    def at_stage(self, task_id: str, stage: str) -> None:
+        if task_id.startswith(self.sweep_id + "/chunk/") and stage == "claimed":
+            self.seen.append(json.loads(self.client.get(keys.result(self.sweep_id)) or "{}"))
+            if task_id == self.cancel_at:
+                cancel_task(self.client, self.sweep_id)
+
+
+def test_progress_is_on_the_running_record(redis_client: redis.Redis, settings: Settings) -> None:
+    add_sweep_task(redis_client, "sw-prog", CODE, SYMBOLS, START, END, GRID)
+    watch = _Watch(redis_client, "sw-prog")
+    burst(settings, hooks=watch, sweep_chunk_size=3)
+    progress = [(r["status"], r["data"]["progress"]) for r in watch.seen]
+    assert progress == [
+        ("running", {"done": 0, "total": 9}),
+        ("running", {"done": 3, "total": 9}),
+        ("running", {"done": 6, "total": 9}),
+    ]
+    assert get_task_result(redis_client, "sw-prog")["status"] == "completed"  # type: ignore[index]
+
+
+def test_cancelling_a_sweep_cancels_its_chunks(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_sweep_task(redis_client, "sw-cancel", CODE, SYMBOLS, START, END, GRID)
+    watch = _Watch(redis_client, "sw-cancel", cancel_at="sw-cancel/chunk/0001")
+    burst(settings, hooks=watch, sweep_chunk_size=2)
+    result = get_task_result(redis_client, "sw-cancel")
+    assert result is not None and result["status"] == "cancelled"
+    # Chunk 0 ran before the cancel; chunk 1 was running; the rest never started.
+    assert len(watch.seen) == 2
+    for n in range(2, 5):
+        chunk = get_task_result(redis_client, keys.chunk_id("sw-cancel", n))
+        assert chunk is not None and chunk["status"] == "cancelled"
+    assert redis_client.llen("strategy_queue") == 0
+    assert not redis_client.exists(keys.processing(settings.worker_id))
+
+
+def test_a_chunks_strategy_error_fails_the_sweep_with_that_error(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    code = (
+        "def s(df, params):\n"
+        "    if params['fast'] == 10:\n"
+        "        raise ValueError('no ten')\n"
+        "    return []\n"
+    )
+    add_sweep_task(redis_client, "sw-err", code, SYMBOLS, START, END, GRID)
+    burst(settings, sweep_chunk_size=3)
+    result = get_task_result(redis_client, "sw-err")
+    assert result is not None and result["status"] == "error"
+    assert result["data"]["error_type"] == "strategy_error"
+    assert "with params {'fast': 10, 'slow': 10}" in result["data"]["error"]
+    assert "ValueError: no ten" in result["data"]["error"]
+    # Its bookkeeping is gone; chunks after the failing one were skipped.
+    assert not redis_client.exists(keys.sweep("sw-err"), keys.sweep_chunks("sw-err"))
+    assert get_task_result(redis_client, "sw-err/chunk/0002")["status"] == "cancelled"  # type: ignore[index]
+
+
+def test_the_grid_cap_is_a_setting_with_a_clear_error(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    with pytest.raises(TaskValidationError, match="10000"):
+        add_sweep_task(redis_client, "too-big", CODE, SYMBOLS, START, END,
+                       {"a": list(range(101)), "b": list(range(100))})  # fmt: skip
+    message = {"task_id": "capped", "task_type": "sweep", "args": {
+        "strategy_code": CODE, "symbols": SYMBOLS, "start_date": START, "end_date": END,
+        "param_grid": GRID}}  # fmt: skip
+    redis_client.lpush("strategy_queue", json.dumps(message))
+    burst(settings, sweep_max_combinations=8)
+    result = get_task_result(redis_client, "capped")
+    assert result is not None and result["status"] == "error"
+    assert "9 combinations; the limit is 8" in result["data"]["error"]
+    assert "STRATEGYQ_SWEEP_MAX_COMBINATIONS" in result["data"]["error"]
+
+
+def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    tasks = TaskQueue(redis_client)
+    sweeps = SweepQueue(tasks)
+    running = orjson.dumps({"status": "running", "data": {"fanned_out": True}, "updated_at": "x"})
+    claim = tasks.claim("w", "dup", "sweep", "now")
+    chunks = [orjson.dumps({"task_id": f"dup/chunk/000{i}", "task_type": "sweep_chunk"})
+              for i in range(2)]  # fmt: skip
+    plan = orjson.dumps({"total": 4})
+    assert sweeps.fan_out("w", "dup", claim.token, b"raw", running, plan, 4, chunks) == "fanned_out"
+    assert redis_client.llen("strategy_queue") == 2
+
+    def run_chunk(n: int) -> str:
+        return sweeps.claim_chunk(f"dup/chunk/000{n}", "dup", b"{}", b"{}").token
+
+    first = run_chunk(0)
+    # Its worker was lost: the reaper dropped the token, another run started.
+    redis_client.delete(keys.token("dup/chunk/0000"))
+    second = run_chunk(0)
+    done = {"rows": []}
+    count = 2
+
+    def finish(n: int, token: str) -> ChunkVerdict:
+        return sweeps.chunk_done("w", f"dup/chunk/000{n}", "dup", n, count, token, b"m",
+                                 b'{"status":"completed"}', orjson.dumps(done))  # fmt: skip
+
+    assert finish(0, second) is ChunkVerdict.COUNTED
+    assert finish(0, first) is ChunkVerdict.STALE  # the late run of the first attempt
+    assert redis_client.hget(keys.sweep("dup"), "done") == "2"
+    # The last chunk: its run is told to assemble (and keeps its token until it writes).
+    last = run_chunk(1)
+    assert finish(1, last) is ChunkVerdict.ASSEMBLE
+    # That worker died before writing the sweep: the re-run counts nothing more, and assembles.
+    redis_client.delete(keys.token("dup/chunk/0001"))
+    again = run_chunk(1)
+    assert finish(1, again) is ChunkVerdict.ASSEMBLE
+    assert redis_client.hget(keys.sweep("dup"), "done") == "4"
+    assert redis_client.hlen(keys.sweep_chunks("dup")) == 2
