@@ -242,3 +242,35 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
     assert finish(1, again) is ChunkVerdict.ASSEMBLE
     assert redis_client.hget(keys.sweep("dup"), "done") == "4"
     assert redis_client.hlen(keys.sweep_chunks("dup")) == 2
+
+
+def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: Any, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    strategy = tmp_path / "sma.py"
+    strategy.write_text(CODE)
+    spawn_worker("cli-sweep", env={"STRATEGYQ_SWEEP_CHUNK_SIZE": "2"})
+    done = subprocess.run(
+        [sys.executable, "-m", "strategyq", "submit", "sweep", str(strategy),
+         "--symbols", "AAPL,MSFT", "--start", START, "--end", END,
+         "--grid", "fast=5,10,20", "--grid", "slow=50,100", "--constraint", "fast < slow",
+         "--maximize", "total_return", "--top-n", "3", "--wait", "--task-id", "cli-sw"],
+        env={**worker_env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "6 combinations of fast, slow" in out and "ranked by total_return" in out
+    assert "top 3" in out
+    assert "total_return: slow (rows) × fast (columns)" in out
+    data = get_task_result(redis_client, "cli-sw")["data"]  # type: ignore[index]
+    best_return = data["top"][0]["metrics"]["total_return"]
+    assert f"{best_return:.4f}" in out
+    bad = subprocess.run(
+        [sys.executable, "-m", "strategyq", "submit", "sweep", str(strategy),
+         "--symbols", "AAPL", "--start", START, "--end", END, "--grid", "fast"],
+        env=worker_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "must look like NAME=V1,V2" in bad.stderr

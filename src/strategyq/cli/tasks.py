@@ -13,9 +13,11 @@ import typer
 from rich.table import Table
 
 from strategyq.cli.common import client, console, fail
+from strategyq.cli.sweep_view import render_sweep
 from strategyq.client import (
     add_backtest_task,
     add_screening_task,
+    add_sweep_task,
     cancel_task,
     get_task_result,
 )
@@ -152,6 +154,82 @@ def submit_backtest(
     _after_submit(r, tid, wait, as_json, timeout)
 
 
+@submit_app.command("sweep")
+def submit_sweep(
+    strategy: StrategyFile,
+    symbols: Annotated[str, typer.Option(help="Comma-separated tickers, e.g. AAPL,MSFT.")],
+    start: Annotated[str, typer.Option(help="First date, ISO 8601 (2010-01-01).")],
+    end: Annotated[str, typer.Option(help="Last date, ISO 8601 (2012-12-31).")],
+    grid: Annotated[
+        list[str], typer.Option(help="NAME=V1,V2,… values of one parameter (repeat per parameter).")
+    ],
+    maximize: Annotated[str, typer.Option(help="Metric to rank by.")] = "sharpe_ratio",
+    top_n: Annotated[int, typer.Option(help="How many of the best to list.")] = 10,
+    constraint: Annotated[
+        str | None, typer.Option(help="Condition on a combination, e.g. 'fast < slow'.")
+    ] = None,
+    walk_forward: Annotated[
+        str | None,
+        typer.Option(help="TRAIN:TEST sessions (e.g. 504:126): optimise, then test out of sample."),
+    ] = None,
+    heatmap: Annotated[
+        str | None,
+        typer.Option(help="X,Y: the two parameters of the heatmap (default: first two)."),
+    ] = None,
+    hold_days: Annotated[
+        str | None,
+        typer.Option(help="Most sessions a trade is held; 'none' = until an exit or a stop."),
+    ] = None,
+    entry: Annotated[str | None, typer.Option(help="next_open (default) or close.")] = None,
+    stop_loss_pct: Annotated[float | None, typer.Option(help="Stop loss, percent.")] = None,
+    take_profit_pct: Annotated[float | None, typer.Option(help="Take profit, percent.")] = None,
+    commission_bps: Annotated[float | None, typer.Option(help="Commission per side, bps.")] = None,
+    slippage_bps: Annotated[float | None, typer.Option(help="Slippage per side, bps.")] = None,
+    task_id: Annotated[str | None, typer.Option(help="Task id (default: a new UUID).")] = None,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    timeout: Timeout = 1800.0,
+) -> None:
+    """Queue a parameter sweep of STRATEGY (a function of df and params) over the grid."""
+    options: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "entry": entry,
+            "stop_loss_pct": stop_loss_pct,
+            "take_profit_pct": take_profit_pct,
+            "commission_bps": commission_bps,
+            "slippage_bps": slippage_bps,
+        }.items()
+        if v is not None
+    }
+    if hold_days is not None:
+        options["hold_days"] = _hold_days(hold_days)
+    if heatmap:
+        options["heatmap_params"] = _split(heatmap)
+    walk = None
+    if walk_forward:
+        train, sep, test = walk_forward.partition(":")
+        if not sep or not train.strip().isdigit() or not test.strip().isdigit():
+            raise fail(f"--walk-forward {walk_forward!r} must be TRAIN:TEST sessions, e.g. 504:126")
+        walk = {"train_sessions": int(train), "test_sessions": int(test)}
+    r = client()
+    tid = add_sweep_task(
+        r,
+        task_id or str(uuid.uuid4()),
+        read_code(strategy),
+        _split(symbols),
+        start,
+        end,
+        parse_grid(grid),
+        maximize=maximize,
+        top_n=top_n,
+        constraint=constraint,
+        walk_forward=walk,
+        **options,
+    )
+    _after_submit(r, tid, wait, as_json, timeout)
+
+
 @submit_app.command("screening")
 def submit_screening(
     strategy: StrategyFile,
@@ -204,6 +282,9 @@ def wait_with_status(
             current = get_task_result(r, task_id) or {}
             data = current.get("data") or {}
             stage = data.get("stage", "")
+            progress = data.get("progress")
+            if isinstance(progress, dict):
+                stage = f"{stage} {progress.get('done')}/{progress.get('total')} combinations"
             status.update(f"{task_id}: {current.get('status', 'unknown')} {stage}".strip())
 
 
@@ -234,6 +315,8 @@ def render(task_id: str, result: dict[str, Any]) -> None:
         _render_backtest(data)
     elif mode == "screening":
         _render_screening(data)
+    elif mode == "sweep":
+        render_sweep(console, data)
     console.print(f"worker {data.get('worker_id')}, {data.get('execution_time_ms', 0):.1f} ms")
 
 
