@@ -101,3 +101,26 @@ def test_an_error_in_one_run_names_its_params(client: ForkClient) -> None:
         errors.StrategyFailed, match=r"(?s)with params \{'d': 0\}.*ZeroDivisionError"
     ):
         client.run(code, {}, LIMITS, runs=[{"params": {"d": 1}}, {"params": {"d": 0}}])
+
+
+def test_a_dataframe_returned_by_runs_arrives_as_a_single_run_sends_it(
+    client: ForkClient,
+) -> None:
+    code = (
+        "def s(df, params):\n"
+        "    out = df[['ticker', 'date', 'close']].copy()\n"
+        "    out['entry'] = out['close'] > params['above']\n"
+        "    out['n'] = 1\n"
+        "    out['when'] = out['date']\n"
+        "    return out\n"
+    )
+    single, _ = client.run(code, {}, LIMITS, params={"above": 2.0})
+    (many, other), _ = client.run(
+        code, {}, LIMITS, runs=[{"params": {"above": 2.0}}, {"params": {"above": 9.0}}]
+    )
+    assert many == single
+    assert single[0] == {
+        "ticker": "A", "date": "2024-01-01T00:00:00", "close": 1.0, "entry": False, "n": 1,
+        "when": "2024-01-01T00:00:00",
+    }  # fmt: skip
+    assert [r["entry"] for r in other] == [False] * 5

@@ -117,10 +117,49 @@ def encode_result(value: Any) -> bytes:
     return RESULT_TAG + body
 
 
+def _columns(frame: Any) -> dict[str, Any] | None:
+    """A returned DataFrame as ``{"columns": {name: values}}``, when its columns allow it.
+
+    Columns travel as arrays (orjson writes them without building a Python
+    object per cell): a tenth of the cost of one dict per row. Only plain
+    numeric, boolean, datetime and string columns with string names qualify;
+    anything else goes row by row, as a single run does.
+    """
+    import numpy as np
+
+    names = list(frame.columns)
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        return None
+    columns: dict[str, Any] = {}
+    for name in names:
+        values = frame[name].to_numpy()
+        kind = values.dtype.kind
+        if kind in "biuf":
+            columns[name] = values
+        elif kind == "M" and values.dtype == np.dtype("datetime64[ns]"):
+            ns = values.view("int64")
+            if np.isnat(values).any() or (ns % 1_000_000_000).any():
+                return None
+            # As Timestamp.isoformat() writes a naive time with whole seconds.
+            columns[name] = np.datetime_as_string(values, unit="s")
+        elif kind == "O" and all(isinstance(v, str) for v in values):
+            columns[name] = values.tolist()
+        else:
+            return None
+    return {"columns": columns}
+
+
 def encode_runs(values: list[Any]) -> bytes:
     """Serialise the return values of several calls (a sweep chunk), in order (in the child)."""
-    runs = []
+    import pandas as pd
+
+    runs: list[Any] = []
     for value in values:
+        if isinstance(value, pd.DataFrame):
+            columnar = _columns(value)
+            if columnar is not None:
+                runs.append(columnar)
+                continue
         instances = to_instances(value)
         for index, item in enumerate(instances):
             if not isinstance(item, dict):
@@ -173,6 +212,23 @@ def _check_shape(value: Any) -> list[dict[str, Any]]:
     return value
 
 
+def _from_columns(run: Any) -> Any:
+    """A run sent as columns, back to one dict per row (the engine's instances)."""
+    if not isinstance(run, dict):
+        return run
+    columns = run.get("columns")
+    if set(run) != {"columns"} or not isinstance(columns, dict):
+        raise errors.BadResult("the strategy process sent a malformed message")
+    lists = list(columns.values())
+    if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) > 1:
+        raise errors.BadResult("the strategy process sent a malformed message")
+    for values in lists:
+        if any(isinstance(v, dict | list) for v in values):
+            raise errors.BadResult("the strategy process sent a malformed message")
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+
+
 def decode(message: bytes) -> list[dict[str, Any]]:
     """Parse one message from the child: the instances, or raise the error it reports."""
     tag, body = message[:1], message[1:]
@@ -186,7 +242,7 @@ def decode(message: bytes) -> list[dict[str, Any]]:
         return _check_shape(payload)
     if tag == RUNS_TAG and isinstance(payload, list):
         # One list of instances per call, in the order of the calls.
-        return [_check_shape(run) for run in payload]  # type: ignore[misc]
+        return [_check_shape(_from_columns(run)) for run in payload]  # type: ignore[misc]
     if tag == ERROR_TAG and isinstance(payload, dict):
         kind = payload.get("type")
         text = payload.get("message")
