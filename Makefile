@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test test-redis demo bench bench-e2e clean
+.PHONY: install lint format test test-redis demo bench bench-e2e bench-sweep clean
 
 install: $(STAMP)
 
@@ -40,6 +40,9 @@ bench: $(STAMP)
 
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks e2e
+
+bench-sweep: $(STAMP)
+	$(BIN)/python -m benchmarks sweep
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

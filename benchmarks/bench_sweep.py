@@ -184,8 +184,9 @@ def main() -> dict[str, Any]:
         env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_SCHEDULE_INTERVAL="0")
         grid = {"fast": FAST, "slow": SLOW}
 
-        # 1. The 10 × 10 grid on AAPL, one worker, against backtesting.py and vectorbt.
-        with workers(env, 1, 1):
+        # 1. The 10 × 10 grid on AAPL, one worker with two executors (its optimize uses
+        # the machine's two cores too), against backtesting.py and vectorbt.
+        with workers(env, 1, 2):
             wait_workers(client, 1)
             run_sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", grid)  # warm the caches
             ours, data = run_sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", grid)
@@ -197,9 +198,10 @@ def main() -> dict[str, Any]:
             table.add_column(c)
         best = data["best"]["params"]
         speedup = theirs / ours
-        table.add_row("strategyq, 1 worker (submit → result)", f"{ours:.2f} s", "1.00",
+        table.add_row("strategyq, 1 worker × 2 executors", f"{ours:.2f} s", "1.00",
                       f"{best['fast']}, {best['slow']}", "—")  # fmt: skip
-        table.add_row("backtesting.py optimize", f"{theirs:.2f} s", f"{speedup:.1f}× slower",
+        table.add_row("backtesting.py optimize (2 processes)", f"{theirs:.2f} s",
+                      f"{speedup:.1f}× slower",
                       f"{their_best['fast']}, {their_best['slow']}",
                       f"≥ 5× slower: {'met' if speedup >= 5 else 'NOT met'}")  # fmt: skip
         table.add_row("vectorbt (vectorised, warm)", f"{vbt:.2f} s", f"{vbt / ours:.2f}×", "—", "—")
