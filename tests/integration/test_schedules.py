@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -219,3 +220,44 @@ def test_cli_and_a_worker_run_a_due_schedule(
     assert now_run.returncode == 0 and "minutely:now:" in now_run.stdout
     assert cli("schedule", "remove", "minutely").returncode == 0
     assert json.loads(cli("schedule", "list", "--json").stdout) == []
+
+
+def test_three_worker_processes_racing_enqueue_each_due_slot_once(
+    redis_client: redis.Redis, spawn_worker: object
+) -> None:
+    # Ten schedules with a slot due now (as if made long ago), and three real workers
+    # ticking every 50 ms, all at once.
+    names = [f"race-{i}" for i in range(10)]
+    for name in names:
+        _add(redis_client, name, "* * * * *", "UTC", datetime.now(UTC))
+        redis_client.hset(keys.SCHEDULES_LAST, name, 0)
+    racers = [
+        spawn_worker(f"racer-{i}", env={"STRATEGYQ_SCHEDULE_INTERVAL": "0.05"})  # type: ignore[operator]
+        for i in range(3)
+    ]
+
+    def finished() -> list[str]:
+        ids = [
+            str(k).removeprefix("task_result:")
+            for k in redis_client.scan_iter("task_result:race-*")
+        ]
+        done = [
+            i for i in ids if (get_task_result(redis_client, i) or {}).get("status") == "completed"
+        ]
+        return done if len(done) >= 10 else []
+
+    done = wait_until(finished, timeout_s=90)
+    # Let the racers tick a while longer: nothing more may be enqueued for those slots.
+    time.sleep(1.5)
+    queued: dict[str, int] = {}
+    for racer in racers:
+        for line in racer.output:
+            if ": queued race-" in line:
+                task_id = line.split(": queued ", 1)[1].split()[0]
+                queued[task_id] = queued.get(task_id, 0) + 1
+    # Every run enqueued by exactly one of the three (a slow machine may cross a minute:
+    # then the next slot runs too, once).
+    assert set(done) <= set(queued) and all(n == 1 for n in queued.values()), queued
+    assert {t.split(":", 1)[0] for t in queued} == set(names)
+    for task_id in done:
+        assert redis_client.llen(keys.done(task_id)) == 1  # one terminal write per run
