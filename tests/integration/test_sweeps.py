@@ -274,3 +274,22 @@ def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
         env=worker_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode != 0 and "must look like NAME=V1,V2" in bad.stderr
+
+
+def test_a_sweep_fails_before_fanning_out_on_a_policy_error_or_a_strategy_without_params(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_sweep_task(redis_client, "sw-policy", "import os\ndef s(df, params):\n    return []\n",
+                   SYMBOLS, START, END, GRID)  # fmt: skip
+    add_sweep_task(redis_client, "sw-noparams", "def s(df):\n    return []\n", SYMBOLS, START,
+                   END, GRID)  # fmt: skip
+    burst(settings)
+    policy = get_task_result(redis_client, "sw-policy")
+    assert policy is not None and policy["status"] == "error"
+    assert policy["data"]["error_type"] == "policy"
+    assert policy["data"]["error"].startswith("Security validation failed: import of 'os'")
+    no_params = get_task_result(redis_client, "sw-noparams")
+    assert no_params is not None and no_params["status"] == "error"
+    assert "def s(df, params)" in no_params["data"]["error"]
+    # No chunk was queued for either.
+    assert not list(redis_client.scan_iter("task_result:sw-*/chunk/*"))

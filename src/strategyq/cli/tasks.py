@@ -39,9 +39,6 @@ def read_code(path: Path) -> str:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
-_read_code = read_code
-
-
 def _grid_value(text: str) -> Any:
     lowered = text.lower()
     if lowered in {"true", "false"}:
@@ -145,7 +142,7 @@ def submit_backtest(
     tid = add_backtest_task(
         r,
         task_id or str(uuid.uuid4()),
-        _read_code(strategy),
+        read_code(strategy),
         _split(symbols),
         start,
         end,
@@ -245,7 +242,7 @@ def submit_screening(
     options: dict[str, Any] = {"as_of": as_of} if as_of else {}
     r = client()
     tid = add_screening_task(
-        r, task_id or str(uuid.uuid4()), _read_code(strategy), _split(universe), limit, **options
+        r, task_id or str(uuid.uuid4()), read_code(strategy), _split(universe), limit, **options
     )
     _after_submit(r, tid, wait, as_json, timeout)
 

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from strategyq.engine import run_backtest
-from strategyq.errors import DataError
+from strategyq.errors import DataError, TaskValidationError
 from strategyq.protocol import ChunkArgs, SweepArgs, Task
 from strategyq.queue import keys
 from strategyq.sweep import folds as folding
@@ -34,11 +34,21 @@ def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
     does not hold fails at once, with the data error, before any chunk runs;
     a walk-forward's folds are cut from the range's sessions.
     """
+    from strategyq.sandbox import checker
+    from strategyq.sandbox.forkserver import checked_program
     from strategyq.tasks import _no_data_message
 
     args = task.args
     assert isinstance(args, SweepArgs)
     bt = args.backtest
+    # The policy error (or a strategy that takes no params) now, not once per chunk.
+    checked_program(bt.strategy_code)
+    report = checker.check(bt.strategy_code)
+    if not report.takes_params:
+        raise TaskValidationError(
+            f"a sweep calls the strategy with each combination as its second argument: define "
+            f"it as `def {report.entry}(df, params): ...` and read params['name']"
+        )
     run.stage("loading_data")
     loaded = run.market.load(
         list(bt.symbols), bt.start, bt.end, adjusted=bt.adjusted, warmup_sessions=0,
