@@ -293,3 +293,31 @@ def test_a_sweep_fails_before_fanning_out_on_a_policy_error_or_a_strategy_withou
     assert "def s(df, params)" in no_params["data"]["error"]
     # No chunk was queued for either.
     assert not list(redis_client.scan_iter("task_result:sw-*/chunk/*"))
+
+
+def test_the_readme_sweep_example_runs(
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: Any
+) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from strategyq import wait_for_result
+
+    root = Path(__file__).resolve().parents[2]
+    section = (root / "README.md").read_text().split("### From Python", 1)[1].split("### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    example = next(b for b in blocks if "add_sweep_task" in b)
+    code = (
+        f"import redis\nredis_client = redis.Redis.from_url({worker_env['REDIS_URL']!r}, "
+        f"decode_responses=True)\n{example}"
+    )
+    spawn_worker("readme-sweep")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=worker_env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = wait_for_result(redis_client, "sweep-1", timeout_s=240)
+    assert result is not None and result["status"] == "completed", result
+    assert result["data"]["total_combinations"] == 9
+    assert result["data"]["top"][0]["rank"] == 1 and len(result["data"]["top"]) == 5
