@@ -137,7 +137,8 @@ class TradeModel:
                     given[spec.name] = None
                 continue
             if spec.name in ("entry", "exit_on"):
-                given[spec.name] = _check_mode(spec.name, value, ENTRY_MODES)
+                modes = ENTRY_MODES if spec.name == "entry" else EXIT_MODES
+                given[spec.name] = _check_mode(spec.name, value, modes)
             elif spec.name == "hold_days" and isinstance(value, str) and _is_none_word(value):
                 given[spec.name] = None
             elif spec.name in ("hold_days", "max_positions", "max_entries_per_ticker"):

@@ -45,6 +45,9 @@ def test_crossover_with_exits_history_and_a_benchmark(
         benchmark="NOPE",
     )  # fmt: skip
     add_backtest_task(
+        redis_client, "bt-dates", CROSSOVER, ["IBM"], "20110103", "2011-12-31T23:59:59+05:00"
+    )
+    add_backtest_task(
         redis_client, "bt-example", source("sma_cross"), ["AAPL", "IBM"], "2010-01-01",
         "2012-12-31", exit_on="close", trailing_stop_pct=8, benchmark="MSFT",
     )  # fmt: skip
@@ -54,6 +57,10 @@ def test_crossover_with_exits_history_and_a_benchmark(
     reasons = {t["exit_reason"] for t in example["data"]["trades"]}
     assert reasons <= {"exit_signal", "trailing_stop", "data_end"} and "exit_signal" in reasons
     assert example["data"]["performance_metrics"]["avg_holding_sessions"] > 5
+    dates = wait_for_result(redis_client, "bt-dates", timeout_s=10)
+    assert dates is not None and dates["status"] == "completed", dates
+    # The range used, in UTC and in the documented form, not the input echoed.
+    assert dates["data"]["summary"]["date_range"] == ["2011-01-03T00:00:00", "2011-12-31T18:59:59"]
     result = wait_for_result(redis_client, "bt-model", timeout_s=10)
     assert result is not None and result["status"] == "completed", result
     data = result["data"]

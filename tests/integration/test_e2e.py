@@ -220,6 +220,22 @@ MALFORMED: list[tuple[str, str, str | None, str]] = [
         "m10",
         "limit",
     ),
+    (
+        "hold-days-negative",
+        '{"task_id": "m11", "task_type": "backtest", "args": {"strategy_code": "def s(df): '
+        'return []", "symbols": ["AAPL"], "start_date": "2010-01-01", "end_date": "2011-01-01", '
+        '"hold_days": -5}}',
+        "m11",
+        "args.hold_days=-5 is out of range; use 1 to 10000",
+    ),
+    (
+        "entry-bogus",
+        '{"task_id": "m12", "task_type": "backtest", "args": {"strategy_code": "def s(df): '
+        'return []", "symbols": ["AAPL"], "start_date": "2010-01-01", "end_date": "2011-01-01", '
+        '"entry": "bogus"}}',
+        "m12",
+        "args.entry='bogus' is not allowed; use one of next_open, close",
+    ),
 ]
 
 
