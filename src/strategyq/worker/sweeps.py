@@ -139,7 +139,14 @@ class SweepWorker:
             worker_id=self.worker_id,
             completed_at=utc_now_iso(),
         )
-        verdict = self._finish(run, chunk_record, dumps(envelope(Status.COMPLETED, data)))
+        record = dumps(envelope(Status.COMPLETED, data))
+        while len(record) > self.settings.max_result_bytes and data.get("results"):
+            # Past the result cap the ranked list is halved (best first; counts kept).
+            data["results"] = data["results"][: len(data["results"]) // 2]
+            data["results_returned"] = len(data["results"])
+            data["results_truncated"] = True
+            record = dumps(envelope(Status.COMPLETED, data))
+        verdict = self._finish(run, chunk_record, record)
         return "completed" if verdict == "written" else verdict
 
     def _finish(
