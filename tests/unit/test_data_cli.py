@@ -62,5 +62,5 @@ def test_import_good_and_bad(data_cli: CliRunner, home: Path, tmp_path: Path) ->
     bad.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-03,1,1,2,1.5,1.5,10\n")
     result = data_cli.invoke(app, ["data", "import", str(bad), "--ticker", "QQQ"])
     assert result.exit_code == 1
-    assert "high is below low" in result.output and "bad.csv" in result.output
+    assert "high 1 is below low 2" in result.output and "bad.csv" in result.output
     assert "nothing was stored" in result.output

@@ -81,34 +81,35 @@ def test_parquet_long_format(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "row", "reason"),
+    ("body", "line", "reason"),
     [
         (
             "ticker,date,open,high,low,close\nAAA,2024-01-02,1,2,1,1\n",
             None,
             "missing column(s) volume",
         ),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 2, "date is not"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 2, "open is missing"),
-        (HEADER + "AAA,2024-01-02,1,2,1,nan,1\n", 1, "close is missing"),
-        (HEADER + "AAA,2024-01-02,1,2,1,0,1\n", 1, "not positive"),
-        (HEADER + "AAA,2024-01-02,1,2,1,-3,1\n", 1, "not positive"),
-        (HEADER + "AAA,2024-01-02,1,1,2,1,1\n", 1, "high is below low"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 1, "volume is missing or negative"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 2, "duplicate session"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 3, "date '02/01/2024x' is not a date"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 3, "open is '': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,nan,1\n", 2, "close is 'nan': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,0,1\n", 2, "close is '0': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,-3,1\n", 2, "close is '-3': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,1,2,1,1\n", 2, "high 1 is below low 2"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 2, "volume is '-5': expected a number of at least 0"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 3, "duplicate session: the same ticker and date appear on line 2"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\n\nAAA,2024-01-03,1,2,x,1,1\n", 4, "low is 'x'"),
         (HEADER, None, "no data rows"),
         ("", None, "the file is empty"),
-        (HEADER + "SYN0001,2024-01-02,1,2,1,1,1\n", 1, "reserved for synthetic"),
+        (HEADER + "SYN0001,2024-01-02,1,2,1,1,1\n", 2, "reserved for synthetic"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_rejected_with_file_row_and_reason(
-    tmp_path: Path, body: str, row: int | None, reason: str
+    tmp_path: Path, body: str, line: int | None, reason: str
 ) -> None:
     path = _write(tmp_path / "bad.csv", body)
     with pytest.raises(ImportRejected) as exc:
         import_files(tmp_path / "store", [path])
     problems = _reasons(exc)
-    assert any(f == str(path) and r == row and reason in why for f, r, why in problems), problems
+    assert any(f == str(path) and r == line and reason in why for f, r, why in problems), problems
     assert not (tmp_path / "store" / "manifest.json").exists()
 
 
@@ -119,8 +120,8 @@ def test_duplicates_across_files_name_both(tmp_path: Path) -> None:
     )
     with pytest.raises(ImportRejected) as exc:
         import_files(tmp_path / "store", [one, two])
-    ((file, row, reason),) = _reasons(exc)
-    assert (file, row) == (str(two), 2) and str(one) in reason
+    ((file, line, reason),) = _reasons(exc)
+    assert (file, line) == (str(two), 3) and f"{one} line 2" in reason
 
 
 def test_a_bad_second_file_leaves_the_store_unchanged(tmp_path: Path) -> None:
