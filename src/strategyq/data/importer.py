@@ -76,9 +76,7 @@ def import_files(
         ImportRejected: A file cannot be read, or (without ``skip_bad_rows``) any row is
             invalid; nothing was written.
     """
-    bars, skipped = parse_files(
-        paths, ticker, date_format=date_format, skip_bad_rows=skip_bad_rows
-    )
+    bars, skipped = parse_files(paths, ticker, date_format=date_format, skip_bad_rows=skip_bad_rows)
     Store(root).upsert(bars)
     log.info(
         "imported %s rows of %s tickers from %s files (%s problem(s) skipped)",

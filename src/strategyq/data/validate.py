@@ -97,7 +97,9 @@ def flag(
         line, prefix = cols.where(int(row))
         problems.append((cols.source, line, prefix + reason(int(row))))
     if rows.size > ROWS_PER_REASON:
-        problems.append((cols.source, None, f"{rows.size - ROWS_PER_REASON} more row(s): {summary}"))
+        problems.append(
+            (cols.source, None, f"{rows.size - ROWS_PER_REASON} more row(s): {summary}")
+        )
 
 
 def check(cols: Columns, problems: list[Problem]) -> None:
@@ -113,13 +115,7 @@ def check(cols: Columns, problems: list[Problem]) -> None:
         v = cols.values[col]
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(v) | (v <= 0)
-        flag(
-            problems,
-            cols,
-            bad,
-            lambda r, c=col: f"{c} is {cols.shown(r, c)!r}: expected a positive number",
-            f"{col} is missing, not a number or not positive",
-        )
+        flag(problems, cols, bad, _not_positive(cols, col), f"{col} is missing or not positive")
     volume = cols.values["volume"]
     with np.errstate(invalid="ignore"):
         bad_volume = ~np.isfinite(volume) | (volume < 0)
@@ -166,11 +162,18 @@ def check(cols: Columns, problems: list[Problem]) -> None:
     first_of[order] = order[group_start]
 
     def duplicate(r: int) -> str:
-        line, prefix = cols.where(int(first_of[r]))
+        line, _ = cols.where(int(first_of[r]))
         earlier = f"line {line}" if line is not None else "an earlier row"
         return f"duplicate session: the same ticker and date appear on {earlier}"
 
     flag(problems, cols, repeat & readable, duplicate, "duplicate session")
+
+
+def _not_positive(cols: Columns, col: str) -> Callable[[int], str]:
+    def reason(row: int) -> str:
+        return f"{col} is {cols.shown(row, col)!r}: expected a positive number"
+
+    return reason
 
 
 def parse_dates(values: pd.Series, date_format: str | None) -> npt.NDArray[np.int32]:  # type: ignore[type-arg]
@@ -221,7 +224,7 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
     tid_parts, day_parts, src_parts, row_parts = [], [], [], []
     for s, cols in enumerate(sources):
         remap = np.array([code_of[n] for n in cols.names], dtype=np.int64)
-        good = np.flatnonzero(~cols.bad)
+        good = np.flatnonzero(~cols.bad) if cols.bad.any() else np.arange(cols.rows)
         tid_parts.append(remap[cols.codes[good]] if len(remap) else good)
         day_parts.append(cols.days[good])
         src_parts.append(np.full(good.shape[0], s, dtype=np.int64))
@@ -230,10 +233,12 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
     day = np.concatenate(day_parts) if day_parts else np.zeros(0, np.int32)
     src = np.concatenate(src_parts) if src_parts else np.zeros(0, np.int64)
     row = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-    order = np.lexsort((row, src, day, tid))
-    tid, day, src, row = tid[order], day[order], src[order], row[order]
+    # One stable sort on (ticker, day): ties keep source order, then row order.
+    key = tid << 32 | (day.astype(np.int64) & 0xFFFFFFFF)
+    order = np.argsort(key, kind="stable")
+    key, tid, day, src, row = key[order], tid[order], day[order], src[order], row[order]
     clash = np.zeros(tid.shape[0], dtype=bool)
-    clash[1:] = (tid[1:] == tid[:-1]) & (day[1:] == day[:-1])
+    clash[1:] = key[1:] == key[:-1]
     reported = 0
     for i in np.flatnonzero(clash):
         j = i - 1
@@ -260,18 +265,23 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
     keep = ~clash
     tid, day, src, row = tid[keep], day[keep], src[keep], row[keep]
     values: dict[str, npt.NDArray[np.float64]] = {}
+    whole = np.arange(tid.shape[0])
+    at_source = (
+        [whole] if len(sources) == 1 else [np.flatnonzero(src == s) for s in range(len(sources))]
+    )
     for col in VALUE_COLUMNS:
         out = np.empty(tid.shape[0], dtype=np.float64)
-        for s, cols in enumerate(sources):
-            at = np.flatnonzero(src == s)
-            if not at.size:
+        for cols, rows_of in zip(sources, at_source, strict=True):
+            if not rows_of.size:
                 continue
-            picked = row[at]
+            picked = row[rows_of]
             if col == "adj_factor":
                 adj = cols.values.get("adj_close")
-                out[at] = adj[picked] / cols.values["close"][picked] if adj is not None else 1.0
+                out[rows_of] = (
+                    adj[picked] / cols.values["close"][picked] if adj is not None else 1.0
+                )
             else:
-                out[at] = cols.values[col][picked]
+                out[rows_of] = cols.values[col][picked]
         values[col] = out
     present = np.bincount(tid, minlength=len(names)).astype(np.int64)
     used = present > 0
