@@ -31,7 +31,7 @@ def _out() -> Console:
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 T = TypeVar("T")

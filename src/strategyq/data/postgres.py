@@ -370,7 +370,7 @@ def _always(reason: str) -> Callable[[int], str]:
 def _ticker_codes(
     column: pa.Array, code_of: dict[str, int], names: list[str]
 ) -> npt.NDArray[np.int64]:
-    text = pc.fill_null(column.cast(pa.string()), "")
+    text = pc.fill_null(_plain(column).cast(pa.string()), "")
     encoded = pc.dictionary_encode(text)
     local = np.empty(len(encoded.dictionary), dtype=np.int64)
     for i, raw in enumerate(encoded.dictionary.to_pylist()):
@@ -384,6 +384,7 @@ def _ticker_codes(
 
 
 def _day_numbers(column: pa.Array, timezone: str, date_format: str | None) -> npt.NDArray[np.int32]:
+    column = _plain(column)
     kind = column.type
     if pa.types.is_date(kind):
         days = column.cast(pa.date32()).cast(pa.int32())
@@ -402,7 +403,16 @@ def _day_numbers(column: pa.Array, timezone: str, date_format: str | None) -> np
     return np.full(len(column), NAT_DAY, dtype=np.int32)
 
 
+def _plain(column: pa.Array) -> pa.Array:
+    # The driver hands types Arrow has no match for (NUMERIC, …) as an opaque
+    # extension over their text form.
+    if isinstance(column.type, pa.BaseExtensionType):
+        return column.storage
+    return column
+
+
 def _floats(column: pa.Array) -> npt.NDArray[np.float64]:
+    column = _plain(column)
     kind = column.type
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
         floats = column.cast(pa.float64())
@@ -411,7 +421,15 @@ def _floats(column: pa.Array) -> npt.NDArray[np.float64]:
         )
         return out
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        # A text column: numbers are read, anything else is reported with its value.
+        try:
+            # NUMERIC and text holding numbers: Arrow's own cast, when every value reads.
+            cast = pc.cast(column, pa.float64())
+            return np.asarray(
+                pc.fill_null(cast, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        # Some values are not numbers: each is reported with its value.
         parsed = pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce")
         return np.asarray(parsed, dtype=np.float64)
     return np.full(len(column), np.nan)
