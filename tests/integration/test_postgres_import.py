@@ -18,7 +18,7 @@ from strategyq.data import MarketData
 from strategyq.data.postgres import PostgresSource, import_postgres, redact
 from strategyq.errors import ImportRejected
 from tests.conftest import free_port
-from tests.integration.pg import PasswordServer, execute, pg_url  # noqa: F401
+from tests.integration.pg import PasswordServer, execute
 
 BARS = (
     "CREATE TABLE bars (ticker text, date date, open float8, high float8, low float8, "

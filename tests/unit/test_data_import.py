@@ -88,14 +88,14 @@ def test_parquet_long_format(tmp_path: Path) -> None:
             None,
             "missing column(s) volume",
         ),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 3, "date '02/01/2024x' is not a date"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 3, "open is '': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 3, "date '02/01/2024x' is not a date"),  # noqa: E501
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 3, "open is '': expected a positive"),  # noqa: E501
         (HEADER + "AAA,2024-01-02,1,2,1,nan,1\n", 2, "close is 'nan': expected a positive"),
         (HEADER + "AAA,2024-01-02,1,2,1,0,1\n", 2, "close is '0': expected a positive"),
         (HEADER + "AAA,2024-01-02,1,2,1,-3,1\n", 2, "close is '-3': expected a positive"),
         (HEADER + "AAA,2024-01-02,1,1,2,1,1\n", 2, "high 1 is below low 2"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 2, "volume is '-5': expected a number of at least 0"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 3, "duplicate session: the same ticker and date appear on line 2"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 2, "volume is '-5': expected a number of at least 0"),  # noqa: E501
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 3, "duplicate session: the same ticker and date appear on line 2"),  # noqa: E501
         (HEADER + "AAA,2024-01-02,1,2,1,1,1\n\nAAA,2024-01-03,1,2,x,1,1\n", 4, "low is 'x'"),
         (HEADER, None, "no data rows"),
         ("", None, "the file is empty"),
