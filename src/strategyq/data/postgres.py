@@ -14,7 +14,9 @@ the password removed. Workers never connect: only this importer does.
 from __future__ import annotations
 
 import logging
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -300,16 +302,50 @@ def _final_query(source: PostgresSource, mapping: dict[str, str], since: str) ->
 
 
 def _batches(cursor: Any, sql: str) -> Iterator[pa.RecordBatch]:
+    """The result's record batches, read ahead by a thread.
+
+    The driver decodes the next batch (in C, without the GIL) while this thread
+    converts the previous one, so the conversion hides behind the network.
+    """
     import adbc_driver_manager
 
     _execute(cursor, sql)
+    reader = cursor.fetch_record_batch()
+    handoff: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        handoff.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            handoff.put(exc)
+
+    thread = threading.Thread(target=pump, name="postgres-reader", daemon=True)
+    thread.start()
     try:
-        reader = cursor.fetch_record_batch()
-        yield from reader
-    except adbc_driver_manager.Error as exc:
-        raise PostgresError(
-            f"PostgreSQL failed while sending rows: {_one_line(str(exc))}"
-        ) from None
+        while True:
+            item = handoff.get()
+            if item is None:
+                return
+            if isinstance(item, adbc_driver_manager.Error):
+                raise PostgresError(
+                    f"PostgreSQL failed while sending rows: {_one_line(str(item))}"
+                ) from None
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _read(
