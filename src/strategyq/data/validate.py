@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -217,10 +218,13 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
         row_parts.append(np.arange(n) if good is None else good)
     tid = np.concatenate(tid_parts) if tid_parts else np.zeros(0, np.int64)
     day = np.concatenate(day_parts) if day_parts else np.zeros(0, np.int32)
-    src = np.concatenate(src_parts) if src_parts else np.zeros(0, np.int64)
     row = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-    order = _ticker_date_order(tid, day, len(names))
-    tid, day, src, row = tid[order], day[order], src[order], row[order]
+    order, tid, day = _ticker_date_order(tid, day, len(names))
+    row = row[order]
+    if len(sources) == 1:
+        src = np.zeros(tid.shape[0], dtype=np.int64)
+    else:
+        src = np.concatenate(src_parts)[order]
     clash = np.zeros(tid.shape[0], dtype=bool)
     clash[1:] = (tid[1:] == tid[:-1]) & (day[1:] == day[:-1])
     reported = 0
@@ -251,11 +255,11 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
     if reported:
         keep = ~clash
         tid, day, src, row = tid[keep], day[keep], src[keep], row[keep]
-    values: dict[str, npt.NDArray[np.float64]] = {}
     at_source = (
         [None] if len(sources) == 1 else [np.flatnonzero(src == s) for s in range(len(sources))]
     )
-    for col in VALUE_COLUMNS:
+
+    def gather(col: str) -> npt.NDArray[np.float64]:
         out = np.empty(tid.shape[0], dtype=np.float64)
         for cols, rows_of in zip(sources, at_source, strict=True):
             picked = row if rows_of is None else row[rows_of]
@@ -265,7 +269,11 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
                 out[target] = adj[picked] / cols.values["close"][picked] if adj is not None else 1.0
             else:
                 out[target] = cols.values[col][picked]
-        values[col] = out
+        return out
+
+    # numpy's gathers release the GIL: two threads reorder two columns at a time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        values = dict(zip(VALUE_COLUMNS, pool.map(gather, VALUE_COLUMNS), strict=True))
     present = np.bincount(tid, minlength=len(names)).astype(np.int64)
     used = present > 0
     return Bars(
@@ -278,8 +286,11 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
 
 def _ticker_date_order(
     tid: npt.NDArray[np.int64], day: npt.NDArray[np.int32], tickers: int
-) -> npt.NDArray[np.intp]:
-    """A stable order by (ticker, date); ties keep their order (source, then row)."""
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """A stable order by (ticker, date), and ``tid`` and ``day`` in that order.
+
+    Ties keep their order (source, then row).
+    """
     if tickers < 2**15:
         # A stable sort on 16-bit keys is a radix sort: linear. Sources are usually in
         # date order within each ticker (by ticker, or by session as daily appends
@@ -287,10 +298,10 @@ def _ticker_date_order(
         order = np.argsort(tid.astype(np.int16), kind="stable")
         t, d = tid[order], day[order]
         if bool(np.all((t[1:] != t[:-1]) | (d[1:] >= d[:-1]))):
-            return order
+            return order, t, d
     key = tid << 32 | (day.astype(np.int64) & 0xFFFFFFFF)
     full: npt.NDArray[np.intp] = np.argsort(key, kind="stable")
-    return full
+    return full, tid[full], day[full]
 
 
 def rejected(problems: list[Problem]) -> ImportRejected:
