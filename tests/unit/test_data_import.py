@@ -172,3 +172,113 @@ def test_rewrites_compact_superseded_rows(tmp_path: Path) -> None:
     assert not list(root.glob(".tmp-*"))
     entries = MarketData(root).entries()
     assert entries["AAA"].rows == 6 and entries["BBB"].rows == 6
+
+
+def test_yfinance_offsets_that_change_with_daylight_saving_are_local_sessions(
+    tmp_path: Path,
+) -> None:
+    # yfinance writes each bar at local midnight with its UTC offset: -04:00 in
+    # summer, -05:00 in winter, in one file.
+    body = (
+        YAHOO
+        + "2011-11-04 00:00:00-04:00,10,11,9,10.5,10.5,100\n"
+        + "2011-11-07 00:00:00-05:00,10,11,9,10.6,10.6,100\n"
+        + "2012-03-09 00:00:00-05:00,10,11,9,10.7,10.7,100\n"
+        + "2012-03-12 00:00:00-04:00,10,11,9,10.8,10.8,100\n"
+    )
+    root = tmp_path / "store"
+    summary = import_files(root, [_write(tmp_path / "SPY.csv", body)])
+    assert summary.rows == 4
+    frame = MarketData(root).load(["SPY"], None, None).frame
+    assert frame["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2011-11-04",
+        "2011-11-07",
+        "2012-03-09",
+        "2012-03-12",
+    ]
+
+
+def test_iso_timestamps_with_z_or_a_time_are_their_written_date(tmp_path: Path) -> None:
+    body = (
+        HEADER + "AAA,2024-01-02T00:00:00Z,1,2,1,1,1\nAAA,2024-01-03 16:00,1,2,1,1,1\n"
+        "AAA,2024-01-04T09:30:00.5+0100,1,2,1,1,1\n"
+    )
+    import_files(tmp_path / "store", [_write(tmp_path / "a.csv", body)])
+    assert str(MarketData(tmp_path / "store").entries()["AAA"].last) == "2024-01-04"
+
+
+def test_slash_dates_are_refused_alike_unless_a_format_names_them(tmp_path: Path) -> None:
+    body = HEADER + "AAA,2013/03/05,1,2,1,1,1\nAAA,03/01/2013,1,2,1,1,1\n"
+    path = _write(tmp_path / "mixed.csv", body)
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path])
+    problems = _reasons(exc)
+    assert [(line, why.split(" is not")[0]) for _, line, why in problems] == [
+        (2, "date '2013/03/05'"),
+        (3, "date '03/01/2013'"),
+    ]
+    hints = {why.split(" is not a date; ")[1] for _, _, why in problems}
+    assert hints == {
+        "write dates as YYYY-MM-DD, or name the file's format with --date-format "
+        "(e.g. --date-format %m/%d/%Y)"
+    }, "both spellings get the same message"
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path], date_format="%m/%d/%Y")
+    ((_, line, why),) = _reasons(exc)
+    assert line == 2
+    assert why == "date '2013/03/05' is not a date; it does not match --date-format %m/%d/%Y"
+    ok = _write(
+        tmp_path / "us.csv", HEADER + "AAA,03/01/2013,1,2,1,1,1\nAAA,03/04/2013,1,2,1,1,1\n"
+    )
+    import_files(tmp_path / "store", [ok], date_format="%m/%d/%Y")
+    entries = MarketData(tmp_path / "store").entries()["AAA"]
+    assert (str(entries.first), str(entries.last)) == ("2013-03-01", "2013-03-04")
+
+
+def test_a_file_name_that_is_not_a_ticker_gives_one_hint(tmp_path: Path) -> None:
+    rows = "".join(f"2024-01-{d:02d},1,2,1,1,1,1\n" for d in range(2, 30))
+    path = _write(tmp_path / "prices from yahoo.csv", YAHOO + rows)
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path])
+    ((file, line, why),) = _reasons(exc)
+    assert (file, line) == (str(path), None)
+    assert "the file name does not name a ticker" in why and "--ticker" in why
+    import_files(tmp_path / "store", [path], ticker="SPY")
+    assert MarketData(tmp_path / "store").entries()["SPY"].rows == 28
+
+
+def test_skip_bad_rows_stores_the_good_ones_and_lists_the_rest(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    body = (
+        HEADER
+        + "AAA,2024-01-02,1,2,1,1,1\n"
+        + "AAA,2024-01-03,1,2,1,nan,1\n"
+        + "AAA,2024-01-04,1,2,1,1,1\n"
+        + "AAA,2024-01-04,1,2,1,1,1\n"
+        + "BBB,2024-01-02,1,1,2,1,1\n"
+        + "BBB,2024-01-03,1,2,1,1,1\n"
+    )
+    path = _write(tmp_path / "mixed.csv", body)
+    summary = import_files(root, [path], skip_bad_rows=True)
+    assert (summary.rows, summary.tickers) == (3, ["AAA", "BBB"])
+    assert [(line, why.split(":")[0]) for _, line, why in summary.skipped] == [
+        (3, "close is 'nan'"),
+        (5, "duplicate session"),
+        (6, "high 1 is below low 2"),
+    ]
+    entries = MarketData(root).entries()
+    assert (entries["AAA"].rows, entries["BBB"].rows) == (2, 1)
+    # A file that cannot be read is not a row to skip: the import is still refused whole.
+    before = _snapshot(root)
+    broken = _write(tmp_path / "nocols.csv", "ticker,date\nAAA,2024-01-05\n")
+    more = _write(tmp_path / "more.csv", HEADER + "CCC,2024-01-05,1,2,1,1,1\n")
+    with pytest.raises(ImportRejected):
+        import_files(root, [more, broken], skip_bad_rows=True)
+    assert _snapshot(root) == before
+
+
+def test_skip_bad_rows_with_only_bad_rows_stores_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "bad.csv", HEADER + "AAA,2024-01-02,1,2,1,-1,1\n")
+    with pytest.raises(ImportRejected, match="no row can be stored"):
+        import_files(tmp_path / "store", [path], skip_bad_rows=True)
+    assert not (tmp_path / "store" / "manifest.json").exists()
