@@ -282,3 +282,12 @@ def test_skip_bad_rows_with_only_bad_rows_stores_nothing(tmp_path: Path) -> None
     with pytest.raises(ImportRejected, match="no row can be stored"):
         import_files(tmp_path / "store", [path], skip_bad_rows=True)
     assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_rows_with_an_invalid_ticker_are_rows_to_skip(tmp_path: Path) -> None:
+    body = HEADER + "AAA,2024-01-02,1,2,1,1,1\nSYN0001,2024-01-02,1,2,1,1,1\n"
+    path = _write(tmp_path / "t.csv", body)
+    summary = import_files(tmp_path / "store", [path], skip_bad_rows=True)
+    assert summary.tickers == ["AAA"]
+    ((_, line, why),) = summary.skipped
+    assert line == 3 and "reserved for synthetic" in why

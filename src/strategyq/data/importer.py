@@ -15,7 +15,7 @@ the bad ones listed; the write is atomic either way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,7 +107,7 @@ def parse_files(
     problems: list[Problem] = []
     sources: list[Columns] = []
     for path in paths:
-        cols = _read_columns(Path(path), ticker, date_format, fatal)
+        cols = _read_columns(Path(path), ticker, date_format, fatal, problems)
         if cols is not None:
             check(cols, problems)
             sources.append(cols)
@@ -132,7 +132,11 @@ def _ordered(problems: list[Problem], paths: Sequence[Path]) -> list[Problem]:
 
 
 def _read_columns(
-    path: Path, ticker: str | None, date_format: str | None, fatal: list[Problem]
+    path: Path,
+    ticker: str | None,
+    date_format: str | None,
+    fatal: list[Problem],
+    problems: list[Problem],
 ) -> Columns | None:
     name = str(path)
     parquet = _is_parquet(path)
@@ -194,20 +198,15 @@ def _read_columns(
         lines=None if parquet else raw.index.to_numpy(dtype=np.int64) + 2,
         date_hint=date_hint(date_format),
     )
-    if has_ticker:
-        problems: list[Problem] = []
-        for i, value in enumerate(names):
-            reason = ticker_problem(value)
-            if reason:
-                _flag_ticker(cols, i, reason, problems)
-        fatal.extend(problems)
-        if problems:
-            return None
+    for code, value in enumerate(names):
+        reason = ticker_problem(value)
+        if reason:
+            flag(problems, cols, cols.codes == code, _always(reason), reason)
     return cols
 
 
-def _flag_ticker(cols: Columns, code: int, reason: str, problems: list[Problem]) -> None:
-    flag(problems, cols, cols.codes == code, lambda _row: reason, reason)
+def _always(reason: str) -> Callable[[int], str]:
+    return lambda _row: reason
 
 
 def _is_parquet(path: Path) -> bool:
