@@ -424,9 +424,7 @@ def _day_numbers(column: pa.Array, timezone: str, date_format: str | None) -> np
     kind = column.type
     if pa.types.is_date(kind):
         days = column.cast(pa.date32()).cast(pa.int32())
-        out: npt.NDArray[np.int32] = (
-            pc.fill_null(days, NAT_DAY).to_numpy(zero_copy_only=False).astype(np.int32)
-        )
+        out: npt.NDArray[np.int32] = _numpy(days, NAT_DAY, np.int32)
         return out
     if pa.types.is_timestamp(kind):
         if kind.tz is not None:
@@ -447,15 +445,19 @@ def _plain(column: pa.Array) -> pa.Array:
     return column
 
 
+def _numpy(column: pa.Array, missing: object, dtype: Any) -> Any:
+    """``column`` as numpy, ``missing`` for nulls; a view of Arrow's buffer when none is null."""
+    if column.null_count:
+        column = pc.fill_null(column, missing)
+    return column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
 def _floats(column: pa.Array) -> npt.NDArray[np.float64]:
     column = _plain(column)
     kind = column.type
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
-        floats = column.cast(pa.float64())
-        out: npt.NDArray[np.float64] = (
-            pc.fill_null(floats, np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
-        )
-        return out
+        floats: npt.NDArray[np.float64] = _numpy(column.cast(pa.float64()), np.nan, np.float64)
+        return floats
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         try:
             # NUMERIC and text holding numbers: Arrow's own cast, when every value reads.
