@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from strategyq.cli import app
 from strategyq.data import MarketData
 from strategyq.data.postgres import PostgresSource, import_postgres, redact
-from strategyq.errors import ImportRejected
+from strategyq.errors import DataError, ImportRejected
 from tests.conftest import free_port
 from tests.integration.pg import PasswordServer, execute
 
@@ -225,6 +225,13 @@ def test_the_password_may_come_from_pgpassfile_or_pgpassword(
     result = cli.invoke(app, ["data", "import", password_server.url, "--table", "bars"])
     assert result.exit_code == 0, result.output
     assert "2 rows of 1 ticker(s) (PWD)" in result.output
+
+
+def test_a_table_name_is_a_name_not_sql(tmp_path: Path) -> None:
+    url = f"postgresql://u@127.0.0.1:{free_port()}/m"
+    for table in ("bars; DROP TABLE bars", 'x"; DROP TABLE y; --', "a.b.c"):
+        with pytest.raises(DataError, match="is not a table name"):
+            import_postgres(tmp_path, PostgresSource(url, table=table))
 
 
 def test_redact_hides_only_the_password() -> None:

@@ -137,6 +137,7 @@ def import_postgres(
         raise DataError("name what to read: --table TABLE or --query 'SELECT …' (one of them)")
     if not _TIMEZONE.match(source.timezone):
         raise DataError(f"--timezone {source.timezone!r} is not a time zone name")
+    _select_source(source)  # a bad --table is refused before connecting
     store = Store(root)
     name = redact(source.url) + (f" table {source.table}" if source.table else " query")
     with _connect(source.url) as conn:
@@ -232,10 +233,22 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_PLAIN_PART = r"[A-Za-z_][A-Za-z0-9_$]*"
+_QUOTED_PART = r'"(?:[^"]|"")+"'
+_TABLE_NAME = re.compile(
+    rf"^(?:{_PLAIN_PART}|{_QUOTED_PART})(?:\.(?:{_PLAIN_PART}|{_QUOTED_PART}))?$"
+)
+
+
 def _quote_table(table: str) -> str:
-    if '"' in table:
-        return table  # already quoted by the user
-    return ".".join(_quote_ident(part) for part in table.split("."))
+    """``table`` as SQL: plain and double-quoted parts as PostgreSQL reads them."""
+    name = table.strip()
+    if not _TABLE_NAME.match(name):
+        raise DataError(
+            f"--table {table!r} is not a table name: write name or schema.name (double-quote "
+            "a part with other characters: '\"My Bars\"'), or read it with --query"
+        )
+    return name
 
 
 def _select_source(source: PostgresSource) -> str:
