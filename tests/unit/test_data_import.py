@@ -291,3 +291,19 @@ def test_rows_with_an_invalid_ticker_are_rows_to_skip(tmp_path: Path) -> None:
     assert summary.tickers == ["AAA"]
     ((_, line, why),) = summary.skipped
     assert line == 3 and "reserved for synthetic" in why
+
+
+def test_sessions_before_1970_sort_first(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    body = HEADER + "IBM,1970-01-02,1,2,1,1,1\nIBM,1962-01-02,1,2,1,2,1\nIBM,1969-12-31,1,2,1,3,1\n"
+    import_files(root, [_write(tmp_path / "old.csv", body)])
+    more = HEADER + "IBM,1962-01-03,1,2,1,4,1\nIBM,1969-12-31,1,2,1,5,1\n"
+    import_files(root, [_write(tmp_path / "more.csv", more)])
+    frame = MarketData(root).load(["IBM"], None, None).frame
+    assert frame["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "1962-01-02",
+        "1962-01-03",
+        "1969-12-31",
+        "1970-01-02",
+    ]
+    assert frame["close"].tolist() == [2.0, 4.0, 5.0, 1.0]

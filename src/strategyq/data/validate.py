@@ -299,7 +299,8 @@ def _ticker_date_order(
         t, d = tid[order], day[order]
         if bool(np.all((t[1:] != t[:-1]) | (d[1:] >= d[:-1]))):
             return order, t, d
-    key = tid << 32 | (day.astype(np.int64) & 0xFFFFFFFF)
+    # Days before 1970 are negative: shift them so that the key orders them first.
+    key = tid << 32 | (day.astype(np.int64) + 2**31)
     full: npt.NDArray[np.intp] = np.argsort(key, kind="stable")
     return full, tid[full], day[full]
 
