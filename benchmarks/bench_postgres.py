@@ -129,7 +129,8 @@ def _psql_copy(url: str) -> float:
 
 
 def main() -> dict[str, Any]:
-    console = Console()
+    console = Console(width=110)
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     server = os.environ.get("STRATEGYQ_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"strategyq_bench_{os.getpid()}"
     _psql(server, "-c", f"CREATE DATABASE {name}")
@@ -166,10 +167,11 @@ def main() -> dict[str, Any]:
     rss = max(r["rss_mib"] for r in full)
     rows = {
         "full import (read, check, store)": (full_s, RATIO_TARGET),
-        "fetch only: ADBC PostgreSQL -> Arrow": (statistics.median(adbc), None),
-        "fetch only: psycopg 3 binary COPY rows()": (statistics.median(psycopg), None),
+        "fetch only: ADBC -> Arrow": (statistics.median(adbc), None),
+        "fetch only: psycopg 3 COPY rows()": (statistics.median(psycopg), None),
     }
     table = Table(title=f"PostgreSQL import, {SYMBOLS:,} symbols x {SESSIONS:,} sessions")
+    console.print(f"load average before the runs: {load_before}")
     for column in ("case", "time s", "psql \\copy s", "ratio", "target", "ok"):
         table.add_column(column, justify="left" if column == "case" else "right")
     out: dict[str, Any] = {"rows": full[0]["rows"], "psql_copy_s": yard, "cases": {}}
@@ -182,7 +184,7 @@ def main() -> dict[str, Any]:
         )  # fmt: skip
         out["cases"][label] = {"s": seconds, "ratio": ratio, "target": target}
     table.add_row(
-        "incremental (--since auto, 1 new session)",
+        "--since auto, 1 new session",
         f"{incremental['s']:.2f}",
         "",
         f"{incremental['s'] / full_s:.2f}x of full",
@@ -190,7 +192,7 @@ def main() -> dict[str, Any]:
         "",
     )
     table.add_row(
-        "peak RSS of the full import",
+        "peak RSS, full import",
         f"{rss:,.0f} MiB",
         "",
         f"{rss / RSS_TARGET_MIB:.2f}x",
@@ -200,6 +202,7 @@ def main() -> dict[str, Any]:
     console.print(table)
     out["incremental"] = {"s": incremental["s"], "rows": incremental["rows"]}
     out["peak_rss_mib"] = rss
+    out["load_average"] = load_before
     return out
 
 
