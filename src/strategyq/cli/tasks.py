@@ -36,6 +36,19 @@ def _read_code(path: Path) -> str:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _hold_days(value: str) -> int | None:
+    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
+    text = value.strip().lower()
+    if text in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise fail(
+            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
+        ) from None
+
+
 def _split(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
@@ -46,12 +59,33 @@ def submit_backtest(
     symbols: Annotated[str, typer.Option(help="Comma-separated tickers, e.g. AAPL,MSFT.")],
     start: Annotated[str, typer.Option(help="First date, ISO 8601 (2010-01-01).")],
     end: Annotated[str, typer.Option(help="Last date, ISO 8601 (2012-12-31).")],
-    hold_days: Annotated[int | None, typer.Option(help="Sessions each trade is held.")] = None,
+    hold_days: Annotated[
+        str | None,
+        typer.Option(help="Most sessions a trade is held; 'none' = until an exit or a stop."),
+    ] = None,
     entry: Annotated[str | None, typer.Option(help="next_open (default) or close.")] = None,
+    exit_on: Annotated[
+        str | None, typer.Option(help="Where exit instances fill: next_open (default) or close.")
+    ] = None,
     stop_loss_pct: Annotated[float | None, typer.Option(help="Stop loss, percent.")] = None,
     take_profit_pct: Annotated[float | None, typer.Option(help="Take profit, percent.")] = None,
+    trailing_stop_pct: Annotated[
+        float | None, typer.Option(help="Trailing stop from the best close since entry, percent.")
+    ] = None,
     commission_bps: Annotated[float | None, typer.Option(help="Commission per side, bps.")] = None,
     slippage_bps: Annotated[float | None, typer.Option(help="Slippage per side, bps.")] = None,
+    initial_capital: Annotated[float | None, typer.Option(help="Starting equity.")] = None,
+    max_positions: Annotated[int | None, typer.Option(help="Most trades open at once.")] = None,
+    max_entries_per_ticker: Annotated[
+        int | None, typer.Option(help="Most positions open at once on one ticker (0 = no limit).")
+    ] = None,
+    benchmark: Annotated[
+        str | None,
+        typer.Option(help="Ticker to compare against, e.g. SPY (default: equal weight)."),
+    ] = None,
+    lookback_sessions: Annotated[
+        int | None, typer.Option(help="Sessions of history before --start the strategy sees (252).")
+    ] = None,
     task_id: Annotated[str | None, typer.Option(help="Task id (default: a new UUID).")] = None,
     wait: Wait = False,
     as_json: AsJson = False,
@@ -61,15 +95,23 @@ def submit_backtest(
     options: dict[str, Any] = {
         k: v
         for k, v in {
-            "hold_days": hold_days,
             "entry": entry,
+            "exit_on": exit_on,
             "stop_loss_pct": stop_loss_pct,
             "take_profit_pct": take_profit_pct,
+            "trailing_stop_pct": trailing_stop_pct,
             "commission_bps": commission_bps,
             "slippage_bps": slippage_bps,
+            "initial_capital": initial_capital,
+            "max_positions": max_positions,
+            "max_entries_per_ticker": max_entries_per_ticker,
+            "benchmark": benchmark,
+            "lookback_sessions": lookback_sessions,
         }.items()
         if v is not None
     }
+    if hold_days is not None:
+        options["hold_days"] = _hold_days(hold_days)
     r = client()
     tid = add_backtest_task(
         r,
