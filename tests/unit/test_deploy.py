@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -786,7 +787,7 @@ def test_the_redis_container_command_starts_valkey_with_that_config(tmp_path: Pa
     script = script.replace("exec valkey-server", f"exec {valkey_binary()}")
     proc = subprocess.Popen(
         ["sh", "-c", script], env={"REDIS_PASSWORD": "from-the-secret", "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         client = redis.Redis(
@@ -804,11 +805,16 @@ def test_the_redis_container_command_starts_valkey_with_that_config(tmp_path: Pa
         assert (got["appendonly"], got["maxmemory-policy"]) == ("yes", "noeviction")
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port, socket_timeout=5).set("k", "v")
+        # The shell replaced itself: SIGTERM to the container's PID 1 reaches valkey.
+        assert Path(f"/proc/{proc.pid}/exe").resolve() == Path(valkey_binary()).resolve()
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
         assert b"from-the-secret" not in cmdline, "the password is not in the arguments"
-    finally:
         proc.terminate()
-        proc.wait(30)
+        assert proc.wait(30) == 0, "valkey shut down cleanly on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
 
 
 def test_only_workers_the_api_and_keda_reach_redis() -> None:
