@@ -128,7 +128,7 @@ def test_image_runs_as_the_non_root_user_the_deployment_expects() -> None:
     user = only(final_stage(), "USER")
     uid, _, gid = user.partition(":")
     assert uid.isdigit() and int(uid) != 0, "numeric non-root uid, so runAsNonRoot can check it"
-    pod = workload("Deployment")["spec"]["template"]["spec"]
+    pod = workload("Deployment", "strategy-worker")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == int(uid)
     assert pod["securityContext"]["runAsGroup"] == int(gid)
 
@@ -275,7 +275,7 @@ def example_secret() -> Obj:
 
 
 def container() -> Obj:
-    (c,) = workload("Deployment")["spec"]["template"]["spec"]["containers"]
+    (c,) = workload("Deployment", "strategy-worker")["spec"]["template"]["spec"]["containers"]
     return dict(c)
 
 
@@ -429,7 +429,7 @@ def test_deployment_keeps_the_seed_shape() -> None:
 
 
 def test_deployment_security_checklist() -> None:
-    pod = workload("Deployment")["spec"]["template"]["spec"]
+    pod = workload("Deployment", "strategy-worker")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
     psc = pod["securityContext"]
@@ -448,7 +448,7 @@ def test_deployment_security_checklist() -> None:
 
 
 def test_grace_period_outlasts_the_workers_own_shutdown() -> None:
-    pod = workload("Deployment")["spec"]["template"]["spec"]
+    pod = workload("Deployment", "strategy-worker")["spec"]["template"]["spec"]
     grace_s = float(env_map()["STRATEGYQ_GRACE_PERIOD"]["value"])
     assert grace_s == DEFAULTS.grace_period_s
     assert pod["terminationGracePeriodSeconds"] >= grace_s + 10
@@ -478,12 +478,14 @@ def test_probes_hit_the_health_servers_paths_on_the_metrics_port() -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": READY_PATH, "port": port["name"]}
     assert c["livenessProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": port["name"]}
     assert c["startupProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": port["name"]}
-    annotations = workload("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    annotations = workload("Deployment", "strategy-worker")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
     assert annotations["prometheus.io/port"] == str(DEFAULT_METRICS_PORT)
 
 
 def test_writable_tmp_and_read_only_data_volume() -> None:
-    pod = workload("Deployment")["spec"]["template"]["spec"]
+    pod = workload("Deployment", "strategy-worker")["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m for m in container()["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
@@ -532,7 +534,10 @@ def test_metrics_service_selects_the_workers() -> None:
 def test_scaled_object_scales_the_deployment_on_the_queue() -> None:
     so = workload("ScaledObject")
     spec = so["spec"]
-    assert spec["scaleTargetRef"]["name"] == workload("Deployment")["metadata"]["name"]
+    assert (
+        spec["scaleTargetRef"]["name"]
+        == workload("Deployment", "strategy-worker")["metadata"]["name"]
+    )
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 10)
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "redis"
@@ -867,7 +872,10 @@ def job_pod() -> Obj:
 
 
 def test_import_job_runs_like_the_worker_but_writes_the_store() -> None:
-    pod, worker_pod = job_pod(), workload("Deployment")["spec"]["template"]["spec"]
+    pod, worker_pod = (
+        job_pod(),
+        workload("Deployment", "strategy-worker")["spec"]["template"]["spec"],
+    )
     assert pod["securityContext"] == worker_pod["securityContext"]
     (job,) = pod["containers"]
     assert job["securityContext"] == container()["securityContext"]
