@@ -1134,3 +1134,22 @@ def test_dashboard_ships_as_a_configmap_grafana_discovers() -> None:
     ]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["strategyq-dashboard.json"]) == dashboard()
+
+
+def test_an_overlay_adds_the_in_flight_trigger_to_the_whole_stack(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(K8S)],
+                "components": [str(COMPONENTS / "keda-in-flight")],
+            }
+        )
+    )
+    proc = subprocess.run(
+        [kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    objs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    so = one(objs, "ScaledObject", "strategy-worker-scaler")
+    validate(so)
+    assert [t["type"] for t in so["spec"]["triggers"]] == ["redis", "prometheus"]
