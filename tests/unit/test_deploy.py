@@ -1140,8 +1140,9 @@ def test_an_overlay_adds_the_in_flight_trigger_to_the_whole_stack(tmp_path: Path
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
-                "resources": [str(K8S)],
-                "components": [str(COMPONENTS / "keda-in-flight")],
+                # kustomize takes only relative paths to other kustomizations.
+                "resources": [os.path.relpath(K8S, tmp_path)],
+                "components": [os.path.relpath(COMPONENTS / "keda-in-flight", tmp_path)],
             }
         )
     )
