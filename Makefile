@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test test-redis demo bench bench-e2e bench-sweep clean
+.PHONY: install lint format test test-redis demo bench bench-e2e bench-sweep bench-postgres clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ bench-e2e: $(STAMP)
 
 bench-sweep: $(STAMP)
 	$(BIN)/python -m benchmarks sweep
+
+# Needs a PostgreSQL server (STRATEGYQ_BENCH_PG, default postgres@127.0.0.1:5432).
+bench-postgres: $(STAMP)
+	$(BIN)/python -m benchmarks postgres
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
