@@ -247,11 +247,15 @@ def build(
     lag = day_index + 1 - sized_on
     width = int(lag.max()) + 1
     sized = step / model.max_positions if fraction is None else step * fraction[trade]
-    weights: FloatArray = np.asarray(
-        np.bincount(day_index * width + lag, weights=sized, minlength=sessions * width),
-        dtype=np.float64,
-    ).reshape(sessions, width)
-    equity = _recurrence(weights, capital)
+    # The (session, lag) weights, summed per cell in the marks' order (as a dense
+    # bincount would), kept sparse: only cells with marks.
+    cells, cell_of = np.unique(day_index * width + lag, return_inverse=True)
+    summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells))
+    equity = _single_term_recurrence(cells, summed, sessions, width, capital)
+    if equity is None:
+        weights = np.zeros(sessions * width)
+        weights[cells] = summed
+        equity = _recurrence(weights.reshape(sessions, width), capital)
     alloc = equity[np.searchsorted(calendar, market.day[cand.entry_row[taken]])]
     if fraction is None:
         pnl = alloc / model.max_positions * cand.ret[taken]
@@ -306,3 +310,40 @@ def _recurrence(weights: FloatArray, capital: float) -> FloatArray:
     padded[base + done + 1 :] = padded[base + done]
     equity: FloatArray = padded[base:]
     return equity
+
+
+def _single_term_recurrence(
+    cells: IntArray, summed: FloatArray, sessions: int, width: int, capital: float
+) -> FloatArray | None:
+    """:func:`_recurrence` when no session has more than one non-zero lag.
+
+    ``cells`` are the flat indices ``t * width + lag`` of the weights matrix
+    that hold marks (ascending) and ``summed`` their values. A dot product
+    with one non-zero term is that term's product exactly, so ``E[t] + w ·
+    E[t+1-lag]`` in plain floats gives the very bits of the general loop (one
+    trade open at a time: the usual case), without a dense matrix and a dot
+    product over the whole lag width per session. Returns ``None`` when a
+    session has several terms, or when the curve meets a value at which the
+    sign of a zero could matter (0, inf, NaN): the general loop decides those.
+    """
+    rows, lags = np.divmod(cells, width)
+    # Lag 0 never enters the general loop's dot product (it would be E[t+1] itself).
+    keep = (summed != 0.0) & (lags > 0)
+    rows, lags = rows[keep], lags[keep]
+    if len(rows) == 0 or bool(np.any(rows[1:] == rows[:-1])):
+        return None
+    values = summed[keep].tolist()
+    equity = [capital] * (sessions + 1)
+    done = 0
+    current = capital
+    for t, lag, w in zip(rows.tolist(), lags.tolist(), values, strict=True):
+        if t > done:
+            equity[done + 1 : t + 1] = [current] * (t - done)
+        current = current + w * equity[t + 1 - lag]
+        equity[t + 1] = current
+        done = t + 1
+    equity[done + 1 :] = [current] * (sessions - done)
+    out: FloatArray = np.asarray(equity, dtype=np.float64)
+    if not bool(np.all(np.isfinite(out) & (out != 0.0))):
+        return None
+    return out
