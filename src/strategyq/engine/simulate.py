@@ -272,6 +272,10 @@ def _apply_stops(
     # Work in "long space": a short's prices are negated, so one set of comparisons serves both.
     stop_l, target_l = sign * stop, sign * target
     trail = model.trailing_stop_pct
+    if trail is None:
+        _fixed_stops(market, sig_row, checked_to, exit_row, short, exit_price, reason, stop_l,
+                     target_l)  # fmt: skip
+        return
     # Best price so far in long space (the highest close for longs, minus the lowest for shorts).
     best_l = sign * entry
     live = np.arange(len(sig_row))
@@ -316,3 +320,68 @@ def _apply_stops(
             # fmax: a session without a close leaves the best price as it was.
             best_l[live] = np.fmax(best_l[live], s * market.close[row])
         live = live[~done]
+
+
+FLAT_STOP_CELLS = 1 << 20
+"""Most (trade, session) cells :func:`_fixed_stops` checks in one batch (bounds its memory)."""
+
+
+def _fixed_stops(
+    market: Market,
+    sig_row: IntArray,
+    checked_to: IntArray,
+    exit_row: IntArray,
+    short: BoolArray,
+    exit_price: FloatArray,
+    reason: IntArray,
+    stop_l: FloatArray,
+    target_l: FloatArray,
+) -> None:
+    """:func:`_apply_stops` without a trailing stop: every held session checked at once.
+
+    A fixed stop and target do not move, so each (trade, session) cell is
+    decided on its own: the cells of a batch of trades are laid out flat, the
+    same comparisons as the session-by-session walk are made on each, and
+    each trade's first hit wins. Batches keep at most ``FLAT_STOP_CELLS`` cells.
+    """
+    length = np.maximum(checked_to - sig_row, 0)
+    ends = np.cumsum(length)
+    first = 0
+    while first < len(length):
+        # The trades of this batch: at least one, and at most FLAT_STOP_CELLS cells.
+        before = int(ends[first - 1]) if first else 0
+        last = int(np.searchsorted(ends, before + FLAT_STOP_CELLS, side="right"))
+        last = max(last, first + 1)
+        trades = np.arange(first, last)
+        first = last
+        count = length[trades]
+        if not count.sum():
+            continue
+        trade = np.repeat(trades, count)
+        offset = np.cumsum(count) - count
+        step = np.arange(len(trade)) - np.repeat(offset, count) + 1
+        row = sig_row[trade] + step
+        is_short = short[trade]
+        s = np.where(is_short, -1.0, 1.0)
+        opened = s * market.open[row]
+        worst = np.where(is_short, -market.high[row], market.low[row])
+        best = np.where(is_short, -market.low[row], market.high[row])
+        st, tg = stop_l[trade], target_l[trade]
+        gap_stop = opened <= st
+        gap_target = ~gap_stop & (opened >= tg)
+        hit_stop = ~gap_stop & ~gap_target & (worst <= st)
+        hit_target = ~gap_stop & ~gap_target & ~hit_stop & (best >= tg)
+        done = np.flatnonzero(gap_stop | gap_target | hit_stop | hit_target)
+        if len(done) == 0:
+            continue
+        # Cells lie in trade order, then session order: a trade's first hit is its first cell.
+        hit = done[np.r_[True, trade[done][1:] != trade[done][:-1]]]
+        fill = np.select(
+            [(gap_stop | gap_target)[hit], hit_stop[hit], hit_target[hit]],
+            [opened[hit], st[hit], tg[hit]],
+            default=np.nan,
+        )
+        idx = trade[hit]
+        exit_price[idx] = s[hit] * fill
+        exit_row[idx] = row[hit]
+        reason[idx] = np.where((gap_stop | hit_stop)[hit], EXIT_STOP, EXIT_TARGET)
