@@ -110,6 +110,7 @@ class _Run:
         *,
         params: dict[str, Any] | None = None,
         runs: list[dict[str, Any]] | None = None,
+        keep_columns: bool = False,
     ) -> tuple[LoadResult, list[Any], list[int]]:
         """Load the engine's frame, then run the strategy in a sandbox on the same data.
 
@@ -142,6 +143,7 @@ class _Run:
             insecure_no_sandbox=self.insecure,
             params=params,
             runs=runs,
+            keep_columns=keep_columns,
         )
         self.stage("computing_metrics")
         return loaded, instances, list(meta["shape"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from strategyq.engine.columnar import ColumnSignals, column_signals
 from strategyq.engine.instances import NormalizedInstances, normalize_instances
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
 from strategyq.engine.market import (
@@ -223,6 +225,82 @@ def run_backtest(
         ),
         "warnings": _warnings(counts, normalized, market),
     }
+
+
+def backtest_metrics(
+    instances: Any,
+    df: pd.DataFrame | Market,
+    model: TradeModel,
+    *,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    benchmark: pd.DataFrame | Market | None = None,
+    benchmark_symbol: str | None = None,
+) -> dict[str, Any]:
+    """The ``performance_metrics`` that :func:`run_backtest` reports for the same arguments.
+
+    Only the metrics: no instance records, trades or curves are built, which
+    is most of a small backtest's cost (a sweep keeps only the metrics of all
+    but its best combination). ``instances`` may also be a mapping of
+    equal-length columns (``{"ticker": [...], "date": [...], "entry": [...]}``),
+    read column-wise when their shape allows it (see
+    :mod:`strategyq.engine.columnar`) and as the rows they make otherwise.
+
+    Raises:
+        EngineError: an instance is malformed (the message names it).
+        DataError: the bars are malformed.
+    """
+    full = as_market(df)
+    first, last = _range(full, start, end)
+    market = full.window(first.date() if start else None, last.date() if end else None)
+    first_day = date_to_day(first.date()) if start else None
+    cols: SignalColumns | None = None
+    if isinstance(instances, Mapping):
+        fast = column_signals(instances, market, first_day)
+        if fast is None:
+            names = list(instances)
+            instances = [
+                dict(zip(names, row, strict=True)) for row in zip(*instances.values(), strict=True)
+            ]
+        else:
+            model = model.resolved(fast.has_exits)
+            cols = _columns_from(fast)
+    if cols is None:
+        normalized = (
+            instances
+            if isinstance(instances, NormalizedInstances)
+            else normalize_instances(instances, known_tickers=market.symbols)
+        )
+        model = model.resolved(normalized.has_exits)
+        cols = _signal_columns(normalized, market, first_day)
+    bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
+    outcome = simulate_and_measure(
+        market, cols.codes, cols.days, cols.short, cols.scores, model,
+        exits=cols.exits, weights=cols.weights, benchmark=bench,
+    )  # fmt: skip
+    return outcome.metrics
+
+
+def _columns_from(fast: ColumnSignals) -> SignalColumns:
+    """The signal arrays of :func:`_signal_columns` from column-wise signals (no weights,
+    scores or shorts: those fields take the row path)."""
+    entries = len(fast.entry_codes)
+    return SignalColumns(
+        codes=fast.entry_codes,
+        days=fast.entry_days,
+        short=np.zeros(entries, dtype=bool),
+        scores=np.full(entries, np.nan),
+        weights=None,
+        index=fast.entry_index,
+        exits=ExitSignals(
+            codes=fast.exit_codes,
+            days=fast.exit_days,
+            short=np.zeros(len(fast.exit_codes), dtype=bool),
+        ),
+        exit_index=np.zeros(0, dtype=np.int64),
+        undated=0,
+        before_start=0,
+    )
 
 
 def _benchmark(

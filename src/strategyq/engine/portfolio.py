@@ -250,7 +250,9 @@ def build(
     # The (session, lag) weights, summed per cell in the marks' order (as a dense
     # bincount would), kept sparse: only cells with marks.
     cells, cell_of = np.unique(day_index * width + lag, return_inverse=True)
-    summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells))
+    summed: FloatArray = np.asarray(
+        np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells)), dtype=np.float64
+    )
     equity = _single_term_recurrence(cells, summed, sessions, width, capital)
     if equity is None:
         weights = np.zeros(sessions * width)

@@ -296,13 +296,16 @@ class ForkClient:
         insecure_no_sandbox: bool = False,
         params: dict[str, Any] | None = None,
         runs: list[dict[str, Any]] | None = None,
+        keep_columns: bool = False,
     ) -> tuple[list[Any], dict[str, Any]]:
         """Run ``source`` on the frame the server loads for ``request``.
 
         ``params`` is the second argument of a ``f(df, params)`` strategy. With
         ``runs`` (``[{"params": {...}, "until": "YYYY-MM-DD" | None}, ...]``) the
         child calls the strategy once per run on the same frame (cut after
-        ``until``) and the instances come back as one list per run.
+        ``until``) and the instances come back as one list per run (or, with
+        ``keep_columns``, a :class:`~strategyq.sandbox.result.ColumnRun` for a
+        run whose DataFrame travelled as columns).
 
         Returns:
             (instances, or one list of instances per run; the loader's metadata)
@@ -353,6 +356,7 @@ class ForkClient:
             cancel_fd=cancel_fd,
             reap=self._wait_exit,
             defer=lambda _pid: None,
+            keep_columns=keep_columns,
         )
         return instances, c.meta
 

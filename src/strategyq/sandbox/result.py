@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -212,10 +213,29 @@ def _check_shape(value: Any) -> list[dict[str, Any]]:
     return value
 
 
-def _from_columns(run: Any) -> Any:
-    """A run sent as columns, back to one dict per row (the engine's instances)."""
-    if not isinstance(run, dict):
-        return run
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@dataclass(frozen=True)
+class ColumnRun:
+    """One call's instances as the child sent them: equal-length columns of JSON scalars.
+
+    Kept as columns for a reader that can use them so (a sweep chunk's
+    metrics); :meth:`rows` gives the dicts a single run would have sent.
+    """
+
+    columns: dict[str, list[Any]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per row, fields in column order."""
+        names = list(self.columns)
+        return [
+            dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
+
+
+def _column_run(run: Any) -> ColumnRun:
+    """A run sent as columns, checked: a dict of equal-length lists of scalars."""
     columns = run.get("columns")
     if set(run) != {"columns"} or not isinstance(columns, dict):
         raise errors.BadResult("the strategy process sent a malformed message")
@@ -223,14 +243,26 @@ def _from_columns(run: Any) -> Any:
     if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) > 1:
         raise errors.BadResult("the strategy process sent a malformed message")
     for values in lists:
-        if any(isinstance(v, dict | list) for v in values):
+        if not set(map(type, values)) <= _SCALARS:
             raise errors.BadResult("the strategy process sent a malformed message")
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+    return ColumnRun(columns)
 
 
-def decode(message: bytes) -> list[dict[str, Any]]:
-    """Parse one message from the child: the instances, or raise the error it reports."""
+def _run(run: Any, keep_columns: bool) -> Any:
+    if not isinstance(run, dict):
+        return _check_shape(run)
+    columnar = _column_run(run)
+    # Scalars in equal-length columns: the rows are flat dicts, nothing to check further.
+    return columnar if keep_columns else columnar.rows()
+
+
+def decode(message: bytes, *, keep_columns: bool = False) -> list[Any]:
+    """Parse one message from the child: the instances, or raise the error it reports.
+
+    A several-call message gives one list of instances per call; with
+    ``keep_columns`` a call whose DataFrame travelled as columns stays a
+    :class:`ColumnRun`.
+    """
     tag, body = message[:1], message[1:]
     try:
         payload = orjson.loads(body)
@@ -242,7 +274,7 @@ def decode(message: bytes) -> list[dict[str, Any]]:
         return _check_shape(payload)
     if tag == RUNS_TAG and isinstance(payload, list):
         # One list of instances per call, in the order of the calls.
-        return [_check_shape(_from_columns(run)) for run in payload]  # type: ignore[misc]
+        return [_run(run, keep_columns) for run in payload]
     if tag == ERROR_TAG and isinstance(payload, dict):
         kind = payload.get("type")
         text = payload.get("message")

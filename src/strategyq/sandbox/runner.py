@@ -223,12 +223,13 @@ def collect(
     cancel_fd: int | None,
     reap: Callable[[int], tuple[int, float]],
     defer: Callable[[int], None],
-) -> list[dict[str, Any]]:
+    keep_columns: bool = False,
+) -> list[Any]:
     """Supervise a started child, read its answer, and turn the outcome into instances or an error.
 
     ``reap(pid)`` waits for the child's exit and returns (status, CPU seconds);
     ``defer(pid)`` hands over a child that answered and was killed, to be reaped later.
-    Closes ``pidfd`` and ``read_fd``.
+    ``keep_columns`` is :func:`result.decode`'s. Closes ``pidfd`` and ``read_fd``.
     """
     cap = limits.result_max_bytes + 1
     try:
@@ -246,7 +247,7 @@ def collect(
         os.close(pidfd)
         os.close(read_fd)
     if out.complete:
-        return result.decode(bytes(out.data))
+        return result.decode(bytes(out.data), keep_columns=keep_columns)
     if out.cancelled:
         raise errors.TaskCancelled("the task was cancelled while its strategy was running")
     if out.timed_out:
@@ -260,5 +261,5 @@ def collect(
             "return fewer or smaller instances"
         )
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:
-        return result.decode(bytes(out.data))
+        return result.decode(bytes(out.data), keep_columns=keep_columns)
     raise _failure(status, cpu_s, cpu_limit_s, limits.time_limit_s)

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from strategyq.engine import run_backtest
+from strategyq.engine import backtest_metrics, run_backtest
 from strategyq.errors import DataError, TaskValidationError
 from strategyq.protocol import ChunkArgs, SweepArgs, Task
 from strategyq.queue import keys
+from strategyq.sandbox.result import ColumnRun
 from strategyq.sweep import folds as folding
 from strategyq.sweep.rank import best
 
@@ -157,7 +158,7 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
             for until in (f["train_end"], f["test_end"])
         ]
     loaded, outputs, shape = run.strategy_on(
-        bt.strategy_code, bt.symbols, request, "symbols", runs=calls
+        bt.strategy_code, bt.symbols, request, "symbols", runs=calls, keep_columns=True
     )
     market = engine_market(loaded)
     bench = _benchmark_bars(bt, run.market) if bt.benchmark else None
@@ -166,19 +167,31 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
     def backtest(
         instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime, full: bool
     ) -> dict[str, Any]:
+        # Full: every list a backtest task returns, for the best and the test windows.
+        rows = instances.rows() if isinstance(instances, ColumnRun) else instances
         cap = run.max_instances if full else 0
         return run_backtest(
-            instances, market, model_for(bt, params), start=start, end=end,
+            rows, market, model_for(bt, params), start=start, end=end,
             max_instances=cap, max_trades=cap, benchmark=bench, benchmark_symbol=bt.benchmark,
+        )  # fmt: skip
+
+    def metrics(
+        instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
+    ) -> dict[str, Any]:
+        # The metrics alone, read from the columns when the child sent them so.
+        given = instances.columns if isinstance(instances, ColumnRun) else instances
+        return backtest_metrics(
+            given, market, model_for(bt, params), start=start, end=end,
+            benchmark=bench, benchmark_symbol=bt.benchmark,
         )  # fmt: skip
 
     if args.folds is None:
         rows = []
         for (index, params), instances in zip(args.combinations, outputs, strict=True):
-            payload = backtest(instances, params, bt.start, bt.end, False)
             rows.append(
-                {"index": index, "params": params, "metrics": payload["performance_metrics"]}
-            )
+                {"index": index, "params": params,
+                 "metrics": metrics(instances, params, bt.start, bt.end)}
+            )  # fmt: skip
         top = best(rows, args.maximize)
         position = next(
             i for i, (index, _) in enumerate(args.combinations) if index == top["index"]
@@ -202,12 +215,8 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
         for c, (index, params) in enumerate(args.combinations):
             train_out = outputs[(c * n_folds + k) * 2]
             test_out = outputs[(c * n_folds + k) * 2 + 1]
-            train = backtest(
-                train_out, params, _day(fold["train_start"]), _day(fold["train_end"]), False
-            )
-            train_rows.append(
-                {"index": index, "params": params, "metrics": train["performance_metrics"]}
-            )
+            train = metrics(train_out, params, _day(fold["train_start"]), _day(fold["train_end"]))
+            train_rows.append({"index": index, "params": params, "metrics": train})
             tests[index] = (test_out, params)
         top = best(train_rows, args.maximize)
         test_out, params = tests[int(top["index"])]

@@ -1,0 +1,106 @@
+"""Instances sent as columns → the engine's signal arrays, without one dict per instance.
+
+A sweep chunk's child sends each call's DataFrame as columns (one list per
+field). For the common shape — ``ticker`` and ``date`` strings with optional
+boolean ``entry``/``exit`` columns (vectorbt's idiom) and any pass-through
+fields — the entry and exit arrays are built column-wise, exactly as
+:func:`~strategyq.engine.instances.normalize_instances` followed by the
+backtest's signal extraction would build them. Anything else (fields the
+engine interprets per instance, untrimmed tickers, unparsable dates, …) is
+left to the row path, which validates and reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from strategyq.engine.jsonvalues import date_to_day, parse_day
+from strategyq.engine.market import IntArray, Market
+
+ROW_PATH_FIELDS = frozenset({"signal", "score", "direction", "weight", "action"})
+"""Fields interpreted per instance: their presence sends the columns down the row path."""
+
+
+@dataclass(frozen=True)
+class ColumnSignals:
+    """Active entries and exits on known tickers, in instance order.
+
+    ``entry_index`` is each entry's position among the instances (rows
+    expanded into an exit and/or an entry); ``has_exits`` whether any instance
+    is an exit (on any ticker).
+    """
+
+    entry_codes: IntArray
+    entry_days: IntArray
+    entry_index: IntArray
+    exit_codes: IntArray
+    exit_days: IntArray
+    has_exits: bool
+
+
+def column_signals(
+    columns: Mapping[str, Sequence[Any]], market: Market, first_day: int | None
+) -> ColumnSignals | None:
+    """The signals of instances given as equal-length columns, or ``None`` for the row path.
+
+    Signals dated before ``first_day`` are dropped, as are those on tickers
+    ``market`` lacks.
+    """
+    if "ticker" not in columns or "date" not in columns or ROW_PATH_FIELDS & columns.keys():
+        return None
+    tickers, dates = columns["ticker"], columns["date"]
+    if len({len(values) for values in columns.values()}) > 1:
+        return None
+    entry, leave = columns.get("entry"), columns.get("exit")
+    for flags in (entry, leave):
+        if flags is not None and not set(map(type, flags)) <= {bool}:
+            return None
+    if not set(map(type, tickers)) <= {str} or not set(map(type, dates)) <= {str}:
+        return None
+    known = market.code_of()
+    code_of: dict[str, int] = {}
+    for ticker in set(tickers):
+        if not ticker or ticker != ticker.strip():
+            return None
+        code_of[ticker] = known.get(ticker, -1)
+    day_of: dict[str, int] = {}
+    for text in set(dates):
+        try:
+            day = parse_day(text)
+        except ValueError:
+            return None
+        assert day is not None  # a string always names a day or fails
+        day_of[text] = date_to_day(day)
+    n = len(tickers)
+    code = np.fromiter((code_of[t] for t in tickers), dtype=np.int64, count=n)
+    days = np.fromiter((day_of[d] for d in dates), dtype=np.int64, count=n)
+    if entry is None and leave is None:
+        # Plain rows: each one an entry instance.
+        row = np.arange(n, dtype=np.int64)
+        is_exit = np.zeros(n, dtype=bool)
+    else:
+        # A row with both flags is an exit followed by an entry; one with neither is dropped.
+        kinds = np.zeros((n, 2), dtype=bool)
+        if leave is not None:
+            kinds[:, 0] = np.asarray(leave, dtype=bool)
+        if entry is not None:
+            kinds[:, 1] = np.asarray(entry, dtype=bool)
+        flat = np.flatnonzero(kinds.ravel())
+        row, is_exit = flat // 2, flat % 2 == 0
+    keep = code[row] >= 0
+    if first_day is not None:
+        keep &= days[row] >= first_day
+    enters = np.flatnonzero(keep & ~is_exit)
+    exits = row[keep & is_exit]
+    return ColumnSignals(
+        entry_codes=code[row[enters]],
+        entry_days=days[row[enters]],
+        entry_index=enters.astype(np.int64),
+        exit_codes=code[exits],
+        exit_days=days[exits],
+        has_exits=bool(is_exit.any()),
+    )
