@@ -38,13 +38,25 @@ _PUSH = source("push")
 _PUSH_SHA = hashlib.sha1(_PUSH.encode()).hexdigest()
 
 
-def _push(
+def submit_task(
     redis_client: redis.Redis,
     message: dict[str, Any],
     *,
-    queue: str,
-    result_ttl_s: int,
+    queue: str = QUEUE_NAME,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
 ) -> str:
+    """Validate a whole wire task (``task_id``, ``task_type``, ``args``) and queue it.
+
+    The one place every Python producer (``add_backtest_task``,
+    ``add_screening_task``, the HTTP API) writes a task to Redis: the
+    ``queued`` record and the push happen in one command.
+
+    Returns:
+        The task id.
+
+    Raises:
+        TaskValidationError: the task is invalid; nothing was queued.
+    """
     raw = dumps(message)
     try:
         task = parse_task(raw)
@@ -105,7 +117,7 @@ def add_backtest_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "backtest", "args": args}
-    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
 
 
 def add_screening_task(
@@ -134,7 +146,7 @@ def add_screening_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "screening", "args": args}
-    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
 
 
 def get_task_result(redis_client: redis.Redis, task_id: str) -> dict[str, Any] | None:

@@ -67,3 +67,35 @@ def done(task_id: str) -> str:
 
 
 DONE_TTL_S = 300
+
+
+RECENT = PREFIX + "recent"
+"""ZSET of finished task ids scored by their finish time (epoch milliseconds), written
+by the terminal write in the same atomic step as the result. Trimmed on every
+write to ``RECENT_MAX`` members and to the result TTL, so it stays bounded."""
+
+RECENT_MAX = 100_000
+
+
+def recent_by(status: str | None = None, task_type: str | None = None) -> str:
+    """ZSET like :data:`RECENT`, of one terminal status and/or one task type
+    (``strategyq:recent:status:error``, ``…:type:backtest``, ``…:backtest:error``)."""
+    if status and task_type:
+        return f"{RECENT}:{task_type}:{status}"
+    if status:
+        return f"{RECENT}:status:{status}"
+    if task_type:
+        return f"{RECENT}:type:{task_type}"
+    return RECENT
+
+
+def summary(task_id: str) -> str:
+    """STRING (small JSON: type, status, finish time, duration, worker, error type) that
+    lists a finished task without reading its full result. TTL ``result_ttl_s``."""
+    return f"{PREFIX}summary:{task_id}"
+
+
+def events(task_id: str) -> str:
+    """Pub/Sub CHANNEL (not a key): every transition script publishes the record it
+    wrote for the task (queued, running with its stage, terminal). Nothing is stored."""
+    return f"{PREFIX}events:{task_id}"

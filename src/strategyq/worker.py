@@ -261,6 +261,7 @@ class Worker:
             "queue": self.settings.queue_name,
             "concurrency": self.settings.concurrency,
             "running": running,
+            "layers": sorted(k for k, v in self.layers.items() if v),
         }
 
     def _set_redis(self, ok: bool) -> None:

@@ -7,6 +7,7 @@ import typer
 from strategyq.cli import data as data_cmd
 from strategyq.cli import demo as demo_cmd
 from strategyq.cli import queue as queue_cmd
+from strategyq.cli import serve as serve_cmd
 from strategyq.cli import server as server_cmd
 from strategyq.cli import tasks as tasks_cmd
 from strategyq.cli import worker as worker_cmd
@@ -27,6 +28,7 @@ tasks_cmd.register(app)
 queue_cmd.register(app)
 worker_cmd.register(app)
 demo_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:
