@@ -126,10 +126,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema, with every error answered as problem+json."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes)  # fmt: skip
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["Problem"] = ProblemModel.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["Problem"] = ProblemModel.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     ref = {"$ref": "#/components/schemas/Problem"}
@@ -146,9 +149,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if path.startswith("/v1") or path in ("/healthz", "/readyz"):
                 operation.setdefault("security", [{"bearer": []}])
     schema["components"]["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer",
-                   "description": "Needed when the server has STRATEGYQ_API_TOKENS."}
-    }  # fmt: skip
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Needed when the server has STRATEGYQ_API_TOKENS.",
+        }
+    }
     app.openapi_schema = schema
     return schema
 
@@ -165,9 +171,7 @@ def problem_description(code: str) -> str:
     }[code]
 
 
-def create_app(
-    settings: Settings, config: ApiConfig, client: redis.Redis | None = None
-) -> FastAPI:
+def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None = None) -> FastAPI:
     """The ASGI app for ``settings``' Redis and ``config``'s address and tokens.
 
     Raises:
@@ -202,8 +206,9 @@ def create_app(
         try:
             client.ping()
         except redis.RedisError as exc:
-            return JSONResponse({"status": "redis unavailable", "error": type(exc).__name__},
-                                status_code=503)  # fmt: skip
+            return JSONResponse(
+                {"status": "redis unavailable", "error": type(exc).__name__}, status_code=503
+            )
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
@@ -218,8 +223,11 @@ def create_app(
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly() -> Response:
-        return FileResponse(plotly_js, media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+        return FileResponse(
+            plotly_js,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(GuardMiddleware, config=config)

@@ -72,21 +72,41 @@ def equity_figure(data: Mapping[str, Any]) -> dict[str, Any] | None:
     if not dates or len(dates) != len(values):
         return None
     traces: list[dict[str, Any]] = [
-        {"type": "scatter", "mode": "lines", "name": "equity", "x": dates, "y": values,
-         "line": {"color": "#1f77b4", "width": 1.6}, "yaxis": "y"},
-    ]  # fmt: skip
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "equity",
+            "x": dates,
+            "y": values,
+            "line": {"color": "#1f77b4", "width": 1.6},
+            "yaxis": "y",
+        },
+    ]
     bench = benchmark_curve(data)
     if bench is not None:
         traces.append(
-            {"type": "scatter", "mode": "lines", "name": "benchmark", "x": bench[0],
-             "y": bench[1], "line": {"color": "#7f7f7f", "width": 1.2, "dash": "dot"},
-             "yaxis": "y"}
-        )  # fmt: skip
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "benchmark",
+                "x": bench[0],
+                "y": bench[1],
+                "line": {"color": "#7f7f7f", "width": 1.2, "dash": "dot"},
+                "yaxis": "y",
+            }
+        )
     traces.append(
-        {"type": "scatter", "mode": "lines", "name": "drawdown %", "x": dates,
-         "y": drawdown(values), "fill": "tozeroy", "line": {"color": "#d62728", "width": 1},
-         "yaxis": "y2"}
-    )  # fmt: skip
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "drawdown %",
+            "x": dates,
+            "y": drawdown(values),
+            "fill": "tozeroy",
+            "line": {"color": "#d62728", "width": 1},
+            "yaxis": "y2",
+        }
+    )
     layout = _layout(
         height=460,
         yaxis={"domain": [0.34, 1.0], "title": {"text": "equity"}},
@@ -109,15 +129,25 @@ def _markers(trades: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     entries = [t for t in trades if t.get("entry_date")]
     exits = [t for t in trades if t.get("exit_date")]
     return [
-        {"type": "scatter", "mode": "markers", "name": "entry",
-         "x": [t["entry_date"] for t in entries], "y": [t.get("entry_price") for t in entries],
-         "text": [t.get("direction", "long") for t in entries],
-         "marker": {"symbol": "triangle-up", "size": 10, "color": "#2ca02c"}},
-        {"type": "scatter", "mode": "markers", "name": "exit",
-         "x": [t["exit_date"] for t in exits], "y": [t.get("exit_price") for t in exits],
-         "text": [str(t.get("exit_reason", "")) for t in exits],
-         "marker": {"symbol": "triangle-down", "size": 10, "color": "#d62728"}},
-    ]  # fmt: skip
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "entry",
+            "x": [t["entry_date"] for t in entries],
+            "y": [t.get("entry_price") for t in entries],
+            "text": [t.get("direction", "long") for t in entries],
+            "marker": {"symbol": "triangle-up", "size": 10, "color": "#2ca02c"},
+        },
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "exit",
+            "x": [t["exit_date"] for t in exits],
+            "y": [t.get("exit_price") for t in exits],
+            "text": [str(t.get("exit_reason", "")) for t in exits],
+            "marker": {"symbol": "triangle-down", "size": 10, "color": "#d62728"},
+        },
+    ]
 
 
 def price_figures(
@@ -139,9 +169,15 @@ def price_figures(
         if ticker in closes:
             dates, values = closes[ticker]
             traces.append(
-                {"type": "scatter", "mode": "lines", "name": f"{ticker} close", "x": dates,
-                 "y": values, "line": {"color": "#444", "width": 1.1}}
-            )  # fmt: skip
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"{ticker} close",
+                    "x": dates,
+                    "y": values,
+                    "line": {"color": "#444", "width": 1.1},
+                }
+            )
         traces.extend(_markers(by_ticker[ticker]))
         figures[ticker] = {
             "data": traces,
@@ -160,16 +196,27 @@ def _closes(
         return {}
     from strategyq.data import MarketData
 
-    dates = [d for ts in by_ticker.values() for t in ts
-             for d in (t.get("entry_date"), t.get("exit_date")) if isinstance(d, str) and d]  # fmt: skip
+    dates = [
+        d
+        for ts in by_ticker.values()
+        for t in ts
+        for d in (t.get("entry_date"), t.get("exit_date"))
+        if isinstance(d, str) and d
+    ]
     if not dates:
         return {}
     try:
         first, last = np.datetime64(min(dates)) - 30, np.datetime64(max(dates)) + 30
         frame = (
             MarketData(market_dir, cache_mb=64)
-            .load(tickers, first.astype(object), last.astype(object), adjusted=adjusted,
-                  warmup_sessions=0, indicators=False)  # fmt: skip
+            .load(
+                tickers,
+                first.astype(object),
+                last.astype(object),
+                adjusted=adjusted,
+                warmup_sessions=0,
+                indicators=False,
+            )
             .frame
         )
     except (StrategyqError, OSError, ValueError):

@@ -132,7 +132,11 @@ class ApiConfig:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, host: str | None = None, port: int | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
     ) -> ApiConfig:
         env = os.environ if env is None else env
         try:

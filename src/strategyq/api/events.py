@@ -12,6 +12,7 @@ delays the stream.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,8 +32,11 @@ KEEPALIVE_S = 15.0
 
 def _event(record: dict[str, Any], task_id: str) -> dict[str, Any]:
     data = record.get("data") or {}
-    event = {"task_id": task_id, "status": record.get("status"),
-             "updated_at": record.get("updated_at")}  # fmt: skip
+    event = {
+        "task_id": task_id,
+        "status": record.get("status"),
+        "updated_at": record.get("updated_at"),
+    }
     for name in ("stage", "worker_id", "attempt", "error_type", "error"):
         if data.get(name) is not None:
             event[name] = data[name]
@@ -50,7 +54,7 @@ def _key(event: dict[str, Any]) -> tuple[Any, ...]:
 async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterator[bytes]:
     """``status`` events from the current one to the terminal one, then the stream ends."""
     client = state.client
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     await state.blocking(pubsub.subscribe, keys.events(task_id))
     try:
         last: tuple[Any, ...] | None = None
@@ -85,17 +89,20 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
             if await request.is_disconnected():
                 return
             if time.monotonic() >= deadline:
-                yield sse("timeout", {"task_id": task_id, "detail": "stream time limit reached; "
-                                      "reconnect to keep following the task"})  # fmt: skip
+                yield sse(
+                    "timeout",
+                    {
+                        "task_id": task_id,
+                        "detail": "stream time limit reached; reconnect to keep following the task",
+                    },
+                )
                 return
             if time.monotonic() - last_sent >= KEEPALIVE_S:
                 last_sent = time.monotonic()
                 yield b": keep-alive\n\n"
     finally:
-        try:
+        with contextlib.suppress(redis.RedisError):
             await state.blocking(pubsub.close)
-        except redis.RedisError:
-            pass
 
 
 def _get_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:

@@ -44,7 +44,7 @@ class TaskIn(BaseModel):
     task_type: str = Field(
         ...,
         description="What to run: " + ", ".join(TASK_TYPES) + ".",
-        json_schema_extra={"enum": TASK_TYPES},
+        json_schema_extra={"enum": list[Any](TASK_TYPES)},
     )
     args: dict[str, Any] = Field(
         ...,

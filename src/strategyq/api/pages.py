@@ -44,8 +44,16 @@ STATIC_DIR = HERE / "static"
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 PAGE_SIZE = 50
 TABLE_PAGE = 25
-FORM_NUMBERS = ("hold_days", "stop_loss_pct", "take_profit_pct", "commission_bps",
-                "slippage_bps", "initial_capital", "max_positions", "timeout_seconds")  # fmt: skip
+FORM_NUMBERS = (
+    "hold_days",
+    "stop_loss_pct",
+    "take_profit_pct",
+    "commission_bps",
+    "slippage_bps",
+    "initial_capital",
+    "max_positions",
+    "timeout_seconds",
+)
 INTEGER_FIELDS = ("hold_days", "max_positions", "limit", "lookback_sessions")
 
 
@@ -90,8 +98,13 @@ def render(
         status_code=status_code,
     )
     if getattr(request.state, "new_csrf", None):
-        response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")  # fmt: skip
+        response.set_cookie(
+            CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
     return response
 
 
@@ -150,8 +163,12 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 def _timeline(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     data = record.get("data") or {}
-    steps = [("queued", data.get("queued_at")), ("started", data.get("started_at")),
-             ("cancelled", data.get("cancelled_at")), ("finished", data.get("completed_at"))]  # fmt: skip
+    steps = [
+        ("queued", data.get("queued_at")),
+        ("started", data.get("started_at")),
+        ("cancelled", data.get("cancelled_at")),
+        ("finished", data.get("completed_at")),
+    ]
     out = [(name, str(at)) for name, at in steps if at]
     out.append((f"last update ({record.get('status')})", str(record.get("updated_at") or "")))
     return out
@@ -200,7 +217,9 @@ def task_context(
         adjusted = bool((data.get("summary") or {}).get("trade_model", {}).get("adjusted", True))
         context["prices"] = {
             ticker: script_json(fig)
-            for ticker, fig in charts.price_figures(data, state.market_dir, adjusted=adjusted).items()
+            for ticker, fig in charts.price_figures(
+                data, state.market_dir, adjusted=adjusted
+            ).items()
         }
         context["trades"] = Table("trades", data.get("trades") or [], query)
         context["instances"] = Table("instances", data.get("instances") or [], query)
@@ -213,7 +232,9 @@ def _form_message(form: Mapping[str, str]) -> dict[str, Any]:
     """A wire task from the submit form's fields (validated later by ``submit_task``)."""
     task_type = form.get("task_type", "backtest")
     args: dict[str, Any] = {"strategy_code": form.get("strategy_code", "")}
-    symbols = [s.strip() for s in form.get("symbols", "").replace("\n", ",").split(",") if s.strip()]
+    symbols = [
+        s.strip() for s in form.get("symbols", "").replace("\n", ",").split(",") if s.strip()
+    ]
     if task_type == TaskType.SCREENING:
         args["universe"] = symbols
         for name in ("limit", "lookback_sessions"):
@@ -230,8 +251,11 @@ def _form_message(form: Mapping[str, str]) -> dict[str, Any]:
         for name in FORM_NUMBERS:
             if form.get(name):
                 args[name] = _number(name, form[name])
-    return {"task_id": form.get("task_id") or str(uuid.uuid4()), "task_type": task_type,
-            "args": args}  # fmt: skip
+    return {
+        "task_id": form.get("task_id") or str(uuid.uuid4()),
+        "task_type": task_type,
+        "args": args,
+    }
 
 
 def _number(name: str, text: str) -> int | float:
@@ -244,8 +268,19 @@ def _number(name: str, text: str) -> int | float:
     return value
 
 
-SUBMIT_FIELDS = ("task_type", "task_id", "strategy_code", "symbols", "start_date", "end_date",
-                 "entry", *FORM_NUMBERS, "limit", "as_of", "lookback_sessions")  # fmt: skip
+SUBMIT_FIELDS = (
+    "task_type",
+    "task_id",
+    "strategy_code",
+    "symbols",
+    "start_date",
+    "end_date",
+    "entry",
+    *FORM_NUMBERS,
+    "limit",
+    "as_of",
+    "lookback_sessions",
+)
 
 
 def build(state: ApiState) -> APIRouter:
@@ -260,16 +295,38 @@ def build(state: ApiState) -> APIRouter:
         buckets = stats["throughput"]
         figure = {
             "data": [
-                {"type": "bar", "name": "finished", "x": [b["end_ms"] for b in buckets],
-                 "y": [b["finished"] for b in buckets], "marker": {"color": "#1f77b4"}},
-                {"type": "bar", "name": "failed", "x": [b["end_ms"] for b in buckets],
-                 "y": [b["failed"] for b in buckets], "marker": {"color": "#d62728"}},
+                {
+                    "type": "bar",
+                    "name": "finished",
+                    "x": [b["end_ms"] for b in buckets],
+                    "y": [b["finished"] for b in buckets],
+                    "marker": {"color": "#1f77b4"},
+                },
+                {
+                    "type": "bar",
+                    "name": "failed",
+                    "x": [b["end_ms"] for b in buckets],
+                    "y": [b["failed"] for b in buckets],
+                    "marker": {"color": "#d62728"},
+                },
             ],
-            "layout": {"height": 220, "barmode": "group", "margin": {"l": 40, "r": 10, "t": 10,
-                       "b": 30}, "xaxis": {"type": "date"}, "legend": {"orientation": "h"}},
-        }  # fmt: skip
-        return render(request, "overview.html", {"stats": stats, "throughput": script_json(figure),
-                                                 "refresh": request.query_params.get("refresh") != "0"})  # fmt: skip
+            "layout": {
+                "height": 220,
+                "barmode": "group",
+                "margin": {"l": 40, "r": 10, "t": 10, "b": 30},
+                "xaxis": {"type": "date"},
+                "legend": {"orientation": "h"},
+            },
+        }
+        return render(
+            request,
+            "overview.html",
+            {
+                "stats": stats,
+                "throughput": script_json(figure),
+                "refresh": request.query_params.get("refresh") != "0",
+            },
+        )
 
     @router.get("/tasks", response_class=HTMLResponse)
     def tasks(
@@ -288,24 +345,40 @@ def build(state: ApiState) -> APIRouter:
             found = reads.search_tasks(client, q, PAGE_SIZE)
             total, rows = len(found), found
         else:
-            result = reads.recent_tasks(client, status=status, task_type=task_type,
-                                        offset=(page - 1) * PAGE_SIZE, count=PAGE_SIZE)  # fmt: skip
+            result = reads.recent_tasks(
+                client,
+                status=status,
+                task_type=task_type,
+                offset=(page - 1) * PAGE_SIZE,
+                count=PAGE_SIZE,
+            )
             total, rows = result.total, result.tasks
         pages = max(1, math.ceil(total / PAGE_SIZE))
         base = {k: v for k, v in {"status": status, "task_type": task_type, "q": q}.items() if v}
-        return render(request, "tasks.html", {
-            "rows": rows, "total": total, "page": page, "pages": pages,
-            "filters": base, "statuses": ["completed", "error", "cancelled"],
-            "types": [t.value for t in TaskType],
-            "page_link": lambda n: "?" + urlencode({**base, "page": n}),
-        })  # fmt: skip
+        return render(
+            request,
+            "tasks.html",
+            {
+                "rows": rows,
+                "total": total,
+                "page": page,
+                "pages": pages,
+                "filters": base,
+                "statuses": ["completed", "error", "cancelled"],
+                "types": [t.value for t in TaskType],
+                "page_link": lambda n: "?" + urlencode({**base, "page": n}),
+            },
+        )
 
     @router.get("/tasks/{task_id}", response_class=HTMLResponse)
     def task_page(request: Request, task_id: str, who: Principal = viewer) -> Response:
         record = reads.task_record(client, task_id)
         if record is None:
-            raise Problem(404, f"no task {task_id!r}: it was never queued, or its result "
-                          "expired", title="Unknown task")  # fmt: skip
+            raise Problem(
+                404,
+                f"no task {task_id!r}: it was never queued, or its result expired",
+                title="Unknown task",
+            )
         context = task_context(state, record, dict(request.query_params))
         message = None
         if not context["terminal"] or record.get("status") == "error":
@@ -314,8 +387,16 @@ def build(state: ApiState) -> APIRouter:
         source = None
         if message and who.can_write:
             source = (message.get("args") or {}).get("strategy_code")
-        return render(request, "task.html", {"task_id": task_id, "source": source,
-                                             "message_args": _visible_args(message), **context})  # fmt: skip
+        return render(
+            request,
+            "task.html",
+            {
+                "task_id": task_id,
+                "source": source,
+                "message_args": _visible_args(message),
+                **context,
+            },
+        )
 
     @router.post("/tasks/{task_id}/cancel")
     def cancel(
@@ -334,17 +415,24 @@ def build(state: ApiState) -> APIRouter:
 
     @router.post("/submit")
     async def submit(request: Request, _: Principal = writer) -> Response:
-        form = {k: str(v) for k, v in (await request.form()).items() if k in (*SUBMIT_FIELDS, "csrf")}
+        form = {
+            k: str(v) for k, v in (await request.form()).items() if k in (*SUBMIT_FIELDS, "csrf")
+        }
         check_csrf(request, form.get("csrf"))
         try:
             message = _form_message(form)
             task_id = await state.blocking(
-                lambda: submit_task(client, message, queue=state.queue,
-                                    result_ttl_s=state.settings.result_ttl_s)  # fmt: skip
+                lambda: submit_task(
+                    client, message, queue=state.queue, result_ttl_s=state.settings.result_ttl_s
+                )
             )
         except TaskValidationError as exc:
-            return render(request, "submit.html", {"form": {**_default_form(), **form},
-                                                   "error": str(exc)}, status_code=422)  # fmt: skip
+            return render(
+                request,
+                "submit.html",
+                {"form": {**_default_form(), **form}, "error": str(exc)},
+                status_code=422,
+            )
         state.metrics.submitted.labels(message["task_type"]).inc()
         return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
 
@@ -353,8 +441,11 @@ def build(state: ApiState) -> APIRouter:
         entries = admin.dead_letters(client, 200)
         if not who.can_write:
             entries = [strip_source(e) for e in entries]
-        return render(request, "dead_letters.html", {"entries": entries,
-                                                     "total": client.llen("strategyq:dead_letter")})  # fmt: skip
+        return render(
+            request,
+            "dead_letters.html",
+            {"entries": entries, "total": client.llen("strategyq:dead_letter")},
+        )
 
     @router.post("/dead-letters/retry")
     def retry(
@@ -364,13 +455,16 @@ def build(state: ApiState) -> APIRouter:
         _: Principal = writer,
     ) -> Response:
         check_csrf(request, csrf)
-        admin.retry_dead_letters(client, state.queue, task_id or None,
-                                 result_ttl_s=state.settings.result_ttl_s)  # fmt: skip
+        admin.retry_dead_letters(
+            client, state.queue, task_id or None, result_ttl_s=state.settings.result_ttl_s
+        )
         target = f"/tasks/{quote(task_id)}" if task_id else "/dead-letters"
         return RedirectResponse(target, status_code=303)
 
     @router.post("/dead-letters/purge")
-    def purge(request: Request, csrf: Annotated[str, Form()] = "", _: Principal = writer) -> Response:
+    def purge(
+        request: Request, csrf: Annotated[str, Form()] = "", _: Principal = writer
+    ) -> Response:
         check_csrf(request, csrf)
         admin.purge_dead_letters(client)
         return RedirectResponse("/dead-letters", status_code=303)
@@ -390,12 +484,21 @@ def build(state: ApiState) -> APIRouter:
         from strategyq.api.auth import _match
 
         if state.config.auth_required and _match(state.config.tokens, token) is None:
-            return render(request, "login.html", {"next": _safe_next(next),
-                                                  "error": "that token is not valid"}, 401)  # fmt: skip
+            return render(
+                request,
+                "login.html",
+                {"next": _safe_next(next), "error": "that token is not valid"},
+                401,
+            )
         response = RedirectResponse(_safe_next(next), status_code=303)
         if state.config.auth_required:
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https")  # fmt: skip
+            response.set_cookie(
+                TOKEN_COOKIE,
+                token,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
         return response
 
     @router.post("/logout")

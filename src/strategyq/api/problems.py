@@ -79,8 +79,9 @@ def problem_response(problem: Problem) -> Response:
     }
     if problem.errors is not None:
         body["errors"] = problem.errors
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
-                        headers=problem.headers)  # fmt: skip
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
 
 
 def _wants_html(request: Request) -> bool:
@@ -127,10 +128,13 @@ def install(app: FastAPI, render_html: Any) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")),
-             "type": str(e.get("type"))}
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg")),
+                "type": str(e.get("type")),
+            }
             for e in exc.errors()
-        ]  # fmt: skip
+        ]
         return answer(request, Problem(422, validation_detail(errors), errors=errors))
 
     @app.exception_handler(StarletteHTTPException)

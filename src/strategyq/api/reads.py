@@ -6,6 +6,7 @@ and the dead-letter functions (:mod:`strategyq.admin`), the same code the CLI us
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +113,7 @@ def throughput(client: redis.Redis, now_ms: int | None = None) -> list[dict[str,
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     edges = [now_ms - (HOUR_BUCKETS - i) * BUCKET_S * 1000 for i in range(HOUR_BUCKETS + 1)]
-    for lo, hi in zip(edges, edges[1:], strict=False):
+    for lo, hi in itertools.pairwise(edges):
         pipe.zcount(keys.RECENT, f"({lo}", hi)
         pipe.zcount(keys.recent_by("error"), f"({lo}", hi)
     replies = pipe.execute()
@@ -197,8 +198,11 @@ def search_tasks(client: redis.Redis, text: str, count: int = 50) -> list[dict[s
     found: list[tuple[Any, float]] = []
     exact = client.zscore(keys.RECENT, text)
     if exact is not None:
-        found.append((text, exact))
-    for member, score in client.zrevrange(keys.RECENT, 0, SEARCH_WINDOW - 1, withscores=True):
+        found.append((text, float(exact)))
+    newest: list[tuple[Any, float]] = list(
+        client.zrevrange(keys.RECENT, 0, SEARCH_WINDOW - 1, withscores=True)  # type: ignore[arg-type]
+    )
+    for member, score in newest:
         name = _text(member)
         if text in name and name != text:
             found.append((name, score))

@@ -32,7 +32,7 @@ from strategyq.api.models import (
 from strategyq.api.problems import Problem
 from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task, wait_for_result
-from strategyq.protocol import TERMINAL_STATUSES, decode_result
+from strategyq.protocol import TERMINAL_STATUSES
 
 TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task's id.")]
 STATUSES = ("completed", "error", "cancelled")
@@ -40,8 +40,12 @@ STATUSES = ("completed", "error", "cancelled")
 
 def _links(task_id: str) -> dict[str, str]:
     base = f"/v1/tasks/{task_id}"
-    return {"self": base, "wait": base + "/wait", "events": base + "/events",
-            "page": f"/tasks/{task_id}"}  # fmt: skip
+    return {
+        "self": base,
+        "wait": base + "/wait",
+        "events": base + "/events",
+        "page": f"/tasks/{task_id}",
+    }
 
 
 def strip_source(entry: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +95,13 @@ def build(state: ApiState) -> APIRouter:
 
     @router.get("/tasks", response_model=TaskList, summary="Recent finished tasks", tags=["tasks"])
     def recent(
-        status: Annotated[str | None, Query(description="completed, error or cancelled.",
-                                            json_schema_extra={"enum": list(STATUSES)})] = None,
+        status: Annotated[
+            str | None,
+            Query(
+                description="completed, error or cancelled.",
+                json_schema_extra={"enum": list(STATUSES)},
+            ),
+        ] = None,
         task_type: Annotated[str | None, Query(max_length=40)] = None,
         q: Annotated[str | None, Query(max_length=200, description="Search by task id.")] = None,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -151,8 +160,12 @@ def build(state: ApiState) -> APIRouter:
         description="`status` events (queued → running with each stage → completed, error or "
         "cancelled); the stream ends after the terminal one.",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                         "description": "An event stream."}},  # fmt: skip
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "An event stream.",
+            }
+        },
         tags=["tasks"],
     )
     async def follow(task_id: TaskId, request: Request, _: Principal = read) -> StreamingResponse:
@@ -165,9 +178,11 @@ def build(state: ApiState) -> APIRouter:
         )
 
     @router.post(
-        "/tasks/{task_id}/cancel", response_model=Cancelled, summary="Cancel a task",
+        "/tasks/{task_id}/cancel",
+        response_model=Cancelled,
+        summary="Cancel a task",
         tags=["tasks"],
-    )  # fmt: skip
+    )
     def cancel(task_id: TaskId, _: Principal = write) -> dict[str, Any]:
         if reads.task_record(client, task_id) is None:
             raise _unknown(task_id)
@@ -187,9 +202,11 @@ def build(state: ApiState) -> APIRouter:
         return reads.workers(client)
 
     @router.get(
-        "/dead-letters", response_model=list[DeadLetter], summary="Dead letters, newest first",
+        "/dead-letters",
+        response_model=list[DeadLetter],
+        summary="Dead letters, newest first",
         tags=["dead letters"],
-    )  # fmt: skip
+    )
     def dead_letters(
         request: Request,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -199,9 +216,11 @@ def build(state: ApiState) -> APIRouter:
         return entries if who.can_write else [strip_source(e) for e in entries]
 
     @router.post(
-        "/dead-letters/retry", response_model=Count, summary="Retry every dead letter",
+        "/dead-letters/retry",
+        response_model=Count,
+        summary="Retry every dead letter",
         tags=["dead letters"],
-    )  # fmt: skip
+    )
     def retry_all(_: Principal = write) -> dict[str, int]:
         moved = admin.retry_dead_letters(
             client, state.queue, None, result_ttl_s=state.settings.result_ttl_s
@@ -209,22 +228,27 @@ def build(state: ApiState) -> APIRouter:
         return {"count": moved}
 
     @router.post(
-        "/dead-letters/{task_id}/retry", response_model=Count,
-        summary="Retry one dead-lettered task", tags=["dead letters"],
-    )  # fmt: skip
+        "/dead-letters/{task_id}/retry",
+        response_model=Count,
+        summary="Retry one dead-lettered task",
+        tags=["dead letters"],
+    )
     def retry_one(task_id: TaskId, _: Principal = write) -> dict[str, int]:
         moved = admin.retry_dead_letters(
             client, state.queue, task_id, result_ttl_s=state.settings.result_ttl_s
         )
         if not moved:
-            raise Problem(404, f"task {task_id!r} is not in the dead-letter list "
-                          "(see GET /v1/dead-letters)")  # fmt: skip
+            raise Problem(
+                404, f"task {task_id!r} is not in the dead-letter list (see GET /v1/dead-letters)"
+            )
         return {"count": moved}
 
     @router.delete(
-        "/dead-letters", response_model=Count, summary="Purge every dead letter",
+        "/dead-letters",
+        response_model=Count,
+        summary="Purge every dead letter",
         tags=["dead letters"],
-    )  # fmt: skip
+    )
     def purge(_: Principal = write) -> dict[str, int]:
         return {"count": admin.purge_dead_letters(client)}
 
@@ -241,4 +265,3 @@ def _unknown(task_id: str) -> Problem:
 
 def _raw_json(record: dict[str, Any], status_code: int = 200) -> Response:
     return Response(orjson.dumps(record), status_code=status_code, media_type="application/json")
-

@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
         access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     ) -> None:
         """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and the web dashboard."""
-        from strategyq.api.config import ApiConfig, Scope, new_token as make_token
+        from strategyq.api.config import ApiConfig, Scope
+        from strategyq.api.config import new_token as make_token
         from strategyq.errors import ConfigError
 
         if new_token is not None:

@@ -12,7 +12,7 @@ import redis
 import typer
 from rich.table import Table
 
-from strategyq.cli.common import client, console, fail
+from strategyq.cli.common import client, console, err_console, fail
 from strategyq.client import (
     add_backtest_task,
     add_screening_task,
@@ -216,9 +216,25 @@ def _render_screening(data: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("result")
-    def result_cmd(task_id: str, as_json: AsJson = False) -> None:
+    def result_cmd(
+        task_id: str,
+        as_json: AsJson = False,
+        html: Annotated[
+            Path | None,
+            typer.Option(
+                "--html", help="Also write a self-contained HTML report (charts inlined)."
+            ),
+        ] = None,
+    ) -> None:
         """Show a task's result (whatever its status)."""
-        show_result(task_id, get_task_result(client(), task_id), as_json)
+        result = get_task_result(client(), task_id)
+        if html is not None and result is not None:
+            from strategyq.api.report import write_report
+            from strategyq.cli.common import settings
+
+            size = write_report(html, task_id, result, settings().data_dir)
+            err_console.print(f"wrote {html} ({size / 1e6:.1f} MB, opens offline)")
+        show_result(task_id, result, as_json)
 
     @app.command("wait")
     def wait_cmd(task_id: str, timeout: Timeout = 300.0, as_json: AsJson = False) -> None:
