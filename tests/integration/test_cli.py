@@ -9,10 +9,9 @@ from pathlib import Path
 
 import redis
 
-from strategyq import add_backtest_task, get_task_result, keys
+from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
-from strategyq.liveness import reap_dead_workers
-from strategyq.scripts import Scripts
+from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
 from tests.integration.conftest import run_burst, wait_until
 
@@ -116,7 +115,9 @@ def test_dead_letters_list_retry_purge(
     redis_client.sadd(keys.WORKERS, "ghost")
     redis_client.set(keys.attempts("dlq-1"), settings.max_attempts)
     redis_client.lpush(keys.DEAD_LETTER, json.dumps({"raw": "garbage", "reason": "malformed"}))
-    reap_dead_workers(redis_client, Scripts(redis_client), settings, me="reaper")
+    TaskQueue(redis_client, result_ttl_s=settings.result_ttl_s).reap_dead_workers(
+        "reaper", settings.max_attempts, lock_ms=2000
+    )
     assert (get_task_result(redis_client, "dlq-1") or {})["data"]["error_type"] == "worker_lost"
 
     listed = json.loads(cli(worker_env, "dlq", "list", "--json").stdout)

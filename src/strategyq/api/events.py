@@ -21,7 +21,7 @@ import orjson
 import redis
 from starlette.requests import Request
 
-from strategyq import keys
+from strategyq.queue import keys
 from strategyq.api.state import ApiState
 from strategyq.protocol import TERMINAL_STATUSES, decode_result
 

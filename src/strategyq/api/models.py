@@ -146,5 +146,13 @@ class DeadLetter(BaseModel):
     error: str | None = None
 
 
+class Skipped(BaseModel):
+    entry: str
+    reason: str
+
+
 class Count(BaseModel):
     count: int
+    skipped: list[Skipped] | None = Field(
+        None, description="Dead letters left in place, and why (retries only)."
+    )

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from strategyq import admin
+from strategyq.queue import admin
 from strategyq.api import charts, reads
 from strategyq.api.auth import (
     CSRF_COOKIE,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import redis
 
-from strategyq import keys
+from strategyq.queue import keys
 from strategyq.protocol import decode_result
 
 HOUR_BUCKETS = 12

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from strategyq import admin, keys
+from strategyq.queue import admin, keys
 from strategyq.api import events, reads
 from strategyq.api.auth import Principal, requirement
 from strategyq.api.config import Scope
@@ -221,11 +221,11 @@ def build(state: ApiState) -> APIRouter:
         summary="Retry every dead letter",
         tags=["dead letters"],
     )
-    def retry_all(_: Principal = write) -> dict[str, int]:
-        moved = admin.retry_dead_letters(
+    def retry_all(_: Principal = write) -> dict[str, Any]:
+        report = admin.retry_dead_letters(
             client, state.queue, None, result_ttl_s=state.settings.result_ttl_s
         )
-        return {"count": moved}
+        return _report(report)
 
     @router.post(
         "/dead-letters/{task_id}/retry",
@@ -233,15 +233,14 @@ def build(state: ApiState) -> APIRouter:
         summary="Retry one dead-lettered task",
         tags=["dead letters"],
     )
-    def retry_one(task_id: TaskId, _: Principal = write) -> dict[str, int]:
-        moved = admin.retry_dead_letters(
+    def retry_one(task_id: TaskId, _: Principal = write) -> dict[str, Any]:
+        report = admin.retry_dead_letters(
             client, state.queue, task_id, result_ttl_s=state.settings.result_ttl_s
         )
-        if not moved:
-            raise Problem(
-                404, f"task {task_id!r} is not in the dead-letter list (see GET /v1/dead-letters)"
-            )
-        return {"count": moved}
+        if not report.moved:
+            why = "; ".join(f"{what}: {reason}" for what, reason in report.skipped)
+            raise Problem(404, f"task {task_id!r} was not retried ({why}); see GET /v1/dead-letters")
+        return _report(report)
 
     @router.delete(
         "/dead-letters",
@@ -253,6 +252,11 @@ def build(state: ApiState) -> APIRouter:
         return {"count": admin.purge_dead_letters(client)}
 
     return router
+
+
+def _report(report: admin.RetryReport) -> dict[str, Any]:
+    skipped = [{"entry": what, "reason": why} for what, why in report.skipped]
+    return {"count": report.moved, "skipped": skipped}
 
 
 def _unknown(task_id: str) -> Problem:
