@@ -21,9 +21,9 @@ import orjson
 import redis
 from starlette.requests import Request
 
-from strategyq.queue import keys
 from strategyq.api.state import ApiState
 from strategyq.protocol import TERMINAL_STATUSES, decode_result
+from strategyq.queue import keys
 
 POLL_S = 1.0
 RESYNC_S = 5.0

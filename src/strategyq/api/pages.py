@@ -20,7 +20,6 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from strategyq.queue import admin
 from strategyq.api import charts, reads
 from strategyq.api.auth import (
     CSRF_COOKIE,
@@ -38,6 +37,7 @@ from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task
 from strategyq.errors import TaskValidationError
 from strategyq.protocol import TERMINAL_STATUSES, TaskType
+from strategyq.queue import admin
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"

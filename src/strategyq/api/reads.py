@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import redis
 
+from strategyq.protocol import TaskType, decode_result
 from strategyq.queue import keys
-from strategyq.protocol import decode_result
 
 HOUR_BUCKETS = 12
 BUCKET_S = 300
@@ -178,15 +178,33 @@ def recent_tasks(
     return RecentPage(total=int(total), tasks=_summaries(client, members))
 
 
+STATUSES = ("completed", "error", "cancelled")
+
+
 def _summaries(client: redis.Redis, members: list[tuple[Any, float]]) -> list[dict[str, Any]]:
+    """Rows for index members: status and type from the filtered indexes (no result read)."""
     if not members:
         return []
     ids = [_text(m) for m, _ in members]
-    raws = client.mget([keys.summary(i) for i in ids])
+    types = [t.value for t in TaskType]
+    pipe = client.pipeline(transaction=False)
+    for status in STATUSES:
+        pipe.zmscore(keys.recent_by(status=status), ids)
+    for task_type in types:
+        pipe.zmscore(keys.recent_by(task_type=task_type), ids)
+    replies = pipe.execute()
     out = []
-    for (task_id, (_, score)), raw in zip(zip(ids, members, strict=True), raws, strict=True):
-        summary = _json(raw)
-        out.append({"task_id": task_id, "finished_ms": int(score), **summary})
+    for i, (task_id, (_, score)) in enumerate(zip(ids, members, strict=True)):
+        found = next(
+            (s for s, r in zip(STATUSES, replies, strict=False) if r[i] is not None), None
+        )
+        kind = next(
+            (t for t, r in zip(types, replies[len(STATUSES) :], strict=True) if r[i] is not None),
+            None,
+        )
+        out.append(
+            {"task_id": task_id, "finished_ms": int(score), "status": found, "task_type": kind}
+        )
     return out
 
 

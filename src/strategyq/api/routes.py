@@ -14,7 +14,6 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from strategyq.queue import admin, keys
 from strategyq.api import events, reads
 from strategyq.api.auth import Principal, requirement
 from strategyq.api.config import Scope
@@ -33,6 +32,7 @@ from strategyq.api.problems import Problem
 from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task, wait_for_result
 from strategyq.protocol import TERMINAL_STATUSES
+from strategyq.queue import admin, keys
 
 TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task's id.")]
 STATUSES = ("completed", "error", "cancelled")
@@ -239,7 +239,9 @@ def build(state: ApiState) -> APIRouter:
         )
         if not report.moved:
             why = "; ".join(f"{what}: {reason}" for what, reason in report.skipped)
-            raise Problem(404, f"task {task_id!r} was not retried ({why}); see GET /v1/dead-letters")
+            raise Problem(
+                404, f"task {task_id!r} was not retried ({why}); see GET /v1/dead-letters"
+            )
         return _report(report)
 
     @router.delete(

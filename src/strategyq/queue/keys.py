@@ -84,8 +84,9 @@ DONE_TTL_S = 300
 
 
 def recent_by(status: str | None = None, task_type: str | None = None) -> str:
-    """ZSET like :data:`RECENT`, of one terminal status and/or one task type
-    (``strategyq:recent:status:error``, ``…:type:backtest``, ``…:backtest:error``)."""
+    """ZSET like :data:`RECENT` (same writes, trims and TTL), of one terminal status
+    and/or one task type: ``strategyq:recent:status:error``,
+    ``strategyq:recent:type:backtest``, ``strategyq:recent:backtest:error``."""
     if status and task_type:
         return f"{RECENT}:{task_type}:{status}"
     if status:
@@ -95,13 +96,8 @@ def recent_by(status: str | None = None, task_type: str | None = None) -> str:
     return RECENT
 
 
-def summary(task_id: str) -> str:
-    """STRING (small JSON: type, status, finish time, duration, worker, error type) that
-    lists a finished task without reading its full result. TTL ``result_ttl_s``."""
-    return f"{PREFIX}summary:{task_id}"
-
-
 def events(task_id: str) -> str:
-    """Pub/Sub CHANNEL (not a key): every transition script publishes the record it
-    wrote for the task (queued, running with its stage, terminal). Nothing is stored."""
+    """Pub/Sub CHANNEL (not a key): every script that writes the task's result record
+    publishes it here too (queued, running with each stage, terminal); ``lua/_events.lua``
+    builds the same name. Nothing is stored."""
     return f"{PREFIX}events:{task_id}"

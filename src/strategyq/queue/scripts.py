@@ -2,7 +2,9 @@
 
 Each ``lua/<name>.lua`` file's header documents the keys it touches. Scripts
 that write a terminal result are loaded with ``lua/_recent.lua`` prepended, so
-the recent-task index is written in the same atomic step. They are loaded once
+the recent-task index is written in the same atomic step; those that write a
+result record with ``lua/_events.lua``, so the record is also published on the
+task's event channel. They are loaded once
 per client with ``register_script`` (EVALSHA, falling back to EVAL after a
 server restart flushed the script cache).
 """
@@ -17,6 +19,8 @@ from redis.commands.core import Script
 
 # Scripts that write a terminal result and so also write the recent-task index.
 _WITH_RECENT = frozenset({"claim", "finish", "cancel", "reap"})
+# Scripts that write a result record and so also publish it on the task's channel.
+_WITH_EVENTS = frozenset({"push", "claim", "stage", "finish", "cancel", "reap", "requeue"})
 
 
 @cache
@@ -26,6 +30,8 @@ def source(name: str) -> str:
     text = lua.joinpath(f"{name}.lua").read_text()
     if name in _WITH_RECENT:
         text = lua.joinpath("_recent.lua").read_text() + text
+    if name in _WITH_EVENTS:
+        text = lua.joinpath("_events.lua").read_text() + text
     return text
 
 

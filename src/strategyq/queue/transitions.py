@@ -175,6 +175,7 @@ class TaskQueue:
                 task_id,
                 now_ms(),
                 self.recent_max,
+                task_type or "",
             ],
         )
         return Claim.from_reply(reply)
@@ -196,9 +197,21 @@ class TaskQueue:
         pipe.mget([keys.cancel(t) for t in task_ids])
 
     def finish(
-        self, worker_id: str, task_id: str, token: str, record: bytes, raw: bytes
+        self,
+        worker_id: str,
+        task_id: str,
+        token: str,
+        record: bytes,
+        raw: bytes,
+        *,
+        status: str = "",
+        task_type: str = "",
     ) -> FinishVerdict:
-        """The terminal write of a run: the result, the ack, the recent index, the wake-up."""
+        """The terminal write of a run: the result, the ack, the recent index, the wake-up.
+
+        ``status`` and ``task_type`` (of ``record``) file the task in the recent
+        index's filtered views as well.
+        """
         reply = self.scripts.finish(
             keys=[
                 keys.result(task_id),
@@ -218,6 +231,8 @@ class TaskQueue:
                 task_id,
                 now_ms(),
                 self.recent_max,
+                status,
+                task_type,
             ],
         )
         return FinishVerdict(text(reply))

@@ -193,7 +193,9 @@ class TaskRunner:
             self._requeue(run)
             return
         status, record = self._record(run, outcome, elapsed)
-        verdict = self._terminal_write(task_id, run.token, record, run.task.raw)
+        verdict = self._terminal_write(
+            task_id, run.token, record, run.task.raw, status.value, run.task.task_type.value
+        )
         written = verdict is FinishVerdict.WRITTEN
         outcome_name = status.value if written else f"discarded ({verdict.value})"
         if not written:
@@ -219,11 +221,15 @@ class TaskRunner:
             },
         )
 
-    def _terminal_write(self, task_id: str, token: str, record: bytes, raw: bytes) -> FinishVerdict:
+    def _terminal_write(
+        self, task_id: str, token: str, record: bytes, raw: bytes, status: str, task_type: str
+    ) -> FinishVerdict:
         """Write a terminal record, retrying through Redis outages until it lands."""
 
         def write() -> FinishVerdict:
-            verdict = self.tasks.finish(self.worker_id, task_id, token, record, raw)
+            verdict = self.tasks.finish(
+                self.worker_id, task_id, token, record, raw, status=status, task_type=task_type
+            )
             self.hooks.after_finish(task_id)
             return verdict
 
@@ -274,7 +280,7 @@ class TaskRunner:
             self.health.retry(lambda: self.tasks.ack(self.worker_id, raw), what="ack")
             return
         record = records.error(str(exc), exc.error_type, worker_id=self.worker_id)
-        self._terminal_write(task_id, claim.token, record, raw)
+        self._terminal_write(task_id, claim.token, record, raw, Status.ERROR.value, "")
         self.tally.failed += 1
         log.warning(
             "task %s rejected: %s", task_id, exc, extra={"task_id": task_id, "outcome": "error"}

@@ -11,7 +11,7 @@
 -- KEYS[7] strategyq:recent            ZSET    recent-task index
 -- ARGV[1] ttl seconds   ARGV[2] running record (JSON)   ARGV[3] cancelled record (JSON)
 -- ARGV[4] done-list ttl seconds   ARGV[5] task id   ARGV[6] now (epoch ms)
--- ARGV[7] recent-index cap
+-- ARGV[7] recent-index cap   ARGV[8] task type (may be "")
 -- Returns {"run", token, attempt} | {"skip", status} | {"cancelled", 0}
 local terminal = {completed = true, error = true, cancelled = true}
 
@@ -27,10 +27,12 @@ end
 
 if redis.call("EXISTS", KEYS[5]) == 1 then
   redis.call("SET", KEYS[1], ARGV[3], "EX", ARGV[1])
+  publish_record(KEYS[1], ARGV[3])
   redis.call("DEL", KEYS[2], KEYS[3])
   redis.call("RPUSH", KEYS[6], "cancelled")
   redis.call("EXPIRE", KEYS[6], ARGV[4])
-  record_recent(KEYS[7], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[1]), tonumber(ARGV[7]))
+  record_recent(KEYS[7], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[1]), tonumber(ARGV[7]),
+    "cancelled", ARGV[8])
   return {"cancelled", 0}
 end
 
@@ -39,4 +41,5 @@ redis.call("EXPIRE", KEYS[2], ARGV[1])
 local token = redis.call("INCR", KEYS[4])
 redis.call("SET", KEYS[3], token, "EX", ARGV[1])
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[1])
+publish_record(KEYS[1], ARGV[2])
 return {"run", token, attempt}

@@ -11,7 +11,7 @@
 -- ARGV[1] token   ARGV[2] result record (JSON)   ARGV[3] ttl seconds
 -- ARGV[4] raw message (the processing list holds it by value: LREM needs it)
 -- ARGV[5] done-list ttl seconds   ARGV[6] task id   ARGV[7] now (epoch ms)
--- ARGV[8] recent-index cap
+-- ARGV[8] recent-index cap   ARGV[9] status written   ARGV[10] task type (may be "")
 -- Returns "written" | "stale" | "already"
 local terminal = {completed = true, error = true, cancelled = true}
 
@@ -32,8 +32,10 @@ if current then
 end
 
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+publish_record(KEYS[1], ARGV[2])
 redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")
 redis.call("EXPIRE", KEYS[4], ARGV[5])
-record_recent(KEYS[7], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
+record_recent(KEYS[7], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]),
+  ARGV[9], ARGV[10])
 return "written"

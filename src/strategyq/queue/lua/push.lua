@@ -6,4 +6,5 @@
 -- ARGV[1] queued record (JSON)   ARGV[2] ttl seconds   ARGV[3] task message
 -- Returns the queue's length.
 redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2])
+publish_record(KEYS[1], ARGV[1])
 return redis.call("LPUSH", KEYS[2], ARGV[3])

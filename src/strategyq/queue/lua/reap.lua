@@ -54,12 +54,15 @@ for _, raw in ipairs(messages) do
           error_type = "worker_lost", attempts = attempts, completed_at = ARGV[4]},
           updated_at = ARGV[4]})
         redis.call("SET", result_key, record, "EX", ARGV[3])
+        publish_record(result_key, record)
         redis.call("LPUSH", KEYS[4], cjson.encode({raw = raw, reason = "worker_lost",
           error = err, task_id = task_id, attempts = attempts, worker_id = ARGV[1], at = ARGV[4]}))
         redis.call("DEL", attempts_key)
         redis.call("RPUSH", done_key, "error")
         redis.call("EXPIRE", done_key, ARGV[6])
-        record_recent(KEYS[6], task_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
+        local task_type = type(msg["task_type"]) == "string" and msg["task_type"] or nil
+        record_recent(KEYS[6], task_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]),
+          "error", task_type)
         dead = dead + 1
       else
         redis.call("RPUSH", KEYS[3], raw)

@@ -19,5 +19,6 @@ if redis.call("GET", KEYS[3]) == ARGV[2] then
     redis.call("DECR", KEYS[4])
   end
   redis.call("SET", KEYS[5], ARGV[3], "EX", ARGV[4])
+  publish_record(KEYS[5], ARGV[3])
 end
 return 1
