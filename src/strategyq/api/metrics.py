@@ -8,10 +8,8 @@ as ``unmatched``.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0)
@@ -44,12 +42,11 @@ class ApiMetrics:
         return generate_latest(self.registry)
 
 
-def route_of(app: Any, scope: Scope) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+def route_of(scope: Scope) -> str:
+    """The template of the route that answered (the router records it in the scope)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
 
 
 class MetricsMiddleware:
@@ -75,7 +72,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = route_of(scope["app"], scope) if "app" in scope else "unmatched"
+            route = route_of(scope)
             method = str(scope.get("method", ""))
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

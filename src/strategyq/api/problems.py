@@ -88,7 +88,8 @@ def _wants_html(request: Request) -> bool:
     path = request.url.path
     if path.startswith(("/v1", "/healthz", "/readyz", "/metrics", "/openapi")):
         return False
-    return "text/html" in request.headers.get("accept", "")
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "json" not in accept
 
 
 def _where(loc: tuple[Any, ...] | list[Any]) -> str:

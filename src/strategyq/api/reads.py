@@ -195,9 +195,7 @@ def _summaries(client: redis.Redis, members: list[tuple[Any, float]]) -> list[di
     replies = pipe.execute()
     out = []
     for i, (task_id, (_, score)) in enumerate(zip(ids, members, strict=True)):
-        found = next(
-            (s for s, r in zip(STATUSES, replies, strict=False) if r[i] is not None), None
-        )
+        found = next((s for s, r in zip(STATUSES, replies, strict=False) if r[i] is not None), None)
         kind = next(
             (t for t, r in zip(types, replies[len(STATUSES) :], strict=True) if r[i] is not None),
             None,
