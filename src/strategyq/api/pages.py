@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -74,7 +75,17 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def ms_iso(value: Any) -> str:
+    """Epoch milliseconds as ``2024-01-15 10:30:00Z``."""
+    try:
+        moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 TEMPLATES.env.filters["fmt"] = fmt
+TEMPLATES.env.filters["ms_iso"] = ms_iso
 TEMPLATES.env.filters["json"] = lambda v: orjson.dumps(v).decode()
 TEMPLATES.env.globals["quote"] = quote
 

@@ -134,3 +134,11 @@ def backtest_body(task_id: str | None = None, **args: Any) -> dict[str, Any]:
     if task_id is not None:
         body["task_id"] = task_id
     return body
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    # The browser fixture reads this to screenshot a failed test's page.
+    setattr(item, f"report_{report.when}", report)
+    return report
