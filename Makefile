@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test test-redis demo bench bench-e2e clean
+.PHONY: install lint format test test-redis fuzz demo bench bench-e2e clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test: $(STAMP)
 #   STRATEGYQ_TEST_REDIS_URL=redis://127.0.0.1:6379/15 make test-redis
 test-redis: $(STAMP)
 	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
+
+# Schemathesis against the live API, with many more generated requests than make test.
+fuzz: $(STAMP)
+	STRATEGYQ_FUZZ_EXAMPLES=$${STRATEGYQ_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q -s \
+		tests/integration/api/test_schema.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/strategyq demo

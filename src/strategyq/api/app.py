@@ -122,7 +122,7 @@ class GuardMiddleware:
         return None
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, auth_required: bool) -> dict[str, Any]:
     """The generated schema, with every error answered as problem+json."""
     if app.openapi_schema:
         return app.openapi_schema
@@ -146,15 +146,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     "description": problem_description(code),
                     "content": {PROBLEM_JSON: {"schema": ref}},
                 }
-            if path.startswith("/v1") or path in ("/healthz", "/readyz"):
+            if auth_required and path.startswith("/v1"):
                 operation.setdefault("security", [{"bearer": []}])
-    schema["components"]["securitySchemes"] = {
-        "bearer": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "Needed when the server has STRATEGYQ_API_TOKENS.",
+    if auth_required:
+        # Only a server with STRATEGYQ_API_TOKENS asks for a token; a loopback bind
+        # without tokens admits every caller, and its document says so.
+        schema["components"]["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token of STRATEGYQ_API_TOKENS (read or write scope).",
+            }
         }
-    }
     app.openapi_schema = schema
     return schema
 
@@ -191,7 +194,7 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
         redoc_url=None,
     )
     app.state.api = state
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, config.auth_required)  # type: ignore[method-assign]
     install(app, pages.render_problem)
     app.include_router(routes.build(state))
     app.include_router(pages.build(state))

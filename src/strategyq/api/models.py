@@ -18,6 +18,56 @@ EXAMPLE_CODE = (
 )
 
 
+DATE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+TICKER = r"^\S{1,32}$"
+
+
+class BacktestArgs(BaseModel):
+    """The args of a backtest (documentation: the worker's rules validate them)."""
+
+    model_config = ConfigDict(extra="allow", title="BacktestArgs")
+
+    strategy_code: str = Field(..., min_length=1, max_length=256 * 1024)
+    symbols: list[str] = Field(
+        ..., min_length=1, max_length=5000, json_schema_extra={"items": {"type": "string", "pattern": TICKER}}
+    )
+    start_date: str = Field(..., pattern=DATE, examples=["2010-01-01T00:00:00Z"])
+    end_date: str = Field(..., pattern=DATE, examples=["2012-12-31T23:59:59Z"])
+    hold_days: int | None = Field(None, ge=1)
+    entry: Literal["next_open", "close"] | None = None
+    stop_loss_pct: float | None = Field(None, gt=0)
+    take_profit_pct: float | None = Field(None, gt=0)
+    commission_bps: float | None = Field(None, ge=0)
+    slippage_bps: float | None = Field(None, ge=0)
+    initial_capital: float | None = Field(None, gt=0)
+    max_positions: int | None = Field(None, ge=1)
+    adjusted: bool | None = None
+    timeout_seconds: float | None = Field(None, gt=0)
+    memory_mb: int | None = Field(None, ge=1)
+    max_instances: int | None = Field(None, ge=1)
+
+
+class ScreeningArgs(BaseModel):
+    """The args of a screen (documentation: the worker's rules validate them)."""
+
+    model_config = ConfigDict(extra="allow", title="ScreeningArgs")
+
+    strategy_code: str = Field(..., min_length=1, max_length=256 * 1024)
+    universe: list[str] = Field(
+        ..., min_length=1, max_length=5000, json_schema_extra={"items": {"type": "string", "pattern": TICKER}}
+    )
+    limit: int | None = Field(None, ge=1, le=10_000)
+    as_of: str | None = Field(None, pattern=DATE)
+    lookback_sessions: int | None = Field(None, ge=1)
+    timeout_seconds: float | None = Field(None, gt=0)
+
+
+def _args_schema() -> dict[str, Any]:
+    # Documented shapes only: the body is validated by the producer API's own
+    # rules (parse_task), so the messages are the same as for Python producers.
+    return {"anyOf": [BacktestArgs.model_json_schema(), ScreeningArgs.model_json_schema()]}
+
+
 class TaskIn(BaseModel):
     """A task as on the wire, with ``task_id`` optional (a UUID is made when it is absent)."""
 
@@ -50,6 +100,7 @@ class TaskIn(BaseModel):
         ...,
         description="The task's args exactly as on the wire (strategy_code, symbols, "
         "start_date, end_date, … or strategy_code, universe, limit, …).",
+        json_schema_extra=_args_schema(),
     )
 
 
