@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis
 
 from strategyq.errors import TaskValidationError
@@ -39,7 +40,13 @@ def submit_task(
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
     """
-    raw = dumps(message)
+    try:
+        raw = dumps(message)
+    except orjson.JSONEncodeError as exc:
+        raise TaskValidationError(
+            f"task not queued: it cannot be written as JSON ({exc}); integers must fit in "
+            "64 bits and strings must be valid Unicode"
+        ) from None
     try:
         task = parse_task(raw)
     except TaskValidationError as exc:

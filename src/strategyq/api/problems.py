@@ -168,6 +168,15 @@ def install(app: FastAPI, render_html: Any) -> None:
     async def on_config(request: Request, exc: ConfigError) -> Response:
         return answer(request, Problem(500, str(exc)))
 
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        detail = (
+            "the API failed unexpectedly on this request (the server's log has the traceback); "
+            "nothing was changed by it unless its reply said so"
+        )
+        return answer(request, Problem(500, detail))
+
     @app.exception_handler(StrategyqError)
     async def on_ours(request: Request, exc: StrategyqError) -> Response:
         return answer(request, Problem(422, str(exc)))
