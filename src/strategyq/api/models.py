@@ -20,6 +20,7 @@ EXAMPLE_CODE = (
 
 DATE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 TICKER = r"^\S{1,32}$"
+TICKERS: dict[str, Any] = {"items": {"type": "string", "pattern": TICKER}}
 
 
 class BacktestArgs(BaseModel):
@@ -28,9 +29,7 @@ class BacktestArgs(BaseModel):
     model_config = ConfigDict(extra="allow", title="BacktestArgs")
 
     strategy_code: str = Field(..., min_length=1, max_length=256 * 1024)
-    symbols: list[str] = Field(
-        ..., min_length=1, max_length=5000, json_schema_extra={"items": {"type": "string", "pattern": TICKER}}
-    )
+    symbols: list[str] = Field(..., min_length=1, max_length=5000, json_schema_extra=TICKERS)
     start_date: str = Field(..., pattern=DATE, examples=["2010-01-01T00:00:00Z"])
     end_date: str = Field(..., pattern=DATE, examples=["2012-12-31T23:59:59Z"])
     hold_days: int | None = Field(None, ge=1)
@@ -53,9 +52,7 @@ class ScreeningArgs(BaseModel):
     model_config = ConfigDict(extra="allow", title="ScreeningArgs")
 
     strategy_code: str = Field(..., min_length=1, max_length=256 * 1024)
-    universe: list[str] = Field(
-        ..., min_length=1, max_length=5000, json_schema_extra={"items": {"type": "string", "pattern": TICKER}}
-    )
+    universe: list[str] = Field(..., min_length=1, max_length=5000, json_schema_extra=TICKERS)
     limit: int | None = Field(None, ge=1, le=10_000)
     as_of: str | None = Field(None, pattern=DATE)
     lookback_sessions: int | None = Field(None, ge=1)
