@@ -36,6 +36,24 @@ def _push(
     return task.task_id
 
 
+def submit_task(
+    redis_client: redis.Redis,
+    message: dict[str, Any],
+    *,
+    queue: str = QUEUE_NAME,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+) -> str:
+    """Queue one task message (``{"task_id", "task_type", "args"}``) after validating it.
+
+    Returns:
+        The task id.
+
+    Raises:
+        TaskValidationError: the task is invalid; nothing was queued.
+    """
+    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+
+
 def add_backtest_task(
     redis_client: redis.Redis,
     task_id: str,
