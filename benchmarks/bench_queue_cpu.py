@@ -2,8 +2,9 @@
 
 ``python -m benchmarks queue_cpu`` (base commit: ``STRATEGYQ_BENCH_BASE``,
 default ``4b09078``, the last commit before the queue core was split into
-``strategyq.queue``/``worker``/``executor``). The base is checked out in a
-temporary git worktree and its worker runs from there (``PYTHONPATH``); both
+``strategyq.queue``/``worker``/``executor``). The base's files are exported
+(``git archive``) into a temporary directory and its worker runs from there
+(``PYTHONPATH``, which its executor and sandbox host inherit); both
 workers serve the same embedded Valkey and the same synthetic store, in
 alternating rounds, so machine load hits both alike. The yardstick is the
 base's own figure: the ratio new/base is what the table reports.
@@ -44,16 +45,12 @@ WIDE_SYMBOLS = 2000
 
 @contextmanager
 def base_tree() -> Iterator[Path]:
-    """The base commit checked out in a temporary worktree (removed afterwards)."""
-    tmp = Path(tempfile.mkdtemp(prefix="strategyq-bench-base-"))
-    tree = tmp / "tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), BASE],
-                   check=True)  # fmt: skip
-    try:
-        yield tree
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                       check=False)  # fmt: skip
+    """The base commit's files, exported into a temporary directory (removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="strategyq-bench-base-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BASE],
+                                 check=True, capture_output=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
 
 
 @contextmanager
