@@ -39,7 +39,8 @@ from strategyq.server import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("STRATEGYQ_BENCH_BASE", "4b09078")
-TASKS, ROUNDS = 300, 3
+TASKS = 300
+ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_ROUNDS", "5"))
 WIDE_SYMBOLS = 2000
 
 

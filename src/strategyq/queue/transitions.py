@@ -17,7 +17,7 @@ import redis
 
 from strategyq.protocol import TERMINAL_STATUSES, decode_result, utc_now_iso
 from strategyq.queue import keys, records
-from strategyq.queue.scripts import Scripts
+from strategyq.queue.scripts import scripts_for
 from strategyq.queue.types import Claim, FinishVerdict, Reaped, text
 from strategyq.settings import QUEUE_NAME
 
@@ -54,7 +54,7 @@ class TaskQueue:
         self.result_ttl_s = result_ttl_s
         self.done_ttl_s = min(keys.DONE_TTL_S, result_ttl_s)
         self.recent_max = recent_max
-        self.scripts = Scripts(client)
+        self.scripts = scripts_for(client)
 
     # ------------------------------------------------------------------ producers
 
