@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
 .PHONY: install lint format test test-redis fuzz demo bench bench-e2e clean
 
@@ -32,12 +33,23 @@ test: $(STAMP)
 test-redis: $(STAMP)
 	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
 
+<<<<<<< HEAD
 # Schemathesis against the live API, with many more generated requests than make test.
 fuzz: $(STAMP)
 	STRATEGYQ_FUZZ_EXAMPLES=$${STRATEGYQ_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q -s \
 		tests/integration/api/test_schema.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
+=======
+# The demo needs the runtime only: no linters, type checker or benchmark baselines.
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+demo: $(RUNTIME)
+>>>>>>> issue-13
 	$(BIN)/strategyq demo
 
 bench: $(STAMP)

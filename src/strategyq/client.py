@@ -8,7 +8,6 @@ at the producer with a clear message.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,25 +51,10 @@ def submit_task(
         task = parse_task(raw)
     except TaskValidationError as exc:
         raise TaskValidationError(f"task not queued: {exc}") from None
-    _queue_for(redis_client, queue, result_ttl_s).push(task.task_id, raw)
+    TaskQueue(redis_client, name=queue, result_ttl_s=result_ttl_s).push(task.task_id, raw)
     return task.task_id
 
 
-_QUEUES: weakref.WeakKeyDictionary[redis.Redis, dict[tuple[str, int], TaskQueue]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _queue_for(redis_client: redis.Redis, queue: str, result_ttl_s: int) -> TaskQueue:
-    # One TaskQueue per client and queue: building one registers every script
-    # (hashing their text), which would otherwise be paid on every push.
-    per_client = _QUEUES.setdefault(redis_client, {})
-    found = per_client.get((queue, result_ttl_s))
-    if found is None:
-        found = per_client[(queue, result_ttl_s)] = TaskQueue(
-            redis_client, name=queue, result_ttl_s=result_ttl_s
-        )
-    return found
 
 
 def add_backtest_task(
