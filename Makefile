@@ -33,14 +33,11 @@ test: $(STAMP)
 test-redis: $(STAMP)
 	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
 
-<<<<<<< HEAD
 # Schemathesis against the live API, with many more generated requests than make test.
 fuzz: $(STAMP)
 	STRATEGYQ_FUZZ_EXAMPLES=$${STRATEGYQ_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q -s \
 		tests/integration/api/test_schema.py $(PYTEST_ARGS)
 
-demo: $(STAMP)
-=======
 # The demo needs the runtime only: no linters, type checker or benchmark baselines.
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +46,6 @@ $(RUNTIME): pyproject.toml
 	touch $(RUNTIME)
 
 demo: $(RUNTIME)
->>>>>>> issue-13
 	$(BIN)/strategyq demo
 
 bench: $(STAMP)
