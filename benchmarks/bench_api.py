@@ -149,7 +149,9 @@ def main() -> dict[str, Any]:
                     t1 = time.perf_counter()
                     reply = http.get("/?refresh=0")
                     t2 = time.perf_counter()
-                    assert reply.status_code == 200 and reply.text.count('class="worker ') == WORKERS
+                    assert (
+                        reply.status_code == 200 and reply.text.count('class="worker ') == WORKERS
+                    )
                     page_ping.append((t1 - t0) * 1000)
                     overview.append((t2 - t1) * 1000)
         finally:
@@ -177,7 +179,8 @@ def main() -> dict[str, Any]:
     for c in ("row (ms)", "p50", "p95", "n", "× ping", "target", "met"):
         table.add_column(c)
     for r in rows:
+        met = "yes" if r["met"] else "[red]no[/]"
         table.add_row(r["row"], f"{r['p50']:.3f}", f"{r['p95']:.3f}", str(r["n"]),
-                      f"{r['ratio']:.2f}", r["target"], "yes" if r["met"] else "[red]no[/]")  # fmt: skip
+                      f"{r['ratio']:.2f}", r["target"], met)  # fmt: skip
     console.print(table)
     return {"cores": os.cpu_count(), "rows": rows}

@@ -55,8 +55,6 @@ def submit_task(
     return task.task_id
 
 
-
-
 def add_backtest_task(
     redis_client: redis.Redis,
     task_id: str,

@@ -37,7 +37,9 @@ def container() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "path", [*manifests(), ROOT / "deploy/kubernetes/examples/api-secret.yaml"], ids=lambda p: p.name
+    "path",
+    [*manifests(), ROOT / "deploy/kubernetes/examples/api-secret.yaml"],
+    ids=lambda p: p.name,
 )
 def test_manifest_validates_against_the_kubernetes_schema(path: Path) -> None:
     for obj in load(path):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
 from strategyq.cli.common import console, settings
 from strategyq.logs import configure_logging
+
+
+def _drop_color_message(record: logging.LogRecord) -> bool:
+    # uvicorn attaches an ANSI-coloured copy of each message; our formatters would
+    # print it as an extra field.
+    record.__dict__.pop("color_message", None)
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +54,7 @@ def register(app: typer.Typer) -> None:
             print(f"STRATEGYQ_API_TOKENS entry (the server keeps only its hash): {entry}")
             return
         configure_logging("json" if log_format == "json" else "text", log_level)
+        logging.getLogger("uvicorn.error").addFilter(_drop_color_message)
         import uvicorn
 
         from strategyq.api import create_app

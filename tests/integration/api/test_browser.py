@@ -51,7 +51,9 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(chromium: Any, serve: ServeProcess, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def page(
+    chromium: Any, serve: ServeProcess, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Any]:
     context = chromium.new_context(base_url=serve.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []

@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 import schemathesis
-from schemathesis.config import SchemathesisConfig
 from hypothesis import HealthCheck, given, settings
+from schemathesis.config import SchemathesisConfig
 
 from tests.integration.api.conftest import ServeProcess
 
