@@ -70,3 +70,22 @@ def test_tables_sort_numbers_before_text_and_page() -> None:
     assert [r["pnl"] for r in table.rows] == [-1.0, 2.0] and table.pages == 2
     second = Table("t", rows, {"t_sort": "pnl", "t_page": "2"}, size=2)
     assert [r["pnl"] for r in second.rows] == [3.0, None]
+
+
+def test_equity_figure_has_drawdown_below_and_the_benchmark_beside() -> None:
+    from strategyq.api.charts import drawdown, equity_figure
+
+    data = {
+        "equity_curve": {
+            "dates": ["2024-01-01", "2024-01-02", "2024-01-03"],
+            "values": [100.0, 110.0, 99.0],
+            "benchmark": [100.0, 101.0, 102.0],
+        }
+    }
+    figure = equity_figure(data)
+    assert figure is not None
+    names = [t["name"] for t in figure["data"]]
+    assert names == ["equity", "benchmark", "drawdown %"]
+    assert figure["data"][2]["yaxis"] == "y2"
+    assert drawdown([100.0, 110.0, 99.0]) == [0.0, 0.0, -10.0]
+    assert equity_figure({"equity_curve": {"dates": [], "values": []}}) is None

@@ -357,3 +357,17 @@ def test_html_report_is_self_contained(
     start = html.index('<script type="application/json" id="equity-data">') + 49
     spec = orjson.loads(html[start : html.index("</script>", start)])
     assert len(spec["data"][0]["x"]) == len(result["data"]["equity_curve"]["dates"])
+
+
+def test_a_failed_strategy_shows_its_own_traceback_on_its_page(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    code = "def broken(df):\n    x = 1\n    return [{'ticker': 'AAPL', 'score': x / 0}]\n"
+    http.post("/v1/tasks", json=backtest_body("bad-1", strategy_code=code))
+    result = http.get("/v1/tasks/bad-1/wait", params={"timeout_s": 60}).json()
+    assert result["status"] == "error" and result["data"]["error_type"] == "strategy_error"
+    page = http.get("/tasks/bad-1", headers={"Accept": "text/html"}).text
+    assert "ZeroDivisionError" in page and "line 3" in page
+    assert (
+        http.get("/v1/tasks", params={"status": "error"}).json()["tasks"][0]["task_id"] == "bad-1"
+    )
