@@ -56,7 +56,11 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("end_date", str, "Last date, ISO 8601 (2012-12-31).", BACKTEST, True, "--end"),
     TaskArg("adjusted", bool, "Split/dividend-adjusted prices (default: adjusted).", BACKTEST),
     TaskArg("entry", str, "Entry price: next_open (default) or close.", BACKTEST),
-    TaskArg("hold_days", int, "Sessions each trade is held (default 1).", BACKTEST),
+    TaskArg("hold_days", str, "Most sessions a trade is held (default 1); 'none' = until an exit or a stop.", BACKTEST),
+    TaskArg("exit_on", str, "Where exit instances fill: next_open (default) or close.", BACKTEST),
+    TaskArg("trailing_stop_pct", float, "Trailing stop from the best close since entry, percent (default: none).", BACKTEST),
+    TaskArg("max_entries_per_ticker", int, "Most positions open at once on one ticker (default 1; 0 = no limit).", BACKTEST),
+    TaskArg("benchmark", str, "Ticker to compare against, e.g. SPY (default: equal weight of the symbols).", BACKTEST),
     TaskArg("stop_loss_pct", float, "Stop loss, percent of the entry price (default: none).", BACKTEST),
     TaskArg("take_profit_pct", float, "Take profit, percent of the entry price (default: none).", BACKTEST),
     TaskArg("commission_bps", float, "Commission per side, basis points (default 0).", BACKTEST),
@@ -67,7 +71,7 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("universe", list, "Comma-separated tickers to screen.", SCREENING, True),
     TaskArg("limit", int, "Results to return (default 100).", SCREENING),
     TaskArg("as_of", str, "Screen date, ISO 8601 (default: the latest session stored).", SCREENING),
-    TaskArg("lookback_sessions", int, "Sessions of history before as_of in the frame (default 260).", SCREENING),
+    TaskArg("lookback_sessions", int, "Sessions of history before the range the strategy sees (backtests: before start_date, default 252; screens: before as_of, default 260).", BOTH),
 )  # fmt: skip
 
 
