@@ -53,9 +53,18 @@ FORM_NUMBERS = (
     "slippage_bps",
     "initial_capital",
     "max_positions",
+    "trailing_stop_pct",
+    "max_entries_per_ticker",
     "timeout_seconds",
 )
-INTEGER_FIELDS = ("hold_days", "max_positions", "limit", "lookback_sessions")
+FORM_TEXTS = ("entry", "exit_on", "benchmark")
+INTEGER_FIELDS = (
+    "hold_days",
+    "max_positions",
+    "max_entries_per_ticker",
+    "limit",
+    "lookback_sessions",
+)
 
 
 def script_json(value: Any) -> str:
@@ -257,9 +266,13 @@ def _form_message(form: Mapping[str, str]) -> dict[str, Any]:
         args["symbols"] = symbols
         args["start_date"] = form.get("start_date", "")
         args["end_date"] = form.get("end_date", "")
-        if form.get("entry"):
-            args["entry"] = form["entry"]
-        for name in FORM_NUMBERS:
+        for name in FORM_TEXTS:
+            if form.get(name):
+                args[name] = form[name].strip()
+        if form.get("hold_days", "").strip().lower() == "none":
+            args["hold_days"] = None  # no limit: held until an exit instance or a stop
+            form = {**form, "hold_days": ""}
+        for name in (*FORM_NUMBERS, "lookback_sessions"):
             if form.get(name):
                 args[name] = _number(name, form[name])
     return {
@@ -286,7 +299,7 @@ SUBMIT_FIELDS = (
     "symbols",
     "start_date",
     "end_date",
-    "entry",
+    *FORM_TEXTS,
     *FORM_NUMBERS,
     "limit",
     "as_of",
@@ -545,7 +558,7 @@ def _default_form() -> dict[str, str]:
         "symbols": "AAPL,MSFT,GOOG",
         "start_date": "2010-01-01",
         "end_date": "2012-12-31",
-        "entry": "",
+        **dict.fromkeys(FORM_TEXTS, ""),
         "limit": "10",
         "as_of": "",
         **dict.fromkeys(FORM_NUMBERS, ""),
