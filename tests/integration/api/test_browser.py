@@ -79,6 +79,7 @@ def test_submit_form_watch_it_complete_and_check_chart_and_metrics(
     page.fill("input[name=start_date]", "2010-01-01")
     page.fill("input[name=end_date]", "2012-12-31")
     page.fill("input[name=hold_days]", "3")
+    page.fill("input[name=benchmark]", "IBM")
     page.screenshot(path=str(page.screenshots / "1-form.png"))
     page.click("#submit")
     page.wait_for_url("**/tasks/br-1")
@@ -96,10 +97,13 @@ def test_submit_form_watch_it_complete_and_check_chart_and_metrics(
     drawn = page.evaluate(
         "() => { const div = document.getElementById('equity-chart');"
         " return {points: div.data[0].x.length, y: div.data[0].y.length,"
-        " paths: div.querySelectorAll('.scatterlayer .trace path.js-line').length}; }"
+        " paths: div.querySelectorAll('.scatterlayer .trace path.js-line').length,"
+        " traces: div.data.map(t => [t.name, t.x.length])}; }"
     )
     assert drawn["points"] == drawn["y"] == len(curve["dates"]) == len(curve["values"])
-    assert drawn["paths"] >= 2  # the equity line and the drawdown line were drawn
+    assert drawn["paths"] >= 3  # the equity, benchmark and drawdown lines were drawn
+    bench = result["data"]["benchmark_curve"]
+    assert ["benchmark", len(bench["dates"])] in drawn["traces"]
     shown = page.eval_on_selector_all(
         "#metrics td[data-metric]", "cells => cells.map(c => [c.dataset.metric, c.dataset.value])"
     )
