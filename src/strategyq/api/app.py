@@ -190,7 +190,9 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
         version=__version__,
         description="Queue backtests and screens, follow them, read their results; "
         "inspect the queue, its workers and dead letters.",
-        docs_url="/docs",
+        # FastAPI's /docs page loads Swagger UI from a CDN: the app serves nothing that
+        # needs the network, so the document is served as JSON only.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.api = state

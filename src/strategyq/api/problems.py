@@ -142,7 +142,7 @@ def install(app: FastAPI, render_html: Any) -> None:
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"there is no route {request.url.path}; see /openapi.json or /docs"
+            detail = f"there is no route {request.url.path}; see /openapi.json"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json"
         return answer(request, Problem(exc.status_code, detail, headers=dict(exc.headers or {})))
