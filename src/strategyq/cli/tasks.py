@@ -35,19 +35,6 @@ def _read_code(path: Path) -> str:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _hold_days(value: str) -> int | None:
-    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
-    text = value.strip().lower()
-    if text in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise fail(
-            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
-        ) from None
-
-
 def _split(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
@@ -93,9 +80,11 @@ def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
         args: dict[str, Any] = {"strategy_code": _read_code(given.pop("strategy"))}
         for arg in table:
             value = given.pop(arg.name)
-            if value is not None and arg.name == "hold_days":
-                args["hold_days"] = _hold_days(value)
-            elif value is not None:
+            if value is None:
+                continue
+            if arg.from_cli is not None:
+                args[arg.name] = arg.from_cli(value)
+            else:
                 args[arg.name] = _split(value) if arg.kind is list else value
         r = client()
         _warn_without_workers(r)
@@ -270,7 +259,6 @@ def register(app: typer.Typer) -> None:
         result = get_task_result(client(), task_id)
         if html is not None and result is not None:
             from strategyq.api.report import write_report
-            from strategyq.cli.common import settings
 
             size = write_report(html, task_id, result, settings().data_dir)
             err_console.print(f"wrote {html} ({size / 1e6:.1f} MB, opens offline)")
