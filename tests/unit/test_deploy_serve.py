@@ -91,3 +91,18 @@ def test_network_policy_allows_only_redis_and_dns_out() -> None:
     egress = kind("NetworkPolicy")["spec"]["egress"]
     ports = sorted(p["port"] for rule in egress for p in rule["ports"])
     assert ports == [53, 53, 6379]
+
+
+def test_same_image_tag_as_the_workers_and_redis_admits_the_api() -> None:
+    (serve,) = load(SERVE / "kustomization.yaml")
+    (base,) = load(ROOT / "deploy/kubernetes/base/kustomization.yaml")
+    assert serve["images"] == base["images"]
+    labels = kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    redis_policies = load(ROOT / "deploy/kubernetes/components/redis/networkpolicy.yaml")
+    admitted = [
+        peer.get("podSelector", {}).get("matchLabels")
+        for policy in redis_policies
+        for rule in policy["spec"].get("ingress", [])
+        for peer in rule.get("from", [])
+    ]
+    assert {"app": labels["app"]} in admitted
