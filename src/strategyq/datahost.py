@@ -36,6 +36,12 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     config = orjson.loads(argv[1])
     market = MarketData(Path(config["data_dir"]), cache_mb=int(config["data_cache_mb"]))
+    # Nothing a child could walk to should name the data directory (or anything else
+    # of the host's): the command line goes, the config too.
+    del config
+    argv.clear()
+    sys.argv[1:] = []
+    sys.orig_argv[:] = sys.orig_argv[:1]
     sandbox.warm_up()
     # Park the imported modules' objects in the permanent generation, so a child's
     # collector never walks (and so never copies) those shared pages. Only what exists
@@ -54,7 +60,14 @@ def main(argv: list[str]) -> int:
         )
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 
-    forkserver.serve(sock, load)
+    def forget() -> None:
+        # In each child, before lock-down: drop every cached frame (other tasks'
+        # requests and data) and the store, keeping only the frame just loaded.
+        market.cache.clear()
+        market.store = None  # type: ignore[assignment]
+        gc.collect()
+
+    forkserver.serve(sock, load, forget)
     return 0
 
 
