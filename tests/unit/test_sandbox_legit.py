@@ -1,0 +1,140 @@
+"""The legitimate corpus through the real sandbox host, as a worker runs it.
+
+The host is ``python -m strategyq.datahost`` on a synthetic store (the process
+every executor starts); children are forked, locked down with the seccomp
+allow-list and Landlock, and fed through :class:`ForkClient`. Every strategy
+must complete, with the policy on and off.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from strategyq import errors
+from strategyq.data.synth import write_synthetic
+from strategyq.sandbox.forkserver import ForkClient
+from strategyq.settings import SandboxLimits
+from tests.unit.sandbox_legit import LEGIT, Legit
+
+LIMITS = SandboxLimits(time_limit_s=30, memory_mb=1024, result_max_bytes=1 << 22)
+SYMBOLS = ["SYN0001", "SYN0002", "SYN0003", "SYN0004"]
+
+
+class Host:
+    def __init__(self, root: Path) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = {"data_dir": str(root), "data_cache_mb": 64}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "strategyq.datahost", str(theirs.fileno()),
+             orjson.dumps(config).decode()],
+            pass_fds=(theirs.fileno(),),
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        )  # fmt: skip
+        theirs.close()
+        ready = orjson.loads(ours.recv(1 << 16))
+        assert ready["ready"], ready
+        self.layers: dict[str, bool] = ready["layers"]
+        self.sock = ours
+
+    def client(self, **kwargs: object) -> ForkClient:
+        return ForkClient(self.sock, **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.sock.close()
+        assert self.process.wait(20) == 0
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("legit") / "data"
+    write_synthetic(root, 6, 2, seed=7)
+    return root
+
+
+@pytest.fixture(scope="module")
+def host(store: Path) -> Iterator[Host]:
+    h = Host(store)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def request(symbols: list[str] = SYMBOLS) -> dict[str, object]:
+    return {
+        "symbols": symbols,
+        "start": "2024-01-01T00:00:00",
+        "end": "2024-12-31T00:00:00",
+        "adjusted": True,
+        "warmup_sessions": 250,
+        "lookback_sessions": None,
+    }
+
+
+def test_corpus_is_large_and_varied() -> None:
+    assert len(LEGIT) >= 100
+    text = "\n".join(case.code for case in LEGIT)
+    for needle in ("pivot(", "pivot_table(", "stack()", "unstack(", "melt(", "crosstab(",
+                   ".rolling(", ".expanding(", ".ewm(", ".transform(", ".agg(", ".rank(",
+                   ".resample(", "merge_asof(", "concat(", ".join(", ".describe(", ".quantile(",
+                   "value_counts(", "pd.cut(", "pd.qcut(", "strftime(", "strptime(", "today()",
+                   "Timedelta(", "offsets.", "polyfit(", "percentile(", "default_rng(",
+                   "np.select(", "np.where(", "import math", "import statistics", "try:"):  # fmt: skip
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("case", LEGIT, ids=[c.name for c in LEGIT])
+@pytest.mark.parametrize("check_policy", [True, False], ids=["policy", "no-policy"])
+def test_legitimate_strategy_completes(host: Host, case: Legit, check_policy: bool) -> None:
+    client = host.client(spares=False)
+    try:
+        value, meta = client.run(case.code, request(), LIMITS, check_policy=check_policy)
+    except errors.SandboxError as exc:
+        pytest.fail(f"{case.name} ended as {exc.error_type}: {exc}")
+    assert isinstance(value, list) and value, value
+    assert all(isinstance(row, dict) and "ticker" in row for row in value)
+    assert meta["shape"][0] > 0
+
+
+def test_print_is_returned_as_logs(host: Host) -> None:
+    client = host.client(spares=False)
+    code = "def s(df):\n    print('rows', len(df))\n    print('done')\n    return []\n"
+    assert client.run(code, request(), LIMITS)[0] == []
+    assert client.last_logs.text.startswith("rows ")
+    assert client.last_logs.text.endswith("done\n")
+    assert client.last_logs.truncated is False
+
+
+def test_logs_are_capped_and_flagged(host: Host) -> None:
+    client = host.client(spares=False)
+    code = "def s(df):\n    for i in range(100000):\n        print('x' * 100)\n    return []\n"
+    assert client.run(code, request(), LIMITS)[0] == []
+    assert len(client.last_logs.text.encode()) == 64 * 1024
+    assert client.last_logs.truncated is True
+
+
+def test_logs_come_back_with_an_error(host: Host) -> None:
+    client = host.client(spares=False)
+    code = "def s(df):\n    print('about to fail')\n    return 1 / 0\n"
+    with pytest.raises(errors.StrategyFailed) as info:
+        client.run(code, request(), LIMITS)
+    assert info.value.logs.text == "about to fail\n"  # type: ignore[attr-defined]
+
+
+def test_host_self_check_passes(host: Host) -> None:
+    assert host.layers == {
+        "landlock": True,
+        "landlock_net": True,
+        "seccomp": True,
+        "rlimits": True,
+        "no_new_privs": True,
+        "canary": True,
+    }
