@@ -20,6 +20,7 @@ import pytest
 
 from strategyq import errors
 from strategyq.data.synth import write_synthetic
+from strategyq.sandbox import landlock
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_legit import LEGIT, Legit
@@ -138,3 +139,56 @@ def test_host_self_check_passes(host: Host) -> None:
         "no_new_privs": True,
         "canary": True,
     }
+
+
+@pytest.mark.parametrize("abi", range(1, landlock.abi_version() + 1))
+def test_the_host_runs_tasks_on_every_landlock_abi(host: Host, abi: int) -> None:
+    client = host.client(spares=True, landlock_abi_max=abi)
+    for case in LEGIT[:: len(LEGIT) // 6]:
+        value, _ = client.run(case.code, request(), LIMITS)
+        assert value, case.name
+    client.close_spare()
+
+
+SNOOP = """
+import gc, sys
+
+def snoop(df):
+    # Built at run time, so the program's own constants do not match.
+    wanted = ('SYN000' + str(5), 'SYN000' + str(6), ''.join([DATA_DIR]))
+    found = set()
+    for obj in gc.get_objects():
+        if obj is wanted or obj is found:
+            continue
+        try:
+            text = repr(obj) if isinstance(obj, (tuple, list, dict, str)) else ''
+        except Exception:
+            continue
+        found.update(w for w in wanted if w in text)
+    frame = sys._getframe().f_back
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            try:
+                text = repr(value) + repr(getattr(value, '__dict__', ''))
+            except Exception:
+                continue
+            found.update(w for w in wanted if w in text)
+        frame = frame.f_back
+    text = repr(sys.argv) + repr(sys.orig_argv)
+    found.update(w for w in wanted if w in text)
+    return [{'ticker': 'X', 'found': sorted(found)}]
+"""
+
+
+def test_a_child_finds_no_earlier_request_nor_the_data_dir(host: Host, store: Path) -> None:
+    client = host.client(spares=False)
+    earlier = request(["SYN0005", "SYN0006"])
+    assert client.run("def s(df):\n    return [{'ticker': 'X'}]\n", earlier, LIMITS)[0]
+    # The host now caches the earlier request's frame (keyed by its symbols and dates).
+    half = len(str(store)) // 2
+    code = SNOOP.replace("DATA_DIR", f"{str(store)[:half]!r} + str({str(store)[half:]!r})")
+    value, _ = client.run(code, request(["SYN0001"]), LIMITS, check_policy=False)
+    assert value == [{"ticker": "X", "found": []}]
+    # The same snoop does find them when they are in its own request: the scan works.
+    value, _ = client.run(code, earlier, LIMITS, check_policy=False)
+    assert "SYN0005" in value[0]["found"]
