@@ -1,7 +1,7 @@
 """Measure the system calls legitimate strategies make after lock-down.
 
 Runs the legitimate corpus (``tests/unit/sandbox_legit.py``) through the real
-sandbox host (``python -m strategyq.datahost``) started under ``strace -f``,
+sandbox host (``python -m strategyq.executor.sandbox_host``) started under ``strace -f``,
 then prints, for every call made by a child after its seccomp filter was
 loaded: how often, whether the allow-list (``strategyq.sandbox.syscalls``)
 has it, and how many calls the filter refused. This is how the allow-list
@@ -24,12 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import orjson
-
 from strategyq.data.synth import write_synthetic
 from strategyq.sandbox import syscalls
 from strategyq.sandbox.forkserver import ForkClient
-from strategyq.settings import SandboxLimits
+from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT
 
 _LINE = re.compile(r"^(\d+)\s+([a-z0-9_]+)\(")
@@ -38,9 +36,9 @@ _ERRNO = re.compile(r"\) += -1 (E[A-Z]+)")
 
 def _trace(root: Path, trace: Path) -> int:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    config = orjson.dumps({"data_dir": str(root), "data_cache_mb": 64}).decode()
+    config = Settings.from_env({"STRATEGYQ_HOME": str(root.parent)}).for_child_process().decode()
     host = subprocess.Popen(
-        ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-m", "strategyq.datahost",
+        ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-m", "strategyq.executor.sandbox_host",
          str(theirs.fileno()), config],
         pass_fds=(theirs.fileno(),),
     )  # fmt: skip

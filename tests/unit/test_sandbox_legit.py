@@ -1,6 +1,6 @@
 """The legitimate corpus through the real sandbox host, as a worker runs it.
 
-The host is ``python -m strategyq.datahost`` on a synthetic store (the process
+The host is ``python -m strategyq.executor.sandbox_host`` on a synthetic store (the process
 every executor starts); children are forked, locked down with the seccomp
 allow-list and Landlock, and fed through :class:`ForkClient`. Every strategy
 must complete, with the policy on and off.
@@ -22,7 +22,7 @@ from strategyq import errors
 from strategyq.data.synth import write_synthetic
 from strategyq.sandbox import landlock
 from strategyq.sandbox.forkserver import ForkClient
-from strategyq.settings import SandboxLimits
+from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT, Legit
 
 LIMITS = SandboxLimits(time_limit_s=30, memory_mb=1024, result_max_bytes=1 << 22)
@@ -32,10 +32,10 @@ SYMBOLS = ["SYN0001", "SYN0002", "SYN0003", "SYN0004"]
 class Host:
     def __init__(self, root: Path) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = {"data_dir": str(root), "data_cache_mb": 64}
+        settings = Settings.from_env({"STRATEGYQ_HOME": str(root.parent)}, data_cache_mb=64)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "strategyq.datahost", str(theirs.fileno()),
-             orjson.dumps(config).decode()],
+            [sys.executable, "-m", "strategyq.executor.sandbox_host", str(theirs.fileno()),
+             settings.for_child_process().decode()],
             pass_fds=(theirs.fileno(),),
             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
         )  # fmt: skip
