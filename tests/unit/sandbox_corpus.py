@@ -977,4 +977,60 @@ return [{'ticker': 'AAPL', k: [0] * 100_000}]
         on=frozenset({"ok"}),
         off=frozenset({"ok"}),
     ),
+    # 4. routes from library namespaces to real modules (policy: attribute chains, eval strings)
+    Case(
+        "statistics_sys_modules",
+        4,
+        _s("""
+import statistics
+os = statistics.sys.modules['os']
+os.system('touch MARKER')
+return [{'x': os.environ.get('REDIS_PASSWORD', '')}]
+"""),
+    ),
+    Case(
+        "np_ma_builtins_open",
+        4,
+        _s("""
+b = np.ma.extras.ma.builtins
+return [{'x': b.open('CANARY').read()}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "pd_eval_reaches_os",
+        4,
+        _s("""
+o = pd.eval('pd.io.common.os')
+o.system('touch MARKER')
+return [{'x': o.listdir('/')}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "query_string_attribute",
+        4,
+        _s("""
+return df.query('ticker.__class__ == ticker').to_dict('records')
+"""),
+    ),
+    Case(
+        "operator_attrgetter_globals",
+        4,
+        _s("""
+get = np.polynomial.polyutils.operator.attrgetter('_' * 2 + 'globals' + '_' * 2)
+g = get(pd.read_csv)
+g['os'].system('touch MARKER')
+return [{'x': str(g['os'].environ)}]
+"""),
+    ),
+    Case(
+        "inspect_getmembers_frame",
+        4,
+        _s("""
+insp = np.ma.extras.ma.inspect
+frame = insp.currentframe()
+return [{'x': str(insp.getmembers(frame.f_back))[:100]}]
+"""),
+    ),
 ]
