@@ -26,6 +26,7 @@ import importlib.abc
 import importlib.machinery
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -105,6 +106,22 @@ STDLIB_LAZY: tuple[str, ...] = (
 )
 """Standard-library modules imported lazily by C code or inside library functions."""
 
+NOT_PROVIDED: dict[str, str] = {
+    "sqlite3": "databases (read_sql) are I/O",
+    "urllib.request": "URLs are network I/O",
+    "urllib.error": "URLs are network I/O",
+    "xml.dom.minidom": "XML readers and writers are I/O",
+    "xml.etree.ElementTree": "XML readers and writers are I/O",
+    "doctest": "test tooling",
+    "optparse": "command-line tooling",
+    "curses": "terminal I/O",
+    "ctypes.wintypes": "Windows only",
+    "winreg": "Windows only",
+    "pyarrow.parquet": "Parquet files are I/O",
+    "yaml": "configuration files are I/O (and not a dependency)",
+}
+"""Modules pandas/numpy import inside functions that are deliberately not preloaded, and why."""
+
 THIRD_PARTY_LAZY: tuple[str, ...] = ("pyarrow", "pyarrow.compute", "dateutil", "dateutil.parser")
 """Installed libraries pandas reaches for inside functions (string dtype, parsing)."""
 
@@ -137,10 +154,14 @@ def walk(package: str, failed: list[str]) -> int:
 def preload(extra: Sequence[str] = ()) -> list[str]:
     """Import everything above (and ``extra``); returns the names that could not be imported."""
     failed: list[str] = []
-    for name in (*STDLIB_LAZY, *THIRD_PARTY_LAZY, *extra):
-        _import(name, failed)
-    for package in WALKED_PACKAGES:
-        walk(package, failed)
+    # Deprecated modules (numpy.matlib) warn on import; a caller's "error" filter must
+    # not keep them out.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in (*STDLIB_LAZY, *THIRD_PARTY_LAZY, *extra):
+            _import(name, failed)
+        for package in WALKED_PACKAGES:
+            walk(package, failed)
     return failed
 
 
