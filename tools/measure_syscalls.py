@@ -24,11 +24,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.unit.sandbox_legit import LEGIT
+
 from strategyq.data.synth import write_synthetic
 from strategyq.sandbox import syscalls
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits, Settings
-from tests.unit.sandbox_legit import LEGIT
 
 _LINE = re.compile(r"^(\d+)\s+([a-z0-9_]+)\(")
 _ERRNO = re.compile(r"\) += -1 (E[A-Z]+)")
@@ -38,8 +39,8 @@ def _trace(root: Path, trace: Path) -> int:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config = Settings.from_env({"STRATEGYQ_HOME": str(root.parent)}).for_child_process().decode()
     host = subprocess.Popen(
-        ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-m", "strategyq.executor.sandbox_host",
-         str(theirs.fileno()), config],
+        ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-m",
+         "strategyq.executor.sandbox_host", str(theirs.fileno()), config],
         pass_fds=(theirs.fileno(),),
     )  # fmt: skip
     theirs.close()
@@ -91,7 +92,7 @@ def main() -> int:
                     locked.add(pid)
                 elif pid in locked:
                     calls[name] += 1
-                    if err == "EPERM" or err == "ENOSYS" and name in syscalls.ENOSYS:
+                    if err == "EPERM" or (err == "ENOSYS" and name in syscalls.ENOSYS):
                         refused[name] += 1
     known = {**syscalls.ALLOWED, **{k: v[0].reason for k, v in syscalls.FILTERED.items()}}
     print(f"{'call':24} {'calls':>8} {'refused':>8}  allow-list")

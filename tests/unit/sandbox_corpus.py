@@ -819,7 +819,12 @@ return []
     ),
     # 10. cross-task interference: another process of the same user
     *[
-        Case(name, 10, _s(body, "import os, ctypes, errno, resource, fcntl, signal"), off=frozenset({"ok"}))
+        Case(
+            name,
+            10,
+            _s(body, "import os, ctypes, errno, resource, fcntl, signal"),
+            off=frozenset({"ok"}),
+        )
         for name, body in {
             "setpriority_other": """
 try:

@@ -50,7 +50,8 @@ _BODIES: dict[str, str] = {
         "g = df.groupby(['date', 'ticker'])['close'].last().unstack()\n" + _rows("g.max()")
     ),
     "melt_back": (
-        _PIVOT + "m = p.reset_index().melt(id_vars='date', var_name='tk', value_name='px')\n"
+        _PIVOT
+        + "m = p.reset_index().melt(id_vars='date', var_name='tk', value_name='px')\n"
         + _rows("m.groupby('tk')['px'].mean()")
     ),
     "crosstab_up_days": (
@@ -64,7 +65,9 @@ _BODIES: dict[str, str] = {
     "wide_to_long_corr": _PIVOT + _rows("p.pct_change(fill_method=None).corr().mean()"),
     "transpose_describe": _rows("df.groupby('ticker')['close'].describe().T.loc['mean']"),
     # -- windows
-    "rolling_mean": _rows("df.groupby('ticker')['close'].apply(lambda s: s.rolling(5).mean().iloc[-1])"),
+    "rolling_mean": _rows(
+        "df.groupby('ticker')['close'].apply(lambda s: s.rolling(5).mean().iloc[-1])"
+    ),
     "rolling_apply_raw": _rows(
         "df.groupby('ticker')['close'].apply("
         "lambda s: s.rolling(10).apply(lambda w: w.max() - w.min(), raw=True).iloc[-1])"
@@ -76,8 +79,7 @@ _BODIES: dict[str, str] = {
     "rolling_std_z": (
         "g = df.groupby('ticker')['close']\n"
         "z = (df['close'] - g.transform(lambda s: s.rolling(20).mean())) / "
-        "g.transform(lambda s: s.rolling(20).std())\n"
-        + _rows("z.groupby(df['ticker']).last()")
+        "g.transform(lambda s: s.rolling(20).std())\n" + _rows("z.groupby(df['ticker']).last()")
     ),
     "expanding_max_drawdown": _rows(
         "df.groupby('ticker')['close'].apply(lambda s: (s / s.expanding().max() - 1).min())"
@@ -100,7 +102,9 @@ _BODIES: dict[str, str] = {
         "d = df.set_index('date')\n"
         + _rows("d.groupby('ticker')['close'].apply(lambda s: s.rolling('30D').mean().iloc[-1])")
     ),
-    "ewm_std": _rows("df.groupby('ticker')['returns'].apply(lambda s: s.ewm(halflife=10).std().iloc[-1])"),
+    "ewm_std": _rows(
+        "df.groupby('ticker')['returns'].apply(lambda s: s.ewm(halflife=10).std().iloc[-1])"
+    ),
     # -- groupby
     "groupby_transform_rank": (
         "r = df.groupby('date')['returns'].rank(pct=True)\n"
@@ -126,7 +130,9 @@ _BODIES: dict[str, str] = {
         "d = df['returns'] - df.groupby('date')['returns'].transform('mean')\n"
         + _rows("d.groupby(df['ticker']).sum()")
     ),
-    "groupby_cumsum": _rows("df.groupby('ticker')['returns'].cumsum().groupby(df['ticker']).last()"),
+    "groupby_cumsum": _rows(
+        "df.groupby('ticker')['returns'].cumsum().groupby(df['ticker']).last()"
+    ),
     "groupby_shift_signal": (
         "prev = df.groupby('ticker')['close'].shift(1)\n"
         "hits = df[(df['close'] > prev * 1.02)]\n"

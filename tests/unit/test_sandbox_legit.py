@@ -88,7 +88,8 @@ def test_corpus_is_large_and_varied() -> None:
                    ".resample(", "merge_asof(", "concat(", ".join(", ".describe(", ".quantile(",
                    "value_counts(", "pd.cut(", "pd.qcut(", "strftime(", "strptime(", "today()",
                    "Timedelta(", "offsets.", "polyfit(", "percentile(", "default_rng(",
-                   "np.select(", "np.where(", "import math", "import statistics", "try:"):  # fmt: skip
+                   "np.select(", "np.where(", "import math", "import statistics",
+                   "try:"):  # fmt: skip
         assert needle in text, needle
 
 

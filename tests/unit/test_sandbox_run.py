@@ -187,7 +187,14 @@ def test_cancel_fd_kills_the_run(market: pd.DataFrame) -> None:
 
 def test_probe_layers_reports_every_layer() -> None:
     layers = probe_layers()
-    assert set(layers) == {"landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs", "canary"}
+    assert set(layers) == {
+        "landlock",
+        "landlock_net",
+        "seccomp",
+        "rlimits",
+        "no_new_privs",
+        "canary",
+    }
     assert all(layers.values()), layers
 
 

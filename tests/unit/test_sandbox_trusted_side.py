@@ -80,7 +80,9 @@ NORMAL = "def s(df):\n    return [{'ticker': 'SYN0001', 'date': '2024-07-01'}]\n
 
 
 def test_long_key_times_long_list_ends_within_the_deadline(executor: Executor) -> None:
-    code = "def s(df):\n    k = 'k' * 8_000_000\n    return [{'ticker': 'SYN0001', k: [0] * 20000}]\n"
+    code = (
+        "def s(df):\n    k = 'k' * 8_000_000\n    return [{'ticker': 'SYN0001', k: [0] * 20000}]\n"
+    )
     elapsed, outcome = _run(executor, code)
     # Generous: the point is that it ends at all within the task's own budget.
     assert elapsed < TIME_LIMIT_S + ENGINE_ALLOWANCE_S + 10, outcome

@@ -116,7 +116,9 @@ class Watchdog:
             wait = self._deadline - now
             if cancel_seen is not None:
                 if now - cancel_seen >= CANCEL_GRACE_S:
-                    self._fire(TaskCancelled("the task was cancelled while its result was computed"))
+                    self._fire(
+                        TaskCancelled("the task was cancelled while its result was computed")
+                    )
                     return
                 wait = min(wait, CANCEL_GRACE_S - (now - cancel_seen))
             for fd, _events in poller.poll(wait * 1000):

@@ -294,9 +294,12 @@ def expression_reason(text: str) -> str | None:
                 return f"may not use '{node.id}'; compute it in Python first"
         if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
             return "may call plain functions only"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if _DUNDER_IN_TEXT.search(node.value):
-                return "may not name special attributes"
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _DUNDER_IN_TEXT.search(node.value)
+        ):
+            return "may not name special attributes"
         if isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp):
             return "may not define functions or comprehensions"
     return None

@@ -184,7 +184,9 @@ def spawn(
                 forget()
         except BaseException:
             os._exit(70)
-        child.main(plan, result_fd, None, None, None, frame, restricted=restricted, source_fd=source_fd)
+        child.main(
+            plan, result_fd, None, None, None, frame, restricted=restricted, source_fd=source_fd
+        )
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)
     return pid
@@ -200,7 +202,11 @@ def _fork_one(
     if len(fds) != 2:
         for fd in fds:
             os.close(fd)
-        sock.send(orjson.dumps({"id": message.get("id"), "error": "bad request", "error_type": "internal"}))
+        sock.send(
+            orjson.dumps(
+                {"id": message.get("id"), "error": "bad request", "error_type": "internal"}
+            )
+        )
         return None
     source_fd, result_fd = fds
     tag = message["id"]

@@ -121,7 +121,7 @@ def isolate_descriptors(result_fd: int, source_fd: int | None = None) -> None:
 
 
 class OutputCapture(io.TextIOBase):
-    """Where print() goes in the child: a buffer of at most ``max_bytes`` (UTF-8), sent back as logs.
+    """Where print() goes in the child: at most ``max_bytes`` of UTF-8, sent back as logs.
 
     Text past the cap is dropped (and flagged), so a strategy that prints in a
     loop costs the cap, not its output.

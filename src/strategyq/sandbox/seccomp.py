@@ -1,4 +1,4 @@
-"""The seccomp-bpf filter: an allow-list built once with libseccomp, loaded in each child as raw BPF.
+"""The seccomp-bpf filter: an allow-list built once with libseccomp, loaded in each child.
 
 libseccomp (through ``pyseccomp``) writes the program from the table in
 :mod:`strategyq.sandbox.syscalls`, including the architecture check; the

@@ -117,19 +117,22 @@ FILTERED: dict[str, tuple[Rule, ...]] = {
         ),
     ),
     "open": (
-        Rule("as openat (architectures that have open)", ((1, "masked_eq", O_ACCMODE | O_CREAT | O_TRUNC, 0),)),
+        Rule(
+            "as openat (architectures that have open)",
+            ((1, "masked_eq", O_ACCMODE | O_CREAT | O_TRUNC, 0),),
+        ),
     ),
-    "fcntl": tuple(
-        Rule(f"{name} on an own descriptor", ((1, "eq", cmd),))
-        for name, cmd in (
-            ("F_DUPFD", F_DUPFD),
-            ("F_GETFD", F_GETFD),
-            ("F_SETFD", F_SETFD),
-            ("F_GETFL", F_GETFL),
-            ("F_DUPFD_CLOEXEC", F_DUPFD_CLOEXEC),
-        )
-    )
-    + (
+    "fcntl": (
+        *(
+            Rule(f"{name} on an own descriptor", ((1, "eq", cmd),))
+            for name, cmd in (
+                ("F_DUPFD", F_DUPFD),
+                ("F_GETFD", F_GETFD),
+                ("F_SETFD", F_SETFD),
+                ("F_GETFL", F_GETFL),
+                ("F_DUPFD_CLOEXEC", F_DUPFD_CLOEXEC),
+            )
+        ),
         Rule(
             "F_SETFL without O_ASYNC (O_ASYNC would signal the descriptor's owner); "
             "F_SETOWN, F_SETSIG, F_SETLEASE, F_NOTIFY and every other command are refused",
@@ -137,7 +140,10 @@ FILTERED: dict[str, tuple[Rule, ...]] = {
         ),
     ),
     "ioctl": tuple(
-        Rule(f"{name}: CPython's isatty, terminal size and blocking/inheritable flags", ((1, "eq", cmd),))
+        Rule(
+            f"{name}: CPython's isatty, terminal size and blocking/inheritable flags",
+            ((1, "eq", cmd),),
+        )
         for name, cmd in (
             ("TCGETS", TCGETS),
             ("TIOCGWINSZ", TIOCGWINSZ),
@@ -148,11 +154,11 @@ FILTERED: dict[str, tuple[Rule, ...]] = {
     ),
     "kill": (Rule("signals to the child itself only", ((0, "eq", SELF_PID),)),),
     "tgkill": (Rule("raise()/abort() in the child itself only", ((0, "eq", SELF_PID),)),),
-    "prlimit64": (Rule("resource.getrlimit/setrlimit of the caller (pid 0) only", ((0, "eq", 0),)),),
-    "getrlimit": (Rule("the caller's own limits", ()),),
-    "setpriority": (
-        Rule("os.nice() of the caller only", ((0, "eq", PRIO_PROCESS), (1, "eq", 0))),
+    "prlimit64": (
+        Rule("resource.getrlimit/setrlimit of the caller (pid 0) only", ((0, "eq", 0),)),
     ),
+    "getrlimit": (Rule("the caller's own limits", ()),),
+    "setpriority": (Rule("os.nice() of the caller only", ((0, "eq", PRIO_PROCESS), (1, "eq", 0))),),
     "getpriority": (
         Rule("the caller's own priority only", ((0, "eq", PRIO_PROCESS), (1, "eq", 0))),
     ),
