@@ -1038,4 +1038,22 @@ frame = insp.currentframe()
 return [{'x': str(insp.getmembers(frame.f_back))[:100]}]
 """),
     ),
+    # 9. another process of the same user, named by pid (getppid itself is refused)
+    Case(
+        "proc_other_environ",
+        9,
+        _s("""
+return [{'x': open('/proc/VICTIM/environ', 'rb').read().decode('latin-1')}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "proc_other_mem",
+        9,
+        _s("""
+with open('/proc/VICTIM/mem', 'rb') as f:
+    return [{'x': f.read(16).hex()}]
+"""),
+        off=DENIED,
+    ),
 ]
