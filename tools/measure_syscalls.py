@@ -46,7 +46,7 @@ def _trace(root: Path, trace: Path) -> int:
     theirs.close()
     ours.recv(1 << 16)
     client = ForkClient(ours, spares=False)
-    limits = SandboxLimits(time_limit_s=120, memory_mb=2048, result_max_bytes=1 << 22)
+    limits = SandboxLimits(time_limit_s=120, memory_mb=2048, answer_max_bytes=1 << 22)
     request = {
         "symbols": ["SYN0001", "SYN0002", "SYN0003", "SYN0004"],
         "start": "2024-01-01T00:00:00",

@@ -121,11 +121,16 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them."""
+    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them.
+
+    ``answer_max_bytes`` caps what a sandbox child may send back (its raw
+    answer, ``STRATEGYQ_ANSWER_MAX_BYTES``); the stored result the engine makes
+    from it is capped separately by ``Settings.max_result_bytes``.
+    """
 
     time_limit_s: float = 60.0
     memory_mb: int = 2048
-    result_max_bytes: int = 32 * 1024 * 1024
+    answer_max_bytes: int = 32 * 1024 * 1024
     max_open_files: int = 64
 
     def capped(
@@ -220,8 +225,8 @@ class Settings:
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),
-                result_max_bytes=_env_int(
-                    env, "STRATEGYQ_RESULT_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
+                answer_max_bytes=_env_int(
+                    env, "STRATEGYQ_ANSWER_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
                 ),
             ),
         )

@@ -25,7 +25,7 @@ from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT, Legit
 
-LIMITS = SandboxLimits(time_limit_s=30, memory_mb=1024, result_max_bytes=1 << 22)
+LIMITS = SandboxLimits(time_limit_s=30, memory_mb=1024, answer_max_bytes=1 << 22)
 SYMBOLS = ["SYN0001", "SYN0002", "SYN0003", "SYN0004"]
 
 

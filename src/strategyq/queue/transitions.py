@@ -17,8 +17,8 @@ import redis
 
 from strategyq.protocol import TERMINAL_STATUSES, decode_result, utc_now_iso
 from strategyq.queue import keys, records
-from strategyq.queue.scripts import Scripts
-from strategyq.queue.types import Claim, FinishVerdict, Reaped, text
+from strategyq.queue.scripts import scripts_for
+from strategyq.queue.types import Claim, FinishVerdict, Reaped, Stage, text
 from strategyq.settings import QUEUE_NAME
 
 DEFAULT_RESULT_TTL_S = 86400
@@ -54,7 +54,7 @@ class TaskQueue:
         self.result_ttl_s = result_ttl_s
         self.done_ttl_s = min(keys.DONE_TTL_S, result_ttl_s)
         self.recent_max = recent_max
-        self.scripts = Scripts(client)
+        self.scripts = scripts_for(client)
 
     # ------------------------------------------------------------------ producers
 
@@ -156,7 +156,7 @@ class TaskQueue:
 
         When the claim's verdict is not ``run``, acknowledge the message with :meth:`ack`.
         """
-        running = records.running(task_id, task_type, worker_id, started_at, "starting")
+        running = records.running(task_id, task_type, worker_id, started_at, Stage.STARTING)
         reply = self.scripts.claim(
             keys=[
                 keys.result(task_id),

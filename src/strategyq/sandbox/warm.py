@@ -162,7 +162,7 @@ def probe_layers(landlock_abi_max: int | None = None) -> dict[str, bool]:
     from strategyq.settings import SandboxLimits
 
     found = dict.fromkeys(LAYER_KEYS, False)
-    limits = SandboxLimits(time_limit_s=20, memory_mb=512, result_max_bytes=1 << 16)
+    limits = SandboxLimits(time_limit_s=20, memory_mb=512, answer_max_bytes=1 << 16)
     try:
         rows = forkserver.run(
             CANARY, warm_frame(), limits, check_policy=False, landlock_abi_max=landlock_abi_max
