@@ -1,4 +1,4 @@
-"""docs/security.md states what the code does: every allow-listed call, error type and module rule."""
+"""docs/security.md states what the code does: allow-listed calls, error types, module rules."""
 
 from __future__ import annotations
 
