@@ -226,6 +226,19 @@ def _bare_fork() -> None:
     os.waitpid(pid, 0)
 
 
+def _fork_forgetting(cache: dict[int, pd.DataFrame] | None) -> None:
+    import gc
+
+    pid = os.fork()
+    if pid == 0:
+        if cache is not None:
+            # What a sandbox host's child does before lock-down (sandbox_host.forget).
+            cache.clear()
+            gc.collect()
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
 def _parent(mode: str) -> None:
     """A warm parent that runs ``run()`` on command: one line in, timings out."""
     from strategyq.sandbox import preload, run, seccomp, warm_up
@@ -249,6 +262,11 @@ def _parent(mode: str) -> None:
             samples = timed(_bare_fork, 300)
         elif n == -2:
             samples = timed(lambda: run(SMALL, df, limits, insecure_no_sandbox=True), 300)
+        elif n in (-3, -4):
+            # A host that caches 20 other requests' frames, as a busy sandbox host does.
+            cache = {i: df.copy() for i in range(20)}
+            samples = timed(lambda: _fork_forgetting(cache if n == -3 else None), 200)
+            del cache
         else:
             samples = timed(lambda: run(SMALL, df, limits), n)
         print(json.dumps({"samples": samples, "rss_mib": _rss_mib()}), flush=True)
@@ -292,6 +310,8 @@ def main() -> dict[str, Any]:
         rows: dict[str, list[float]] = {
             "bare fork + exit + wait (floor)": new.ask(-1)["samples"],
             "run(): no Landlock/seccomp": new.ask(-2)["samples"],
+            "fork + exit, host caching 20 frames": new.ask(-4)["samples"],
+            "… child drops the cache first (isolation)": new.ask(-3)["samples"],
             "run(): deny-list sandbox (before)": calls["deny-list (before)"],
             "run(): allow-list sandbox (today)": calls["allow-list"],
             "compile the allow-list with libseccomp": timed(
