@@ -232,9 +232,12 @@ def _fork_forgetting(cache: dict[int, pd.DataFrame] | None) -> None:
     pid = os.fork()
     if pid == 0:
         if cache is not None:
-            # What a sandbox host's child does before lock-down (sandbox_host.forget).
-            cache.clear()
-            gc.collect()
+            # What a sandbox host's child does before lock-down (sandbox_host.forget):
+            # park the cache in a cycle nothing reaches and freeze it out of gc's view.
+            stale: list[object] = [cache]
+            stale.append(stale)
+            del stale
+            gc.freeze()
         os._exit(0)
     os.waitpid(pid, 0)
 
@@ -250,6 +253,9 @@ def _parent(mode: str) -> None:
     from strategyq.settings import SandboxLimits
 
     warm_up()
+    import gc
+
+    gc.freeze()  # as the sandbox host does once it is warm
     df = _frame()
     limits = SandboxLimits(time_limit_s=10, memory_mb=1024)
     for _ in range(20):

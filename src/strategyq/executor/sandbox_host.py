@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
     """``python -m strategyq.executor.sandbox_host SOCKET_FD SETTINGS_JSON``."""
     from strategyq import sandbox
     from strategyq.data import MarketData
+    from strategyq.data.cache import LRUCache
     from strategyq.sandbox import forkserver
 
     die_with_parent()
@@ -60,11 +61,18 @@ def main(argv: list[str]) -> int:
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 
     def forget() -> None:
-        # In each child, before lock-down: drop every cached frame (other tasks'
-        # requests and data) and the store, keeping only the frame just loaded.
-        market.cache.clear()
+        # In each child, before lock-down: make every cached frame (other tasks'
+        # requests and data) and the store unreachable, keeping only the frame
+        # just loaded. Freeing them would cost a deallocation of each (copying
+        # the pages it touches); instead the old cache is parked in a cycle that
+        # nothing reaches, and gc.freeze() moves it out of what gc.get_objects()
+        # and gc.get_referrers() can see. The child exits soon; nothing leaks.
+        stale: list[object] = [market.cache, market.store]
+        stale.append(stale)
+        market.cache = LRUCache(0)
         market.store = None  # type: ignore[assignment]
-        gc.collect()
+        del stale
+        gc.freeze()
 
     forkserver.serve(sock, load, forget)
     return 0
