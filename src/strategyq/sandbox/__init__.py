@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from strategyq.sandbox.checker import PolicyReport
 from strategyq.sandbox.checker import check as check_policy
-from strategyq.sandbox.forkserver import run, run_with_logs
+from strategyq.sandbox.local import run, run_with_logs
 from strategyq.sandbox.warm import probe_layers, warm_up
 
 __all__ = ["PolicyReport", "check_policy", "probe_layers", "run", "run_with_logs", "warm_up"]

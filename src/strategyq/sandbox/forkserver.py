@@ -16,9 +16,15 @@ the task just run) while it computes the current result; a task that needs
 the same frame then skips the fork and lock-down altogether. An unused spare
 reads end of file and exits.
 
+Every sandbox child is started by :func:`spawn` and fed by
+:func:`feed_and_collect` — the server's, :func:`strategyq.sandbox.local.run`'s
+(a child of the calling process, for tests and audits) and the start-up
+self-check's alike — so what the tests run is what production runs.
+
 Messages are JSON, one per SEQPACKET datagram::
 
-    client → server  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b, "restricted": b}
+    client → server  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b,
+                      "restricted": b, "landlock_abi_max": int | null}
                      with fds [source_read_end, result_write_end]
     server → client  {"id": n, "pid": int, "meta": {...}}
                      or {"id": n, "error": str, "error_type": str}
@@ -45,7 +51,7 @@ from strategyq import errors
 from strategyq.sandbox import checker, child, result
 from strategyq.sandbox.lockdown import LockdownPlan, cpu_limit_s
 from strategyq.sandbox.lockdown import plan as make_plan
-from strategyq.sandbox.runner import _reap, _unreaped, collect, reap_finished
+from strategyq.sandbox.runner import collect
 from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -76,7 +82,7 @@ Forget = Callable[[], None]
 """Drops the host's per-request state in a freshly forked child (see :func:`serve`)."""
 
 
-def _limits_json(limits: SandboxLimits) -> dict[str, Any]:
+def limits_json(limits: SandboxLimits) -> dict[str, Any]:
     return {
         "time_limit_s": limits.time_limit_s,
         "memory_mb": limits.memory_mb,
@@ -348,7 +354,7 @@ class ForkClient:
     ) -> tuple[bytes, dict[str, Any]]:
         message = {
             "request": request,
-            "limits": _limits_json(limits),
+            "limits": limits_json(limits),
             "sandboxed": not insecure,
             "restricted": check_policy,
             "landlock_abi_max": self.landlock_abi_max,
@@ -391,7 +397,7 @@ class ForkClient:
             error raised for the run).
 
         Raises:
-            The errors of :func:`run`, and the loader's own StrategyqError
+            The errors of :func:`strategyq.sandbox.run`, and the loader's own StrategyqError
             (e.g. DataError) for a bad request.
         """
         self.last_logs = result.Logs()
@@ -474,86 +480,6 @@ def feed_and_collect(
         cancel_fd=cancel_fd,
         reap=reap,
         defer=defer,
-    )
-
-
-def run(
-    code: str,
-    df: Any,
-    limits: SandboxLimits,
-    *,
-    check_policy: bool = True,
-    cancel_fd: int | None = None,
-    insecure_no_sandbox: bool = False,
-    landlock_abi_max: int | None = None,
-) -> list[dict[str, Any]]:
-    """Run a strategy on ``df`` in a fresh locked-down child forked from this process.
-
-    The child is started and fed exactly as the fork server's children are
-    (:func:`spawn`, :func:`feed_and_collect`); only the frame comes from the
-    caller instead of a loader. This process must be warm (:func:`warm_up`)
-    and hold no secrets.
-
-    Args:
-        code: The strategy source (one function of one argument).
-        df: The frame passed to the strategy; shared with the child by fork, not copied.
-        limits: Time, memory, result-size and descriptor limits.
-        check_policy: Check the source against the policy and use restricted builtins.
-            ``False`` hands the code straight to the operating-system layers (tests, audits).
-        cancel_fd: A descriptor that becomes readable to cancel the run (never read here).
-        insecure_no_sandbox: Skip Landlock and seccomp (still fork, rlimits, no_new_privs).
-        landlock_abi_max: Use at most this Landlock ABI (tests of older kernels).
-
-    Raises:
-        PolicyError, StrategyTimeout, StrategyMemoryError, ProhibitedOperation,
-        ModuleUnavailable, StrategyFailed, BadResult, SandboxUnavailable, TaskCancelled.
-    """
-    return run_with_logs(
-        code,
-        df,
-        limits,
-        check_policy=check_policy,
-        cancel_fd=cancel_fd,
-        insecure_no_sandbox=insecure_no_sandbox,
-        landlock_abi_max=landlock_abi_max,
-    )[0]
-
-
-def run_with_logs(
-    code: str,
-    df: Any,
-    limits: SandboxLimits,
-    *,
-    check_policy: bool = True,
-    cancel_fd: int | None = None,
-    insecure_no_sandbox: bool = False,
-    landlock_abi_max: int | None = None,
-) -> tuple[list[dict[str, Any]], result.Logs]:
-    """:func:`run`, also returning what the strategy printed."""
-    reap_finished()
-    program = checked_program(code) if check_policy else child.encode_program(code, None, None)
-    if insecure_no_sandbox:
-        log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
-    plan = plan_for(_limits_json(limits), not insecure_no_sandbox, landlock_abi_max)
-    source_r, source_w = os.pipe()
-    result_r, result_w = os.pipe()
-    started = time.monotonic()
-    try:
-        pid = spawn(plan, source_r, result_w, df, restricted=check_policy)
-    finally:
-        os.close(source_r)
-        os.close(result_w)
-    return feed_and_collect(
-        pid,
-        os.pidfd_open(pid),
-        source_w,
-        result_r,
-        program,
-        limits,
-        started=started,
-        cancel_fd=cancel_fd,
-        reap=_reap,
-        defer=_unreaped.append,
     )
 
 

@@ -112,7 +112,13 @@ def _supervise(
     return out
 
 
-def _reap(pid: int) -> tuple[int, float]:
+def defer_reap(pid: int) -> None:
+    """Hand over a child that answered and was killed, to be collected later."""
+    _unreaped.append(pid)
+
+
+def reap_now(pid: int) -> tuple[int, float]:
+    """Wait for a child of this process; its exit status and CPU seconds."""
     _, status, usage = os.wait4(pid, 0)
     return status, usage.ru_utime + usage.ru_stime
 

@@ -158,13 +158,13 @@ def probe_layers(landlock_abi_max: int | None = None) -> dict[str, bool]:
         ``{"landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs", "canary"}`` → bool;
         a layer counts only if it was applied *and* then refused what it should.
     """
-    from strategyq.sandbox import forkserver
+    from strategyq.sandbox import local
     from strategyq.settings import SandboxLimits
 
     found = dict.fromkeys(LAYER_KEYS, False)
     limits = SandboxLimits(time_limit_s=20, memory_mb=512, answer_max_bytes=1 << 16)
     try:
-        rows = forkserver.run(
+        rows = local.run(
             CANARY, warm_frame(), limits, check_policy=False, landlock_abi_max=landlock_abi_max
         )
     except Exception as exc:  # the reason a worker will refuse to start
