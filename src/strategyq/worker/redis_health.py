@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -34,7 +33,7 @@ class RedisHealth:
         elif not was:
             log.info("Redis is reachable again")
 
-    def retry(self, fn: Callable[[], T], *, what: str, stop: threading.Event | None = None) -> T:
+    def retry(self, fn: Callable[[], T], *, what: str) -> T:
         """Call ``fn`` until it succeeds, backing off with jitter on connection errors."""
         backoff = 0.05
         while True:
