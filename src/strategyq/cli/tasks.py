@@ -80,7 +80,11 @@ def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
         args: dict[str, Any] = {"strategy_code": _read_code(given.pop("strategy"))}
         for arg in table:
             value = given.pop(arg.name)
-            if value is not None:
+            if value is None:
+                continue
+            if arg.from_cli is not None:
+                args[arg.name] = arg.from_cli(value)
+            else:
                 args[arg.name] = _split(value) if arg.kind is list else value
         r = client()
         _warn_without_workers(r)
