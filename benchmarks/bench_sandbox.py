@@ -271,8 +271,9 @@ def _parent(mode: str) -> None:
         elif n in (-3, -4):
             # A host that caches 20 other requests' frames, as a busy sandbox host does.
             cache = {i: df.copy() for i in range(20)}
-            samples = timed(lambda: _fork_forgetting(cache if n == -3 else None), 200)
-            del cache
+            parked = cache if n == -3 else None
+            samples = timed(lambda parked=parked: _fork_forgetting(parked), 200)  # type: ignore[misc]
+            del cache, parked
         else:
             samples = timed(lambda: run(SMALL, df, limits), n)
         print(json.dumps({"samples": samples, "rss_mib": _rss_mib()}), flush=True)
