@@ -112,6 +112,10 @@ STDLIB_LAZY: tuple[str, ...] = (
 
 NOT_PROVIDED: dict[str, str] = {
     "sqlite3": "databases (read_sql) are I/O",
+    "adbc_driver_manager": "database drivers (read_sql) are I/O",
+    "adbc_driver_postgresql": "database drivers (read_sql) are I/O",
+    "psycopg": "database drivers (read_sql) are I/O",
+    "sqlalchemy": "database drivers (read_sql) are I/O",
     "urllib.request": "URLs are network I/O",
     "urllib.error": "URLs are network I/O",
     "xml.dom.minidom": "XML readers and writers are I/O",
