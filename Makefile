@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks services
-	$(BIN)/ruff format --check src tests benchmarks services
+	$(BIN)/ruff check src tests benchmarks services tools
+	$(BIN)/ruff format --check src tests benchmarks services tools
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks services
-	$(BIN)/ruff check --fix src tests benchmarks services
+	$(BIN)/ruff format src tests benchmarks services tools
+	$(BIN)/ruff check --fix src tests benchmarks services tools
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

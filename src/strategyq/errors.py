@@ -94,6 +94,12 @@ class ProhibitedOperation(SandboxError):
     error_type = "prohibited_operation"
 
 
+class ModuleUnavailable(SandboxError):
+    """Raised when the strategy reached an import of a module the sandbox does not provide."""
+
+    error_type = "module_unavailable"
+
+
 class StrategyFailed(SandboxError):
     """Raised when the strategy's own code raised; the message holds its traceback lines."""
 

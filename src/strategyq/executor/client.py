@@ -20,7 +20,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -48,6 +49,7 @@ class RunOutcome:
     data: bytes = b""  # the JSON payload when ok
     error: str = ""
     error_type: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. what the strategy printed
 
 
 class ExecutorDied(StrategyqError):
@@ -146,7 +148,10 @@ class ExecutorProcess:
                     on_stage(str(message["stage"]))
                     continue
                 return RunOutcome(
-                    ok=False, error=str(message["error"]), error_type=str(message["error_type"])
+                    ok=False,
+                    error=str(message["error"]),
+                    error_type=str(message["error_type"]),
+                    extra={k: message[k] for k in ("logs", "logs_truncated") if k in message},
                 )
 
     def cancel(self) -> None:

@@ -11,7 +11,8 @@ from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REQUIRED_LAYERS = ("landlock", "seccomp")
+REQUIRED_LAYERS = ("landlock", "seccomp", "canary")
+"""``canary``: the start-up self-check task ran through the real lock-down path."""
 
 
 class ExecutorPool:
@@ -40,8 +41,9 @@ class ExecutorPool:
         if missing and not self.settings.insecure_no_sandbox:
             log.error(
                 "refusing to run tasks: sandbox layer(s) %s unavailable on this kernel "
-                "(Landlock needs Linux >= 5.13, seccomp needs libseccomp); run on a supported "
-                "kernel, or start with --insecure-no-sandbox to accept the risk",
+                "(Landlock needs Linux >= 5.13, seccomp needs libseccomp; 'canary' means the "
+                "self-check task failed in the sandbox, the reason is logged above); run on a "
+                "supported kernel, or start with --insecure-no-sandbox to accept the risk",
                 ", ".join(missing),
             )
             self.close()

@@ -183,7 +183,7 @@ class TaskRunner:
         if outcome.error_type in SANDBOX_KILLS:
             self.metrics.sandbox_kill(outcome.error_type)
         return Status.ERROR, records.error(
-            outcome.error, outcome.error_type, **timing, attempt=run.attempt
+            outcome.error, outcome.error_type, **outcome.extra, **timing, attempt=run.attempt
         )
 
     def _finish(self, run: InFlight, outcome: RunOutcome) -> None:
