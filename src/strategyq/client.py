@@ -17,7 +17,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from strategyq import keys
-from strategyq.errors import TaskValidationError
+from strategyq.errors import TaskIdInUse, TaskValidationError
 from strategyq.protocol import (
     DEFAULT_SCREENING_LIMIT,
     TERMINAL_STATUSES,
@@ -58,9 +58,12 @@ def _push(
     # takes the task at once always finds it.
     args = (2, keys.result(task.task_id), queue, queued, result_ttl_s, raw)
     try:
-        redis_client.execute_command("EVALSHA", _PUSH_SHA, *args)  # type: ignore[no-untyped-call]
+        reply = redis_client.execute_command("EVALSHA", _PUSH_SHA, *args)  # type: ignore[no-untyped-call]
     except NoScriptError:
-        redis_client.execute_command("EVAL", _PUSH, *args)  # type: ignore[no-untyped-call]
+        reply = redis_client.execute_command("EVAL", _PUSH, *args)  # type: ignore[no-untyped-call]
+    if isinstance(reply, list):
+        status = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+        raise TaskIdInUse(task.task_id, status)
     return task.task_id
 
 
@@ -96,6 +99,8 @@ def add_backtest_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     args = {
         "strategy_code": strategy_code,
@@ -126,6 +131,8 @@ def add_screening_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     args = {
         "strategy_code": strategy_code,
@@ -178,12 +185,16 @@ def wait_for_result(
             result = get_task_result(redis_client, task_id)
             continue
         # Put the token back for any other waiter on the same task, and read the
-        # result, in one round trip.
+        # result, in one round trip. The put-back is a courtesy: a server that refuses
+        # it (OOM at maxmemory) must not hide a result that is there.
         pipe = redis_client.pipeline(transaction=False)
         pipe.rpush(done_key, popped[1])
         pipe.expire(done_key, keys.DONE_TTL_S)
         pipe.get(keys.result(task_id))
-        result = decode_result(pipe.execute()[2])
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[2], Exception):
+            raise replies[2]
+        result = decode_result(replies[2])
     return result
 
 

@@ -8,7 +8,12 @@ lock, every ``reaper_interval_s``: the processing list of a registered worker
 whose heartbeat has expired goes back to the queue (or, past
 ``max_attempts``, to the dead-letter list) in one Lua script. A crashed
 worker's tasks are therefore back in the queue within ``heartbeat_timeout_s +
-reaper_interval_s``.
+reaper_interval_s`` (10 + 3 s by default).
+
+A worker restarted in the same pod (same host name, same kernel boot, its
+previous process gone) recognises its previous incarnation's heartbeat and
+requeues what that one left at once, instead of waiting for the heartbeat to
+expire.
 """
 
 from __future__ import annotations
@@ -16,15 +21,19 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from strategyq import keys
 from strategyq.protocol import dumps, utc_now_iso
+from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.scripts import Scripts
 from strategyq.settings import Settings
 
@@ -80,9 +89,18 @@ def reap_dead_workers(
         return 0, 0
     requeued = dead = 0
     try:
-        for member in client.smembers(keys.WORKERS):
-            worker_id = member.decode() if isinstance(member, bytes) else str(member)
-            if worker_id == me:
+        members = [
+            m.decode() if isinstance(m, bytes) else str(m) for m in client.smembers(keys.WORKERS)
+        ]
+        others = [m for m in members if m != me]
+        # One round trip tells the live from the dead; only the dead get a script call, so
+        # a reap costs O(1) round trips however many workers there are.
+        pipe = client.pipeline(transaction=False)
+        for worker_id in others:
+            pipe.exists(keys.heartbeat(worker_id))
+        alive = pipe.execute() if others else []
+        for worker_id, beating in zip(others, alive, strict=True):
+            if beating:
                 continue
             back, lost = reap_worker(client, scripts, settings, worker_id)
             requeued += max(back, 0)
@@ -158,13 +176,80 @@ class Heartbeat:
                     reap_dead_workers(self.client, self.scripts, self.settings, me=self.worker_id)
             except redis.RedisError as exc:
                 self.on_redis(False)
-                log.warning("heartbeat failed (%s); retrying", exc)
+                if needs_new_connection(exc):
+                    reset_connections(self.client)
+                log.warning("heartbeat failed (%s); retrying", describe(exc))
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (None when there is no such pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    return stat.rpartition(")")[2].split()[19]
+
+
+def incarnation() -> dict[str, Any]:
+    """What identifies this process among the incarnations of one worker id (heartbeat fields)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot_id": _boot_id(), "pid": pid,
+            "pid_start": _process_start(pid)}  # fmt: skip
+
+
+def is_previous_incarnation(record: dict[str, Any]) -> bool:
+    """True when a heartbeat was written by an earlier process of this host that is gone.
+
+    Same host name and same kernel boot (a container restarted in its pod), and its pid
+    is not running that process any more: it is ours, or free, or another process
+    started since.
+    """
+    me = incarnation()
+    if (
+        not me["boot_id"]
+        or record.get("host") != me["host"]
+        or record.get("boot_id") != me["boot_id"]
+    ):
+        return False
+    pid = record.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if pid == me["pid"]:
+        return True
+    start = _process_start(pid)
+    return start is None or start != record.get("pid_start")
 
 
 def unique_worker_id(client: redis.Redis, wanted: str) -> str:
-    """``wanted``, unless a live worker already uses it (then ``wanted-<pid>``)."""
-    if client.exists(keys.heartbeat(wanted)):
-        fallback = f"{wanted}-{os.getpid()}"
-        log.warning("worker id %s is in use by a live worker; using %s", wanted, fallback)
-        return fallback
-    return wanted
+    """``wanted``, unless a live worker already uses it (then ``wanted-<pid>``).
+
+    A heartbeat left by this worker's previous incarnation (same pod, process gone) is
+    dropped, so the caller's start-up reap requeues what it left at once.
+    """
+    raw = client.get(keys.heartbeat(wanted))
+    if raw is None:
+        return wanted
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        record = {}
+    if isinstance(record, dict) and is_previous_incarnation(record):
+        log.warning(
+            "worker id %s: its previous process on this host (pid %s) is gone; "
+            "requeueing what it left",
+            wanted,
+            record.get("pid"),
+        )
+        client.delete(keys.heartbeat(wanted))
+        return wanted
+    fallback = f"{wanted}-{os.getpid()}"
+    log.warning("worker id %s is in use by a live worker; using %s", wanted, fallback)
+    return fallback

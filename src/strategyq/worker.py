@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,12 +27,19 @@ import redis
 
 from strategyq import __version__, keys
 from strategyq.connection import connect
-from strategyq.errors import ConnectionFailed
-from strategyq.executor import Executor, ExecutorDied, Outcome
+from strategyq.errors import ConnectionFailed, RedisMisconfigured
+from strategyq.executor import (
+    Executor,
+    ExecutorDied,
+    ExecutorHung,
+    ExecutorStopped,
+    Outcome,
+)
 from strategyq.faults import Faults
-from strategyq.liveness import Heartbeat, reap_worker, unique_worker_id
+from strategyq.liveness import Heartbeat, incarnation, reap_worker, unique_worker_id
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import HealthServer, WorkerMetrics
+from strategyq.preflight import check_server
 from strategyq.protocol import (
     MalformedTask,
     Status,
@@ -41,6 +49,12 @@ from strategyq.protocol import (
     error_data,
     parse_task,
     utc_now_iso,
+)
+from strategyq.retry import (
+    describe,
+    needs_new_connection,
+    reset_connections,
+    retry_transient,
 )
 from strategyq.scripts import Scripts
 from strategyq.settings import Settings
@@ -77,6 +91,9 @@ class Tally:
     skipped: int = 0
     dead_lettered: int = 0
     stale: int = 0
+    duplicates: int = 0
+    rerun: int = 0
+    orphans: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -109,7 +126,14 @@ class Worker:
         self._idle: queue.Queue[Executor] = queue.Queue()
         self._executors: list[Executor] = []
         self._redis_ok = True
+        self._redis_failing_since: float | None = None
         self._ready = False
+        # Messages this process has taken and not yet finished (BLMOVE returned, handler
+        # running): the rest of its processing list is orphaned (see _sweep_orphans).
+        self._held: Counter[bytes] = Counter()
+        self._suspects: Counter[bytes] = Counter()
+        self._next_sweep = 0.0
+        self._incarnation = incarnation()
         self.client: redis.Redis
         self.scripts: Scripts
 
@@ -139,6 +163,11 @@ class Worker:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
         self.client = self._connect()
+        try:
+            check_server(self.client, allow_eviction=self.settings.allow_eviction)
+        except RedisMisconfigured as exc:
+            log.error("%s", exc)
+            return 2
         self.scripts = Scripts(self.client)
         self.worker_id = unique_worker_id(self.client, self.settings.worker_id)
         # Tasks left in our processing list by an earlier process with our id
@@ -168,7 +197,10 @@ class Worker:
                 self.metrics,
                 self.metrics_port,
                 redis_ping=self._ping,
-                ready=lambda: self._ready and not self._stopping.is_set(),
+                ready=self._is_ready,
+                # The worker's own Redis calls set strategyq_redis_up: a PING that a
+                # READONLY or out-of-memory server still answers must not reset it.
+                track_redis_up=False,
             )
             health.start()
         monitor = threading.Thread(target=self._watch_running, name="watcher", daemon=True)
@@ -261,13 +293,19 @@ class Worker:
             "queue": self.settings.queue_name,
             "concurrency": self.settings.concurrency,
             "running": running,
+            **self._incarnation,
         }
 
     def _set_redis(self, ok: bool) -> None:
         self._redis_ok = ok
+        self._redis_failing_since = None if ok else (self._redis_failing_since or time.monotonic())
         self.metrics.set_redis_up(ok)
         if not ok:
             self.metrics.redis_error()
+
+    def _is_ready(self) -> bool:
+        """Ready while it takes tasks and can write their results (not while Redis refuses)."""
+        return self._ready and not self._stopping.is_set() and self._redis_ok
 
     def _set_stats(self, depth: int, dead_letters: int) -> None:
         self.metrics.set_queue_depth(depth)
@@ -307,7 +345,9 @@ class Worker:
             except redis.RedisError as exc:
                 self._idle.put(executor)
                 self._set_redis(False)
-                log.warning("cannot take tasks (%s); retrying in %.1fs", exc, backoff)
+                if needs_new_connection(exc):
+                    reset_connections(self.client)
+                log.warning("cannot take tasks (%s); retrying in %.1fs", describe(exc), backoff)
                 self._stopping.wait(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -321,6 +361,8 @@ class Worker:
                     _wait_any(futures)
                 continue
             message = raw if isinstance(raw, bytes) else raw.encode()
+            with self._running_lock:
+                self._held[message] += 1
             future = pool.submit(self._handle, message, executor)
             futures.add(future)
             futures -= {f for f in futures if f.done()}
@@ -357,13 +399,19 @@ class Worker:
     # ------------------------------------------------------------------ one task
 
     def _handle(self, raw: bytes, executor: Executor) -> None:
+        slot = [executor]
         try:
-            self._handle_one(raw, executor)
+            self._handle_one(raw, slot)
         except Exception:
-            # Never lose the worker to one task: the message stays in our
-            # processing list and the reaper recovers it if we cannot.
-            log.exception("unexpected failure handling a task; it stays in the processing list")
+            # Never lose the worker to one task: the message stays in our processing
+            # list, and the orphan sweep puts it back in the queue.
+            log.exception("unexpected failure handling a task; it goes back to the queue")
         finally:
+            with self._running_lock:
+                self._held[raw] -= 1
+                if self._held[raw] <= 0:
+                    del self._held[raw]
+            executor = slot[0]
             if not executor.alive():
                 executor = self._replace(executor)
             self._idle.put(executor)
@@ -375,7 +423,8 @@ class Worker:
         self._executors = [fresh if e is dead else e for e in self._executors]
         return fresh
 
-    def _handle_one(self, raw: bytes, executor: Executor) -> None:
+    def _handle_one(self, raw: bytes, slot: list[Executor]) -> None:
+        executor = slot[0]
         s = self.settings
         try:
             task = parse_task(
@@ -390,6 +439,16 @@ class Worker:
         task_id = task.task_id
         claim = self._retry(lambda: self._claim(task_id, task.raw, task.task_type.value))
         verdict = _text(claim[0])
+        if verdict == "duplicate":
+            self.tally.duplicates += 1
+            log.warning(
+                "task %s: another task with this id is %s; this message was not run and is in "
+                "the dead-letter list (give every task its own id)",
+                task_id,
+                _text(claim[1]),
+                extra={"task_id": task_id, "outcome": "duplicate"},
+            )
+            return
         if verdict == "skip":
             self.tally.skipped += 1
             log.info(
@@ -434,14 +493,7 @@ class Worker:
 
         try:
             try:
-                outcome = executor.run(task.raw, on_stage)
-            except ExecutorDied as exc:
-                log.error("task %s: %s", task_id, exc, extra={"task_id": task_id})
-                outcome = Outcome(
-                    ok=False,
-                    error="the task's executor process died unexpectedly; retry the task",
-                    error_type="internal",
-                )
+                outcome = self._run_guarded(running, on_stage, slot)
             except Exception:
                 # A bug must not leave the task parked in our processing list.
                 log.exception("task %s: unexpected failure", task_id, extra={"task_id": task_id})
@@ -457,6 +509,82 @@ class Worker:
             with self._running_lock:
                 self._running.pop(task_id, None)
             self.metrics.set_in_flight(len(self._running))
+
+    def _deadline_s(self, task: Task) -> float:
+        """The worker's own limit on one run: the sandbox's time limit plus a margin for
+        loading data and computing the result (a hung volume or process ends here)."""
+        limit = self.settings.sandbox.time_limit_s
+        if task.options.timeout_s:
+            limit = min(limit, task.options.timeout_s)
+        return limit + self.settings.executor_margin_s
+
+    def _run_guarded(
+        self, running: Running, on_stage: Callable[[str], None], slot: list[Executor]
+    ) -> Outcome:
+        """Run the task in its executor under the worker's deadline; a run whose executor
+        died or hung is run once more in a fresh executor, then fails with the reason."""
+        task_id = running.task.task_id
+        deadline_s = self._deadline_s(running.task)
+        failures: list[str] = []
+        while True:
+            executor = slot[0]
+            try:
+                return executor.run(running.task.raw, on_stage, deadline_s=deadline_s)
+            except ExecutorStopped as exc:
+                log.warning("task %s: %s", task_id, exc, extra={"task_id": task_id})
+                slot[0] = running.executor = self._replace(executor)
+                return Outcome(ok=False, error=str(exc), error_type="cancelled")
+            except (ExecutorDied, ExecutorHung) as exc:
+                hung = isinstance(exc, ExecutorHung)
+                reason = (
+                    f"the run did not finish within the worker's deadline ({deadline_s:.0f}s: "
+                    "the time limit plus STRATEGYQ_EXECUTOR_MARGIN), so its executor was killed"
+                    if hung
+                    else str(exc)
+                )
+                failures.append(reason)
+                slot[0] = running.executor = self._replace(executor)
+                if running.stop_reason is not None:
+                    return Outcome(ok=False, error=reason, error_type="cancelled")
+                if len(failures) == 1:
+                    self.tally.rerun += 1
+                    log.warning(
+                        "task %s: %s; running it once more in a fresh executor",
+                        task_id,
+                        reason,
+                        extra={"task_id": task_id},
+                    )
+                    continue
+                log.error("task %s: %s, twice", task_id, reason, extra={"task_id": task_id})
+                return self._lost_executor_outcome(failures, hung=hung)
+
+    @staticmethod
+    def _lost_executor_outcome(failures: list[str], *, hung: bool) -> Outcome:
+        if hung:
+            return Outcome(
+                ok=False,
+                error=(
+                    f"{failures[-1]}, twice; the strategy or its data never answered (a hung "
+                    "market-data volume?). Check the worker's data volume, or give the task "
+                    "a smaller universe or date range, and retry"
+                ),
+                error_type="timeout",
+            )
+        killed_by_kill = "SIGKILL" in failures[-1]
+        hint = (
+            " (SIGKILL is what the out-of-memory killer sends: lower memory_mb or the "
+            "number of symbols, or give the worker more memory)"
+            if killed_by_kill
+            else ""
+        )
+        return Outcome(
+            ok=False,
+            error=(
+                f"the task's executor process died twice: {'; '.join(failures)}{hint}; "
+                "retry the task once the cause is fixed"
+            ),
+            error_type="internal",
+        )
 
     def _claim(self, task_id: str, raw: bytes, task_type: str | None) -> Any:
         """Start a run (claim.lua): count the attempt, take a fencing token, write ``running``."""
@@ -483,8 +611,19 @@ class Worker:
                 keys.processing(self.worker_id),
                 keys.cancel(task_id),
                 keys.done(task_id),
+                keys.DEAD_LETTER,
             ],
-            args=[raw, self.settings.result_ttl_s, running, cancelled, self.settings.done_ttl_s],
+            args=[
+                raw,
+                self.settings.result_ttl_s,
+                running,
+                cancelled,
+                self.settings.done_ttl_s,
+                self.worker_id,
+                keys.PREFIX,
+                task_id,
+                now,
+            ],
         )
 
     def _stage_record(self, running: Running, stage: str) -> bytes:
@@ -584,9 +723,20 @@ class Worker:
             return verdict
 
         verdict = self._retry(write, what=f"terminal write of task {task_id}")
-        if verdict == "stale":
+        if verdict == "missing":
+            log.warning(
+                "task %s: its fencing token was gone from Redis although this run held it; "
+                "the server dropped it (an allkeys-* maxmemory-policy evicts any key: set "
+                "noeviction). The result was written, as no other result existed",
+                task_id,
+                extra={"task_id": task_id},
+            )
+            return "written"
+        if verdict in {"stale", "already"}:
             # After a lost reply our own earlier write may be the one that landed.
-            current = self.client.get(keys.result(task_id))
+            current = self._retry(
+                lambda: self.client.get(keys.result(task_id)), what=f"reading task {task_id}"
+            )
             if current == record:
                 return "written"
             log.warning(
@@ -610,7 +760,13 @@ class Worker:
                     keys.attempts(task.task_id),
                     keys.result(task.task_id),
                 ],
-                args=[task.raw, running.token, queued, self.settings.result_ttl_s],
+                args=[
+                    task.raw,
+                    running.token,
+                    queued,
+                    self.settings.result_ttl_s,
+                    self.worker_id,
+                ],
             ),
             what=f"requeue of task {task.task_id}",
         )
@@ -665,25 +821,71 @@ class Worker:
     # ------------------------------------------------------------------ helpers
 
     def _retry(self, fn: Callable[[], T], *, what: str = "Redis call") -> T:
-        """Call ``fn`` until it succeeds, backing off with jitter on connection errors."""
-        backoff = 0.05
-        while True:
-            try:
-                value = fn()
-                if not self._redis_ok:
-                    self._set_redis(True)
-                return value
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._set_redis(False)
-                log.warning("%s failed (%s); retrying in %.2fs", what, exc, backoff)
-                time.sleep(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 5.0)
+        """Call ``fn`` until it succeeds, backing off with jitter through lost connections,
+        timeouts and transient error replies (OOM, BUSY, READONLY, LOADING, MASTERDOWN);
+        what the caller has to write stays in its memory meanwhile."""
+        value = retry_transient(fn, what=what, client=self.client, on_state=self._set_redis)
+        if not self._redis_ok:
+            self._set_redis(True)
+        return value
+
+    def _sweep_orphans(self) -> None:
+        """Put back messages in this worker's processing list that it is not running.
+
+        A message gets there without a handler when BLMOVE's reply was lost, or when
+        handling it failed unexpectedly; the heartbeat stays alive, so the reaper never
+        takes it. One seen in two sweeps in a row is requeued (the first sighting may be a
+        BLMOVE whose reply is still on its way).
+        """
+        processing = keys.processing(self.worker_id)
+        listed = Counter(
+            m if isinstance(m, bytes) else str(m).encode()
+            for m in self.client.lrange(processing, 0, -1)
+        )
+        with self._running_lock:
+            orphans = listed - self._held
+        confirmed = orphans & self._suspects
+        self._suspects = orphans - confirmed
+        for raw, count in confirmed.items():
+            for _ in range(count):
+                self._requeue_orphan(raw)
+
+    def _requeue_orphan(self, raw: bytes) -> None:
+        try:
+            task_id = str(orjson.loads(raw)["task_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            task_id = ""
+        queued = dumps(envelope(Status.QUEUED, {"task_id": task_id, "requeued_at": utc_now_iso()}))
+        moved = self.scripts.requeue(
+            keys=[
+                keys.processing(self.worker_id),
+                self.settings.queue_name,
+                keys.token(task_id),
+                keys.attempts(task_id),
+                keys.result(task_id),
+            ],
+            args=[raw, "", queued, self.settings.result_ttl_s, self.worker_id],
+        )
+        if int(moved):
+            self.tally.orphans += 1
+            log.warning(
+                "task %s: found in this worker's processing list without a run; back in the queue",
+                task_id or "<malformed>",
+                extra={"task_id": task_id or None},
+            )
 
     def _watch_running(self) -> None:
         """Every CANCEL_POLL_S, in one round trip: publish stage changes of running
-        tasks, and kill the sandbox of any a client asked to cancel."""
+        tasks, and kill the sandbox of any a client asked to cancel. Every
+        reaper_interval_s, sweep the processing list for orphans."""
         while True:
             time.sleep(CANCEL_POLL_S)
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self.settings.reaper_interval_s
+                try:
+                    self._sweep_orphans()
+                except redis.RedisError as exc:
+                    log.warning("sweeping the processing list failed (%s)", describe(exc))
             with self._running_lock:
                 running = list(self._running.values())
             if not running:
@@ -699,7 +901,9 @@ class Worker:
                 )
             try:
                 flags = pipe.execute()[0]
-            except redis.RedisError:
+            except redis.RedisError as exc:
+                if needs_new_connection(exc):
+                    reset_connections(self.client)
                 continue
             for r, stage in staged:
                 r.stage_written = stage

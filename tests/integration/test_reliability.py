@@ -317,8 +317,19 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
                     processing,
                     keys.cancel(tid),
                     keys.done(tid),
+                    keys.DEAD_LETTER,
                 ],
-                args=[raw, 5, '{"status":"running"}', '{"status":"cancelled"}', 5],
+                args=[
+                    raw,
+                    5,
+                    '{"status":"running"}',
+                    '{"status":"cancelled"}',
+                    5,
+                    "lifecycle",
+                    keys.PREFIX,
+                    tid,
+                    "2026-01-01T00:00:00Z",
+                ],
                 client=pipe,
             )
         claims = pipe.execute()[1::2]

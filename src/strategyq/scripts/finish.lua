@@ -9,13 +9,16 @@
 -- KEYS[6] strategyq:cancel:{id}       STRING
 -- ARGV[1] token   ARGV[2] result record (JSON)   ARGV[3] ttl seconds
 -- ARGV[4] raw message   ARGV[5] done-list ttl seconds
--- Returns "written" | "stale" | "already"
+-- Returns "written" | "stale" | "already" | "missing"
+-- "missing": no token at all, although this run had one. Tokens have no TTL and only a
+-- terminal write, a requeue or the reaper removes them (a requeue or the reaper leaves a
+-- "revoked" mark), so the server dropped it (an allkeys-* eviction policy, a FLUSHDB): the
+-- result is written all the same, unless one is already terminal, and the worker says so.
 local terminal = {completed = true, error = true, cancelled = true}
 
--- Our own copy of the message leaves our processing list whatever happens.
-redis.call("LREM", KEYS[3], 1, ARGV[4])
-
-if redis.call("GET", KEYS[2]) ~= ARGV[1] then
+local held = redis.call("GET", KEYS[2])
+if held and held ~= ARGV[1] then
+  redis.call("LREM", KEYS[3], 1, ARGV[4])
   return "stale"
 end
 
@@ -23,13 +26,20 @@ local current = redis.call("GET", KEYS[1])
 if current then
   local ok, rec = pcall(cjson.decode, current)
   if ok and type(rec) == "table" and terminal[rec["status"]] then
+    redis.call("LREM", KEYS[3], 1, ARGV[4])
     redis.call("DEL", KEYS[2])
     return "already"
   end
 end
 
+-- The write that needs memory comes first: under OOM the script stops here with nothing
+-- changed, the message still in the processing list, and the worker tries again.
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+redis.call("LREM", KEYS[3], 1, ARGV[4])
 redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")
 redis.call("EXPIRE", KEYS[4], ARGV[5])
+if not held then
+  return "missing"
+end
 return "written"
