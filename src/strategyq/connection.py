@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from strategyq.errors import ConfigError, ConnectionFailed
 from strategyq.server import EmbeddedServer
@@ -289,7 +289,9 @@ def connect(
 def _refuse_a_sentinel(client: redis.Redis, where: str) -> None:
     """A Sentinel answers PING but holds no data: say how to use it instead."""
     try:
-        mode = client.info("server").get("redis_mode")
+        info = client.info("server")
+        # Redis says redis_mode; Valkey says server_mode.
+        mode = info.get("redis_mode") or info.get("server_mode")
     except redis.ResponseError:  # INFO refused by an ACL: nothing to learn
         return
     if mode == "sentinel":
@@ -350,3 +352,28 @@ def _connect_sentinel(
         raise ConnectionFailed(describe_failure(exc, where, target.password)) from exc
     log.debug("connected to %s", where)
     return client
+
+
+def follow_primary(client: redis.Redis) -> bool:
+    """Ask the sentinels where the primary is; on a change, leave the old one at once.
+
+    After a failover the demoted primary keeps taking writes until the sentinels
+    reconfigure it (seconds), and everything written there in between is lost when
+    it resyncs. A connection is otherwise only moved when it hits ``READONLY``; asking
+    on every heartbeat bounds that window to one heartbeat interval. (No effect without
+    Sentinel.)
+
+    Returns:
+        True when the primary moved.
+    """
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return False
+    before = pool.master_address
+    # Updates the pool's address and drops idle connections to the old one; connections
+    # in use are dropped when they come back (the pool no longer owns them).
+    after = pool.get_master_address()  # type: ignore[no-untyped-call]
+    if before is not None and tuple(after) != tuple(before):
+        log.warning("Sentinel names a new primary %s:%s (was %s:%s); reconnecting", *after, *before)
+        return True
+    return False

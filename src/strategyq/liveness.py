@@ -32,6 +32,7 @@ import orjson
 import redis
 
 from strategyq import keys
+from strategyq.connection import follow_primary
 from strategyq.protocol import dumps, utc_now_iso
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.scripts import Scripts
@@ -169,6 +170,7 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
+                follow_primary(self.client)
                 self.beat()
                 self.on_redis(True)
                 if time.monotonic() >= self._next_reap:

@@ -5,9 +5,10 @@ itself. A server answers with an error reply while it is out of memory under
 ``noeviction`` (``OOM``), while another client's script runs past
 ``busy-reply-threshold`` (``BUSY``), after a failover turned it into a replica
 (``READONLY``), while it loads its data set at start-up (``LOADING``) and
-while a replica has lost its primary (``MASTERDOWN``). None of these means the
-command is wrong: the worker waits and tries again, keeping what it has to
-write in memory, exactly as for a lost connection.
+while a replica has lost its primary (``MASTERDOWN``), and to a blocked
+command when a failover demotes the server under it (``UNBLOCKED``). None of
+these means the command is wrong: the worker waits and tries again, keeping
+what it has to write in memory, exactly as for a lost connection.
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_REPLIES = frozenset(
-    {"OOM", "BUSY", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS", "CLUSTERDOWN"}
+    {
+        "OOM",
+        "BUSY",
+        "READONLY",
+        "LOADING",
+        "MASTERDOWN",
+        "UNBLOCKED",
+        "TRYAGAIN",
+        "NOREPLICAS",
+        "CLUSTERDOWN",
+    }
 )
 """Error-reply codes that describe the server's state, not the command."""
 
@@ -69,7 +80,7 @@ def needs_new_connection(exc: BaseException) -> bool:
     resolves the address again (a Sentinel pool asks the sentinels, a DNS name
     that a managed service moved points at the new primary).
     """
-    return reply_code(exc) in {"READONLY", "MASTERDOWN"} or isinstance(
+    return reply_code(exc) in {"READONLY", "MASTERDOWN", "UNBLOCKED"} or isinstance(
         exc, redis.exceptions.ReadOnlyError
     )
 

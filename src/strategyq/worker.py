@@ -715,6 +715,7 @@ class Worker:
                         keys.done(task_id),
                         keys.attempts(task_id),
                         keys.cancel(task_id),
+                        self.settings.queue_name,
                     ],
                     args=[token, record, self.settings.result_ttl_s, raw, self.settings.done_ttl_s],
                 )
@@ -725,9 +726,10 @@ class Worker:
         verdict = self._retry(write, what=f"terminal write of task {task_id}")
         if verdict == "missing":
             log.warning(
-                "task %s: its fencing token was gone from Redis although this run held it; "
+                "task %s: its fencing token was gone from Redis although this run held it: "
                 "the server dropped it (an allkeys-* maxmemory-policy evicts any key: set "
-                "noeviction). The result was written, as no other result existed",
+                "noeviction), or a failover lost the claim. The result was written, as no "
+                "other result existed",
                 task_id,
                 extra={"task_id": task_id},
             )

@@ -344,6 +344,7 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
                     keys.done(tid),
                     keys.attempts(tid),
                     keys.cancel(tid),
+                    "strategy_queue",
                 ],
                 args=[claim[1], '{"status":"completed"}', 5, json.dumps({"task_id": tid}), 5],
                 client=pipe,
