@@ -27,7 +27,7 @@ import redis
 
 from strategyq import __version__, keys
 from strategyq.connection import connect
-from strategyq.errors import ConnectionFailed, RedisMisconfigured
+from strategyq.errors import ConnectionFailed, RedisMisconfigured, SandboxUnavailable
 from strategyq.executor import (
     Executor,
     ExecutorDied,
@@ -417,11 +417,24 @@ class Worker:
             self._idle.put(executor)
 
     def _replace(self, dead: Executor) -> Executor:
+        """A fresh executor in place of ``dead`` (killed or stopped: it goes first)."""
+        dead.kill()
         dead.close()
-        fresh = Executor(self.settings, insecure_no_sandbox=self.insecure_no_sandbox)
-        fresh.start()
-        self._executors = [fresh if e is dead else e for e in self._executors]
-        return fresh
+        for attempt in range(1, 4):
+            fresh = Executor(self.settings, insecure_no_sandbox=self.insecure_no_sandbox)
+            try:
+                fresh.start()
+            except (SandboxUnavailable, OSError) as exc:
+                # Killed while warming up (the OOM killer again?): try again, then give up.
+                fresh.close()
+                log.warning("a fresh executor failed to start (%s), attempt %d", exc, attempt)
+                if attempt == 3:
+                    raise
+                time.sleep(0.5 * attempt)
+                continue
+            self._executors = [fresh if e is dead else e for e in self._executors]
+            return fresh
+        raise AssertionError("unreachable")
 
     def _handle_one(self, raw: bytes, slot: list[Executor]) -> None:
         executor = slot[0]
