@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
 .PHONY: install lint format test test-redis demo bench bench-e2e clean
 
@@ -32,7 +33,14 @@ test: $(STAMP)
 test-redis: $(STAMP)
 	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
 
-demo: $(STAMP)
+# The demo needs the runtime only: no linters, type checker or benchmark baselines.
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(BIN)/strategyq demo
 
 bench: $(STAMP)

@@ -138,9 +138,3 @@ class TaskCancelled(StrategyqError):
     """Raised when a running task was cancelled by a client."""
 
     error_type = "cancelled"
-
-
-class WorkerLost(StrategyqError):
-    """Raised (as a result) when a task's runs kept losing their worker."""
-
-    error_type = "worker_lost"

@@ -8,6 +8,7 @@ Docker ``HEALTHCHECK`` call the last two.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -244,7 +245,10 @@ class HealthServer:
     Args:
         metrics: The worker's metrics (served at ``/metrics``; ``redis_up`` follows each check).
         port: TCP port; 0 picks a free one (read it back from ``port`` after ``start``).
-        host: Address to bind.
+        host: Address to bind (loopback by default: the endpoint is for the machine's own
+            scraper and probes unless an address such as ``0.0.0.0`` is given).
+        next_free_ports: When ``port`` is taken, try this many following ports and
+            log the one used (so a second worker on one host still starts).
         redis_ping: Returns True when Redis answers.
         ready: Returns True when the worker takes tasks.
         ping_timeout_s: How long a probe waits for ``redis_ping``.
@@ -257,7 +261,8 @@ class HealthServer:
         metrics: WorkerMetrics,
         port: int,
         *,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
+        next_free_ports: int = 0,
         redis_ping: Callable[[], bool],
         ready: Callable[[], bool],
         ping_timeout_s: float = 2.0,
@@ -267,6 +272,7 @@ class HealthServer:
         self._track_redis_up = track_redis_up
         self._host = host
         self._port = port
+        self._next_free_ports = next_free_ports if port else 0
         self._ready = ready
         self._pinger = _Pinger(redis_ping, ping_timeout_s)
         self._server: ThreadingHTTPServer | None = None
@@ -287,14 +293,7 @@ class HealthServer:
         """
         if self._server is not None:
             return
-        handler = _make_handler(self)
-        try:
-            server = ThreadingHTTPServer((self._host, self._port), handler)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot serve metrics and health checks on {self._host}:{self._port} "
-                f"({exc.strerror or exc}); free the port or choose another with --metrics-port"
-            ) from exc
+        server = self._bind()
         server.daemon_threads = True
         self._server = server
         # A short poll interval keeps stop() (and so worker shutdown) prompt.
@@ -303,6 +302,32 @@ class HealthServer:
         )
         self._thread.start()
         logger.info("serving /metrics, /healthz and /readyz on %s:%s", self._host, self.port)
+
+    def _bind(self) -> ThreadingHTTPServer:
+        handler = _make_handler(self)
+        first: OSError | None = None
+        for port in range(self._port, self._port + self._next_free_ports + 1):
+            try:
+                server = ThreadingHTTPServer((self._host, port), handler)
+            except OSError as exc:
+                first = first or exc
+                if exc.errno != errno.EADDRINUSE:
+                    break
+                continue
+            if port != self._port:
+                logger.warning(
+                    "port %s:%s is in use (another worker?); serving metrics and health "
+                    "checks on port %s instead",
+                    self._host,
+                    self._port,
+                    port,
+                )
+            return server
+        assert first is not None
+        raise ConfigError(
+            f"cannot serve metrics and health checks on {self._host}:{self._port} "
+            f"({first.strerror or first}); free the port or choose another with --metrics-port"
+        ) from first
 
     def stop(self) -> None:
         """Stop serving and release the port."""

@@ -241,33 +241,11 @@ def parse_task(
             when the message had a usable one (so the producer gets an error result).
     """
     data = raw.encode() if isinstance(raw, str) else raw
+    message = _decode_object(data)
+    task_id = _task_id(message)
     if len(data) > max_task_bytes:
-        task_id = _sniff_task_id(data[:4096])
-        raise MalformedTask(
-            f"task message is {len(data)} bytes; the limit is {max_task_bytes} "
-            "(STRATEGYQ_MAX_TASK_BYTES): send less code or fewer symbols",
-            task_id,
-        )
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedTask(f"task message is not valid JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise MalformedTask(
-            f"task message must be a JSON object, got a JSON {type(message).__name__}"
-        )
-    task_id = message.get("task_id")
-    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 200:
-        raise MalformedTask(
-            f"task_id must be a non-empty string of at most 200 characters, got {_show(task_id)}"
-        )
-    try:
-        task_type = TaskType(str(message.get("task_type")))
-    except ValueError:
-        raise MalformedTask(
-            f"task_type must be 'backtest' or 'screening', got {_show(message.get('task_type'))}",
-            task_id,
-        ) from None
+        raise MalformedTask(_too_large(len(data), max_task_bytes), task_id)
+    task_type = _task_type(message, task_id)
     args = message.get("args")
     if not isinstance(args, dict):
         raise MalformedTask(f"args must be a JSON object, got {_show(args)}", task_id)
@@ -288,26 +266,93 @@ def parse_task(
     return Task(task_id=task_id, task_type=task_type, args=parsed, options=options, raw=data)
 
 
-def _sniff_task_id(prefix: bytes) -> str | None:
-    """Best-effort task_id from the start of an oversized message (so its producer hears back)."""
-    marker = b'"task_id"'
-    at = prefix.find(marker)
-    if at < 0:
-        return None
-    rest = prefix[at + len(marker) :].lstrip()
-    if not rest.startswith(b":"):
-        return None
-    rest = rest[1:].lstrip()
-    if not rest.startswith(b'"'):
-        return None
-    end = rest.find(b'"', 1)
-    if end <= 1:
-        return None
+@dataclass(frozen=True)
+class Envelope:
+    """What the worker reads of a message: enough to claim it and log it.
+
+    The worker decodes the JSON once and checks only the envelope; the
+    executor validates the args (with the worker's limits) in its one full
+    parse, so a task is validated once per run, not once per process.
+    """
+
+    task_id: str
+    task_type: TaskType
+    strategy_code: str | None
+    raw: bytes
+    timeout_s: float | None = None  # the task's own time limit, when it asks for one
+
+
+def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) -> Envelope:
+    """The envelope of one queued message.
+
+    A message up to ``max_message_bytes`` is decoded to find its ``task_id``
+    wherever it sits (Go's ``json.Marshal`` sorts keys: ``args`` comes first),
+    so a producer hears back about an oversized task; beyond that hard cap the
+    message is not decoded at all.
+
+    Raises:
+        MalformedTask: ``task_id`` set when the message named one, so the
+            producer gets an error result; else it is for the dead letters.
+    """
+    if len(raw) > max_message_bytes:
+        raise MalformedTask(
+            f"message is {len(raw)} bytes, above the hard cap of {max_message_bytes} "
+            "(STRATEGYQ_MAX_MESSAGE_BYTES); it was not read: send tasks of at most "
+            f"{max_task_bytes} bytes (STRATEGYQ_MAX_TASK_BYTES)"
+        )
+    message = _decode_object(raw)
+    task_id = _task_id(message)
+    if len(raw) > max_task_bytes:
+        raise MalformedTask(_too_large(len(raw), max_task_bytes), task_id)
+    task_type = _task_type(message, task_id)
+    args = message.get("args")
+    code = args.get("strategy_code") if isinstance(args, dict) else None
+    # Read for the worker's deadline only; the executor validates it with the rest.
+    asked = args.get("timeout_seconds") if isinstance(args, dict) else None
+    timeout_s = (
+        float(asked)
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0
+        else None
+    )
+    return Envelope(task_id, task_type, code if isinstance(code, str) else None, raw, timeout_s)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"task message is {size} bytes; the limit is {limit} "
+        "(STRATEGYQ_MAX_TASK_BYTES): send less code or fewer symbols"
+    )
+
+
+def _decode_object(data: bytes) -> dict[str, Any]:
     try:
-        value = rest[1:end].decode()
-    except UnicodeDecodeError:
-        return None
-    return value if 0 < len(value) <= 200 else None
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedTask(f"task message is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise MalformedTask(
+            f"task message must be a JSON object, got a JSON {type(message).__name__}"
+        )
+    return message
+
+
+def _task_id(message: Mapping[str, Any]) -> str:
+    task_id = message.get("task_id")
+    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 200:
+        raise MalformedTask(
+            f"task_id must be a non-empty string of at most 200 characters, got {_show(task_id)}"
+        )
+    return task_id
+
+
+def _task_type(message: Mapping[str, Any], task_id: str) -> TaskType:
+    try:
+        return TaskType(str(message.get("task_type")))
+    except ValueError:
+        raise MalformedTask(
+            f"task_type must be 'backtest' or 'screening', got {_show(message.get('task_type'))}",
+            task_id,
+        ) from None
 
 
 # ----------------------------------------------------------------------------- results

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from strategyq import keys
+import orjson
+
 from strategyq.errors import ConfigError
 
 QUEUE_NAME = "strategy_queue"
@@ -179,11 +180,16 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them."""
+    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them.
+
+    ``answer_max_bytes`` caps what a sandbox child may send back (its raw
+    answer, ``STRATEGYQ_ANSWER_MAX_BYTES``); the stored result the engine makes
+    from it is capped separately by ``Settings.max_result_bytes``.
+    """
 
     time_limit_s: float = 60.0
     memory_mb: int = 2048
-    result_max_bytes: int = 32 * 1024 * 1024
+    answer_max_bytes: int = 32 * 1024 * 1024
     max_open_files: int = 64
 
     def capped(
@@ -217,19 +223,17 @@ class Settings:
     allow_eviction: bool = False
     grace_period_s: float = 25.0
     max_task_bytes: int = 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
     max_result_bytes: int = 16 * 1024 * 1024
     max_instances: int = 10_000
     max_symbols: int = 5_000
     max_screening_limit: int = 10_000
     data_cache_mb: int = 1024
     metrics_port: int = 9100
+    metrics_host: str = "127.0.0.1"
+    recent_max: int = 10_000
     insecure_no_sandbox: bool = False
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
-
-    @property
-    def done_ttl_s(self) -> int:
-        """Lifetime of a task's completion notification: short, and never past its result."""
-        return min(keys.DONE_TTL_S, self.result_ttl_s)
 
     @property
     def data_dir(self) -> Path:
@@ -269,19 +273,45 @@ class Settings:
             allow_eviction=_env_bool(env, "STRATEGYQ_ALLOW_EVICTION", False),
             grace_period_s=_env_float(env, "STRATEGYQ_GRACE_PERIOD", 25.0),
             max_task_bytes=_env_int(env, "STRATEGYQ_MAX_TASK_BYTES", 1024 * 1024, minimum=1024),
+            max_message_bytes=_env_int(
+                env, "STRATEGYQ_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, minimum=1024
+            ),
             max_result_bytes=_env_int(
                 env, "STRATEGYQ_MAX_RESULT_BYTES", 16 * 1024 * 1024, minimum=64 * 1024
             ),
             max_instances=_env_int(env, "STRATEGYQ_MAX_INSTANCES", 10_000, minimum=1),
             data_cache_mb=_env_int(env, "STRATEGYQ_DATA_CACHE_MB", 1024),
             metrics_port=_env_int(env, "STRATEGYQ_METRICS_PORT", 9100),
+            metrics_host=env.get("STRATEGYQ_METRICS_HOST") or "127.0.0.1",
+            recent_max=_env_int(env, "STRATEGYQ_RECENT_MAX", 10_000, minimum=1),
             insecure_no_sandbox=_env_bool(env, "STRATEGYQ_INSECURE_NO_SANDBOX", False),
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),
-                result_max_bytes=_env_int(
-                    env, "STRATEGYQ_RESULT_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
+                answer_max_bytes=_env_int(
+                    env, "STRATEGYQ_ANSWER_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
                 ),
             ),
         )
         return replace(settings, **overrides) if overrides else settings
+
+    def for_child_process(self) -> bytes:
+        """These settings as JSON for the executor and the sandbox host, without credentials.
+
+        Those processes run with an environment stripped of everything but
+        ``PATH``-like variables, so they are handed the worker's settings instead
+        of reading their own (which would silently be the defaults).
+        """
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["home"] = str(self.home)
+        values["sandbox"] = asdict(self.sandbox)
+        del values["redis"]
+        return orjson.dumps(values)
+
+    @classmethod
+    def from_child_json(cls, data: bytes | str) -> Settings:
+        """Settings handed over by :meth:`for_child_process` (no Redis: the child has none)."""
+        values = orjson.loads(data)
+        values["home"] = Path(values["home"])
+        values["sandbox"] = SandboxLimits(**values["sandbox"])
+        return cls(redis=RedisSettings(), **values)

@@ -22,6 +22,8 @@ from strategyq.data import load_sample
 from strategyq.settings import Settings
 from strategyq.worker import Worker
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="session")
 def market_home() -> Iterator[Path]:
@@ -72,8 +74,14 @@ class WorkerProcess:
         self._pump_thread: threading.Thread | None = None
 
     def start(self) -> WorkerProcess:
+        if any(k.startswith("STRATEGYQ_FAULT_") for k in self.env):
+            # Faults are injected by a test-only worker, never by the production one.
+            argv = [sys.executable, "-m", "tests.fault_worker", *self.args]
+        else:
+            argv = [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0", *self.args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0", *self.args],
+            argv,
+            cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

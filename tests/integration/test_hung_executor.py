@@ -14,7 +14,8 @@ import psutil
 import pytest
 import redis
 
-from strategyq import add_backtest_task, cancel_task, get_task_result, keys
+from strategyq import add_backtest_task, cancel_task, get_task_result
+from strategyq.queue import keys
 from tests.integration.conftest import WorkerProcess, wait_until
 
 

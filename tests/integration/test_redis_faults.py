@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from strategyq import add_backtest_task, get_task_result, keys
+from strategyq import add_backtest_task, get_task_result
+from strategyq.queue import keys
 from tests.integration.conftest import wait_until
 from tests.integration.topology import Server
 

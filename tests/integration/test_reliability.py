@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from strategyq import add_backtest_task, get_task_result, keys, wait_for_result
-from strategyq.scripts import Scripts
+from strategyq import add_backtest_task, get_task_result, wait_for_result
+from strategyq.queue import ClaimVerdict, FinishVerdict, TaskQueue, keys
 from strategyq.settings import Settings
 from tests.conftest import ValkeyTestServer
 from tests.integration.conftest import WorkerProcess, run_burst, wait_until
@@ -287,7 +287,8 @@ def test_keys_return_to_results_only_and_expire(
     run_burst(settings, result_ttl_s=3)
     names = set(redis_client.keys("*"))
     leftovers = {n for n in names if not n.startswith(("task_result:", "strategyq:done:"))} - {
-        "strategyq:fence"
+        "strategyq:fence",
+        "strategyq:recent",  # the recent-task index: trimmed, and expires with its results
     }
     assert leftovers == set(), leftovers
     # -1 is a key without expiry (-2: already expired, which is fine).
@@ -300,56 +301,17 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
 ) -> None:
     """The claim → finish transitions alone, 10,000 times (no strategy runs)."""
     raw_client = redis_client
-    scripts = Scripts(raw_client)
+    tasks = TaskQueue(raw_client, result_ttl_s=3600)
     processing = keys.processing("lifecycle")
-    for start in range(0, 10_000, 500):
-        pipe = raw_client.pipeline(transaction=False)
-        for i in range(start, start + 500):
-            tid = f"l-{i}"
-            raw = json.dumps({"task_id": tid})
-            pipe.lpush(processing, raw)
-            scripts.claim(
-                keys=[
-                    keys.result(tid),
-                    keys.attempts(tid),
-                    keys.token(tid),
-                    keys.FENCE_COUNTER,
-                    processing,
-                    keys.cancel(tid),
-                    keys.done(tid),
-                    keys.DEAD_LETTER,
-                ],
-                args=[
-                    raw,
-                    5,
-                    '{"status":"running"}',
-                    '{"status":"cancelled"}',
-                    5,
-                    "lifecycle",
-                    keys.PREFIX,
-                    tid,
-                    "2026-01-01T00:00:00Z",
-                ],
-                client=pipe,
-            )
-        claims = pipe.execute()[1::2]
-        pipe = raw_client.pipeline(transaction=False)
-        for i, claim in zip(range(start, start + 500), claims, strict=True):
-            tid = f"l-{i}"
-            scripts.finish(
-                keys=[
-                    keys.result(tid),
-                    keys.token(tid),
-                    processing,
-                    keys.done(tid),
-                    keys.attempts(tid),
-                    keys.cancel(tid),
-                    "strategy_queue",
-                ],
-                args=[claim[1], '{"status":"completed"}', 5, json.dumps({"task_id": tid}), 5],
-                client=pipe,
-            )
-        assert set(pipe.execute()) == {"written"}
+    for i in range(10_000):
+        tid = f"l-{i}"
+        raw = json.dumps({"task_id": tid}).encode()
+        raw_client.lpush(processing, raw)
+        claim = tasks.claim("lifecycle", tid, "backtest", "2024-01-01T00:00:00Z")
+        assert claim.verdict is ClaimVerdict.RUN
+        verdict = tasks.finish("lifecycle", tid, claim.token, b'{"status":"completed"}', raw)
+        assert verdict is FinishVerdict.WRITTEN
+    assert raw_client.llen(processing) == 0
     counts: dict[str, int] = {}
     for name in raw_client.scan_iter(count=1000):
         prefix = (
@@ -358,9 +320,13 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
             + (name.split(":")[1] if name.startswith("strategyq:") else "")
         )
         counts[prefix] = counts.get(prefix, 0) + 1
-    assert counts == {"task_result:": 10_000, "strategyq:done": 10_000, "strategyq:fence": 1}, (
-        counts
-    )
+    assert counts == {
+        "task_result:": 10_000,
+        "strategyq:done": 10_000,
+        "strategyq:fence": 1,
+        "strategyq:recent": 1,
+    }, counts
+    assert raw_client.zcard(keys.RECENT) == 10_000
 
 
 def test_a_killed_sandbox_host_is_replaced(redis_client: redis.Redis, spawn_worker: object) -> None:

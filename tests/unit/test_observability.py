@@ -284,3 +284,37 @@ def test_stop_releases_the_port(probe: Probe) -> None:
         assert get(again, "/healthz")[0] == 200
     finally:
         again.stop()
+
+
+def test_second_worker_on_one_host_takes_the_next_free_port(
+    server: HealthServer, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    second = HealthServer(
+        WorkerMetrics("w2"),
+        server.port,
+        host="127.0.0.1",
+        next_free_ports=100,
+        redis_ping=probe.ping,
+        ready=probe.ready,
+    )
+    with caplog.at_level("WARNING", logger="strategyq.observability"):
+        second.start()
+    try:
+        assert second.port != server.port and server.port < second.port <= server.port + 100
+        assert get(second, "/healthz")[0] == 200
+        assert f"serving metrics and health checks on port {second.port}" in caplog.text
+    finally:
+        second.stop()
+
+
+def test_metrics_endpoint_binds_loopback_unless_told_otherwise(probe: Probe) -> None:
+    from strategyq.settings import Settings
+
+    assert Settings.from_env({}).metrics_host == "127.0.0.1"
+    assert Settings.from_env({"STRATEGYQ_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
+    srv = HealthServer(WorkerMetrics("w"), 0, redis_ping=probe.ping, ready=probe.ready)
+    srv.start()
+    try:
+        assert srv._server is not None and srv._server.server_address[0] == "127.0.0.1"
+    finally:
+        srv.stop()

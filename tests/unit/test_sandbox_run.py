@@ -213,7 +213,7 @@ def test_insecure_mode_is_explicit_and_keeps_rlimits(
 
 
 def test_result_size_cap(market: pd.DataFrame) -> None:
-    limits = SandboxLimits(time_limit_s=5, memory_mb=512, result_max_bytes=10_000)
+    limits = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=10_000)
     with pytest.raises(errors.BadResult, match="larger than 10000 bytes"):
         run("def s(df):\n    return [{'x': 'a' * 20000}]\n", market, limits)
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from strategyq.admin import dead_letters, purge_dead_letters, queue_stats, retry_dead_letters
 from strategyq.cli.common import client, console, settings
+from strategyq.queue.admin import dead_letters, purge_dead_letters, queue_stats, retry_dead_letters
 
 dlq_app = typer.Typer(help="Inspect, retry or purge dead-lettered tasks.", no_args_is_help=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -76,10 +76,12 @@ def dlq_retry(
 ) -> None:
     """Put dead-lettered tasks back on the queue with fresh attempts."""
     conf = settings()
-    moved = retry_dead_letters(
+    report = retry_dead_letters(
         client(conf), conf.queue_name, task_id, result_ttl_s=conf.result_ttl_s
     )
-    console.print(f"{moved} task(s) back on {conf.queue_name}")
+    console.print(f"{report.moved} task(s) back on {conf.queue_name}")
+    for what, why in report.skipped:
+        console.print(f"skipped {what}: {why}", highlight=False)
 
 
 @dlq_app.command("purge")

@@ -76,7 +76,7 @@ def _limits_json(limits: SandboxLimits) -> dict[str, Any]:
     return {
         "time_limit_s": limits.time_limit_s,
         "memory_mb": limits.memory_mb,
-        "result_max_bytes": limits.result_max_bytes,
+        "answer_max_bytes": limits.answer_max_bytes,
         "max_open_files": limits.max_open_files,
     }
 

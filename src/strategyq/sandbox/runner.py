@@ -229,7 +229,7 @@ def collect(
     ``defer(pid)`` hands over a child that answered and was killed, to be reaped later.
     Closes ``pidfd`` and ``read_fd``.
     """
-    cap = limits.result_max_bytes + 1
+    cap = limits.answer_max_bytes + 1
     try:
         os.set_blocking(read_fd, False)
         out = _supervise(
@@ -255,7 +255,7 @@ def collect(
         )
     if out.overflow:
         raise errors.BadResult(
-            f"the strategy's result is larger than {limits.result_max_bytes} bytes; "
+            f"the strategy's result is larger than {limits.answer_max_bytes} bytes; "
             "return fewer or smaller instances"
         )
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:

@@ -1,8 +1,8 @@
 """The sandbox host: market data and warm pandas, forking one sandbox child per task.
 
-Started by each executor (``python -m strategyq.datahost``) with the
-executor's own minimal environment. It loads and caches the frames
-strategies run on and forks their children (see
+Started by each executor (``python -m strategyq.executor.sandbox_host``) with
+the executor's own minimal environment and the worker's settings. It loads
+and caches the frames strategies run on and forks their children (see
 :mod:`strategyq.sandbox.forkserver`), but never receives a strategy's source
 or its answer, so a child's copy of this process's memory holds nothing but
 public market data.
@@ -12,30 +12,29 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from strategyq.executor import die_with_parent
+from strategyq.executor.frames import die_with_parent, ignore_terminal_signals
+from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
+    """``python -m strategyq.executor.sandbox_host SOCKET_FD SETTINGS_JSON``."""
     from strategyq import sandbox
     from strategyq.data import MarketData
     from strategyq.sandbox import forkserver
 
     die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_terminal_signals()
     sock = socket.socket(fileno=int(argv[0]))
-    config = orjson.loads(argv[1])
-    market = MarketData(Path(config["data_dir"]), cache_mb=int(config["data_cache_mb"]))
+    settings = Settings.from_child_json(argv[1])
+    market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
     sandbox.warm_up()
     # Park the imported modules' objects in the permanent generation, so a child's
     # collector never walks (and so never copies) those shared pages. Only what exists
@@ -59,5 +58,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="datahost %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="sandbox host %(levelname)s %(message)s")
     raise SystemExit(main(sys.argv[1:]))

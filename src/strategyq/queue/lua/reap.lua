@@ -6,11 +6,13 @@
 -- KEYS[3] strategy_queue              LIST
 -- KEYS[4] strategyq:dead_letter       LIST
 -- KEYS[5] strategyq:workers           SET
+-- KEYS[6] strategyq:recent            ZSET    recent-task index
 -- Per-task keys are derived from ARGV[5] (key prefix) and the message's task_id:
 --   task_result:{id}, {prefix}attempts:{id}, {prefix}token:{id}, {prefix}done:{id}
 -- A lost run's token is replaced by "revoked" (TTL ARGV[3]).
 -- ARGV[1] worker id   ARGV[2] max attempts   ARGV[3] ttl seconds   ARGV[4] now (ISO)
--- ARGV[5] key prefix  ARGV[6] done-list ttl seconds
+-- ARGV[5] key prefix  ARGV[6] done-list ttl seconds  ARGV[7] now (epoch ms)
+-- ARGV[8] recent-index cap
 -- Returns {requeued, dead_lettered}, or {-1, -1} when the worker is alive after all.
 if redis.call("EXISTS", KEYS[2]) == 1 then
   return {-1, -1}
@@ -59,6 +61,7 @@ for _, raw in ipairs(messages) do
         redis.call("DEL", attempts_key)
         redis.call("RPUSH", done_key, "error")
         redis.call("EXPIRE", done_key, ARGV[6])
+        record_recent(KEYS[6], task_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
         dead = dead + 1
       else
         redis.call("RPUSH", KEYS[3], raw)

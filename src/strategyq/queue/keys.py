@@ -1,5 +1,8 @@
 """Every Redis key strategyq uses, with its type and lifetime.
 
+Only :mod:`strategyq.queue` reads or writes these keys; ``docs/queue.md`` draws
+the lifecycle of each.
+
 Producers only ever touch ``strategy_queue`` and ``task_result:{id}`` (the
 frozen wire format); everything else is the workers' bookkeeping, under the
 ``strategyq:`` prefix, and expires or is removed when its task ends so
@@ -26,6 +29,17 @@ REAPER_LOCK = PREFIX + "reaper_lock"
 
 FENCE_COUNTER = PREFIX + "fence"
 """STRING (integer): the last fencing token handed out. No TTL (one key)."""
+
+RECENT = PREFIX + "recent"
+"""ZSET of task ids by the time (epoch milliseconds) their terminal result was
+written: the recent-task index. Written in the same Lua step as every terminal
+result (finish, cancel of a queued task, claim of a cancelled one, the reaper's
+dead letter); trimmed at each write to the newest ``recent_max`` members and to
+those younger than ``result_ttl_s`` (older members' results have expired). The
+key itself expires ``result_ttl_s`` after the last write."""
+
+RECENT_MAX = 10_000
+"""Default cap on the recent-task index (``STRATEGYQ_RECENT_MAX``)."""
 
 
 def result(task_id: str) -> str:

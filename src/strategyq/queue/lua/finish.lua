@@ -1,23 +1,28 @@
 -- finish.lua: the terminal write of one run, atomically: check the fencing
 -- token, write the result unless one is already terminal, acknowledge the
--- message, clean up the run's bookkeeping and wake waiters.
+-- message, clean up the run's bookkeeping, index it as recent and wake waiters.
 -- KEYS[1] task_result:{id}            STRING
 -- KEYS[2] strategyq:token:{id}        STRING
 -- KEYS[3] strategyq:processing:{wid}  LIST
 -- KEYS[4] strategyq:done:{id}         LIST
 -- KEYS[5] strategyq:attempts:{id}     STRING
 -- KEYS[6] strategyq:cancel:{id}       STRING
--- KEYS[7] strategy_queue              LIST
+-- KEYS[7] strategyq:recent            ZSET
+-- KEYS[8] strategy_queue              LIST
 -- ARGV[1] token   ARGV[2] result record (JSON)   ARGV[3] ttl seconds
--- ARGV[4] raw message   ARGV[5] done-list ttl seconds
+-- ARGV[4] raw message (the processing list holds it by value: LREM needs it)
+-- ARGV[5] done-list ttl seconds   ARGV[6] task id   ARGV[7] now (epoch ms)
+-- ARGV[8] recent-index cap
 -- Returns "written" | "stale" | "already" | "missing"
--- "missing": no token at all, although this run had one. Tokens have no TTL and only a
--- terminal write, a requeue or the reaper removes them (a requeue or the reaper leaves a
--- "revoked" mark), so the server dropped it (an allkeys-* eviction policy, a FLUSHDB): the
--- result is written all the same, unless one is already terminal, and the worker says so.
--- After a Sentinel failover the same happens when the run was claimed on the old primary
--- after its last replication: the new primary still has the message in the queue, and it is
--- taken out of there (from the consumer end, where it waits) so it does not run again.
+-- "missing": no token at all, although this run had one. Tokens have no TTL; only a
+-- terminal write deletes one (a requeue or the reaper leaves a "revoked" mark), so the
+-- server dropped it (an allkeys-* eviction policy, a FLUSHDB) or a failover lost the claim:
+-- the result is written all the same, unless one is already terminal, and the worker says
+-- so. After a failover the new primary may still hold the message in the queue (the claim
+-- happened after the last replication): it is taken out of there, from the consumer end
+-- where it waits, so it does not run again.
+-- Under OOM the script stops at the first write that needs memory (the result's SET) with
+-- nothing changed; the worker tries again.
 local terminal = {completed = true, error = true, cancelled = true}
 
 local held = redis.call("GET", KEYS[2])
@@ -36,17 +41,16 @@ if current then
   end
 end
 
--- The write that needs memory comes first: under OOM the script stops here with nothing
--- changed, the message still in the processing list, and the worker tries again.
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
 local acked = redis.call("LREM", KEYS[3], 1, ARGV[4])
 redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")
 redis.call("EXPIRE", KEYS[4], ARGV[5])
+if not held and acked == 0 then
+  redis.call("LREM", KEYS[8], -1, ARGV[4])
+end
+record_recent(KEYS[7], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
 if not held then
-  if acked == 0 then
-    redis.call("LREM", KEYS[7], -1, ARGV[4])
-  end
   return "missing"
 end
 return "written"

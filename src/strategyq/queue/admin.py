@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis
 
-from strategyq import keys
-from strategyq.protocol import Status, decode_result, dumps, envelope
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+from strategyq.protocol import decode_result
+from strategyq.queue import keys, records
+from strategyq.queue.types import text
 
 
 def queue_stats(client: redis.Redis, queue: str) -> dict[str, Any]:
@@ -23,7 +21,7 @@ def queue_stats(client: redis.Redis, queue: str) -> dict[str, Any]:
     pipe.smembers(keys.WORKERS)
     depth, dead, members = pipe.execute()
     workers = []
-    for member in sorted(_text(m) for m in members):
+    for member in sorted(text(m) for m in members):
         pipe = client.pipeline(transaction=False)
         pipe.get(keys.heartbeat(member))
         pipe.lrange(keys.processing(member), 0, -1)
@@ -63,39 +61,67 @@ def dead_letters(client: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
         try:
             entry = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            entry = {"raw": _text(raw), "reason": "unreadable entry"}
+            entry = {"raw": text(raw), "reason": "unreadable entry"}
         entries.append(entry)
     return entries
 
 
+@dataclass
+class RetryReport:
+    """What ``dlq retry`` did: how many went back, and why each other entry stayed."""
+
+    moved: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+
+
 def retry_dead_letters(
     client: redis.Redis, queue: str, task_id: str | None = None, *, result_ttl_s: int = 86400
-) -> int:
-    """Push dead-lettered tasks back onto the queue (all, or one task id); returns how many.
+) -> RetryReport:
+    """Push dead-lettered tasks back onto the queue (all, or one task id).
 
     Each retried task gets a fresh attempt count and its error result is
     replaced by ``queued``, so the next run is a clean start. Entries that
-    were not valid tasks (malformed messages) stay in the list.
+    were not valid tasks (malformed messages) stay in the list, and the report
+    says why.
     """
-    moved = 0
+    report = RetryReport()
     for raw in client.lrange(keys.DEAD_LETTER, 0, -1):
         try:
             entry = orjson.loads(raw)
             message = entry["raw"]
             tid = entry.get("task_id")
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            report.skipped.append(("an unreadable entry", "it is not a dead-letter record"))
             continue
-        if not tid or (task_id is not None and tid != task_id):
+        if task_id is not None and tid != task_id:
             continue
-        queued = dumps(envelope(Status.QUEUED, {"task_id": tid, "retried_from": "dead_letter"}))
+        if not tid:
+            reason = str(entry.get("error") or entry.get("reason") or "malformed")
+            report.skipped.append(
+                (
+                    f"a message dead-lettered at {entry.get('at', '?')}",
+                    f"it names no task_id ({reason}); fix and re-send it from its producer",
+                )
+            )
+            continue
+        if len(message) >= 65536:
+            report.skipped.append(
+                (tid, "only its first 64 KiB were kept; re-send it from its producer")
+            )
+            continue
+        queued = records.queued(tid, retried_from="dead_letter")
         pipe = client.pipeline(transaction=True)
         pipe.lrem(keys.DEAD_LETTER, 1, raw)  # type: ignore[arg-type]
         pipe.delete(keys.attempts(tid), keys.token(tid), keys.cancel(tid))
         pipe.set(keys.result(tid), queued, ex=result_ttl_s)
         pipe.lpush(queue, message)
         if pipe.execute()[0]:
-            moved += 1
-    return moved
+            report.moved += 1
+        else:
+            report.skipped.append((tid, "another client retried or purged it meanwhile"))
+    if task_id is not None and report.moved == 0 and not report.skipped:
+        report.skipped.append((task_id, "no dead-letter entry has this task_id"))
+    return report
 
 
 def purge_dead_letters(client: redis.Redis) -> int:

@@ -4,7 +4,9 @@
 -- KEYS[1] task_result:{id}        STRING
 -- KEYS[2] strategyq:cancel:{id}   STRING
 -- KEYS[3] strategyq:done:{id}     LIST
+-- KEYS[4] strategyq:recent         ZSET    recent-task index
 -- ARGV[1] ttl seconds   ARGV[2] cancelled record (JSON)   ARGV[3] done-list ttl seconds
+-- ARGV[4] task id   ARGV[5] now (epoch ms)   ARGV[6] recent-index cap
 -- Returns the status the task had ("unknown" when there is no record).
 local current = redis.call("GET", KEYS[1])
 local status = "unknown"
@@ -22,5 +24,6 @@ if status == "queued" then
   redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[1])
   redis.call("RPUSH", KEYS[3], "cancelled")
   redis.call("EXPIRE", KEYS[3], ARGV[3])
+  record_recent(KEYS[4], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[1]), tonumber(ARGV[6]))
 end
 return status

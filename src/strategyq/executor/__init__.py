@@ -1,0 +1,11 @@
+"""The executor: a warm process with no secrets that runs tasks for one worker slot.
+
+- :mod:`~strategyq.executor.client`: the worker's side — a process handle, a
+  pipe and a cancel pipe; it imports neither the sandbox nor the engine;
+- :mod:`~strategyq.executor.main`: the process (``python -m strategyq.executor``):
+  parses and validates each task once, runs the trusted engine, caches market
+  data, and starts its sandbox host;
+- :mod:`~strategyq.executor.sandbox_host`: the sandbox host process, which holds
+  only market data and warm pandas and forks one sandbox child per task;
+- :mod:`~strategyq.executor.frames`: the length-prefixed frames they speak.
+"""

@@ -1,0 +1,165 @@
+"""The executor process: parses each task once, runs the engine, starts its sandbox host.
+
+Started by the worker (:mod:`strategyq.executor.client`) with an empty
+environment and the worker's settings on the command line. It never runs user
+code: its own sandbox host (:mod:`strategyq.executor.sandbox_host`, a process
+holding only market data) forks one child per task, so a strategy that reads
+its own memory finds neither a secret nor another task's code or results.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from strategyq.errors import SandboxUnavailable, StrategyqError
+from strategyq.executor.frames import (
+    die_with_parent,
+    ignore_terminal_signals,
+    read_frame,
+    write_frame,
+)
+from strategyq.sandbox.forkserver import ForkClient, HostGone
+from strategyq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SandboxHost:
+    """This executor's sandbox host process and the fork client that talks to it."""
+
+    process: subprocess.Popen[bytes]
+    fork: ForkClient
+    layers: dict[str, bool]
+
+    @classmethod
+    def start(cls, settings: Settings) -> SandboxHost:
+        """Start a sandbox host and wait until it is warm."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "strategyq.executor.sandbox_host",
+                str(theirs.fileno()),
+                settings.for_child_process().decode(),
+            ],
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            close_fds=True,
+        )
+        theirs.close()
+        ready = orjson.loads(ours.recv(1 << 16) or b'{"layers": {}}')
+        if not ready.get("ready"):
+            process.wait()
+            raise SandboxUnavailable("the sandbox host exited at start-up")
+        layers = {str(k): bool(v) for k, v in ready["layers"].items()}
+        return cls(process, ForkClient(ours), layers)
+
+    def close(self) -> None:
+        """Let go of a host (gone or not): closing its socket ends it; then reap it."""
+        self.fork.sock.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _discard_cancels(fd: int) -> None:
+    """Forget cancel bytes left over from the previous task."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _error_reply(exc: StrategyqError) -> bytes:
+    return orjson.dumps({"ok": False, "error": str(exc), "error_type": exc.error_type})
+
+
+_INTERNAL = orjson.dumps(
+    {
+        "ok": False,
+        "error": "internal error while running the task; the worker log has the details",
+        "error_type": "internal",
+    }
+)
+
+
+def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
+    """The executor's main loop: one request at a time until the worker closes the pipe."""
+    from strategyq.data import MarketData
+    from strategyq.protocol import Task, parse_task
+    from strategyq.tasks import fit_payload, run_task
+
+    die_with_parent()
+    ignore_terminal_signals()
+    flags = fcntl.fcntl(cancel_fd, fcntl.F_GETFL)
+    fcntl.fcntl(cancel_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+    market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
+    host = SandboxHost.start(settings)
+    write_frame(resp_fd, orjson.dumps({"ready": True, "layers": host.layers, "pid": os.getpid()}))
+
+    def stage(name: str) -> None:
+        write_frame(resp_fd, orjson.dumps({"stage": name}))
+
+    def run(task: Task) -> dict[str, Any]:
+        return run_task(
+            task,
+            market,
+            host.fork,
+            settings.sandbox,
+            stage=stage,
+            cancel_fd=cancel_fd,
+            insecure_no_sandbox=settings.insecure_no_sandbox,
+            max_instances=settings.max_instances,
+        )
+
+    while True:
+        request = read_frame(req_fd)
+        if request is None:
+            return 0
+        _discard_cancels(cancel_fd)
+        try:
+            # The one full parse and validation of the task, with the worker's limits.
+            task = parse_task(
+                request,
+                max_task_bytes=settings.max_task_bytes,
+                max_symbols=settings.max_symbols,
+                max_limit=settings.max_screening_limit,
+            )
+            try:
+                data = run(task)
+            except HostGone:
+                # Killed from outside (the OOM killer, an operator): start a new host
+                # and run the task once more, like a task whose worker was lost.
+                log.warning("the sandbox host exited; starting a new one")
+                host.close()
+                host = SandboxHost.start(settings)
+                data = run(task)
+            body = fit_payload(data, settings.max_result_bytes)
+            write_frame(resp_fd, b'{"ok":true,"data":' + body + b"}")
+        except StrategyqError as exc:
+            write_frame(resp_fd, _error_reply(exc))
+        except Exception:
+            log.exception("executor failed on a task")
+            write_frame(resp_fd, _INTERNAL)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m strategyq.executor SETTINGS_JSON REQ_FD RESP_FD CANCEL_FD``."""
+    settings = Settings.from_child_json(argv[0])
+    req_fd, resp_fd, cancel_fd = (int(x) for x in argv[1:4])
+    return serve(settings, req_fd, resp_fd, cancel_fd)

@@ -1,0 +1,42 @@
+"""The Lua scripts that make each queue transition atomic.
+
+Each ``lua/<name>.lua`` file's header documents the keys it touches. Scripts
+that write a terminal result are loaded with ``lua/_recent.lua`` prepended, so
+the recent-task index is written in the same atomic step. They are loaded once
+per client with ``register_script`` (EVALSHA, falling back to EVAL after a
+server restart flushed the script cache).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import redis
+from redis.commands.core import Script
+
+# Scripts that write a terminal result and so also write the recent-task index.
+_WITH_RECENT = frozenset({"claim", "finish", "cancel", "reap"})
+
+
+@cache
+def source(name: str) -> str:
+    """The text of ``lua/<name>.lua`` as it is sent to the server."""
+    lua = resources.files(__package__).joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text()
+    if name in _WITH_RECENT:
+        text = lua.joinpath("_recent.lua").read_text() + text
+    return text
+
+
+class Scripts:
+    """The registered scripts for one client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.push: Script = client.register_script(source("push"))
+        self.claim: Script = client.register_script(source("claim"))
+        self.stage: Script = client.register_script(source("stage"))
+        self.finish: Script = client.register_script(source("finish"))
+        self.requeue: Script = client.register_script(source("requeue"))
+        self.reap: Script = client.register_script(source("reap"))
+        self.cancel: Script = client.register_script(source("cancel"))

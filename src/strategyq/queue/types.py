@@ -1,0 +1,79 @@
+"""Typed replies of the queue's transitions, and the names of stages and stop reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Stage(StrEnum):
+    """Where a running task is; written to its ``running`` record as ``data.stage``."""
+
+    STARTING = "starting"
+    LOADING_DATA = "loading_data"
+    RUNNING_STRATEGY = "running_strategy"
+    COMPUTING_METRICS = "computing_metrics"
+
+
+class StopReason(StrEnum):
+    """Why a worker asked a running task to stop."""
+
+    CANCELLED = "cancelled"  # a client cancelled it: it ends ``cancelled``
+    SHUTDOWN = "shutdown"  # the worker is stopping: it goes back to the queue
+
+
+class ClaimVerdict(StrEnum):
+    RUN = "run"  # a new run started: it holds ``token``
+    SKIP = "skip"  # the task already has a terminal result
+    CANCELLED = "cancelled"  # a client cancelled it before it started
+    DUPLICATE = "duplicate"  # another task with this id is running or has finished
+
+
+class FinishVerdict(StrEnum):
+    WRITTEN = "written"  # this run's result is the task's result
+    STALE = "stale"  # another run took over (this run's token is no longer current)
+    ALREADY = "already"  # the task already had a terminal result
+    MISSING = "missing"  # written, but the run's token was gone (evicted, or a failover)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The reply of ``claim.lua``."""
+
+    verdict: ClaimVerdict
+    token: str = ""
+    attempt: int = 0
+    status: str = ""  # the status found, when skipped or a duplicate
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Claim:
+        verdict = ClaimVerdict(text(reply[0]))
+        if verdict is ClaimVerdict.RUN:
+            return cls(verdict, token=text(reply[1]), attempt=int(reply[2]))
+        if verdict in (ClaimVerdict.SKIP, ClaimVerdict.DUPLICATE):
+            return cls(verdict, status=text(reply[1]))
+        return cls(verdict)
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """What the reaper did with one dead worker's processing list."""
+
+    requeued: int
+    dead_lettered: int
+    alive: bool = False  # the worker's heartbeat was there after all: nothing done
+
+
+@dataclass(frozen=True)
+class RecentTask:
+    """One entry of the recent-task index."""
+
+    task_id: str
+    finished_at_ms: int
+    result: dict[str, Any] | None = None
+
+
+def text(value: Any) -> str:
+    """A Redis reply as ``str`` (clients with and without ``decode_responses``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
