@@ -59,10 +59,10 @@ def process_named(worker: WorkerProcess, module: str) -> psutil.Process | None:
     executor = _named(psutil.Process(worker.proc.pid), "strategyq.executor")
     if executor is None or module == "strategyq.executor":
         return executor
-    host = _named(executor, "strategyq.datahost")
-    if host is None or module == "strategyq.datahost":
+    host = _named(executor, "strategyq.executor.sandbox_host")
+    if host is None or module == "strategyq.executor.sandbox_host":
         return host
-    return _named(host, "strategyq.datahost")
+    return _named(host, "strategyq.executor.sandbox_host")
 
 
 def gone(process: psutil.Process) -> bool:
@@ -108,7 +108,9 @@ def test_a_stopped_sandbox_host_is_killed_at_the_deadline_and_the_task_rerun(
     next task's executor waits on it for ever unless the worker's deadline ends it."""
     worker = spawn_worker("hang-host", env=FAST_DEADLINE)  # type: ignore[operator]
     worker.wait_for_log("started")
-    host = wait_until(lambda: process_named(worker, "strategyq.datahost"), timeout_s=30)
+    host = wait_until(
+        lambda: process_named(worker, "strategyq.executor.sandbox_host"), timeout_s=30
+    )
     host.send_signal(signal.SIGSTOP)
     submit(redis_client, "hang-host-1", spin(0.5))
     wait_until(
