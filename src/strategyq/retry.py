@@ -51,11 +51,11 @@ _TRANSIENT_CLASSES: tuple[type[Exception], ...] = (
 
 def reply_code(exc: BaseException) -> str | None:
     """The error reply's code (``OOM``, ``BUSY``, …) when ``exc`` is an error reply."""
-    if not isinstance(exc, redis.ResponseError):
-        return None
     code = getattr(exc, "status_code", None)
     if isinstance(code, str) and code:
-        return code
+        return code  # LOADING arrives as a ConnectionError that keeps its code here
+    if not isinstance(exc, redis.ResponseError):
+        return None
     # redis-py keeps unknown codes (BUSY, NOREPLICAS) in the message itself.
     first = str(exc).split(" ", 1)[0]
     return first if first.isupper() else None
