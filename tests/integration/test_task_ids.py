@@ -17,7 +17,6 @@ import pytest
 import redis
 
 from strategyq import add_backtest_task, add_screening_task, get_task_result
-from strategyq.errors import TaskIdInUse
 from strategyq.queue import keys
 from strategyq.settings import Settings
 from tests.integration.conftest import run_burst, wait_until
@@ -56,6 +55,8 @@ def dead_letters(client: redis.Redis) -> list[dict[str, object]]:
 
 
 def test_the_producer_refuses_an_id_that_is_queued(redis_client: redis.Redis) -> None:
+    from strategyq.errors import TaskIdInUse
+
     add_backtest_task(redis_client, "same", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30")
     with pytest.raises(TaskIdInUse, match=r"'same' is already in use \(queued\)"):
         add_screening_task(redis_client, "same", TRIVIAL, ["AAPL"], 5)
@@ -65,6 +66,8 @@ def test_the_producer_refuses_an_id_that_is_queued(redis_client: redis.Redis) ->
 def test_the_producer_refuses_an_id_that_finished_and_keeps_its_result(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
+    from strategyq.errors import TaskIdInUse
+
     add_backtest_task(redis_client, "done-id", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30")
     run_burst(settings)
     before = redis_client.get(keys.result("done-id"))
