@@ -82,7 +82,7 @@ def _data_warnings(loaded: LoadResult) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _RunContext:
+class _Run:
     """What one task run needs besides its arguments."""
 
     market: MarketData
@@ -141,7 +141,7 @@ def run_task(
     max_instances: int = 10_000,
 ) -> dict[str, Any]:
     """Run one parsed task and return its result payload (plain JSON values)."""
-    run = _RunContext(
+    run = _Run(
         market=market,
         fork=fork,
         limits=limits.capped(time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb),
@@ -157,7 +157,7 @@ def run_task(
     return _screening(task.args, run)
 
 
-def _backtest(args: BacktestArgs, run: _RunContext) -> dict[str, Any]:
+def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
     model = TradeModel.from_args(args.trade_args)
     request = {
         "symbols": list(args.symbols),
@@ -186,7 +186,7 @@ def _backtest(args: BacktestArgs, run: _RunContext) -> dict[str, Any]:
     return {"success": True, "execution_mode": "backtest", **payload}
 
 
-def _screening(args: ScreeningArgs, run: _RunContext) -> dict[str, Any]:
+def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
     as_of = args.as_of or run.market.latest_session(list(args.universe))
     if as_of is None:
         raise DataError(

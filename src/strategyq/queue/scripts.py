@@ -9,6 +9,7 @@ server restart flushed the script cache).
 
 from __future__ import annotations
 
+import weakref
 from functools import cache
 from importlib import resources
 
@@ -40,3 +41,15 @@ class Scripts:
         self.requeue: Script = client.register_script(source("requeue"))
         self.reap: Script = client.register_script(source("reap"))
         self.cancel: Script = client.register_script(source("cancel"))
+
+
+_registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
+
+
+def scripts_for(client: redis.Redis) -> Scripts:
+    """The scripts registered for ``client``, once per client (producers make a
+    :class:`~strategyq.queue.TaskQueue` per call; registering costs ~80 µs)."""
+    found = _registered.get(client)
+    if found is None:
+        found = _registered[client] = Scripts(client)
+    return found

@@ -19,8 +19,8 @@ import redis
 from strategyq.errors import TaskIdInUse
 from strategyq.protocol import TERMINAL_STATUSES, decode_result, utc_now_iso
 from strategyq.queue import keys, records
-from strategyq.queue.scripts import Scripts
-from strategyq.queue.types import Claim, FinishVerdict, Reaped, text
+from strategyq.queue.scripts import scripts_for
+from strategyq.queue.types import Claim, FinishVerdict, Reaped, Stage, text
 from strategyq.settings import QUEUE_NAME
 
 DEFAULT_RESULT_TTL_S = 86400
@@ -56,7 +56,7 @@ class TaskQueue:
         self.result_ttl_s = result_ttl_s
         self.done_ttl_s = min(keys.DONE_TTL_S, result_ttl_s)
         self.recent_max = recent_max
-        self.scripts = Scripts(client)
+        self.scripts = scripts_for(client)
 
     # ------------------------------------------------------------------ producers
 
@@ -170,7 +170,7 @@ class TaskQueue:
         record is terminal (and it was not cancelled while queued), or when a live worker
         other than ``worker_id`` holds the id's token.
         """
-        running = records.running(task_id, task_type, worker_id, started_at, "starting")
+        running = records.running(task_id, task_type, worker_id, started_at, Stage.STARTING)
         reply = self.scripts.claim(
             keys=[
                 keys.result(task_id),
