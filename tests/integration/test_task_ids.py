@@ -1,4 +1,4 @@
-"""One rule for reused task ids, and a worker restarted in its pod taking back its tasks.
+"""One rule for reused task ids.
 
 The rule: a task id names one task while its record is kept. The producer API
 refuses an id that has a record (queued, running, or finished within the
@@ -10,7 +10,6 @@ dead-letter list with an error that says so.
 from __future__ import annotations
 
 import json
-import time
 
 import orjson
 import pytest
@@ -135,27 +134,3 @@ def test_a_task_cancelled_while_queued_is_still_skipped_once(
     assert worker.tally.skipped == 1 and worker.tally.duplicates == 0
     assert redis_client.llen(keys.DEAD_LETTER) == 0
     assert get_task_result(redis_client, "c-q")["status"] == "cancelled"  # type: ignore[index]
-
-
-@pytest.mark.slow
-def test_a_worker_restarted_in_its_pod_requeues_what_it_left_at_once(
-    redis_client: redis.Redis, spawn_worker: object
-) -> None:
-    """Heartbeat TTL 30 s here: recovery before it expires can only be the restart's."""
-    slow_env = {"STRATEGYQ_HEARTBEAT_TIMEOUT": "30", "STRATEGYQ_HEARTBEAT_INTERVAL": "1"}
-    crashing = spawn_worker(  # type: ignore[operator]
-        "pod-1", env={**slow_env, "STRATEGYQ_FAULT_CRASH_AT": "inc-1:running_strategy"}
-    )
-    crashing.wait_for_log("started")
-    redis_client.lpush("strategy_queue", message("inc-1", spin(0.5)))
-    assert crashing.wait(60) != 0
-    killed_at = time.monotonic()
-    assert redis_client.exists(keys.heartbeat("pod-1"))  # still "alive" for up to 30 s
-    restarted = spawn_worker("pod-1", env=slow_env)  # type: ignore[operator]
-    restarted.wait_for_log("its previous process on this host")
-    wait_until(
-        lambda: (get_task_result(redis_client, "inc-1") or {}).get("status") == "completed",
-        timeout_s=60,
-    )
-    assert time.monotonic() - killed_at < 30
-    assert "using pod-1-" not in "".join(restarted.output)  # it kept its id
