@@ -40,10 +40,11 @@ def message(task_id: str, code: str) -> str:
 
 
 DEFAULT_LIVENESS = {
-    # The suite's workers run with a 3 s timeout; these are the shipped defaults.
-    "STRATEGYQ_HEARTBEAT_TIMEOUT": "10",
-    "STRATEGYQ_HEARTBEAT_INTERVAL": "2",
-    "STRATEGYQ_REAPER_INTERVAL": "3",
+    # The suite's workers run with a 3 s heartbeat timeout; an empty value means the
+    # shipped default (heartbeat every 2 s, timeout 10 s, reaper every 3 s).
+    "STRATEGYQ_HEARTBEAT_TIMEOUT": "",
+    "STRATEGYQ_HEARTBEAT_INTERVAL": "",
+    "STRATEGYQ_REAPER_INTERVAL": "",
 }
 
 
