@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: install lint format test test-redis demo bench bench-e2e clean
+.PHONY: install lint format test test-redis demo bench bench-e2e bench-postgres clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: $(STAMP)
 
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks e2e
+
+# Needs a PostgreSQL server (STRATEGYQ_BENCH_PG, default postgres@127.0.0.1:5432).
+bench-postgres: $(STAMP)
+	$(BIN)/python -m benchmarks postgres
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

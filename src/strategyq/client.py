@@ -79,9 +79,11 @@ def add_backtest_task(
         end_date: ISO 8601 date or datetime.
         queue: the list to push onto.
         result_ttl_s: lifetime of the ``queued`` record.
-        **options: optional task args (``hold_days``, ``entry``, ``stop_loss_pct``,
-            ``take_profit_pct``, ``commission_bps``, ``slippage_bps``,
-            ``initial_capital``, ``max_positions``, ``timeout_seconds``, …).
+        **options: optional task args (``hold_days``, ``entry``, ``exit_on``,
+            ``stop_loss_pct``, ``take_profit_pct``, ``trailing_stop_pct``,
+            ``max_entries_per_ticker``, ``commission_bps``, ``slippage_bps``,
+            ``initial_capital``, ``max_positions``, ``lookback_sessions``,
+            ``benchmark``, ``timeout_seconds``, …); see docs/engine.md.
 
     Returns:
         The task id.

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from strategyq.errors import TaskValidationError
+from strategyq.trademodel import TradeModel
 
 
 class TaskType(StrEnum):
@@ -36,6 +37,9 @@ TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.ERROR, Status.CANCELLED}
 
 DEFAULT_SCREENING_LIMIT = 100
 MAX_CODE_BYTES = 256 * 1024
+DEFAULT_BACKTEST_LOOKBACK_SESSIONS = 252
+"""Rows before ``start_date`` a backtest's strategy sees (a 52-week high is valid from day one)."""
+MAX_BACKTEST_LOOKBACK_SESSIONS = 5_000
 
 
 class MalformedTask(TaskValidationError):
@@ -57,6 +61,13 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class BacktestArgs:
+    """A backtest's args; ``model`` is the validated trade model, ``trade_args`` the raw args.
+
+    ``lookback_sessions`` is how many sessions before ``start`` the strategy's
+    frame holds (signals on them never trade); ``benchmark`` an optional ticker
+    to compare against.
+    """
+
     strategy_code: str
     symbols: tuple[str, ...]
     start: datetime
@@ -65,6 +76,9 @@ class BacktestArgs:
     end_raw: str
     adjusted: bool = True
     trade_args: Mapping[str, Any] = field(default_factory=dict)
+    model: TradeModel = field(default_factory=TradeModel)
+    lookback_sessions: int = DEFAULT_BACKTEST_LOOKBACK_SESSIONS
+    benchmark: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +212,30 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
     adjusted = args.get("adjusted", True)
     if not isinstance(adjusted, bool):
         raise TaskValidationError(f"args.adjusted must be true or false, got {_show(adjusted)}")
+    try:
+        model = TradeModel.from_args(args)
+    except TaskValidationError as exc:
+        raise TaskValidationError(f"args.{exc}") from None
+    lookback = args.get("lookback_sessions")
+    if lookback is None:
+        lookback = DEFAULT_BACKTEST_LOOKBACK_SESSIONS
+    elif (
+        isinstance(lookback, bool)
+        or not isinstance(lookback, int)
+        or not 0 <= lookback <= MAX_BACKTEST_LOOKBACK_SESSIONS
+    ):
+        raise TaskValidationError(
+            f"args.lookback_sessions={_show(lookback)} is not allowed; use a whole number from 0 "
+            f"to {MAX_BACKTEST_LOOKBACK_SESSIONS} (sessions of history before start_date)"
+        )
+    benchmark = None
+    raw_benchmark = args.get("benchmark")
+    if raw_benchmark is not None:
+        if not isinstance(raw_benchmark, str) or not raw_benchmark.strip():
+            raise TaskValidationError(
+                f"args.benchmark must be a ticker string such as 'SPY', got {_show(raw_benchmark)}"
+            )
+        benchmark = _symbols({"benchmark": [raw_benchmark]}, "benchmark", 1)[0]
     return BacktestArgs(
         strategy_code=code,
         symbols=symbols,
@@ -207,6 +245,9 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         end_raw=str(end_raw),
         adjusted=adjusted,
         trade_args=dict(args),
+        model=model,
+        lookback_sessions=lookback,
+        benchmark=benchmark,
     )
 
 

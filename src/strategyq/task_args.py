@@ -56,18 +56,22 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("end_date", str, "Last date, ISO 8601 (2012-12-31).", BACKTEST, True, "--end"),
     TaskArg("adjusted", bool, "Split/dividend-adjusted prices (default: adjusted).", BACKTEST),
     TaskArg("entry", str, "Entry price: next_open (default) or close.", BACKTEST),
-    TaskArg("hold_days", int, "Sessions each trade is held (default 1).", BACKTEST),
+    TaskArg("exit_on", str, "Where exit instances fill: next_open (default) or close.", BACKTEST),
+    TaskArg("hold_days", str, "Most sessions a trade is held; 'none' = until an exit or a stop.", BACKTEST),
     TaskArg("stop_loss_pct", float, "Stop loss, percent of the entry price (default: none).", BACKTEST),
     TaskArg("take_profit_pct", float, "Take profit, percent of the entry price (default: none).", BACKTEST),
+    TaskArg("trailing_stop_pct", float, "Trailing stop from the best close since entry, percent (default: none).", BACKTEST),
     TaskArg("commission_bps", float, "Commission per side, basis points (default 0).", BACKTEST),
     TaskArg("slippage_bps", float, "Slippage per side, basis points (default 0).", BACKTEST),
     TaskArg("initial_capital", float, "Starting equity (default 100000).", BACKTEST),
     TaskArg("max_positions", int, "Most trades open at once; each takes 1/max_positions of equity (default 10).", BACKTEST),
+    TaskArg("max_entries_per_ticker", int, "Most positions open at once on one ticker (0 = no limit).", BACKTEST),
+    TaskArg("benchmark", str, "Ticker to compare against, e.g. SPY (default: equal weight).", BACKTEST),
     # Screens.
     TaskArg("universe", list, "Comma-separated tickers to screen.", SCREENING, True),
     TaskArg("limit", int, "Results to return (default 100).", SCREENING),
     TaskArg("as_of", str, "Screen date, ISO 8601 (default: the latest session stored).", SCREENING),
-    TaskArg("lookback_sessions", int, "Sessions of history before as_of in the frame (default 260).", SCREENING),
+    TaskArg("lookback_sessions", int, "Sessions of history the strategy sees before start_date (backtests, default 252) or as_of (screens, default 260).", BOTH),
 )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from strategyq.data import LoadResult, MarketData
-from strategyq.engine import Market, TradeModel, market_from_frame, run_backtest, run_screening
+from strategyq.engine import Market, market_from_frame, run_backtest, run_screening
 from strategyq.errors import DataError
 from strategyq.protocol import BacktestArgs, ScreeningArgs, Task, TaskType
 from strategyq.sandbox.forkserver import ForkClient
@@ -111,6 +111,7 @@ class _Run:
             adjusted=request["adjusted"],
             warmup_sessions=request["warmup_sessions"],
             lookback_sessions=request["lookback_sessions"],
+            history_sessions=request.get("history_sessions", 0),
             # The engine needs bars only; the strategy's frame (with indicators) lives
             # in the sandbox host.
             indicators=False,
@@ -158,7 +159,6 @@ def run_task(
 
 
 def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
-    model = TradeModel.from_args(args.trade_args)
     request = {
         "symbols": list(args.symbols),
         "start": args.start.isoformat(),
@@ -166,24 +166,51 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
         "adjusted": args.adjusted,
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": None,
+        "history_sessions": args.lookback_sessions,
     }
     loaded, instances, shape = run.strategy_on(args.strategy_code, args.symbols, request, "symbols")
+    benchmark = _benchmark_bars(args, run.market) if args.benchmark else None
     payload = run_backtest(
         instances,
         engine_market(loaded),
-        model,
+        args.model,
         start=args.start,
         end=args.end,
         max_instances=run.max_instances,
         max_trades=run.max_instances,
+        benchmark=benchmark,
+        benchmark_symbol=args.benchmark,
     )
     summary = payload["summary"]
-    # The seed's date_range echoes the task's own strings.
-    summary["date_range"] = [args.start_raw, args.end_raw]
     summary["data_shape"] = shape
+    summary["lookback_sessions"] = args.lookback_sessions
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
     payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
     return {"success": True, "execution_mode": "backtest", **payload}
+
+
+def _benchmark_bars(args: BacktestArgs, market: MarketData) -> Market:
+    """The benchmark ticker's bars over the backtest's range (no indicators)."""
+    assert args.benchmark is not None
+    loaded = market.load(
+        [args.benchmark],
+        args.start,
+        args.end,
+        adjusted=args.adjusted,
+        warmup_sessions=0,
+        indicators=False,
+    )
+    if loaded.frame.empty:
+        where = (
+            "is not in the store"
+            if loaded.missing
+            else f"has no sessions from {args.start.date()} to {args.end.date()}"
+        )
+        raise DataError(
+            f"the benchmark {args.benchmark} {where}; import its bars (strategyq data import) "
+            "or pick another benchmark ticker"
+        )
+    return engine_market(loaded)
 
 
 def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
@@ -216,6 +243,7 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
 
 
 TRIMMABLE = ("instances", "trades", "ranked_results")
+CURVES = ("equity_curve", "benchmark_curve")
 
 
 def fit_payload(data: dict[str, Any], max_bytes: int) -> bytes:
@@ -236,10 +264,17 @@ def fit_payload(data: dict[str, Any], max_bytes: int) -> bytes:
             default=None,
         )
         if longest is None:
-            curve = trimmed.get("equity_curve")
-            if isinstance(curve, dict) and curve.get("dates"):
-                trimmed["equity_curve"] = {"dates": [], "values": []}
-                flags["equity_curve"] = 0
+            curve = next(
+                (
+                    name
+                    for name in reversed(CURVES)
+                    if isinstance(trimmed.get(name), dict) and trimmed[name].get("dates")
+                ),
+                None,
+            )
+            if curve is not None:
+                trimmed[curve] = {"dates": [], "values": []}
+                flags[curve] = 0
             else:
                 raise DataError(
                     f"the result is larger than the cap of {max_bytes} bytes even without its "

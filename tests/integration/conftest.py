@@ -21,6 +21,7 @@ import redis
 from strategyq.data import load_sample
 from strategyq.settings import Settings
 from strategyq.worker import Worker
+from tests.integration.pg import pg_url  # noqa: F401  (a fixture for the PostgreSQL tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 

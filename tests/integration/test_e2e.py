@@ -85,7 +85,7 @@ def test_seed_json_pushed_raw_like_the_go_backend(
         "data_shape": list,
     }.items():
         assert isinstance(summary[name], kind), name
-    assert summary["date_range"] == ["2010-01-01T00:00:00Z", "2012-12-31T23:59:59Z"]
+    assert summary["date_range"] == ["2010-01-01T00:00:00", "2012-12-31T23:59:59"]
     assert summary["symbols_processed"] == 3
     metrics = data["performance_metrics"]
     for name in ("total_return", "win_rate", "avg_return"):
@@ -142,6 +142,14 @@ def test_producer_refuses_invalid_tasks(redis_client: redis.Redis) -> None:
     for args in cases:
         with pytest.raises(TaskValidationError, match="task not queued"):
             add_backtest_task(redis_client, "bad", GAP_UP, **args)
+    dates = {"start_date": "2020-01-01", "end_date": "2020-02-01"}
+    for extra, needle in (
+        ({"hold_days": -5}, "hold_days=-5 is out of range; use 1 to 10000"),
+        ({"entry": "bogus"}, "entry='bogus' is not allowed; use one of next_open, close"),
+    ):
+        with pytest.raises(TaskValidationError, match="task not queued") as info:
+            add_backtest_task(redis_client, "bad", GAP_UP, ["AAPL"], **dates, **extra)
+        assert needle in str(info.value)
     with pytest.raises(TaskValidationError, match="limit"):
         add_screening_task(redis_client, "bad", GAP_UP, ["AAPL"], limit=0)
     assert redis_client.llen("strategy_queue") == 0
@@ -211,6 +219,22 @@ MALFORMED: list[tuple[str, str, str | None, str]] = [
         'return []", "universe": ["AAPL"], "limit": "10"}}',
         "m10",
         "limit",
+    ),
+    (
+        "hold-days-negative",
+        '{"task_id": "m11", "task_type": "backtest", "args": {"strategy_code": "def s(df): '
+        'return []", "symbols": ["AAPL"], "start_date": "2010-01-01", "end_date": "2011-01-01", '
+        '"hold_days": -5}}',
+        "m11",
+        "args.hold_days=-5 is out of range; use 1 to 10000",
+    ),
+    (
+        "entry-bogus",
+        '{"task_id": "m12", "task_type": "backtest", "args": {"strategy_code": "def s(df): '
+        'return []", "symbols": ["AAPL"], "start_date": "2010-01-01", "end_date": "2011-01-01", '
+        '"entry": "bogus"}}',
+        "m12",
+        "args.entry='bogus' is not allowed; use one of next_open, close",
     ),
 ]
 

@@ -62,5 +62,32 @@ def test_import_good_and_bad(data_cli: CliRunner, home: Path, tmp_path: Path) ->
     bad.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-03,1,1,2,1.5,1.5,10\n")
     result = data_cli.invoke(app, ["data", "import", str(bad), "--ticker", "QQQ"])
     assert result.exit_code == 1
-    assert "high is below low" in result.output and "bad.csv" in result.output
+    assert "high 1 is below low 2" in result.output and "bad.csv" in result.output
     assert "nothing was stored" in result.output
+
+
+def test_import_yfinance_file_and_skip_bad_rows(
+    data_cli: CliRunner, home: Path, tmp_path: Path
+) -> None:
+    dst = tmp_path / "SPY.csv"
+    dst.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2011-12-19 00:00:00-05:00,1,2,1,1.5,1.5,10\n"
+        "2012-04-02 00:00:00-04:00,1,2,1,1.5,1.5,10\n"
+        "2012-04-03 00:00:00-04:00,1,2,1,-1,1.5,10\n"
+    )
+    refused = data_cli.invoke(app, ["data", "import", str(dst)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "close is '-1': expected a positive number" in refused.output
+    assert "--skip-bad-rows" in refused.output
+    result = data_cli.invoke(app, ["data", "import", str(dst), "--skip-bad-rows"])
+    assert result.exit_code == 0, result.output
+    assert "Skipped rows" in result.output and "2 rows of 1 ticker(s) (SPY)" in result.output
+    assert "1 problem(s) skipped" in result.output
+    dates = data_cli.invoke(app, ["data", "info", "SPY"]).output
+    assert "2011-12-19" in dates and "2012-04-02" in dates
+
+
+def test_postgres_options_need_a_url(data_cli: CliRunner, tmp_path: Path) -> None:
+    result = data_cli.invoke(app, ["data", "import", str(tmp_path / "x.csv"), "--table", "bars"])
+    assert result.exit_code == 1 and "name a postgresql:// URL first" in result.output

@@ -81,34 +81,35 @@ def test_parquet_long_format(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "row", "reason"),
+    ("body", "line", "reason"),
     [
         (
             "ticker,date,open,high,low,close\nAAA,2024-01-02,1,2,1,1\n",
             None,
             "missing column(s) volume",
         ),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 2, "date is not"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 2, "open is missing"),
-        (HEADER + "AAA,2024-01-02,1,2,1,nan,1\n", 1, "close is missing"),
-        (HEADER + "AAA,2024-01-02,1,2,1,0,1\n", 1, "not positive"),
-        (HEADER + "AAA,2024-01-02,1,2,1,-3,1\n", 1, "not positive"),
-        (HEADER + "AAA,2024-01-02,1,1,2,1,1\n", 1, "high is below low"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 1, "volume is missing or negative"),
-        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 2, "duplicate session"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,02/01/2024x,1,2,1,1,1\n", 3, "date '02/01/2024x' is not a date"),  # noqa: E501
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-03,,2,1,1,1\n", 3, "open is '': expected a positive"),  # noqa: E501
+        (HEADER + "AAA,2024-01-02,1,2,1,nan,1\n", 2, "close is 'nan': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,0,1\n", 2, "close is '0': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,2,1,-3,1\n", 2, "close is '-3': expected a positive"),
+        (HEADER + "AAA,2024-01-02,1,1,2,1,1\n", 2, "high 1 is below low 2"),
+        (HEADER + "AAA,2024-01-02,1,2,1,1,-5\n", 2, "volume is '-5': expected a number of at least 0"),  # noqa: E501
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\nAAA,2024-01-02,1,2,1,1,1\n", 3, "duplicate session: the same ticker and date appear on line 2"),  # noqa: E501
+        (HEADER + "AAA,2024-01-02,1,2,1,1,1\n\nAAA,2024-01-03,1,2,x,1,1\n", 4, "low is 'x'"),
         (HEADER, None, "no data rows"),
         ("", None, "the file is empty"),
-        (HEADER + "SYN0001,2024-01-02,1,2,1,1,1\n", 1, "reserved for synthetic"),
+        (HEADER + "SYN0001,2024-01-02,1,2,1,1,1\n", 2, "reserved for synthetic"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_rejected_with_file_row_and_reason(
-    tmp_path: Path, body: str, row: int | None, reason: str
+    tmp_path: Path, body: str, line: int | None, reason: str
 ) -> None:
     path = _write(tmp_path / "bad.csv", body)
     with pytest.raises(ImportRejected) as exc:
         import_files(tmp_path / "store", [path])
     problems = _reasons(exc)
-    assert any(f == str(path) and r == row and reason in why for f, r, why in problems), problems
+    assert any(f == str(path) and r == line and reason in why for f, r, why in problems), problems
     assert not (tmp_path / "store" / "manifest.json").exists()
 
 
@@ -119,8 +120,8 @@ def test_duplicates_across_files_name_both(tmp_path: Path) -> None:
     )
     with pytest.raises(ImportRejected) as exc:
         import_files(tmp_path / "store", [one, two])
-    ((file, row, reason),) = _reasons(exc)
-    assert (file, row) == (str(two), 2) and str(one) in reason
+    ((file, line, reason),) = _reasons(exc)
+    assert (file, line) == (str(two), 3) and f"{one} line 2" in reason
 
 
 def test_a_bad_second_file_leaves_the_store_unchanged(tmp_path: Path) -> None:
@@ -171,3 +172,138 @@ def test_rewrites_compact_superseded_rows(tmp_path: Path) -> None:
     assert not list(root.glob(".tmp-*"))
     entries = MarketData(root).entries()
     assert entries["AAA"].rows == 6 and entries["BBB"].rows == 6
+
+
+def test_yfinance_offsets_that_change_with_daylight_saving_are_local_sessions(
+    tmp_path: Path,
+) -> None:
+    # yfinance writes each bar at local midnight with its UTC offset: -04:00 in
+    # summer, -05:00 in winter, in one file.
+    body = (
+        YAHOO
+        + "2011-11-04 00:00:00-04:00,10,11,9,10.5,10.5,100\n"
+        + "2011-11-07 00:00:00-05:00,10,11,9,10.6,10.6,100\n"
+        + "2012-03-09 00:00:00-05:00,10,11,9,10.7,10.7,100\n"
+        + "2012-03-12 00:00:00-04:00,10,11,9,10.8,10.8,100\n"
+    )
+    root = tmp_path / "store"
+    summary = import_files(root, [_write(tmp_path / "SPY.csv", body)])
+    assert summary.rows == 4
+    frame = MarketData(root).load(["SPY"], None, None).frame
+    assert frame["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2011-11-04",
+        "2011-11-07",
+        "2012-03-09",
+        "2012-03-12",
+    ]
+
+
+def test_iso_timestamps_with_z_or_a_time_are_their_written_date(tmp_path: Path) -> None:
+    body = (
+        HEADER + "AAA,2024-01-02T00:00:00Z,1,2,1,1,1\nAAA,2024-01-03 16:00,1,2,1,1,1\n"
+        "AAA,2024-01-04T09:30:00.5+0100,1,2,1,1,1\n"
+    )
+    import_files(tmp_path / "store", [_write(tmp_path / "a.csv", body)])
+    assert str(MarketData(tmp_path / "store").entries()["AAA"].last) == "2024-01-04"
+
+
+def test_slash_dates_are_refused_alike_unless_a_format_names_them(tmp_path: Path) -> None:
+    body = HEADER + "AAA,2013/03/05,1,2,1,1,1\nAAA,03/01/2013,1,2,1,1,1\n"
+    path = _write(tmp_path / "mixed.csv", body)
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path])
+    problems = _reasons(exc)
+    assert [(line, why.split(" is not")[0]) for _, line, why in problems] == [
+        (2, "date '2013/03/05'"),
+        (3, "date '03/01/2013'"),
+    ]
+    hints = {why.split(" is not a date; ")[1] for _, _, why in problems}
+    assert hints == {
+        "write dates as YYYY-MM-DD, or name the file's format with --date-format "
+        "(e.g. --date-format %m/%d/%Y)"
+    }, "both spellings get the same message"
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path], date_format="%m/%d/%Y")
+    ((_, line, why),) = _reasons(exc)
+    assert line == 2
+    assert why == "date '2013/03/05' is not a date; it does not match --date-format %m/%d/%Y"
+    ok = _write(
+        tmp_path / "us.csv", HEADER + "AAA,03/01/2013,1,2,1,1,1\nAAA,03/04/2013,1,2,1,1,1\n"
+    )
+    import_files(tmp_path / "store", [ok], date_format="%m/%d/%Y")
+    entries = MarketData(tmp_path / "store").entries()["AAA"]
+    assert (str(entries.first), str(entries.last)) == ("2013-03-01", "2013-03-04")
+
+
+def test_a_file_name_that_is_not_a_ticker_gives_one_hint(tmp_path: Path) -> None:
+    rows = "".join(f"2024-01-{d:02d},1,2,1,1,1,1\n" for d in range(2, 30))
+    path = _write(tmp_path / "prices from yahoo.csv", YAHOO + rows)
+    with pytest.raises(ImportRejected) as exc:
+        import_files(tmp_path / "store", [path])
+    ((file, line, why),) = _reasons(exc)
+    assert (file, line) == (str(path), None)
+    assert "the file name does not name a ticker" in why and "--ticker" in why
+    import_files(tmp_path / "store", [path], ticker="SPY")
+    assert MarketData(tmp_path / "store").entries()["SPY"].rows == 28
+
+
+def test_skip_bad_rows_stores_the_good_ones_and_lists_the_rest(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    body = (
+        HEADER
+        + "AAA,2024-01-02,1,2,1,1,1\n"
+        + "AAA,2024-01-03,1,2,1,nan,1\n"
+        + "AAA,2024-01-04,1,2,1,1,1\n"
+        + "AAA,2024-01-04,1,2,1,1,1\n"
+        + "BBB,2024-01-02,1,1,2,1,1\n"
+        + "BBB,2024-01-03,1,2,1,1,1\n"
+    )
+    path = _write(tmp_path / "mixed.csv", body)
+    summary = import_files(root, [path], skip_bad_rows=True)
+    assert (summary.rows, summary.tickers) == (3, ["AAA", "BBB"])
+    assert [(line, why.split(":")[0]) for _, line, why in summary.skipped] == [
+        (3, "close is 'nan'"),
+        (5, "duplicate session"),
+        (6, "high 1 is below low 2"),
+    ]
+    entries = MarketData(root).entries()
+    assert (entries["AAA"].rows, entries["BBB"].rows) == (2, 1)
+    # A file that cannot be read is not a row to skip: the import is still refused whole.
+    before = _snapshot(root)
+    broken = _write(tmp_path / "nocols.csv", "ticker,date\nAAA,2024-01-05\n")
+    more = _write(tmp_path / "more.csv", HEADER + "CCC,2024-01-05,1,2,1,1,1\n")
+    with pytest.raises(ImportRejected):
+        import_files(root, [more, broken], skip_bad_rows=True)
+    assert _snapshot(root) == before
+
+
+def test_skip_bad_rows_with_only_bad_rows_stores_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "bad.csv", HEADER + "AAA,2024-01-02,1,2,1,-1,1\n")
+    with pytest.raises(ImportRejected, match="no row can be stored"):
+        import_files(tmp_path / "store", [path], skip_bad_rows=True)
+    assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_rows_with_an_invalid_ticker_are_rows_to_skip(tmp_path: Path) -> None:
+    body = HEADER + "AAA,2024-01-02,1,2,1,1,1\nSYN0001,2024-01-02,1,2,1,1,1\n"
+    path = _write(tmp_path / "t.csv", body)
+    summary = import_files(tmp_path / "store", [path], skip_bad_rows=True)
+    assert summary.tickers == ["AAA"]
+    ((_, line, why),) = summary.skipped
+    assert line == 3 and "reserved for synthetic" in why
+
+
+def test_sessions_before_1970_sort_first(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    body = HEADER + "IBM,1970-01-02,1,2,1,1,1\nIBM,1962-01-02,1,2,1,2,1\nIBM,1969-12-31,1,2,1,3,1\n"
+    import_files(root, [_write(tmp_path / "old.csv", body)])
+    more = HEADER + "IBM,1962-01-03,1,2,1,4,1\nIBM,1969-12-31,1,2,1,5,1\n"
+    import_files(root, [_write(tmp_path / "more.csv", more)])
+    frame = MarketData(root).load(["IBM"], None, None).frame
+    assert frame["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "1962-01-02",
+        "1962-01-03",
+        "1969-12-31",
+        "1970-01-02",
+    ]
+    assert frame["close"].tolist() == [2.0, 4.0, 5.0, 1.0]

@@ -207,3 +207,36 @@ def test_tickers_do_not_share_windows(data_market: Make) -> None:
     assert math.isnan(f["returns"][3])  # first TWO row has no previous close
     assert f["returns"][4] == pytest.approx(-0.2)
     assert f["ema_12"][3] == 50.0
+
+
+def _pstdev_windows(close: np.ndarray, n: int = 20) -> np.ndarray:
+    """Population σ of each 20-session window, with math.fsum (exact to rounding)."""
+    out = []
+    for t in range(n - 1, len(close)):
+        window = close[t - n + 1 : t + 1].tolist()
+        mean = math.fsum(window) / n
+        out.append(math.sqrt(math.fsum((v - mean) ** 2 for v in window) / n))
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "drifts up then sits at 50 ± 0.02",
+        "climbs 1 → 1000 then moves ± 0.01",
+    ],
+)
+def test_bollinger_sigma_is_numerically_stable(data_market: Make, shape: str) -> None:
+    rng = np.random.default_rng(5)
+    if shape.startswith("drifts"):
+        close = np.concatenate([np.linspace(10, 50, 300), 50 + rng.choice([-0.02, 0.02], 700)])
+    else:
+        close = np.concatenate([np.linspace(1, 1000, 1000), 1000 + rng.choice([-0.01, 0.01], 1500)])
+    f = _load(data_market, _frame(close.tolist()))
+    sigma = (f["bb_upper"] - f["bb_middle"]).to_numpy()[19:] / 2
+    expected = _pstdev_windows(close)
+    # The band's σ is as exact as the middle it is added to allows (|middle|·1e-15).
+    middle = f["bb_middle"].to_numpy()[19:]
+    assert np.all(np.abs(sigma - expected) <= 1e-9 * expected + 4e-16 * np.abs(middle))
+    flat = slice(len(close) - 400, None)
+    assert np.max(np.abs(sigma[flat] - expected[flat]) / expected[flat]) < 1e-9

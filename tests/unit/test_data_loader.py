@@ -171,3 +171,21 @@ def test_bars_only_frame_matches_the_full_frame(data_sample_root: Path) -> None:
     pd.testing.assert_frame_equal(full[bars.columns], bars)
     lookback = market.load(["AAPL"], None, "2011-06-30", lookback_sessions=20, indicators=False)
     assert len(lookback.frame) == 20
+
+
+def test_history_sessions_keep_rows_before_start(data_sample_root: Path) -> None:
+    market = MarketData(data_sample_root, cache_mb=0)
+    plain = market.load(["IBM", "FB"], date(2011, 1, 3), date(2011, 1, 7)).frame
+    longer = market.load(
+        ["IBM", "FB"], date(2011, 1, 3), date(2011, 1, 7), history_sessions=20
+    ).frame
+    ibm = longer[longer["ticker"] == "IBM"]
+    assert len(ibm) == 25 and ibm["date"].iloc[0] < pd.Timestamp("2011-01-03")
+    assert (ibm["date"] < pd.Timestamp("2011-01-03")).sum() == 20
+    assert "FB" not in set(longer["ticker"])  # no sessions in the range: no history either
+    tail = ibm.iloc[20:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(tail, plain.reset_index(drop=True))
+    # The earliest history rows are warmed up too.
+    assert not ibm["sma_200"].isna().any()
+    with pytest.raises(DataError, match="history_sessions must be >= 0"):
+        market.load(["IBM"], date(2011, 1, 3), date(2011, 1, 7), history_sessions=-1)

@@ -168,7 +168,8 @@ def test_backtest_counts_unknown_tickers_and_dates_outside_the_data() -> None:
 def test_instances_are_capped_but_all_counted() -> None:
     instances = [{"ticker": "AAA", "date": "2024-01-01", "signal": i % 2 == 0} for i in range(25)]
     result = run_backtest(
-        instances, bars(), TradeModel(max_positions=100), start=None, end=None, max_instances=10,
+        instances, bars(), TradeModel(max_positions=100, max_entries_per_ticker=0), start=None,
+        end=None, max_instances=10,
         max_trades=4,
     )  # fmt: skip
     summary = result["summary"]

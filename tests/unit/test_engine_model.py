@@ -9,9 +9,18 @@ from strategyq.errors import TaskValidationError
 
 
 def test_defaults_when_args_are_absent_or_null() -> None:
-    model = TradeModel.from_args({"strategy_code": "x", "symbols": ["A"], "hold_days": None})
+    model = TradeModel.from_args({"strategy_code": "x", "symbols": ["A"], "stop_loss_pct": None})
     assert model == TradeModel()
     assert model.cost_per_side == 0.0
+    assert model.hold_days == "auto" and model.holding_limit == 1
+
+
+def test_hold_days_null_means_no_limit_and_auto_follows_exits() -> None:
+    assert TradeModel.from_args({"hold_days": None}).hold_days is None
+    assert TradeModel.from_args({"hold_days": "none"}).hold_days is None
+    assert TradeModel().resolved(has_exits=True).hold_days is None
+    assert TradeModel().resolved(has_exits=False).hold_days == 1
+    assert TradeModel(hold_days=3).resolved(has_exits=True).hold_days == 3
 
 
 def test_args_are_read_and_coerced() -> None:
@@ -36,6 +45,11 @@ def test_args_are_read_and_coerced() -> None:
         ({"take_profit_pct": "x"}, "take_profit_pct='x' is not a number"),
         ({"commission_bps": float("nan")}, "commission_bps=nan is out of range"),
         ({"initial_capital": 0}, "initial_capital=0 is not allowed"),
+        ({"hold_days": -5}, "hold_days=-5 is out of range; use 1 to 10000 or null for no limit"),
+        ({"exit_on": "open"}, "exit_on='open' is not allowed; use one of next_open, close"),
+        ({"trailing_stop_pct": 0}, "trailing_stop_pct=0 is not allowed"),
+        ({"trailing_stop_pct": -2}, "trailing_stop_pct=-2.0 is out of range"),
+        ({"max_entries_per_ticker": -1}, "max_entries_per_ticker=-1 is out of range; use 0 to"),
     ],
 )
 def test_bad_args_name_field_value_and_allowed(args: dict[str, object], needle: str) -> None:

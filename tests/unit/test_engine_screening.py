@@ -86,3 +86,18 @@ def test_bad_limit(limit: object) -> None:
 def test_bad_instance_is_an_error() -> None:
     with pytest.raises(EngineError, match="instance 0 has no 'ticker'"):
         run_screening([{"score": 1}], DF, limit=5, universe=UNIVERSE)
+
+
+def test_as_of_on_a_weekend_snaps_to_the_last_session_before_it() -> None:
+    # 2024-03-09 is a Saturday; the universe's last session on or before it is Friday 03-08.
+    instances = [
+        {"ticker": "AAA", "date": "2024-03-08", "score": 2.0},
+        {"ticker": "BBB", "score": 1.0},
+    ]
+    result = run_screening(instances, DF, limit=5, universe=UNIVERSE, as_of=dt.date(2024, 3, 9))
+    assert result["as_of"] == "2024-03-08"
+    assert result["as_of_requested"] == "2024-03-09"
+    assert [r["ticker"] for r in result["ranked_results"]] == ["AAA", "BBB"]
+    assert result["ranked_results"][1]["date"] == "2024-03-08"
+    # Only OLD (last session 03-06) is stale, not every symbol.
+    assert result["stale_symbols"] == ["OLD"]

@@ -287,7 +287,8 @@ def test_range_limits_signals_and_curve() -> None:
     assert result["equity_curve"]["dates"][0] == "2024-01-03"
     assert result["equity_curve"]["dates"][-1] == "2024-01-09"
     assert [t["signal_date"] for t in result["trades"]] == ["2024-01-04"]
-    assert result["summary"]["signals_outside_data"] == 1
+    assert result["summary"]["signals_before_start"] == 1
+    assert result["summary"]["signals_outside_data"] == 0
 
 
 def test_metrics_by_hand_for_two_trades() -> None:

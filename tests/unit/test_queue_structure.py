@@ -66,9 +66,9 @@ def test_the_worker_command_imports_no_sandbox_or_engine() -> None:
 
 
 def test_task_args_table_lists_every_arg_the_wire_reads() -> None:
-    from strategyq.engine.model import TradeModel
     from strategyq.protocol import TaskType
     from strategyq.task_args import args_for
+    from strategyq.trademodel import TradeModel
 
     backtest = {a.name for a in args_for(TaskType.BACKTEST)}
     screening = {a.name for a in args_for(TaskType.SCREENING)}

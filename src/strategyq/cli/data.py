@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -12,8 +13,10 @@ from rich.table import Table
 
 from strategyq.data import MarketData, write_synthetic
 from strategyq.data.importer import ImportSummary, import_files
+from strategyq.data.postgres import PostgresSource, import_postgres, is_postgres_url, parse_map
 from strategyq.data.sample import load_sample
-from strategyq.errors import ImportRejected, StrategyqError
+from strategyq.data.validate import Problem
+from strategyq.errors import DataError, ImportRejected, StrategyqError
 from strategyq.settings import Settings
 
 app = typer.Typer(
@@ -28,7 +31,7 @@ def _out() -> Console:
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 T = TypeVar("T")
@@ -45,19 +48,23 @@ def _run(action: Callable[[], T]) -> T:
     try:
         return action()
     except ImportRejected as exc:
-        table = Table(title="Rejected rows", show_lines=False)
-        for column in ("file", "row", "reason"):
-            table.add_column(column)
-        for file, row, reason in exc.problems[:_MAX_PROBLEMS_SHOWN]:
-            table.add_row(file, "" if row is None else str(row), reason)
-        _err().print(table)
-        if len(exc.problems) > _MAX_PROBLEMS_SHOWN:
-            _err().print(f"… and {len(exc.problems) - _MAX_PROBLEMS_SHOWN} more problems")
+        _print_problems("Rejected rows", exc.problems)
         _err().print(f"error: {exc}")
         raise typer.Exit(1) from None
     except StrategyqError as exc:
         _err().print(f"error: {exc}")
         raise typer.Exit(1) from None
+
+
+def _print_problems(title: str, problems: Sequence[Problem]) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in ("source", "line", "reason"):
+        table.add_column(column)
+    for source, line, reason in problems[:_MAX_PROBLEMS_SHOWN]:
+        table.add_row(source, "" if line is None else str(line), reason)
+    _err().print(table)
+    if len(problems) > _MAX_PROBLEMS_SHOWN:
+        _err().print(f"… and {len(problems) - _MAX_PROBLEMS_SHOWN} more problems")
 
 
 def _print_import(summary: ImportSummary, what: str) -> None:
@@ -92,15 +99,92 @@ def synth(
 
 @app.command("import")
 def import_(
-    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files.")],
+    sources: Annotated[
+        list[str], typer.Argument(help="CSV/Parquet files, or one postgresql:// URL.")
+    ],
     ticker: Annotated[
         str | None, typer.Option(help="Ticker of one-ticker files (default: the file name).")
     ] = None,
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="strptime format of text dates that are not YYYY-MM-DD (%m/%d/%Y)."),
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option(help="Store the good rows and list the bad ones instead of refusing.")
+    ] = False,
+    table: Annotated[
+        str | None, typer.Option(help="PostgreSQL: the table or view to read (schema.name).")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="PostgreSQL: a SELECT whose rows are bars.")
+    ] = None,
+    map_: Annotated[
+        str | None,
+        typer.Option("--map", help="PostgreSQL: our=their column names, e.g. date=ts,ticker=sym."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL: YYYY-MM-DD, or auto: each ticker from its last session."),
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option(help="PostgreSQL: the zone whose date a timestamptz falls on.")
+    ] = "UTC",
 ) -> None:
-    """Import bars from CSV/Parquet, replacing stored sessions of the same dates."""
+    """Import bars from CSV/Parquet files or PostgreSQL, replacing stored sessions of those dates.
+
+    Every row is checked first; one bad row refuses the whole import (nothing is
+    stored) unless --skip-bad-rows is given.
+    """
     root = _data_dir()
-    summary = _run(lambda: import_files(root, paths, ticker))
+    if sources and is_postgres_url(sources[0]):
+        if len(sources) > 1 or ticker:
+            _err().print("error: import one PostgreSQL URL at a time, without files or --ticker")
+            raise typer.Exit(1)
+        source = _run(
+            lambda: PostgresSource(
+                url=sources[0],
+                table=table,
+                query=query,
+                column_map=parse_map(map_),
+                since=_since(since),
+                timezone=timezone,
+            )
+        )
+        summary = _run(
+            lambda: import_postgres(
+                root, source, date_format=date_format, skip_bad_rows=skip_bad_rows
+            )
+        )
+    else:
+        if table or query or map_ or since:
+            _err().print(
+                "error: --table, --query, --map and --since read from PostgreSQL; "
+                "name a postgresql:// URL first"
+            )
+            raise typer.Exit(1)
+        summary = _run(
+            lambda: import_files(
+                root,
+                [Path(p) for p in sources],
+                ticker,
+                date_format=date_format,
+                skip_bad_rows=skip_bad_rows,
+            )
+        )
+    if summary.skipped:
+        _print_problems("Skipped rows", summary.skipped)
     _print_import(summary, f"imported into {root}")
+    if summary.skipped:
+        _out().print(f"{len(summary.skipped)} problem(s) skipped (listed above)")
+
+
+def _since(text: str | None) -> date | str | None:
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise DataError(f"--since {text!r}: write a date (YYYY-MM-DD) or auto") from None
 
 
 @app.command("list")

@@ -35,6 +35,19 @@ def _read_code(path: Path) -> str:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _hold_days(value: str) -> int | None:
+    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
+    text = value.strip().lower()
+    if text in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise fail(
+            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
+        ) from None
+
+
 def _split(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
@@ -80,7 +93,11 @@ def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
         args: dict[str, Any] = {"strategy_code": _read_code(given.pop("strategy"))}
         for arg in table:
             value = given.pop(arg.name)
-            if value is not None:
+            if value is None:
+                continue
+            if arg.name == "hold_days":
+                args[arg.name] = _hold_days(value)
+            else:
                 args[arg.name] = _split(value) if arg.kind is list else value
         r = client()
         _warn_without_workers(r)

@@ -86,6 +86,7 @@ class MarketData:
         warmup_sessions: int = 250,
         lookback_sessions: int | None = None,
         indicators: bool = True,
+        history_sessions: int = 0,
     ) -> LoadResult:
         """Bars and indicators of ``symbols`` for sessions ``start..end`` (both inclusive).
 
@@ -94,7 +95,9 @@ class MarketData:
         last N sessions of each ticker up to ``end`` (``start`` is ignored). With
         ``adjusted`` prices are multiplied by ``adj_factor`` and volume divided by it.
         With ``indicators=False`` the frame has the bars only (a fifth of the memory):
-        the same rows, for code that needs prices but not indicators.
+        the same rows, for code that needs prices but not indicators. With
+        ``history_sessions`` the frame also keeps up to that many sessions of each
+        ticker before ``start`` (a backtest's strategy sees them; they never trade).
 
         Raises:
             DataError: The range or a count is invalid.
@@ -104,8 +107,14 @@ class MarketData:
         last = session_date(end) if end is not None else None
         if first is not None and last is not None and first > last and lookback_sessions is None:
             raise DataError(f"start {first} is after end {last}; swap them")
-        if warmup_sessions < 0 or (lookback_sessions is not None and lookback_sessions < 1):
-            raise DataError("warmup_sessions must be >= 0 and lookback_sessions >= 1")
+        if (
+            warmup_sessions < 0
+            or history_sessions < 0
+            or (lookback_sessions is not None and lookback_sessions < 1)
+        ):
+            raise DataError(
+                "warmup_sessions and history_sessions must be >= 0 and lookback_sessions >= 1"
+            )
         if lookback_sessions is not None:
             first = None
         manifest = self.store.manifest()
@@ -119,13 +128,14 @@ class MarketData:
             warmup_sessions,
             lookback_sessions,
             indicators,
+            history_sessions,
         )
         cached = self.cache.get(key)
         if cached is not None:
             return cached
         result, size = _load(
             self.store, manifest, requested, first, last, adjusted, warmup_sessions,
-            lookback_sessions, indicators,
+            lookback_sessions, indicators, history_sessions,
         )  # fmt: skip
         self.cache.put(key, result, size)
         return result
@@ -147,6 +157,7 @@ def _load(
     warmup: int,
     lookback: int | None,
     indicators: bool,
+    history: int = 0,
 ) -> tuple[LoadResult, int]:
     known = sorted(t for t in requested if t in manifest.tickers)
     missing = [t for t in requested if t not in manifest.tickers]
@@ -154,6 +165,9 @@ def _load(
     bars = store.read(known, manifest)
     begin, stop = _window(bars, first, last, lookback)
     offsets = bars.offsets[:-1]
+    if history:
+        # Only tickers with sessions in the range get history: the others stay empty.
+        begin = np.where(stop > begin, np.maximum(offsets, begin - history), begin)
     warm = np.maximum(offsets, begin - warmup)
     has_rows = stop > begin
     empty = [t for t, ok in zip(bars.tickers, has_rows, strict=True) if not ok]

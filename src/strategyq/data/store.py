@@ -290,8 +290,10 @@ def merge_bars(old: Bars, new: Bars) -> Bars:
     new_codes = np.array([code[t] for t in new.tickers], dtype=np.int64)[new.ticker_codes()]
     tid = np.concatenate([old_codes, new_codes])
     day = np.concatenate([old.dates, new.dates])
-    priority = np.concatenate([np.zeros(old.rows, np.int8), np.ones(new.rows, np.int8)])
-    order = np.lexsort((priority, day, tid))
+    # Both inputs are sorted by (ticker, date): a stable sort of the two runs is a merge,
+    # and keeps an old row before the new row of the same session.
+    key = tid << 32 | (day.astype(np.int64) + 2**31)
+    order = np.argsort(key, kind="stable")
     tid, day = tid[order], day[order]
     keep = np.ones(order.shape[0], dtype=bool)
     keep[:-1] = (tid[:-1] != tid[1:]) | (day[:-1] != day[1:])

@@ -10,8 +10,8 @@ from strategyq.engine.backtest import run_backtest
 from strategyq.engine.instances import NormalizedInstances, normalize_instances
 from strategyq.engine.market import Market, market_from_frame
 from strategyq.engine.metrics import METRIC_NAMES, TRADING_DAYS
-from strategyq.engine.model import TradeModel
 from strategyq.engine.screening import run_screening
+from strategyq.trademodel import TradeModel
 
 __all__ = [
     "METRIC_NAMES",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,21 +13,48 @@ import pandas as pd
 
 from strategyq.engine.instances import NormalizedInstances, normalize_instances
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
-from strategyq.engine.market import REQUIRED_COLUMNS, FloatArray, IntArray, Market, as_market
-from strategyq.engine.metrics import benchmark_return, performance_metrics
-from strategyq.engine.model import TradeModel
-from strategyq.engine.portfolio import Portfolio, build, select
+from strategyq.engine.market import (
+    REQUIRED_COLUMNS,
+    FloatArray,
+    IntArray,
+    Market,
+    as_market,
+    market_from_frame,
+)
+from strategyq.engine.metrics import benchmark_closes, benchmark_return, performance_metrics
+from strategyq.engine.portfolio import Portfolio, Selection, build, select
 from strategyq.engine.simulate import (
     EXIT_DATA_END,
     EXIT_REASONS,
+    EXIT_SIGNAL,
+    NO_EXITS,
     BoolArray,
     Candidates,
+    ExitSignals,
     Placement,
     simulate,
 )
-from strategyq.errors import EngineError
+from strategyq.errors import DataError, EngineError
+from strategyq.trademodel import TradeModel
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one simulation produced (see :func:`simulate_and_measure`)."""
+
+    candidates: Candidates
+    placement: Placement
+    selection: Selection
+    portfolio: Portfolio
+    metrics: dict[str, Any]
+    benchmark_closes: FloatArray | None
+
+    @property
+    def taken(self) -> IntArray:
+        """Candidate indices of the trades made."""
+        return self.selection.taken
 
 
 def simulate_and_measure(
@@ -35,15 +64,26 @@ def simulate_and_measure(
     short: BoolArray,
     scores: FloatArray,
     model: TradeModel,
-) -> tuple[Candidates, Placement, IntArray, Portfolio, dict[str, Any]]:
-    """The backtest's core: trades, slot selection, portfolio and metrics.
+    *,
+    exits: ExitSignals = NO_EXITS,
+    weights: FloatArray | None = None,
+    benchmark: Market | None = None,
+) -> Outcome:
+    """The backtest's core: trades, selection, portfolio and metrics.
 
-    Returns:
-        (candidates, placement, taken, portfolio, performance metrics)
+    ``codes``/``days``/``short``/``scores``/``weights`` describe the entry
+    signals (``weights`` NaN where an entry has none); ``exits`` the active
+    exits; ``benchmark`` a one-ticker market to compare against (default: the
+    equal-weight buy-and-hold of ``market``). ``model.hold_days`` must not be
+    ``"auto"`` (see :meth:`TradeModel.resolved`).
     """
-    cand, placement = simulate(market, codes, days, short, model)
-    taken, _ = select(market, cand, scores[cand.source], model)
-    portfolio = build(market, cand, taken, model)
+    cand, placement = simulate(market, codes, days, short, model, exits)
+    chosen = select(
+        market, cand, scores[cand.source], model, None if weights is None else weights[cand.source]
+    )
+    taken = chosen.taken
+    portfolio = build(market, cand, taken, model, chosen.fraction)
+    closes = benchmark_closes(benchmark, portfolio.calendar) if benchmark is not None else None
     metrics = performance_metrics(
         returns=cand.ret[taken],
         pnl=portfolio.pnl,
@@ -52,9 +92,11 @@ def simulate_and_measure(
         equity=portfolio.equity,
         exposed=portfolio.exposed,
         initial_capital=float(model.initial_capital),
-        benchmark=benchmark_return(market),
+        benchmark=None if benchmark is not None else benchmark_return(market),
+        short=cand.short[taken],
+        benchmark_closes=closes,
     )
-    return cand, placement, taken, portfolio, metrics
+    return Outcome(cand, placement, chosen, portfolio, metrics, closes)
 
 
 def run_backtest(
@@ -66,6 +108,8 @@ def run_backtest(
     end: dt.datetime | None,
     max_instances: int = 10_000,
     max_trades: int = 10_000,
+    benchmark: pd.DataFrame | Market | None = None,
+    benchmark_symbol: str | None = None,
 ) -> dict[str, Any]:
     """Turn a strategy's instances into trades, an equity curve and metrics.
 
@@ -79,10 +123,14 @@ def run_backtest(
             the first/last date in ``df``. Signals outside it make no trade.
         max_instances, max_trades: caps on the lists returned (the summary
             counts everything).
+        benchmark: bars of one ticker to compare against (``benchmark_symbol``
+            names it; default: its only ticker); without it, the equal-weight
+            buy-and-hold of the backtest's own symbols.
 
     Returns:
         A plain-JSON dict with ``instances``, ``summary``,
-        ``performance_metrics``, ``equity_curve``, ``trades`` and ``warnings``.
+        ``performance_metrics``, ``equity_curve``, ``benchmark_curve``,
+        ``trades`` and ``warnings``.
 
     Raises:
         EngineError: an instance is malformed (the message names it).
@@ -96,24 +144,53 @@ def run_backtest(
         if isinstance(instances, NormalizedInstances)
         else normalize_instances(instances, known_tickers=market.symbols)
     )
-    codes, days, short, scores, signal_index, undated = _signal_columns(normalized, market)
+    model = model.resolved(normalized.has_exits)
+    cols = _signal_columns(normalized, market, date_to_day(first.date()) if start else None)
+    bench, bench_name = _benchmark(benchmark, benchmark_symbol, first, last)
     unknown = len(normalized.unknown_tickers)
-    cand, placement, taken, portfolio, metrics = simulate_and_measure(
-        market, codes, days, short, scores, model
+    outcome = simulate_and_measure(
+        market,
+        cols.codes,
+        cols.days,
+        cols.short,
+        cols.scores,
+        model,
+        exits=cols.exits,
+        weights=cols.weights,
+        benchmark=bench,
     )
+    cand, placement, chosen, portfolio = (
+        outcome.candidates,
+        outcome.placement,
+        outcome.selection,
+        outcome.portfolio,
+    )
+    taken = chosen.taken
     data_end = int(np.count_nonzero(cand.reason[taken] == EXIT_DATA_END))
+    used_exits = np.unique(cand.exit_source[taken][cand.reason[taken] == EXIT_SIGNAL])
     counts: dict[str, int] = {
         "signals_without_next_session": placement.no_next_session,
         "signals_outside_data": placement.outside_data,
         "signals_without_price": placement.no_price,
-        "signals_without_date": undated,
-        "signals_skipped_max_positions": len(cand) - len(taken),
+        "signals_without_date": cols.undated,
+        "signals_before_start": cols.before_start,
+        "signals_skipped_max_positions": chosen.skipped_slots,
+        "entries_ignored_position_open": chosen.ignored_open,
+        "entries_skipped_no_exposure": chosen.skipped_exposure,
+        "entries_scaled_to_exposure": chosen.scaled_down,
+        "weights_capped": int(np.count_nonzero(cols.weights[cand.source[taken]] > 1.0))
+        if cols.weights is not None
+        else 0,
+        "exits_without_position": placement.exits_placed - len(used_exits),
+        "exits_without_next_session": placement.exits_without_next_session,
         "unknown_ticker_instances": unknown,
         "trades_closed_at_data_end": data_end,
     }
     summary: dict[str, Any] = {
         "total_instances": normalized.total,
         "positive_signals": normalized.positive_signals,
+        "entry_signals": len(cols.codes),
+        "exit_signals": len(cols.exits),
         "date_range": [iso_seconds(first), iso_seconds(last)],
         "symbols_processed": len(full.symbols),
         # A Market holds the six columns the engine reads.
@@ -128,17 +205,60 @@ def run_backtest(
         "initial_capital": float(model.initial_capital),
         "final_equity": float(portfolio.equity[-1]) if len(portfolio.equity) else None,
         "trade_model": model.to_json(),
+        "sizing": "weight" if chosen.fraction is not None else "slots",
+        "benchmark": {"type": "ticker", "ticker": bench_name}
+        if bench is not None
+        else {"type": "equal_weight_buy_and_hold", "symbols": len(market.symbols)},
         **counts,
     }
-    logger.debug("backtest: %s signals, %s trades", len(codes), len(taken))
+    logger.debug("backtest: %s signals, %s trades", len(cols.codes), len(taken))
     return {
         "instances": normalized.records[:max_instances],
         "summary": summary,
-        "performance_metrics": metrics,
+        "performance_metrics": outcome.metrics,
         "equity_curve": _curve(portfolio),
-        "trades": _trades(market, cand, portfolio, signal_index, normalized, max_trades),
+        "benchmark_curve": _benchmark_curve(portfolio, outcome.benchmark_closes, model),
+        "trades": _trades(
+            market, cand, chosen, portfolio, cols.index, cols.exit_index, normalized, max_trades
+        ),
         "warnings": _warnings(counts, normalized, market),
     }
+
+
+def _benchmark(
+    bars: pd.DataFrame | Market | None,
+    symbol: str | None,
+    first: dt.datetime,
+    last: dt.datetime,
+) -> tuple[Market | None, str | None]:
+    """The benchmark's one-ticker market within the range, and its name."""
+    if bars is None:
+        return None, None
+    market = as_market(bars).window(first.date(), last.date())
+    names = market.symbols
+    name = symbol if symbol is not None else (names[0] if names else None)
+    if name is None or name not in names:
+        raise DataError(
+            f"the benchmark {name or symbol!r} has no bars from {first.date()} to {last.date()}; "
+            "import its data or pick another benchmark ticker"
+        )
+    if len(names) > 1:
+        code = names.index(name)
+        keep = np.zeros(market.rows, dtype=bool)
+        keep[market.starts[code] : market.ends[code]] = True
+        market = market_from_frame(
+            pd.DataFrame(
+                {
+                    "ticker": name,
+                    "date": market.day[keep].astype("datetime64[D]"),
+                    "open": market.open[keep],
+                    "high": market.high[keep],
+                    "low": market.low[keep],
+                    "close": market.close[keep],
+                }
+            )
+        )
+    return market, name
 
 
 def _range(
@@ -166,17 +286,40 @@ def _day_start(day: int) -> dt.datetime:
     return dt.datetime.fromisoformat(day_to_iso(day))
 
 
+@dataclass(frozen=True)
+class SignalColumns:
+    """The tradable entries as arrays (``index``: each one's instance), and the exits."""
+
+    codes: IntArray
+    days: IntArray
+    short: BoolArray
+    scores: FloatArray
+    weights: FloatArray | None
+    index: IntArray
+    exits: ExitSignals
+    exit_index: IntArray
+    undated: int
+    before_start: int
+
+
 def _signal_columns(
-    normalized: NormalizedInstances, market: Market
-) -> tuple[IntArray, IntArray, BoolArray, FloatArray, IntArray, int]:
-    """Per-signal arrays (code, day, short, score, instance index) of the tradable signals."""
+    normalized: NormalizedInstances, market: Market, first_day: int | None = None
+) -> SignalColumns:
+    """Per-signal arrays of the active, dated entries and exits on known tickers.
+
+    Signals dated before ``first_day`` (warm-up rows) are counted, not kept.
+    """
     code_of = market.code_of()
     index: list[int] = []
     codes: list[int] = []
     days: list[int] = []
-    undated = 0
-    for i, (ticker, day, on) in enumerate(
-        zip(normalized.tickers, normalized.days, normalized.active, strict=True)
+    exit_index: list[int] = []
+    exit_codes: list[int] = []
+    exit_days: list[int] = []
+    undated = before = 0
+    exits = normalized.exits or [False] * normalized.total
+    for i, (ticker, day, on, leave) in enumerate(
+        zip(normalized.tickers, normalized.days, normalized.active, exits, strict=True)
     ):
         if not on:
             continue
@@ -186,22 +329,63 @@ def _signal_columns(
         if day is None:
             undated += 1
             continue
-        index.append(i)
-        codes.append(code)
-        days.append(date_to_day(day))
+        number = date_to_day(day)
+        if first_day is not None and number < first_day:
+            before += 1
+            continue
+        if leave:
+            exit_index.append(i)
+            exit_codes.append(code)
+            exit_days.append(number)
+        else:
+            index.append(i)
+            codes.append(code)
+            days.append(number)
     idx = np.asarray(index, dtype=np.int64)
-    short = np.asarray(normalized.short, dtype=bool)[idx] if len(idx) else np.zeros(0, bool)
+    short_all = np.asarray(normalized.short, dtype=bool)
+    short = short_all[idx] if len(idx) else np.zeros(0, bool)
     scores: FloatArray = np.asarray(
         [np.nan if s is None else s for s in normalized.scores], dtype=np.float64
     )
-    return (
-        np.asarray(codes, dtype=np.int64),
-        np.asarray(days, dtype=np.int64),
-        short,
-        scores[idx] if len(idx) else np.zeros(0),
-        idx,
-        undated,
+    weights: FloatArray | None = None
+    if normalized.weights and any(w is not None for w in normalized.weights):
+        every = np.asarray(
+            [np.nan if w is None else w for w in normalized.weights], dtype=np.float64
+        )
+        weights = every[idx] if len(idx) else np.zeros(0)
+    exit_idx = np.asarray(exit_index, dtype=np.int64)
+    leaving = ExitSignals(
+        codes=np.asarray(exit_codes, dtype=np.int64),
+        days=np.asarray(exit_days, dtype=np.int64),
+        short=short_all[exit_idx] if len(exit_idx) else np.zeros(0, bool),
     )
+    return SignalColumns(
+        codes=np.asarray(codes, dtype=np.int64),
+        days=np.asarray(days, dtype=np.int64),
+        short=short,
+        scores=scores[idx] if len(idx) else np.zeros(0),
+        weights=weights,
+        index=idx,
+        exits=leaving,
+        exit_index=exit_idx,
+        undated=undated,
+        before_start=before,
+    )
+
+
+def _benchmark_curve(
+    portfolio: Portfolio, closes: FloatArray | None, model: TradeModel
+) -> dict[str, list[Any]] | None:
+    """The benchmark ticker bought with the initial capital at its first close on the curve."""
+    if closes is None:
+        return None
+    known = np.flatnonzero(np.isfinite(closes))
+    dates = portfolio.calendar.astype("datetime64[D]").astype(str).tolist()
+    if len(known) == 0:
+        return {"dates": dates, "values": [None] * len(dates)}
+    scaled = closes / closes[known[0]] * float(model.initial_capital)
+    values = [round(v, 6) if math.isfinite(v) else None for v in scaled.tolist()]
+    return {"dates": dates, "values": values}
 
 
 def _curve(portfolio: Portfolio) -> dict[str, list[Any]]:
@@ -212,8 +396,10 @@ def _curve(portfolio: Portfolio) -> dict[str, list[Any]]:
 def _trades(
     market: Market,
     cand: Candidates,
+    chosen: Selection,
     portfolio: Portfolio,
     signal_index: np.ndarray[Any, Any],
+    exit_index: np.ndarray[Any, Any],
     normalized: NormalizedInstances,
     max_trades: int,
 ) -> list[dict[str, Any]]:
@@ -235,6 +421,12 @@ def _trades(
         "pnl": pnl.tolist(),
         "score": [normalized.scores[i] for i in instance.tolist()],
     }
+    if chosen.fraction is not None:
+        columns["weight"] = chosen.fraction[:max_trades].tolist()
+    if len(taken) and bool(np.any(cand.exit_source[taken] >= 0)):
+        columns["exit_instance_index"] = [
+            None if e < 0 else int(exit_index[e]) for e in cand.exit_source[taken].tolist()
+        ]
     keys = list(columns)
     return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
@@ -272,6 +464,18 @@ def _warnings(counts: dict[str, int], normalized: NormalizedInstances, market: M
         "raise max_positions to take more",
         "trades_closed_at_data_end": "trade(s) were closed at the last close before their "
         "planned exit (the data ends)",
+        "signals_before_start": "signal(s) dated before start_date (on warm-up rows); "
+        "they made no trade",
+        "entries_ignored_position_open": "entry signal(s) came while their ticker already held "
+        "max_entries_per_ticker position(s); ignored",
+        "entries_skipped_no_exposure": "weighted entry signal(s) found the total weight of open "
+        "trades at 1; skipped",
+        "entries_scaled_to_exposure": "weighted entry signal(s) were cut to the weight left "
+        "under the exposure cap of 1",
+        "weights_capped": "trade(s) had a weight above 1; sized at 1",
+        "exits_without_position": "exit signal(s) found no open position to close",
+        "exits_without_next_session": "exit signal(s) on a ticker's last session had no next "
+        "open to fill at",
     }
     for key, text in messages.items():
         if counts[key]:

@@ -1,8 +1,10 @@
 """Strategy output → normalised instance records.
 
 An instance is a dict with a required ``ticker``; ``date``, ``signal``,
-``score``, ``message`` and ``direction`` are understood and every other
-JSON-able field passes through. A malformed instance raises
+``action`` (``entry``, the default, or ``exit``), ``score``, ``weight``,
+``message`` and ``direction`` are understood and every other JSON-able field
+passes through. Rows with boolean ``entry``/``exit`` fields (vectorbt's
+idiom) become one entry and/or one exit instance each. A malformed instance raises
 :class:`~strategyq.errors.EngineError` naming its index and field; an instance
 whose ticker has no market data is kept and counted, never fatal.
 """
@@ -24,6 +26,11 @@ from strategyq.errors import EngineError
 FALSE_WORDS = frozenset({"", "false", "0", "no", "none", "null", "off"})
 """Signal strings that mean "no signal" (compared case-insensitively)."""
 
+EXIT_WORDS = frozenset({"exit", "sell", "close", "cover"})
+"""Signal strings that look like an exit; refused, so that they never open a position."""
+
+ACTIONS = ("entry", "exit")
+
 
 @dataclass(frozen=True)
 class NormalizedInstances:
@@ -38,6 +45,8 @@ class NormalizedInstances:
         short: whether each record's direction is ``short``.
         scores: each record's numeric score, or ``None``.
         unknown_tickers: indices of records whose ticker is not in ``known_tickers``.
+        exits: whether each record is an exit (``action: "exit"``).
+        weights: each record's ``weight`` (fraction of equity, capped at 1), or ``None``.
     """
 
     records: list[dict[str, Any]]
@@ -47,6 +56,8 @@ class NormalizedInstances:
     short: list[bool]
     scores: list[float | None]
     unknown_tickers: list[int] = field(default_factory=list)
+    exits: list[bool] = field(default_factory=list)
+    weights: list[float | None] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -57,6 +68,11 @@ class NormalizedInstances:
     def positive_signals(self) -> int:
         """How many instances carry a truthy signal."""
         return sum(self.active)
+
+    @property
+    def has_exits(self) -> bool:
+        """Whether any instance is an active exit."""
+        return any(e and a for e, a in zip(self.exits, self.active, strict=True))
 
 
 def signal_is_true(value: Any) -> bool:
@@ -86,7 +102,7 @@ def normalize_instances(
             ticker or holds a value that is not JSON-able or not understood;
             the message names the instance's index and field.
     """
-    rows = _rows(raw)
+    rows = _expand_columns(_rows(raw))
     known = None if known_tickers is None else frozenset(known_tickers)
     records: list[dict[str, Any]] = []
     tickers: list[str] = []
@@ -95,6 +111,8 @@ def normalize_instances(
     short: list[bool] = []
     scores: list[float | None] = []
     unknown: list[int] = []
+    exits: list[bool] = []
+    weights: list[float | None] = []
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise EngineError(
@@ -109,10 +127,14 @@ def normalize_instances(
         active.append(signal_is_true(record["signal"]))
         short.append(_is_short(index, record))
         scores.append(_score(index, record))
+        exits.append(_is_exit(index, record))
+        weights.append(_weight(index, record))
         if known is not None and ticker not in known:
             unknown.append(index)
         records.append(record)
-    return NormalizedInstances(records, tickers, days, active, short, scores, unknown)
+    return NormalizedInstances(
+        records, tickers, days, active, short, scores, unknown, exits, weights
+    )
 
 
 def _rows(raw: Any) -> list[Any]:
@@ -124,6 +146,39 @@ def _rows(raw: Any) -> list[Any]:
         f"the strategy returned a {type(raw).__name__}; return a list of dicts "
         "(or a DataFrame with one row per instance), each with at least a 'ticker'"
     )
+
+
+def _is_column_form(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and "action" not in row
+        and (
+            isinstance(row.get("entry"), (bool, np.bool_))
+            or isinstance(row.get("exit"), (bool, np.bool_))
+        )
+    )
+
+
+def _expand_columns(rows: list[Any]) -> list[Any]:
+    """Rows with boolean ``entry``/``exit`` fields → entry and exit instances.
+
+    A row with ``exit`` true becomes an exit, one with ``entry`` true an entry,
+    one with both an exit followed by an entry (the exit closes the position
+    held before, the entry opens the next); a row with neither is dropped.
+    """
+    if not any(_is_column_form(row) for row in rows):
+        return rows
+    out: list[Any] = []
+    for row in rows:
+        if not _is_column_form(row):
+            out.append(row)
+            continue
+        rest = {k: v for k, v in row.items() if k not in ("entry", "exit")}
+        if row.get("exit") is True or row.get("exit") is np.True_:
+            out.append({**rest, "action": "exit"})
+        if row.get("entry") is True or row.get("entry") is np.True_:
+            out.append({**rest, "action": "entry"})
+    return out
 
 
 def _record(index: int, row: dict[Any, Any]) -> dict[str, Any]:
@@ -148,6 +203,20 @@ def _record(index: int, row: dict[Any, Any]) -> dict[str, Any]:
     record["ticker"] = ticker.strip()
     if "signal" not in row:
         record["signal"] = True
+    signal = record["signal"]
+    if isinstance(signal, str):
+        word = signal.strip().lower()
+        if word in EXIT_WORDS:
+            raise EngineError(
+                f"instance {index} has signal={signal!r}; a signal is true or false. "
+                "To close a position use 'action': 'exit', e.g. "
+                "{'ticker': 'AAPL', 'date': '2024-01-15', 'action': 'exit'}"
+            )
+        if word == "short":
+            raise EngineError(
+                f"instance {index} has signal={signal!r}; a signal is true or false. "
+                "To sell short, set 'direction': 'short'"
+            )
     return record
 
 
@@ -176,6 +245,36 @@ def _is_short(index: int, record: dict[str, Any]) -> bool:
             record["direction"] = lowered
             return lowered == "short"
     raise EngineError(f"instance {index} field 'direction' is {direction!r}; use 'long' or 'short'")
+
+
+def _is_exit(index: int, record: dict[str, Any]) -> bool:
+    action = record.get("action")
+    if action is None:
+        return False
+    if isinstance(action, str) and action.strip().lower() in ACTIONS:
+        word = action.strip().lower()
+        record["action"] = word
+        return word == "exit"
+    raise EngineError(
+        f"instance {index} field 'action' is {action!r}; use 'entry' (the default) or 'exit'"
+    )
+
+
+def _weight(index: int, record: dict[str, Any]) -> float | None:
+    weight = record.get("weight")
+    if weight is None:
+        return None
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or weight <= 0
+    ):
+        raise EngineError(
+            f"instance {index} field 'weight' is {weight!r}; use a fraction of equity above 0 "
+            "(e.g. 0.1 for 10 %; above 1 counts as 1), or leave it out"
+        )
+    return float(weight)
 
 
 def _score(index: int, record: dict[str, Any]) -> float | None:

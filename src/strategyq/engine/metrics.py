@@ -34,6 +34,22 @@ METRIC_NAMES = (
     "exposure",
     "avg_holding_sessions",
     "benchmark_return",
+    "volatility",
+    "calmar_ratio",
+    "max_drawdown_duration_sessions",
+    "avg_win",
+    "avg_loss",
+    "payoff_ratio",
+    "trades_per_year",
+    "num_trades_long",
+    "num_trades_short",
+    "win_rate_long",
+    "win_rate_short",
+    "avg_return_long",
+    "avg_return_short",
+    "alpha",
+    "beta",
+    "correlation",
 )
 
 
@@ -47,15 +63,29 @@ def performance_metrics(
     exposed: np.ndarray[Any, np.dtype[np.bool_]],
     initial_capital: float,
     benchmark: float | None,
+    short: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+    benchmark_closes: FloatArray | None = None,
 ) -> dict[str, Any]:
-    """All metrics, keyed as in :data:`METRIC_NAMES`."""
+    """All metrics, keyed as in :data:`METRIC_NAMES`.
+
+    ``benchmark`` is the default (equal-weight) benchmark return; with
+    ``benchmark_closes`` (a benchmark ticker's closes on each calendar session,
+    NaN where it has none yet) the benchmark metrics come from that ticker.
+    """
     trades = len(returns)
     final = float(equity[-1]) if len(equity) else initial_capital
     curve = np.concatenate([[initial_capital], equity])
     daily = curve[1:] / curve[:-1] - 1.0 if np.all(curve[:-1] > 0) else np.zeros(0)
+    cagr = _cagr(calendar, initial_capital, final)
+    drawdown = _max_drawdown(curve)
+    wins, losses = returns[returns > 0], returns[returns < 0]
+    avg_win = _num(wins.mean()) if len(wins) else None
+    avg_loss = _num(losses.mean()) if len(losses) else None
+    years = float(calendar[-1] - calendar[0]) / 365.25 if len(calendar) >= 2 else 0.0
+    is_short = np.zeros(trades, dtype=bool) if short is None else short
     out: dict[str, Any] = {
         "total_return": _num(final / initial_capital - 1.0),
-        "win_rate": _num(np.count_nonzero(returns > 0) / trades) if trades else None,
+        "win_rate": _win_rate(returns),
         "avg_return": _num(returns.mean()) if trades else None,
         "num_trades": trades,
         "median_return": _num(np.median(returns)) if trades else None,
@@ -63,14 +93,86 @@ def performance_metrics(
         "worst_trade": _num(returns.min()) if trades else None,
         "profit_factor": _profit_factor(pnl),
         "expectancy": _num(pnl.mean()) if trades else None,
-        "max_drawdown": _max_drawdown(curve),
+        "max_drawdown": drawdown,
         "sharpe_ratio": _sharpe(daily),
         "sortino_ratio": _sortino(daily),
-        "cagr": _cagr(calendar, initial_capital, final),
+        "cagr": cagr,
         "exposure": _num(exposed.mean()) if len(exposed) else 0.0,
         "avg_holding_sessions": _num(holding.mean()) if trades else None,
         "benchmark_return": benchmark,
+        "volatility": _volatility(daily),
+        "calmar_ratio": _num(cagr / -drawdown) if cagr is not None and drawdown < 0 else None,
+        "max_drawdown_duration_sessions": _drawdown_duration(curve),
+        "avg_win": avg_win,
+        "avg_loss": avg_loss,
+        "payoff_ratio": _num(avg_win / -avg_loss) if avg_win is not None and avg_loss else None,
+        "trades_per_year": _num(trades / years) if years > 0 else None,
+        "num_trades_long": int(np.count_nonzero(~is_short)),
+        "num_trades_short": int(np.count_nonzero(is_short)),
+        "win_rate_long": _win_rate(returns[~is_short]),
+        "win_rate_short": _win_rate(returns[is_short]),
+        "avg_return_long": _mean(returns[~is_short]),
+        "avg_return_short": _mean(returns[is_short]),
+        "alpha": None,
+        "beta": None,
+        "correlation": None,
     }
+    if benchmark_closes is not None:
+        out.update(benchmark_metrics(curve, benchmark_closes))
+    return out
+
+
+def benchmark_metrics(curve: FloatArray, closes: FloatArray) -> dict[str, float | None]:
+    """``benchmark_return``, ``alpha``, ``beta`` and ``correlation`` against a ticker.
+
+    ``curve`` is the equity curve with the initial capital first; ``closes`` is
+    the benchmark's close on each of the curve's sessions (NaN before its first
+    bar). Daily returns are paired on the sessions where the benchmark has a
+    close on the session and on the one before; beta = cov / var (sample),
+    alpha = (mean portfolio return − beta × mean benchmark return) × 252.
+    """
+    known = np.flatnonzero(np.isfinite(closes) & (closes > 0))
+    out: dict[str, float | None] = {
+        "benchmark_return": None,
+        "alpha": None,
+        "beta": None,
+        "correlation": None,
+    }
+    if len(known) == 0:
+        return out
+    out["benchmark_return"] = _num(closes[known[-1]] / closes[known[0]] - 1.0)
+    equity = curve[1:]
+    pairs = known[1:][np.diff(known) == 1]
+    if len(pairs) < 2 or not np.all(equity[pairs - 1] > 0):
+        return out
+    bench = closes[pairs] / closes[pairs - 1] - 1.0
+    mine = equity[pairs] / equity[pairs - 1] - 1.0
+    spread_b = float(bench.std(ddof=1))
+    if not spread_b > 1e-15:
+        return out
+    beta = float(np.cov(mine, bench, ddof=1)[0, 1]) / spread_b**2
+    out["beta"] = _num(beta)
+    out["alpha"] = _num((mine.mean() - beta * bench.mean()) * TRADING_DAYS)
+    spread_m = float(mine.std(ddof=1))
+    if spread_m > 1e-15:
+        out["correlation"] = _num(np.corrcoef(mine, bench)[0, 1])
+    return out
+
+
+def benchmark_closes(bench: Market, calendar: IntArray) -> FloatArray:
+    """A one-ticker market's close on each calendar day, carried over days it has no bar.
+
+    Days before its first bar are NaN.
+    """
+    if bench.rows == 0 or len(calendar) == 0:
+        return np.full(len(calendar), np.nan)
+    rows = bench.starts[0] + np.arange(bench.ends[0] - bench.starts[0])
+    days = bench.day[rows]
+    closes = bench.close[rows]
+    valid = np.isfinite(closes) & (closes > 0)
+    days, closes = days[valid], closes[valid]
+    at = np.searchsorted(days, calendar, side="right") - 1
+    out: FloatArray = np.where(at >= 0, closes[np.maximum(at, 0)], np.nan)
     return out
 
 
@@ -84,6 +186,30 @@ def benchmark_return(market: Market) -> float | None:
     if not valid.any():
         return None
     return _num(np.mean(last[valid] / first[valid] - 1.0))
+
+
+def _win_rate(returns: FloatArray) -> float | None:
+    return _num(np.count_nonzero(returns > 0) / len(returns)) if len(returns) else None
+
+
+def _mean(values: FloatArray) -> float | None:
+    return _num(values.mean()) if len(values) else None
+
+
+def _volatility(daily: FloatArray) -> float | None:
+    if len(daily) < 2:
+        return None
+    return _num(daily.std(ddof=1) * math.sqrt(TRADING_DAYS))
+
+
+def _drawdown_duration(curve: FloatArray) -> int:
+    """The longest run of consecutive sessions below the running peak."""
+    if len(curve) == 0:
+        return 0
+    peak = np.maximum.accumulate(curve)
+    index = np.arange(len(curve))
+    last_peak = np.maximum.accumulate(np.where(curve >= peak, index, 0))
+    return int((index - last_peak).max())
 
 
 def _num(value: Any) -> float | None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategyq.engine.market import FloatArray, IntArray, Market
-from strategyq.engine.model import TradeModel
 from strategyq.engine.simulate import BoolArray, Candidates
+from strategyq.trademodel import TradeModel
 
 
 @dataclass(frozen=True)
@@ -38,49 +38,188 @@ class Portfolio:
     exposed: BoolArray
 
 
-def select(
-    market: Market, cand: Candidates, scores: FloatArray, model: TradeModel
-) -> tuple[IntArray, IntArray]:
-    """Pick the trades that find a free slot; returns (taken indices, entry order of all).
+@dataclass(frozen=True)
+class Selection:
+    """The candidates taken, each one's fraction of equity, and why others were not.
 
-    When more trades enter at one instant than there are free slots, the
-    highest ``scores`` win (missing scores count as lowest), then the
-    alphabetically first ticker, then the earlier instance.
+    Attributes:
+        taken: candidate indices of the trades made, ascending.
+        fraction: each taken trade's fraction of equity, or ``None`` when every
+            trade takes ``1/max_positions`` (no instance carries a weight).
+        skipped_slots: candidates that found no free slot (``max_positions``).
+        ignored_open: entries on a ticker that already held
+            ``max_entries_per_ticker`` positions.
+        skipped_exposure: weighted entries that found no exposure left.
+        scaled_down: weighted entries cut to the exposure left.
+    """
+
+    taken: IntArray
+    fraction: FloatArray | None
+    skipped_slots: int = 0
+    ignored_open: int = 0
+    skipped_exposure: int = 0
+    scaled_down: int = 0
+
+
+EXPOSURE_CAP = 1.0
+"""Most total weight open at once: a weighted entry gets at most 1 − the weights open."""
+
+
+def select(
+    market: Market,
+    cand: Candidates,
+    scores: FloatArray,
+    model: TradeModel,
+    weights: FloatArray | None = None,
+) -> Selection:
+    """Pick the trades that find a free slot, a free ticker and (when weighted) exposure left.
+
+    Candidates are taken in entry order; when more trades enter at one instant
+    than there is room for, the highest ``scores`` win (missing scores count as
+    lowest), then the alphabetically first ticker, then the earlier instance.
+    ``weights`` (NaN = no weight) switch sizing from ``1/max_positions`` to the
+    weight, capped at 1, with the total open weight capped at 1.
     """
     offset = 0 if model.entry == "next_open" else 1
     enter = 2 * market.day[cand.entry_row] + offset
-    leave = 2 * market.day[cand.exit_row] + 1
+    leave = 2 * market.day[cand.exit_row] + np.where(cand.exit_at_open, 0, 1)
+    code = market.code[cand.sig_row]
     ranked = np.where(np.isnan(scores), -np.inf, scores)
-    order = np.lexsort((cand.source, market.code[cand.sig_row], -ranked, enter))
+    order = np.lexsort((cand.source, code, -ranked, enter))
+    weighted = weights is not None and bool(np.any(np.isfinite(weights)))
     if len(order) == 0:
-        return order.astype(np.int64), order.astype(np.int64)
-    if _peak_open(enter, leave) <= model.max_positions:
-        return np.sort(order).astype(np.int64), order.astype(np.int64)
-    enter_o, leave_o = enter[order].tolist(), leave[order].tolist()
+        return Selection(order.astype(np.int64), np.zeros(0) if weighted else None)
+    per_ticker = model.max_entries_per_ticker
+    if not weighted:
+        pool: IntArray | None = order
+        if per_ticker == 1:
+            pool = _one_per_ticker(order, enter, leave, code)
+        elif per_ticker > 1 and _peak_open(enter, leave, code) > per_ticker:
+            pool = None
+        if pool is not None and _peak_open(enter[pool], leave[pool]) <= model.max_positions:
+            ignored = len(order) - len(pool)
+            return Selection(np.sort(pool).astype(np.int64), None, ignored_open=ignored)
+    base = np.full(len(order), 1.0 / model.max_positions)
+    if weighted:
+        assert weights is not None
+        base = np.where(np.isfinite(weights), np.minimum(weights, 1.0), base)
+    return _walk(order, enter, leave, code, base, model, weighted)
+
+
+def _walk(
+    order: IntArray,
+    enter: IntArray,
+    leave: IntArray,
+    code: IntArray,
+    base: FloatArray,
+    model: TradeModel,
+    weighted: bool,
+) -> Selection:
+    """The general selection: one pass in entry order with a heap of open trades."""
     taken: list[int] = []
-    held: list[int] = []
-    limit = model.max_positions
-    for i, (when, until) in enumerate(zip(enter_o, leave_o, strict=True)):
-        while held and held[0] <= when:
-            heapq.heappop(held)
-        if len(held) < limit:
-            heapq.heappush(held, until)
-            taken.append(i)
-    picked = order[np.asarray(taken, dtype=np.int64)]
-    return np.sort(picked).astype(np.int64), order.astype(np.int64)
+    fractions: list[float] = []
+    held: list[tuple[int, int, float]] = []
+    open_on: dict[int, int] = {}
+    limit, per_ticker = model.max_positions, model.max_entries_per_ticker
+    exposure = 0.0
+    skipped = ignored = no_room = scaled = 0
+    for i, when, until, c, want in zip(
+        order.tolist(),
+        enter[order].tolist(),
+        leave[order].tolist(),
+        code[order].tolist(),
+        base[order].tolist(),
+        strict=True,
+    ):
+        while held and held[0][0] <= when:
+            _, gone, part = heapq.heappop(held)
+            open_on[gone] -= 1
+            exposure -= part
+        if not held:
+            exposure = 0.0  # no drift from many additions and subtractions
+        if per_ticker and open_on.get(c, 0) >= per_ticker:
+            ignored += 1
+            continue
+        if len(held) >= limit:
+            skipped += 1
+            continue
+        if weighted:
+            room = EXPOSURE_CAP - exposure
+            if want > room + 1e-12:
+                if room <= 1e-9:
+                    no_room += 1
+                    continue
+                want = room
+                scaled += 1
+        heapq.heappush(held, (until, c, want))
+        open_on[c] = open_on.get(c, 0) + 1
+        exposure += want
+        taken.append(i)
+        fractions.append(want)
+    picked = np.asarray(taken, dtype=np.int64)
+    by_index = np.argsort(picked, kind="stable")
+    fraction = np.asarray(fractions, dtype=np.float64)[by_index] if weighted else None
+    return Selection(picked[by_index], fraction, skipped, ignored, no_room, scaled)
 
 
-def _peak_open(enter: IntArray, leave: IntArray) -> int:
-    """Most trades open at once if every candidate were taken."""
-    times = np.concatenate([enter, leave])
-    # At equal instants a leave (-1) sorts before an enter (+1): a freed slot is reusable.
-    steps = np.concatenate([np.ones(len(enter)), -np.ones(len(leave))])
-    order = np.lexsort((steps, times))
-    return int(np.max(np.cumsum(steps[order])))
+def _one_per_ticker(order: IntArray, enter: IntArray, leave: IntArray, code: IntArray) -> IntArray:
+    """The candidates taken when each ticker holds one trade at a time (slots aside).
+
+    Per ticker, in entry order: take the first, skip every entry before it
+    leaves, take the next, and so on. Each candidate points to the one taken
+    after it; the chains from each ticker's first candidate are followed all
+    tickers at once.
+    """
+    # The entry order within each ticker: the same ranking, grouped by ticker (stable).
+    grouped = order[np.argsort(code[order], kind="stable")]
+    g_code, g_enter = code[grouped], enter[grouped]
+    low = int(min(g_enter.min(), leave.min()))
+    span = int(max(g_enter.max(), leave.max())) - low + 2
+    keys = g_code * span + (g_enter - low)
+    position = np.arange(len(grouped))
+    after = np.searchsorted(keys, g_code * span + (leave[grouped] - low), side="left")
+    after = np.maximum(after, position + 1)
+    ends = np.searchsorted(g_code, g_code, side="right")
+    after = np.where(after < ends, after, -1)
+    first = np.flatnonzero(np.r_[True, g_code[1:] != g_code[:-1]])
+    chosen = np.zeros(len(grouped), dtype=bool)
+    frontier = first
+    while len(frontier):
+        chosen[frontier] = True
+        frontier = after[frontier]
+        frontier = frontier[frontier >= 0]
+    picked: IntArray = grouped[chosen]
+    return picked
 
 
-def build(market: Market, cand: Candidates, taken: IntArray, model: TradeModel) -> Portfolio:
-    """Size the taken trades and mark the portfolio to market at every session's close."""
+def _peak_open(enter: IntArray, leave: IntArray, group: IntArray | None = None) -> int:
+    """Most trades open at once (within one ``group``, when given) if every candidate were taken."""
+    if len(enter) == 0:
+        return 0
+    # One sortable key per event: (group, instant, kind) with a leave (0) before an enter (1)
+    # at equal instants, so a freed slot is reusable. A plain sort of int64 beats a lexsort.
+    low = int(min(enter.min(), leave.min()))
+    span = 2 * (int(max(enter.max(), leave.max())) - low + 1)
+    base = np.zeros(len(enter), dtype=np.int64) if group is None else group * span
+    keys = np.concatenate([base + 2 * (enter - low) + 1, base + 2 * (leave - low)])
+    keys.sort()
+    steps = (keys & 1) * 2 - 1
+    # Every group's trades all leave, so the running count is back to 0 at each group's end.
+    return int(np.max(np.cumsum(steps)))
+
+
+def build(
+    market: Market,
+    cand: Candidates,
+    taken: IntArray,
+    model: TradeModel,
+    fraction: FloatArray | None = None,
+) -> Portfolio:
+    """Size the taken trades and mark the portfolio to market at every session's close.
+
+    Each trade takes ``fraction`` of the equity (per taken trade), or
+    ``1/max_positions`` when ``fraction`` is ``None``.
+    """
     calendar = market.calendar()
     sessions = len(calendar)
     capital = float(model.initial_capital)
@@ -107,17 +246,25 @@ def build(market: Market, cand: Candidates, taken: IntArray, model: TradeModel) 
     sized_on = np.searchsorted(calendar, market.day[cand.entry_row[taken]])[trade]
     lag = day_index + 1 - sized_on
     width = int(lag.max()) + 1
+    sized = step / model.max_positions if fraction is None else step * fraction[trade]
     weights: FloatArray = np.asarray(
-        np.bincount(
-            day_index * width + lag, weights=step / model.max_positions, minlength=sessions * width
-        ),
+        np.bincount(day_index * width + lag, weights=sized, minlength=sessions * width),
         dtype=np.float64,
     ).reshape(sessions, width)
     equity = _recurrence(weights, capital)
     alloc = equity[np.searchsorted(calendar, market.day[cand.entry_row[taken]])]
-    pnl = alloc / model.max_positions * cand.ret[taken]
-    exposed = np.zeros(sessions, dtype=bool)
-    exposed[day_index] = True
+    if fraction is None:
+        pnl = alloc / model.max_positions * cand.ret[taken]
+    else:
+        pnl = alloc * fraction * cand.ret[taken]
+    # Held from the first marked session to the exit session, including calendar sessions
+    # on which the ticker itself has no bar.
+    held_from = np.searchsorted(calendar, market.day[first_mark])
+    held_to = np.searchsorted(calendar, market.day[cand.exit_row[taken]]) + 1
+    opened = np.bincount(held_from, minlength=sessions + 1) - np.bincount(
+        held_to, minlength=sessions + 1
+    )
+    exposed = np.cumsum(opened[:sessions]) > 0
     return Portfolio(taken, pnl, calendar, equity[1:], exposed)
 
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from strategyq.engine.instances import normalize_instances, numeric_or_none, signal_is_true
@@ -39,7 +40,8 @@ def run_screening(
         raise TaskValidationError(f"limit={limit!r} is not allowed; use a whole number ≥ 0")
     market = as_market(df)
     names = list(dict.fromkeys(str(u) for u in universe))
-    day = _as_of(as_of, market.day.max() if market.rows else None)
+    requested = _as_of(as_of, market.day.max() if market.rows else None)
+    day = _session_on_or_before(market, names, requested)
     normalized = normalize_instances(instances, known_tickers=names, default_date=day)
     unknown = set(normalized.unknown_tickers)
     current: list[int] = []
@@ -67,6 +69,7 @@ def run_screening(
         "universe_size": len(names),
         "results_returned": len(ranked),
         "as_of": day.isoformat() if day else None,
+        "as_of_requested": requested.isoformat() if requested else None,
         "missing_symbols": missing,
         "stale_symbols": stale,
         "total_instances": normalized.total,
@@ -86,6 +89,26 @@ def _as_of(as_of: Any, latest: Any) -> dt.date | None:
     if latest is None:
         return None
     return dt.date.fromisoformat(day_to_iso(int(latest)))
+
+
+def _session_on_or_before(
+    market: Market, universe: list[str], day: dt.date | None
+) -> dt.date | None:
+    """The universe's last session on or before ``day`` (``day`` itself when none is)."""
+    if day is None or market.rows == 0:
+        return day
+    code_of = market.code_of()
+    codes = [code_of[s] for s in universe if s in code_of]
+    if not codes:
+        return day
+    cutoff = date_to_day(day)
+    best = None
+    for code in codes:
+        days = market.day[market.starts[code] : market.ends[code]]
+        at = int(np.searchsorted(days, cutoff, side="right")) - 1
+        if at >= 0 and (best is None or days[at] > best):
+            best = int(days[at])
+    return dt.date.fromisoformat(day_to_iso(best)) if best is not None else day
 
 
 def _rank_key(record: dict[str, Any], score: float | None, index: int) -> tuple[Any, ...]:

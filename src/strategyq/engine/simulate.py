@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from strategyq.engine.market import FloatArray, IntArray, Market
-from strategyq.engine.model import TradeModel
+from strategyq.trademodel import TradeModel
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -23,12 +23,19 @@ EXIT_HOLD = 0
 EXIT_STOP = 1
 EXIT_TARGET = 2
 EXIT_DATA_END = 3
-EXIT_REASONS = ("hold", "stop_loss", "take_profit", "data_end")
+EXIT_SIGNAL = 4
+EXIT_TRAILING = 5
+EXIT_REASONS = ("hold", "stop_loss", "take_profit", "data_end", "exit_signal", "trailing_stop")
 
 
 @dataclass(frozen=True)
 class Candidates:
-    """One row per signal that can trade; ``source`` indexes the caller's signal arrays."""
+    """One row per signal that can trade; ``source`` indexes the caller's signal arrays.
+
+    ``exit_at_open`` marks trades that leave at their exit session's open (an
+    exit instance filled at the next open); ``exit_source`` is the index of the
+    exit signal that closed the trade, or -1.
+    """
 
     source: IntArray
     sig_row: IntArray
@@ -39,6 +46,8 @@ class Candidates:
     reason: IntArray
     short: BoolArray
     ret: FloatArray
+    exit_at_open: BoolArray
+    exit_source: IntArray
 
     def __len__(self) -> int:
         return len(self.source)
@@ -51,6 +60,25 @@ class Placement:
     outside_data: int
     no_next_session: int
     no_price: int
+    exits_placed: int = 0
+    exits_without_next_session: int = 0
+
+
+@dataclass(frozen=True)
+class ExitSignals:
+    """Per-exit arrays: ticker code, day and direction (short) of each active exit."""
+
+    codes: IntArray
+    days: IntArray
+    short: BoolArray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+NO_EXITS = ExitSignals(
+    np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+)
 
 
 def place_signals(
@@ -68,9 +96,19 @@ def place_signals(
 
 
 def simulate(
-    market: Market, codes: IntArray, days: IntArray, short: BoolArray, model: TradeModel
+    market: Market,
+    codes: IntArray,
+    days: IntArray,
+    short: BoolArray,
+    model: TradeModel,
+    exits: ExitSignals = NO_EXITS,
 ) -> tuple[Candidates, Placement]:
-    """Simulate one trade per signal (``codes``/``days``/``short`` are per-signal arrays)."""
+    """Simulate one trade per entry signal (``codes``/``days``/``short`` are per-signal arrays).
+
+    Each trade leaves at the earliest of: the first exit signal on its ticker and
+    direction that fills after the trade's entry, the close ``hold_days``
+    sessions after its signal's session, a stop, and the ticker's last session.
+    """
     sig_row, inside, on_last = place_signals(market, codes, days)
     last_row = market.ends[codes] - 1 if len(codes) else np.zeros(0, dtype=np.int64)
     next_open = model.entry == "next_open"
@@ -86,12 +124,42 @@ def simulate(
     sig_row, entry_row, last_row = sig_row[keep], entry_row[keep], last_row[keep]
     entry_price, is_short = entry_price[keep], short[keep]
 
-    planned = sig_row + model.hold_days
-    exit_row = np.minimum(planned, last_row)
-    reason = np.where(planned > last_row, EXIT_DATA_END, EXIT_HOLD).astype(np.int64)
-    exit_price = market.close[exit_row].copy()
-    if model.stop_loss_pct is not None or model.take_profit_pct is not None:
-        _apply_stops(market, model, sig_row, exit_row, entry_price, is_short, exit_price, reason)
+    # Instants as row * 2 + (0 at the open, 1 at the close); rows of one ticker are
+    # consecutive, so instants of one ticker compare like times.
+    end_at = last_row * 2 + 1
+    limit = model.holding_limit
+    planned = np.minimum(end_at, (sig_row + limit) * 2 + 1) if limit is not None else end_at
+    reason = np.where(planned < end_at, EXIT_HOLD, EXIT_DATA_END).astype(np.int64)
+    if limit is not None:
+        # A hold that ends on the ticker's last session is a hold, not a data end.
+        reason[(sig_row + limit) == last_row] = EXIT_HOLD
+    exit_source = np.full(len(keep), -1, dtype=np.int64)
+    exit_placed, exit_no_next, exit_outside = 0, 0, 0
+    if len(exits):
+        entry_at = entry_row * 2 + (0 if next_open else 1)
+        found, exit_placed, exit_no_next, exit_outside = _first_exits(
+            market, exits, model, entry_at, is_short, last_row
+        )
+        by_signal = found[1] <= planned
+        exit_source = np.where(by_signal, found[0], -1)
+        planned = np.where(by_signal, found[1], planned)
+        reason = np.where(by_signal, EXIT_SIGNAL, reason)
+    exit_row = planned // 2
+    at_open = (planned % 2) == 0
+    exit_price = np.where(at_open, market.open[exit_row], market.close[exit_row])
+    if (
+        model.stop_loss_pct is not None
+        or model.take_profit_pct is not None
+        or model.trailing_stop_pct is not None
+    ):
+        # A trade leaving at an open meets no stop on that session: the exit fills first.
+        checked_to = exit_row - at_open.astype(np.int64)
+        _apply_stops(
+            market, model, sig_row, checked_to, exit_row, entry_price, is_short, exit_price, reason
+        )
+        stopped = np.isin(reason, (EXIT_STOP, EXIT_TARGET, EXIT_TRAILING))
+        at_open &= ~stopped
+        exit_source[stopped] = -1
 
     priced_exit = np.flatnonzero(np.isfinite(exit_price) & (exit_price > 0))
     if len(priced_exit) < len(keep):
@@ -104,6 +172,7 @@ def simulate(
         )
         entry_price, exit_price = entry_price[priced_exit], exit_price[priced_exit]
         is_short, reason = is_short[priced_exit], reason[priced_exit]
+        at_open, exit_source = at_open[priced_exit], exit_source[priced_exit]
     cost = model.cost_per_side
     buy = np.where(is_short, exit_price, entry_price) * (1.0 + cost)
     sell = np.where(is_short, entry_price, exit_price) * (1.0 - cost)
@@ -119,22 +188,75 @@ def simulate(
         reason=reason,
         short=is_short,
         ret=ret,
+        exit_at_open=at_open,
+        exit_source=exit_source,
     )
+    outside = int(np.count_nonzero(~inside)) + exit_outside
+    return candidates, Placement(outside, no_next, no_price, exit_placed, exit_no_next)
+
+
+def _first_exits(
+    market: Market,
+    exits: ExitSignals,
+    model: TradeModel,
+    entry_at: IntArray,
+    short: BoolArray,
+    last_row: IntArray,
+) -> tuple[tuple[IntArray, IntArray], int, int, int]:
+    """For each trade, the first exit on its ticker and direction that fills after its entry.
+
+    Returns ((exit index or -1, exit instant or a huge number), exits placed,
+    exits on a last session with no next open, exits outside their ticker's data).
+    """
+    row, inside, on_last = place_signals(market, exits.codes, exits.days)
+    at_next_open = model.exit_on == "next_open"
+    usable = inside & ~on_last if at_next_open else inside
+    no_next = int(np.count_nonzero(inside & on_last)) if at_next_open else 0
+    index = np.flatnonzero(usable)
+    fill_at = (row[index] + 1) * 2 if at_next_open else row[index] * 2 + 1
+    # Longs and shorts live in two disjoint ranges of one sorted key.
+    side = 2 * market.rows + 2
+    keys = fill_at + side * exits.short[index].astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, index, fill_at = keys[order], index[order], fill_at[order]
+    probe = entry_at + side * short.astype(np.int64)
+    at = np.searchsorted(keys, probe, side="right")
+    found = at < len(keys)
+    safe = np.minimum(at, max(len(keys) - 1, 0))
+    never = np.int64(np.iinfo(np.int64).max)
+    when = np.full(len(entry_at), never, dtype=np.int64)
+    which = np.full(len(entry_at), -1, dtype=np.int64)
+    if len(keys):
+        # The exit found must lie in the trade's own ticker (its rows end at last_row).
+        same = (
+            found
+            & (fill_at[safe] // 2 <= last_row)
+            & (keys[safe] - fill_at[safe] == probe - entry_at)
+        )
+        when = np.where(same, fill_at[safe], never)
+        which = np.where(same, index[safe], -1)
     outside = int(np.count_nonzero(~inside))
-    return candidates, Placement(outside, no_next, no_price)
+    return (which, when), len(index), no_next, outside
 
 
 def _apply_stops(
     market: Market,
     model: TradeModel,
     sig_row: IntArray,
+    checked_to: IntArray,
     exit_row: IntArray,
     entry: FloatArray,
     short: BoolArray,
     exit_price: FloatArray,
     reason: IntArray,
 ) -> None:
-    """Move exits forward to the first held session that touches a stop or target (in place)."""
+    """Move exits forward to the first held session that touches a stop or target (in place).
+
+    Sessions ``sig_row + 1 … checked_to`` are checked in order. The trailing
+    stop sits ``trailing_stop_pct`` below the highest of the entry price and
+    the closes of the sessions held before the one checked (above the lowest,
+    for shorts); the tighter of it and the fixed stop applies.
+    """
     sign = np.where(short, -1.0, 1.0)
     inf = np.inf
     stop = (
@@ -149,9 +271,14 @@ def _apply_stops(
     )
     # Work in "long space": a short's prices are negated, so one set of comparisons serves both.
     stop_l, target_l = sign * stop, sign * target
+    trail = model.trailing_stop_pct
+    # Best price so far in long space (the highest close for longs, minus the lowest for shorts).
+    best_l = sign * entry
     live = np.arange(len(sig_row))
-    for step in range(1, model.hold_days + 1):
-        live = live[sig_row[live] + step <= exit_row[live]]
+    step = 0
+    while len(live):
+        step += 1
+        live = live[sig_row[live] + step <= checked_to[live]]
         if len(live) == 0:
             break
         row = sig_row[live] + step
@@ -160,6 +287,16 @@ def _apply_stops(
         worst = np.where(short[live], -market.high[row], market.low[row])
         best = np.where(short[live], -market.low[row], market.high[row])
         st, tg = stop_l[live], target_l[live]
+        trailing = np.zeros(len(live), dtype=bool)
+        if trail is not None:
+            # A long's level is best·(1 − p); a short's is lowest·(1 + p), i.e. −best_l·(1 + p).
+            level = np.where(
+                short[live],
+                best_l[live] * (1.0 + trail / 100.0),
+                best_l[live] * (1.0 - trail / 100.0),
+            )
+            trailing = level > st
+            st = np.where(trailing, level, st)
         gap_stop = opened <= st
         gap_target = ~gap_stop & (opened >= tg)
         hit_stop = ~gap_stop & ~gap_target & (worst <= st)
@@ -171,5 +308,11 @@ def _apply_stops(
         idx = live[done]
         exit_price[idx] = s[done] * fill[done]
         exit_row[idx] = row[done]
-        reason[idx] = np.where((gap_stop | hit_stop)[done], EXIT_STOP, EXIT_TARGET)
+        stopped = (gap_stop | hit_stop)[done]
+        reason[idx] = np.where(
+            stopped, np.where(trailing[done], EXIT_TRAILING, EXIT_STOP), EXIT_TARGET
+        )
+        if trail is not None:
+            # fmax: a session without a close leaves the best price as it was.
+            best_l[live] = np.fmax(best_l[live], s * market.close[row])
         live = live[~done]

@@ -50,6 +50,7 @@ def main(argv: list[str]) -> int:
             adjusted=bool(request["adjusted"]),
             warmup_sessions=int(request["warmup_sessions"]),
             lookback_sessions=request["lookback_sessions"],
+            history_sessions=int(request.get("history_sessions", 0)),
         )
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 
