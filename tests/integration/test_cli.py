@@ -204,7 +204,8 @@ def test_every_task_arg_has_a_cli_option(
     from strategyq.task_args import args_for
 
     for task_type in TaskType:
-        shown = cli(worker_env, "submit", task_type.value, "--help").stdout
+        # Wide enough that rich does not shorten the longest option names.
+        shown = cli({**worker_env, "COLUMNS": "200"}, "submit", task_type.value, "--help").stdout
         for arg in args_for(task_type):
             if arg.name != "strategy_code":
                 assert arg.option in shown, (task_type, arg.option)
