@@ -168,6 +168,8 @@ def test_an_executor_killed_twice_fails_the_task_with_the_reason(
     submit(redis_client, "kill-twice", spin(3.0))
     first = running_in(worker, redis_client, "kill-twice")
     first.send_signal(signal.SIGKILL)
+    # Logged once the fresh executor is warm, just before the re-run is handed to it.
+    worker.wait_for_log("running it once more in a fresh executor", timeout_s=60)
 
     def rerun_executor() -> psutil.Process | None:
         # The re-run is in its strategy once the fresh host has forked a child.
