@@ -9,7 +9,8 @@ workers serve the same embedded Valkey and the same synthetic store, in
 alternating rounds, so machine load hits both alike. The yardstick is the
 base's own figure: the ratio new/base is what the table reports.
 
-Two workloads: trivial one-symbol backtests (the queue's own overhead
+The producer (this process) runs this tree's code in both columns: its
+figure shows the noise floor. Two workloads: trivial one-symbol backtests (the queue's own overhead
 dominates) and backtests naming 2,000 symbols of which one is stored (the
 task's parse and validation dominate: what "parse once" saves).
 """

@@ -9,9 +9,13 @@ its default where it is validated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
 
+from strategyq.errors import TaskValidationError
 from strategyq.protocol import TaskType
+from strategyq.trademodel import TradeModel
 
 BACKTEST = (TaskType.BACKTEST,)
 SCREENING = (TaskType.SCREENING,)
@@ -30,6 +34,8 @@ class TaskArg:
         task_types: the task types that read it.
         required: the task is invalid without it.
         flag: the CLI option, when it is not ``--`` plus the name with dashes.
+        from_cli: turns the option's text into the wire value, when that is not
+            just ``kind`` (e.g. ``--hold-days none`` is the wire's ``null``).
     """
 
     name: str
@@ -38,10 +44,30 @@ class TaskArg:
     task_types: tuple[TaskType, ...]
     required: bool = False
     flag: str | None = None
+    from_cli: Callable[[str], Any] | None = None
 
     @property
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
+
+
+def _model_help(name: str) -> str:
+    """The trade model's own one-line help for its field ``name``."""
+    (found,) = (f for f in fields(TradeModel) if f.name == name)
+    return str(found.metadata["help"])
+
+
+def _hold_days(value: str) -> int | None:
+    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
+    text = value.strip().lower()
+    if text in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise TaskValidationError(
+            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
+        ) from None
 
 
 TASK_ARGS: tuple[TaskArg, ...] = (
@@ -55,23 +81,25 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("start_date", str, "First date, ISO 8601 (2010-01-01).", BACKTEST, True, "--start"),
     TaskArg("end_date", str, "Last date, ISO 8601 (2012-12-31).", BACKTEST, True, "--end"),
     TaskArg("adjusted", bool, "Split/dividend-adjusted prices (default: adjusted).", BACKTEST),
-    TaskArg("entry", str, "Entry price: next_open (default) or close.", BACKTEST),
-    TaskArg("exit_on", str, "Where exit instances fill: next_open (default) or close.", BACKTEST),
-    TaskArg("hold_days", str, "Most sessions a trade is held; 'none' = until an exit or a stop.", BACKTEST),
-    TaskArg("stop_loss_pct", float, "Stop loss, percent of the entry price (default: none).", BACKTEST),
-    TaskArg("take_profit_pct", float, "Take profit, percent of the entry price (default: none).", BACKTEST),
-    TaskArg("trailing_stop_pct", float, "Trailing stop from the best close since entry, percent (default: none).", BACKTEST),
-    TaskArg("commission_bps", float, "Commission per side, basis points (default 0).", BACKTEST),
-    TaskArg("slippage_bps", float, "Slippage per side, basis points (default 0).", BACKTEST),
-    TaskArg("initial_capital", float, "Starting equity (default 100000).", BACKTEST),
-    TaskArg("max_positions", int, "Most trades open at once; each takes 1/max_positions of equity (default 10).", BACKTEST),
-    TaskArg("max_entries_per_ticker", int, "Most positions open at once on one ticker (0 = no limit).", BACKTEST),
+    TaskArg("lookback_sessions", int, "Sessions of history before --start the strategy sees (252).", BACKTEST),
     TaskArg("benchmark", str, "Ticker to compare against, e.g. SPY (default: equal weight).", BACKTEST),
+    # The trade model (strategyq.trademodel): its fields' own help.
+    TaskArg("entry", str, _model_help("entry"), BACKTEST),
+    TaskArg("hold_days", str, _model_help("hold_days"), BACKTEST, from_cli=_hold_days),
+    TaskArg("exit_on", str, _model_help("exit_on"), BACKTEST),
+    TaskArg("stop_loss_pct", float, _model_help("stop_loss_pct"), BACKTEST),
+    TaskArg("take_profit_pct", float, _model_help("take_profit_pct"), BACKTEST),
+    TaskArg("trailing_stop_pct", float, _model_help("trailing_stop_pct"), BACKTEST),
+    TaskArg("commission_bps", float, _model_help("commission_bps"), BACKTEST),
+    TaskArg("slippage_bps", float, _model_help("slippage_bps"), BACKTEST),
+    TaskArg("initial_capital", float, _model_help("initial_capital"), BACKTEST),
+    TaskArg("max_positions", int, _model_help("max_positions"), BACKTEST),
+    TaskArg("max_entries_per_ticker", int, _model_help("max_entries_per_ticker"), BACKTEST),
     # Screens.
     TaskArg("universe", list, "Comma-separated tickers to screen.", SCREENING, True),
     TaskArg("limit", int, "Results to return (default 100).", SCREENING),
     TaskArg("as_of", str, "Screen date, ISO 8601 (default: the latest session stored).", SCREENING),
-    TaskArg("lookback_sessions", int, "Sessions of history the strategy sees before start_date (backtests, default 252) or as_of (screens, default 260).", BOTH),
+    TaskArg("lookback_sessions", int, "Sessions of history before as_of in the frame (default 260).", SCREENING),
 )  # fmt: skip
 
 

@@ -204,8 +204,8 @@ def test_every_task_arg_has_a_cli_option(
     from strategyq.task_args import args_for
 
     for task_type in TaskType:
-        # Wide enough that rich does not shorten the longest option names.
-        shown = cli({**worker_env, "COLUMNS": "200"}, "submit", task_type.value, "--help").stdout
+        # Wide enough that rich does not ellipsize long option names.
+        shown = cli({**worker_env, "COLUMNS": "250"}, "submit", task_type.value, "--help").stdout
         for arg in args_for(task_type):
             if arg.name != "strategy_code":
                 assert arg.option in shown, (task_type, arg.option)
@@ -213,12 +213,14 @@ def test_every_task_arg_has_a_cli_option(
     strategy.write_text(source("gap_up"))
     done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT",
                "--start", "2011-01-01", "--end", "2011-12-31", "--max-positions", "3",
-               "--initial-capital", "5000", "--no-adjusted", "--task-id", "opts")  # fmt: skip
+               "--initial-capital", "5000", "--no-adjusted", "--hold-days", "none",
+               "--task-id", "opts")  # fmt: skip
     assert done.returncode == 0, done.stderr
     (raw,) = redis_client.lrange("strategy_queue", 0, -1)
     args = json.loads(raw)["args"]
     assert (args["max_positions"], args["initial_capital"], args["adjusted"]) == (3, 5000.0, False)
     assert args["symbols"] == ["AAPL", "MSFT"]
+    assert "hold_days" in args and args["hold_days"] is None  # 'none' is the wire's null
 
 
 def test_result_of_an_unfinished_task_is_json_or_a_table(

@@ -75,5 +75,6 @@ def test_task_args_table_lists_every_arg_the_wire_reads() -> None:
     assert {f.name for f in dataclasses.fields(TradeModel)} <= backtest
     run_options = {"timeout_seconds", "memory_mb", "max_instances"}
     assert run_options <= backtest and run_options <= screening
-    assert {"strategy_code", "symbols", "start_date", "end_date", "adjusted"} <= backtest
+    assert {"strategy_code", "symbols", "start_date", "end_date", "adjusted", "benchmark",
+            "lookback_sessions"} <= backtest  # fmt: skip
     assert {"strategy_code", "universe", "limit", "as_of", "lookback_sessions"} <= screening

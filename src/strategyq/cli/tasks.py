@@ -35,19 +35,6 @@ def _read_code(path: Path) -> str:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _hold_days(value: str) -> int | None:
-    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
-    text = value.strip().lower()
-    if text in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise fail(
-            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
-        ) from None
-
-
 def _split(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
@@ -95,8 +82,8 @@ def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
             value = given.pop(arg.name)
             if value is None:
                 continue
-            if arg.name == "hold_days":
-                args[arg.name] = _hold_days(value)
+            if arg.from_cli is not None:
+                args[arg.name] = arg.from_cli(value)
             else:
                 args[arg.name] = _split(value) if arg.kind is list else value
         r = client()
