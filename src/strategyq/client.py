@@ -39,6 +39,8 @@ def submit_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     try:
         raw = dumps(message)
@@ -89,6 +91,8 @@ def add_backtest_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     args = {
         "strategy_code": strategy_code,
@@ -119,6 +123,8 @@ def add_screening_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     args = {
         "strategy_code": strategy_code,

@@ -320,6 +320,7 @@ class Envelope:
     task_type: TaskType
     strategy_code: str | None
     raw: bytes
+    timeout_s: float | None = None  # the task's own time limit, when it asks for one
 
 
 def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) -> Envelope:
@@ -347,7 +348,14 @@ def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) ->
     task_type = _task_type(message, task_id)
     args = message.get("args")
     code = args.get("strategy_code") if isinstance(args, dict) else None
-    return Envelope(task_id, task_type, code if isinstance(code, str) else None, raw)
+    # Read for the worker's deadline only; the executor validates it with the rest.
+    asked = args.get("timeout_seconds") if isinstance(args, dict) else None
+    timeout_s = (
+        float(asked)
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0
+        else None
+    )
+    return Envelope(task_id, task_type, code if isinstance(code, str) else None, raw, timeout_s)
 
 
 def _too_large(size: int, limit: int) -> str:

@@ -64,8 +64,9 @@ def attempts(task_id: str) -> str:
 
 
 def token(task_id: str) -> str:
-    """STRING (integer): the fencing token of the task's current run. TTL ``result_ttl_s``;
-    deleted by the terminal write."""
+    """STRING ``<n>/<worker id>``: the fencing token of the task's current run. No TTL (an
+    eviction policy that takes keys with a TTL never takes it); deleted by the terminal
+    write; replaced by ``revoked`` (TTL ``result_ttl_s``) by a requeue or the reaper."""
     return f"{PREFIX}token:{task_id}"
 
 

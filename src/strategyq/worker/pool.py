@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from dataclasses import replace
 
+from strategyq.errors import SandboxUnavailable
 from strategyq.executor.client import ExecutorProcess
 from strategyq.settings import Settings
 
@@ -62,15 +64,32 @@ class ExecutorPool:
     def give_back(self, executor: ExecutorProcess) -> None:
         """Return a borrowed executor; a dead one is replaced by a fresh one first."""
         if not executor.alive():
-            executor = self._replace(executor)
+            executor = self.replace(executor)
         self._idle.put(executor)
 
-    def _replace(self, dead: ExecutorProcess) -> ExecutorProcess:
+    def replace(self, dead: ExecutorProcess) -> ExecutorProcess:
+        """A fresh executor in place of ``dead`` (killed first, if it still runs or is stopped).
+
+        Raises:
+            SandboxUnavailable: three fresh executors in a row failed to start.
+        """
+        dead.kill()
         dead.close()
-        fresh = ExecutorProcess(self.settings)
-        fresh.start()
-        self._all = [fresh if e is dead else e for e in self._all]
-        return fresh
+        for attempt in range(1, 4):
+            fresh = ExecutorProcess(self.settings)
+            try:
+                fresh.start()
+            except (SandboxUnavailable, OSError) as exc:
+                # Killed while warming up (the OOM killer again?): try again, then give up.
+                fresh.close()
+                log.warning("a fresh executor failed to start (%s), attempt %d", exc, attempt)
+                if attempt == 3:
+                    raise
+                time.sleep(0.5 * attempt)
+                continue
+            self._all = [fresh if e is dead else e for e in self._all]
+            return fresh
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         for ex in self._all:

@@ -9,6 +9,7 @@
 -- KEYS[6] strategyq:recent            ZSET    recent-task index
 -- Per-task keys are derived from ARGV[5] (key prefix) and the message's task_id:
 --   task_result:{id}, {prefix}attempts:{id}, {prefix}token:{id}, {prefix}done:{id}
+-- A lost run's token is replaced by "revoked" (TTL ARGV[3]).
 -- ARGV[1] worker id   ARGV[2] max attempts   ARGV[3] ttl seconds   ARGV[4] now (ISO)
 -- ARGV[5] key prefix  ARGV[6] done-list ttl seconds  ARGV[7] now (epoch ms)
 -- ARGV[8] recent-index cap
@@ -45,7 +46,8 @@ for _, raw in ipairs(messages) do
     end
     if not finished then
       local attempts = tonumber(redis.call("GET", attempts_key) or "0")
-      redis.call("DEL", token_key)
+      -- Revoked, not deleted: a late terminal write of the lost run is stale.
+      redis.call("SET", token_key, "revoked", "EX", ARGV[3])
       if attempts >= max_attempts then
         local err = "the task's worker was lost " .. attempts .. " times (killed, out of memory or "
           .. "evicted) and it will not be retried; it is in the dead-letter list: inspect it with "
