@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
-.PHONY: install lint format test test-redis demo bench bench-e2e bench-sweep bench-postgres clean
+.PHONY: install lint format test test-redis fuzz demo bench bench-e2e bench-sweep bench-postgres clean
 
 install: $(STAMP)
 
@@ -16,13 +17,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks services
-	$(BIN)/ruff format --check src tests benchmarks services
+	$(BIN)/ruff check src tests benchmarks services tools
+	$(BIN)/ruff format --check src tests benchmarks services tools
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks services
-	$(BIN)/ruff check --fix src tests benchmarks services
+	$(BIN)/ruff format src tests benchmarks services tools
+	$(BIN)/ruff check --fix src tests benchmarks services tools
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -32,7 +33,19 @@ test: $(STAMP)
 test-redis: $(STAMP)
 	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
 
-demo: $(STAMP)
+# Schemathesis against the live API, with many more generated requests than make test.
+fuzz: $(STAMP)
+	STRATEGYQ_FUZZ_EXAMPLES=$${STRATEGYQ_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q -s \
+		tests/integration/api/test_schema.py $(PYTEST_ARGS)
+
+# The demo needs the runtime only: no linters, type checker or benchmark baselines.
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(BIN)/strategyq demo
 
 bench: $(STAMP)

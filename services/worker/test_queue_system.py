@@ -5,6 +5,8 @@ own producer functions, imported from ``worker`` — runs a worker in burst
 mode until they are done, and checks every field of the seed's result
 structure. It uses the same Redis as the worker (REDIS_URL / REDIS_HOST, or
 the embedded server) and loads the sample market data when the store lacks it.
+Its tasks go through a queue of its own, so a worker already serving
+``strategy_queue`` (as after ``strategyq worker &``) does not take them first.
 Exit code 0 means every check passed.
 """
 
@@ -71,6 +73,7 @@ def main() -> int:
     redis_client = make_client(settings)
     failures: list[str] = []
     backtest_id, screening_id = f"seed-bt-{uuid.uuid4()}", f"seed-sc-{uuid.uuid4()}"
+    queue = f"strategy_queue:check-{uuid.uuid4().hex[:8]}"
     add_backtest_task(
         redis_client=redis_client,
         task_id=backtest_id,
@@ -78,6 +81,7 @@ def main() -> int:
         symbols=["AAPL", "MSFT", "GOOG"],
         start_date="2010-01-01T00:00:00",
         end_date="2012-12-31T23:59:59",
+        queue=queue,
     )
     add_screening_task(
         redis_client=redis_client,
@@ -85,11 +89,14 @@ def main() -> int:
         strategy_code=source("momentum_screen"),
         universe=["AAPL", "MSFT", "GOOG", "IBM", "FB"],
         limit=5,
+        queue=queue,
     )
     check(get_task_result(redis_client, backtest_id)["status"] == "queued", "queued", failures)
     subprocess.run(
-        [sys.executable, "-m", "strategyq", "worker", "--burst", "--metrics-port", "0"], check=True
-    )
+        [sys.executable, "-m", "strategyq", "worker", "--burst", "--metrics-port", "0",
+         "--queue", queue],
+        check=True,
+    )  # fmt: skip
     backtest = get_task_result(redis_client, backtest_id) or {}
     check(backtest.get("status") == "completed", "backtest completed", failures)
     data = backtest.get("data", {})

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import sys
 
-from strategyq import (
-    add_backtest_task,
-    add_screening_task,
-    cancel_task,
-    get_task_result,
-    wait_for_result,
-)
+try:
+    from strategyq import (
+        add_backtest_task,
+        add_screening_task,
+        cancel_task,
+        get_task_result,
+        wait_for_result,
+    )
+except ModuleNotFoundError as exc:  # run with a Python that does not have the package
+    if exc.name != "strategyq":
+        raise
+    raise SystemExit(
+        f"error: strategyq is not installed for {sys.executable}. From the repository root, "
+        "run `make install` and then `../../.venv/bin/python worker.py` here (or activate "
+        "the venv with `. .venv/bin/activate`), or install it with `pip install -e .`"
+    ) from None
 
 __all__ = [
     "add_backtest_task",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import redis
 
 from strategyq.errors import TaskValidationError
@@ -26,14 +27,34 @@ from strategyq.queue.transitions import DEFAULT_RESULT_TTL_S
 from strategyq.settings import QUEUE_NAME
 
 
-def _push(
+def submit_task(
     redis_client: redis.Redis,
     message: dict[str, Any],
     *,
-    queue: str,
-    result_ttl_s: int,
+    queue: str = QUEUE_NAME,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
 ) -> str:
-    raw = dumps(message)
+    """Validate a whole wire task (``task_id``, ``task_type``, ``args``) and queue it.
+
+    The one place every Python producer (``add_backtest_task``,
+    ``add_screening_task``, ``add_sweep_task``, the HTTP API) writes a task to Redis: the
+    ``queued`` record and the push happen in one command.
+
+    Returns:
+        The task id.
+
+    Raises:
+        TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
+    """
+    try:
+        raw = dumps(message)
+    except orjson.JSONEncodeError as exc:
+        raise TaskValidationError(
+            f"task not queued: it cannot be written as JSON ({exc}); integers must fit in "
+            "64 bits and strings must be valid Unicode"
+        ) from None
     try:
         task = parse_task(raw)
     except TaskValidationError as exc:
@@ -76,6 +97,8 @@ def add_backtest_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     args = {
         "strategy_code": strategy_code,
@@ -85,7 +108,7 @@ def add_backtest_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "backtest", "args": args}
-    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
 
 
 def add_screening_task(
@@ -106,6 +129,8 @@ def add_screening_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        TaskIdInUse: a task with this id is queued, running, or finished within the
+            result TTL; nothing was queued.
     """
     args = {
         "strategy_code": strategy_code,
@@ -114,7 +139,7 @@ def add_screening_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "screening", "args": args}
-    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
 
 
 def add_sweep_task(
@@ -172,7 +197,7 @@ def add_sweep_task(
     if walk_forward is not None:
         args["walk_forward"] = dict(walk_forward)
     message = {"task_id": task_id, "task_type": "sweep", "args": args}
-    return _push(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
 
 
 def get_task_result(redis_client: redis.Redis, task_id: str) -> dict[str, Any] | None:

@@ -54,6 +54,28 @@ class TaskValidationError(StrategyqError):
     error_type = "validation"
 
 
+class TaskIdInUse(TaskValidationError):
+    """Raised when a producer reuses a task id whose record still exists (queued, running,
+    or finished within the result TTL)."""
+
+    error_type = "duplicate"
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(
+            f"task not queued: task id {task_id!r} is already in use ({status}); give every "
+            "task its own id (a new UUID), or read the existing one's result with "
+            "get_task_result"
+        )
+        self.task_id = task_id
+        self.status = status
+
+
+class RedisMisconfigured(StrategyqError):
+    """Raised at worker start-up when the server's settings would lose tasks silently."""
+
+    error_type = "config"
+
+
 class EngineError(StrategyqError):
     """Raised when the strategy's instances cannot be turned into a result."""
 
@@ -94,6 +116,12 @@ class ProhibitedOperation(SandboxError):
     error_type = "prohibited_operation"
 
 
+class ModuleUnavailable(SandboxError):
+    """Raised when the strategy reached an import of a module the sandbox does not provide."""
+
+    error_type = "module_unavailable"
+
+
 class StrategyFailed(SandboxError):
     """Raised when the strategy's own code raised; the message holds its traceback lines."""
 
@@ -116,9 +144,3 @@ class TaskCancelled(StrategyqError):
     """Raised when a running task was cancelled by a client."""
 
     error_type = "cancelled"
-
-
-class WorkerLost(StrategyqError):
-    """Raised (as a result) when a task's runs kept losing their worker."""
-
-    error_type = "worker_lost"

@@ -252,6 +252,8 @@ class HealthServer:
         redis_ping: Returns True when Redis answers.
         ready: Returns True when the worker takes tasks.
         ping_timeout_s: How long a probe waits for ``redis_ping``.
+        track_redis_up: Set ``redis_up`` from each check; when False, a check only ever
+            sets it to 0 (the owner reports success from its own Redis calls).
     """
 
     def __init__(
@@ -264,8 +266,10 @@ class HealthServer:
         redis_ping: Callable[[], bool],
         ready: Callable[[], bool],
         ping_timeout_s: float = 2.0,
+        track_redis_up: bool = True,
     ) -> None:
         self.metrics = metrics
+        self._track_redis_up = track_redis_up
         self._host = host
         self._port = port
         self._next_free_ports = next_free_ports if port else 0
@@ -339,7 +343,8 @@ class HealthServer:
     def health(self) -> tuple[int, dict[str, object]]:
         """The ``/healthz`` answer: status code and JSON body."""
         redis_state = self._pinger.check()
-        self.metrics.set_redis_up(redis_state == "ok")
+        if self._track_redis_up or redis_state != "ok":
+            self.metrics.set_redis_up(redis_state == "ok")
         if redis_state == "ok":
             return HTTPStatus.OK, {"status": "ok", "redis": redis_state}
         return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unhealthy", "redis": redis_state}

@@ -470,6 +470,7 @@ class Envelope:
     raw: bytes
     sweep_id: str | None = None
     """The sweep a ``sweep_chunk`` belongs to (its cancel flag stops the chunk)."""
+    timeout_s: float | None = None  # the task's own time limit, when it asks for one
 
 
 def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) -> Envelope:
@@ -498,12 +499,20 @@ def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) ->
     args = message.get("args")
     code = args.get("strategy_code") if isinstance(args, dict) else None
     sweep_id = args.get("sweep_id") if isinstance(args, dict) else None
+    # Read for the worker's deadline only; the executor validates it with the rest.
+    asked = args.get("timeout_seconds") if isinstance(args, dict) else None
+    timeout_s = (
+        float(asked)
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0
+        else None
+    )
     return Envelope(
         task_id,
         task_type,
         code if isinstance(code, str) else None,
         raw,
         sweep_id if task_type is TaskType.SWEEP_CHUNK and isinstance(sweep_id, str) else None,
+        timeout_s,
     )
 
 

@@ -71,13 +71,53 @@ def default_home(env: Mapping[str, str] | None = None) -> Path:
     return Path("~/.local/share/strategyq").expanduser()
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_SENTINEL_MASTER = "mymaster"
+
+
+def parse_sentinels(raw: str, what: str = "REDIS_SENTINELS") -> tuple[tuple[str, int], ...]:
+    """``host[:port],host[:port],…`` (IPv6 in brackets) as (host, port) pairs."""
+    nodes: list[tuple[str, int]] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+        else:
+            host, port_text = item, ""
+        try:
+            port = int(port_text) if port_text else DEFAULT_SENTINEL_PORT
+        except ValueError:
+            raise ConfigError(
+                f"{what}: {item!r} is not host:port; list the sentinels as "
+                "host1:26379,host2:26379,host3:26379"
+            ) from None
+        if not host or not 0 < port < 65536:
+            raise ConfigError(
+                f"{what}: {item!r} is not host:port; list the sentinels as "
+                "host1:26379,host2:26379,host3:26379"
+            )
+        nodes.append((host, port))
+    if not nodes:
+        raise ConfigError(f"{what} names no sentinel; list them as host1:26379,host2:26379")
+    return tuple(nodes)
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     """Where the Redis/Valkey server is and how to log in.
 
-    ``url`` wins when set (``redis://``, ``rediss://``, ``unix://``). With no
-    url and no host, ``embedded`` is true: the CLI starts or reuses the private
-    Valkey server under ``STRATEGYQ_HOME``.
+    ``url`` wins when set (``redis://``, ``rediss://``, ``unix://``, or
+    ``redis+sentinel://host1:26379,host2:26379/<master>/<db>``). Else
+    ``sentinels`` (``REDIS_SENTINELS``) with ``sentinel_master`` name a primary
+    that Sentinel watches; else ``host``. With none of them, ``embedded`` is
+    true: the CLI starts or reuses the private Valkey server under
+    ``STRATEGYQ_HOME``.
     """
 
     url: str | None = None
@@ -89,10 +129,20 @@ class RedisSettings:
     ssl: bool = False
     ssl_ca_certs: str | None = None
     socket_timeout_s: float = 10.0
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = DEFAULT_SENTINEL_MASTER
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def embedded(self) -> bool:
-        return self.url is None and self.host is None
+        return self.url is None and self.host is None and not self.sentinels
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """True when the primary is found through Sentinel (a url or REDIS_SENTINELS)."""
+        if self.url:
+            return self.url.partition("://")[0].lower() in SENTINEL_SCHEMES
+        return bool(self.sentinels)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedisSettings:
@@ -107,6 +157,11 @@ class RedisSettings:
             ssl=_env_bool(env, "REDIS_SSL", False),
             ssl_ca_certs=env.get("REDIS_SSL_CA_CERTS") or None,
             socket_timeout_s=_env_float(env, "REDIS_SOCKET_TIMEOUT", 10.0, minimum=0.1),
+            sentinels=parse_sentinels(env["REDIS_SENTINELS"])
+            if (env.get("REDIS_SENTINELS") or "").strip()
+            else (),
+            sentinel_master=env.get("REDIS_SENTINEL_MASTER") or DEFAULT_SENTINEL_MASTER,
+            sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
         )
 
     def describe(self) -> str:
@@ -114,6 +169,10 @@ class RedisSettings:
         if self.url:
             scheme, _, rest = self.url.partition("://")
             return f"{scheme}://{rest.rpartition('@')[2]}"
+        if self.sentinels:
+            nodes = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            scheme = "rediss+sentinel" if self.ssl else "redis+sentinel"
+            return f"{scheme}://{nodes}/{self.sentinel_master}/{self.db}"
         if self.host:
             return f"{'rediss' if self.ssl else 'redis'}://{self.host}:{self.port}/{self.db}"
         return "embedded Valkey"
@@ -121,11 +180,16 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them."""
+    """Per-run limits of the strategy sandbox; tasks may lower them, never raise them.
+
+    ``answer_max_bytes`` caps what a sandbox child may send back (its raw
+    answer, ``STRATEGYQ_ANSWER_MAX_BYTES``); the stored result the engine makes
+    from it is capped separately by ``Settings.max_result_bytes``.
+    """
 
     time_limit_s: float = 60.0
     memory_mb: int = 2048
-    result_max_bytes: int = 32 * 1024 * 1024
+    answer_max_bytes: int = 32 * 1024 * 1024
     max_open_files: int = 64
 
     def capped(
@@ -151,10 +215,12 @@ class Settings:
     result_ttl_s: int = 86400
     worker_id: str = ""
     concurrency: int = 1
-    heartbeat_interval_s: float = 5.0
-    heartbeat_timeout_s: float = 30.0
-    reaper_interval_s: float = 15.0
+    heartbeat_interval_s: float = 2.0
+    heartbeat_timeout_s: float = 10.0
+    reaper_interval_s: float = 3.0
     max_attempts: int = 3
+    executor_margin_s: float = 30.0
+    allow_eviction: bool = False
     grace_period_s: float = 25.0
     max_task_bytes: int = 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024
@@ -186,9 +252,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
-        heartbeat_timeout = _env_float(env, "STRATEGYQ_HEARTBEAT_TIMEOUT", 30.0, minimum=0.5)
+        heartbeat_timeout = _env_float(env, "STRATEGYQ_HEARTBEAT_TIMEOUT", 10.0, minimum=0.5)
         heartbeat_interval = _env_float(
-            env, "STRATEGYQ_HEARTBEAT_INTERVAL", min(5.0, heartbeat_timeout / 3), minimum=0.05
+            env, "STRATEGYQ_HEARTBEAT_INTERVAL", min(2.0, heartbeat_timeout / 3), minimum=0.05
         )
         if heartbeat_interval * 3 > heartbeat_timeout:
             raise ConfigError(
@@ -205,8 +271,10 @@ class Settings:
             concurrency=_env_int(env, "STRATEGYQ_CONCURRENCY", 1, minimum=1),
             heartbeat_interval_s=heartbeat_interval,
             heartbeat_timeout_s=heartbeat_timeout,
-            reaper_interval_s=_env_float(env, "STRATEGYQ_REAPER_INTERVAL", 15.0, minimum=0.05),
+            reaper_interval_s=_env_float(env, "STRATEGYQ_REAPER_INTERVAL", 3.0, minimum=0.05),
             max_attempts=_env_int(env, "STRATEGYQ_MAX_ATTEMPTS", 3, minimum=1),
+            executor_margin_s=_env_float(env, "STRATEGYQ_EXECUTOR_MARGIN", 30.0, minimum=0.5),
+            allow_eviction=_env_bool(env, "STRATEGYQ_ALLOW_EVICTION", False),
             grace_period_s=_env_float(env, "STRATEGYQ_GRACE_PERIOD", 25.0),
             max_task_bytes=_env_int(env, "STRATEGYQ_MAX_TASK_BYTES", 1024 * 1024, minimum=1024),
             max_message_bytes=_env_int(
@@ -230,8 +298,8 @@ class Settings:
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),
-                result_max_bytes=_env_int(
-                    env, "STRATEGYQ_RESULT_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
+                answer_max_bytes=_env_int(
+                    env, "STRATEGYQ_ANSWER_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
                 ),
             ),
         )

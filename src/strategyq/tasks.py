@@ -115,7 +115,8 @@ class _Run:
         """Load the engine's frame, then run the strategy in a sandbox on the same data.
 
         Returns the engine's frame (bars only), the strategy's instances and the
-        shape of the frame the strategy saw.
+        shape of the frame the strategy saw. What the strategy printed is in
+        ``self.fork.last_logs``.
         """
         self.stage("loading_data")
         # The sandbox host loads its copy of the frame at the same time as we load ours.
@@ -235,6 +236,7 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
     summary["lookback_sessions"] = args.lookback_sessions
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
     payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
+    payload.update(run.fork.last_logs.fields())
     return {"success": True, "execution_mode": "backtest", **payload}
 
 
@@ -288,6 +290,7 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
         max_instances=run.max_instances,
     )
     payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
+    payload.update(run.fork.last_logs.fields())
     return {"success": True, "execution_mode": "screening", **payload}
 
 

@@ -154,3 +154,98 @@ def test_seed_shims_work_unchanged(redis_client: redis.Redis, worker_env: dict[s
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "all checks passed" in checked.stdout
+
+
+def test_queue_system_check_passes_with_a_worker_already_running(
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+) -> None:
+    running = spawn_worker("already-running")  # type: ignore[operator]
+    running.wait_for_log("started: queue")
+    checked = subprocess.run(
+        [sys.executable, "test_queue_system.py"],
+        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "PASS queued" in checked.stdout
+
+
+def test_worker_shim_outside_the_venv_says_what_to_do(worker_env: dict[str, str]) -> None:
+    # -S: no site-packages, as with a system Python that lacks the package.
+    ran = subprocess.run(
+        [sys.executable, "-S", "worker.py"],
+        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode != 0
+    assert "ModuleNotFoundError" not in ran.stderr
+    assert "strategyq is not installed" in ran.stderr and "make install" in ran.stderr
+
+
+def test_submit_wait_timeout_on_a_queued_task_exits_non_zero(
+    redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    strategy = tmp_path / "gap_up.py"
+    strategy.write_text(source("gap_up"))
+    for extra in ((), ("--json",)):
+        done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
+                   "--start", "2011-01-01", "--end", "2011-12-31", "--wait", "--timeout", "1",
+                   *extra)  # fmt: skip
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert "did not finish within 1 s" in done.stderr
+        assert "no worker is alive" in done.stderr
+        assert "unknown id" not in done.stderr and "{'" not in done.stdout
+        if extra:
+            assert json.loads(done.stdout)["status"] == "queued"
+
+
+def test_every_task_arg_has_a_cli_option(
+    redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    from strategyq.protocol import TaskType
+    from strategyq.task_args import args_for
+
+    for task_type in TaskType:
+        # Wide enough that rich does not ellipsize long option names.
+        shown = cli({**worker_env, "COLUMNS": "250"}, "submit", task_type.value, "--help").stdout
+        for arg in args_for(task_type):
+            if arg.name != "strategy_code":
+                assert arg.option in shown, (task_type, arg.option)
+    strategy = tmp_path / "gap_up.py"
+    strategy.write_text(source("gap_up"))
+    done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT",
+               "--start", "2011-01-01", "--end", "2011-12-31", "--max-positions", "3",
+               "--initial-capital", "5000", "--no-adjusted", "--hold-days", "none",
+               "--task-id", "opts")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (raw,) = redis_client.lrange("strategy_queue", 0, -1)
+    args = json.loads(raw)["args"]
+    assert (args["max_positions"], args["initial_capital"], args["adjusted"]) == (3, 5000.0, False)
+    assert args["symbols"] == ["AAPL", "MSFT"]
+    assert "hold_days" in args and args["hold_days"] is None  # 'none' is the wire's null
+
+
+def test_result_of_an_unfinished_task_is_json_or_a_table(
+    redis_client: redis.Redis, worker_env: dict[str, str]
+) -> None:
+    add_backtest_task(redis_client, "pending", source("gap_up"), ["AAPL"], "2011-01-01",
+                      "2011-12-31")  # fmt: skip
+    as_json = cli(worker_env, "result", "pending", "--json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["status"] == "queued"
+    table = cli(worker_env, "result", "pending")
+    assert table.returncode == 0 and "queued_at" in table.stdout
+    assert "{'" not in table.stdout
+
+
+def test_dlq_retry_says_why_it_skipped_entries(
+    redis_client: redis.Redis, worker_env: dict[str, str]
+) -> None:
+    entry = {"raw": "garbage", "reason": "malformed", "error": "task message is not valid JSON",
+             "at": "2024-01-01T00:00:00Z"}  # fmt: skip
+    redis_client.lpush(keys.DEAD_LETTER, json.dumps(entry))
+    retried = cli(worker_env, "dlq", "retry")
+    assert retried.returncode == 0
+    assert "0 task(s) back" in retried.stdout
+    assert "skipped a message dead-lettered at 2024-01-01T00:00:00Z" in retried.stdout
+    assert "names no task_id" in retried.stdout
+    one = cli(worker_env, "dlq", "retry", "nope")
+    assert "no dead-letter entry has this task_id" in one.stdout

@@ -133,3 +133,20 @@ def test_executor_caps_instances_with_the_workers_setting(
     result = get_task_result(redis_client, "many")
     assert result is not None and result["status"] == "completed", result
     assert len(result["data"]["instances"]) <= 5
+
+
+def test_executor_caps_the_stored_result_with_the_workers_setting(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    wide = (
+        "def wide(df):\n"
+        "    return [{'ticker': 'AAPL', 'date': str(d), 'note': 'x' * 500}\n"
+        "            for d in df['date']]\n"
+    )
+    add_backtest_task(redis_client, "wide", wide, ["AAPL"], "2011-01-01", "2011-12-31")
+    run_burst(settings, max_result_bytes=64 * 1024)
+    raw = redis_client.get("task_result:wide")
+    assert raw is not None and len(raw) < 80 * 1024
+    result = json.loads(raw)
+    assert result["status"] == "completed", result
+    assert result["data"]["truncated"]["instances"]["original"] > len(result["data"]["instances"])

@@ -235,11 +235,11 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
     assert redis_client.llen("strategy_queue") == 2
 
     def run_chunk(n: int) -> str:
-        return sweeps.claim_chunk(f"dup/chunk/000{n}", "dup", b"{}", b"{}").token
+        return sweeps.claim_chunk("w", f"dup/chunk/000{n}", "dup", b"{}", b"{}").token
 
     first = run_chunk(0)
-    # Its worker was lost: the reaper dropped the token, another run started.
-    redis_client.delete(keys.token("dup/chunk/0000"))
+    # Its worker was lost: the reaper revoked the token, another run started.
+    redis_client.set(keys.token("dup/chunk/0000"), "revoked")
     second = run_chunk(0)
     done = {"rows": []}
     count = 2
@@ -255,7 +255,7 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
     last = run_chunk(1)
     assert finish(1, last) is ChunkVerdict.ASSEMBLE
     # That worker died before writing the sweep: the re-run counts nothing more, and assembles.
-    redis_client.delete(keys.token("dup/chunk/0001"))
+    redis_client.set(keys.token("dup/chunk/0001"), "revoked")
     again = run_chunk(1)
     assert finish(1, again) is ChunkVerdict.ASSEMBLE
     assert redis_client.hget(keys.sweep("dup"), "done") == "4"

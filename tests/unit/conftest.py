@@ -52,4 +52,4 @@ def data_sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Escape-attempt traps shared by the sandbox corpus tests (both runners).
-from tests.unit.sandbox_traps import traps, warmed  # noqa: E402, F401
+from tests.unit.sandbox_traps import traps, victim, warmed  # noqa: E402, F401

@@ -1,8 +1,14 @@
 """Adversarial strategy corpus for the sandbox tests, by threat class of docs/security.md.
 
 Tokens replaced before a run: CANARY (a file outside the sandbox holding a
-random secret), MARKER (a path that must never be created), PORT (a TCP
-listener on 127.0.0.1 that must never see a connection).
+random secret, also in its ``user.strategyq`` extended attribute), CANARYDIR
+(its folder), MARKER (a path that must never be created), PORT (a TCP
+listener on 127.0.0.1 that must never see a connection), VICTIM (the pid of
+another process of the same user whose priority, scheduling, affinity, I/O
+priority, limits and life must not change).
+
+Cases of classes 10 and 11 report ``{'denied': True}`` only when every call
+they tried was refused; the tests fail on any ``'denied': False``.
 
 ``on`` is what a run with the policy check may end as, ``off`` what a run
 with ``check_policy=False`` (raw isolation layer) may end as: error types, or
@@ -14,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 POLICY = frozenset({"policy"})
-HARMLESS = frozenset({"ok", "prohibited_operation", "strategy_error"})
+HARMLESS = frozenset({"ok", "prohibited_operation", "strategy_error", "module_unavailable"})
 DENIED = frozenset({"prohibited_operation"})
-DENIED_OR_FAILED = frozenset({"prohibited_operation", "strategy_error"})
+DENIED_OR_FAILED = frozenset({"prohibited_operation", "strategy_error", "module_unavailable"})
 
 
 @dataclass(frozen=True)
@@ -676,7 +682,7 @@ return [{'x': open('/proc/self/environ', 'rb').read().decode('latin-1')}]
 import os
 return [{'x': open(f'/proc/{os.getppid()}/environ', 'rb').read().decode('latin-1')}]
 """),
-        off=DENIED,
+        off=DENIED_OR_FAILED,  # getppid is refused: the path names no process
     ),
     Case(
         "proc_parent_mem",
@@ -686,7 +692,7 @@ import os
 with open(f'/proc/{os.getppid()}/mem', 'rb') as f:
     return [{'x': f.read(16).hex()}]
 """),
-        off=DENIED,
+        off=DENIED_OR_FAILED,  # getppid is refused: the path names no process
     ),
     Case(
         "inherited_sockets",
@@ -808,6 +814,245 @@ return [{'rc': rc, 'errno': ctypes.get_errno()}]
 import os
 os.chmod('CANARY', 0o777)
 return []
+"""),
+        off=DENIED,
+    ),
+    # 10. cross-task interference: another process of the same user
+    *[
+        Case(
+            name,
+            10,
+            _s(body, "import os, ctypes, errno, resource, fcntl, signal"),
+            off=frozenset({"ok"}),
+        )
+        for name, body in {
+            "setpriority_other": """
+try:
+    os.setpriority(os.PRIO_PROCESS, VICTIM, 19)
+    return [{'denied': False}]
+except OSError as e:
+    return [{'denied': e.errno == errno.EPERM}]
+""",
+            "setpriority_whole_user": """
+try:
+    os.setpriority(os.PRIO_USER, 0, 19)
+    return [{'denied': False}]
+except OSError as e:
+    return [{'denied': e.errno == errno.EPERM}]
+""",
+            "sched_setscheduler_other": """
+try:
+    os.sched_setscheduler(VICTIM, os.SCHED_IDLE, os.sched_param(0))
+    return [{'denied': False}]
+except OSError as e:
+    return [{'denied': e.errno == errno.EPERM}]
+""",
+            "sched_setaffinity_other": """
+try:
+    os.sched_setaffinity(VICTIM, {0})
+    return [{'denied': False}]
+except OSError as e:
+    return [{'denied': e.errno == errno.EPERM}]
+""",
+            "ioprio_set_other": """
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.syscall(251, 1, VICTIM, 3 << 13)
+return [{'denied': rc == -1 and ctypes.get_errno() == errno.EPERM}]
+""",
+            "prlimit_other": """
+try:
+    resource.prlimit(VICTIM, resource.RLIMIT_NOFILE, (4, 4))
+    return [{'denied': False}]
+except OSError as e:
+    return [{'denied': e.errno == errno.EPERM}]
+""",
+            "kill_other": """
+try:
+    os.kill(VICTIM, signal.SIGKILL)
+    return [{'denied': False}]
+except OSError as e:
+    return [{'denied': e.errno == errno.EPERM}]
+""",
+            "tgkill_other": """
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.syscall(234, VICTIM, VICTIM, 9)
+return [{'denied': rc == -1 and ctypes.get_errno() == errno.EPERM}]
+""",
+            "fsetown_sigkill_through_pipe": """
+refused = 0
+for cmd, arg in ((fcntl.F_SETOWN, VICTIM), (10, signal.SIGKILL), (fcntl.F_SETFL, os.O_ASYNC)):
+    try:
+        fcntl.fcntl(3, cmd, arg)
+    except OSError as e:
+        refused += e.errno == errno.EPERM
+# Had the calls worked, the result written next would signal VICTIM (SIGKILL).
+return [{'denied': refused == 3}]
+""",
+            "fsetown_ex_and_lease": """
+refused = 0
+for cmd in (15, 1024, 1026):
+    try:
+        fcntl.fcntl(3, cmd, 0)
+    except OSError as e:
+        refused += e.errno == errno.EPERM
+return [{'denied': refused == 3}]
+""",
+        }.items()
+    ],
+    # 11. metadata and calls a deny-list forgets
+    *[
+        Case(name, 11, _s(body, "import os, ctypes, errno"), off=frozenset({"ok"}))
+        for name, body in {
+            "fchmodat2_setuid": """
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.syscall(452, -100, b'CANARY', 0o4777, 0)
+return [{'denied': rc == -1 and ctypes.get_errno() == errno.EPERM}]
+""",
+            "setxattrat_removexattrat": """
+libc = ctypes.CDLL(None, use_errno=True)
+value = ctypes.create_string_buffer(b'pwned')
+args = (ctypes.c_void_p * 4)(ctypes.cast(value, ctypes.c_void_p).value, 5, 0, 0)
+a = libc.syscall(463, -100, b'CANARY', 0, b'user.strategyq', args, 32)
+ea = ctypes.get_errno()
+b = libc.syscall(466, -100, b'CANARY', 0, b'user.strategyq')
+eb = ctypes.get_errno()
+return [{'denied': a == -1 and b == -1 and ea == eb == errno.EPERM}]
+""",
+            "xattr_calls": """
+refused = 0
+for call in (lambda: os.setxattr('CANARY', 'user.strategyq', b'pwned'),
+             lambda: os.removexattr('CANARY', 'user.strategyq'),
+             lambda: os.getxattr('CANARY', 'user.strategyq'),
+             lambda: os.listxattr('CANARY')):
+    try:
+        call()
+    except OSError as e:
+        refused += e.errno == errno.EPERM
+return [{'denied': refused == 4}]
+""",
+            "inotify_watch_folder": """
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(294, 0)
+e1 = ctypes.get_errno()
+wd = libc.syscall(254, max(fd, 0), b'CANARYDIR', 0xfff)
+return [{'denied': fd == -1 and e1 == errno.EPERM and wd == -1}]
+""",
+            "fanotify_init": """
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(300, 0, 0)
+return [{'denied': fd == -1 and ctypes.get_errno() == errno.EPERM}]
+""",
+            "future_syscalls": """
+libc = ctypes.CDLL(None, use_errno=True)
+results = []
+for number in (470, 471, 480, 500, 1000):
+    rc = libc.syscall(number, 0, 0, 0)
+    results.append(rc == -1 and ctypes.get_errno() == errno.EPERM)
+return [{'denied': all(results)}]
+""",
+            "chmod_family_and_utimes": """
+refused = 0
+for call in (lambda: os.chmod('CANARY', 0o4777), lambda: os.utime('CANARY', (0, 0)),
+             lambda: os.chown('CANARY', 0, 0)):
+    try:
+        call()
+    except OSError as e:
+        refused += e.errno == errno.EPERM
+return [{'denied': refused == 3}]
+""",
+        }.items()
+    ],
+    # 12. amplification on the trusted side (the engine's part: test_sandbox_trusted_side.py)
+    Case(
+        "millions_of_tiny_objects",
+        12,
+        _s("""
+return [{'ticker': 'AAPL'}] + [{}] * 300_000
+"""),
+        on=frozenset({"bad_result"}),
+        off=frozenset({"bad_result"}),
+    ),
+    Case(
+        "long_key_times_long_list",
+        12,
+        _s("""
+k = 'k' * 500_000
+return [{'ticker': 'AAPL', k: [0] * 100_000}]
+"""),
+        on=frozenset({"ok"}),
+        off=frozenset({"ok"}),
+    ),
+    # 4. routes from library namespaces to real modules (policy: attribute chains, eval strings)
+    Case(
+        "statistics_sys_modules",
+        4,
+        _s("""
+import statistics
+os = statistics.sys.modules['os']
+os.system('touch MARKER')
+return [{'x': os.environ.get('REDIS_PASSWORD', '')}]
+"""),
+    ),
+    Case(
+        "np_ma_builtins_open",
+        4,
+        _s("""
+b = np.ma.extras.ma.builtins
+return [{'x': b.open('CANARY').read()}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "pd_eval_reaches_os",
+        4,
+        _s("""
+o = pd.eval('pd.io.common.os')
+o.system('touch MARKER')
+return [{'x': o.listdir('/')}]
+"""),
+        off=DENIED_OR_FAILED,
+    ),
+    Case(
+        "query_string_attribute",
+        4,
+        _s("""
+return df.query('ticker.__class__ == ticker').to_dict('records')
+"""),
+    ),
+    Case(
+        "operator_attrgetter_globals",
+        4,
+        _s("""
+get = np.polynomial.polyutils.operator.attrgetter('_' * 2 + 'globals' + '_' * 2)
+g = get(pd.read_csv)
+g['os'].system('touch MARKER')
+return [{'x': str(g['os'].environ)}]
+"""),
+    ),
+    Case(
+        "inspect_getmembers_frame",
+        4,
+        _s("""
+insp = np.ma.extras.ma.inspect
+frame = insp.currentframe()
+return [{'x': str(insp.getmembers(frame.f_back))[:100]}]
+"""),
+    ),
+    # 9. another process of the same user, named by pid (getppid itself is refused)
+    Case(
+        "proc_other_environ",
+        9,
+        _s("""
+return [{'x': open('/proc/VICTIM/environ', 'rb').read().decode('latin-1')}]
+"""),
+        off=DENIED,
+    ),
+    Case(
+        "proc_other_mem",
+        9,
+        _s("""
+with open('/proc/VICTIM/mem', 'rb') as f:
+    return [{'x': f.read(16).hex()}]
 """),
         off=DENIED,
     ),

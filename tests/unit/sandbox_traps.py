@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import resource
 import secrets
 import select
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +19,28 @@ import pytest
 
 from strategyq.sandbox import warm_up
 from tests.unit.sandbox_corpus import Case
+
+
+@dataclass
+class Victim:
+    """Another process of the same user, and what a child must not change about it."""
+
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def state(self) -> dict[str, object]:
+        pid = self.pid
+        return {
+            "alive": self.process.poll() is None,
+            "nice": os.getpriority(os.PRIO_PROCESS, pid),
+            "policy": os.sched_getscheduler(pid),
+            "affinity": sorted(os.sched_getaffinity(pid)),
+            "ioprio": _LIBC.syscall(252, 1, pid),  # ioprio_get(IOPRIO_WHO_PROCESS, pid)
+            "nofile": resource.prlimit(pid, resource.RLIMIT_NOFILE),
+        }
 
 
 @dataclass
@@ -26,6 +53,12 @@ class Traps:
     port: int
     held_server_side: socket.socket
     env_secret: str
+    victim: Victim
+    victim_state: dict[str, object]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+XATTR = "user.strategyq"
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +66,27 @@ def warmed() -> None:
     warm_up()
 
 
+@pytest.fixture(scope="module")
+def victim() -> Iterator[Victim]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield Victim(process)
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture
-def traps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warmed: None) -> Iterator[Traps]:
+def traps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warmed: None, victim: Victim
+) -> Iterator[Traps]:
     canary_secret = "canary-" + secrets.token_hex(16)
     canary = tmp_path / "canary.txt"
     canary.write_text(canary_secret)
+    os.setxattr(canary, XATTR, canary_secret.encode())
     env_secret = "redis-" + secrets.token_hex(16)
     monkeypatch.setenv("REDIS_PASSWORD", env_secret)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env_secret)
@@ -62,6 +111,8 @@ def traps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warmed: None) -> Iter
             port=listener.getsockname()[1],
             held_server_side=held_server_side,
             env_secret=env_secret,
+            victim=victim,
+            victim_state=victim.state(),
         )
     finally:
         for sock in (listener, held_server, held_client, held_server_side):
@@ -70,13 +121,16 @@ def traps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warmed: None) -> Iter
 
 def prepare(case: Case, traps: Traps) -> str:
     return (
-        case.code.replace("CANARY", str(traps.canary))
+        case.code.replace("CANARYDIR", str(traps.canary.parent))
+        .replace("CANARY", str(traps.canary))
         .replace("MARKER", str(traps.marker))
         .replace("PORT", str(traps.port))
+        .replace("VICTIM", str(traps.victim.pid))
     )
 
 
 def assert_no_side_effects(traps: Traps, text: str) -> None:
+    assert "'denied': False" not in text and '"denied":false' not in text, text
     assert traps.canary_secret not in text
     assert traps.env_secret not in text
     assert not traps.marker.exists(), "a file was created outside the sandbox"
@@ -86,3 +140,6 @@ def assert_no_side_effects(traps: Traps, text: str) -> None:
     assert not readable, "the TCP listener received a connection"
     with pytest.raises(BlockingIOError):
         traps.held_server_side.recv(1024)
+    assert os.listxattr(traps.canary) == [XATTR]
+    assert os.getxattr(traps.canary, XATTR) == traps.canary_secret.encode()
+    assert traps.victim.state() == traps.victim_state, "another process was changed"

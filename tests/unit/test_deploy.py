@@ -1154,3 +1154,22 @@ def test_an_overlay_adds_the_in_flight_trigger_to_the_whole_stack(tmp_path: Path
     so = one(objs, "ScaledObject", "strategy-worker-scaler")
     validate(so)
     assert [t["type"] for t in so["spec"]["triggers"]] == ["redis", "prometheus"]
+
+
+def test_make_demo_installs_the_runtime_only() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    demo = re.search(r"^demo: (\S+)$", makefile, re.M)
+    assert demo is not None, "the Makefile lost its demo target"
+    stamp = demo.group(1)
+    recipe = re.search(rf"^{re.escape(stamp)}: pyproject.toml\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe is not None, f"no recipe for {stamp}"
+    installs = [line for line in recipe.group(1).splitlines() if "pip install" in line]
+    assert installs and all("[" not in line for line in installs), installs  # no extras
+
+
+def test_metrics_endpoint_listens_on_all_interfaces_only_in_containers() -> None:
+    assert env_of(final_stage())["STRATEGYQ_METRICS_HOST"] == "0.0.0.0"
+    c = container()
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["STRATEGYQ_METRICS_HOST"] == "0.0.0.0"
+    assert DEFAULTS.metrics_host == "127.0.0.1"

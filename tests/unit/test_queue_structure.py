@@ -63,3 +63,18 @@ def test_the_worker_command_imports_no_sandbox_or_engine() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_task_args_table_lists_every_arg_the_wire_reads() -> None:
+    from strategyq.protocol import TaskType
+    from strategyq.task_args import args_for
+    from strategyq.trademodel import TradeModel
+
+    backtest = {a.name for a in args_for(TaskType.BACKTEST)}
+    screening = {a.name for a in args_for(TaskType.SCREENING)}
+    assert {f.name for f in dataclasses.fields(TradeModel)} <= backtest
+    run_options = {"timeout_seconds", "memory_mb", "max_instances"}
+    assert run_options <= backtest and run_options <= screening
+    assert {"strategy_code", "symbols", "start_date", "end_date", "adjusted", "benchmark",
+            "lookback_sessions"} <= backtest  # fmt: skip
+    assert {"strategy_code", "universe", "limit", "as_of", "lookback_sessions"} <= screening

@@ -20,7 +20,7 @@ from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES, Case
 from tests.unit.sandbox_traps import Traps, assert_no_side_effects, prepare
 
-LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, result_max_bytes=1 << 20)
+LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=1 << 20)
 
 
 def _outcome(code: str, check_policy: bool) -> tuple[str, str]:
@@ -52,7 +52,7 @@ def test_corpus_covers_every_threat_class() -> None:
     from tests.unit.test_sandbox_bombs import BOMBS
 
     classes = {c.threat for c in CASES} | {8 for _ in BOMBS}
-    assert classes == set(range(1, 10))
+    assert classes == set(range(1, 13))
     assert len(CASES) + len(BOMBS) >= 60
 
 

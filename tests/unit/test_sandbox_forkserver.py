@@ -25,7 +25,7 @@ from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES, Case
 from tests.unit.sandbox_traps import Traps, assert_no_side_effects, prepare
 
-LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, result_max_bytes=1 << 20)
+LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=1 << 20)
 
 HOST = """
 import socket, sys

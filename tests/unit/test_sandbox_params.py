@@ -15,7 +15,7 @@ from strategyq.sandbox import checker
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 
-LIMITS = SandboxLimits(time_limit_s=10, memory_mb=512, result_max_bytes=1 << 20)
+LIMITS = SandboxLimits(time_limit_s=10, memory_mb=512, answer_max_bytes=1 << 20)
 
 HOST = """
 import socket, sys

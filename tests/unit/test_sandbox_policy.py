@@ -56,7 +56,7 @@ def test_import_message_names_module_and_line() -> None:
         ("df.plot()", "'plot' is not allowed"),
         ("pd.set_option('plotting.backend', 'x')", "'set_option' is not allowed"),
         ("np.ctypeslib", "'ctypeslib' is not allowed"),
-        ("np.lib.stride_tricks.as_strided(df, (1,))", "'as_strided' is not allowed"),
+        ("np.lib.stride_tricks.as_strided(df, (1,))", "'lib' is not allowed"),
         ("pd.compat", "'compat' is not allowed"),
         ("pd.io", "'io' is not allowed"),
         ("'{0.x}'.format(df)", "'format' is not allowed"),
@@ -159,3 +159,57 @@ def test_checked_tree_is_what_compiles() -> None:
 def test_size_and_depth_caps_apply_before_parsing() -> None:
     assert "characters" in _refused("def s(df):\n    return []\n" + "#" * 200_000)
     assert "nested deeper" in _refused("def s(df):\n    return " + "[" * 70 + "]" * 70)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("import statistics\ndef s(df):\n    return statistics.sys.modules['os']\n", "'sys'"),
+        ("def s(df):\n    return np.ma.extras.ma.builtins.open\n", "'builtins'"),
+        ("def s(df):\n    return np.polynomial.polyutils.operator\n", "'operator'"),
+        ("def s(df):\n    return np.ma.extras.ma.inspect\n", "'inspect'"),
+        ("import datetime\ndef s(df):\n    return datetime.sys\n", "'sys'"),
+        ("def s(df):\n    return pd.core.common.gc\n", "'core'"),
+        ("def s(df):\n    return np.os\n", "'os'"),
+        ("def s(df):\n    return np.importlib\n", "'importlib'"),
+        ("def s(df):\n    return np.ctypes\n", "'ctypes'"),
+    ],
+)
+def test_attribute_chains_to_modules_are_refused(code: str, reason: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        check_policy(code)
+    assert reason in str(info.value) and "(line " in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        ("pd.eval('pd.io.common.os')", "may not read attributes"),
+        ("df.eval('close.__class__')", "may not read attributes"),
+        ("df.query('np == 1')", "may not use 'np'"),
+        ("df.query('__import__ == 1')", "may not use the name"),
+        ("df.query('f(close).x > 1')", "may not read attributes"),
+        ("df.eval('close.values.ctypes')", "may not read attributes"),
+        ("df.query('close ==')", "not an expression the policy can check"),
+        ("pd.eval('\"__class__\"')", "special"),
+    ],
+)
+def test_eval_and_query_strings_are_checked(call: str, reason: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        check_policy(f"def s(df):\n    x = 1\n    return {call}\n")
+    assert reason in str(info.value) and "(line 3)" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "df.query('close > open and volume_ratio > 1')",
+        "df.query('`gap_pct` > 2 or ticker == \"AAPL\"')",
+        "df.eval('spread = high - low')",
+        "df.eval('a = close * 2\\nb = a + open')",
+        "pd.eval('1 + 2')",
+        "df.query('abs(returns) > 0.01')",
+    ],
+)
+def test_plain_eval_and_query_strings_pass(call: str) -> None:
+    check_policy(f"def s(df):\n    return {call}\n")

@@ -187,7 +187,14 @@ def test_cancel_fd_kills_the_run(market: pd.DataFrame) -> None:
 
 def test_probe_layers_reports_every_layer() -> None:
     layers = probe_layers()
-    assert set(layers) == {"landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs"}
+    assert set(layers) == {
+        "landlock",
+        "landlock_net",
+        "seccomp",
+        "rlimits",
+        "no_new_privs",
+        "canary",
+    }
     assert all(layers.values()), layers
 
 
@@ -213,7 +220,7 @@ def test_insecure_mode_is_explicit_and_keeps_rlimits(
 
 
 def test_result_size_cap(market: pd.DataFrame) -> None:
-    limits = SandboxLimits(time_limit_s=5, memory_mb=512, result_max_bytes=10_000)
+    limits = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=10_000)
     with pytest.raises(errors.BadResult, match="larger than 10000 bytes"):
         run("def s(df):\n    return [{'x': 'a' * 20000}]\n", market, limits)
 
@@ -245,3 +252,30 @@ def test_children_are_all_collected(market: pd.DataFrame) -> None:
             if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 zombies.append(pid)
     assert zombies == []
+
+
+def test_an_import_after_lock_down_names_the_module(market: pd.DataFrame) -> None:
+    code = "import sqlite3\ndef s(df):\n    return []\n"
+    with pytest.raises(errors.ModuleUnavailable) as info:
+        run(code, market, LIMITS, check_policy=False)
+    assert str(info.value).startswith("the sandbox does not provide module 'sqlite3' (line 1)")
+    assert info.value.error_type == "module_unavailable"
+
+
+def test_a_c_level_lazy_import_names_the_module_and_line(market: pd.DataFrame) -> None:
+    # As if _strptime had not been preloaded: time.strptime's C code imports it on every
+    # call (datetime's caches it once imported, so a warm process would not ask again).
+    code = (
+        "import sys, time\ndef s(df):\n    del sys.modules['_strptime']\n"
+        "    time.strptime('2024-01-02', '%Y-%m-%d')\n    return []\n"
+    )
+    with pytest.raises(errors.ModuleUnavailable) as info:
+        run(code, market, LIMITS, check_policy=False)
+    assert str(info.value).startswith("the sandbox does not provide module '_strptime' (line 4)")
+
+
+def test_library_fallbacks_on_missing_modules_still_work(market: pd.DataFrame) -> None:
+    # pandas tries optional accelerators (numexpr, bottleneck) and falls back when the
+    # import fails: the sandbox's refusal is an ImportError like any other.
+    code = "def s(df):\n    x = df.eval('close * 2').sum()\n    return [{'ticker': 'X', 'x': x}]\n"
+    assert run(code, market, LIMITS)[0]["ticker"] == "X"

@@ -8,6 +8,7 @@ from strategyq.cli import data as data_cmd
 from strategyq.cli import demo as demo_cmd
 from strategyq.cli import queue as queue_cmd
 from strategyq.cli import schedule as schedule_cmd
+from strategyq.cli import serve as serve_cmd
 from strategyq.cli import server as server_cmd
 from strategyq.cli import tasks as tasks_cmd
 from strategyq.cli import worker as worker_cmd
@@ -29,6 +30,7 @@ queue_cmd.register(app)
 worker_cmd.register(app)
 demo_cmd.register(app)
 schedule_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

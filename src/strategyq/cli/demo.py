@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -44,9 +48,51 @@ def _indicator_rows(market: MarketData) -> None:
     console.print(table)
 
 
+def _free_port(preferred: int = 8000) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _start_dashboard(port: int) -> subprocess.Popen[bytes]:
+    """``strategyq serve`` on ``port``, once it answers /readyz."""
+    api = subprocess.Popen(
+        [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--log-level",
+         "WARNING"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and api.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+                if reply.status == 200:
+                    return api
+        except OSError:
+            time.sleep(0.2)
+    api.kill()
+    raise typer.Exit(1)
+
+
+def _page_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo_cmd() -> None:
+    def demo_cmd(
+        serve: Annotated[
+            bool, typer.Option("--serve", help="Keep the dashboard (and worker) running.")
+        ] = False,
+    ) -> None:
         """Start the embedded server and a worker, run a backtest and a screen, show both."""
         conf = settings()
         server = EmbeddedServer(conf.server_dir)
@@ -68,7 +114,10 @@ def register(app: typer.Typer) -> None:
              "--log-level", "WARNING"],
         )  # fmt: skip
         console.print(f"[bold]3.[/] worker started (pid {worker.pid})")
+        port = _free_port()
+        api: subprocess.Popen[bytes] | None = None
         try:
+            api = _start_dashboard(port)
             backtest_id = f"demo-backtest-{uuid.uuid4().hex[:8]}"
             screening_id = f"demo-screening-{uuid.uuid4().hex[:8]}"
             t0 = time.perf_counter()
@@ -93,7 +142,27 @@ def register(app: typer.Typer) -> None:
             console.print(
                 f"both tasks done in {time.perf_counter() - t0:.2f}s (including worker start-up)"
             )
+            base = f"http://127.0.0.1:{port}"
+            urls = [f"{base}/tasks/{backtest_id}", f"{base}/tasks/{screening_id}"]
+            if not all(_page_ok(url) for url in urls):
+                console.print("[red]the dashboard did not serve the task pages[/]")
+                raise typer.Exit(1)
+            console.print("\n[bold]5.[/] the dashboard shows both tasks:")
+            for url in urls:
+                console.print(f"   {url}", highlight=False, soft_wrap=True)
+            if serve:
+                console.print(f"   serving {base}/ until Ctrl-C", highlight=False)
+                with contextlib.suppress(KeyboardInterrupt):
+                    api.wait()
+            else:
+                console.print(
+                    "   (`strategyq demo --serve` keeps it running; `strategyq serve` shows "
+                    "these results for as long as they are kept, 24 h by default)"
+                )
         finally:
+            if api is not None and api.poll() is None:
+                api.terminate()
+                api.wait(30)
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
             if started_server:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,18 +14,16 @@ import redis
 import typer
 from rich.table import Table
 
-from strategyq.cli.common import client, console, fail
+from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
-from strategyq.client import (
-    add_backtest_task,
-    add_screening_task,
-    add_sweep_task,
-    cancel_task,
-    get_task_result,
-)
-from strategyq.protocol import TERMINAL_STATUSES
+from strategyq.client import add_sweep_task, cancel_task, get_task_result, submit_task
+from strategyq.protocol import TERMINAL_STATUSES, TaskType
+from strategyq.queue import TaskQueue
+from strategyq.task_args import TaskArg, args_for
 
-submit_app = typer.Typer(help="Queue a backtest or a screening task.", no_args_is_help=True)
+submit_app = typer.Typer(
+    help="Queue a backtest, a screening task or a parameter sweep.", no_args_is_help=True
+)
 
 StrategyFile = Annotated[Path, typer.Argument(help="Python file defining the strategy function.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait for the result and show it.")]
@@ -79,76 +79,82 @@ def _split(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
-@submit_app.command("backtest")
-def submit_backtest(
-    strategy: StrategyFile,
-    symbols: Annotated[str, typer.Option(help="Comma-separated tickers, e.g. AAPL,MSFT.")],
-    start: Annotated[str, typer.Option(help="First date, ISO 8601 (2010-01-01).")],
-    end: Annotated[str, typer.Option(help="Last date, ISO 8601 (2012-12-31).")],
-    hold_days: Annotated[
-        str | None,
-        typer.Option(help="Most sessions a trade is held; 'none' = until an exit or a stop."),
-    ] = None,
-    entry: Annotated[str | None, typer.Option(help="next_open (default) or close.")] = None,
-    exit_on: Annotated[
-        str | None, typer.Option(help="Where exit instances fill: next_open (default) or close.")
-    ] = None,
-    stop_loss_pct: Annotated[float | None, typer.Option(help="Stop loss, percent.")] = None,
-    take_profit_pct: Annotated[float | None, typer.Option(help="Take profit, percent.")] = None,
-    trailing_stop_pct: Annotated[
-        float | None, typer.Option(help="Trailing stop from the best close since entry, percent.")
-    ] = None,
-    commission_bps: Annotated[float | None, typer.Option(help="Commission per side, bps.")] = None,
-    slippage_bps: Annotated[float | None, typer.Option(help="Slippage per side, bps.")] = None,
-    initial_capital: Annotated[float | None, typer.Option(help="Starting equity.")] = None,
-    max_positions: Annotated[int | None, typer.Option(help="Most trades open at once.")] = None,
-    max_entries_per_ticker: Annotated[
-        int | None, typer.Option(help="Most positions open at once on one ticker (0 = no limit).")
-    ] = None,
-    benchmark: Annotated[
-        str | None,
-        typer.Option(help="Ticker to compare against, e.g. SPY (default: equal weight)."),
-    ] = None,
-    lookback_sessions: Annotated[
-        int | None, typer.Option(help="Sessions of history before --start the strategy sees (252).")
-    ] = None,
-    task_id: Annotated[str | None, typer.Option(help="Task id (default: a new UUID).")] = None,
-    wait: Wait = False,
-    as_json: AsJson = False,
-    timeout: Timeout = 300.0,
-) -> None:
-    """Queue a backtest of STRATEGY over the symbols and dates."""
-    options: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "entry": entry,
-            "exit_on": exit_on,
-            "stop_loss_pct": stop_loss_pct,
-            "take_profit_pct": take_profit_pct,
-            "trailing_stop_pct": trailing_stop_pct,
-            "commission_bps": commission_bps,
-            "slippage_bps": slippage_bps,
-            "initial_capital": initial_capital,
-            "max_positions": max_positions,
-            "max_entries_per_ticker": max_entries_per_ticker,
-            "benchmark": benchmark,
-            "lookback_sessions": lookback_sessions,
-        }.items()
-        if v is not None
-    }
-    if hold_days is not None:
-        options["hold_days"] = _hold_days(hold_days)
-    r = client()
-    tid = add_backtest_task(
-        r,
-        task_id or str(uuid.uuid4()),
-        read_code(strategy),
-        _split(symbols),
-        start,
-        end,
-        **options,
+def _option(arg: TaskArg) -> inspect.Parameter:
+    """A keyword-only typer option for one task arg (required args have no default)."""
+    kind = str if arg.kind is list else arg.kind
+    flags = f"{arg.option}/--no-{arg.option[2:]}" if kind is bool else arg.option
+    option = typer.Option(flags, help=arg.help, show_default=False)
+    if arg.required:
+        return inspect.Parameter(
+            arg.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, option]
+        )
+    return inspect.Parameter(
+        arg.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[kind | None, option],  # type: ignore[valid-type]
+        default=None,
     )
-    _after_submit(r, tid, wait, as_json, timeout)
+
+
+_COMMON = [
+    inspect.Parameter("strategy", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=StrategyFile),
+    inspect.Parameter(
+        "task_id",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[
+            str | None, typer.Option(help="Task id (default: a new UUID).", show_default=False)
+        ],
+        default=None,
+    ),
+    inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, annotation=Wait, default=False),
+    inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, annotation=AsJson, default=False),
+    inspect.Parameter("timeout", inspect.Parameter.KEYWORD_ONLY, annotation=Timeout, default=300.0),
+]
+
+
+def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
+    """``strategyq submit <task_type>``, with one option per arg of the task-args table."""
+    table = [a for a in args_for(task_type) if a.name != "strategy_code"]
+
+    def command(**given: Any) -> None:
+        args: dict[str, Any] = {"strategy_code": read_code(given.pop("strategy"))}
+        for arg in table:
+            value = given.pop(arg.name)
+            if value is None:
+                continue
+            if arg.from_cli is not None:
+                args[arg.name] = arg.from_cli(value)
+            else:
+                args[arg.name] = _split(value) if arg.kind is list else value
+        r = client()
+        _warn_without_workers(r)
+        message = {"task_id": given["task_id"] or str(uuid.uuid4()), "task_type": task_type.value,
+                   "args": args}  # fmt: skip
+        tid = submit_task(r, message)
+        _after_submit(r, tid, given["wait"], given["as_json"], given["timeout"])
+
+    params = [*_COMMON[:1], *(_option(a) for a in table), *_COMMON[1:]]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = summary
+    return command
+
+
+submit_app.command("backtest")(
+    _submit_command(TaskType.BACKTEST, "Queue a backtest of STRATEGY over the symbols and dates.")
+)
+submit_app.command("screening")(
+    _submit_command(TaskType.SCREENING, "Queue a screen of the universe with STRATEGY.")
+)
+
+
+def _warn_without_workers(r: redis.Redis) -> None:
+    if TaskQueue(r, name=settings().queue_name).workers_alive() == 0:
+        err_console.print(
+            "[yellow]warning:[/] no worker is alive: the task waits in the queue until one "
+            "starts (run `strategyq worker`)",
+            highlight=False,
+        )
 
 
 @submit_app.command("sweep")
@@ -210,6 +216,7 @@ def submit_sweep(
             raise fail(f"--walk-forward {walk_forward!r} must be TRAIN:TEST sessions, e.g. 504:126")
         walk = {"train_sessions": int(train), "test_sessions": int(test)}
     r = client()
+    _warn_without_workers(r)
     tid = add_sweep_task(
         r,
         task_id or str(uuid.uuid4()),
@@ -227,26 +234,6 @@ def submit_sweep(
     _after_submit(r, tid, wait, as_json, timeout)
 
 
-@submit_app.command("screening")
-def submit_screening(
-    strategy: StrategyFile,
-    universe: Annotated[str, typer.Option(help="Comma-separated tickers to screen.")],
-    limit: Annotated[int, typer.Option(help="Results to return.")] = 10,
-    as_of: Annotated[str | None, typer.Option(help="Screen date (default: latest).")] = None,
-    task_id: Annotated[str | None, typer.Option(help="Task id (default: a new UUID).")] = None,
-    wait: Wait = False,
-    as_json: AsJson = False,
-    timeout: Timeout = 300.0,
-) -> None:
-    """Queue a screen of the universe with STRATEGY."""
-    options: dict[str, Any] = {"as_of": as_of} if as_of else {}
-    r = client()
-    tid = add_screening_task(
-        r, task_id or str(uuid.uuid4()), read_code(strategy), _split(universe), limit, **options
-    )
-    _after_submit(r, tid, wait, as_json, timeout)
-
-
 def _after_submit(r: redis.Redis, task_id: str, wait: bool, as_json: bool, timeout: float) -> None:
     if not wait:
         if as_json:
@@ -254,7 +241,17 @@ def _after_submit(r: redis.Redis, task_id: str, wait: bool, as_json: bool, timeo
         else:
             console.print(f"queued [bold]{task_id}[/]")
         return
+    _wait_and_show(r, task_id, timeout, as_json)
+
+
+def _wait_and_show(r: redis.Redis, task_id: str, timeout: float, as_json: bool) -> None:
+    """Wait for a terminal result and show it; exit 2 when it did not finish in time."""
     result = wait_with_status(r, task_id, timeout, quiet=as_json)
+    if result is None or result.get("status") not in TERMINAL_STATUSES:
+        current = get_task_result(r, task_id)
+        if current is not None:
+            show_result(task_id, current, as_json)
+        raise fail(f"task {task_id} did not finish within {timeout:g} s", 2)
     show_result(task_id, result, as_json)
 
 
@@ -305,7 +302,12 @@ def render(task_id: str, result: dict[str, Any]) -> None:
         console.print(f"[red]{data.get('error_type', 'error')}:[/] {data.get('error')}")
         return
     if status not in TERMINAL_STATUSES or status == "cancelled":
-        console.print({k: v for k, v in data.items()})
+        table = Table(show_header=False)
+        table.add_column("field")
+        table.add_column("value")
+        for key, value in data.items():
+            table.add_row(key, _fmt(value))
+        console.print(table)
         return
     mode = data.get("execution_mode")
     if mode == "backtest":
@@ -365,19 +367,29 @@ def _render_screening(data: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("result")
-    def result_cmd(task_id: str, as_json: AsJson = False) -> None:
+    def result_cmd(
+        task_id: str,
+        as_json: AsJson = False,
+        html: Annotated[
+            Path | None,
+            typer.Option(
+                "--html", help="Also write a self-contained HTML report (charts inlined)."
+            ),
+        ] = None,
+    ) -> None:
         """Show a task's result (whatever its status)."""
-        show_result(task_id, get_task_result(client(), task_id), as_json)
+        result = get_task_result(client(), task_id)
+        if html is not None and result is not None:
+            from strategyq.api.report import write_report
+
+            size = write_report(html, task_id, result, settings().data_dir)
+            err_console.print(f"wrote {html} ({size / 1e6:.1f} MB, opens offline)")
+        show_result(task_id, result, as_json)
 
     @app.command("wait")
     def wait_cmd(task_id: str, timeout: Timeout = 300.0, as_json: AsJson = False) -> None:
         """Wait for a task to finish and show its result."""
-        r = client()
-        result = wait_with_status(r, task_id, timeout, quiet=as_json)
-        if result is None or result.get("status") not in TERMINAL_STATUSES:
-            show_result(task_id, result, as_json)
-            raise fail(f"task {task_id} did not finish within {timeout:.0f}s", 2)
-        show_result(task_id, result, as_json)
+        _wait_and_show(client(), task_id, timeout, as_json)
 
     @app.command("cancel")
     def cancel_cmd(task_id: str) -> None:

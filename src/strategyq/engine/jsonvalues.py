@@ -43,31 +43,61 @@ def to_json(value: Any, path: str = "", depth: int = 0) -> Any:
     Python numbers; dates and timestamps become ISO strings; tuples, sets of
     numbers and numpy arrays become lists.
 
+    The cost is linear in the size of ``value``: the path of a nested item is
+    only spelled out when that item fails (a long key above a long list must
+    not be copied once per list item).
+
     Raises:
         NotJsonable: the value (or something nested in it) has no JSON form.
     """
+    return _convert(value, (path,) if path else None, depth)
+
+
+_Trail = tuple[Any, ...] | None
+"""A nested item's place: ``(parent_trail, key_or_index)``, or ``(path,)`` at the top."""
+
+
+def _spell(trail: _Trail) -> str:
+    parts: list[Any] = []
+    while trail is not None:
+        if len(trail) == 1:
+            parts.append(trail[0])
+            break
+        trail, step = trail
+        parts.append(step)
+    path = ""
+    for step in reversed(parts):
+        if isinstance(step, int):
+            path += f"[{step}]"
+        else:
+            path = f"{path}.{step}" if path else str(step)
+    return path
+
+
+def _convert(value: Any, trail: _Trail, depth: int) -> Any:
     kind = type(value)
     if value is None or kind is bool or kind is str or kind is int:
         return value
     if kind is float:
         return value if math.isfinite(value) else None
     if isinstance(value, np.generic):
-        return _numpy_scalar(value, path)
+        return _numpy_scalar(value, _spell(trail))
     if depth >= MAX_DEPTH:
-        raise NotJsonable(path, f"nested deeper than {MAX_DEPTH} levels")
+        raise NotJsonable(_spell(trail), f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotJsonable(
-                    f"{path}[{key!r}]", f"has a key of type {type(key).__name__}; keys must be str"
+                    f"{_spell(trail)}[{key!r}]",
+                    f"has a key of type {type(key).__name__}; keys must be str",
                 )
-            out[key] = to_json(item, f"{path}.{key}" if path else key, depth + 1)
+            out[key] = _convert(item, (trail, key), depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [to_json(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        return [_convert(item, (trail, i), depth + 1) for i, item in enumerate(value)]
     if isinstance(value, np.ndarray):
-        return [to_json(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value.tolist())]
+        return [_convert(item, (trail, i), depth + 1) for i, item in enumerate(value.tolist())]
     if value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, (pd.Timestamp, dt.datetime)):
@@ -76,7 +106,7 @@ def to_json(value: Any, path: str = "", depth: int = 0) -> Any:
         return value.isoformat()
     if isinstance(value, Decimal):
         return finite_or_none(float(value))
-    raise NotJsonable(path, f"is a {type(value).__name__}, which has no JSON form")
+    raise NotJsonable(_spell(trail), f"is a {type(value).__name__}, which has no JSON form")
 
 
 def _numpy_scalar(value: np.generic, path: str) -> Any:

@@ -10,17 +10,26 @@ worker process holds is what it needs.
 Worker and executor talk over two pipes with length-prefixed frames: the raw
 task message goes in, stage names and one reply come out. A third pipe
 carries cancel requests (a byte written to it kills the running sandbox).
+
+The executor runs in a process group of its own, with its sandbox host, so
+that a hung one (stopped, or stuck on a market-data volume that stopped
+answering) is killed as one at the worker's deadline, or a few seconds after
+a cancel it did not act on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -48,12 +57,35 @@ class RunOutcome:
     data: bytes = b""  # the JSON payload when ok
     error: str = ""
     error_type: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. what the strategy printed
 
 
 class ExecutorDied(StrategyqError):
     """Raised when the executor process exited while running a task."""
 
     error_type = "internal"
+
+    def __init__(self, message: str, *, signal_name: str | None = None) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+class ExecutorHung(StrategyqError):
+    """Raised when the executor did not answer by the worker's deadline; it was killed."""
+
+    error_type = "timeout"
+
+
+class ExecutorStopped(StrategyqError):
+    """Raised when a cancelled or interrupted run did not stop by itself and was killed."""
+
+    error_type = "cancelled"
+
+
+CANCEL_GRACE_S = 5.0
+"""How long a cancelled run may take to stop by itself before its executor is killed."""
+
+_POLL_S = 0.25
 
 
 class ExecutorProcess:
@@ -70,6 +102,7 @@ class ExecutorProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._req_w = self._resp_r = self._cancel_w = -1
         self._lock = threading.Lock()
+        self._kill_at: float | None = None
 
     def _environment(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
@@ -108,6 +141,9 @@ class ExecutorProcess:
                 stdin=subprocess.DEVNULL,
                 pass_fds=(req_r, resp_w, cancel_r),
                 close_fds=True,
+                # A group of its own (with its sandbox host): a hung executor or host is
+                # killed as one, never the worker with it.
+                start_new_session=True,
             )
         finally:
             for fd in (req_r, resp_w, cancel_r):
@@ -126,19 +162,31 @@ class ExecutorProcess:
         self.pid = int(ready["pid"])
         return self.layers
 
-    def run(self, raw: bytes, on_stage: Callable[[str], None]) -> RunOutcome:
+    def run(
+        self, raw: bytes, on_stage: Callable[[str], None], *, deadline_s: float | None = None
+    ) -> RunOutcome:
         """Run one task message; ``on_stage`` is called with each stage name as it starts.
 
+        Args:
+            raw: The task message.
+            on_stage: Called with each stage's name as it starts.
+            deadline_s: Seconds the run may take in all; past them the executor (and
+                its sandbox host) is killed and :class:`ExecutorHung` raised.
+
         Raises:
-            ExecutorDied: the process exited before it answered.
+            ExecutorDied: The process exited before it answered.
+            ExecutorHung: No answer by the deadline (a stopped process, a hung volume).
+            ExecutorStopped: A cancelled run did not stop within ``CANCEL_GRACE_S``.
         """
         with self._lock:
+            self._kill_at = None
+            deadline = time.monotonic() + deadline_s if deadline_s is not None else None
             write_frame(self._req_w, raw)
             while True:
+                self._wait_readable(deadline)
                 frame = read_frame(self._resp_r)
                 if frame is None:
-                    code = self._proc.wait() if self._proc else None
-                    raise ExecutorDied(f"the executor process died (exit code {code})")
+                    raise self._died()
                 if frame.startswith(_OK_PREFIX):
                     return RunOutcome(ok=True, data=frame[len(_OK_PREFIX) : -1])
                 message = orjson.loads(frame)
@@ -146,11 +194,59 @@ class ExecutorProcess:
                     on_stage(str(message["stage"]))
                     continue
                 return RunOutcome(
-                    ok=False, error=str(message["error"]), error_type=str(message["error_type"])
+                    ok=False,
+                    error=str(message["error"]),
+                    error_type=str(message["error_type"]),
+                    extra={k: message[k] for k in ("logs", "logs_truncated") if k in message},
                 )
 
+    def _wait_readable(self, deadline: float | None) -> None:
+        """Wait for the next frame; kill the process at the deadline or after a cancel."""
+        while True:
+            now = time.monotonic()
+            limits = [t for t in (deadline, self._kill_at) if t is not None]
+            wait_s = min([_POLL_S, *(t - now for t in limits)])
+            if wait_s > 0:
+                readable, _, _ = select.select([self._resp_r], [], [], wait_s)
+                if readable:
+                    return
+                continue
+            self.kill()
+            if self._kill_at is not None and now >= self._kill_at:
+                raise ExecutorStopped(
+                    f"the run did not stop within {CANCEL_GRACE_S:.0f}s of being asked to; "
+                    "its executor was killed"
+                )
+            raise ExecutorHung("the executor did not answer by the worker's deadline; killed it")
+
+    def _died(self) -> ExecutorDied:
+        code = self._proc.wait() if self._proc else None
+        name = None
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                name = signal.Signals(-code).name
+        how = f"killed by {name}" if name else f"exit code {code}"
+        return ExecutorDied(f"the executor process died ({how})", signal_name=name)
+
+    def kill(self) -> None:
+        """Kill the executor and its sandbox host at once (also when they are stopped)."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+        self._proc.wait()
+
     def cancel(self) -> None:
-        """Kill the sandbox of the task now running (no effect when idle)."""
+        """Kill the sandbox of the task now running (no effect when idle).
+
+        A run that has not stopped ``CANCEL_GRACE_S`` later (a stopped or hung
+        executor) has its executor killed.
+        """
+        if self._kill_at is None:
+            self._kill_at = time.monotonic() + CANCEL_GRACE_S
         if self._cancel_w >= 0:
             with contextlib.suppress(BlockingIOError, BrokenPipeError):
                 os.write(self._cancel_w, b"c")
@@ -169,8 +265,10 @@ class ExecutorProcess:
             try:
                 self._proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+                self.kill()
+            # A host left behind (stopped, or hung on a volume) goes with its executor.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
         if self._resp_r >= 0:
             os.close(self._resp_r)
             self._resp_r = -1

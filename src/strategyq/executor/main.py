@@ -27,7 +27,9 @@ from strategyq.executor.frames import (
     read_frame,
     write_frame,
 )
+from strategyq.executor.watchdog import ENGINE_ALLOWANCE_S, Watchdog, release_memory
 from strategyq.sandbox.forkserver import ForkClient, HostGone
+from strategyq.sandbox.result import Logs
 from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,9 @@ def _discard_cancels(fd: int) -> None:
 
 
 def _error_reply(exc: StrategyqError) -> bytes:
-    return orjson.dumps({"ok": False, "error": str(exc), "error_type": exc.error_type})
+    logs = getattr(exc, "logs", None)
+    printed = logs.fields() if isinstance(logs, Logs) else {}
+    return orjson.dumps({"ok": False, "error": str(exc), "error_type": exc.error_type, **printed})
 
 
 _INTERNAL = orjson.dumps(
@@ -142,22 +146,40 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
                 max_limit=settings.max_screening_limit,
                 max_combinations=settings.sweep_max_combinations,
             )
+            time_limit_s = settings.sandbox.capped(
+                time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb
+            ).time_limit_s
+            guard = Watchdog(
+                time_limit_s + ENGINE_ALLOWANCE_S, cancel_fd, time_limit_s=time_limit_s
+            )
             try:
-                data = run(task)
-            except HostGone:
-                # Killed from outside (the OOM killer, an operator): start a new host
-                # and run the task once more, like a task whose worker was lost.
-                log.warning("the sandbox host exited; starting a new one")
-                host.close()
-                host = SandboxHost.start(settings)
-                data = run(task)
-            body = fit_payload(data, settings.max_result_bytes)
+                with guard:
+                    try:
+                        data = run(task)
+                    except HostGone:
+                        # Killed from outside (the OOM killer, an operator): start a new
+                        # host and run the task once more, like a task whose worker was lost.
+                        log.warning("the sandbox host exited; starting a new one")
+                        host.close()
+                        host = SandboxHost.start(settings)
+                        data = run(task)
+                    body = fit_payload(data, settings.max_result_bytes)
+            finally:
+                if guard.fired is not None:
+                    # Interrupted anywhere, maybe between a message from the sandbox host
+                    # and its bookkeeping: a fresh host is the known-good state.
+                    log.warning("task stopped by the watchdog (%s); restarting the sandbox host",
+                                guard.fired.error_type)  # fmt: skip
+                    host.close()
+                    host = SandboxHost.start(settings)
             write_frame(resp_fd, b'{"ok":true,"data":' + body + b"}")
         except StrategyqError as exc:
             write_frame(resp_fd, _error_reply(exc))
         except Exception:
             log.exception("executor failed on a task")
             write_frame(resp_fd, _INTERNAL)
+        finally:
+            release_memory()
 
 
 def main(argv: list[str]) -> int:

@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
     """``python -m strategyq.executor.sandbox_host SOCKET_FD SETTINGS_JSON``."""
     from strategyq import sandbox
     from strategyq.data import MarketData
+    from strategyq.data.cache import LRUCache
     from strategyq.sandbox import forkserver
 
     die_with_parent()
@@ -35,6 +36,12 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     settings = Settings.from_child_json(argv[1])
     market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
+    # Nothing a child could walk to should name the data directory (or anything else
+    # of the host's): the settings and the command line go.
+    del settings
+    argv.clear()
+    sys.argv[1:] = []
+    sys.orig_argv[:] = sys.orig_argv[:1]
     sandbox.warm_up()
     # Park the imported modules' objects in the permanent generation, so a child's
     # collector never walks (and so never copies) those shared pages. Only what exists
@@ -54,7 +61,21 @@ def main(argv: list[str]) -> int:
         )
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 
-    forkserver.serve(sock, load)
+    def forget() -> None:
+        # In each child, before lock-down: make every cached frame (other tasks'
+        # requests and data) and the store unreachable, keeping only the frame
+        # just loaded. Freeing them would cost a deallocation of each (copying
+        # the pages it touches); instead the old cache is parked in a cycle that
+        # nothing reaches, and gc.freeze() moves it out of what gc.get_objects()
+        # and gc.get_referrers() can see. The child exits soon; nothing leaks.
+        stale: list[object] = [market.cache, market.store]
+        stale.append(stale)
+        market.cache = LRUCache(0)
+        market.store = None  # type: ignore[assignment]
+        del stale
+        gc.freeze()
+
+    forkserver.serve(sock, load, forget)
     return 0
 
 

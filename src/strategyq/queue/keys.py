@@ -76,8 +76,9 @@ def attempts(task_id: str) -> str:
 
 
 def token(task_id: str) -> str:
-    """STRING (integer): the fencing token of the task's current run. TTL ``result_ttl_s``;
-    deleted by the terminal write."""
+    """STRING ``<n>/<worker id>``: the fencing token of the task's current run. No TTL (an
+    eviction policy that takes keys with a TTL never takes it); deleted by the terminal
+    write; replaced by ``revoked`` (TTL ``result_ttl_s``) by a requeue or the reaper."""
     return f"{PREFIX}token:{task_id}"
 
 
@@ -112,3 +113,23 @@ def chunk_id(sweep_id: str, index: int) -> str:
     """The task id of a sweep's chunk: ``{sweep_id}/chunk/0007``. Its record lives at
     ``task_result:{chunk id}`` like any task's."""
     return f"{sweep_id}/chunk/{index:04d}"
+
+
+def recent_by(status: str | None = None, task_type: str | None = None) -> str:
+    """ZSET like :data:`RECENT` (same writes, trims and TTL), of one terminal status
+    and/or one task type: ``strategyq:recent:status:error``,
+    ``strategyq:recent:type:backtest``, ``strategyq:recent:backtest:error``."""
+    if status and task_type:
+        return f"{RECENT}:{task_type}:{status}"
+    if status:
+        return f"{RECENT}:status:{status}"
+    if task_type:
+        return f"{RECENT}:type:{task_type}"
+    return RECENT
+
+
+def events(task_id: str) -> str:
+    """Pub/Sub CHANNEL (not a key): every script that writes the task's result record
+    publishes it here too (queued, running with each stage, terminal); ``lua/_events.lua``
+    builds the same name. Nothing is stored."""
+    return f"{PREFIX}events:{task_id}"

@@ -2,13 +2,16 @@
 
 Each ``lua/<name>.lua`` file's header documents the keys it touches. Scripts
 that write a terminal result are loaded with ``lua/_recent.lua`` prepended, so
-the recent-task index is written in the same atomic step. They are loaded once
+the recent-task index is written in the same atomic step; those that write a
+result record with ``lua/_events.lua``, so the record is also published on the
+task's event channel. They are loaded once
 per client with ``register_script`` (EVALSHA, falling back to EVAL after a
 server restart flushed the script cache).
 """
 
 from __future__ import annotations
 
+import weakref
 from functools import cache
 from importlib import resources
 
@@ -17,6 +20,23 @@ from redis.commands.core import Script
 
 # Scripts that write a terminal result and so also write the recent-task index.
 _WITH_RECENT = frozenset({"claim", "finish", "cancel", "reap", "sweep_finish"})
+# Scripts that write a result record and so also publish it on the task's channel.
+_WITH_EVENTS = frozenset(
+    {
+        "push",
+        "claim",
+        "stage",
+        "finish",
+        "cancel",
+        "reap",
+        "requeue",
+        "sweep_fanout",
+        "chunk_claim",
+        "chunk_done",
+        "sweep_finish",
+        "schedule_fire",
+    }
+)
 
 
 @cache
@@ -26,6 +46,8 @@ def source(name: str) -> str:
     text = lua.joinpath(f"{name}.lua").read_text()
     if name in _WITH_RECENT:
         text = lua.joinpath("_recent.lua").read_text() + text
+    if name in _WITH_EVENTS:
+        text = lua.joinpath("_events.lua").read_text() + text
     return text
 
 
@@ -45,3 +67,15 @@ class Scripts:
         self.chunk_done: Script = client.register_script(source("chunk_done"))
         self.sweep_finish: Script = client.register_script(source("sweep_finish"))
         self.schedule_fire: Script = client.register_script(source("schedule_fire"))
+
+
+_registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
+
+
+def scripts_for(client: redis.Redis) -> Scripts:
+    """The scripts registered for ``client``, once per client (producers make a
+    :class:`~strategyq.queue.TaskQueue` per call; registering costs ~80 µs)."""
+    found = _registered.get(client)
+    if found is None:
+        found = _registered[client] = Scripts(client)
+    return found

@@ -64,8 +64,14 @@ class SweepQueue:
             )
         )
 
-    def claim_chunk(self, chunk_id: str, sweep_id: str, running: bytes, cancelled: bytes) -> Claim:
-        """Start a run of a chunk unless its sweep has ended (then: skip, and ack it)."""
+    def claim_chunk(
+        self, worker_id: str, chunk_id: str, sweep_id: str, running: bytes, cancelled: bytes
+    ) -> Claim:
+        """Start a run of a chunk unless its sweep has ended (then: skip, and ack it).
+
+        The token is ``<n>/<worker id>`` as :meth:`TaskQueue.claim`'s; a chunk whose
+        token a live worker other than ``worker_id`` holds is a ``duplicate``.
+        """
         reply = self.scripts.chunk_claim(
             keys=[
                 keys.result(chunk_id),
@@ -75,7 +81,7 @@ class SweepQueue:
                 keys.cancel(sweep_id),
                 keys.result(sweep_id),
             ],
-            args=[self.ttl, running, cancelled],
+            args=[self.ttl, running, cancelled, worker_id, keys.PREFIX],
         )
         return Claim.from_reply(reply)
 

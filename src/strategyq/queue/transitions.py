@@ -13,12 +13,14 @@ import logging
 import time
 from typing import Any
 
+import orjson
 import redis
 
+from strategyq.errors import TaskIdInUse
 from strategyq.protocol import TERMINAL_STATUSES, decode_result, utc_now_iso
 from strategyq.queue import keys, records
-from strategyq.queue.scripts import Scripts
-from strategyq.queue.types import Claim, FinishVerdict, Reaped, text
+from strategyq.queue.scripts import scripts_for
+from strategyq.queue.types import Claim, FinishVerdict, Reaped, Stage, text
 from strategyq.settings import QUEUE_NAME
 
 DEFAULT_RESULT_TTL_S = 86400
@@ -54,7 +56,7 @@ class TaskQueue:
         self.result_ttl_s = result_ttl_s
         self.done_ttl_s = min(keys.DONE_TTL_S, result_ttl_s)
         self.recent_max = recent_max
-        self.scripts = Scripts(client)
+        self.scripts = scripts_for(client)
 
     # ------------------------------------------------------------------ producers
 
@@ -63,13 +65,18 @@ class TaskQueue:
 
         The record is written first so that a worker that takes the task at once
         always finds it.
+
+        Raises:
+            TaskIdInUse: the id has a record (queued, running, or finished within the
+                result TTL); nothing was pushed.
         """
         queued = records.queued(task_id, queued_at=utc_now_iso())
-        return int(
-            self.scripts.push(
-                keys=[keys.result(task_id), self.name], args=[queued, self.result_ttl_s, raw]
-            )
+        reply = self.scripts.push(
+            keys=[keys.result(task_id), self.name], args=[queued, self.result_ttl_s, raw]
         )
+        if isinstance(reply, list):
+            raise TaskIdInUse(task_id, text(reply[1]))
+        return int(reply)
 
     def result(self, task_id: str) -> dict[str, Any] | None:
         """The task's result record, or None when there is none."""
@@ -102,12 +109,16 @@ class TaskQueue:
                 result = self.result(task_id)
                 continue
             # Put the token back for any other waiter on the same task, and read the
-            # result, in one round trip.
+            # result, in one round trip. The put-back is a courtesy: a server that refuses
+            # it (OOM at maxmemory) must not hide a result that is there.
             pipe = self.client.pipeline(transaction=False)
             pipe.rpush(done_key, popped[1])
             pipe.expire(done_key, self.done_ttl_s)
             pipe.get(keys.result(task_id))
-            result = decode_result(pipe.execute()[2])
+            replies = pipe.execute(raise_on_error=False)
+            if isinstance(replies[2], Exception):
+                raise replies[2]
+            result = decode_result(replies[2])
         return result
 
     def cancel(self, task_id: str) -> str:
@@ -154,9 +165,12 @@ class TaskQueue:
     def claim(self, worker_id: str, task_id: str, task_type: str | None, started_at: str) -> Claim:
         """Start a run: count the attempt, take a fencing token, write ``running``.
 
-        When the claim's verdict is not ``run``, acknowledge the message with :meth:`ack`.
+        When the claim's verdict is not ``run``, acknowledge the message with :meth:`ack`
+        (a ``duplicate`` with :meth:`dead_letter`). A message is a duplicate when the id's
+        record is terminal (and it was not cancelled while queued), or when a live worker
+        other than ``worker_id`` holds the id's token.
         """
-        running = records.running(task_id, task_type, worker_id, started_at, "starting")
+        running = records.running(task_id, task_type, worker_id, started_at, Stage.STARTING)
         reply = self.scripts.claim(
             keys=[
                 keys.result(task_id),
@@ -175,6 +189,9 @@ class TaskQueue:
                 task_id,
                 now_ms(),
                 self.recent_max,
+                task_type or "",
+                worker_id,
+                keys.PREFIX,
             ],
         )
         return Claim.from_reply(reply)
@@ -196,9 +213,21 @@ class TaskQueue:
         pipe.mget([keys.cancel(t) for t in task_ids])
 
     def finish(
-        self, worker_id: str, task_id: str, token: str, record: bytes, raw: bytes
+        self,
+        worker_id: str,
+        task_id: str,
+        token: str,
+        record: bytes,
+        raw: bytes,
+        *,
+        status: str = "",
+        task_type: str = "",
     ) -> FinishVerdict:
-        """The terminal write of a run: the result, the ack, the recent index, the wake-up."""
+        """The terminal write of a run: the result, the ack, the recent index, the wake-up.
+
+        ``status`` and ``task_type`` (of ``record``) file the task in the recent
+        index's filtered views as well.
+        """
         reply = self.scripts.finish(
             keys=[
                 keys.result(task_id),
@@ -208,6 +237,7 @@ class TaskQueue:
                 keys.attempts(task_id),
                 keys.cancel(task_id),
                 keys.RECENT,
+                self.name,
             ],
             args=[
                 token,
@@ -218,6 +248,8 @@ class TaskQueue:
                 task_id,
                 now_ms(),
                 self.recent_max,
+                status,
+                task_type,
             ],
         )
         return FinishVerdict(text(reply))
@@ -230,7 +262,11 @@ class TaskQueue:
         return value if isinstance(value, bytes) else value.encode()
 
     def requeue(self, worker_id: str, task_id: str, token: str, raw: bytes) -> bool:
-        """Hand an unfinished run back to the queue's consumer end (it runs next)."""
+        """Hand an unfinished run back to the queue's consumer end (it runs next).
+
+        ``token=""`` puts back a message whose run is unknown (found in the processing
+        list without a handler): a token this worker holds for the task is revoked.
+        """
         queued = records.queued(task_id, requeued_at=utc_now_iso())
         reply = self.scripts.requeue(
             keys=[
@@ -240,13 +276,23 @@ class TaskQueue:
                 keys.attempts(task_id),
                 keys.result(task_id),
             ],
-            args=[raw, token, queued, self.result_ttl_s],
+            args=[raw, token, queued, self.result_ttl_s, worker_id],
         )
         return bool(int(reply))
 
-    def dead_letter(self, worker_id: str, raw: bytes, reason: str, error_text: str) -> None:
-        """Move a message that names no task from the processing list to the dead letters."""
-        entry = records.dead_letter(raw, reason, error_text, worker_id=worker_id)
+    def processing(self, worker_id: str) -> list[bytes]:
+        """The messages in the worker's processing list (newest first)."""
+        return [
+            m if isinstance(m, bytes) else str(m).encode()
+            for m in self.client.lrange(keys.processing(worker_id), 0, -1)
+        ]
+
+    def dead_letter(
+        self, worker_id: str, raw: bytes, reason: str, error_text: str, **extra: Any
+    ) -> None:
+        """Move a message the worker will not run from its processing list to the dead
+        letters (``malformed``: it names no task; ``duplicate``: its id is in use)."""
+        entry = records.dead_letter(raw, reason, error_text, worker_id=worker_id, **extra)
         pipe = self.client.pipeline(transaction=True)
         pipe.lpush(keys.DEAD_LETTER, entry)
         pipe.lrem(keys.processing(worker_id), 1, raw)  # type: ignore[arg-type]
@@ -306,6 +352,21 @@ class TaskQueue:
         """Whether a worker with this id has a live heartbeat."""
         return bool(self.client.exists(keys.heartbeat(worker_id)))
 
+    def heartbeat_record(self, worker_id: str) -> dict[str, Any] | None:
+        """The worker's live heartbeat record (None when it has none)."""
+        raw = self.client.get(keys.heartbeat(worker_id))
+        if raw is None:
+            return None
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        """Delete a heartbeat whose process is known to be gone (so it can be reaped now)."""
+        self.client.delete(keys.heartbeat(worker_id))
+
     def registered_workers(self) -> list[str]:
         """Every worker id in the registry (alive or not yet reaped)."""
         return sorted(text(m) for m in self.client.smembers(keys.WORKERS))
@@ -326,8 +387,15 @@ class TaskQueue:
             return Reaped(0, 0)
         requeued = dead = 0
         try:
-            for worker_id in self.registered_workers():
-                if worker_id == me:
+            others = [w for w in self.registered_workers() if w != me]
+            # One round trip tells the live from the dead; only the dead get a script
+            # call, so a reap costs a few round trips however many workers there are.
+            pipe = self.client.pipeline(transaction=False)
+            for worker_id in others:
+                pipe.exists(keys.heartbeat(worker_id))
+            beating = pipe.execute() if others else []
+            for worker_id, alive in zip(others, beating, strict=True):
+                if alive:
                     continue
                 reaped = self.reap(worker_id, max_attempts)
                 if reaped.requeued or reaped.dead_lettered:

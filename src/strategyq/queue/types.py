@@ -27,12 +27,14 @@ class ClaimVerdict(StrEnum):
     RUN = "run"  # a new run started: it holds ``token``
     SKIP = "skip"  # the task already has a terminal result
     CANCELLED = "cancelled"  # a client cancelled it before it started
+    DUPLICATE = "duplicate"  # another task with this id is running or has finished
 
 
 class FinishVerdict(StrEnum):
     WRITTEN = "written"  # this run's result is the task's result
     STALE = "stale"  # another run took over (this run's token is no longer current)
     ALREADY = "already"  # the task already had a terminal result
+    MISSING = "missing"  # written, but the run's token was gone (evicted, or a failover)
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,14 @@ class Claim:
     verdict: ClaimVerdict
     token: str = ""
     attempt: int = 0
-    status: str = ""  # the terminal status found, when skipped
+    status: str = ""  # the status found, when skipped or a duplicate
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Claim:
         verdict = ClaimVerdict(text(reply[0]))
         if verdict is ClaimVerdict.RUN:
             return cls(verdict, token=text(reply[1]), attempt=int(reply[2]))
-        if verdict is ClaimVerdict.SKIP:
+        if verdict in (ClaimVerdict.SKIP, ClaimVerdict.DUPLICATE):
             return cls(verdict, status=text(reply[1]))
         return cls(verdict)
 

@@ -151,10 +151,11 @@ class _Checker(ast.NodeVisitor):
 
     # attributes and strings ------------------------------------------------
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        # The chain's own start first: `statistics.sys.modules` is refused for `.sys`.
+        self.generic_visit(node)
         reason = _attribute_reason(node.attr)
         if reason:
             raise _fail(reason, node)
-        self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str | bytes):
@@ -220,6 +221,9 @@ class _Checker(ast.NodeVisitor):
         extra = [k.arg for k in node.keywords if k.arg not in policy.QUERY_KEYWORDS]
         if len(node.args) > 1 or extra:
             raise _fail(f".{method}() accepts only the expression and inplace=", node)
+        reason = expression_reason(first.value)
+        if reason:
+            raise _fail(f".{method}() expression {reason}", node)
 
     # assignment targets ----------------------------------------------------
     def visit_For(self, node: ast.For) -> None:
@@ -265,6 +269,43 @@ class _Checker(ast.NodeVisitor):
         if node.name:
             self._check_binding(node.name, node)
         self.generic_visit(node)
+
+
+_BACKTICKED = re.compile(r"`[^`]*`")
+
+
+def expression_reason(text: str) -> str | None:
+    """Why a ``query``/``eval`` string is refused, or None.
+
+    pandas evaluates these strings itself, so they are checked like code:
+    parsed (backtick-quoted column names stand in as plain names), then no
+    attribute access, no special or module names, calls only of plain names.
+    """
+    try:
+        tree = ast.parse(_BACKTICKED.sub("column", text.strip()), mode="exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "is not an expression the policy can check; simplify it"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            return f"may not read attributes ('.{node.attr}'); compute it in Python first"
+        if isinstance(node, ast.Name):
+            if _is_dunder(node.id) or node.id.startswith("_"):
+                return f"may not use the name '{node.id}'"
+            # Other names are columns (``open``, ``close``): pandas looks them up in the
+            # frame first, and never in the builtins.
+            if node.id in policy.QUERY_REFUSED_NAMES:
+                return f"may not use '{node.id}'; compute it in Python first"
+        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+            return "may call plain functions only"
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _DUNDER_IN_TEXT.search(node.value)
+        ):
+            return "may not name special attributes"
+        if isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp):
+            return "may not define functions or comprehensions"
+    return None
 
 
 def pick_entry(tree: ast.Module) -> tuple[str, tuple[str, ...]]:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from strategyq import errors
-from strategyq.sandbox import checker, namespace, result
+from strategyq.sandbox import checker, lockdown, namespace, preload, result
 from strategyq.sandbox.lockdown import (
     RESULT_FD,
     SOURCE_FD,
@@ -81,12 +81,41 @@ def _user_frames(exc: BaseException, source_lines: list[str]) -> list[str]:
     return lines
 
 
+def _missing_module(exc: BaseException) -> str | None:
+    """The module an import error (or the error it was raised from) could not find."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ImportError) and current.name:
+            return current.name
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _first_line(exc: BaseException) -> int | None:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == checker.FILENAME:
+            return frame.lineno
+    return None
+
+
 def classify(exc: BaseException, source: str) -> tuple[str, str]:
     """Map an exception raised while running the strategy to (error type, message)."""
     frames = _user_frames(exc, source.splitlines())
     where = f" ({frames[0]})" if frames else ""
     if isinstance(exc, errors.SandboxError):
         return exc.error_type, str(exc)
+    if isinstance(exc, ImportError):
+        name = _missing_module(exc)
+        line = _first_line(exc)
+        at = f" (line {line})" if line else ""
+        what = f"module '{name}'" if name else f"what the strategy imported ({_describe(exc)})"
+        return (
+            "module_unavailable",
+            f"the sandbox does not provide {what}{at}; strategies can use pandas, numpy, "
+            "math, statistics and datetime",
+        )
     if isinstance(exc, MemoryError):
         return "memory", f"the strategy ran out of memory{where}; use less data or fewer copies"
     if isinstance(exc, RecursionError):
@@ -266,6 +295,7 @@ def main(
             )
             return
         calls: dict[str, Any] = {}
+        preload.refuse_further_imports()
         if source is None:
             program = read_program(SOURCE_FD)
             if program is None:
@@ -283,7 +313,8 @@ def main(
         except BaseException as exc:
             kind, message = classify(exc, source)
             payload = result.encode_error(kind, message)
-        _send(payload)
+        capture = lockdown.CAPTURE
+        _send(payload + result.encode_logs(capture.text(), capture.truncated))
         os.close(RESULT_FD)
     except BaseException:
         status = 70

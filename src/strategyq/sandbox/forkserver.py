@@ -16,9 +16,15 @@ the task just run) while it computes the current result; a task that needs
 the same frame then skips the fork and lock-down altogether. An unused spare
 reads end of file and exits.
 
+Every sandbox child is started by :func:`spawn` and fed by
+:func:`feed_and_collect` — the server's, :func:`strategyq.sandbox.local.run`'s
+(a child of the calling process, for tests and audits) and the start-up
+self-check's alike — so what the tests run is what production runs.
+
 Messages are JSON, one per SEQPACKET datagram::
 
-    client → server  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b, "restricted": b}
+    client → server  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b,
+                      "restricted": b, "landlock_abi_max": int | null}
                      with fds [source_read_end, result_write_end]
     server → client  {"id": n, "pid": int, "meta": {...}}
                      or {"id": n, "error": str, "error_type": str}
@@ -27,6 +33,7 @@ Messages are JSON, one per SEQPACKET datagram::
 
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import logging
@@ -41,8 +48,8 @@ from typing import Any
 import orjson
 
 from strategyq import errors
-from strategyq.sandbox import checker, child
-from strategyq.sandbox.lockdown import cpu_limit_s
+from strategyq.sandbox import checker, child, result
+from strategyq.sandbox.lockdown import LockdownPlan, cpu_limit_s
 from strategyq.sandbox.lockdown import plan as make_plan
 from strategyq.sandbox.runner import collect
 from strategyq.settings import SandboxLimits
@@ -71,12 +78,15 @@ class HostGone(errors.SandboxUnavailable):
 Loader = Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 """Turns a data request into (frame, metadata); raises StrategyqError for bad requests."""
 
+Forget = Callable[[], None]
+"""Drops the host's per-request state in a freshly forked child (see :func:`serve`)."""
 
-def _limits_json(limits: SandboxLimits) -> dict[str, Any]:
+
+def limits_json(limits: SandboxLimits) -> dict[str, Any]:
     return {
         "time_limit_s": limits.time_limit_s,
         "memory_mb": limits.memory_mb,
-        "result_max_bytes": limits.result_max_bytes,
+        "answer_max_bytes": limits.answer_max_bytes,
         "max_open_files": limits.max_open_files,
     }
 
@@ -84,24 +94,43 @@ def _limits_json(limits: SandboxLimits) -> dict[str, Any]:
 # ============================================================================ server side
 
 
-def serve(sock: socket.socket, load: Loader) -> None:
-    """Answer fork requests until the client closes its end (or goes away)."""
+def serve(sock: socket.socket, load: Loader, forget: Forget | None = None) -> None:
+    """Answer fork requests until the client closes its end (or goes away).
+
+    ``forget`` runs in each child right after fork, before lock-down: it drops
+    the host's own state (its cache of other requests' frames, its paths) so
+    that nothing a child can find by walking objects or frames tells it what
+    another task requested.
+    """
     with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-        _serve(sock, load)
+        _serve(sock, load, forget)
 
 
-def _serve(sock: socket.socket, load: Loader) -> None:
+def _serve(sock: socket.socket, load: Loader, forget: Forget | None) -> None:
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     children: dict[int, int] = {}  # pidfd -> pid
+    # Requests arrive in this one buffer, cleared after each: no earlier request's
+    # bytes linger in the host's heap for a child to find.
+    buffer = bytearray(MAX_MESSAGE)
+
+    def forget_all() -> None:
+        children.clear()
+        buffer[:] = b""
+        if forget is not None:
+            forget()
+
     try:
         while True:
             for fd, _events in poller.poll():
                 if fd == sock.fileno():
-                    message, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 2)
-                    if not message:
+                    size, fds = _receive_into(sock, buffer)
+                    if not size:
                         return
-                    pid = _fork_one(sock, orjson.loads(message), fds, load)
+                    message = orjson.loads(memoryview(buffer)[:size])
+                    buffer[:size] = bytes(size)
+                    pid = _fork_one(sock, message, fds, load, forget_all)
+                    del message
                     if pid is not None:
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = pid
@@ -118,9 +147,73 @@ def _serve(sock: socket.socket, load: Loader) -> None:
             os.close(pidfd)
 
 
+def _receive_into(sock: socket.socket, buffer: bytearray) -> tuple[int, list[int]]:
+    fds = array.array("i")
+    size, ancillary, _flags, _addr = sock.recvmsg_into(
+        [buffer], socket.CMSG_SPACE(2 * fds.itemsize)
+    )
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return size, list(fds)
+
+
+def plan_for(limits: dict[str, Any], sandboxed: bool, landlock_abi_max: int | None) -> LockdownPlan:
+    """The lock-down plan of a fork request's limits."""
+    return make_plan(
+        memory_mb=int(limits["memory_mb"]),
+        time_limit_s=float(limits["time_limit_s"]),
+        max_open_files=int(limits["max_open_files"]),
+        sandboxed=sandboxed,
+        landlock_abi_max=landlock_abi_max,
+    )
+
+
+def spawn(
+    plan: LockdownPlan,
+    source_fd: int,
+    result_fd: int,
+    frame: Any,
+    *,
+    restricted: bool,
+    forget: Forget | None = None,
+) -> int:
+    """Fork one child that locks down, then reads its program from ``source_fd``.
+
+    The one way a sandbox child is ever started (the fork server's requests
+    and :func:`run` alike). Returns its pid; the child is its own process group.
+    """
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child always leaves through os._exit
+        try:
+            if forget is not None:
+                forget()
+        except BaseException:
+            os._exit(70)
+        child.main(
+            plan, result_fd, None, None, None, frame, restricted=restricted, source_fd=source_fd
+        )
+    with contextlib.suppress(PermissionError, ProcessLookupError):
+        os.setpgid(pid, pid)
+    return pid
+
+
 def _fork_one(
-    sock: socket.socket, message: dict[str, Any], fds: list[int], load: Loader
+    sock: socket.socket,
+    message: dict[str, Any],
+    fds: list[int],
+    load: Loader,
+    forget: Forget,
 ) -> int | None:
+    if len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        sock.send(
+            orjson.dumps(
+                {"id": message.get("id"), "error": "bad request", "error_type": "internal"}
+            )
+        )
+        return None
     source_fd, result_fd = fds
     tag = message["id"]
     try:
@@ -130,21 +223,18 @@ def _fork_one(
             reply = {"id": tag, "error": str(exc), "error_type": exc.error_type}
             sock.send(orjson.dumps(reply))
             return None
-        limits = message["limits"]
-        plan = make_plan(
-            memory_mb=int(limits["memory_mb"]),
-            time_limit_s=float(limits["time_limit_s"]),
-            max_open_files=int(limits["max_open_files"]),
-            sandboxed=bool(message["sandboxed"]),
+        cap = message.get("landlock_abi_max")
+        plan = plan_for(
+            message["limits"], bool(message["sandboxed"]), None if cap is None else int(cap)
         )
-        restricted = bool(message["restricted"])
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child always leaves through os._exit
-            child.main(
-                plan, result_fd, None, None, None, frame, restricted=restricted, source_fd=source_fd
-            )
-        with contextlib.suppress(PermissionError, ProcessLookupError):
-            os.setpgid(pid, pid)
+        pid = spawn(
+            plan,
+            source_fd,
+            result_fd,
+            frame,
+            restricted=bool(message["restricted"]),
+            forget=forget,
+        )
         sock.send(orjson.dumps({"id": tag, "pid": pid, "meta": meta}))
         return pid
     finally:
@@ -179,9 +269,13 @@ class _Child:
 class ForkClient:
     """The executor's side: ask for a child, feed it the source, collect its answer."""
 
-    def __init__(self, sock: socket.socket, *, spares: bool = True) -> None:
+    def __init__(
+        self, sock: socket.socket, *, spares: bool = True, landlock_abi_max: int | None = None
+    ) -> None:
         self.sock = sock
         self.spares = spares
+        self.landlock_abi_max = landlock_abi_max
+        self.last_logs = result.Logs()
         self._next_tag = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._exits: dict[int, tuple[int, float]] = {}
@@ -255,15 +349,15 @@ class ForkClient:
                 self._confirm(spare)
             spare.discard()
 
-    @staticmethod
     def _message(
-        request: dict[str, Any], limits: SandboxLimits, check_policy: bool, insecure: bool
+        self, request: dict[str, Any], limits: SandboxLimits, check_policy: bool, insecure: bool
     ) -> tuple[bytes, dict[str, Any]]:
         message = {
             "request": request,
-            "limits": _limits_json(limits),
+            "limits": limits_json(limits),
             "sandboxed": not insecure,
             "restricted": check_policy,
+            "landlock_abi_max": self.landlock_abi_max,
         }
         return orjson.dumps(message, option=orjson.OPT_SORT_KEYS), message
 
@@ -308,12 +402,15 @@ class ForkClient:
         run whose DataFrame travelled as columns).
 
         Returns:
-            (instances, or one list of instances per run; the loader's metadata)
+            (instances, or one list of instances per run; the loader's metadata). What
+            the strategy printed is in :attr:`last_logs` afterwards (and in the ``logs``
+            attribute of an error raised for the run).
 
         Raises:
-            The errors of :func:`strategyq.sandbox.run`, and the loader's own
-            StrategyqError (e.g. DataError) for a bad request.
+            The errors of :func:`strategyq.sandbox.run`, and the loader's own StrategyqError
+            (e.g. DataError) for a bad request.
         """
+        self.last_logs = result.Logs()
         # A friendly error now, without running anything; the child runs the code
         # compiled here from the checked tree.
         program = child.with_calls(
@@ -334,31 +431,72 @@ class ForkClient:
         # Exit notices of earlier children (killed once they had answered) are not needed.
         self._exits = {pid: v for pid, v in self._exits.items() if pid == c.pid}
         started = time.monotonic()
-        with contextlib.suppress(BrokenPipeError):
-            view = memoryview(program)
-            while view:
-                view = view[os.write(c.source_w, view) :]
-        os.close(c.source_w)
+        spare = None
         if self.spares:
             # The next task likely needs the same frame: have its child fork and lock
             # down while this one runs and the engine works on its answer.
-            with contextlib.suppress(HostGone):
-                # This task's child is already running; the next task meets the news.
-                self._spare = self._ask(key, message)
-        pidfd, c.pidfd = c.pidfd, None
-        instances = collect(
+            def spare() -> None:
+                with contextlib.suppress(HostGone):
+                    # This task's child is already running; the next task meets the news.
+                    self._spare = self._ask(key, message)
+
+        instances, self.last_logs = feed_and_collect(
             c.pid,
-            pidfd,
+            c.pidfd,
+            c.source_w,
             c.result_r,
+            program,
             limits,
-            cpu_limit_s(limits.time_limit_s),
             started=started,
             cancel_fd=cancel_fd,
             reap=self._wait_exit,
             defer=lambda _pid: None,
             keep_columns=keep_columns,
+            after_feed=spare,
         )
+        c.pidfd = None
         return instances, c.meta
+
+
+def feed_and_collect(
+    pid: int,
+    pidfd: int,
+    source_w: int,
+    result_r: int,
+    program: bytes,
+    limits: SandboxLimits,
+    *,
+    started: float,
+    cancel_fd: int | None,
+    reap: Callable[[int], tuple[int, float]],
+    defer: Callable[[int], None],
+    after_feed: Callable[[], None] | None = None,
+    keep_columns: bool = False,
+) -> tuple[list[Any], result.Logs]:
+    """Write the program into a spawned child, then supervise it and read its answer.
+
+    ``keep_columns`` is :func:`result.decode_answer`'s. Closes ``source_w``, ``pidfd``
+    and ``result_r``.
+    """
+    with contextlib.suppress(BrokenPipeError):
+        view = memoryview(program)
+        while view:
+            view = view[os.write(source_w, view) :]
+    os.close(source_w)
+    if after_feed is not None:
+        after_feed()
+    return collect(
+        pid,
+        pidfd,
+        result_r,
+        limits,
+        cpu_limit_s(limits.time_limit_s),
+        started=started,
+        cancel_fd=cancel_fd,
+        reap=reap,
+        defer=defer,
+        keep_columns=keep_columns,
+    )
 
 
 def _error(error_type: str, message: str) -> errors.StrategyqError:

@@ -3,8 +3,10 @@
 Order matters: descriptors and environment first (nothing to leak), then
 process attributes, limits, no_new_privs and capabilities, then Landlock
 (needs no_new_privs), then seccomp last (it forbids some calls made above).
-A required layer that fails raises LayerFailed; the child then refuses to run
-the strategy.
+Nothing after the rlimits needs a file: the seccomp program was compiled in
+the parent and only gets the child's pid patched in, the same on every
+Landlock ABI. A required layer that fails raises LayerFailed; the child then
+refuses to run the strategy.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class LockdownPlan:
     seccomp_program: bytes | None
     sandboxed: bool = True
     parent_pid: int = 0
+    log_max_bytes: int = 64 * 1024
 
 
 def cpu_limit_s(time_limit_s: float) -> int:
@@ -69,12 +72,23 @@ def cpu_limit_s(time_limit_s: float) -> int:
 
 
 def plan(
-    *, memory_mb: int, time_limit_s: float, max_open_files: int, sandboxed: bool
+    *,
+    memory_mb: int,
+    time_limit_s: float,
+    max_open_files: int,
+    sandboxed: bool,
+    landlock_abi_max: int | None = None,
 ) -> LockdownPlan:
-    """Prepare a plan in the parent: address-space budget on top of what fork shares."""
+    """Prepare a plan in the parent: address-space budget on top of what fork shares.
+
+    ``landlock_abi_max`` caps the Landlock ABI the child uses (the kernel's own
+    when None): a kernel of that generation is run exactly, rights and order.
+    """
     with open("/proc/self/statm", "rb") as f:
         inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     abi = landlock.abi_version() if sandboxed else 0
+    if landlock_abi_max is not None:
+        abi = min(abi, landlock_abi_max)
     program = seccomp.compiled_program() if sandboxed else None
     return LockdownPlan(
         memory_bytes=inherited + memory_mb * 1024 * 1024,
@@ -106,19 +120,56 @@ def isolate_descriptors(result_fd: int, source_fd: int | None = None) -> None:
     os.closerange(last + 1, 1 << 20)
 
 
-class _Discard(io.TextIOBase):
-    """Where print() goes in the child: nowhere, without buffering anything."""
+class OutputCapture(io.TextIOBase):
+    """Where print() goes in the child: at most ``max_bytes`` of UTF-8, sent back as logs.
+
+    Text past the cap is dropped (and flagged), so a strategy that prints in a
+    loop costs the cap, not its output.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.truncated = False
+        self._parts: list[str] = []
+        self._size = 0
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self.max_bytes - self._size
+        if room <= 0:
+            self.truncated = self.truncated or bool(text)
+            return len(text)
+        # A character is at most 4 bytes: cut on characters, then measure exactly.
+        part = text[:room]
+        size = len(part.encode("utf-8", "replace"))
+        while size > room:
+            part = part[: max(0, len(part) - (size - room + 3) // 4)]
+            size = len(part.encode("utf-8", "replace"))
+        self._parts.append(part)
+        self._size += size
+        if len(part) < len(text):
+            self.truncated = True
         return len(text)
 
     def writable(self) -> bool:
         return True
 
+    def text(self) -> str:
+        """Everything captured, at most ``max_bytes`` of UTF-8."""
+        return "".join(self._parts)
 
-def redirect_standard_streams() -> None:
-    """sys.stdout/stderr may be the caller's objects (a test's capture, a log buffer)."""
-    sys.stdout = sys.stderr = _Discard()
+
+CAPTURE = OutputCapture(0)
+"""The child's capture (replaced in each child by :func:`redirect_standard_streams`)."""
+
+
+def redirect_standard_streams(max_bytes: int = 64 * 1024) -> None:
+    """Send print() output to a capped buffer; the caller's stream objects are not kept."""
+    global CAPTURE
+    CAPTURE = OutputCapture(max_bytes)
+    sys.stdout = sys.stderr = CAPTURE
     sys.stdin = None  # type: ignore[assignment]
     # The caller's warning filters (e.g. "error" under a test runner) must not change
     # what a strategy does; warnings would go nowhere anyway.
@@ -200,22 +251,17 @@ def apply_landlock(p: LockdownPlan) -> None:
 
 
 def apply_seccomp(p: LockdownPlan) -> None:
-    """Load the precompiled filter, plus a signal filter when Landlock cannot scope signals."""
+    """Load the precompiled allow-list with this child's pid patched in (every ABI alike)."""
     if p.seccomp_program is None:
         raise OSError(38, "no seccomp program was prepared")
-    if p.landlock_abi < 6:
-        seccomp.load_program(
-            seccomp.export_bpf(seccomp.build_filter(deny_signals_to_others=os.getpid()))
-        )
-    else:
-        seccomp.load_program(p.seccomp_program)
+    seccomp.load_program(seccomp.for_process(p.seccomp_program, os.getpid()))
 
 
 def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> None:
     """Apply every layer in order; raise LayerFailed naming the first that failed."""
     steps: list[tuple[str, Callable[[], object]]] = [
         ("descriptors", lambda: isolate_descriptors(result_fd, source_fd)),
-        ("standard streams", redirect_standard_streams),
+        ("standard streams", lambda: redirect_standard_streams(p.log_max_bytes)),
         ("environment", clear_environment),
         ("process attributes", lambda: set_process_attributes(p.parent_pid)),
         ("rlimits", lambda: set_rlimits(p)),

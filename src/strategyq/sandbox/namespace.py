@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from strategyq.sandbox import policy
+from strategyq.sandbox import policy, preload
 
 
 def _guarded_import(
@@ -23,16 +23,15 @@ def _guarded_import(
     fromlist: Sequence[str] | None = (),
     level: int = 0,
 ) -> ModuleType:
-    if level != 0 or name not in policy.ALLOWED_IMPORTS:
-        raise PermissionError(f"import of {name!r} is not allowed")
-    module = sys.modules.get(name)
-    if module is None:
-        # Only warmed modules are importable: the lock-down forbids reading files.
-        raise PermissionError(f"module {name!r} was not preloaded by the sandbox")
-    for item in fromlist or ():
-        if item.startswith("_") or item in policy.FORBIDDEN_ATTRIBUTES:
-            raise PermissionError(f"importing {item!r} from {name!r} is not allowed")
-    return module
+    # Reached by the strategy's own import statements (already checked against the
+    # allow-list) and by C code that imports on first use (datetime → _strptime,
+    # time) from the strategy's frame: so any preloaded module is returned, and
+    # one that was not preloaded fails naming itself (preload.NotProvided).
+    if level != 0:
+        raise ImportError("relative imports are not allowed")
+    if name not in sys.modules:
+        raise preload.NotProvided(f"the sandbox does not provide module '{name}'", name=name)
+    return builtins.__import__(name, globals, locals, fromlist, level)
 
 
 def _one_arg_type(obj: object) -> type:

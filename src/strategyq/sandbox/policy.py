@@ -172,6 +172,43 @@ FORBIDDEN_ATTRIBUTES: dict[str, str] = {
     ),
 }
 
+# Modules that library namespaces carry as attributes (``statistics.sys``,
+# ``np.ma.extras.ma.builtins``, ``np.polynomial.polyutils.operator``): a chain of
+# attributes must not reach a module the strategy could not import.
+MODULE_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "sys", "os", "posix", "nt", "builtins", "inspect", "operator", "ctypes", "gc",
+        "importlib", "subprocess", "socket", "shutil", "pathlib", "pickle", "marshal", "types",
+        "threading", "_thread", "signal", "resource", "tempfile", "glob", "mmap", "platform",
+        "runpy", "pkgutil", "zipimport", "linecache", "traceback", "sysconfig", "site", "urllib",
+        "http", "asyncio", "multiprocessing", "concurrent", "fcntl", "pty", "code", "codeop",
+        "pdb", "bdb", "dis", "copyreg", "weakref", "tokenize", "ast", "codecs", "selectors",
+        "atexit", "faulthandler", "tracemalloc", "zipfile", "tarfile", "gzip", "bz2", "lzma",
+        "sqlite3", "csv", "json", "uuid", "logging", "warnings", "contextvars", "abc",
+    }
+)  # fmt: skip
+
+FORBIDDEN_ATTRIBUTES.update(
+    dict.fromkeys(MODULE_ATTRIBUTES, "reaches a module strategies may not use")
+)
+FORBIDDEN_ATTRIBUTES.update(
+    dict.fromkeys(
+        (
+            "modules",
+            "environ",
+            "system",
+            "popen",
+            "attrgetter",
+            "methodcaller",
+            "getmembers",
+            "getattr_static",
+            "currentframe",
+            "getframeinfo",
+        ),
+        "reaches interpreter or process internals",
+    )
+)
+
 FORBIDDEN_ATTRIBUTE_PREFIXES: dict[str, str] = {
     "read_": "reads files or URLs",
     "_": "is private",
@@ -186,6 +223,9 @@ QUERY_METHODS: frozenset[str] = frozenset({"query", "eval"})
 """``DataFrame.query``/``eval``: a literal expression only, no ``@`` locals, only ``inplace=``."""
 
 QUERY_KEYWORDS: frozenset[str] = frozenset({"inplace"})
+
+QUERY_REFUSED_NAMES: frozenset[str] = frozenset({"pd", "np", "math", "statistics", "datetime"})
+"""Names an expression string may not use: pandas resolves them from the caller's scope."""
 
 REFUSED_STATEMENTS: dict[str, str] = {
     "ClassDef": "class definitions are not allowed; use functions and dicts",

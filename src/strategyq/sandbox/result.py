@@ -2,9 +2,18 @@
 
 A message is one tag byte and a JSON document: ``R`` + the list of instances,
 ``M`` + one such list per call (a sweep chunk's several calls), or ``E`` +
-``{"type": ..., "message": ...}`` for an error the child classified.
-The parent treats every byte as untrusted: it parses JSON only, caps depth,
-size and message length, and maps error types through a fixed table.
+``{"type": ..., "message": ...}`` for an error the child classified,
+then (all three) ``\x00`` + ``{"logs": str, "truncated": bool}``: what the
+strategy printed, capped in the child. The parent treats every byte as
+untrusted: it parses JSON only, caps depth, size, container count and message
+length, and maps error types through a fixed table.
+
+The parent's cost is linear in the answer's bytes with a small constant: one
+``bytes.count`` pass bounds the number of containers (each costs ~60-250
+bytes once parsed) before anything is parsed, then orjson parses, then one
+iterative pass checks the shape. Everything that grows with the strategy's
+output (converting numpy and pandas values, dates, nested rows) happens in
+the child, inside its own limits.
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ from strategyq import errors
 RESULT_TAG = b"R"
 ERROR_TAG = b"E"
 RUNS_TAG = b"M"
+LOGS_SEPARATOR = b"\x00"
+"""Ends the answer's JSON (a NUL byte cannot occur in JSON text); the logs follow."""
+BYTES_PER_CONTAINER = 16
+"""An answer of n bytes may hold at most n / 16 (+ 1,024) dicts and lists."""
 MAX_DEPTH = 12
 """Deepest nesting accepted in a result (the list is level 1, an instance level 2)."""
 MAX_MESSAGE_CHARS = 4000
@@ -32,6 +45,7 @@ ERROR_TYPES: dict[str, type[errors.SandboxError]] = {
     "memory": errors.StrategyMemoryError,
     "timeout": errors.StrategyTimeout,
     "prohibited_operation": errors.ProhibitedOperation,
+    "module_unavailable": errors.ModuleUnavailable,
     "bad_result": errors.BadResult,
     "sandbox_unavailable": errors.SandboxUnavailable,
 }
@@ -99,6 +113,11 @@ def to_instances(value: Any) -> list[Any]:
     )
 
 
+def encode_logs(text: str, truncated: bool) -> bytes:
+    """The trailer with what the strategy printed."""
+    return LOGS_SEPARATOR + orjson.dumps({"logs": text, "truncated": truncated})
+
+
 def encode_result(value: Any) -> bytes:
     """Serialise the strategy's return value (in the child)."""
     instances = to_instances(value)
@@ -115,6 +134,8 @@ def encode_result(value: Any) -> bytes:
             body = orjson.dumps(_normalise(instances), default=_default, option=_OPTIONS)
         except (TypeError, ValueError, RecursionError) as exc:
             raise errors.BadResult(f"the result is not plain JSON data: {exc}") from None
+    # The parent checks this too (it trusts nothing); here it saves sending the bytes.
+    _check_containers(body)
     return RESULT_TAG + body
 
 
@@ -176,6 +197,8 @@ def encode_runs(values: list[Any]) -> bytes:
             body = orjson.dumps(_normalise(runs), default=_default, option=_OPTIONS)
         except (TypeError, ValueError, RecursionError) as exc:
             raise errors.BadResult(f"the result is not plain JSON data: {exc}") from None
+    # The parent checks this too (it trusts nothing); here it saves sending the bytes.
+    _check_containers(body)
     return RUNS_TAG + body
 
 
@@ -256,28 +279,86 @@ def _run(run: Any, keep_columns: bool) -> Any:
     return columnar if keep_columns else columnar.rows()
 
 
-def decode(message: bytes, *, keep_columns: bool = False) -> list[Any]:
-    """Parse one message from the child: the instances, or raise the error it reports.
+@dataclass(frozen=True)
+class Logs:
+    """What the strategy printed (at most the child's cap), and whether more was dropped."""
+
+    text: str = ""
+    truncated: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        """The result fields (``logs``, ``logs_truncated``); none when nothing was printed."""
+        if not self.text and not self.truncated:
+            return {}
+        return {"logs": self.text, "logs_truncated": self.truncated}
+
+
+def _logs(trailer: bytes) -> Logs:
+    try:
+        value = orjson.loads(trailer)
+    except orjson.JSONDecodeError:
+        return Logs()
+    if not isinstance(value, dict) or not isinstance(value.get("logs"), str):
+        return Logs()
+    return Logs(clean_logs(value["logs"]), bool(value.get("truncated")))
+
+
+def clean_logs(text: str) -> str:
+    """Printed text made safe to store: no control characters but newline and tab."""
+    return "".join(c if c in "\n\t" or c.isprintable() else "?" for c in text)
+
+
+def _check_containers(body: bytes) -> None:
+    # Braces inside strings count too: an upper bound, found in one C-speed pass.
+    containers = body.count(b"{") + body.count(b"[")
+    allowed = len(body) // BYTES_PER_CONTAINER + 1024
+    if containers > allowed:
+        raise errors.BadResult(
+            f"the strategy's result holds about {containers} dicts and lists in {len(body)} "
+            f"bytes (at most one per {BYTES_PER_CONTAINER} bytes); return fewer, fuller instances"
+        )
+
+
+def decode_answer(message: bytes, *, keep_columns: bool = False) -> tuple[list[Any], Logs]:
+    """Parse one message from the child: (instances, logs), or raise the error it reports.
 
     A several-call message gives one list of instances per call; with
     ``keep_columns`` a call whose DataFrame travelled as columns stays a
-    :class:`ColumnRun`.
+    :class:`ColumnRun`. An error raised here carries the logs in its ``logs``
+    attribute.
     """
-    tag, body = message[:1], message[1:]
+    head, _sep, trailer = message.partition(LOGS_SEPARATOR)
+    logs = _logs(trailer) if trailer else Logs()
+    tag, body = head[:1], head[1:]
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise errors.BadResult(
-            "the strategy's result could not be read as JSON (it may be too deeply nested)"
-        ) from None
-    if tag == RESULT_TAG:
-        return _check_shape(payload)
-    if tag == RUNS_TAG and isinstance(payload, list):
-        # One list of instances per call, in the order of the calls.
-        return [_run(run, keep_columns) for run in payload]
-    if tag == ERROR_TAG and isinstance(payload, dict):
-        kind = payload.get("type")
-        text = payload.get("message")
-        if isinstance(kind, str) and kind in ERROR_TYPES and isinstance(text, str):
-            raise ERROR_TYPES[kind](clean_text(text))
-    raise errors.BadResult("the strategy process sent a malformed message")
+        if tag in (RESULT_TAG, RUNS_TAG):
+            _check_containers(body)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise errors.BadResult(
+                "the strategy's result could not be read as JSON (it may be too deeply nested)"
+            ) from None
+        if tag == RESULT_TAG:
+            return _check_shape(payload), logs
+        if tag == RUNS_TAG and isinstance(payload, list):
+            # One list of instances per call, in the order of the calls.
+            return [_run(run, keep_columns) for run in payload], logs
+        if tag == ERROR_TAG and isinstance(payload, dict):
+            kind = payload.get("type")
+            text = payload.get("message")
+            if isinstance(kind, str) and kind in ERROR_TYPES and isinstance(text, str):
+                raise ERROR_TYPES[kind](clean_text(text))
+        raise errors.BadResult("the strategy process sent a malformed message")
+    except errors.SandboxError as exc:
+        exc.logs = logs  # type: ignore[attr-defined]
+        raise
+
+
+def decode(message: bytes, *, keep_columns: bool = False) -> list[Any]:
+    """Parse one message from the child: the instances, or raise the error it reports.
+
+    A several-call message gives one list of instances per call (see
+    :func:`decode_answer`).
+    """
+    return decode_answer(message, keep_columns=keep_columns)[0]

@@ -1,4 +1,4 @@
-"""``run``: fork a fresh child per call, wait with a deadline, read a capped JSON answer."""
+"""Supervising a started sandbox child: a wall-clock deadline, cancel, a capped JSON answer."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from strategyq import errors
-from strategyq.sandbox import checker, child, result
-from strategyq.sandbox.lockdown import plan as make_plan
+from strategyq.sandbox import result
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -115,7 +112,13 @@ def _supervise(
     return out
 
 
-def _reap(pid: int) -> tuple[int, float]:
+def defer_reap(pid: int) -> None:
+    """Hand over a child that answered and was killed, to be collected later."""
+    _unreaped.append(pid)
+
+
+def reap_now(pid: int) -> tuple[int, float]:
+    """Wait for a child of this process; its exit status and CPU seconds."""
     _, status, usage = os.wait4(pid, 0)
     return status, usage.ru_utime + usage.ru_stime
 
@@ -146,72 +149,6 @@ def _failure(status: int, cpu_s: float, cpu_limit: int, time_limit_s: float) -> 
     )
 
 
-def run(
-    code: str,
-    df: pd.DataFrame,
-    limits: SandboxLimits,
-    *,
-    check_policy: bool = True,
-    cancel_fd: int | None = None,
-    insecure_no_sandbox: bool = False,
-) -> list[dict[str, Any]]:
-    """Run a strategy on ``df`` in a fresh locked-down child; return its instances.
-
-    Args:
-        code: The strategy source (one function of one argument).
-        df: The frame passed to the strategy; shared with the child by fork, not copied.
-        limits: Time, memory, result-size and descriptor limits.
-        check_policy: Check the source against the policy and use restricted builtins.
-            ``False`` hands the code straight to the operating-system layers (tests, audits).
-        cancel_fd: A descriptor that becomes readable to cancel the run (never read here).
-        insecure_no_sandbox: Skip Landlock and seccomp (still fork, rlimits, no_new_privs).
-
-    Raises:
-        PolicyError, StrategyTimeout, StrategyMemoryError, ProhibitedOperation,
-        StrategyFailed, BadResult, SandboxUnavailable, TaskCancelled.
-    """
-    reap_finished()
-    report = checker.check(code) if check_policy else None
-    if insecure_no_sandbox:
-        log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
-    lockdown_plan = make_plan(
-        memory_mb=limits.memory_mb,
-        time_limit_s=limits.time_limit_s,
-        max_open_files=limits.max_open_files,
-        sandboxed=not insecure_no_sandbox,
-    )
-    read_fd, write_fd = os.pipe()
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child always leaves through os._exit
-        os.close(read_fd)
-        child.main(
-            lockdown_plan,
-            write_fd,
-            code,
-            report.code if report else None,
-            report.entry if report else None,
-            df,
-            restricted=check_policy,
-            takes_params=report.takes_params if report else False,
-        )
-    os.close(write_fd)
-    # The child does this too; doing it here as well closes the race with an early kill.
-    with contextlib.suppress(PermissionError, ProcessLookupError):
-        os.setpgid(pid, pid)
-    return collect(
-        pid,
-        os.pidfd_open(pid),
-        read_fd,
-        limits,
-        lockdown_plan.cpu_seconds,
-        started=started,
-        cancel_fd=cancel_fd,
-        reap=_reap,
-        defer=_unreaped.append,
-    )
-
-
 def collect(
     pid: int,
     pidfd: int,
@@ -224,14 +161,14 @@ def collect(
     reap: Callable[[int], tuple[int, float]],
     defer: Callable[[int], None],
     keep_columns: bool = False,
-) -> list[Any]:
+) -> tuple[list[Any], result.Logs]:
     """Supervise a started child, read its answer, and turn the outcome into instances or an error.
 
     ``reap(pid)`` waits for the child's exit and returns (status, CPU seconds);
     ``defer(pid)`` hands over a child that answered and was killed, to be reaped later.
     ``keep_columns`` is :func:`result.decode`'s. Closes ``pidfd`` and ``read_fd``.
     """
-    cap = limits.result_max_bytes + 1
+    cap = limits.answer_max_bytes + 1
     try:
         os.set_blocking(read_fd, False)
         out = _supervise(
@@ -247,7 +184,7 @@ def collect(
         os.close(pidfd)
         os.close(read_fd)
     if out.complete:
-        return result.decode(bytes(out.data), keep_columns=keep_columns)
+        return result.decode_answer(bytes(out.data), keep_columns=keep_columns)
     if out.cancelled:
         raise errors.TaskCancelled("the task was cancelled while its strategy was running")
     if out.timed_out:
@@ -257,9 +194,9 @@ def collect(
         )
     if out.overflow:
         raise errors.BadResult(
-            f"the strategy's result is larger than {limits.result_max_bytes} bytes; "
+            f"the strategy's result is larger than {limits.answer_max_bytes} bytes; "
             "return fewer or smaller instances"
         )
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:
-        return result.decode(bytes(out.data), keep_columns=keep_columns)
+        return result.decode_answer(bytes(out.data), keep_columns=keep_columns)
     raise _failure(status, cpu_s, cpu_limit_s, limits.time_limit_s)

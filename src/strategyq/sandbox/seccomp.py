@@ -1,10 +1,16 @@
-"""The seccomp-bpf filter: built once with libseccomp, loaded in each child as raw BPF.
+"""The seccomp-bpf filter: an allow-list built once with libseccomp, loaded in each child.
 
-libseccomp (through ``pyseccomp``) writes the program, including the
-architecture check; the parent exports it to bytes once so a child only makes
-one ``prctl`` call. Denied calls fail with EPERM (``clone3`` and ``openat2``
-with ENOSYS, so libc falls back to the calls we can inspect), which Python
-turns into a PermissionError the runner reports as a prohibited operation.
+libseccomp (through ``pyseccomp``) writes the program from the table in
+:mod:`strategyq.sandbox.syscalls`, including the architecture check; the
+parent exports it to bytes once. The default action is EPERM, so anything
+not in the table — including every call a future kernel adds — fails, and
+Python turns it into a PermissionError reported as a prohibited operation.
+
+The program is the same for every child and every Landlock ABI: the one
+per-child value, the child's own pid (signals may go to the caller only), is
+a placeholder patched into the bytes after fork. A child therefore never
+builds a filter (which needs a memory file, refused under ``RLIMIT_FSIZE=0``);
+it only makes one ``prctl`` call.
 """
 
 from __future__ import annotations
@@ -13,99 +19,48 @@ import ctypes
 import errno
 import logging
 import os
+import struct
 from functools import lru_cache
 
+from strategyq.sandbox import syscalls
 from strategyq.sandbox._libc import PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prctl
 
 log = logging.getLogger(__name__)
 
-CLONE_THREAD = 0x00010000
-O_ACCMODE = 0o3
-O_WRONLY = 0o1
-O_RDWR = 0o2
-O_CREAT = 0o100
-
-DENIED_SYSCALLS: dict[str, tuple[str, ...]] = {
-    "process creation": ("execve", "execveat", "fork", "vfork"),
-    "network": (
-        "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "sendto",
-        "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg", "getsockopt", "setsockopt",
-        "getpeername", "getsockname", "shutdown",
-    ),
-    "other processes": (
-        "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp",
-        "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "rt_sigqueueinfo",
-        "rt_tgsigqueueinfo", "tkill", "migrate_pages", "move_pages",
-    ),
-    "kernel interfaces": (
-        "bpf", "io_uring_setup", "io_uring_enter", "io_uring_register", "perf_event_open",
-        "userfaultfd", "keyctl", "add_key", "request_key", "personality", "memfd_create",
-        "memfd_secret", "syslog", "kexec_load", "kexec_file_load", "init_module",
-        "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl",
-        "lookup_dcookie", "vhangup", "fanotify_init", "iopl", "ioperm",
-    ),
-    "namespaces and mounts": (
-        "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "open_tree",
-        "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-        "name_to_handle_at", "open_by_handle_at",
-    ),
-    "file metadata Landlock does not cover": (
-        "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "setxattr",
-        "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "utime",
-        "utimes", "utimensat", "futimesat", "creat",
-    ),
-    "identity, limits and process groups": (
-        "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid",
-        "setfsgid", "setgroups", "capset", "setrlimit", "setsid", "setpgid",
-        "settimeofday", "clock_settime", "adjtimex", "clock_adjtime",
-    ),
-    "System V and POSIX IPC": (
-        "shmget", "shmat", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
-        "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
-        "mq_notify", "mq_getsetattr",
-    ),
-}  # fmt: skip
-"""Calls refused outright, grouped by why."""
-
-ENOSYS_SYSCALLS = ("clone3", "openat2")
-"""Refused with ENOSYS so libc falls back to ``clone``/``openat``, whose flags are inspected."""
+_INSTRUCTION = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+_BPF_JMP_JEQ_K = 0x15
 
 
-def build_filter(*, deny_signals_to_others: int | None = None) -> object:
-    """Build the libseccomp filter object (default: allow; the table above: EPERM).
+def _op(sc: object, name: str) -> object:
+    return {"eq": sc.EQ, "ne": sc.NE, "masked_eq": sc.MASKED_EQ}[name]  # type: ignore[attr-defined]
 
-    ``clone`` without CLONE_THREAD is refused (threads keep working); ``open``/
-    ``openat`` for writing or creating are refused. With ``deny_signals_to_others``
-    (a pid), ``kill`` and ``tgkill`` aimed at any other process are refused too,
-    for kernels whose Landlock cannot scope signals.
-    """
+
+def build_filter() -> object:
+    """The libseccomp filter object: default EPERM, the allow-list of :mod:`syscalls`."""
     import pyseccomp as sc
 
-    flt = sc.SyscallFilter(sc.ALLOW)
-    eperm = sc.ERRNO(errno.EPERM)
+    flt = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
 
-    def deny(action: int, name: str, *args: object) -> None:
+    def add(action: object, name: str, *args: object) -> None:
         try:
             flt.add_rule(action, name, *args)
         except OSError as exc:
-            # A name this architecture does not have (e.g. `open` on aarch64) is nothing to deny.
+            # A name this architecture does not have (e.g. `open` on aarch64): nothing to allow.
             log.debug("seccomp: skipping %s: %s", name, exc)
 
-    for names in DENIED_SYSCALLS.values():
-        for name in names:
-            deny(eperm, name)
-    for name in ENOSYS_SYSCALLS:
-        deny(sc.ERRNO(errno.ENOSYS), name)
-    deny(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
-    # Reading limits (new_limit == NULL) stays allowed; changing them does not.
-    deny(eperm, "prlimit64", sc.Arg(2, sc.NE, 0))
-    for name, flags_arg in (("openat", 2), ("open", 1)):
-        deny(eperm, name, sc.Arg(flags_arg, sc.MASKED_EQ, O_ACCMODE, O_WRONLY))
-        deny(eperm, name, sc.Arg(flags_arg, sc.MASKED_EQ, O_ACCMODE, O_RDWR))
-        deny(eperm, name, sc.Arg(flags_arg, sc.MASKED_EQ, O_CREAT, O_CREAT))
-    if deny_signals_to_others is not None:
-        deny(eperm, "kill", sc.Arg(0, sc.NE, deny_signals_to_others))
-        deny(eperm, "tgkill", sc.Arg(0, sc.NE, deny_signals_to_others))
+    for name in syscalls.ALLOWED:
+        add(sc.ALLOW, name)
+    for name, rules in syscalls.FILTERED.items():
+        for rule in rules:
+            args = []
+            for index, op, value, *mask in rule.args:
+                if op == "masked_eq":
+                    args.append(sc.Arg(index, sc.MASKED_EQ, value, mask[0]))
+                else:
+                    args.append(sc.Arg(index, _op(sc, op), value))
+            add(sc.ALLOW, name, *args)
+    for name in syscalls.ENOSYS:
+        add(sc.ERRNO(errno.ENOSYS), name)
     return flt
 
 
@@ -119,14 +74,34 @@ def export_bpf(flt: object) -> bytes:
             program = file.read()
     finally:
         os.close(fd)
-    if not program or len(program) % 8:
+    if not program or len(program) % _INSTRUCTION.size:
         raise OSError(errno.EINVAL, "libseccomp exported an empty or malformed BPF program")
+    if not _self_pid_sites(program):
+        raise OSError(errno.EINVAL, "the BPF program has no place for the child's pid")
     return program
+
+
+def _self_pid_sites(program: bytes) -> list[int]:
+    return [
+        offset
+        for offset in range(0, len(program), _INSTRUCTION.size)
+        if _INSTRUCTION.unpack_from(program, offset)[0] == _BPF_JMP_JEQ_K
+        and _INSTRUCTION.unpack_from(program, offset)[3] == syscalls.SELF_PID
+    ]
+
+
+def for_process(program: bytes, pid: int) -> bytes:
+    """``program`` with the child's pid in place of the placeholder (plain byte edits)."""
+    patched = bytearray(program)
+    for offset in _self_pid_sites(program):
+        code, jt, jf, _ = _INSTRUCTION.unpack_from(program, offset)
+        _INSTRUCTION.pack_into(patched, offset, code, jt, jf, pid)
+    return bytes(patched)
 
 
 @lru_cache(maxsize=1)
 def compiled_program() -> bytes:
-    """The standard filter, compiled once per process."""
+    """The allow-list, compiled once per process (pid placeholder not yet patched)."""
     return export_bpf(build_filter())
 
 
@@ -137,5 +112,5 @@ class _SockFprog(ctypes.Structure):
 def load_program(program: bytes) -> None:
     """Install a raw BPF program on the calling thread (no_new_privs must be set)."""
     buffer = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    prog = _SockFprog(len(program) // _INSTRUCTION.size, ctypes.cast(buffer, ctypes.c_void_p))
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
+import logging
 import os
 from typing import Any
 
 import orjson
 
 from strategyq.sandbox import landlock, seccomp
-from strategyq.sandbox._libc import LIBC
-from strategyq.sandbox.lockdown import (
-    drop_capabilities,
-    plan,
-    set_no_new_privs,
-    set_rlimits,
-)
+
+log = logging.getLogger(__name__)
 
 BLAS_THREAD_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
@@ -92,7 +86,9 @@ def warm_up() -> None:
     import numpy  # noqa: F401
     import pandas  # noqa: F401
 
-    from strategyq.sandbox import checker, child, namespace, result
+    from strategyq.sandbox import checker, child, namespace, preload, result
+
+    preload.preload()
 
     report = checker.check(_WARM_STRATEGY)
     scope = namespace.namespace(restricted=True)
@@ -107,61 +103,87 @@ def warm_up() -> None:
     seccomp.compiled_program()
 
 
-def _probe_child(write_fd: int) -> None:
-    found = dict.fromkeys(("rlimits", "no_new_privs", "landlock", "landlock_net", "seccomp"), False)
+CANARY = """
+import errno, os, socket, datetime
+
+def canary(df):
+    found = {}
     try:
-        try:
-            set_rlimits(plan(memory_mb=512, time_limit_s=5, max_open_files=64, sandboxed=False))
-            found["rlimits"] = True
-            set_no_new_privs()
-            found["no_new_privs"] = True
-            drop_capabilities()
-            abi = landlock.abi_version()
-            landlock.restrict_self(abi)
-            try:
-                os.open("/", os.O_RDONLY)
-            except PermissionError:
-                found["landlock"] = True
-                found["landlock_net"] = abi >= 4
-            seccomp.load_program(seccomp.compiled_program())
-            # socket(AF_INET, SOCK_STREAM) through libc: no module import needed.
-            if LIBC.socket(2, 1, 0) < 0 and ctypes.get_errno() == errno.EPERM:
-                found["seccomp"] = True
-        except OSError:
-            pass
-        os.write(write_fd, orjson.dumps(found))
-    finally:
-        os._exit(0)
+        os.close(os.open('/', os.O_RDONLY))
+        found['landlock'] = False
+    except OSError as exc:
+        # EACCES is Landlock's answer (seccomp lets read-only opens through to it).
+        found['landlock'] = exc.errno == errno.EACCES
+    try:
+        os.close(os.open('/tmp/.strategyq-canary', os.O_WRONLY | os.O_CREAT, 0o600))
+        found['seccomp_files'] = False
+    except OSError as exc:
+        found['seccomp_files'] = exc.errno == errno.EPERM
+    try:
+        socket.socket().close()
+        found['seccomp'] = False
+    except OSError as exc:
+        found['seccomp'] = exc.errno == errno.EPERM
+    try:
+        # Reading (never changing) init's priority: the filter allows the caller's only.
+        os.getpriority(os.PRIO_PROCESS, 1)
+        found['seccomp_others'] = False
+    except OSError as exc:
+        found['seccomp_others'] = exc.errno == errno.EPERM
+    # The work a first-day strategy does: reshaping, statistics, date parsing and formatting.
+    wide = df.pivot(index='date', columns='ticker', values='close')
+    stats = wide.stack().unstack().describe()
+    day = datetime.datetime.strptime('2024-01-02', '%Y-%m-%d').date()
+    text = df['date'].max().strftime('%Y-%m-%d') + str(datetime.date.today().year > 2000)
+    found['tasks'] = len(stats) == 8 and day.year == 2024 and len(text) > 10
+    return [{'ticker': 'CANARY', **found}]
+"""
+"""The start-up self-check: a task run through the same spawn and lock-down path as every task."""
+
+LAYER_KEYS = ("landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs", "canary")
 
 
-def probe_layers() -> dict[str, bool]:
-    """Which layers this kernel and process support, by applying them in a throwaway child.
+def probe_layers(landlock_abi_max: int | None = None) -> dict[str, bool]:
+    """Which layers hold here, by running a canary task exactly as a task is run.
+
+    The canary is forked by :func:`strategyq.sandbox.forkserver.spawn`, locks
+    down with the plan a task gets, reads its program from the source pipe and
+    answers on the result pipe. It then checks that a file cannot be opened
+    (Landlock), that a socket, a file write and another process's priority are
+    refused (seccomp), and does a first-day strategy's work (pivot, describe,
+    strptime, strftime). A machine where tasks would fail reports ``canary``
+    False, with the reason logged, and the worker refuses to start.
 
     Returns:
-        ``{"landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs"}`` → bool;
+        ``{"landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs", "canary"}`` → bool;
         a layer counts only if it was applied *and* then refused what it should.
     """
-    seccomp.compiled_program()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.close(read_fd)
-        _probe_child(write_fd)
-    os.close(write_fd)
+    from strategyq.sandbox import local
+    from strategyq.settings import SandboxLimits
+
+    found = dict.fromkeys(LAYER_KEYS, False)
+    limits = SandboxLimits(time_limit_s=20, memory_mb=512, answer_max_bytes=1 << 16)
     try:
-        data = b""
-        while chunk := os.read(read_fd, 4096):
-            data += chunk
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    try:
-        found = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        found = {}
-    keys = ("landlock", "landlock_net", "seccomp", "rlimits", "no_new_privs")
-    return (
-        {key: bool(found.get(key, False)) for key in keys}
-        if isinstance(found, dict)
-        else {key: False for key in keys}
+        rows = local.run(
+            CANARY, warm_frame(), limits, check_policy=False, landlock_abi_max=landlock_abi_max
+        )
+    except Exception as exc:  # the reason a worker will refuse to start
+        log.error("sandbox self-check failed: %s", exc)
+        return found
+    answer = rows[0] if rows and isinstance(rows[0], dict) else {}
+    abi = landlock.abi_version()
+    if landlock_abi_max is not None:
+        abi = min(abi, landlock_abi_max)
+    seccomp_ok = all(answer.get(k) is True for k in ("seccomp", "seccomp_files", "seccomp_others"))
+    found.update(
+        landlock=answer.get("landlock") is True,
+        landlock_net=answer.get("landlock") is True and abi >= 4,
+        seccomp=seccomp_ok,
+        # The canary ran at all: the rlimits, no_new_privs and capability steps came first.
+        rlimits=bool(answer),
+        no_new_privs=bool(answer),
+        canary=bool(answer) and answer.get("tasks") is True and seccomp_ok,
     )
+    if not found["canary"]:
+        log.error("sandbox self-check: the canary task did not complete as it should: %s", answer)
+    return found

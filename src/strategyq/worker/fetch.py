@@ -12,6 +12,7 @@ import redis
 
 from strategyq.executor.client import ExecutorProcess
 from strategyq.queue import StopReason, TaskQueue
+from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.worker.inflight import InFlightTasks
 from strategyq.worker.pool import ExecutorPool
 from strategyq.worker.redis_health import RedisHealth
@@ -61,7 +62,9 @@ class FetchLoop:
             except redis.RedisError as exc:
                 self.pool.give_back(executor)
                 self.health.set(False)
-                log.warning("cannot take tasks (%s); retrying in %.1fs", exc, backoff)
+                if needs_new_connection(exc):
+                    reset_connections(self.tasks.client)
+                log.warning("cannot take tasks (%s); retrying in %.1fs", describe(exc), backoff)
                 self.stopping.wait(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -74,12 +77,14 @@ class FetchLoop:
                     # Tasks still running might be requeued; wait for them first.
                     wait(self._futures, return_when=FIRST_COMPLETED)
                 continue
+            self.runner.inflight.hold(raw)
             self._futures.add(self._threads.submit(self._run_one, raw, executor))
 
     def _run_one(self, raw: bytes, executor: ExecutorProcess) -> None:
         try:
-            self.runner.handle(raw, executor)
+            executor = self.runner.handle(raw, executor)
         finally:
+            self.runner.inflight.release(raw)
             self.pool.give_back(executor)
 
     def finish_in_flight(self, grace_period_s: float, inflight: InFlightTasks) -> None:

@@ -7,7 +7,13 @@ worker also reaps, under a short lock, every ``reaper_interval_s``: the
 processing list of a registered worker whose heartbeat has expired goes back
 to the queue (or, past ``max_attempts``, to the dead-letter list) in one Lua
 script. A crashed worker's tasks are therefore back in the queue within
-``heartbeat_timeout_s + reaper_interval_s``.
+``heartbeat_timeout_s + reaper_interval_s`` (10 + 3 s by default).
+
+A worker restarted in the same pod (same host name, same kernel boot, its
+previous process gone) recognises its previous incarnation's heartbeat and
+requeues what that one left at once, instead of waiting for it to expire.
+With Sentinel, each beat also asks where the primary is (see
+:func:`~strategyq.connection.follow_primary`).
 """
 
 from __future__ import annotations
@@ -15,15 +21,19 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from strategyq.connection import follow_primary
 from strategyq.protocol import dumps, utc_now_iso
 from strategyq.queue import TaskQueue
+from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +86,7 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
+                follow_primary(self.tasks.client)
                 self.beat()
                 self.on_redis(True)
                 if time.monotonic() >= self._next_reap:
@@ -86,13 +97,74 @@ class Heartbeat:
                     )
             except redis.RedisError as exc:
                 self.on_redis(False)
-                log.warning("heartbeat failed (%s); retrying", exc)
+                if needs_new_connection(exc):
+                    reset_connections(self.tasks.client)
+                log.warning("heartbeat failed (%s); retrying", describe(exc))
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (None when there is no such pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    return stat.rpartition(")")[2].split()[19]
+
+
+def incarnation() -> dict[str, Any]:
+    """What tells this process from other incarnations of its worker id (heartbeat fields)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot_id": _boot_id(), "pid": pid,
+            "pid_start": _process_start(pid)}  # fmt: skip
+
+
+def is_previous_incarnation(record: dict[str, Any]) -> bool:
+    """True when a heartbeat was written by an earlier process on this host that is gone.
+
+    Same host name and same kernel boot (a container restarted in its pod), and its pid
+    no longer runs that process: it is ours, or free, or another process started since.
+    """
+    me = incarnation()
+    if not me["boot_id"] or (record.get("host"), record.get("boot_id")) != (
+        me["host"],
+        me["boot_id"],
+    ):
+        return False
+    pid = record.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if pid == me["pid"]:
+        return True
+    start = _process_start(pid)
+    return start is None or start != record.get("pid_start")
 
 
 def unique_worker_id(tasks: TaskQueue, wanted: str) -> str:
-    """``wanted``, unless a live worker already uses it (then ``wanted-<pid>``)."""
-    if tasks.is_alive(wanted):
-        fallback = f"{wanted}-{os.getpid()}"
-        log.warning("worker id %s is in use by a live worker; using %s", wanted, fallback)
-        return fallback
-    return wanted
+    """``wanted``, unless a live worker already uses it (then ``wanted-<pid>``).
+
+    The heartbeat of this worker's previous incarnation (same pod, process gone) is
+    dropped instead, so the start-up reap requeues what it left at once.
+    """
+    record = tasks.heartbeat_record(wanted)
+    if record is None:
+        return wanted
+    if is_previous_incarnation(record):
+        log.warning(
+            "worker id %s: its previous process on this host (pid %s) is gone; "
+            "requeueing what it left",
+            wanted,
+            record.get("pid"),
+        )
+        tasks.drop_heartbeat(wanted)
+        return wanted
+    fallback = f"{wanted}-{os.getpid()}"
+    log.warning("worker id %s is in use by a live worker; using %s", wanted, fallback)
+    return fallback

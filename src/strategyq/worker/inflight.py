@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,24 @@ class InFlightTasks:
     def __init__(self) -> None:
         self._runs: dict[str, InFlight] = {}
         self._lock = threading.Lock()
+        # Messages taken (BLMOVE returned) and not yet done with, claimed or not: what
+        # else sits in the processing list has no handler (see Watcher.sweep).
+        self._held: Counter[bytes] = Counter()
+
+    def hold(self, raw: bytes) -> None:
+        with self._lock:
+            self._held[raw] += 1
+
+    def release(self, raw: bytes) -> None:
+        with self._lock:
+            self._held[raw] -= 1
+            if self._held[raw] <= 0:
+                del self._held[raw]
+
+    def unheld(self, listed: list[bytes]) -> Counter[bytes]:
+        """The messages of ``listed`` (a processing list) that no handler holds."""
+        with self._lock:
+            return Counter(listed) - self._held
 
     def add(self, run: InFlight) -> int:
         with self._lock:

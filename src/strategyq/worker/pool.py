@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from dataclasses import replace
 
+from strategyq.errors import SandboxUnavailable
 from strategyq.executor.client import ExecutorProcess
 from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REQUIRED_LAYERS = ("landlock", "seccomp")
+REQUIRED_LAYERS = ("landlock", "seccomp", "canary")
+"""``canary``: the start-up self-check task ran through the real lock-down path."""
 
 
 class ExecutorPool:
@@ -40,8 +43,9 @@ class ExecutorPool:
         if missing and not self.settings.insecure_no_sandbox:
             log.error(
                 "refusing to run tasks: sandbox layer(s) %s unavailable on this kernel "
-                "(Landlock needs Linux >= 5.13, seccomp needs libseccomp); run on a supported "
-                "kernel, or start with --insecure-no-sandbox to accept the risk",
+                "(Landlock needs Linux >= 5.13, seccomp needs libseccomp; 'canary' means the "
+                "self-check task failed in the sandbox, the reason is logged above); run on a "
+                "supported kernel, or start with --insecure-no-sandbox to accept the risk",
                 ", ".join(missing),
             )
             self.close()
@@ -60,15 +64,32 @@ class ExecutorPool:
     def give_back(self, executor: ExecutorProcess) -> None:
         """Return a borrowed executor; a dead one is replaced by a fresh one first."""
         if not executor.alive():
-            executor = self._replace(executor)
+            executor = self.replace(executor)
         self._idle.put(executor)
 
-    def _replace(self, dead: ExecutorProcess) -> ExecutorProcess:
+    def replace(self, dead: ExecutorProcess) -> ExecutorProcess:
+        """A fresh executor in place of ``dead`` (killed first, if it still runs or is stopped).
+
+        Raises:
+            SandboxUnavailable: three fresh executors in a row failed to start.
+        """
+        dead.kill()
         dead.close()
-        fresh = ExecutorProcess(self.settings)
-        fresh.start()
-        self._all = [fresh if e is dead else e for e in self._all]
-        return fresh
+        for attempt in range(1, 4):
+            fresh = ExecutorProcess(self.settings)
+            try:
+                fresh.start()
+            except (SandboxUnavailable, OSError) as exc:
+                # Killed while warming up (the OOM killer again?): try again, then give up.
+                fresh.close()
+                log.warning("a fresh executor failed to start (%s), attempt %d", exc, attempt)
+                if attempt == 3:
+                    raise
+                time.sleep(0.5 * attempt)
+                continue
+            self._all = [fresh if e is dead else e for e in self._all]
+            return fresh
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         for ex in self._all:

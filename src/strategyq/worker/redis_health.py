@@ -1,17 +1,21 @@
-"""Whether Redis answers, as the worker last saw it, and retrying calls through outages."""
+"""Whether the worker can use Redis, as it last saw it, and retrying calls through trouble.
+
+"Can use" means its own calls succeed: a server that answers PING but refuses
+writes (``OOM``, ``READONLY`` after a failover, ``BUSY``) counts as down, for
+``strategyq_redis_up`` and for ``/readyz``.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import redis
 
 from strategyq.observability import WorkerMetrics
+from strategyq.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +23,13 @@ T = TypeVar("T")
 
 
 class RedisHealth:
-    """Tracks Redis reachability for the metrics and the health endpoint."""
+    """Tracks whether the worker's Redis calls succeed, for the metrics and ``/readyz``."""
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         self.metrics = metrics
         self.ok = True
+        # Set once connected: READONLY and MASTERDOWN replies reset its connections.
+        self.client: redis.Redis | None = None
 
     def set(self, ok: bool) -> None:
         was = self.ok
@@ -35,16 +41,11 @@ class RedisHealth:
             log.info("Redis is reachable again")
 
     def retry(self, fn: Callable[[], T], *, what: str, stop: threading.Event | None = None) -> T:
-        """Call ``fn`` until it succeeds, backing off with jitter on connection errors."""
-        backoff = 0.05
-        while True:
-            try:
-                value = fn()
-                if not self.ok:
-                    self.set(True)
-                return value
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self.set(False)
-                log.warning("%s failed (%s); retrying in %.2fs", what, exc, backoff)
-                time.sleep(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 5.0)
+        """Call ``fn`` until it succeeds, backing off with jitter through lost connections,
+        timeouts and transient error replies (OOM, BUSY, READONLY, LOADING, MASTERDOWN).
+        What the caller has to write stays in its memory meanwhile; any other error
+        propagates."""
+        value = retry_transient(fn, what=what, client=self.client, on_state=self.set, stop=stop)
+        if not self.ok:
+            self.set(True)
+        return value

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategyq.executor.client import ExecutorDied, ExecutorProcess, RunOutcome
+from strategyq.executor.client import (
+    ExecutorDied,
+    ExecutorHung,
+    ExecutorProcess,
+    ExecutorStopped,
+    RunOutcome,
+)
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
 from strategyq.protocol import (
@@ -46,13 +53,17 @@ class Tally:
     skipped: int = 0
     dead_lettered: int = 0
     discarded: int = 0  # finished runs whose result lost to another run's
+    duplicates: int = 0  # messages whose task id was in use (dead-lettered)
+    rerun: int = 0  # runs started again after their executor died or hung
+    orphans: int = 0  # messages put back from the processing list without a run
     started: float = field(default_factory=time.monotonic)
 
     def summary(self) -> str:
         return (
             f"{self.completed} completed, {self.failed} failed, {self.cancelled} cancelled, "
             f"{self.requeued} requeued, {self.skipped} skipped, "
-            f"{self.dead_lettered} dead-lettered, {self.discarded} discarded"
+            f"{self.dead_lettered} dead-lettered, {self.discarded} discarded, "
+            f"{self.duplicates} duplicate, {self.rerun} re-run, {self.orphans} put back"
         )
 
 
@@ -69,8 +80,10 @@ class TaskRunner:
         metrics: WorkerMetrics,
         health: RedisHealth,
         hooks: Hooks,
+        replace: Callable[[ExecutorProcess], ExecutorProcess],
     ) -> None:
         self.tasks = tasks
+        self.replace = replace
         self.settings = settings
         self.worker_id = worker_id
         self.inflight = inflight
@@ -80,16 +93,23 @@ class TaskRunner:
         self.tally = Tally()
         self.sweeps = SweepWorker(tasks, settings, worker_id, health)
 
-    def handle(self, raw: bytes, executor: ExecutorProcess) -> None:
-        """Run one message taken off the queue; never raises."""
-        try:
-            self._handle(raw, executor)
-        except Exception:
-            # Never lose the worker to one task: the message stays in our
-            # processing list and the reaper recovers it if we cannot.
-            log.exception("unexpected failure handling a task; it stays in the processing list")
+    def handle(self, raw: bytes, executor: ExecutorProcess) -> ExecutorProcess:
+        """Run one message taken off the queue; never raises.
 
-    def _handle(self, raw: bytes, executor: ExecutorProcess) -> None:
+        Returns:
+            The executor to give back: a fresh one when the run's died or hung.
+        """
+        slot = [executor]
+        try:
+            self._handle(raw, slot)
+        except Exception:
+            # Never lose the worker to one task: the message stays in our processing
+            # list, and the watcher's sweep puts it back in the queue.
+            log.exception("unexpected failure handling a task; it goes back to the queue")
+        return slot[0]
+
+    def _handle(self, raw: bytes, slot: list[ExecutorProcess]) -> None:
+        executor = slot[0]
         s = self.settings
         try:
             task = read_envelope(
@@ -103,7 +123,7 @@ class TaskRunner:
             return
         self.metrics.set_in_flight(self.inflight.add(run))
         try:
-            outcome = self._execute(run)
+            outcome = self._execute(run, slot)
             self.hooks.at_stage(task.task_id, "finishing")
             self._finish(run, outcome)
         finally:
@@ -119,6 +139,9 @@ class TaskRunner:
                 lambda: self.tasks.claim(self.worker_id, task_id, task.task_type.value, started_at),
                 what=f"claim of task {task_id}",
             )
+        if claim.verdict is ClaimVerdict.DUPLICATE:
+            self._duplicate(task, claim.status)
+            return None
         if claim.verdict is not ClaimVerdict.RUN:
             self.health.retry(
                 lambda: self.tasks.ack(self.worker_id, task.raw), what=f"ack of task {task_id}"
@@ -150,7 +173,39 @@ class TaskRunner:
         self.hooks.at_stage(task_id, "claimed")
         return run
 
-    def _execute(self, run: InFlight) -> RunOutcome:
+    def _duplicate(self, task: Envelope, status: str) -> None:
+        """A message whose task id is in use: not run, the other task's record left alone."""
+        task_id = task.task_id
+        error = (
+            f"task id {task_id!r} is already in use by another task ({status}); this message "
+            "was not run. Give every task its own id (a new UUID); the other task's result "
+            f"is at task_result:{task_id}"
+        )
+        self.health.retry(
+            lambda: self.tasks.dead_letter(
+                self.worker_id, task.raw, "duplicate", error, duplicate_of=task_id, status=status
+            ),
+            what=f"dead-lettering a duplicate of task {task_id}",
+        )
+        self.tally.duplicates += 1
+        log.warning(
+            "task %s: another task with this id is %s; this message was not run and is in "
+            "the dead-letter list (give every task its own id)",
+            task_id,
+            status,
+            extra={"task_id": task_id, "outcome": "duplicate"},
+        )
+
+    def deadline_s(self, task: Envelope) -> float:
+        """The worker's own limit on one run: the sandbox's time limit (or the task's lower
+        one) plus a margin for loading data and computing the result."""
+        limit = self.settings.sandbox.time_limit_s
+        asked = task.timeout_s
+        if asked:
+            limit = min(limit, asked)
+        return limit + self.settings.executor_margin_s
+
+    def _execute(self, run: InFlight, slot: list[ExecutorProcess]) -> RunOutcome:
         task_id = run.task.task_id
         clock = _StageClock(self.metrics, run.task.task_type.value)
 
@@ -161,14 +216,7 @@ class TaskRunner:
             run.stage = stage
 
         try:
-            return run.executor.run(run.task.raw, on_stage)
-        except ExecutorDied as exc:
-            log.error("task %s: %s", task_id, exc, extra={"task_id": task_id})
-            return RunOutcome(
-                ok=False,
-                error="the task's executor process died unexpectedly; retry the task",
-                error_type="internal",
-            )
+            return self._run_guarded(run, on_stage, slot)
         except Exception:
             # A bug must not leave the task parked in our processing list.
             log.exception("task %s: unexpected failure", task_id, extra={"task_id": task_id})
@@ -179,6 +227,45 @@ class TaskRunner:
             )
         finally:
             clock.enter(None)
+
+    def _run_guarded(
+        self, run: InFlight, on_stage: Callable[[str], None], slot: list[ExecutorProcess]
+    ) -> RunOutcome:
+        """Run under the worker's deadline; a run whose executor died or hung runs once
+        more in a fresh executor (as for a killed sandbox host), then fails with the reason."""
+        task_id = run.task.task_id
+        deadline_s = self.deadline_s(run.task)
+        failures: list[str] = []
+        while True:
+            try:
+                return slot[0].run(run.task.raw, on_stage, deadline_s=deadline_s)
+            except ExecutorStopped as exc:
+                log.warning("task %s: %s", task_id, exc, extra={"task_id": task_id})
+                slot[0] = run.executor = self.replace(slot[0])
+                return RunOutcome(ok=False, error=str(exc), error_type="cancelled")
+            except (ExecutorDied, ExecutorHung) as exc:
+                hung = isinstance(exc, ExecutorHung)
+                reason = (
+                    f"the run did not finish within the worker's deadline ({deadline_s:.0f}s: "
+                    "the time limit plus STRATEGYQ_EXECUTOR_MARGIN), so its executor was killed"
+                    if hung
+                    else str(exc)
+                )
+                failures.append(reason)
+                slot[0] = run.executor = self.replace(slot[0])
+                if run.stop_reason is not None:
+                    return RunOutcome(ok=False, error=reason, error_type="cancelled")
+                if len(failures) == 1:
+                    self.tally.rerun += 1
+                    log.warning(
+                        "task %s: %s; running it once more in a fresh executor",
+                        task_id,
+                        reason,
+                        extra={"task_id": task_id},
+                    )
+                    continue
+                log.error("task %s: %s, twice", task_id, reason, extra={"task_id": task_id})
+                return _lost_executor(failures, hung=hung)
 
     def _record(self, run: InFlight, outcome: RunOutcome, elapsed: float) -> tuple[Status, bytes]:
         timing: dict[str, Any] = {
@@ -195,7 +282,7 @@ class TaskRunner:
         if outcome.error_type in SANDBOX_KILLS:
             self.metrics.sandbox_kill(outcome.error_type)
         return Status.ERROR, records.error(
-            outcome.error, outcome.error_type, **timing, attempt=run.attempt
+            outcome.error, outcome.error_type, **outcome.extra, **timing, attempt=run.attempt
         )
 
     def _finish(self, run: InFlight, outcome: RunOutcome) -> None:
@@ -212,7 +299,9 @@ class TaskRunner:
             self._sweep_step(run, outcome, self.sweeps.chunk_finished(run, outcome), elapsed)
             return
         status, record = self._record(run, outcome, elapsed)
-        verdict = self._terminal_write(task_id, run.token, record, run.task.raw)
+        verdict = self._terminal_write(
+            task_id, run.token, record, run.task.raw, status.value, run.task.task_type.value
+        )
         written = verdict is FinishVerdict.WRITTEN
         outcome_name = status.value if written else f"discarded ({verdict.value})"
         if not written:
@@ -263,18 +352,35 @@ class TaskRunner:
             },
         )
 
-    def _terminal_write(self, task_id: str, token: str, record: bytes, raw: bytes) -> FinishVerdict:
+    def _terminal_write(
+        self, task_id: str, token: str, record: bytes, raw: bytes, status: str, task_type: str
+    ) -> FinishVerdict:
         """Write a terminal record, retrying through Redis outages until it lands."""
 
         def write() -> FinishVerdict:
-            verdict = self.tasks.finish(self.worker_id, task_id, token, record, raw)
+            verdict = self.tasks.finish(
+                self.worker_id, task_id, token, record, raw, status=status, task_type=task_type
+            )
             self.hooks.after_finish(task_id)
             return verdict
 
         verdict = self.health.retry(write, what=f"terminal write of task {task_id}")
-        if verdict is FinishVerdict.STALE:
+        if verdict is FinishVerdict.MISSING:
+            log.warning(
+                "task %s: its fencing token was gone from Redis although this run held it: "
+                "the server dropped it (an allkeys-* maxmemory-policy evicts any key: set "
+                "noeviction), or a failover lost the claim. The result was written, as no "
+                "other result existed",
+                task_id,
+                extra={"task_id": task_id},
+            )
+            return FinishVerdict.WRITTEN
+        if verdict in (FinishVerdict.STALE, FinishVerdict.ALREADY):
             # After a lost reply our own earlier write may be the one that landed.
-            if self.tasks.stored_record(task_id) == record:
+            stored = self.health.retry(
+                lambda: self.tasks.stored_record(task_id), what=f"reading task {task_id}"
+            )
+            if stored == record:
                 return FinishVerdict.WRITTEN
             log.warning(
                 "task %s: this run lost its lease (another run took over); result discarded",
@@ -318,11 +424,39 @@ class TaskRunner:
             self.health.retry(lambda: self.tasks.ack(self.worker_id, raw), what="ack")
             return
         record = records.error(str(exc), exc.error_type, worker_id=self.worker_id)
-        self._terminal_write(task_id, claim.token, record, raw)
+        self._terminal_write(task_id, claim.token, record, raw, Status.ERROR.value, "")
         self.tally.failed += 1
         log.warning(
             "task %s rejected: %s", task_id, exc, extra={"task_id": task_id, "outcome": "error"}
         )
+
+
+def _lost_executor(failures: list[str], *, hung: bool) -> RunOutcome:
+    """The answer of a task whose executor was lost twice."""
+    if hung:
+        return RunOutcome(
+            ok=False,
+            error=(
+                f"{failures[-1]}, twice; the strategy or its data never answered (a hung "
+                "market-data volume?). Check the worker's data volume, or give the task a "
+                "smaller universe or date range, and retry"
+            ),
+            error_type="timeout",
+        )
+    hint = (
+        " (SIGKILL is what the out-of-memory killer sends: lower memory_mb or the number "
+        "of symbols, or give the worker more memory)"
+        if "SIGKILL" in failures[-1]
+        else ""
+    )
+    return RunOutcome(
+        ok=False,
+        error=(
+            f"the task's executor process died twice: {'; '.join(failures)}{hint}; "
+            "retry the task once the cause is fixed"
+        ),
+        error_type="internal",
+    )
 
 
 class _StageClock:

@@ -23,13 +23,14 @@ import redis
 
 from strategyq import __version__
 from strategyq.connection import connect
-from strategyq.errors import ConnectionFailed
+from strategyq.errors import ConnectionFailed, RedisMisconfigured
 from strategyq.observability import HealthServer, WorkerMetrics
+from strategyq.preflight import check_server
 from strategyq.queue import StopReason, TaskQueue
 from strategyq.queue.schedules import ScheduleThread, Ticker
 from strategyq.settings import Settings
 from strategyq.worker.fetch import FetchLoop
-from strategyq.worker.heartbeat import Heartbeat, unique_worker_id
+from strategyq.worker.heartbeat import Heartbeat, incarnation, unique_worker_id
 from strategyq.worker.hooks import Hooks
 from strategyq.worker.inflight import InFlightTasks
 from strategyq.worker.pool import ExecutorPool
@@ -81,6 +82,7 @@ class Worker:
         self._stopping = threading.Event()
         self._signals = 0
         self._ready = False
+        self._incarnation = incarnation()
         self.client: redis.Redis
         self.tasks: TaskQueue
 
@@ -105,6 +107,12 @@ class Worker:
             signal.signal(signal.SIGINT, self._on_signal)
         s = self.settings
         self.client = self._connect()
+        self.health.client = self.client
+        try:
+            check_server(self.client, allow_eviction=s.allow_eviction)
+        except RedisMisconfigured as exc:
+            log.error("%s", exc)
+            return 2
         self.tasks = TaskQueue(
             self.client, name=s.queue_name, result_ttl_s=s.result_ttl_s, recent_max=s.recent_max
         )
@@ -143,6 +151,7 @@ class Worker:
             metrics=self.metrics,
             health=self.health,
             hooks=self.hooks,
+            replace=pool.replace,
         )
         self.tally = runner.tally
         heartbeat = Heartbeat(
@@ -150,7 +159,12 @@ class Worker:
         )
         heartbeat.start()
         self._start_health_server()
-        watcher = Watcher(self.tasks, self.inflight, self.worker_id)
+        watcher = Watcher(
+            self.tasks,
+            self.inflight,
+            self.worker_id,
+            sweep_interval_s=self.settings.reaper_interval_s,
+        )
         watcher.start()
         schedules = None
         if self.settings.schedule_interval_s > 0 and not self.burst:
@@ -180,6 +194,7 @@ class Worker:
                 schedules.stop()
             loop.finish_in_flight(self.settings.grace_period_s, self.inflight)
             watcher.stop()
+            self.tally.orphans = watcher.orphans
             heartbeat.stop(unregister=self._processing_empty())
             if self.health_server is not None:
                 self.health_server.stop()
@@ -193,9 +208,16 @@ class Worker:
             host=self.settings.metrics_host,
             next_free_ports=METRICS_PORT_SEARCH,
             redis_ping=self._ping,
-            ready=lambda: self._ready and not self._stopping.is_set(),
+            ready=self._is_ready,
+            # The worker's own Redis calls set strategyq_redis_up: a PING that a server
+            # refusing writes (OOM, READONLY) still answers must not reset it to 1.
+            track_redis_up=False,
         )
         self.health_server.start()
+
+    def _is_ready(self) -> bool:
+        """Ready while it takes tasks and can write their results (not while Redis refuses)."""
+        return self._ready and not self._stopping.is_set() and self.health.ok
 
     def _connect(self) -> redis.Redis:
         """Connect, waiting for a server that is not up yet (a burst run fails at once)."""
@@ -217,6 +239,8 @@ class Worker:
             "queue": self.settings.queue_name,
             "concurrency": self.settings.concurrency,
             "running": self.inflight.describe(),
+            "layers": sorted(k for k, v in self.layers.items() if v),
+            **self._incarnation,
         }
 
     def _stats(self, depth: int, dead_letters: int) -> None:

@@ -43,7 +43,9 @@ class SweepWorker:
             task.task_id, task.task_type.value, self.worker_id, started_at, "starting"
         )
         return self.health.retry(
-            lambda: self.sweeps.claim_chunk(task.task_id, sweep_id, running, records.cancelled()),
+            lambda: self.sweeps.claim_chunk(
+                self.worker_id, task.task_id, sweep_id, running, records.cancelled()
+            ),
             what=f"claim of chunk {task.task_id}",
         )
 

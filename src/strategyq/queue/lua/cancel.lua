@@ -27,8 +27,10 @@ end
 redis.call("SET", KEYS[2], "1", "EX", ARGV[1])
 if status == "queued" or fanned_out then
   redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[1])
+  publish_record(KEYS[1], ARGV[2])
   redis.call("RPUSH", KEYS[3], "cancelled")
   redis.call("EXPIRE", KEYS[3], ARGV[3])
-  record_recent(KEYS[4], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[1]), tonumber(ARGV[6]))
+  record_recent(KEYS[4], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[1]), tonumber(ARGV[6]),
+    "cancelled", fanned_out and "sweep" or nil)
 end
 return status

@@ -15,12 +15,21 @@
 -- ARGV[5] chunk index   ARGV[6] chunk result (JSON)   ARGV[7] combinations in the chunk
 -- ARGV[8] now (ISO)
 -- Returns "assemble" | "counted" | "stale" | "over"
-if redis.call("GET", KEYS[2]) ~= ARGV[1] then
+-- A missing token (the server dropped it; tokens have no TTL) counts all the same,
+-- as finish.lua writes, unless the chunk's record is terminal (a run of it was acknowledged).
+local function own_terminal()
+  local ok, rec = pcall(cjson.decode, redis.call("GET", KEYS[1]) or "null")
+  return ok and type(rec) == "table" and (rec["status"] == "completed" or rec["status"] == "error"
+    or rec["status"] == "cancelled")
+end
+local held = redis.call("GET", KEYS[2])
+if held ~= ARGV[1] and (held or own_terminal()) then
   redis.call("LREM", KEYS[3], 1, ARGV[4])
   return "stale"
 end
 local function ack()
   redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+  publish_record(KEYS[1], ARGV[2])
   redis.call("LREM", KEYS[3], 1, ARGV[4])
   redis.call("DEL", KEYS[2], KEYS[4])
 end
@@ -41,7 +50,9 @@ if redis.call("HSETNX", KEYS[6], ARGV[5], ARGV[6]) == 1 then
     rec["data"]["progress"] = {done = done, total = tonumber(redis.call("HGET", KEYS[5], "total"))}
     rec["data"]["stage"] = "running_chunks"
     rec["updated_at"] = ARGV[8]
-    redis.call("SET", KEYS[7], cjson.encode(rec), "KEEPTTL")
+    local progress = cjson.encode(rec)
+    redis.call("SET", KEYS[7], progress, "KEEPTTL")
+    publish_record(KEYS[7], progress)
   end
 end
 if redis.call("HLEN", KEYS[6]) >= tonumber(redis.call("HGET", KEYS[5], "total_chunks")) then

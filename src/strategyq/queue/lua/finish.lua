@@ -8,17 +8,26 @@
 -- KEYS[5] strategyq:attempts:{id}     STRING
 -- KEYS[6] strategyq:cancel:{id}       STRING
 -- KEYS[7] strategyq:recent            ZSET
+-- KEYS[8] strategy_queue              LIST
 -- ARGV[1] token   ARGV[2] result record (JSON)   ARGV[3] ttl seconds
 -- ARGV[4] raw message (the processing list holds it by value: LREM needs it)
 -- ARGV[5] done-list ttl seconds   ARGV[6] task id   ARGV[7] now (epoch ms)
--- ARGV[8] recent-index cap
--- Returns "written" | "stale" | "already"
+-- ARGV[8] recent-index cap   ARGV[9] status written   ARGV[10] task type (may be "")
+-- Returns "written" | "stale" | "already" | "missing"
+-- "missing": no token at all, although this run had one. Tokens have no TTL; only a
+-- terminal write deletes one (a requeue or the reaper leaves a "revoked" mark), so the
+-- server dropped it (an allkeys-* eviction policy, a FLUSHDB) or a failover lost the claim:
+-- the result is written all the same, unless one is already terminal, and the worker says
+-- so. After a failover the new primary may still hold the message in the queue (the claim
+-- happened after the last replication): it is taken out of there, from the consumer end
+-- where it waits, so it does not run again.
+-- Under OOM the script stops at the first write that needs memory (the result's SET) with
+-- nothing changed; the worker tries again.
 local terminal = {completed = true, error = true, cancelled = true}
 
--- Our own copy of the message leaves our processing list whatever happens.
-redis.call("LREM", KEYS[3], 1, ARGV[4])
-
-if redis.call("GET", KEYS[2]) ~= ARGV[1] then
+local held = redis.call("GET", KEYS[2])
+if held and held ~= ARGV[1] then
+  redis.call("LREM", KEYS[3], 1, ARGV[4])
   return "stale"
 end
 
@@ -26,14 +35,24 @@ local current = redis.call("GET", KEYS[1])
 if current then
   local ok, rec = pcall(cjson.decode, current)
   if ok and type(rec) == "table" and terminal[rec["status"]] then
+    redis.call("LREM", KEYS[3], 1, ARGV[4])
     redis.call("DEL", KEYS[2])
     return "already"
   end
 end
 
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+publish_record(KEYS[1], ARGV[2])
+local acked = redis.call("LREM", KEYS[3], 1, ARGV[4])
 redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")
 redis.call("EXPIRE", KEYS[4], ARGV[5])
-record_recent(KEYS[7], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
+if not held and acked == 0 then
+  redis.call("LREM", KEYS[8], -1, ARGV[4])
+end
+record_recent(KEYS[7], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]),
+  ARGV[9], ARGV[10])
+if not held then
+  return "missing"
+end
 return "written"

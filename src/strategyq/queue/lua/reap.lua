@@ -11,6 +11,7 @@
 --   task_result:{id}, {prefix}attempts:{id}, {prefix}token:{id}, {prefix}done:{id}
 -- and, for a sweep's chunk, from its sweep's id: task_result:{sweep}, {prefix}cancel:{sweep},
 --   {prefix}sweep:{sweep}, {prefix}sweep_chunks:{sweep}, {prefix}done:{sweep}
+-- A lost run's token is replaced by "revoked" (TTL ARGV[3]).
 -- ARGV[1] worker id   ARGV[2] max attempts   ARGV[3] ttl seconds   ARGV[4] now (ISO)
 -- ARGV[5] key prefix  ARGV[6] done-list ttl seconds  ARGV[7] now (epoch ms)
 -- ARGV[8] recent-index cap
@@ -47,7 +48,8 @@ for _, raw in ipairs(messages) do
     end
     if not finished then
       local attempts = tonumber(redis.call("GET", attempts_key) or "0")
-      redis.call("DEL", token_key)
+      -- Revoked, not deleted: a late terminal write of the lost run is stale.
+      redis.call("SET", token_key, "revoked", "EX", ARGV[3])
       if attempts >= max_attempts then
         local err = "the task's worker was lost " .. attempts .. " times (killed, out of memory or "
           .. "evicted) and it will not be retried; it is in the dead-letter list: inspect it with "
@@ -56,15 +58,18 @@ for _, raw in ipairs(messages) do
           error_type = "worker_lost", attempts = attempts, completed_at = ARGV[4]},
           updated_at = ARGV[4]})
         redis.call("SET", result_key, record, "EX", ARGV[3])
+        publish_record(result_key, record)
         redis.call("LPUSH", KEYS[4], cjson.encode({raw = raw, reason = "worker_lost",
           error = err, task_id = task_id, attempts = attempts, worker_id = ARGV[1], at = ARGV[4]}))
         redis.call("DEL", attempts_key)
         redis.call("RPUSH", done_key, "error")
         redis.call("EXPIRE", done_key, ARGV[6])
-        record_recent(KEYS[6], task_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
+        local task_type = type(msg["task_type"]) == "string" and msg["task_type"] or nil
+        record_recent(KEYS[6], task_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]),
+          "error", task_type)
         -- A sweep's chunk that keeps losing its worker fails its sweep, with the
         -- same error, and stops the sweep's other chunks.
-        if msg["task_type"] == "sweep_chunk" and type(msg["args"]) == "table"
+        if task_type == "sweep_chunk" and type(msg["args"]) == "table"
             and type(msg["args"]["sweep_id"]) == "string" then
           local sweep_id = msg["args"]["sweep_id"]
           local sweep_key = "task_result:" .. sweep_id
@@ -72,11 +77,13 @@ for _, raw in ipairs(messages) do
           local sok, srec = pcall(cjson.decode, sweep_now or "null")
           if sok and type(srec) == "table" and srec["status"] == "running" then
             redis.call("SET", sweep_key, record, "EX", ARGV[3])
+            publish_record(sweep_key, record)
             redis.call("SET", ARGV[5] .. "cancel:" .. sweep_id, "1", "EX", ARGV[3])
             redis.call("DEL", ARGV[5] .. "sweep:" .. sweep_id, ARGV[5] .. "sweep_chunks:" .. sweep_id)
             redis.call("RPUSH", ARGV[5] .. "done:" .. sweep_id, "error")
             redis.call("EXPIRE", ARGV[5] .. "done:" .. sweep_id, ARGV[6])
-            record_recent(KEYS[6], sweep_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]))
+            record_recent(KEYS[6], sweep_id, tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]),
+              "error", "sweep")
           end
         end
         dead = dead + 1

@@ -24,5 +24,6 @@ if last >= tonumber(ARGV[2]) or redis.call("EXISTS", KEYS[4]) == 1 then
 end
 redis.call("HSET", KEYS[3], ARGV[1], ARGV[2])
 redis.call("SET", KEYS[4], ARGV[4], "EX", ARGV[5])
+publish_record(KEYS[4], ARGV[4])
 redis.call("LPUSH", KEYS[5], ARGV[3])
 return "queued"

@@ -8,4 +8,5 @@ if redis.call("GET", KEYS[2]) ~= ARGV[1] then
   return 0
 end
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+publish_record(KEYS[1], ARGV[2])
 return 1

@@ -13,8 +13,12 @@
 -- ARGV[5] plan (JSON)   ARGV[6] total combinations   ARGV[7] chunk count
 -- ARGV[8..] chunk messages
 -- Returns "fanned_out" | "stale" | "already"
+-- The chunks are ordinary task messages: each is claimed by chunk_claim.lua with
+-- a fencing token "<n>/<worker id>" (no TTL) like any task's. A missing token (the
+-- server dropped it) does not stop the fan-out, as finish.lua writes all the same.
 redis.call("LREM", KEYS[3], 1, ARGV[4])
-if redis.call("GET", KEYS[2]) ~= ARGV[1] then
+local held = redis.call("GET", KEYS[2])
+if held and held ~= ARGV[1] then
   return "stale"
 end
 local current = redis.call("GET", KEYS[1])
@@ -30,6 +34,7 @@ redis.call("DEL", KEYS[5])
 redis.call("HSET", KEYS[4], "plan", ARGV[5], "total", ARGV[6], "total_chunks", ARGV[7], "done", 0)
 redis.call("EXPIRE", KEYS[4], ARGV[3])
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+publish_record(KEYS[1], ARGV[2])
 for i = 8, #ARGV do
   redis.call("LPUSH", KEYS[6], ARGV[i])
 end

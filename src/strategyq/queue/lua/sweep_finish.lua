@@ -17,11 +17,21 @@
 -- ARGV[5] done-list ttl seconds   ARGV[6] chunk's record   ARGV[7] "fail" | "complete"
 -- ARGV[8] sweep's task id   ARGV[9] now (epoch ms)   ARGV[10] recent-index cap
 -- Returns "written" | "already" | "stale"
+-- The sweep is filed in the recent index's views under its record's status and
+-- the type "sweep". A missing chunk token writes all the same (as finish.lua), unless
+-- the chunk's record is terminal (a run of it was acknowledged).
 redis.call("LREM", KEYS[7], 1, ARGV[4])
-if redis.call("GET", KEYS[6]) ~= ARGV[1] then
+local function own_terminal()
+  local ok, rec = pcall(cjson.decode, redis.call("GET", KEYS[5]) or "null")
+  return ok and type(rec) == "table" and (rec["status"] == "completed" or rec["status"] == "error"
+    or rec["status"] == "cancelled")
+end
+local held = redis.call("GET", KEYS[6])
+if held ~= ARGV[1] and (held or own_terminal()) then
   return "stale"
 end
 redis.call("SET", KEYS[5], ARGV[6], "EX", ARGV[3])
+publish_record(KEYS[5], ARGV[6])
 redis.call("DEL", KEYS[6], KEYS[8])
 local current = redis.call("GET", KEYS[1])
 if current then
@@ -31,6 +41,7 @@ if current then
   end
 end
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
+publish_record(KEYS[1], ARGV[2])
 redis.call("DEL", KEYS[3], KEYS[4])
 if ARGV[7] == "fail" then
   redis.call("SET", KEYS[9], "1", "EX", ARGV[3])
@@ -39,5 +50,11 @@ else
 end
 redis.call("RPUSH", KEYS[2], "done")
 redis.call("EXPIRE", KEYS[2], ARGV[5])
-record_recent(KEYS[10], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[3]), tonumber(ARGV[10]))
+local status = nil
+local sok, written = pcall(cjson.decode, ARGV[2])
+if sok and type(written) == "table" and type(written["status"]) == "string" then
+  status = written["status"]
+end
+record_recent(KEYS[10], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[3]), tonumber(ARGV[10]),
+  status, "sweep")
 return "written"

@@ -1,0 +1,137 @@
+"""Who is asking: bearer tokens (or the dashboard's cookie), scopes, CSRF and origin checks.
+
+With no token configured (loopback bind) every caller has the write scope.
+Otherwise ``Authorization: Bearer <secret>`` — or the ``strategyq_token``
+cookie the login page sets — is hashed and compared in constant time with
+every configured digest.
+
+Browsers are kept from acting for another site: every state-changing request
+that carries an ``Origin`` of another host is refused, dashboard forms carry a
+CSRF token (double-submit: a random cookie echoed in a hidden field), and the
+session cookie is ``HttpOnly`` and ``SameSite=Strict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from strategyq.api.config import ApiConfig, ApiToken, Scope
+from strategyq.api.problems import Problem
+
+TOKEN_COOKIE = "strategyq_token"
+CSRF_COOKIE = "strategyq_csrf"
+CSRF_FIELD = "csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a token's name and scope (``local`` with write scope when auth is off)."""
+
+    name: str
+    scope: Scope
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope is Scope.WRITE
+
+
+LOCAL = Principal("local", Scope.WRITE)
+
+
+def _match(tokens: tuple[ApiToken, ...], secret: str) -> ApiToken | None:
+    digest = hashlib.sha256(secret.encode()).digest()
+    found: ApiToken | None = None
+    # Compare with every token, without stopping early, so timing tells nothing.
+    for token in tokens:
+        if hmac.compare_digest(digest, token.digest):
+            found = token
+    return found
+
+
+def presented_secret(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+def identify(config: ApiConfig, request: Request) -> Principal | None:
+    """The caller's principal, or None when a token is needed and none valid was given."""
+    if not config.auth_required:
+        return LOCAL
+    secret = presented_secret(request)
+    if not secret:
+        return None
+    token = _match(config.tokens, secret)
+    return Principal(token.name, token.scope) if token else None
+
+
+def requirement(config: ApiConfig, scope: Scope) -> Callable[[Request], Principal]:
+    """A FastAPI dependency that admits callers holding ``scope``."""
+
+    def dependency(request: Request) -> Principal:
+        principal = identify(config, request)
+        if principal is None:
+            given = presented_secret(request) is not None
+            raise Problem(
+                401,
+                "the token is not valid: check the secret (it is shown once, by "
+                "`strategyq serve --new-token`)"
+                if given
+                else "this API needs a token: send 'Authorization: Bearer <token>' "
+                "(or log in at /login)",
+                headers={"WWW-Authenticate": 'Bearer realm="strategyq"'},
+            )
+        if scope is Scope.WRITE and not principal.can_write:
+            raise Problem(
+                403,
+                f"token {principal.name!r} has the read scope; this needs a write-scope token",
+            )
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a state-changing browser request sent from another site."""
+    if request.method in SAFE_METHODS:
+        return
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise Problem(403, "cross-site requests are refused; use the dashboard or the API")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return  # not a browser (curl, a backend): nothing to forge
+    if origin == "null" or urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise Problem(
+            403, f"requests from {origin} are refused: the dashboard only accepts its own forms"
+        )
+
+
+def csrf_token(request: Request) -> str:
+    """The caller's CSRF token (the cookie's value, or a new one the response must set)."""
+    token = request.cookies.get(CSRF_COOKIE)
+    if token and len(token) >= 32:
+        return token
+    cached: str | None = getattr(request.state, "new_csrf", None)
+    if cached is None:
+        cached = secrets.token_urlsafe(32)
+        request.state.new_csrf = cached
+    return cached
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
+        raise Problem(
+            403,
+            "the form's CSRF token is missing or stale: reload the page and submit it again",
+        )

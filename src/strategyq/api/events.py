@@ -1,0 +1,110 @@
+"""Following one task: long-poll until it is terminal, or stream each status change (SSE).
+
+Both block on Redis rather than poll: the long-poll is the producer API's
+:func:`~strategyq.client.wait_for_result` (a blocking pop on the task's
+completion list), and the stream subscribes to the task's event channel, on
+which every transition script publishes the record it wrote (queued, running
+with each stage, terminal). The stream reads the current record after
+subscribing, so a change between the two is never missed; it also re-reads the
+record every few seconds, so an event lost with a dropped connection only
+delays the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import redis
+from starlette.requests import Request
+
+from strategyq.api.state import ApiState
+from strategyq.protocol import TERMINAL_STATUSES, decode_result
+from strategyq.queue import keys
+
+POLL_S = 1.0
+RESYNC_S = 5.0
+KEEPALIVE_S = 15.0
+
+
+def _event(record: dict[str, Any], task_id: str) -> dict[str, Any]:
+    data = record.get("data") or {}
+    event = {
+        "task_id": task_id,
+        "status": record.get("status"),
+        "updated_at": record.get("updated_at"),
+    }
+    for name in ("stage", "worker_id", "attempt", "error_type", "error"):
+        if data.get(name) is not None:
+            event[name] = data[name]
+    return event
+
+
+def sse(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _key(event: dict[str, Any]) -> tuple[Any, ...]:
+    return (event.get("status"), event.get("stage"), event.get("attempt"), event.get("updated_at"))
+
+
+async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterator[bytes]:
+    """``status`` events from the current one to the terminal one, then the stream ends."""
+    client = state.client
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    await state.blocking(pubsub.subscribe, keys.events(task_id))
+    try:
+        last: tuple[Any, ...] | None = None
+        deadline = time.monotonic() + state.config.max_wait_s
+        next_sync = 0.0
+        last_sent = time.monotonic()
+        while True:
+            now = time.monotonic()
+            candidates: list[dict[str, Any]] = []
+            if now >= next_sync:
+                next_sync = now + RESYNC_S
+                record = decode_result(await state.blocking(client.get, keys.result(task_id)))
+                if record is not None:
+                    candidates.append(_event(record, task_id))
+            message = await state.blocking(_get_message, pubsub, POLL_S)
+            while message is not None:
+                record = decode_result(message.get("data"))
+                if record is not None:
+                    candidates.append(_event(record, task_id))
+                message = await state.blocking(_get_message, pubsub, 0.0)
+            for event in candidates:
+                if last is not None and _key(event) == last:
+                    continue
+                # Never step back from a terminal status or to an older record.
+                if last is not None and last[0] in TERMINAL_STATUSES:
+                    continue
+                last = _key(event)
+                last_sent = time.monotonic()
+                yield sse("status", event)
+            if last is not None and last[0] in TERMINAL_STATUSES:
+                return
+            if await request.is_disconnected():
+                return
+            if time.monotonic() >= deadline:
+                yield sse(
+                    "timeout",
+                    {
+                        "task_id": task_id,
+                        "detail": "stream time limit reached; reconnect to keep following the task",
+                    },
+                )
+                return
+            if time.monotonic() - last_sent >= KEEPALIVE_S:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            await state.blocking(pubsub.close)
+
+
+def _get_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+    message: dict[str, Any] | None = pubsub.get_message(timeout=timeout)
+    return message

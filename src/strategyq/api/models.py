@@ -1,0 +1,206 @@
+"""Request and response bodies of the ``/v1`` API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strategyq.protocol import TaskType
+
+TASK_TYPES = [t.value for t in TaskType]
+
+EXAMPLE_CODE = (
+    "def gap_up_strategy(df):\n"
+    "    hits = df[(df['gap_pct'] > 3.0) & (df['volume_ratio'] > 1.5)]\n"
+    "    return [{'ticker': r.ticker, 'date': str(r.date), 'signal': True} "
+    "for r in hits.itertuples()]\n"
+)
+
+
+DATE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+TICKER = r"^\S{1,32}$"
+TICKERS: dict[str, Any] = {"items": {"type": "string", "pattern": TICKER}}
+
+
+class BacktestArgs(BaseModel):
+    """The args of a backtest (documentation: the worker's rules validate them)."""
+
+    model_config = ConfigDict(extra="allow", title="BacktestArgs")
+
+    strategy_code: str = Field(..., min_length=1, max_length=256 * 1024)
+    symbols: list[str] = Field(..., min_length=1, max_length=5000, json_schema_extra=TICKERS)
+    start_date: str = Field(..., pattern=DATE, examples=["2010-01-01T00:00:00Z"])
+    end_date: str = Field(..., pattern=DATE, examples=["2012-12-31T23:59:59Z"])
+    hold_days: int | None = Field(None, ge=1)
+    entry: Literal["next_open", "close"] | None = None
+    stop_loss_pct: float | None = Field(None, gt=0)
+    take_profit_pct: float | None = Field(None, gt=0)
+    commission_bps: float | None = Field(None, ge=0)
+    slippage_bps: float | None = Field(None, ge=0)
+    initial_capital: float | None = Field(None, gt=0)
+    max_positions: int | None = Field(None, ge=1)
+    adjusted: bool | None = None
+    timeout_seconds: float | None = Field(None, gt=0)
+    memory_mb: int | None = Field(None, ge=1)
+    max_instances: int | None = Field(None, ge=1)
+
+
+class ScreeningArgs(BaseModel):
+    """The args of a screen (documentation: the worker's rules validate them)."""
+
+    model_config = ConfigDict(extra="allow", title="ScreeningArgs")
+
+    strategy_code: str = Field(..., min_length=1, max_length=256 * 1024)
+    universe: list[str] = Field(..., min_length=1, max_length=5000, json_schema_extra=TICKERS)
+    limit: int | None = Field(None, ge=1, le=10_000)
+    as_of: str | None = Field(None, pattern=DATE)
+    lookback_sessions: int | None = Field(None, ge=1)
+    timeout_seconds: float | None = Field(None, gt=0)
+
+
+def _args_schema() -> dict[str, Any]:
+    # Documented shapes only: the body is validated by the producer API's own
+    # rules (parse_task), so the messages are the same as for Python producers.
+    return {"anyOf": [BacktestArgs.model_json_schema(), ScreeningArgs.model_json_schema()]}
+
+
+class TaskIn(BaseModel):
+    """A task as on the wire, with ``task_id`` optional (a UUID is made when it is absent)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "task_type": "backtest",
+                    "args": {
+                        "strategy_code": EXAMPLE_CODE,
+                        "symbols": ["AAPL", "MSFT"],
+                        "start_date": "2010-01-01T00:00:00Z",
+                        "end_date": "2012-12-31T23:59:59Z",
+                    },
+                }
+            ]
+        },
+    )
+
+    task_id: str | None = Field(
+        None, max_length=200, description="The caller's id; generated (a UUID) when absent."
+    )
+    task_type: str = Field(
+        ...,
+        description="What to run: " + ", ".join(TASK_TYPES) + ".",
+        json_schema_extra={"enum": list[Any](TASK_TYPES)},
+    )
+    args: dict[str, Any] = Field(
+        ...,
+        description="The task's args exactly as on the wire (strategy_code, symbols, "
+        "start_date, end_date, … or strategy_code, universe, limit, …).",
+        json_schema_extra=_args_schema(),
+    )
+
+
+class Links(BaseModel):
+    self: str
+    wait: str
+    events: str
+    page: str
+
+
+class Submitted(BaseModel):
+    task_id: str
+    status: Literal["queued"]
+    links: Links
+
+
+class TaskRecord(BaseModel):
+    """The stored result record: ``status``, ``data`` and ``updated_at``, as on the wire."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(..., description="queued, running, completed, error or cancelled.")
+    data: dict[str, Any] = Field(default_factory=dict)
+    updated_at: str | None = None
+
+
+class Cancelled(BaseModel):
+    task_id: str
+    previous_status: str = Field(
+        ..., description="The status when asked: queued, running, a terminal one, or unknown."
+    )
+
+
+class InFlight(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    task_id: str
+    attempts: int
+    status: str | None = None
+    stage: str | None = None
+
+
+class WorkerOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    worker_id: str
+    alive: bool
+    heartbeat_age_s: float | None = None
+    layers: list[str] = Field(default_factory=list)
+    in_flight: list[InFlight] = Field(default_factory=list)
+
+
+class Bucket(BaseModel):
+    end_ms: int
+    finished: int
+    failed: int
+
+
+class QueueStats(BaseModel):
+    queue: str
+    depth: int
+    in_flight: int
+    workers_alive: int
+    dead_letters: int
+    recent_tasks: int
+    finished_last_hour: int
+    failed_last_hour: int
+    throughput: list[Bucket]
+    workers: list[WorkerOut]
+
+
+class TaskSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    task_id: str
+    finished_ms: int
+    status: str | None = None
+    task_type: str | None = None
+
+
+class TaskList(BaseModel):
+    total: int = Field(..., description="Tasks in the index that match (all pages).")
+    offset: int
+    tasks: list[TaskSummary]
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    task_id: str | None = None
+    reason: str | None = None
+    attempts: int | None = None
+    at: str | None = None
+    error: str | None = None
+
+
+class Skipped(BaseModel):
+    entry: str
+    reason: str
+
+
+class Count(BaseModel):
+    count: int
+    skipped: list[Skipped] | None = Field(
+        None, description="Dead letters left in place, and why (retries only)."
+    )

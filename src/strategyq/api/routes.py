@@ -1,0 +1,271 @@
+"""The ``/v1`` HTTP API: submit, read, wait, follow, cancel; queue, workers, dead letters.
+
+Every write goes through the producer API (``submit_task``, ``cancel_task``)
+and the dead-letter functions, the same code the Python producers and the CLI
+use, so there is one wire format and one set of error messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from strategyq.api import events, reads
+from strategyq.api.auth import Principal, requirement
+from strategyq.api.config import Scope
+from strategyq.api.models import (
+    Cancelled,
+    Count,
+    DeadLetter,
+    QueueStats,
+    Submitted,
+    TaskIn,
+    TaskList,
+    TaskRecord,
+    WorkerOut,
+)
+from strategyq.api.problems import Problem
+from strategyq.api.state import ApiState
+from strategyq.client import cancel_task, submit_task, wait_for_result
+from strategyq.protocol import TERMINAL_STATUSES
+from strategyq.queue import admin, keys
+
+TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task's id.")]
+STATUSES = ("completed", "error", "cancelled")
+
+
+def _links(task_id: str) -> dict[str, str]:
+    base = f"/v1/tasks/{task_id}"
+    return {
+        "self": base,
+        "wait": base + "/wait",
+        "events": base + "/events",
+        "page": f"/tasks/{task_id}",
+    }
+
+
+def strip_source(entry: dict[str, Any]) -> dict[str, Any]:
+    """A dead-letter entry without the strategy source (for read-scope callers)."""
+    raw = entry.get("raw")
+    if not isinstance(raw, str):
+        return entry
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {**entry, "raw": "<hidden: needs a write-scope token>"}
+    if isinstance(message, dict) and isinstance(message.get("args"), dict):
+        args = {**message["args"], "strategy_code": "<hidden: needs a write-scope token>"}
+        return {**entry, "raw": orjson.dumps({**message, "args": args}).decode()}
+    return entry
+
+
+def build(state: ApiState) -> APIRouter:
+    read = Depends(requirement(state.config, Scope.READ))
+    write = Depends(requirement(state.config, Scope.WRITE))
+    router = APIRouter(prefix="/v1")
+    client = state.client
+
+    @router.post(
+        "/tasks",
+        status_code=202,
+        response_model=Submitted,
+        summary="Queue a backtest or a screen",
+        tags=["tasks"],
+    )
+    def submit(task: Annotated[TaskIn, Body()], _: Principal = write) -> Response:
+        message = {
+            "task_id": task.task_id or str(uuid.uuid4()),
+            "task_type": task.task_type,
+            "args": task.args,
+        }
+        task_id = submit_task(
+            client, message, queue=state.queue, result_ttl_s=state.settings.result_ttl_s
+        )
+        state.metrics.submitted.labels(task.task_type).inc()
+        # Serialised here, not through the response model (same shape, less work per task).
+        body = {"task_id": task_id, "status": "queued", "links": _links(task_id)}
+        return Response(orjson.dumps(body), status_code=202, media_type="application/json",
+                        headers={"Location": f"/v1/tasks/{task_id}"})  # fmt: skip
+
+    @router.get("/tasks", response_model=TaskList, summary="Recent finished tasks", tags=["tasks"])
+    def recent(
+        status: Annotated[
+            str | None,
+            Query(
+                description="completed, error or cancelled.",
+                json_schema_extra={"enum": list(STATUSES)},
+            ),
+        ] = None,
+        task_type: Annotated[str | None, Query(max_length=40)] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Search by task id.")] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        _: Principal = read,
+    ) -> dict[str, Any]:
+        if status is not None and status not in STATUSES:
+            raise Problem(422, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        if q:
+            found = reads.search_tasks(client, q, limit)
+            return {"total": len(found), "offset": 0, "tasks": found}
+        page = reads.recent_tasks(
+            client, status=status, task_type=task_type, offset=offset, count=limit
+        )
+        return {"total": page.total, "offset": offset, "tasks": page.tasks}
+
+    @router.get(
+        "/tasks/{task_id}", response_model=TaskRecord, summary="A task's result", tags=["tasks"]
+    )
+    def get_task(task_id: TaskId, _: Principal = read) -> Any:
+        raw = client.get(keys.result(task_id))
+        if raw is None:
+            raise _unknown(task_id)
+        # Results can be megabytes: the stored JSON is sent as it is.
+        return Response(raw, media_type="application/json")
+
+    @router.get(
+        "/tasks/{task_id}/wait",
+        response_model=TaskRecord,
+        summary="Wait for a task to finish (long-poll)",
+        description="Answers 200 with the terminal result as soon as it is written, or 202 with "
+        "the current record when `timeout_s` passes first.",
+        responses={202: {"model": TaskRecord, "description": "Not finished within timeout_s."}},
+        tags=["tasks"],
+    )
+    async def wait(
+        task_id: TaskId,
+        timeout_s: Annotated[float, Query(ge=0, le=300, description="Seconds to wait.")] = 30.0,
+        _: Principal = read,
+    ) -> Any:
+        current = await state.blocking(reads.task_record, client, task_id)
+        if current is None:
+            raise _unknown(task_id)
+        if current.get("status") in TERMINAL_STATUSES:
+            return _raw_json(current)
+        limit = min(timeout_s, state.config.max_wait_s)
+        result = await state.blocking(wait_for_result, client, task_id, limit)
+        if result is None:
+            latest = await state.blocking(reads.task_record, client, task_id)
+            return _raw_json(latest or current, status_code=202)
+        return _raw_json(result)
+
+    @router.get(
+        "/tasks/{task_id}/events",
+        summary="Follow a task's status changes (Server-Sent Events)",
+        description="`status` events (queued → running with each stage → completed, error or "
+        "cancelled); the stream ends after the terminal one.",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "An event stream.",
+            }
+        },
+        tags=["tasks"],
+    )
+    async def follow(task_id: TaskId, request: Request, _: Principal = read) -> StreamingResponse:
+        if await state.blocking(reads.task_record, client, task_id) is None:
+            raise _unknown(task_id)
+        return StreamingResponse(
+            events.stream(state, request, task_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @router.post(
+        "/tasks/{task_id}/cancel",
+        response_model=Cancelled,
+        summary="Cancel a task",
+        tags=["tasks"],
+    )
+    def cancel(task_id: TaskId, _: Principal = write) -> dict[str, Any]:
+        if reads.task_record(client, task_id) is None:
+            raise _unknown(task_id)
+        previous = cancel_task(client, task_id, result_ttl_s=state.settings.result_ttl_s)
+        return {"task_id": task_id, "previous_status": previous}
+
+    @router.get("/queue", response_model=QueueStats, summary="Queue statistics", tags=["queue"])
+    def queue(_: Principal = read) -> dict[str, Any]:
+        stats = reads.overview(client, state.queue)
+        stats.pop("newest_dead_letters", None)
+        return stats
+
+    @router.get(
+        "/workers", response_model=list[WorkerOut], summary="Registered workers", tags=["queue"]
+    )
+    def workers(_: Principal = read) -> list[dict[str, Any]]:
+        return reads.workers(client)
+
+    @router.get(
+        "/dead-letters",
+        response_model=list[DeadLetter],
+        summary="Dead letters, newest first",
+        tags=["dead letters"],
+    )
+    def dead_letters(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        who: Principal = read,
+    ) -> list[dict[str, Any]]:
+        entries = admin.dead_letters(client, limit)
+        return entries if who.can_write else [strip_source(e) for e in entries]
+
+    @router.post(
+        "/dead-letters/retry",
+        response_model=Count,
+        summary="Retry every dead letter",
+        tags=["dead letters"],
+    )
+    def retry_all(_: Principal = write) -> dict[str, Any]:
+        report = admin.retry_dead_letters(
+            client, state.queue, None, result_ttl_s=state.settings.result_ttl_s
+        )
+        return _report(report)
+
+    @router.post(
+        "/dead-letters/{task_id}/retry",
+        response_model=Count,
+        summary="Retry one dead-lettered task",
+        tags=["dead letters"],
+    )
+    def retry_one(task_id: TaskId, _: Principal = write) -> dict[str, Any]:
+        report = admin.retry_dead_letters(
+            client, state.queue, task_id, result_ttl_s=state.settings.result_ttl_s
+        )
+        if not report.moved:
+            why = "; ".join(f"{what}: {reason}" for what, reason in report.skipped)
+            raise Problem(
+                404, f"task {task_id!r} was not retried ({why}); see GET /v1/dead-letters"
+            )
+        return _report(report)
+
+    @router.delete(
+        "/dead-letters",
+        response_model=Count,
+        summary="Purge every dead letter",
+        tags=["dead letters"],
+    )
+    def purge(_: Principal = write) -> dict[str, int]:
+        return {"count": admin.purge_dead_letters(client)}
+
+    return router
+
+
+def _report(report: admin.RetryReport) -> dict[str, Any]:
+    skipped = [{"entry": what, "reason": why} for what, why in report.skipped]
+    return {"count": report.moved, "skipped": skipped}
+
+
+def _unknown(task_id: str) -> Problem:
+    return Problem(
+        404,
+        f"no task {task_id!r}: it was never queued, or its result expired "
+        "(results are kept STRATEGYQ_RESULT_TTL seconds)",
+    )
+
+
+def _raw_json(record: dict[str, Any], status_code: int = 200) -> Response:
+    return Response(orjson.dumps(record), status_code=status_code, media_type="application/json")

@@ -1,0 +1,45 @@
+"""What every request handler of ``strategyq serve`` shares: settings, clients, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import redis
+from anyio import to_thread
+
+from strategyq.api.config import ApiConfig
+from strategyq.api.metrics import ApiMetrics
+from strategyq.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    config: ApiConfig
+    client: redis.Redis
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    _limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def queue(self) -> str:
+        return self.settings.queue_name
+
+    @property
+    def market_dir(self) -> Path:
+        return Path(self.config.market_dir) if self.config.market_dir else self.settings.data_dir
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a call that blocks on Redis (BLPOP) in the bounded pool kept for waiting.
+
+        Long-polls and event streams each hold a thread while they wait; a pool
+        of their own keeps them from starving the threads ordinary requests use.
+        """
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.config.blocking_threads)
+        return await to_thread.run_sync(fn, *args, limiter=self._limiter)

@@ -1,0 +1,79 @@
+"""``strategyq serve``: the HTTP API and the dashboard (and ``--new-token`` to make a token)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from strategyq.cli.common import console, settings
+from strategyq.logs import configure_logging
+
+
+def _drop_color_message(record: logging.LogRecord) -> bool:
+    # uvicorn attaches an ANSI-coloured copy of each message; our formatters would
+    # print it as an extra field.
+    record.__dict__.pop("color_message", None)
+    return True
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_cmd(
+        host: Annotated[
+            str | None,
+            typer.Option(help="Address to bind (default 127.0.0.1; others need tokens)."),
+        ] = None,
+        port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+        new_token: Annotated[
+            str | None,
+            typer.Option(
+                "--new-token",
+                metavar="NAME",
+                help="Print a new token and its STRATEGYQ_API_TOKENS entry, then exit.",
+            ),
+        ] = None,
+        scope: Annotated[str, typer.Option(help="Scope of --new-token: read or write.")] = "write",
+        log_format: Annotated[str, typer.Option(help="Log line format: text or json.")] = "text",
+        log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+        access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    ) -> None:
+        """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and the web dashboard."""
+        from strategyq.api.config import ApiConfig, Scope
+        from strategyq.api.config import new_token as make_token
+        from strategyq.errors import ConfigError
+
+        if new_token is not None:
+            try:
+                token_scope = Scope(scope)
+            except ValueError:
+                raise ConfigError(f"--scope must be read or write, got {scope!r}") from None
+            secret, entry = make_token(new_token, token_scope)
+            print(f"token (give it to the client; it is not stored): {secret}")
+            print(f"STRATEGYQ_API_TOKENS entry (the server keeps only its hash): {entry}")
+            return
+        configure_logging("json" if log_format == "json" else "text", log_level)
+        logging.getLogger("uvicorn.error").addFilter(_drop_color_message)
+        import uvicorn
+
+        from strategyq.api import create_app
+
+        conf = settings()
+        config = ApiConfig.from_env(host=host, port=port)
+        app = create_app(conf, config)
+        shown = f"[{config.host}]" if ":" in config.host else config.host
+        console.print(
+            f"dashboard and API on http://{shown}:{config.port}/ "
+            f"(OpenAPI: /openapi.json; {'tokens required' if config.auth_required else 'no token'})"
+        )
+        uvicorn.run(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=access_log,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )

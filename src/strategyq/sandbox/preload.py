@@ -1,0 +1,215 @@
+"""Import, before lock-down, every module a strategy's pandas/numpy/datetime calls may need.
+
+A locked-down child can read no file, so a module first imported after
+lock-down cannot be loaded. pandas and numpy import many of their parts
+lazily (``df.pivot`` → ``pandas.core.reshape.pivot``, ``np.fft`` on first
+use), and the C parts of the standard library do too
+(``datetime.strptime`` → ``_strptime``, ``Timestamp.strftime`` → ``time``).
+So the forking parent imports every submodule of pandas and numpy (a walk of
+the installed packages: whatever version is installed, nothing is missed),
+plus the standard-library modules that C code or those packages import
+inside functions, listed in :data:`STDLIB_LAZY` — found by scanning the
+installed sources for imports inside function bodies (see
+``tests/unit/test_sandbox_preload.py``, which fails when a new version adds
+one that is missing here).
+
+After lock-down :func:`refuse_further_imports` puts a finder first on
+``sys.meta_path`` that raises :class:`NotProvided` (a ModuleNotFoundError,
+so a library's ``except ImportError`` fallback still works) naming the
+module, instead of letting the path finder touch the filesystem.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import pkgutil
+import sys
+import warnings
+from collections.abc import Sequence
+from types import ModuleType
+
+WALKED_PACKAGES = ("numpy", "pandas", "encodings")
+"""Packages imported in full (every submodule but tests and build tooling)."""
+
+SKIPPED_PARTS = (
+    ".tests",
+    ".conftest",
+    "._pyinstaller",
+    ".f2py",
+    ".distutils",
+    ".mypy_plugin",
+    "._core.cversions",
+    # Test helpers: the policy refuses `testing`, and they pull in unittest and pytest.
+    "numpy.testing",
+    "pandas.testing",
+    "pandas._testing",
+    "numpy._pytesttester",
+    # Optional extras whose dependencies (numba, jinja2, matplotlib) are not installed;
+    # importing them just fails, so skip the attempt.
+    "._numba",
+    ".formats.style",
+    ".plotting._matplotlib",
+    # Platform codecs that do not exist on Linux.
+    "encodings.mbcs",
+    "encodings.oem",
+    "encodings.cp65001",
+)
+
+STDLIB_LAZY: tuple[str, ...] = (
+    # Imported by C code on first use.
+    "_strptime",  # datetime.strptime, time.strptime, pandas' strptime fallback
+    "time",  # datetime.date.today(), Timestamp.strftime
+    "calendar",  # _strptime, email-style dates
+    "locale",  # _strptime, str formatting with 'n'
+    "zoneinfo",  # datetime tz names, pandas tz handling
+    "unicodedata",  # str methods on some code points, pandas str accessors
+    # Imported inside functions of pandas, numpy, datetime or statistics.
+    "bisect",
+    "bz2",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "decimal",
+    "difflib",
+    "fractions",
+    "functools",
+    "gzip",
+    "heapq",
+    "inspect",
+    "itertools",
+    "json",
+    "lzma",
+    "math",
+    "mmap",
+    "numbers",
+    "operator",
+    "pickle",
+    "platform",
+    "pprint",
+    "random",
+    "re",
+    "shutil",
+    "statistics",
+    "string",
+    "struct",
+    "tarfile",
+    "textwrap",
+    "threading",
+    "tokenize",
+    "traceback",
+    "types",
+    "typing",
+    "uuid",
+    "warnings",
+    "weakref",
+    "zipfile",
+    "zlib",
+)
+"""Standard-library modules imported lazily by C code or inside library functions."""
+
+NOT_PROVIDED: dict[str, str] = {
+    "sqlite3": "databases (read_sql) are I/O",
+    "adbc_driver_manager": "database drivers (read_sql) are I/O",
+    "adbc_driver_postgresql": "database drivers (read_sql) are I/O",
+    "psycopg": "database drivers (read_sql) are I/O",
+    "sqlalchemy": "database drivers (read_sql) are I/O",
+    "urllib.request": "URLs are network I/O",
+    "urllib.error": "URLs are network I/O",
+    "xml.dom.minidom": "XML readers and writers are I/O",
+    "xml.etree.ElementTree": "XML readers and writers are I/O",
+    "doctest": "test tooling",
+    "optparse": "command-line tooling",
+    "curses": "terminal I/O",
+    "ctypes.wintypes": "Windows only",
+    "winreg": "Windows only",
+    "pyarrow.parquet": "Parquet files are I/O",
+    "yaml": "configuration files are I/O (and not a dependency)",
+    # Installed only with the benchmark extra (backtesting.py and vectorbt, the sweep
+    # benchmark's yardsticks): not strategy dependencies, and plotting is I/O.
+    "scipy": "not a dependency (only the benchmark extra installs it)",
+    "scipy.sparse": "not a dependency (only the benchmark extra installs it)",
+    "scipy.stats": "not a dependency (only the benchmark extra installs it)",
+    "numba": "not a dependency (only the benchmark extra installs it)",
+    "numba.typed": "not a dependency (only the benchmark extra installs it)",
+    "threadpoolctl": "not a dependency (only the benchmark extra installs it)",
+    "matplotlib": "plotting writes images: I/O (only the benchmark extra installs it)",
+    "matplotlib.pyplot": "plotting writes images: I/O (only the benchmark extra installs it)",
+    "IPython": "interactive shells are not strategies (only the benchmark extra installs it)",
+    "IPython.core.formatters": "interactive shells are not strategies (benchmark extra only)",
+    "IPython.core.interactiveshell": "interactive shells are not strategies (benchmark extra only)",
+    "traitlets.config": "IPython's configuration (only the benchmark extra installs it)",
+    "traitlets.traitlets": "IPython's configuration (only the benchmark extra installs it)",
+}
+"""Modules pandas/numpy import inside functions that are deliberately not preloaded, and why."""
+
+THIRD_PARTY_LAZY: tuple[str, ...] = ("pyarrow", "pyarrow.compute", "dateutil", "dateutil.parser")
+"""Installed libraries pandas reaches for inside functions (string dtype, parsing)."""
+
+
+def _skipped(name: str) -> bool:
+    return any(part in name for part in SKIPPED_PARTS)
+
+
+def _import(name: str, failed: list[str]) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except Exception:  # an optional extra's missing dependency: not provided, said so later
+        failed.append(name)
+        return None
+
+
+def walk(package: str, failed: list[str]) -> int:
+    """Import ``package`` and every submodule of it; returns how many were walked.
+
+    Not ``pkgutil.walk_packages``: it imports every subpackage to look inside,
+    skipped ones too (``numpy.distutils`` pulls in setuptools, a tests package
+    pytest), which costs more than all the rest.
+    """
+    root = _import(package, failed)
+    if root is None or not hasattr(root, "__path__"):
+        return 0
+    count = 0
+    pending = [(list(root.__path__), package)]
+    while pending:
+        path, prefix = pending.pop()
+        for info in pkgutil.iter_modules(path, prefix + "."):
+            if _skipped(info.name):
+                continue
+            module = _import(info.name, failed)
+            count += 1
+            if info.ispkg and module is not None and hasattr(module, "__path__"):
+                pending.append((list(module.__path__), info.name))
+    return count
+
+
+def preload(extra: Sequence[str] = ()) -> list[str]:
+    """Import everything above (and ``extra``); returns the names that could not be imported."""
+    failed: list[str] = []
+    # Deprecated modules (numpy.matlib) warn on import; a caller's "error" filter must
+    # not keep them out.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in (*STDLIB_LAZY, *THIRD_PARTY_LAZY, *extra):
+            _import(name, failed)
+        for package in WALKED_PACKAGES:
+            walk(package, failed)
+    return failed
+
+
+class NotProvided(ModuleNotFoundError):
+    """Raised in a locked-down child for an import of a module that was not preloaded."""
+
+
+class _NoFurtherImports(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        raise NotProvided(f"the sandbox does not provide module '{fullname}'", name=fullname)
+
+
+def refuse_further_imports() -> None:
+    """Make any import of a module not yet loaded fail at once, naming it (child only)."""
+    sys.meta_path.insert(0, _NoFurtherImports())

@@ -1,0 +1,144 @@
+"""A live ``strategyq serve`` subprocess (and a real worker) for the API and browser tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.conftest import WorkerProcess
+
+GAP_UP = (Path(__file__).resolve().parents[3] / "src/strategyq/examples/gap_up.py").read_text()
+
+
+class ServeProcess:
+    """``strategyq serve`` as a real subprocess on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.env = env
+        self.port = free_port()
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._pump_thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServeProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "strategyq", "serve", "--port", str(self.port), *self.args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("strategyq serve exited:\n" + "".join(self.output))
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("strategyq serve did not become ready:\n" + "".join(self.output))
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.output.append(line)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._pump_thread is not None:
+            self._pump_thread.join(10)
+
+
+def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(
+        REDIS_URL=redis_url,
+        STRATEGYQ_HOME=str(market_home),
+        STRATEGYQ_HEARTBEAT_TIMEOUT="3",
+        STRATEGYQ_HEARTBEAT_INTERVAL="0.5",
+        STRATEGYQ_REAPER_INTERVAL="0.5",
+        STRATEGYQ_GRACE_PERIOD="10",
+        # Every worker of these tests reaps, and a reaper applies its own limit: with one
+        # attempt, whichever worker reaps a crashed run dead-letters it.
+        STRATEGYQ_MAX_ATTEMPTS="1",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def module_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    return api_env(redis_url, market_home)
+
+
+@pytest.fixture(scope="module")
+def serve(module_env: dict[str, str]) -> Iterator[ServeProcess]:
+    """A live API on the test server, without tokens (loopback bind)."""
+    proc = ServeProcess(module_env).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(module_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    """One real worker for the module (its heartbeat re-registers it after a flush)."""
+    proc = WorkerProcess(module_env, "api-worker").start()
+    proc.wait_for_log("started")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def http(serve: ServeProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=serve.url, timeout=60) as client:
+        yield client
+
+
+def backtest_body(task_id: str | None = None, **args: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "task_type": "backtest",
+        "args": {
+            "strategy_code": GAP_UP,
+            "symbols": ["AAPL", "MSFT"],
+            "start_date": "2010-01-01T00:00:00Z",
+            "end_date": "2012-12-31T23:59:59Z",
+            **args,
+        },
+    }
+    if task_id is not None:
+        body["task_id"] = task_id
+    return body
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    # The browser fixture reads this to screenshot a failed test's page.
+    setattr(item, f"report_{report.when}", report)
+    return report

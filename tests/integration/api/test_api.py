@@ -1,0 +1,373 @@
+"""The /v1 API against a live ``strategyq serve`` subprocess, a real worker and a real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from strategyq.api.config import hash_token
+from strategyq.client import submit_task
+from strategyq.errors import TaskValidationError
+from tests.integration.api.conftest import ServeProcess, backtest_body
+from tests.integration.api.helpers import SLOW, make_dead_letter, read_events, transitions
+from tests.integration.conftest import WorkerProcess, wait_until
+
+PROBLEM = "application/problem+json"
+
+
+def nothing_queued(redis_client: redis.Redis) -> None:
+    assert redis_client.llen("strategy_queue") == 0
+    assert redis_client.keys("task_result:*") == []
+
+
+def test_submit_wait_read_and_list_a_backtest(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    reply = http.post("/v1/tasks", json=backtest_body("api-bt-1"))
+    assert reply.status_code == 202, reply.text
+    assert reply.headers["location"] == "/v1/tasks/api-bt-1"
+    assert reply.json()["status"] == "queued"
+    done = http.get("/v1/tasks/api-bt-1/wait", params={"timeout_s": 60})
+    assert done.status_code == 200
+    result = done.json()
+    assert result["status"] == "completed"
+    assert result["data"]["execution_mode"] == "backtest"
+    assert http.get("/v1/tasks/api-bt-1").json() == result
+    listed = http.get("/v1/tasks").json()
+    assert listed["total"] == 1
+    assert listed["tasks"][0] | {"finished_ms": 0} == {
+        "task_id": "api-bt-1", "status": "completed", "task_type": "backtest", "finished_ms": 0,
+    }  # fmt: skip
+    assert http.get("/v1/tasks", params={"status": "error"}).json()["total"] == 0
+    assert http.get("/v1/tasks", params={"task_type": "backtest"}).json()["total"] == 1
+    assert http.get("/v1/tasks", params={"task_type": "screening"}).json()["total"] == 0
+    assert [t["task_id"] for t in http.get("/v1/tasks", params={"q": "bt-"}).json()["tasks"]] == [
+        "api-bt-1"
+    ]
+    page = http.get("/tasks/api-bt-1")
+    assert page.status_code == 200 and "equity-chart" in page.text
+
+
+def test_a_screen_and_a_generated_task_id(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    body = {"task_type": "screening", "args": {"strategy_code": backtest_body()["args"][
+        "strategy_code"], "universe": ["AAPL", "MSFT", "IBM"], "limit": 2}}  # fmt: skip
+    reply = http.post("/v1/tasks", json=body)
+    assert reply.status_code == 202
+    task_id = reply.json()["task_id"]
+    assert uuid.UUID(task_id)
+    result = http.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 60}).json()
+    assert result["status"] == "completed" and result["data"]["execution_mode"] == "screening"
+    assert http.get(f"/tasks/{task_id}").status_code == 200
+
+
+def _producer_message(body: dict[str, Any]) -> str:
+    client = redis.Redis(host="127.0.0.1", port=1)  # never reached: validation comes first
+    with pytest.raises(TaskValidationError) as caught:
+        submit_task(client, {"task_id": "x", **body})
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"symbols": "", "start_date": "2010-01-01", "end_date": "2011-01-01"},
+        {"symbols": ["AAPL"], "start_date": "yesterday", "end_date": "2011-01-01"},
+        {"symbols": [3], "start_date": "2010-01-01", "end_date": "2011-01-01"},
+        {"symbols": ["AAPL"], "start_date": "2012-01-01", "end_date": "2011-01-01"},
+        {"symbols": ["AAPL"], "start_date": "2010-01-01", "end_date": "2011-01-01",
+         "timeout_seconds": -1},
+    ],
+    ids=["empty-symbols", "bad-date", "symbol-type", "swapped-dates", "negative-timeout"],
+)  # fmt: skip
+def test_invalid_args_get_the_producers_message_and_nothing_is_queued(
+    http: httpx.Client, redis_client: redis.Redis, args: dict[str, Any]
+) -> None:
+    body = {"task_type": "backtest", "args": {"strategy_code": "def f(df):\n  return []", **args}}
+    reply = http.post("/v1/tasks", json=body)
+    assert reply.status_code == 422
+    assert reply.headers["content-type"] == PROBLEM
+    assert reply.json()["detail"] == _producer_message(body)
+    nothing_queued(redis_client)
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "phrase"),
+    [
+        (b'{"task_type": "nope", "args": {}}', {}, 422, "task_type must be"),
+        (b'{"task_type": 7, "args": {}}', {}, 422, "task_type"),
+        (b'{"task_type": "backtest", "args": [1]}', {}, 422, "args"),
+        (b'{"task_type": "backtest"}', {}, 422, "args is required"),
+        (b'{"task_type": "backtest", "args": {}', {}, 422, "not valid JSON"),
+        (b"[]", {}, 422, "request not accepted"),
+        (b'{"task_type": "backtest", "args": {}}', {"content-type": "text/plain"}, 415, "JSON"),
+        (b'{"task_id": "' + b"x" * 3_000_000 + b'"}', {}, 413, "STRATEGYQ_API_MAX_BODY"),
+    ],
+    ids=["unknown-type", "type-not-string", "args-not-object", "no-args", "broken-json",
+         "not-an-object", "not-json", "oversize"],
+)  # fmt: skip
+def test_bad_bodies_are_problems_that_say_what_to_fix(
+    http: httpx.Client,
+    redis_client: redis.Redis,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    phrase: str,
+) -> None:
+    reply = http.post(
+        "/v1/tasks", content=content, headers={"content-type": "application/json", **headers}
+    )
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"] == PROBLEM
+    problem = reply.json()
+    assert problem["status"] == status and phrase in problem["detail"]
+    nothing_queued(redis_client)
+
+
+def test_unknown_ids_and_routes_are_404_problems(
+    http: httpx.Client, redis_client: redis.Redis
+) -> None:
+    for path in ("/v1/tasks/nope", "/v1/tasks/nope/wait", "/v1/tasks/nope/events", "/v1/nothing"):
+        reply = http.get(path)
+        assert reply.status_code == 404 and reply.headers["content-type"] == PROBLEM, path
+    assert http.post("/v1/tasks/nope/cancel").status_code == 404
+    assert "dead-letter" in http.post("/v1/dead-letters/nope/retry").json()["detail"]
+
+
+def _own_queue_serve(env: dict[str, str], queue: str) -> ServeProcess:
+    return ServeProcess({**env, "STRATEGYQ_QUEUE": queue}).start()
+
+
+def test_event_stream_delivers_every_transition(
+    module_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    queue = f"sse-{uuid.uuid4().hex[:6]}"
+    api = _own_queue_serve(module_env, queue)
+    watcher = redis_client.pubsub(ignore_subscribe_messages=True)
+    watcher.subscribe("strategyq:events:sse-1")
+    worker: WorkerProcess | None = None
+    try:
+        with httpx.Client(base_url=api.url, timeout=120) as http:
+            assert (
+                http.post("/v1/tasks", json=backtest_body("sse-1", strategy_code=SLOW)).status_code
+                == 202
+            )
+            with http.stream("GET", "/v1/tasks/sse-1/events") as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                # The worker starts only now: the stream sees the task from "queued" on.
+                worker = WorkerProcess(
+                    {**module_env, "STRATEGYQ_QUEUE": queue}, "sse-worker"
+                ).start()
+                events = read_events(stream)
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
+    published = []
+    quiet_until = time.monotonic() + 1.0
+    while time.monotonic() < quiet_until:
+        message = watcher.get_message(timeout=0.2)
+        if message is not None and message["type"] == "message":
+            record = orjson.loads(message["data"])
+            published.append({"status": record["status"], "stage": record["data"].get("stage")})
+            quiet_until = time.monotonic() + 1.0
+    watcher.close()
+    seen = transitions(events)
+    assert seen[0] == ("queued", None)
+    assert seen[-1] == ("completed", None)
+    assert ("running", "running_strategy") in seen
+    # Every record the queue published is a step of the stream, in order.
+    assert transitions(published) == seen
+
+
+def test_long_poll_returns_when_the_task_completes(
+    module_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    queue = f"wait-{uuid.uuid4().hex[:6]}"
+    api = _own_queue_serve(module_env, queue)
+    worker: WorkerProcess | None = None
+    try:
+        with httpx.Client(base_url=api.url, timeout=120) as http:
+            assert http.post("/v1/tasks", json=backtest_body("wait-1")).status_code == 202
+            early = http.get("/v1/tasks/wait-1/wait", params={"timeout_s": 0.5})
+            assert early.status_code == 202 and early.json()["status"] == "queued"
+            answer: dict[str, Any] = {}
+
+            def long_poll() -> None:
+                started = time.monotonic()
+                reply = http.get("/v1/tasks/wait-1/wait", params={"timeout_s": 100})
+                answer.update(reply=reply, returned=time.monotonic(), started=started)
+
+            poller = threading.Thread(target=long_poll)
+            poller.start()
+            time.sleep(1.0)
+            assert not answer, "the long-poll returned before the task ran"
+            worker = WorkerProcess({**module_env, "STRATEGYQ_QUEUE": queue}, "wait-worker").start()
+            poller.join(120)
+            assert answer["reply"].status_code == 200
+            assert answer["reply"].json()["status"] == "completed"
+            assert answer["returned"] - answer["started"] < 100
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
+
+
+def test_cancel_a_queued_task(module_env: dict[str, str], redis_client: redis.Redis) -> None:
+    api = _own_queue_serve(module_env, f"cancel-{uuid.uuid4().hex[:6]}")
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            http.post("/v1/tasks", json=backtest_body("c-1"))
+            reply = http.post("/v1/tasks/c-1/cancel")
+            assert reply.json() == {"task_id": "c-1", "previous_status": "queued"}
+            assert http.get("/v1/tasks/c-1").json()["status"] == "cancelled"
+            listed = http.get("/v1/tasks", params={"status": "cancelled"}).json()
+            assert [t["task_id"] for t in listed["tasks"]] == ["c-1"]
+            assert http.post("/v1/tasks/c-1/cancel").json()["previous_status"] == "cancelled"
+    finally:
+        api.stop()
+
+
+def test_queue_and_workers_show_the_live_worker(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    def alive() -> list[dict[str, Any]]:
+        return [w for w in http.get("/v1/workers").json() if w["worker_id"] == "api-worker"]
+
+    (me,) = wait_until(alive, timeout_s=10)
+    assert me["alive"] is True and me["heartbeat_age_s"] < 5
+    assert {"landlock", "seccomp"} <= set(me["layers"])
+    stats = http.get("/v1/queue").json()
+    assert stats["workers_alive"] >= 1 and stats["depth"] == 0
+    assert len(stats["throughput"]) == 12
+
+
+def test_dead_letters_list_retry_and_purge(
+    http: httpx.Client, worker: WorkerProcess, module_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    make_dead_letter(redis_client, module_env, "dl-1", f"dlq-{uuid.uuid4().hex[:6]}")
+    (entry,) = http.get("/v1/dead-letters").json()
+    assert entry["task_id"] == "dl-1" and entry["reason"] == "worker_lost"
+    assert "def gap_up_strategy" in entry["raw"]  # a write-scope caller sees the source
+    assert http.get("/v1/tasks", params={"status": "error"}).json()["tasks"][0]["task_id"] == "dl-1"
+    assert http.post("/v1/dead-letters/dl-1/retry").json()["count"] == 1
+    assert http.get("/v1/dead-letters").json() == []
+    result = http.get("/v1/tasks/dl-1/wait", params={"timeout_s": 60}).json()
+    assert result["status"] == "completed"  # the module's healthy worker ran it
+    redis_client.lpush(
+        "strategyq:dead_letter", orjson.dumps({"raw": "junk", "reason": "malformed"})
+    )
+    assert http.delete("/v1/dead-letters").json()["count"] == 1
+
+
+def test_tokens_scopes_and_hidden_source(
+    module_env: dict[str, str], redis_client: redis.Redis, worker: WorkerProcess
+) -> None:
+    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
+    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as anon:
+            reply = anon.get("/v1/queue")
+            assert reply.status_code == 401 and reply.headers["content-type"] == PROBLEM
+            assert reply.headers["www-authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer" in reply.json()["detail"]
+            bad = anon.get("/v1/queue", headers={"Authorization": "Bearer nope"})
+            assert bad.status_code == 401 and "not valid" in bad.json()["detail"]
+            assert anon.get("/healthz").status_code == 200
+            assert anon.get("/", follow_redirects=False).headers["location"].startswith("/login")
+        read = {"Authorization": "Bearer r-secret"}
+        write = {"Authorization": "Bearer w-secret"}
+        with httpx.Client(base_url=api.url, timeout=60) as http:
+            denied = http.post("/v1/tasks", json=backtest_body("tok-1"), headers=read)
+            assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
+            assert (
+                http.post("/v1/tasks", json=backtest_body("tok-1"), headers=write).status_code
+                == 202
+            )
+            assert http.get("/v1/tasks/tok-1/wait", headers=read).json()["status"] == "completed"
+            redis_client.lpush("strategyq:dead_letter", orjson.dumps({
+                "raw": orjson.dumps(backtest_body("tok-2") | {"task_id": "tok-2"}).decode(),
+                "task_id": "tok-2", "reason": "worker_lost", "attempts": 3}))  # fmt: skip
+            (hidden,) = http.get("/v1/dead-letters", headers=read).json()
+            assert "def gap_up_strategy" not in hidden["raw"] and "hidden" in hidden["raw"]
+            (shown,) = http.get("/v1/dead-letters", headers=write).json()
+            assert "def gap_up_strategy" in shown["raw"]
+            assert http.post("/v1/dead-letters/retry", headers=read).status_code == 403
+    finally:
+        api.stop()
+
+
+def test_public_bind_without_tokens_refuses_to_start(module_env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "strategyq", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=module_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "needs tokens" in proc.stderr and "--new-token" in proc.stderr
+
+
+def test_browsers_of_other_sites_are_refused(http: httpx.Client, redis_client: redis.Redis) -> None:
+    forged = http.post("/v1/tasks", json=backtest_body("x"), headers={"Origin": "http://evil.test"})
+    assert forged.status_code == 403 and forged.headers["content-type"] == PROBLEM
+    rebinding = http.get("/v1/queue", headers={"Host": "evil.test"})
+    assert rebinding.status_code == 400 and "Host" in rebinding.json()["detail"]
+    no_csrf = http.post("/dead-letters/purge", data={"csrf": "guess"})
+    assert no_csrf.status_code == 403
+    nothing_queued(redis_client)
+
+
+def test_metrics_count_requests_by_route_and_status(http: httpx.Client) -> None:
+    http.get("/v1/tasks/missing")
+    text = http.get("/metrics").text
+    assert (
+        'strategyq_api_requests_total{method="GET",route="/v1/tasks/{task_id}",status="404"}'
+        in text
+    )
+    assert "strategyq_api_request_duration_seconds_bucket" in text
+
+
+def test_html_report_is_self_contained(
+    http: httpx.Client, worker: WorkerProcess, module_env: dict[str, str], tmp_path: Path,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    http.post("/v1/tasks", json=backtest_body("rep-1"))
+    result = http.get("/v1/tasks/rep-1/wait", params={"timeout_s": 60}).json()
+    out = tmp_path / "report.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "strategyq", "result", "rep-1", "--html", str(out)],
+        env=module_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    assert "<script src=" not in html and "<link " not in html.replace(
+        '<link rel="icon" href="data:,">', ""
+    )
+    assert "Plotly" in html
+    start = html.index('<script type="application/json" id="equity-data">') + 49
+    spec = orjson.loads(html[start : html.index("</script>", start)])
+    assert len(spec["data"][0]["x"]) == len(result["data"]["equity_curve"]["dates"])
+
+
+def test_a_failed_strategy_shows_its_own_traceback_on_its_page(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    code = "def broken(df):\n    x = 1\n    return [{'ticker': 'AAPL', 'score': x / 0}]\n"
+    http.post("/v1/tasks", json=backtest_body("bad-1", strategy_code=code))
+    result = http.get("/v1/tasks/bad-1/wait", params={"timeout_s": 60}).json()
+    assert result["status"] == "error" and result["data"]["error_type"] == "strategy_error"
+    page = http.get("/tasks/bad-1", headers={"Accept": "text/html"}).text
+    assert "ZeroDivisionError" in page and "line 3" in page
+    assert (
+        http.get("/v1/tasks", params={"status": "error"}).json()["tasks"][0]["task_id"] == "bad-1"
+    )

@@ -1,0 +1,195 @@
+"""The legitimate corpus through the real sandbox host, as a worker runs it.
+
+The host is ``python -m strategyq.executor.sandbox_host`` on a synthetic store (the process
+every executor starts); children are forked, locked down with the seccomp
+allow-list and Landlock, and fed through :class:`ForkClient`. Every strategy
+must complete, with the policy on and off.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from strategyq import errors
+from strategyq.data.synth import write_synthetic
+from strategyq.sandbox import landlock
+from strategyq.sandbox.forkserver import ForkClient
+from strategyq.settings import SandboxLimits, Settings
+from tests.unit.sandbox_legit import LEGIT, Legit
+
+LIMITS = SandboxLimits(time_limit_s=30, memory_mb=1024, answer_max_bytes=1 << 22)
+SYMBOLS = ["SYN0001", "SYN0002", "SYN0003", "SYN0004"]
+
+
+class Host:
+    def __init__(self, root: Path) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        settings = Settings.from_env({"STRATEGYQ_HOME": str(root.parent)}, data_cache_mb=64)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "strategyq.executor.sandbox_host", str(theirs.fileno()),
+             settings.for_child_process().decode()],
+            pass_fds=(theirs.fileno(),),
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        )  # fmt: skip
+        theirs.close()
+        ready = orjson.loads(ours.recv(1 << 16))
+        assert ready["ready"], ready
+        self.layers: dict[str, bool] = ready["layers"]
+        self.sock = ours
+
+    def client(self, **kwargs: object) -> ForkClient:
+        return ForkClient(self.sock, **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.sock.close()
+        assert self.process.wait(20) == 0
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("legit") / "data"
+    write_synthetic(root, 6, 2, seed=7)
+    return root
+
+
+@pytest.fixture(scope="module")
+def host(store: Path) -> Iterator[Host]:
+    h = Host(store)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def request(symbols: list[str] = SYMBOLS) -> dict[str, object]:
+    return {
+        "symbols": symbols,
+        "start": "2024-01-01T00:00:00",
+        "end": "2024-12-31T00:00:00",
+        "adjusted": True,
+        "warmup_sessions": 250,
+        "lookback_sessions": None,
+    }
+
+
+def test_corpus_is_large_and_varied() -> None:
+    assert len(LEGIT) >= 100
+    text = "\n".join(case.code for case in LEGIT)
+    for needle in ("pivot(", "pivot_table(", "stack()", "unstack(", "melt(", "crosstab(",
+                   ".rolling(", ".expanding(", ".ewm(", ".transform(", ".agg(", ".rank(",
+                   ".resample(", "merge_asof(", "concat(", ".join(", ".describe(", ".quantile(",
+                   "value_counts(", "pd.cut(", "pd.qcut(", "strftime(", "strptime(", "today()",
+                   "Timedelta(", "offsets.", "polyfit(", "percentile(", "default_rng(",
+                   "np.select(", "np.where(", "import math", "import statistics",
+                   "try:"):  # fmt: skip
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("case", LEGIT, ids=[c.name for c in LEGIT])
+@pytest.mark.parametrize("check_policy", [True, False], ids=["policy", "no-policy"])
+def test_legitimate_strategy_completes(host: Host, case: Legit, check_policy: bool) -> None:
+    client = host.client(spares=False)
+    try:
+        value, meta = client.run(case.code, request(), LIMITS, check_policy=check_policy)
+    except errors.SandboxError as exc:
+        pytest.fail(f"{case.name} ended as {exc.error_type}: {exc}")
+    assert isinstance(value, list) and value, value
+    assert all(isinstance(row, dict) and "ticker" in row for row in value)
+    assert meta["shape"][0] > 0
+
+
+def test_print_is_returned_as_logs(host: Host) -> None:
+    client = host.client(spares=False)
+    code = "def s(df):\n    print('rows', len(df))\n    print('done')\n    return []\n"
+    assert client.run(code, request(), LIMITS)[0] == []
+    assert client.last_logs.text.startswith("rows ")
+    assert client.last_logs.text.endswith("done\n")
+    assert client.last_logs.truncated is False
+
+
+def test_logs_are_capped_and_flagged(host: Host) -> None:
+    client = host.client(spares=False)
+    code = "def s(df):\n    for i in range(100000):\n        print('x' * 100)\n    return []\n"
+    assert client.run(code, request(), LIMITS)[0] == []
+    assert len(client.last_logs.text.encode()) == 64 * 1024
+    assert client.last_logs.truncated is True
+
+
+def test_logs_come_back_with_an_error(host: Host) -> None:
+    client = host.client(spares=False)
+    code = "def s(df):\n    print('about to fail')\n    return 1 / 0\n"
+    with pytest.raises(errors.StrategyFailed) as info:
+        client.run(code, request(), LIMITS)
+    assert info.value.logs.text == "about to fail\n"  # type: ignore[attr-defined]
+
+
+def test_host_self_check_passes(host: Host) -> None:
+    assert host.layers == {
+        "landlock": True,
+        "landlock_net": True,
+        "seccomp": True,
+        "rlimits": True,
+        "no_new_privs": True,
+        "canary": True,
+    }
+
+
+@pytest.mark.parametrize("abi", range(1, landlock.abi_version() + 1))
+def test_the_host_runs_tasks_on_every_landlock_abi(host: Host, abi: int) -> None:
+    client = host.client(spares=True, landlock_abi_max=abi)
+    for case in LEGIT[:: len(LEGIT) // 6]:
+        value, _ = client.run(case.code, request(), LIMITS)
+        assert value, case.name
+    client.close_spare()
+
+
+SNOOP = """
+import gc, sys
+
+def snoop(df):
+    # Built at run time, so the program's own constants do not match.
+    wanted = ('SYN000' + str(5), 'SYN000' + str(6), ''.join([DATA_DIR]))
+    found = set()
+    for obj in gc.get_objects():
+        if obj is wanted or obj is found:
+            continue
+        try:
+            text = repr(obj) if isinstance(obj, (tuple, list, dict, str)) else ''
+        except Exception:
+            continue
+        found.update(w for w in wanted if w in text)
+    frame = sys._getframe().f_back
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            try:
+                text = repr(value) + repr(getattr(value, '__dict__', ''))
+            except Exception:
+                continue
+            found.update(w for w in wanted if w in text)
+        frame = frame.f_back
+    text = repr(sys.argv) + repr(sys.orig_argv)
+    found.update(w for w in wanted if w in text)
+    return [{'ticker': 'X', 'found': sorted(found)}]
+"""
+
+
+def test_a_child_finds_no_earlier_request_nor_the_data_dir(host: Host, store: Path) -> None:
+    client = host.client(spares=False)
+    earlier = request(["SYN0005", "SYN0006"])
+    assert client.run("def s(df):\n    return [{'ticker': 'X'}]\n", earlier, LIMITS)[0]
+    # The host now caches the earlier request's frame (keyed by its symbols and dates).
+    half = len(str(store)) // 2
+    code = SNOOP.replace("DATA_DIR", f"{str(store)[:half]!r} + str({str(store)[half:]!r})")
+    value, _ = client.run(code, request(["SYN0001"]), LIMITS, check_policy=False)
+    assert value == [{"ticker": "X", "found": []}]
+    # The same snoop does find them when they are in its own request: the scan works.
+    value, _ = client.run(code, earlier, LIMITS, check_policy=False)
+    assert "SYN0005" in value[0]["found"]
