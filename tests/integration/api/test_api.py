@@ -371,3 +371,40 @@ def test_a_failed_strategy_shows_its_own_traceback_on_its_page(
     assert (
         http.get("/v1/tasks", params={"status": "error"}).json()["tasks"][0]["task_id"] == "bad-1"
     )
+
+
+SWEEP_CODE = (
+    "def sma_cross(df, params):\n"
+    "    close = df.groupby('ticker')['close']\n"
+    "    fast = close.transform(lambda s: s.rolling(params['fast']).mean())\n"
+    "    slow = close.transform(lambda s: s.rolling(params['slow']).mean())\n"
+    "    hit = df[fast > slow]\n"
+    "    return hit[['ticker', 'date']]\n"
+)
+
+
+def test_a_sweep_goes_through_the_same_path_and_is_filed_as_a_sweep(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    body = {"task_id": "api-sweep-1", "task_type": "sweep", "args": {
+        "strategy_code": SWEEP_CODE, "symbols": ["AAPL", "MSFT"],
+        "start_date": "2010-01-01", "end_date": "2011-12-31", "hold_days": 5,
+        "param_grid": {"fast": [5, 10], "slow": [20, 40]}}}  # fmt: skip
+    reply = http.post("/v1/tasks", json=body)
+    assert reply.status_code == 202, reply.text
+    done = http.get("/v1/tasks/api-sweep-1/wait", params={"timeout_s": 120})
+    result = done.json()
+    assert result["status"] == "completed", result
+    assert result["data"]["execution_mode"] == "sweep"
+    assert len(result["data"]["results"]) == 4
+    sweeps = http.get("/v1/tasks", params={"task_type": "sweep"}).json()
+    assert [t["task_id"] for t in sweeps["tasks"]] == ["api-sweep-1"]
+    assert sweeps["tasks"][0]["status"] == "completed"
+    completed = http.get("/v1/tasks", params={"task_type": "sweep", "status": "completed"}).json()
+    assert completed["total"] == 1
+    # A bad sweep gets the producer's own message, and nothing is queued for it.
+    bad = {"task_id": "x", "task_type": "sweep", "args": {**body["args"], "param_grid": {}}}
+    refused = http.post("/v1/tasks", json=bad)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == _producer_message(bad)
+    assert redis_client.get("task_result:x") is None
