@@ -247,17 +247,28 @@ def build(
     lag = day_index + 1 - sized_on
     width = int(lag.max()) + 1
     sized = step / model.max_positions if fraction is None else step * fraction[trade]
-    # The (session, lag) weights, summed per cell in the marks' order (as a dense
-    # bincount would), kept sparse: only cells with marks.
-    cells, cell_of = np.unique(day_index * width + lag, return_inverse=True)
-    summed: FloatArray = np.asarray(
-        np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells)), dtype=np.float64
-    )
+    # The (session, lag) weights, each cell summed in the marks' order. A dense bincount
+    # when the matrix is not much larger than the marks; else only the cells with marks
+    # (a sort, not a matrix of sessions × the longest holding): the same sums either way.
+    flat = day_index * width + lag
+    dense: FloatArray | None = None
+    if sessions * width <= DENSE_CELLS_PER_MARK * len(flat):
+        dense = np.asarray(
+            np.bincount(flat, weights=sized, minlength=sessions * width), dtype=np.float64
+        )
+        cells = np.flatnonzero(dense)
+        summed: FloatArray = dense[cells]
+    else:
+        cells, cell_of = np.unique(flat, return_inverse=True)
+        summed = np.asarray(
+            np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells)), dtype=np.float64
+        )
     equity = _single_term_recurrence(cells, summed, sessions, width, capital)
     if equity is None:
-        weights = np.zeros(sessions * width)
-        weights[cells] = summed
-        equity = _recurrence(weights.reshape(sessions, width), capital)
+        if dense is None:
+            dense = np.zeros(sessions * width)
+            dense[cells] = summed
+        equity = _recurrence(dense.reshape(sessions, width), capital)
     alloc = equity[np.searchsorted(calendar, market.day[cand.entry_row[taken]])]
     if fraction is None:
         pnl = alloc / model.max_positions * cand.ret[taken]
@@ -312,6 +323,10 @@ def _recurrence(weights: FloatArray, capital: float) -> FloatArray:
     padded[base + done + 1 :] = padded[base + done]
     equity: FloatArray = padded[base:]
     return equity
+
+
+DENSE_CELLS_PER_MARK = 8
+"""The weights matrix is built dense while it has at most this many cells per mark."""
 
 
 def _single_term_recurrence(
