@@ -200,6 +200,15 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     install(app, pages.render_problem)
     app.include_router(routes.build(state))
     app.include_router(pages.build(state))
+    _add_probes_and_assets(app, state, client)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.add_middleware(GuardMiddleware, config=config)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def _add_probes_and_assets(app: FastAPI, state: ApiState, client: redis.Redis) -> None:
+    """Health, readiness, metrics and ping probes, and the bundled Plotly script."""
     plotly_js = plotly_js_path()
 
     @app.get("/healthz", include_in_schema=False)
@@ -233,8 +242,3 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
             media_type="text/javascript",
             headers={"Cache-Control": "public, max-age=86400"},
         )
-
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    app.add_middleware(GuardMiddleware, config=config)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    return app

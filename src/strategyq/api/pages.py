@@ -311,37 +311,23 @@ def build(state: ApiState) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     viewer = Depends(requirement(state.config, Scope.READ))
     writer = Depends(requirement(state.config, Scope.WRITE))
+    _add_overview(router, state, viewer)
+    _add_task_list(router, state, viewer)
+    _add_task_page(router, state, viewer, writer)
+    _add_submit(router, state, writer)
+    _add_dead_letters(router, state, viewer, writer)
+    _add_login(router, state)
+    return router
+
+
+def _add_overview(router: APIRouter, state: ApiState, viewer: Any) -> None:
+    """``/``: the queue overview with its throughput chart."""
     client = state.client
 
     @router.get("/", response_class=HTMLResponse)
     def overview(request: Request, _: Principal = viewer) -> Response:
         stats = reads.overview(client, state.queue)
-        buckets = stats["throughput"]
-        figure = {
-            "data": [
-                {
-                    "type": "bar",
-                    "name": "finished",
-                    "x": [b["end_ms"] for b in buckets],
-                    "y": [b["finished"] for b in buckets],
-                    "marker": {"color": "#1f77b4"},
-                },
-                {
-                    "type": "bar",
-                    "name": "failed",
-                    "x": [b["end_ms"] for b in buckets],
-                    "y": [b["failed"] for b in buckets],
-                    "marker": {"color": "#d62728"},
-                },
-            ],
-            "layout": {
-                "height": 220,
-                "barmode": "group",
-                "margin": {"l": 40, "r": 10, "t": 10, "b": 30},
-                "xaxis": {"type": "date"},
-                "legend": {"orientation": "h"},
-            },
-        }
+        figure = _throughput_figure(stats["throughput"])
         return render(
             request,
             "overview.html",
@@ -351,6 +337,11 @@ def build(state: ApiState) -> APIRouter:
                 "refresh": request.query_params.get("refresh") != "0",
             },
         )
+
+
+def _add_task_list(router: APIRouter, state: ApiState, viewer: Any) -> None:
+    """``/tasks``: recent finished tasks, filtered, searched and paged."""
+    client = state.client
 
     @router.get("/tasks", response_class=HTMLResponse)
     def tasks(
@@ -394,6 +385,11 @@ def build(state: ApiState) -> APIRouter:
             },
         )
 
+
+def _add_task_page(router: APIRouter, state: ApiState, viewer: Any, writer: Any) -> None:
+    """``/tasks/{task_id}`` and its cancel button."""
+    client = state.client
+
     @router.get("/tasks/{task_id}", response_class=HTMLResponse)
     def task_page(request: Request, task_id: str, who: Principal = viewer) -> Response:
         record = reads.task_record(client, task_id)
@@ -433,6 +429,11 @@ def build(state: ApiState) -> APIRouter:
         cancel_task(client, task_id, result_ttl_s=state.settings.result_ttl_s)
         return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
 
+
+def _add_submit(router: APIRouter, state: ApiState, writer: Any) -> None:
+    """``/submit``: the form and what it posts."""
+    client = state.client
+
     @router.get("/submit", response_class=HTMLResponse)
     def submit_form(request: Request, _: Principal = writer) -> Response:
         return render(request, "submit.html", {"form": _default_form(), "error": None})
@@ -459,6 +460,11 @@ def build(state: ApiState) -> APIRouter:
             )
         state.metrics.submitted.labels(message["task_type"]).inc()
         return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
+
+
+def _add_dead_letters(router: APIRouter, state: ApiState, viewer: Any, writer: Any) -> None:
+    """``/dead-letters``: the list, retry and purge."""
+    client = state.client
 
     @router.get("/dead-letters", response_class=HTMLResponse)
     def dead_letters(request: Request, who: Principal = viewer) -> Response:
@@ -492,6 +498,10 @@ def build(state: ApiState) -> APIRouter:
         check_csrf(request, csrf)
         admin.purge_dead_letters(client)
         return RedirectResponse("/dead-letters", status_code=303)
+
+
+def _add_login(router: APIRouter, state: ApiState) -> None:
+    """``/login`` and ``/logout``: the token cookie."""
 
     @router.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str = "/") -> Response:
@@ -532,7 +542,34 @@ def build(state: ApiState) -> APIRouter:
         response.delete_cookie(TOKEN_COOKIE)
         return response
 
-    return router
+
+def _throughput_figure(buckets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The overview's Plotly figure: finished and failed tasks per time bucket."""
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "name": "finished",
+                "x": [b["end_ms"] for b in buckets],
+                "y": [b["finished"] for b in buckets],
+                "marker": {"color": "#1f77b4"},
+            },
+            {
+                "type": "bar",
+                "name": "failed",
+                "x": [b["end_ms"] for b in buckets],
+                "y": [b["failed"] for b in buckets],
+                "marker": {"color": "#d62728"},
+            },
+        ],
+        "layout": {
+            "height": 220,
+            "barmode": "group",
+            "margin": {"l": 40, "r": 10, "t": 10, "b": 30},
+            "xaxis": {"type": "date"},
+            "legend": {"orientation": "h"},
+        },
+    }
 
 
 def _safe_next(target: str) -> str:

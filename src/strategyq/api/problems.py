@@ -8,6 +8,7 @@ same shape. Dashboard pages get the same message as an HTML page.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -22,6 +23,8 @@ from strategyq.errors import ConfigError, ConnectionFailed, StrategyqError, Task
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+_Answer = Callable[[Request, "Problem"], Response]
 
 _TITLES = {
     400: "Bad request",
@@ -122,6 +125,14 @@ def install(app: FastAPI, render_html: Any) -> None:
             return response
         return problem_response(problem)
 
+    _install_request_errors(app, answer)
+    _install_service_errors(app, answer)
+    _install_fallbacks(app, answer)
+
+
+def _install_request_errors(app: FastAPI, answer: _Answer) -> None:
+    """Problems raised by the routes, rejected requests, and HTTP errors (404, 405, …)."""
+
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> Response:
         return answer(request, exc)
@@ -147,6 +158,10 @@ def install(app: FastAPI, render_html: Any) -> None:
             detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json"
         return answer(request, Problem(exc.status_code, detail, headers=dict(exc.headers or {})))
 
+
+def _install_service_errors(app: FastAPI, answer: _Answer) -> None:
+    """Invalid tasks, an unreachable or failing Redis, and a bad configuration."""
+
     @app.exception_handler(TaskValidationError)
     async def on_task(request: Request, exc: TaskValidationError) -> Response:
         return answer(request, Problem(422, str(exc)))
@@ -167,6 +182,10 @@ def install(app: FastAPI, render_html: Any) -> None:
     @app.exception_handler(ConfigError)
     async def on_config(request: Request, exc: ConfigError) -> Response:
         return answer(request, Problem(500, str(exc)))
+
+
+def _install_fallbacks(app: FastAPI, answer: _Answer) -> None:
+    """Any other exception (a bug: 500) and any other strategyq error (422)."""
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> Response:

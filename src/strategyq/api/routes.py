@@ -67,6 +67,16 @@ def build(state: ApiState) -> APIRouter:
     read = Depends(requirement(state.config, Scope.READ))
     write = Depends(requirement(state.config, Scope.WRITE))
     router = APIRouter(prefix="/v1")
+    _add_submit_and_list(router, state, read, write)
+    _add_result_and_wait(router, state, read)
+    _add_follow_and_cancel(router, state, read, write)
+    _add_queue(router, state, read)
+    _add_dead_letters(router, state, read, write)
+    return router
+
+
+def _add_submit_and_list(router: APIRouter, state: ApiState, read: Any, write: Any) -> None:
+    """``POST /tasks`` and ``GET /tasks``."""
     client = state.client
 
     @router.post(
@@ -116,6 +126,11 @@ def build(state: ApiState) -> APIRouter:
         )
         return {"total": page.total, "offset": offset, "tasks": page.tasks}
 
+
+def _add_result_and_wait(router: APIRouter, state: ApiState, read: Any) -> None:
+    """``GET /tasks/{task_id}`` and its long-poll ``/wait``."""
+    client = state.client
+
     @router.get(
         "/tasks/{task_id}", response_model=TaskRecord, summary="A task's result", tags=["tasks"]
     )
@@ -152,6 +167,11 @@ def build(state: ApiState) -> APIRouter:
             return _raw_json(latest or current, status_code=202)
         return _raw_json(result)
 
+
+def _add_follow_and_cancel(router: APIRouter, state: ApiState, read: Any, write: Any) -> None:
+    """``GET /tasks/{task_id}/events`` (Server-Sent Events) and ``POST …/cancel``."""
+    client = state.client
+
     @router.get(
         "/tasks/{task_id}/events",
         summary="Follow a task's status changes (Server-Sent Events)",
@@ -187,6 +207,11 @@ def build(state: ApiState) -> APIRouter:
         previous = cancel_task(client, task_id, result_ttl_s=state.settings.result_ttl_s)
         return {"task_id": task_id, "previous_status": previous}
 
+
+def _add_queue(router: APIRouter, state: ApiState, read: Any) -> None:
+    """``GET /queue`` and ``GET /workers``."""
+    client = state.client
+
     @router.get("/queue", response_model=QueueStats, summary="Queue statistics", tags=["queue"])
     def queue(_: Principal = read) -> dict[str, Any]:
         stats = reads.overview(client, state.queue)
@@ -198,6 +223,11 @@ def build(state: ApiState) -> APIRouter:
     )
     def workers(_: Principal = read) -> list[dict[str, Any]]:
         return reads.workers(client)
+
+
+def _add_dead_letters(router: APIRouter, state: ApiState, read: Any, write: Any) -> None:
+    """List, retry and purge dead letters."""
+    client = state.client
 
     @router.get(
         "/dead-letters",
@@ -250,8 +280,6 @@ def build(state: ApiState) -> APIRouter:
     )
     def purge(_: Principal = write) -> dict[str, int]:
         return {"count": admin.purge_dead_letters(client)}
-
-    return router
 
 
 def _report(report: admin.RetryReport) -> dict[str, Any]:

@@ -140,21 +140,8 @@ def import_(
         if len(sources) > 1 or ticker:
             _err().print("error: import one PostgreSQL URL at a time, without files or --ticker")
             raise typer.Exit(1)
-        source = _run(
-            lambda: PostgresSource(
-                url=sources[0],
-                table=table,
-                query=query,
-                column_map=parse_map(map_),
-                since=_since(since),
-                timezone=timezone,
-            )
-        )
-        summary = _run(
-            lambda: import_postgres(
-                root, source, date_format=date_format, skip_bad_rows=skip_bad_rows
-            )
-        )
+        pg = _postgres_source(sources[0], table, query, map_, since, timezone)
+        summary = _import_postgres(root, pg, date_format, skip_bad_rows)
     else:
         if table or query or map_ or since:
             _err().print(
@@ -162,15 +149,57 @@ def import_(
                 "name a postgresql:// URL first"
             )
             raise typer.Exit(1)
-        summary = _run(
-            lambda: import_files(
-                root,
-                [Path(p) for p in sources],
-                ticker,
-                date_format=date_format,
-                skip_bad_rows=skip_bad_rows,
-            )
+        summary = _import_files(root, sources, ticker, date_format, skip_bad_rows)
+    _print_imported(summary, root)
+
+
+def _postgres_source(
+    url: str,
+    table: str | None,
+    query: str | None,
+    map_: str | None,
+    since: str | None,
+    timezone: str,
+) -> PostgresSource:
+    return _run(
+        lambda: PostgresSource(
+            url=url,
+            table=table,
+            query=query,
+            column_map=parse_map(map_),
+            since=_since(since),
+            timezone=timezone,
         )
+    )
+
+
+def _import_postgres(
+    root: Path, source: PostgresSource, date_format: str | None, skip_bad_rows: bool
+) -> ImportSummary:
+    return _run(
+        lambda: import_postgres(root, source, date_format=date_format, skip_bad_rows=skip_bad_rows)
+    )
+
+
+def _import_files(
+    root: Path,
+    sources: list[str],
+    ticker: str | None,
+    date_format: str | None,
+    skip_bad_rows: bool,
+) -> ImportSummary:
+    return _run(
+        lambda: import_files(
+            root,
+            [Path(p) for p in sources],
+            ticker,
+            date_format=date_format,
+            skip_bad_rows=skip_bad_rows,
+        )
+    )
+
+
+def _print_imported(summary: ImportSummary, root: Path) -> None:
     if summary.skipped:
         _print_problems("Skipped rows", summary.skipped)
     _print_import(summary, f"imported into {root}")

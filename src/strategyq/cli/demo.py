@@ -10,8 +10,10 @@ import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Annotated
 
+import redis
 import typer
 from rich.table import Table
 
@@ -102,12 +104,7 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(f"[bold]1.[/] using {conf.redis.describe()}")
         r = client(conf)
-        market = MarketData(conf.data_dir)
-        if not set(SAMPLE_UNIVERSE) <= set(market.tickers()):
-            load_sample(conf.data_dir)
-        console.print(f"[bold]2.[/] sample data (Quandl WIKI, public domain) in {conf.data_dir}")
-        data_cmd.list_()
-        _indicator_rows(market)
+        _show_sample_data(conf.data_dir)
         # The worker inherits our environment: the same Redis and STRATEGYQ_HOME.
         worker = subprocess.Popen(
             [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0",
@@ -118,57 +115,86 @@ def register(app: typer.Typer) -> None:
         api: subprocess.Popen[bytes] | None = None
         try:
             api = _start_dashboard(port)
-            backtest_id = f"demo-backtest-{uuid.uuid4().hex[:8]}"
-            screening_id = f"demo-screening-{uuid.uuid4().hex[:8]}"
-            t0 = time.perf_counter()
-            add_backtest_task(
-                r,
-                backtest_id,
-                source("gap_up"),
-                SAMPLE_SYMBOLS,
-                "2000-03-01T00:00:00Z",
-                "2013-03-01T00:00:00Z",
-            )
-            add_screening_task(r, screening_id, source("momentum_screen"), SAMPLE_UNIVERSE, 5)
-            console.print("[bold]4.[/] queued the seed's gap-up backtest and a momentum screen\n")
-            for task_id in (backtest_id, screening_id):
-                result = wait_with_status(r, task_id, 120)
-                if result is None:
-                    raise typer.Exit(1)
-                render(task_id, result)
-                console.print()
-                if result.get("status") != "completed":
-                    raise typer.Exit(1)
-            console.print(
-                f"both tasks done in {time.perf_counter() - t0:.2f}s (including worker start-up)"
-            )
-            base = f"http://127.0.0.1:{port}"
-            urls = [f"{base}/tasks/{backtest_id}", f"{base}/tasks/{screening_id}"]
-            if not all(_page_ok(url) for url in urls):
-                console.print("[red]the dashboard did not serve the task pages[/]")
-                raise typer.Exit(1)
-            console.print("\n[bold]5.[/] the dashboard shows both tasks:")
-            for url in urls:
-                console.print(f"   {url}", highlight=False, soft_wrap=True)
-            if serve:
-                console.print(f"   serving {base}/ until Ctrl-C", highlight=False)
-                with contextlib.suppress(KeyboardInterrupt):
-                    api.wait()
-            else:
-                console.print(
-                    "   (`strategyq demo --serve` keeps it running; `strategyq serve` shows "
-                    "these results for as long as they are kept, 24 h by default)"
-                )
+            task_ids = _run_seed_tasks(r)
+            _show_dashboard(api, f"http://127.0.0.1:{port}", task_ids, serve)
         finally:
-            if api is not None and api.poll() is None:
-                api.terminate()
-                api.wait(30)
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
-            if started_server:
-                server.stop()
-                console.print("stopped the worker and the embedded server")
-            else:
-                console.print("stopped the worker")
+            _stop(api, worker, server if started_server else None)
         if worker.returncode not in (0, -signal.SIGTERM):
             raise typer.Exit(1)
+
+
+def _show_sample_data(data_dir: Path) -> None:
+    """Load the sample data unless it is stored, then list it and its last indicators."""
+    market = MarketData(data_dir)
+    if not set(SAMPLE_UNIVERSE) <= set(market.tickers()):
+        load_sample(data_dir)
+    console.print(f"[bold]2.[/] sample data (Quandl WIKI, public domain) in {data_dir}")
+    data_cmd.list_()
+    _indicator_rows(market)
+
+
+def _run_seed_tasks(r: redis.Redis) -> tuple[str, str]:
+    """Queue the seed's backtest and screen, wait for both and render them; their ids."""
+    backtest_id = f"demo-backtest-{uuid.uuid4().hex[:8]}"
+    screening_id = f"demo-screening-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    add_backtest_task(
+        r,
+        backtest_id,
+        source("gap_up"),
+        SAMPLE_SYMBOLS,
+        "2000-03-01T00:00:00Z",
+        "2013-03-01T00:00:00Z",
+    )
+    add_screening_task(r, screening_id, source("momentum_screen"), SAMPLE_UNIVERSE, 5)
+    console.print("[bold]4.[/] queued the seed's gap-up backtest and a momentum screen\n")
+    for task_id in (backtest_id, screening_id):
+        result = wait_with_status(r, task_id, 120)
+        if result is None:
+            raise typer.Exit(1)
+        render(task_id, result)
+        console.print()
+        if result.get("status") != "completed":
+            raise typer.Exit(1)
+    console.print(f"both tasks done in {time.perf_counter() - t0:.2f}s (including worker start-up)")
+    return backtest_id, screening_id
+
+
+def _show_dashboard(
+    api: subprocess.Popen[bytes], base: str, task_ids: tuple[str, str], serve: bool
+) -> None:
+    """Check the dashboard serves both task pages, print their URLs, and with ``serve`` wait."""
+    urls = [f"{base}/tasks/{task_id}" for task_id in task_ids]
+    if not all(_page_ok(url) for url in urls):
+        console.print("[red]the dashboard did not serve the task pages[/]")
+        raise typer.Exit(1)
+    console.print("\n[bold]5.[/] the dashboard shows both tasks:")
+    for url in urls:
+        console.print(f"   {url}", highlight=False, soft_wrap=True)
+    if serve:
+        console.print(f"   serving {base}/ until Ctrl-C", highlight=False)
+        with contextlib.suppress(KeyboardInterrupt):
+            api.wait()
+    else:
+        console.print(
+            "   (`strategyq demo --serve` keeps it running; `strategyq serve` shows "
+            "these results for as long as they are kept, 24 h by default)"
+        )
+
+
+def _stop(
+    api: subprocess.Popen[bytes] | None,
+    worker: subprocess.Popen[bytes],
+    server: EmbeddedServer | None,
+) -> None:
+    """Stop the dashboard, the worker and (when the demo started it) the embedded server."""
+    if api is not None and api.poll() is None:
+        api.terminate()
+        api.wait(30)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(60)
+    if server is not None:
+        server.stop()
+        console.print("stopped the worker and the embedded server")
+    else:
+        console.print("stopped the worker")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from strategyq.data.bars import Bars
+from strategyq.data.bars import Bars, IntArray
 from strategyq.data.schema import normalize_ticker, ticker_problem
 from strategyq.data.store import Store
 from strategyq.data.validate import (
@@ -140,6 +140,38 @@ def _read_columns(
 ) -> Columns | None:
     name = str(path)
     parquet = _is_parquet(path)
+    raw = _read_table(path, parquet, fatal)
+    if raw is None:
+        return None
+    reason = _layout_problem(raw, ticker)
+    if reason:
+        fatal.append((name, None, reason))
+        return None
+    identified = _identify_tickers(raw, path, ticker)
+    if isinstance(identified, str):
+        fatal.append((name, None, identified))
+        return None
+    names, codes = identified
+    cols = Columns(
+        source=name,
+        names=names,
+        codes=codes,
+        days=_days(raw["date"], date_format),
+        values={c: _numbers(raw[c]) for c in (*REQUIRED[1:], "adj_close") if c in raw.columns},
+        shown=lambda row, col: _shown(raw, row, col),
+        lines=None if parquet else raw.index.to_numpy(dtype=np.int64) + 2,
+        date_hint=date_hint(date_format),
+    )
+    for code, value in enumerate(names):
+        reason = ticker_problem(value)
+        if reason:
+            flag(problems, cols, cols.codes == code, _always(reason), reason)
+    return cols
+
+
+def _read_table(path: Path, parquet: bool, fatal: list[Problem]) -> pd.DataFrame | None:
+    """The file's rows with normalised column names, or None after filing why it cannot be read."""
+    name = str(path)
     try:
         raw = _read_raw(path, parquet)
     except FileNotFoundError:
@@ -156,53 +188,37 @@ def _read_columns(
         # Blank lines were kept so that the index maps to the editor's line numbers.
         blank = (raw == "").all(axis=1).to_numpy()
         raw = raw[~blank]
+    return raw
+
+
+def _layout_problem(raw: pd.DataFrame, ticker: str | None) -> str | None:
+    """Why the table's columns or size make the whole file unusable (None when they don't)."""
     absent = [c for c in REQUIRED if c not in raw.columns]
-    has_ticker = "ticker" in raw.columns
-    if has_ticker and ticker:
-        fatal.append((name, None, "the file has a ticker column; import it without --ticker"))
-        return None
+    if "ticker" in raw.columns and ticker:
+        return "the file has a ticker column; import it without --ticker"
     if absent:
-        fatal.append(
-            (name, None, f"missing column(s) {', '.join(absent)}; expected {', '.join(REQUIRED)}")
-        )
-        return None
+        return f"missing column(s) {', '.join(absent)}; expected {', '.join(REQUIRED)}"
     if raw.empty:
-        fatal.append((name, None, "the file has no data rows"))
-        return None
-    if has_ticker:
-        names, codes = _codes(raw["ticker"])
-    else:
-        given = normalize_ticker(ticker or _ticker_from_name(path))
-        reason = ticker_problem(given)
-        if reason:
-            if ticker:
-                fatal.append((name, None, reason))
-            else:
-                fatal.append(
-                    (
-                        name,
-                        None,
-                        f"the file name does not name a ticker ({reason}); name it with "
-                        "--ticker, or use a long file with a ticker column",
-                    )
-                )
-            return None
-        names, codes = [given], np.zeros(len(raw), dtype=np.int64)
-    cols = Columns(
-        source=name,
-        names=names,
-        codes=codes,
-        days=_days(raw["date"], date_format),
-        values={c: _numbers(raw[c]) for c in (*REQUIRED[1:], "adj_close") if c in raw.columns},
-        shown=lambda row, col: _shown(raw, row, col),
-        lines=None if parquet else raw.index.to_numpy(dtype=np.int64) + 2,
-        date_hint=date_hint(date_format),
-    )
-    for code, value in enumerate(names):
-        reason = ticker_problem(value)
-        if reason:
-            flag(problems, cols, cols.codes == code, _always(reason), reason)
-    return cols
+        return "the file has no data rows"
+    return None
+
+
+def _identify_tickers(
+    raw: pd.DataFrame, path: Path, ticker: str | None
+) -> tuple[list[str], IntArray] | str:
+    """Ticker names and each row's code into them, or why the file names no valid ticker."""
+    if "ticker" in raw.columns:
+        return _codes(raw["ticker"])
+    given = normalize_ticker(ticker or _ticker_from_name(path))
+    reason = ticker_problem(given)
+    if reason:
+        if ticker:
+            return reason
+        return (
+            f"the file name does not name a ticker ({reason}); name it with "
+            "--ticker, or use a long file with a ticker column"
+        )
+    return [given], np.zeros(len(raw), dtype=np.int64)
 
 
 def _always(reason: str) -> Callable[[int], str]:

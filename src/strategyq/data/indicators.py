@@ -77,55 +77,73 @@ def compute(
     with np.errstate(divide="ignore", invalid="ignore"):
         o, h, lo, c, v = (layout.grid(x) for x in (open_, high, low, close, volume))
         prev = _shift(c, 1)
-        ratio = c / prev
-        yield "returns", ratio - 1.0
-        yield "log_returns", np.log(ratio)
-        del ratio
-        yield "gap", o - prev
-        yield "gap_pct", (o / prev - 1.0) * 100.0
-        volume_sma = rolling_mean(v, VOLUME_WINDOW)
-        yield "volume_sma", volume_sma
-        yield "volume_ratio", _safe_divide(v, volume_sma)
-        del volume_sma
+        yield from _returns_and_gaps(o, c, prev)
+        yield from _volume(v)
         sma = {n: rolling_mean(c, n) for n in SMA_WINDOWS}
         for n in SMA_WINDOWS:
             yield f"sma_{n}", sma[n]
-
-        true_range = np.fmax(h - lo, np.fmax(np.abs(h - prev), np.abs(lo - prev)))
-        delta = c - prev
-        gain = np.where(delta > 0, delta, 0.0)
-        loss = np.where(delta < 0, -delta, 0.0)
-        ema_fast, ema_slow, avg_gain, avg_loss, atr = _recursive_averages(c, gain, loss, true_range)
-        yield "ema_12", ema_fast
-        yield "ema_26", ema_slow
-        macd = ema_fast - ema_slow
-        del ema_fast, ema_slow
-        signal = ewm(macd, 2.0 / (MACD_SIGNAL + 1))
-        yield "macd", macd
-        yield "macd_signal", signal
-        yield "macd_histogram", macd - signal
-        del macd, signal
-        rsi = 100.0 * avg_gain / (avg_gain + avg_loss)
-        # Neither gains nor losses over the window: no momentum either way.
-        rsi[(avg_gain == 0) & (avg_loss == 0)] = 50.0
-        yield "rsi", rsi
-        del rsi, avg_gain, avg_loss
-        yield "true_range", true_range
-        yield "atr", atr
-        del true_range, atr
-
+        yield from _momentum(h, lo, c, prev)
         middle = sma[BB_WINDOW]
-        band = BB_WIDTH * rolling_std(c, BB_WINDOW)
-        upper, lower = middle + band, middle - band
-        yield "bb_middle", middle
-        yield "bb_upper", upper
-        yield "bb_lower", lower
-        yield "bb_width", _safe_divide(upper - lower, middle)
-        yield "bb_position", _safe_divide(c - lower, upper - lower)
-        del upper, lower, band, sma
+        del sma
+        yield from _bollinger(c, middle)
+        del middle
         highest = rolling_extreme(h, RANGE_WINDOW, np.maximum)
         lowest = rolling_extreme(lo, RANGE_WINDOW, np.minimum)
         yield "price_position", _safe_divide(c - lowest, highest - lowest)
+
+
+def _returns_and_gaps(
+    o: FloatArray, c: FloatArray, prev: FloatArray
+) -> Iterator[tuple[str, FloatArray]]:
+    ratio = c / prev
+    yield "returns", ratio - 1.0
+    yield "log_returns", np.log(ratio)
+    del ratio
+    yield "gap", o - prev
+    yield "gap_pct", (o / prev - 1.0) * 100.0
+
+
+def _volume(v: FloatArray) -> Iterator[tuple[str, FloatArray]]:
+    volume_sma = rolling_mean(v, VOLUME_WINDOW)
+    yield "volume_sma", volume_sma
+    yield "volume_ratio", _safe_divide(v, volume_sma)
+
+
+def _momentum(
+    h: FloatArray, lo: FloatArray, c: FloatArray, prev: FloatArray
+) -> Iterator[tuple[str, FloatArray]]:
+    """EMAs, MACD, RSI and ATR: the indicators built on recursive averages."""
+    true_range = np.fmax(h - lo, np.fmax(np.abs(h - prev), np.abs(lo - prev)))
+    delta = c - prev
+    gain = np.where(delta > 0, delta, 0.0)
+    loss = np.where(delta < 0, -delta, 0.0)
+    ema_fast, ema_slow, avg_gain, avg_loss, atr = _recursive_averages(c, gain, loss, true_range)
+    yield "ema_12", ema_fast
+    yield "ema_26", ema_slow
+    macd = ema_fast - ema_slow
+    del ema_fast, ema_slow
+    signal = ewm(macd, 2.0 / (MACD_SIGNAL + 1))
+    yield "macd", macd
+    yield "macd_signal", signal
+    yield "macd_histogram", macd - signal
+    del macd, signal
+    rsi = 100.0 * avg_gain / (avg_gain + avg_loss)
+    # Neither gains nor losses over the window: no momentum either way.
+    rsi[(avg_gain == 0) & (avg_loss == 0)] = 50.0
+    yield "rsi", rsi
+    del rsi, avg_gain, avg_loss
+    yield "true_range", true_range
+    yield "atr", atr
+
+
+def _bollinger(c: FloatArray, middle: FloatArray) -> Iterator[tuple[str, FloatArray]]:
+    band = BB_WIDTH * rolling_std(c, BB_WINDOW)
+    upper, lower = middle + band, middle - band
+    yield "bb_middle", middle
+    yield "bb_upper", upper
+    yield "bb_lower", lower
+    yield "bb_width", _safe_divide(upper - lower, middle)
+    yield "bb_position", _safe_divide(c - lower, upper - lower)
 
 
 def _shift(x: FloatArray, n: int) -> FloatArray:

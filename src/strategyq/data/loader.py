@@ -105,16 +105,7 @@ class MarketData:
         requested = _normalize(symbols)
         first = session_date(start) if start is not None else None
         last = session_date(end) if end is not None else None
-        if first is not None and last is not None and first > last and lookback_sessions is None:
-            raise DataError(f"start {first} is after end {last}; swap them")
-        if (
-            warmup_sessions < 0
-            or history_sessions < 0
-            or (lookback_sessions is not None and lookback_sessions < 1)
-        ):
-            raise DataError(
-                "warmup_sessions and history_sessions must be >= 0 and lookback_sessions >= 1"
-            )
+        _check_range(first, last, warmup_sessions, lookback_sessions, history_sessions)
         if lookback_sessions is not None:
             first = None
         manifest = self.store.manifest()
@@ -139,6 +130,17 @@ class MarketData:
         )  # fmt: skip
         self.cache.put(key, result, size)
         return result
+
+
+def _check_range(
+    first: date | None, last: date | None, warmup: int, lookback: int | None, history: int
+) -> None:
+    if first is not None and last is not None and first > last and lookback is None:
+        raise DataError(f"start {first} is after end {last}; swap them")
+    if warmup < 0 or history < 0 or (lookback is not None and lookback < 1):
+        raise DataError(
+            "warmup_sessions and history_sessions must be >= 0 and lookback_sessions >= 1"
+        )
 
 
 def _normalize(symbols: Sequence[str]) -> list[str]:

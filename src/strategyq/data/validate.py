@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from strategyq.data.bars import Bars
+from strategyq.data.bars import Bars, IntArray
 from strategyq.data.schema import PRICE_COLUMNS, VALUE_COLUMNS, from_days, to_days
 from strategyq.errors import ImportRejected
 
@@ -205,6 +205,38 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
         ImportRejected: There are problems and ``skip_bad_rows`` is false.
     """
     names = sorted({n for c in sources for n in c.names})
+    tid, day, src_parts, row = _good_rows(sources, names)
+    order, tid, day = _ticker_date_order(tid, day, len(names))
+    row = row[order]
+    if len(sources) == 1:
+        src = np.zeros(tid.shape[0], dtype=np.int64)
+    else:
+        src = np.concatenate(src_parts)[order]
+    clash = np.zeros(tid.shape[0], dtype=bool)
+    clash[1:] = (tid[1:] == tid[:-1]) & (day[1:] == day[:-1])
+    reported = _flag_duplicates(sources, names, tid, day, src, row, clash, problems)
+    if reported > ROWS_PER_REASON:
+        problems.append(("", None, f"{reported - ROWS_PER_REASON} more duplicate session(s)"))
+    if problems and not skip_bad_rows:
+        raise rejected(problems)
+    if reported:
+        keep = ~clash
+        tid, day, src, row = tid[keep], day[keep], src[keep], row[keep]
+    values = _gather_values(sources, tid, src, row)
+    present = np.bincount(tid, minlength=len(names)).astype(np.int64)
+    used = present > 0
+    return Bars(
+        tickers=[n for n, u in zip(names, used, strict=True) if u],
+        lengths=present[used],
+        dates=day.astype(np.int32, copy=False),
+        values=values,
+    )
+
+
+def _good_rows(
+    sources: Sequence[Columns], names: list[str]
+) -> tuple[IntArray, npt.NDArray[np.int32], list[IntArray], IntArray]:
+    """Ticker code, day, source parts and source row of every row not marked bad."""
     code_of = {n: i for i, n in enumerate(names)}
     tid_parts, day_parts, src_parts, row_parts = [], [], [], []
     for s, cols in enumerate(sources):
@@ -219,14 +251,20 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
     tid = np.concatenate(tid_parts) if tid_parts else np.zeros(0, np.int64)
     day = np.concatenate(day_parts) if day_parts else np.zeros(0, np.int32)
     row = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-    order, tid, day = _ticker_date_order(tid, day, len(names))
-    row = row[order]
-    if len(sources) == 1:
-        src = np.zeros(tid.shape[0], dtype=np.int64)
-    else:
-        src = np.concatenate(src_parts)[order]
-    clash = np.zeros(tid.shape[0], dtype=bool)
-    clash[1:] = (tid[1:] == tid[:-1]) & (day[1:] == day[:-1])
+    return tid, day, src_parts, row
+
+
+def _flag_duplicates(
+    sources: Sequence[Columns],
+    names: list[str],
+    tid: IntArray,
+    day: npt.NDArray[np.int32],
+    src: IntArray,
+    row: IntArray,
+    clash: npt.NDArray[np.bool_],
+    problems: list[Problem],
+) -> int:
+    """Mark the later row of each duplicate session bad, report the first few; return the count."""
     reported = 0
     for i in np.flatnonzero(clash):
         j = i - 1
@@ -248,13 +286,13 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
                 )
             problems.append((later.source, line, prefix + reason))
         reported += 1
-    if reported > ROWS_PER_REASON:
-        problems.append(("", None, f"{reported - ROWS_PER_REASON} more duplicate session(s)"))
-    if problems and not skip_bad_rows:
-        raise rejected(problems)
-    if reported:
-        keep = ~clash
-        tid, day, src, row = tid[keep], day[keep], src[keep], row[keep]
+    return reported
+
+
+def _gather_values(
+    sources: Sequence[Columns], tid: IntArray, src: IntArray, row: IntArray
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Every value column of the kept rows, in their final order."""
     at_source = (
         [None] if len(sources) == 1 else [np.flatnonzero(src == s) for s in range(len(sources))]
     )
@@ -273,15 +311,7 @@ def to_bars(sources: Sequence[Columns], problems: list[Problem], skip_bad_rows: 
 
     # numpy's gathers release the GIL: two threads reorder two columns at a time.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        values = dict(zip(VALUE_COLUMNS, pool.map(gather, VALUE_COLUMNS), strict=True))
-    present = np.bincount(tid, minlength=len(names)).astype(np.int64)
-    used = present > 0
-    return Bars(
-        tickers=[n for n, u in zip(names, used, strict=True) if u],
-        lengths=present[used],
-        dates=day.astype(np.int32, copy=False),
-        values=values,
-    )
+        return dict(zip(VALUE_COLUMNS, pool.map(gather, VALUE_COLUMNS), strict=True))
 
 
 def _ticker_date_order(

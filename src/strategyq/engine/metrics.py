@@ -75,16 +75,20 @@ def performance_metrics(
     trades = len(returns)
     final = float(equity[-1]) if len(equity) else initial_capital
     curve = np.concatenate([[initial_capital], equity])
-    daily = curve[1:] / curve[:-1] - 1.0 if np.all(curve[:-1] > 0) else np.zeros(0)
-    cagr = _cagr(calendar, initial_capital, final)
-    drawdown = _max_drawdown(curve)
-    wins, losses = returns[returns > 0], returns[returns < 0]
-    avg_win = _num(wins.mean()) if len(wins) else None
-    avg_loss = _num(losses.mean()) if len(losses) else None
-    years = float(calendar[-1] - calendar[0]) / 365.25 if len(calendar) >= 2 else 0.0
-    is_short = np.zeros(trades, dtype=bool) if short is None else short
-    out: dict[str, Any] = {
-        "total_return": _num(final / initial_capital - 1.0),
+    out = _trade_metrics(returns, pnl, holding, trades)
+    out.update(_curve_metrics(curve, calendar, exposed, initial_capital, final, benchmark))
+    out.update(_win_loss_metrics(returns, calendar, trades, out["cagr"], out["max_drawdown"]))
+    out.update(_side_metrics(returns, trades, short))
+    out.update({"alpha": None, "beta": None, "correlation": None})
+    if benchmark_closes is not None:
+        out.update(benchmark_metrics(curve, benchmark_closes))
+    return {name: out[name] for name in METRIC_NAMES}
+
+
+def _trade_metrics(
+    returns: FloatArray, pnl: FloatArray, holding: IntArray, trades: int
+) -> dict[str, Any]:
+    return {
         "win_rate": _win_rate(returns),
         "avg_return": _num(returns.mean()) if trades else None,
         "num_trades": trades,
@@ -93,33 +97,64 @@ def performance_metrics(
         "worst_trade": _num(returns.min()) if trades else None,
         "profit_factor": _profit_factor(pnl),
         "expectancy": _num(pnl.mean()) if trades else None,
-        "max_drawdown": drawdown,
+        "avg_holding_sessions": _num(holding.mean()) if trades else None,
+    }
+
+
+def _curve_metrics(
+    curve: FloatArray,
+    calendar: IntArray,
+    exposed: np.ndarray[Any, np.dtype[np.bool_]],
+    initial_capital: float,
+    final: float,
+    benchmark: float | None,
+) -> dict[str, Any]:
+    daily = curve[1:] / curve[:-1] - 1.0 if np.all(curve[:-1] > 0) else np.zeros(0)
+    return {
+        "total_return": _num(final / initial_capital - 1.0),
+        "max_drawdown": _max_drawdown(curve),
         "sharpe_ratio": _sharpe(daily),
         "sortino_ratio": _sortino(daily),
-        "cagr": cagr,
+        "cagr": _cagr(calendar, initial_capital, final),
         "exposure": _num(exposed.mean()) if len(exposed) else 0.0,
-        "avg_holding_sessions": _num(holding.mean()) if trades else None,
         "benchmark_return": benchmark,
         "volatility": _volatility(daily),
-        "calmar_ratio": _num(cagr / -drawdown) if cagr is not None and drawdown < 0 else None,
         "max_drawdown_duration_sessions": _drawdown_duration(curve),
+    }
+
+
+def _win_loss_metrics(
+    returns: FloatArray,
+    calendar: IntArray,
+    trades: int,
+    cagr: float | None,
+    drawdown: float,
+) -> dict[str, Any]:
+    wins, losses = returns[returns > 0], returns[returns < 0]
+    avg_win = _num(wins.mean()) if len(wins) else None
+    avg_loss = _num(losses.mean()) if len(losses) else None
+    years = float(calendar[-1] - calendar[0]) / 365.25 if len(calendar) >= 2 else 0.0
+    return {
+        "calmar_ratio": _num(cagr / -drawdown) if cagr is not None and drawdown < 0 else None,
         "avg_win": avg_win,
         "avg_loss": avg_loss,
         "payoff_ratio": _num(avg_win / -avg_loss) if avg_win is not None and avg_loss else None,
         "trades_per_year": _num(trades / years) if years > 0 else None,
+    }
+
+
+def _side_metrics(
+    returns: FloatArray, trades: int, short: np.ndarray[Any, np.dtype[np.bool_]] | None
+) -> dict[str, Any]:
+    is_short = np.zeros(trades, dtype=bool) if short is None else short
+    return {
         "num_trades_long": int(np.count_nonzero(~is_short)),
         "num_trades_short": int(np.count_nonzero(is_short)),
         "win_rate_long": _win_rate(returns[~is_short]),
         "win_rate_short": _win_rate(returns[is_short]),
         "avg_return_long": _mean(returns[~is_short]),
         "avg_return_short": _mean(returns[is_short]),
-        "alpha": None,
-        "beta": None,
-        "correlation": None,
     }
-    if benchmark_closes is not None:
-        out.update(benchmark_metrics(curve, benchmark_closes))
-    return out
 
 
 def benchmark_metrics(curve: FloatArray, closes: FloatArray) -> dict[str, float | None]:

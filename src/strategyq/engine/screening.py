@@ -44,25 +44,11 @@ def run_screening(
     day = _session_on_or_before(market, names, requested)
     normalized = normalize_instances(instances, known_tickers=names, default_date=day)
     unknown = set(normalized.unknown_tickers)
-    current: list[int] = []
-    other_days = 0
-    for i, when in enumerate(normalized.days):
-        if i in unknown:
-            continue
-        if when == day:
-            current.append(i)
-        else:
-            other_days += 1
+    current, other_days = _candidates_on(normalized.days, day, unknown)
     current.sort(key=lambda i: _rank_key(normalized.records[i], normalized.scores[i], i))
     chosen = current[: min(limit, max_instances)]
     ranked = [_result(normalized.records[i], normalized.scores[i]) for i in chosen]
-    last_day = {
-        symbol: int(market.day[end - 1])
-        for symbol, end in zip(market.symbols, market.ends.tolist(), strict=True)
-    }
-    missing = [s for s in names if s not in last_day]
-    cutoff = date_to_day(day) if day else None
-    stale = [s for s in names if cutoff is not None and s in last_day and last_day[s] < cutoff]
+    missing, stale = _missing_and_stale(market, names, day)
     warnings = _warnings(len(unknown), other_days, missing, stale, day)
     return {
         "ranked_results": ranked,
@@ -78,6 +64,36 @@ def run_screening(
         "instances_not_on_as_of": other_days,
         "warnings": warnings,
     }
+
+
+def _candidates_on(
+    days: Sequence[dt.date | None], day: dt.date | None, unknown: set[int]
+) -> tuple[list[int], int]:
+    """Indexes of the instances dated ``day`` (known tickers only), and how many are not."""
+    current: list[int] = []
+    other_days = 0
+    for i, when in enumerate(days):
+        if i in unknown:
+            continue
+        if when == day:
+            current.append(i)
+        else:
+            other_days += 1
+    return current, other_days
+
+
+def _missing_and_stale(
+    market: Market, names: list[str], day: dt.date | None
+) -> tuple[list[str], list[str]]:
+    """Universe symbols with no bars at all, and those whose last bar is before ``day``."""
+    last_day = {
+        symbol: int(market.day[end - 1])
+        for symbol, end in zip(market.symbols, market.ends.tolist(), strict=True)
+    }
+    missing = [s for s in names if s not in last_day]
+    cutoff = date_to_day(day) if day else None
+    stale = [s for s in names if cutoff is not None and s in last_day and last_day[s] < cutoff]
+    return missing, stale
 
 
 def _as_of(as_of: Any, latest: Any) -> dt.date | None:
