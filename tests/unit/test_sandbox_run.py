@@ -255,10 +255,15 @@ def test_children_are_all_collected(market: pd.DataFrame) -> None:
 
 
 def test_an_import_after_lock_down_names_the_module(market: pd.DataFrame) -> None:
-    code = "import sqlite3\ndef s(df):\n    return []\n"
+    # The warm parent here is the test process, where a library another test used may have
+    # imported sqlite3 already: drop it so the child has to import it after lock-down.
+    code = (
+        "import sys\nsys.modules.pop('sqlite3', None)\nimport sqlite3\n"
+        "def s(df):\n    return []\n"
+    )
     with pytest.raises(errors.ModuleUnavailable) as info:
         run(code, market, LIMITS, check_policy=False)
-    assert str(info.value).startswith("the sandbox does not provide module 'sqlite3' (line 1)")
+    assert str(info.value).startswith("the sandbox does not provide module 'sqlite3' (line 3)")
     assert info.value.error_type == "module_unavailable"
 
 
