@@ -258,8 +258,7 @@ def test_an_import_after_lock_down_names_the_module(market: pd.DataFrame) -> Non
     # The warm parent here is the test process, where a library another test used may have
     # imported sqlite3 already: drop it so the child has to import it after lock-down.
     code = (
-        "import sys\nsys.modules.pop('sqlite3', None)\nimport sqlite3\n"
-        "def s(df):\n    return []\n"
+        "import sys\nsys.modules.pop('sqlite3', None)\nimport sqlite3\ndef s(df):\n    return []\n"
     )
     with pytest.raises(errors.ModuleUnavailable) as info:
         run(code, market, LIMITS, check_policy=False)
