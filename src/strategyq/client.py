@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 import redis
 
 from strategyq.errors import TaskValidationError
@@ -19,8 +18,7 @@ from strategyq.protocol import (
     DEFAULT_MAXIMIZE,
     DEFAULT_SCREENING_LIMIT,
     DEFAULT_TOP_N,
-    dumps,
-    parse_task,
+    parse_submitted,
 )
 from strategyq.queue import TaskQueue
 from strategyq.queue.transitions import DEFAULT_RESULT_TTL_S
@@ -49,14 +47,7 @@ def submit_task(
             result TTL; nothing was queued.
     """
     try:
-        raw = dumps(message)
-    except orjson.JSONEncodeError as exc:
-        raise TaskValidationError(
-            f"task not queued: it cannot be written as JSON ({exc}); integers must fit in "
-            "64 bits and strings must be valid Unicode"
-        ) from None
-    try:
-        task = parse_task(raw)
+        raw, task = parse_submitted(message)
     except TaskValidationError as exc:
         raise TaskValidationError(f"task not queued: {exc}") from None
     TaskQueue(redis_client, name=queue, result_ttl_s=result_ttl_s).push(task.task_id, raw)

@@ -70,6 +70,18 @@ class TaskIdInUse(TaskValidationError):
         self.status = status
 
 
+class ScheduleNotFound(TaskValidationError):
+    """Raised when no schedule has the name asked for."""
+
+    error_type = "not_found"
+
+
+class ScheduleExists(TaskValidationError):
+    """Raised when a schedule is added under a name that is taken."""
+
+    error_type = "duplicate"
+
+
 class RedisMisconfigured(StrategyqError):
     """Raised at worker start-up when the server's settings would lose tasks silently."""
 

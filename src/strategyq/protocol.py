@@ -455,6 +455,34 @@ def parse_task(
     return Task(task_id=task_id, task_type=task_type, args=parsed, options=options, raw=data)
 
 
+PRODUCER_TASK_TYPES = (TaskType.BACKTEST, TaskType.SCREENING, TaskType.SWEEP)
+"""What a producer may submit; ``sweep_chunk`` is pushed only by the worker fanning a sweep out."""
+
+
+def parse_submitted(message: Mapping[str, Any]) -> tuple[bytes, Task]:
+    """Encode and validate a task a producer submits (the Python API, HTTP, schedules).
+
+    The same rules as :func:`parse_task`, and internal task types are refused:
+    a worker runs the ``sweep_chunk`` tasks it fans out itself, a producer may not.
+
+    Raises:
+        TaskValidationError: with what to fix.
+    """
+    try:
+        raw = dumps(message)
+    except orjson.JSONEncodeError as exc:
+        raise TaskValidationError(
+            f"it cannot be written as JSON ({exc}); integers must fit in "
+            "64 bits and strings must be valid Unicode"
+        ) from None
+    if message.get("task_type") == TaskType.SWEEP_CHUNK.value:
+        raise TaskValidationError(
+            "task_type 'sweep_chunk' is made by the worker that fans a sweep out and cannot "
+            "be submitted; submit the whole sweep as task_type 'sweep' (docs/sweeps.md)"
+        )
+    return raw, parse_task(raw)
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What the worker reads of a message: enough to claim it and log it.

@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategyq.protocol import TaskType
+from strategyq.protocol import PRODUCER_TASK_TYPES
 
-TASK_TYPES = [t.value for t in TaskType]
+TASK_TYPES = [t.value for t in PRODUCER_TASK_TYPES]
 
 EXAMPLE_CODE = (
     "def gap_up_strategy(df):\n"
@@ -204,3 +204,65 @@ class Count(BaseModel):
     skipped: list[Skipped] | None = Field(
         None, description="Dead letters left in place, and why (retries only)."
     )
+
+
+class ScheduleIn(BaseModel):
+    """A schedule to add: validated by the same rules as ``strategyq schedule add``."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "close-screen",
+                    "cron": "30 21 * * 1-5",
+                    "tz": "America/New_York",
+                    "task_type": "screening",
+                    "args": {
+                        "strategy_code": EXAMPLE_CODE,
+                        "universe": ["AAPL", "MSFT", "IBM"],
+                        "limit": 2,
+                    },
+                }
+            ]
+        },
+    )
+
+    name: str = Field(
+        ...,
+        max_length=200,
+        description="1-100 letters, digits, '_', '.' or '-' (part of each run's task id).",
+        json_schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"},
+    )
+    cron: str = Field(..., max_length=200, description="Five cron fields, e.g. '30 21 * * 1-5'.")
+    tz: str = Field("UTC", max_length=100, description="IANA time zone of the cron times.")
+    task_type: str = Field(
+        ...,
+        description="What each run queues: " + ", ".join(TASK_TYPES) + ".",
+        json_schema_extra={"enum": list[Any](TASK_TYPES)},
+    )
+    args: dict[str, Any] = Field(
+        ...,
+        description="The task's args exactly as on the wire (as for POST /v1/tasks).",
+        json_schema_extra=_args_schema(),
+    )
+    replace: bool = Field(False, description="Replace a schedule of the same name.")
+
+
+class ScheduleOut(BaseModel):
+    """A schedule, its state and its next run."""
+
+    name: str
+    cron: str
+    when: str = Field(..., description="The cron expression in words.")
+    tz: str
+    task_type: str
+    args: dict[str, Any] = Field(
+        ..., description="The task's args (strategy_code hidden from read-scope callers)."
+    )
+    created_at: str
+    paused: bool
+    last_slot: str | None = Field(
+        None, description="The latest slot queued (or the time the schedule was added/resumed)."
+    )
+    next_slot: str = Field(..., description="The next slot (skipped while paused).")

@@ -18,7 +18,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from strategyq.errors import ConfigError, ConnectionFailed, StrategyqError, TaskValidationError
+from strategyq.errors import (
+    ConfigError,
+    ConnectionFailed,
+    ScheduleExists,
+    ScheduleNotFound,
+    StrategyqError,
+    TaskValidationError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +167,19 @@ def _install_request_errors(app: FastAPI, answer: _Answer) -> None:
 
 
 def _install_service_errors(app: FastAPI, answer: _Answer) -> None:
-    """Invalid tasks, an unreachable or failing Redis, and a bad configuration."""
+    """Invalid tasks and schedules, an unreachable or failing Redis, and a bad configuration."""
 
     @app.exception_handler(TaskValidationError)
     async def on_task(request: Request, exc: TaskValidationError) -> Response:
         return answer(request, Problem(422, str(exc)))
+
+    @app.exception_handler(ScheduleNotFound)
+    async def on_no_schedule(request: Request, exc: ScheduleNotFound) -> Response:
+        return answer(request, Problem(404, str(exc)))
+
+    @app.exception_handler(ScheduleExists)
+    async def on_schedule_exists(request: Request, exc: ScheduleExists) -> Response:
+        return answer(request, Problem(409, str(exc)))
 
     @app.exception_handler(ConnectionFailed)
     async def on_connection(request: Request, exc: ConnectionFailed) -> Response:

@@ -1,8 +1,9 @@
-"""The ``/v1`` HTTP API: submit, read, wait, follow, cancel; queue, workers, dead letters.
+"""The ``/v1`` HTTP API: submit, read, wait, follow, cancel; queue, workers, dead letters,
+schedules.
 
-Every write goes through the producer API (``submit_task``, ``cancel_task``)
-and the dead-letter functions, the same code the Python producers and the CLI
-use, so there is one wire format and one set of error messages.
+Every write goes through the producer API (``submit_task``, ``cancel_task``),
+the dead-letter functions and the schedule functions, the same code the Python
+producers and the CLI use, so there is one wire format and one set of error messages.
 """
 
 from __future__ import annotations
@@ -22,19 +23,36 @@ from strategyq.api.models import (
     Count,
     DeadLetter,
     QueueStats,
+    ScheduleIn,
+    ScheduleOut,
     Submitted,
     TaskIn,
     TaskList,
     TaskRecord,
     WorkerOut,
 )
-from strategyq.api.problems import Problem
+from strategyq.api.problems import PROBLEM_JSON, Problem
 from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task, wait_for_result
 from strategyq.protocol import TERMINAL_STATUSES
 from strategyq.queue import admin, keys
+from strategyq.queue.schedules import (
+    ScheduleState,
+    add_schedule,
+    list_schedules,
+    make_schedule,
+    pause_schedule,
+    remove_schedule,
+    resume_schedule,
+    run_now,
+    schedule_state,
+)
 
 TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task's id.")]
+ScheduleName = Annotated[
+    str, Path(min_length=1, max_length=200, description="The schedule's name.")
+]
+HIDDEN = "<hidden: needs a write-scope token>"
 STATUSES = ("completed", "error", "cancelled")
 
 
@@ -56,9 +74,9 @@ def strip_source(entry: dict[str, Any]) -> dict[str, Any]:
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return {**entry, "raw": "<hidden: needs a write-scope token>"}
+        return {**entry, "raw": HIDDEN}
     if isinstance(message, dict) and isinstance(message.get("args"), dict):
-        args = {**message["args"], "strategy_code": "<hidden: needs a write-scope token>"}
+        args = {**message["args"], "strategy_code": HIDDEN}
         return {**entry, "raw": orjson.dumps({**message, "args": args}).decode()}
     return entry
 
@@ -72,6 +90,7 @@ def build(state: ApiState) -> APIRouter:
     _add_follow_and_cancel(router, state, read, write)
     _add_queue(router, state, read)
     _add_dead_letters(router, state, read, write)
+    _add_schedules(router, state, read, write)
     return router
 
 
@@ -280,6 +299,111 @@ def _add_dead_letters(router: APIRouter, state: ApiState, read: Any, write: Any)
     )
     def purge(_: Principal = write) -> dict[str, int]:
         return {"count": admin.purge_dead_letters(client)}
+
+
+def _schedule_out(st: ScheduleState, who: Principal) -> dict[str, Any]:
+    s = st.schedule
+    args = dict(s.args) if who.can_write else {**s.args, "strategy_code": HIDDEN}
+    return {
+        "name": s.name,
+        "cron": s.cron,
+        "when": s.explain(),
+        "tz": s.tz,
+        "task_type": s.task_type,
+        "args": args,
+        "created_at": s.created_at,
+        "paused": st.paused,
+        "last_slot": st.last_slot.isoformat(timespec="minutes") if st.last_slot else None,
+        "next_slot": st.next_slot.isoformat(timespec="minutes"),
+    }
+
+
+CONFLICT = {
+    409: {
+        "description": "A schedule of that name exists (send replace: true to replace it).",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+def _add_schedules(router: APIRouter, state: ApiState, read: Any, write: Any) -> None:
+    """List, add, read, pause, resume, run and remove schedules (``strategyq schedule …``)."""
+    client = state.client
+
+    @router.get(
+        "/schedules",
+        response_model=list[ScheduleOut],
+        summary="Every schedule, by name",
+        tags=["schedules"],
+    )
+    def schedules(who: Principal = read) -> list[dict[str, Any]]:
+        return [_schedule_out(st, who) for st in list_schedules(client)]
+
+    @router.post(
+        "/schedules",
+        status_code=201,
+        response_model=ScheduleOut,
+        summary="Add a schedule",
+        description="Validated as `strategyq schedule add` validates it (name, cron, time zone "
+        "and the task, with the producer's messages); its first run is the first slot after now.",
+        responses=CONFLICT,  # type: ignore[arg-type]
+        tags=["schedules"],
+    )
+    def add(body: Annotated[ScheduleIn, Body()], response: Response, who: Principal = write) -> Any:
+        schedule = make_schedule(body.name, body.cron, body.tz, body.task_type, body.args)
+        add_schedule(client, schedule, replace=body.replace)
+        response.headers["Location"] = f"/v1/schedules/{schedule.name}"
+        return _schedule_out(schedule_state(client, schedule.name), who)
+
+    @router.get(
+        "/schedules/{name}", response_model=ScheduleOut, summary="A schedule", tags=["schedules"]
+    )
+    def get_one(name: ScheduleName, who: Principal = read) -> dict[str, Any]:
+        return _schedule_out(schedule_state(client, name), who)
+
+    @router.post(
+        "/schedules/{name}/pause",
+        response_model=ScheduleOut,
+        summary="Pause a schedule (its slots are skipped)",
+        tags=["schedules"],
+    )
+    def pause(name: ScheduleName, who: Principal = write) -> dict[str, Any]:
+        pause_schedule(client, name)
+        return _schedule_out(schedule_state(client, name), who)
+
+    @router.post(
+        "/schedules/{name}/resume",
+        response_model=ScheduleOut,
+        summary="Resume a schedule from its next slot",
+        tags=["schedules"],
+    )
+    def resume(name: ScheduleName, who: Principal = write) -> dict[str, Any]:
+        resume_schedule(client, name)
+        return _schedule_out(schedule_state(client, name), who)
+
+    @router.post(
+        "/schedules/{name}/run-now",
+        status_code=202,
+        response_model=Submitted,
+        summary="Queue one run of a schedule now",
+        tags=["schedules"],
+    )
+    def run(name: ScheduleName, _: Principal = write) -> Response:
+        task_id = run_now(client, name, queue=state.queue, result_ttl_s=state.settings.result_ttl_s)
+        body = {"task_id": task_id, "status": "queued", "links": _links(task_id)}
+        return Response(orjson.dumps(body), status_code=202, media_type="application/json",
+                        headers={"Location": f"/v1/tasks/{task_id}"})  # fmt: skip
+
+    @router.delete(
+        "/schedules/{name}",
+        status_code=204,
+        response_class=Response,
+        summary="Remove a schedule (runs already queued are left alone)",
+        tags=["schedules"],
+    )
+    def remove(name: ScheduleName, _: Principal = write) -> Response:
+        remove_schedule(client, name)
+        return Response(status_code=204)
 
 
 def _report(report: admin.RetryReport) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from strategyq.queue.schedules import (
     remove_schedule,
     resume_schedule,
     run_now,
+    schedule_state,
 )
 
 schedule_app = typer.Typer(
@@ -89,7 +90,7 @@ def add_cmd(
     schedule = make_schedule(name, cron, tz, task_type.value, args)
     r = client()
     add_schedule(r, schedule, replace=replace)
-    state = next(s for s in list_schedules(r) if s.schedule.name == name)
+    state = schedule_state(r, name)
     console.print(
         f"schedule [bold]{name}[/]: {schedule.explain()} ({tz}); next run "
         f"{state.next_slot.isoformat(timespec='minutes')}"

@@ -30,8 +30,8 @@ import orjson
 import redis
 from cronsim import CronSim, CronSimError
 
-from strategyq.errors import TaskValidationError
-from strategyq.protocol import dumps, parse_task, utc_now_iso
+from strategyq.errors import ScheduleExists, ScheduleNotFound, TaskValidationError
+from strategyq.protocol import dumps, parse_submitted, utc_now_iso
 from strategyq.queue import keys
 from strategyq.queue.scripts import source
 from strategyq.settings import QUEUE_NAME
@@ -132,7 +132,7 @@ def make_schedule(
         ) from None
     message = {"task_id": f"{name}:check", "task_type": task_type, "args": dict(args)}
     try:
-        parse_task(dumps(message))
+        parse_submitted(message)
     except TaskValidationError as exc:
         raise TaskValidationError(f"schedule {name!r}: {exc}") from None
     return Schedule(name, cron, tz, task_type, dict(args), utc_now_iso())
@@ -148,7 +148,7 @@ def add_schedule(
     """Store ``schedule``; its first run is the first slot after now.
 
     Raises:
-        TaskValidationError: a schedule of that name exists and ``replace`` is false.
+        ScheduleExists: a schedule of that name exists and ``replace`` is false.
     """
     now = now or datetime.now(UTC)
     pipe = client.pipeline(transaction=True)
@@ -160,18 +160,29 @@ def add_schedule(
     pipe.hset(keys.SCHEDULES_LAST, schedule.name, int(now.timestamp()))
     added, _ = pipe.execute()
     if not replace and not added:
-        raise TaskValidationError(
-            f"a schedule named {schedule.name!r} exists; remove it first or pick another name"
+        raise ScheduleExists(
+            f"a schedule named {schedule.name!r} exists; remove it first, replace it, or pick "
+            "another name"
         )
 
 
 def get_schedule(client: redis.Redis, name: str) -> Schedule:
+    """The schedule called ``name``.
+
+    Raises:
+        ScheduleNotFound: there is none.
+    """
     raw = client.hget(keys.SCHEDULES, name)
     if raw is None:
-        raise TaskValidationError(
-            f"no schedule named {name!r}; 'strategyq schedule list' shows the schedules"
-        )
+        raise ScheduleNotFound(_missing(name))
     return Schedule.from_json(raw)
+
+
+def _missing(name: str) -> str:
+    return (
+        f"no schedule named {name!r}; 'strategyq schedule list' (or GET /v1/schedules) "
+        "shows the schedules"
+    )
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,18 @@ class ScheduleState:
     paused: bool
     last_slot: datetime | None
     next_slot: datetime
+
+
+def _state(
+    schedule: Schedule, paused_names: set[str], lasts: Mapping[str, int], now: datetime
+) -> ScheduleState:
+    seen = lasts.get(schedule.name)
+    return ScheduleState(
+        schedule=schedule,
+        paused=schedule.name in paused_names,
+        last_slot=datetime.fromtimestamp(seen, schedule.zone) if seen is not None else None,
+        next_slot=schedule.next_slot(now),
+    )
 
 
 def list_schedules(client: redis.Redis, *, now: datetime | None = None) -> list[ScheduleState]:
@@ -192,19 +215,26 @@ def list_schedules(client: redis.Redis, *, now: datetime | None = None) -> list[
     specs, paused, last = pipe.execute()
     paused_names = {_text(p) for p in paused}
     lasts = {_text(k): int(_text(v)) for k, v in last.items()}
-    out = []
-    for raw in specs.values():
-        s = Schedule.from_json(raw)
-        seen = lasts.get(s.name)
-        out.append(
-            ScheduleState(
-                schedule=s,
-                paused=s.name in paused_names,
-                last_slot=datetime.fromtimestamp(seen, s.zone) if seen is not None else None,
-                next_slot=s.next_slot(now),
-            )
-        )
+    out = [_state(Schedule.from_json(raw), paused_names, lasts, now) for raw in specs.values()]
     return sorted(out, key=lambda st: st.schedule.name)
+
+
+def schedule_state(client: redis.Redis, name: str, *, now: datetime | None = None) -> ScheduleState:
+    """One schedule with its state.
+
+    Raises:
+        ScheduleNotFound: there is none.
+    """
+    now = now or datetime.now(UTC)
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(keys.SCHEDULES, name)
+    pipe.sismember(keys.SCHEDULES_PAUSED, name)
+    pipe.hget(keys.SCHEDULES_LAST, name)
+    raw, paused, last = pipe.execute()
+    if raw is None:
+        raise ScheduleNotFound(_missing(name))
+    lasts = {name: int(_text(last))} if last is not None else {}
+    return _state(Schedule.from_json(raw), {name} if paused else set(), lasts, now)
 
 
 def pause_schedule(client: redis.Redis, name: str) -> None:

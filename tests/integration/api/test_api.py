@@ -18,6 +18,7 @@ import redis
 from strategyq.api.config import hash_token
 from strategyq.client import submit_task
 from strategyq.errors import TaskValidationError
+from strategyq.queue.schedules import list_schedules, make_schedule
 from tests.integration.api.conftest import ServeProcess, backtest_body
 from tests.integration.api.helpers import SLOW, make_dead_letter, read_events, transitions
 from tests.integration.conftest import WorkerProcess, wait_until
@@ -408,3 +409,149 @@ def test_a_sweep_goes_through_the_same_path_and_is_filed_as_a_sweep(
     assert refused.status_code == 422, refused.text
     assert refused.json()["detail"] == _producer_message(bad)
     assert redis_client.get("task_result:x") is None
+
+
+SCREEN_CODE = (
+    "def top(df):\n"
+    "    last = df[df.date == df.date.max()]\n"
+    "    return [{'ticker': r.ticker, 'score': r.close} for r in last.itertuples()]\n"
+)
+
+
+def schedule_body(name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": name, "cron": "30 21 * * 1-5", "tz": "America/New_York",
+        "task_type": "screening",
+        "args": {"strategy_code": SCREEN_CODE, "universe": ["AAPL", "MSFT"], "limit": 2},
+        **fields,
+    }  # fmt: skip
+
+
+def _cli_message(body: dict[str, Any]) -> str:
+    with pytest.raises(TaskValidationError) as caught:
+        make_schedule(body["name"], body["cron"], body["tz"], body["task_type"], body["args"])
+    return str(caught.value)
+
+
+def test_schedules_add_list_get_pause_resume_run_now_and_remove(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    added = http.post("/v1/schedules", json=schedule_body("api-close"))
+    assert added.status_code == 201, added.text
+    assert added.headers["location"] == "/v1/schedules/api-close"
+    shown = added.json()
+    assert shown["name"] == "api-close" and shown["paused"] is False
+    assert shown["tz"] == "America/New_York" and shown["next_slot"].endswith(("-05:00", "-04:00"))
+    assert shown["args"]["strategy_code"] == SCREEN_CODE
+    # What the CLI reads is what HTTP stored.
+    (state,) = list_schedules(redis_client)
+    assert state.schedule.name == "api-close" and state.schedule.cron == "30 21 * * 1-5"
+    assert http.get("/v1/schedules").json() == [shown]
+    assert http.get("/v1/schedules/api-close").json() == shown
+    again = http.post("/v1/schedules", json=schedule_body("api-close"))
+    assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
+    assert "exists" in again.json()["detail"]
+
+    paused = http.post("/v1/schedules/api-close/pause")
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert redis_client.sismember("strategyq:schedules:paused", "api-close")
+    resumed = http.post("/v1/schedules/api-close/resume")
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+
+    ran = http.post("/v1/schedules/api-close/run-now")
+    assert ran.status_code == 202, ran.text
+    task_id = ran.json()["task_id"]
+    assert task_id.startswith("api-close:now:")
+    assert ran.headers["location"] == f"/v1/tasks/{task_id}"
+    result = http.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 60}).json()
+    assert result["status"] == "completed", result
+    assert result["data"]["execution_mode"] == "screening"
+
+    removed = http.delete("/v1/schedules/api-close")
+    assert removed.status_code == 204
+    assert list_schedules(redis_client) == []
+    for reply in (
+        http.get("/v1/schedules/api-close"),
+        http.post("/v1/schedules/api-close/pause"),
+        http.post("/v1/schedules/api-close/run-now"),
+        http.delete("/v1/schedules/api-close"),
+    ):
+        assert reply.status_code == 404 and reply.headers["content-type"] == PROBLEM
+        assert "no schedule named 'api-close'" in reply.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"cron": "61 * * * *"},
+        {"cron": "every day"},
+        {"tz": "Mars/Olympus_Mons"},
+        {"name": "has space"},
+        {"task_type": "sweep_chunk"},
+        {"args": {"strategy_code": SCREEN_CODE, "universe": []}},
+    ],
+    ids=["cron-range", "cron-words", "unknown-tz", "bad-name", "sweep-chunk", "bad-args"],
+)
+def test_a_bad_schedule_is_a_problem_with_the_clis_message_and_nothing_is_stored(
+    http: httpx.Client, redis_client: redis.Redis, fields: dict[str, Any]
+) -> None:
+    body = {**schedule_body("api-bad"), **fields}
+    reply = http.post("/v1/schedules", json=body)
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == PROBLEM
+    assert reply.json()["detail"] == _cli_message(body)
+    assert list_schedules(redis_client) == []
+    assert not redis_client.exists("strategyq:schedules", "strategyq:schedules:last")
+
+
+def test_a_read_scope_token_reads_schedules_but_cannot_change_them(
+    module_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
+    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
+    read = {"Authorization": "Bearer r-secret"}
+    write = {"Authorization": "Bearer w-secret"}
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            denied = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=read)
+            assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
+            assert list_schedules(redis_client) == []
+            assert http.get("/v1/schedules").status_code == 401
+            made = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=write)
+            assert made.status_code == 201, made.text
+            (seen,) = http.get("/v1/schedules", headers=read).json()
+            assert seen["name"] == "tok-s" and "hidden" in seen["args"]["strategy_code"]
+            assert http.get("/v1/schedules/tok-s", headers=write).json()["args"][
+                "strategy_code"] == SCREEN_CODE  # fmt: skip
+            for path in ("/v1/schedules/tok-s/pause", "/v1/schedules/tok-s/resume",
+                         "/v1/schedules/tok-s/run-now"):  # fmt: skip
+                assert http.post(path, headers=read).status_code == 403, path
+            assert http.delete("/v1/schedules/tok-s", headers=read).status_code == 403
+            assert redis_client.llen("strategy_queue") == 0
+            assert not redis_client.sismember("strategyq:schedules:paused", "tok-s")
+            assert http.delete("/v1/schedules/tok-s", headers=write).status_code == 204
+    finally:
+        api.stop()
+
+
+def test_sweep_chunks_are_refused_at_the_producer_edge_and_run_by_the_worker(
+    http: httpx.Client, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    chunk = {"task_id": "chunk-x", "task_type": "sweep_chunk", "args": {
+        "strategy_code": SWEEP_CODE, "symbols": ["AAPL"], "start_date": "2010-01-01",
+        "end_date": "2011-12-31", "sweep_id": "s", "chunk": 0, "combinations": []}}  # fmt: skip
+    with pytest.raises(TaskValidationError, match="task_type 'sweep_chunk'") as caught:
+        submit_task(redis_client, chunk)
+    assert "task_type 'sweep'" in str(caught.value)
+    reply = http.post("/v1/tasks", json=chunk)
+    assert reply.status_code == 422 and reply.headers["content-type"] == PROBLEM
+    assert reply.json()["detail"] == str(caught.value)
+    nothing_queued(redis_client)
+    # The chunks a sweep fans out are still run: the whole sweep completes.
+    body = {"task_id": "edge-sweep", "task_type": "sweep", "args": {
+        "strategy_code": SWEEP_CODE, "symbols": ["AAPL"], "start_date": "2010-01-01",
+        "end_date": "2011-12-31", "param_grid": {"fast": [5, 10], "slow": [20]}}}  # fmt: skip
+    assert http.post("/v1/tasks", json=body).status_code == 202
+    result = http.get("/v1/tasks/edge-sweep/wait", params={"timeout_s": 120}).json()
+    assert result["status"] == "completed", result
+    assert len(result["data"]["results"]) == 2
