@@ -56,3 +56,5 @@ def test_the_live_api_matches_its_openapi_document(
     assert len(calls) >= 3 * len(operations), f"only {len(calls)} requests were generated"
     print(f"\nschemathesis: {len(calls)} requests over {len(operations)} operations")
     assert "POST /v1/tasks" in checked and "GET /v1/tasks/{task_id}/events" in checked
+    assert {"POST /v1/schedules", "GET /v1/schedules/{name}", "DELETE /v1/schedules/{name}",
+            "POST /v1/schedules/{name}/run-now"} <= set(checked)  # fmt: skip
