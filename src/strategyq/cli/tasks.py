@@ -194,27 +194,10 @@ def submit_sweep(
     timeout: Timeout = 1800.0,
 ) -> None:
     """Queue a parameter sweep of STRATEGY (a function of df and params) over the grid."""
-    options: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "entry": entry,
-            "stop_loss_pct": stop_loss_pct,
-            "take_profit_pct": take_profit_pct,
-            "commission_bps": commission_bps,
-            "slippage_bps": slippage_bps,
-        }.items()
-        if v is not None
-    }
-    if hold_days is not None:
-        options["hold_days"] = _hold_days(hold_days)
-    if heatmap:
-        options["heatmap_params"] = _split(heatmap)
-    walk = None
-    if walk_forward:
-        train, sep, test = walk_forward.partition(":")
-        if not sep or not train.strip().isdigit() or not test.strip().isdigit():
-            raise fail(f"--walk-forward {walk_forward!r} must be TRAIN:TEST sessions, e.g. 504:126")
-        walk = {"train_sessions": int(train), "test_sessions": int(test)}
+    options = _sweep_options(
+        hold_days, entry, stop_loss_pct, take_profit_pct, commission_bps, slippage_bps, heatmap
+    )
+    walk = _walk_forward(walk_forward) if walk_forward else None
     r = client()
     _warn_without_workers(r)
     tid = add_sweep_task(
@@ -232,6 +215,42 @@ def submit_sweep(
         **options,
     )
     _after_submit(r, tid, wait, as_json, timeout)
+
+
+def _sweep_options(
+    hold_days: str | None,
+    entry: str | None,
+    stop_loss_pct: float | None,
+    take_profit_pct: float | None,
+    commission_bps: float | None,
+    slippage_bps: float | None,
+    heatmap: str | None,
+) -> dict[str, Any]:
+    """The sweep's trade-model and heatmap options that were given."""
+    options: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "entry": entry,
+            "stop_loss_pct": stop_loss_pct,
+            "take_profit_pct": take_profit_pct,
+            "commission_bps": commission_bps,
+            "slippage_bps": slippage_bps,
+        }.items()
+        if v is not None
+    }
+    if hold_days is not None:
+        options["hold_days"] = _hold_days(hold_days)
+    if heatmap:
+        options["heatmap_params"] = _split(heatmap)
+    return options
+
+
+def _walk_forward(text: str) -> dict[str, int]:
+    """``--walk-forward TRAIN:TEST`` as the sweep's ``walk_forward`` arg."""
+    train, sep, test = text.partition(":")
+    if not sep or not train.strip().isdigit() or not test.strip().isdigit():
+        raise fail(f"--walk-forward {text!r} must be TRAIN:TEST sessions, e.g. 504:126")
+    return {"train_sessions": int(train), "test_sessions": int(test)}
 
 
 def _after_submit(r: redis.Redis, task_id: str, wait: bool, as_json: bool, timeout: float) -> None:

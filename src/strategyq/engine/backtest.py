@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -141,36 +141,93 @@ def run_backtest(
     full = as_market(df)
     first, last = _range(full, start, end)
     market = full.window(first.date() if start else None, last.date() if end else None)
-    normalized = (
-        instances
-        if isinstance(instances, NormalizedInstances)
-        else normalize_instances(instances, known_tickers=market.symbols)
-    )
+    normalized = _normalized(instances, market)
     model = model.resolved(normalized.has_exits)
     cols = _signal_columns(normalized, market, date_to_day(first.date()) if start else None)
     bench, bench_name = _benchmark(benchmark, benchmark_symbol, first, last)
-    unknown = len(normalized.unknown_tickers)
     outcome = simulate_and_measure(
-        market,
-        cols.codes,
-        cols.days,
-        cols.short,
-        cols.scores,
-        model,
-        exits=cols.exits,
-        weights=cols.weights,
-        benchmark=bench,
+        market, cols.codes, cols.days, cols.short, cols.scores, model,
+        exits=cols.exits, weights=cols.weights, benchmark=bench,
+    )  # fmt: skip
+    counts = _counts(outcome, cols, len(normalized.unknown_tickers))
+    summary = _summary(
+        normalized, cols, outcome, model, counts,
+        date_range=[iso_seconds(first), iso_seconds(last)], symbols=len(full.symbols),
+        shape=_data_shape(df, full), benchmark=_benchmark_summary(bench, bench_name, market),
+        max_instances=max_instances, max_trades=max_trades,
+    )  # fmt: skip
+    logger.debug("backtest: %s signals, %s trades", len(cols.codes), len(outcome.taken))
+    return _result(
+        normalized, cols, outcome, model, market, counts, summary, max_instances, max_trades
     )
-    cand, placement, chosen, portfolio = (
-        outcome.candidates,
-        outcome.placement,
-        outcome.selection,
-        outcome.portfolio,
+
+
+def _data_shape(df: pd.DataFrame | Market, full: Market) -> list[int]:
+    """The summary's ``data_shape``: the bars' rows and columns."""
+    # A Market holds the six columns the engine reads.
+    return (
+        [int(df.shape[0]), int(df.shape[1])]
+        if isinstance(df, pd.DataFrame)
+        else [full.rows, len(REQUIRED_COLUMNS)]
     )
+
+
+def _benchmark_summary(bench: Market | None, name: str | None, market: Market) -> dict[str, Any]:
+    """The summary's ``benchmark``: the ticker compared against, or the equal-weight default."""
+    return (
+        {"type": "ticker", "ticker": name}
+        if bench is not None
+        else {"type": "equal_weight_buy_and_hold", "symbols": len(market.symbols)}
+    )
+
+
+def _result(
+    normalized: NormalizedInstances,
+    cols: SignalColumns,
+    outcome: Outcome,
+    model: TradeModel,
+    market: Market,
+    counts: dict[str, int],
+    summary: dict[str, Any],
+    max_instances: int,
+    max_trades: int,
+) -> dict[str, Any]:
+    """The backtest result's lists and curves around its ``summary``."""
+    portfolio = outcome.portfolio
+    return {
+        "instances": normalized.records[:max_instances],
+        "summary": summary,
+        "performance_metrics": outcome.metrics,
+        "equity_curve": _curve(portfolio),
+        "benchmark_curve": _benchmark_curve(portfolio, outcome.benchmark_closes, model),
+        "trades": _trades(
+            market,
+            outcome.candidates,
+            outcome.selection,
+            portfolio,
+            cols.index,
+            cols.exit_index,
+            normalized,
+            max_trades,
+        ),
+        "warnings": _warnings(counts, normalized, market),
+    }
+
+
+def _normalized(instances: Any, market: Market) -> NormalizedInstances:
+    """``instances`` as :class:`NormalizedInstances` (as they are when already built)."""
+    if isinstance(instances, NormalizedInstances):
+        return instances
+    return normalize_instances(instances, known_tickers=market.symbols)
+
+
+def _counts(outcome: Outcome, cols: SignalColumns, unknown: int) -> dict[str, int]:
+    """The summary's counts of signals that made no trade, or a different one."""
+    cand, placement, chosen = outcome.candidates, outcome.placement, outcome.selection
     taken = chosen.taken
     data_end = int(np.count_nonzero(cand.reason[taken] == EXIT_DATA_END))
     used_exits = np.unique(cand.exit_source[taken][cand.reason[taken] == EXIT_SIGNAL])
-    counts: dict[str, int] = {
+    return {
         "signals_without_next_session": placement.no_next_session,
         "signals_outside_data": placement.outside_data,
         "signals_without_price": placement.no_price,
@@ -188,42 +245,44 @@ def run_backtest(
         "unknown_ticker_instances": unknown,
         "trades_closed_at_data_end": data_end,
     }
-    summary: dict[str, Any] = {
+
+
+def _summary(
+    normalized: NormalizedInstances,
+    cols: SignalColumns,
+    outcome: Outcome,
+    model: TradeModel,
+    counts: dict[str, int],
+    *,
+    date_range: list[str],
+    symbols: int,
+    shape: list[int],
+    benchmark: dict[str, Any],
+    max_instances: int,
+    max_trades: int,
+) -> dict[str, Any]:
+    """The result's ``summary``: what went in, what came out, and ``counts``."""
+    taken = outcome.taken
+    equity = outcome.portfolio.equity
+    return {
         "total_instances": normalized.total,
         "positive_signals": normalized.positive_signals,
         "entry_signals": len(cols.codes),
         "exit_signals": len(cols.exits),
-        "date_range": [iso_seconds(first), iso_seconds(last)],
-        "symbols_processed": len(full.symbols),
-        # A Market holds the six columns the engine reads.
-        "data_shape": [int(df.shape[0]), int(df.shape[1])]
-        if isinstance(df, pd.DataFrame)
-        else [full.rows, len(REQUIRED_COLUMNS)],
+        "date_range": date_range,
+        "symbols_processed": symbols,
+        "data_shape": shape,
         "instances_returned": min(normalized.total, max_instances),
         "instances_truncated": normalized.total > max_instances,
         "num_trades": len(taken),
         "trades_returned": min(len(taken), max_trades),
         "trades_truncated": len(taken) > max_trades,
         "initial_capital": float(model.initial_capital),
-        "final_equity": float(portfolio.equity[-1]) if len(portfolio.equity) else None,
+        "final_equity": float(equity[-1]) if len(equity) else None,
         "trade_model": model.to_json(),
-        "sizing": "weight" if chosen.fraction is not None else "slots",
-        "benchmark": {"type": "ticker", "ticker": bench_name}
-        if bench is not None
-        else {"type": "equal_weight_buy_and_hold", "symbols": len(market.symbols)},
+        "sizing": "weight" if outcome.selection.fraction is not None else "slots",
+        "benchmark": benchmark,
         **counts,
-    }
-    logger.debug("backtest: %s signals, %s trades", len(cols.codes), len(taken))
-    return {
-        "instances": normalized.records[:max_instances],
-        "summary": summary,
-        "performance_metrics": outcome.metrics,
-        "equity_curve": _curve(portfolio),
-        "benchmark_curve": _benchmark_curve(portfolio, outcome.benchmark_closes, model),
-        "trades": _trades(
-            market, cand, chosen, portfolio, cols.index, cols.exit_index, normalized, max_trades
-        ),
-        "warnings": _warnings(counts, normalized, market),
     }
 
 
@@ -266,11 +325,7 @@ def backtest_metrics(
             model = model.resolved(fast.has_exits)
             cols = _columns_from(fast)
     if cols is None:
-        normalized = (
-            instances
-            if isinstance(instances, NormalizedInstances)
-            else normalize_instances(instances, known_tickers=market.symbols)
-        )
+        normalized = _normalized(instances, market)
         model = model.resolved(normalized.has_exits)
         cols = _signal_columns(normalized, market, first_day)
     bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
@@ -380,21 +435,26 @@ class SignalColumns:
     before_start: int
 
 
-def _signal_columns(
-    normalized: NormalizedInstances, market: Market, first_day: int | None = None
-) -> SignalColumns:
-    """Per-signal arrays of the active, dated entries and exits on known tickers.
+@dataclass
+class _PickedSignals:
+    """The instance index, ticker code and day of each kept entry and exit, and the counts."""
 
-    Signals dated before ``first_day`` (warm-up rows) are counted, not kept.
-    """
+    index: list[int] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)
+    days: list[int] = field(default_factory=list)
+    exit_index: list[int] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
+    exit_days: list[int] = field(default_factory=list)
+    undated: int = 0
+    before_start: int = 0
+
+
+def _pick_signals(
+    normalized: NormalizedInstances, market: Market, first_day: int | None
+) -> _PickedSignals:
+    """The active, dated signals on known tickers from ``first_day`` on: entries and exits."""
     code_of = market.code_of()
-    index: list[int] = []
-    codes: list[int] = []
-    days: list[int] = []
-    exit_index: list[int] = []
-    exit_codes: list[int] = []
-    exit_days: list[int] = []
-    undated = before = 0
+    picked = _PickedSignals()
     exits = normalized.exits or [False] * normalized.total
     for i, (ticker, day, on, leave) in enumerate(
         zip(normalized.tickers, normalized.days, normalized.active, exits, strict=True)
@@ -405,20 +465,34 @@ def _signal_columns(
         if code is None:
             continue
         if day is None:
-            undated += 1
+            picked.undated += 1
             continue
         number = date_to_day(day)
         if first_day is not None and number < first_day:
-            before += 1
+            picked.before_start += 1
             continue
         if leave:
-            exit_index.append(i)
-            exit_codes.append(code)
-            exit_days.append(number)
+            picked.exit_index.append(i)
+            picked.exit_codes.append(code)
+            picked.exit_days.append(number)
         else:
-            index.append(i)
-            codes.append(code)
-            days.append(number)
+            picked.index.append(i)
+            picked.codes.append(code)
+            picked.days.append(number)
+    return picked
+
+
+def _signal_columns(
+    normalized: NormalizedInstances, market: Market, first_day: int | None = None
+) -> SignalColumns:
+    """Per-signal arrays of the active, dated entries and exits on known tickers.
+
+    Signals dated before ``first_day`` (warm-up rows) are counted, not kept.
+    """
+    picked = _pick_signals(normalized, market, first_day)
+    index, codes, days = picked.index, picked.codes, picked.days
+    exit_index, exit_codes, exit_days = picked.exit_index, picked.exit_codes, picked.exit_days
+    undated, before = picked.undated, picked.before_start
     idx = np.asarray(index, dtype=np.int64)
     short_all = np.asarray(normalized.short, dtype=bool)
     short = short_all[idx] if len(idx) else np.zeros(0, bool)

@@ -61,20 +61,10 @@ def column_signals(
             return None
     if not set(map(type, tickers)) <= {str} or not set(map(type, dates)) <= {str}:
         return None
-    known = market.code_of()
-    code_of: dict[str, int] = {}
-    for ticker in set(tickers):
-        if not ticker or ticker != ticker.strip():
-            return None
-        code_of[ticker] = known.get(ticker, -1)
-    day_of: dict[str, int] = {}
-    for text in set(dates):
-        try:
-            day = parse_day(text)
-        except ValueError:
-            return None
-        assert day is not None  # a string always names a day or fails
-        day_of[text] = date_to_day(day)
+    maps = _codes_and_days(tickers, dates, market)
+    if maps is None:
+        return None
+    code_of, day_of = maps
     n = len(tickers)
     code = np.fromiter((code_of[t] for t in tickers), dtype=np.int64, count=n)
     days = np.fromiter((day_of[d] for d in dates), dtype=np.int64, count=n)
@@ -104,3 +94,28 @@ def column_signals(
         exit_days=days[exits],
         has_exits=bool(is_exit.any()),
     )
+
+
+def _codes_and_days(
+    tickers: Sequence[str], dates: Sequence[str], market: Market
+) -> tuple[dict[str, int], dict[str, int]] | None:
+    """Each distinct ticker's code (-1 if ``market`` lacks it) and each distinct date's day.
+
+    ``None`` when a ticker has surrounding blanks or a date does not parse: the
+    row path reports those.
+    """
+    known = market.code_of()
+    code_of: dict[str, int] = {}
+    for ticker in set(tickers):
+        if not ticker or ticker != ticker.strip():
+            return None
+        code_of[ticker] = known.get(ticker, -1)
+    day_of: dict[str, int] = {}
+    for text in set(dates):
+        try:
+            day = parse_day(text)
+        except ValueError:
+            return None
+        assert day is not None  # a string always names a day or fails
+        day_of[text] = date_to_day(day)
+    return code_of, day_of

@@ -247,10 +247,23 @@ def build(
     lag = day_index + 1 - sized_on
     width = int(lag.max()) + 1
     sized = step / model.max_positions if fraction is None else step * fraction[trade]
+    equity = _equity_curve(day_index * width + lag, sized, sessions, width, capital)
+    alloc = equity[np.searchsorted(calendar, market.day[cand.entry_row[taken]])]
+    if fraction is None:
+        pnl = alloc / model.max_positions * cand.ret[taken]
+    else:
+        pnl = alloc * fraction * cand.ret[taken]
+    exposed = _exposed(market, calendar, first_mark, cand.exit_row[taken], sessions)
+    return Portfolio(taken, pnl, calendar, equity[1:], exposed)
+
+
+def _equity_curve(
+    flat: IntArray, sized: FloatArray, sessions: int, width: int, capital: float
+) -> FloatArray:
+    """The equity after 0 … ``sessions`` sessions, from the sized marks' (session, lag) cells."""
     # The (session, lag) weights, each cell summed in the marks' order. A dense bincount
     # when the matrix is not much larger than the marks; else only the cells with marks
     # (a sort, not a matrix of sessions × the longest holding): the same sums either way.
-    flat = day_index * width + lag
     dense: FloatArray | None = None
     if sessions * width <= DENSE_CELLS_PER_MARK * len(flat):
         dense = np.asarray(
@@ -269,20 +282,21 @@ def build(
             dense = np.zeros(sessions * width)
             dense[cells] = summed
         equity = _recurrence(dense.reshape(sessions, width), capital)
-    alloc = equity[np.searchsorted(calendar, market.day[cand.entry_row[taken]])]
-    if fraction is None:
-        pnl = alloc / model.max_positions * cand.ret[taken]
-    else:
-        pnl = alloc * fraction * cand.ret[taken]
+    return equity
+
+
+def _exposed(
+    market: Market, calendar: IntArray, first_mark: IntArray, exit_row: IntArray, sessions: int
+) -> BoolArray:
+    """Whether any trade is held at each session's close."""
     # Held from the first marked session to the exit session, including calendar sessions
     # on which the ticker itself has no bar.
     held_from = np.searchsorted(calendar, market.day[first_mark])
-    held_to = np.searchsorted(calendar, market.day[cand.exit_row[taken]]) + 1
+    held_to = np.searchsorted(calendar, market.day[exit_row]) + 1
     opened = np.bincount(held_from, minlength=sessions + 1) - np.bincount(
         held_to, minlength=sessions + 1
     )
-    exposed = np.cumsum(opened[:sessions]) > 0
-    return Portfolio(taken, pnl, calendar, equity[1:], exposed)
+    return np.cumsum(opened[:sessions]) > 0
 
 
 def _marks(

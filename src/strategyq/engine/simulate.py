@@ -109,6 +109,55 @@ def simulate(
     direction that fills after the trade's entry, the close ``hold_days``
     sessions after its signal's session, a stop, and the ticker's last session.
     """
+    entries = _enter(market, codes, days, short, model)
+    planned, reason, exit_source, exits_placed, exit_no_next, exit_outside = _plan_exits(
+        market, exits, model, entries
+    )
+    exit_row = planned // 2
+    at_open = (planned % 2) == 0
+    exit_price = np.where(at_open, market.open[exit_row], market.close[exit_row])
+    if (
+        model.stop_loss_pct is not None
+        or model.take_profit_pct is not None
+        or model.trailing_stop_pct is not None
+    ):
+        # A trade leaving at an open meets no stop on that session: the exit fills first.
+        checked_to = exit_row - at_open.astype(np.int64)
+        _apply_stops(
+            market, model, entries.sig_row, checked_to, exit_row, entries.entry_price,
+            entries.short, exit_price, reason,
+        )  # fmt: skip
+        stopped = np.isin(reason, (EXIT_STOP, EXIT_TARGET, EXIT_TRAILING))
+        at_open &= ~stopped
+        exit_source[stopped] = -1
+    candidates, unpriced_exits = _priced_candidates(
+        entries, exit_row, exit_price, reason, at_open, exit_source, model.cost_per_side
+    )
+    no_price = entries.no_price + unpriced_exits
+    outside = int(np.count_nonzero(~entries.inside)) + exit_outside
+    return candidates, Placement(outside, entries.no_next, no_price, exits_placed, exit_no_next)
+
+
+@dataclass(frozen=True)
+class _Entries:
+    """The signals that enter a trade (``keep`` indexes the signal arrays), and the counts."""
+
+    keep: IntArray
+    sig_row: IntArray
+    entry_row: IntArray
+    last_row: IntArray
+    entry_price: FloatArray
+    short: BoolArray
+    next_open: bool
+    inside: BoolArray
+    no_next: int
+    no_price: int
+
+
+def _enter(
+    market: Market, codes: IntArray, days: IntArray, short: BoolArray, model: TradeModel
+) -> _Entries:
+    """Each signal's entry session and price; signals that cannot enter are dropped."""
     sig_row, inside, on_last = place_signals(market, codes, days)
     last_row = market.ends[codes] - 1 if len(codes) else np.zeros(0, dtype=np.int64)
     next_open = model.entry == "next_open"
@@ -121,9 +170,29 @@ def simulate(
     priced = np.isfinite(entry_price) & (entry_price > 0)
     no_price = int(np.count_nonzero(tradable & ~priced))
     keep = np.flatnonzero(tradable & priced)
-    sig_row, entry_row, last_row = sig_row[keep], entry_row[keep], last_row[keep]
-    entry_price, is_short = entry_price[keep], short[keep]
+    return _Entries(
+        keep=keep,
+        sig_row=sig_row[keep],
+        entry_row=entry_row[keep],
+        last_row=last_row[keep],
+        entry_price=entry_price[keep],
+        short=short[keep],
+        next_open=next_open,
+        inside=inside,
+        no_next=no_next,
+        no_price=no_price,
+    )
 
+
+def _plan_exits(
+    market: Market, exits: ExitSignals, model: TradeModel, entries: _Entries
+) -> tuple[IntArray, IntArray, IntArray, int, int, int]:
+    """Each trade's exit instant before stops: its hold, its ticker's data end or an exit signal.
+
+    Returns (exit instant, exit reason, exit signal or -1, exits placed, exits
+    without a next session, exits outside their ticker's data).
+    """
+    sig_row, last_row = entries.sig_row, entries.last_row
     # Instants as row * 2 + (0 at the open, 1 at the close); rows of one ticker are
     # consecutive, so instants of one ticker compare like times.
     end_at = last_row * 2 + 1
@@ -133,37 +202,36 @@ def simulate(
     if limit is not None:
         # A hold that ends on the ticker's last session is a hold, not a data end.
         reason[(sig_row + limit) == last_row] = EXIT_HOLD
-    exit_source = np.full(len(keep), -1, dtype=np.int64)
+    exit_source = np.full(len(entries.keep), -1, dtype=np.int64)
     exit_placed, exit_no_next, exit_outside = 0, 0, 0
     if len(exits):
-        entry_at = entry_row * 2 + (0 if next_open else 1)
+        entry_at = entries.entry_row * 2 + (0 if entries.next_open else 1)
         found, exit_placed, exit_no_next, exit_outside = _first_exits(
-            market, exits, model, entry_at, is_short, last_row
+            market, exits, model, entry_at, entries.short, last_row
         )
         by_signal = found[1] <= planned
         exit_source = np.where(by_signal, found[0], -1)
         planned = np.where(by_signal, found[1], planned)
         reason = np.where(by_signal, EXIT_SIGNAL, reason)
-    exit_row = planned // 2
-    at_open = (planned % 2) == 0
-    exit_price = np.where(at_open, market.open[exit_row], market.close[exit_row])
-    if (
-        model.stop_loss_pct is not None
-        or model.take_profit_pct is not None
-        or model.trailing_stop_pct is not None
-    ):
-        # A trade leaving at an open meets no stop on that session: the exit fills first.
-        checked_to = exit_row - at_open.astype(np.int64)
-        _apply_stops(
-            market, model, sig_row, checked_to, exit_row, entry_price, is_short, exit_price, reason
-        )
-        stopped = np.isin(reason, (EXIT_STOP, EXIT_TARGET, EXIT_TRAILING))
-        at_open &= ~stopped
-        exit_source[stopped] = -1
+    return planned, reason, exit_source, exit_placed, exit_no_next, exit_outside
 
+
+def _priced_candidates(
+    entries: _Entries,
+    exit_row: IntArray,
+    exit_price: FloatArray,
+    reason: IntArray,
+    at_open: BoolArray,
+    exit_source: IntArray,
+    cost: float,
+) -> tuple[Candidates, int]:
+    """The trades whose exit has a price, with their returns; and how many had none."""
+    keep, sig_row, entry_row = entries.keep, entries.sig_row, entries.entry_row
+    entry_price, is_short = entries.entry_price, entries.short
     priced_exit = np.flatnonzero(np.isfinite(exit_price) & (exit_price > 0))
+    unpriced = 0
     if len(priced_exit) < len(keep):
-        no_price += len(keep) - len(priced_exit)
+        unpriced = len(keep) - len(priced_exit)
         keep, sig_row, entry_row, exit_row = (
             keep[priced_exit],
             sig_row[priced_exit],
@@ -173,7 +241,6 @@ def simulate(
         entry_price, exit_price = entry_price[priced_exit], exit_price[priced_exit]
         is_short, reason = is_short[priced_exit], reason[priced_exit]
         at_open, exit_source = at_open[priced_exit], exit_source[priced_exit]
-    cost = model.cost_per_side
     buy = np.where(is_short, exit_price, entry_price) * (1.0 + cost)
     sell = np.where(is_short, entry_price, exit_price) * (1.0 - cost)
     # Short return is measured on the (cost-adjusted) entry: (sold - bought back) / sold.
@@ -191,8 +258,7 @@ def simulate(
         exit_at_open=at_open,
         exit_source=exit_source,
     )
-    outside = int(np.count_nonzero(~inside)) + exit_outside
-    return candidates, Placement(outside, no_next, no_price, exit_placed, exit_no_next)
+    return candidates, unpriced
 
 
 def _first_exits(
@@ -257,6 +323,22 @@ def _apply_stops(
     the closes of the sessions held before the one checked (above the lowest,
     for shorts); the tighter of it and the fixed stop applies.
     """
+    sign, stop_l, target_l = _stop_levels(model, entry, short)
+    trail = model.trailing_stop_pct
+    if trail is None:
+        _fixed_stops(market, sig_row, checked_to, exit_row, short, exit_price, reason, stop_l,
+                     target_l)  # fmt: skip
+        return
+    _trailing_stops(
+        market, trail, sig_row, checked_to, exit_row, entry, short, exit_price, reason,
+        sign, stop_l, target_l,
+    )  # fmt: skip
+
+
+def _stop_levels(
+    model: TradeModel, entry: FloatArray, short: BoolArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each trade's direction sign (-1 for shorts) and its fixed stop and target in long space."""
     sign = np.where(short, -1.0, 1.0)
     inf = np.inf
     stop = (
@@ -270,12 +352,24 @@ def _apply_stops(
         else np.where(short, -inf, inf)
     )
     # Work in "long space": a short's prices are negated, so one set of comparisons serves both.
-    stop_l, target_l = sign * stop, sign * target
-    trail = model.trailing_stop_pct
-    if trail is None:
-        _fixed_stops(market, sig_row, checked_to, exit_row, short, exit_price, reason, stop_l,
-                     target_l)  # fmt: skip
-        return
+    return sign, sign * stop, sign * target
+
+
+def _trailing_stops(
+    market: Market,
+    trail: float,
+    sig_row: IntArray,
+    checked_to: IntArray,
+    exit_row: IntArray,
+    entry: FloatArray,
+    short: BoolArray,
+    exit_price: FloatArray,
+    reason: IntArray,
+    sign: FloatArray,
+    stop_l: FloatArray,
+    target_l: FloatArray,
+) -> None:
+    """:func:`_apply_stops` with a trailing stop: the held sessions walked one step at a time."""
     # Best price so far in long space (the highest close for longs, minus the lowest for shorts).
     best_l = sign * entry
     live = np.arange(len(sig_row))
@@ -291,16 +385,14 @@ def _apply_stops(
         worst = np.where(short[live], -market.high[row], market.low[row])
         best = np.where(short[live], -market.low[row], market.high[row])
         st, tg = stop_l[live], target_l[live]
-        trailing = np.zeros(len(live), dtype=bool)
-        if trail is not None:
-            # A long's level is best·(1 − p); a short's is lowest·(1 + p), i.e. −best_l·(1 + p).
-            level = np.where(
-                short[live],
-                best_l[live] * (1.0 + trail / 100.0),
-                best_l[live] * (1.0 - trail / 100.0),
-            )
-            trailing = level > st
-            st = np.where(trailing, level, st)
+        # A long's level is best·(1 − p); a short's is lowest·(1 + p), i.e. −best_l·(1 + p).
+        level = np.where(
+            short[live],
+            best_l[live] * (1.0 + trail / 100.0),
+            best_l[live] * (1.0 - trail / 100.0),
+        )
+        trailing = level > st
+        st = np.where(trailing, level, st)
         gap_stop = opened <= st
         gap_target = ~gap_stop & (opened >= tg)
         hit_stop = ~gap_stop & ~gap_target & (worst <= st)
@@ -316,9 +408,8 @@ def _apply_stops(
         reason[idx] = np.where(
             stopped, np.where(trailing[done], EXIT_TRAILING, EXIT_STOP), EXIT_TARGET
         )
-        if trail is not None:
-            # fmax: a session without a close leaves the best price as it was.
-            best_l[live] = np.fmax(best_l[live], s * market.close[row])
+        # fmax: a session without a close leaves the best price as it was.
+        best_l[live] = np.fmax(best_l[live], s * market.close[row])
         live = live[~done]
 
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -31,6 +31,10 @@ from strategyq.executor.watchdog import ENGINE_ALLOWANCE_S, Watchdog, release_me
 from strategyq.sandbox.forkserver import ForkClient, HostGone
 from strategyq.sandbox.result import Logs
 from strategyq.settings import Settings
+
+if TYPE_CHECKING:
+    from strategyq.data import MarketData
+    from strategyq.protocol import Task
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +107,10 @@ _INTERNAL = orjson.dumps(
 
 def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     """The executor's main loop: one request at a time until the worker closes the pipe."""
+    # Loaded at start-up, before the ready message, rather than during the first task.
     from strategyq.data import MarketData
-    from strategyq.protocol import Task, parse_task
-    from strategyq.tasks import fit_payload, run_task
+    from strategyq.protocol import parse_task  # noqa: F401
+    from strategyq.tasks import fit_payload, run_task  # noqa: F401
 
     die_with_parent()
     ignore_terminal_signals()
@@ -113,66 +118,16 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     fcntl.fcntl(cancel_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
 
     market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
-    host = SandboxHost.start(settings)
-    write_frame(resp_fd, orjson.dumps({"ready": True, "layers": host.layers, "pid": os.getpid()}))
-
-    def stage(name: str) -> None:
-        write_frame(resp_fd, orjson.dumps({"stage": name}))
-
-    def run(task: Task) -> dict[str, Any]:
-        return run_task(
-            task,
-            market,
-            host.fork,
-            settings.sandbox,
-            stage=stage,
-            cancel_fd=cancel_fd,
-            insecure_no_sandbox=settings.insecure_no_sandbox,
-            max_instances=settings.max_instances,
-            chunk_size=settings.sweep_chunk_size,
-        )
-
+    executor = _Executor(settings, market, SandboxHost.start(settings), resp_fd, cancel_fd)
+    layers = executor.host.layers
+    write_frame(resp_fd, orjson.dumps({"ready": True, "layers": layers, "pid": os.getpid()}))
     while True:
         request = read_frame(req_fd)
         if request is None:
             return 0
         _discard_cancels(cancel_fd)
         try:
-            # The one full parse and validation of the task, with the worker's limits.
-            task = parse_task(
-                request,
-                max_task_bytes=settings.max_task_bytes,
-                max_symbols=settings.max_symbols,
-                max_limit=settings.max_screening_limit,
-                max_combinations=settings.sweep_max_combinations,
-            )
-            time_limit_s = settings.sandbox.capped(
-                time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb
-            ).time_limit_s
-            guard = Watchdog(
-                time_limit_s + ENGINE_ALLOWANCE_S, cancel_fd, time_limit_s=time_limit_s
-            )
-            try:
-                with guard:
-                    try:
-                        data = run(task)
-                    except HostGone:
-                        # Killed from outside (the OOM killer, an operator): start a new
-                        # host and run the task once more, like a task whose worker was lost.
-                        log.warning("the sandbox host exited; starting a new one")
-                        host.close()
-                        host = SandboxHost.start(settings)
-                        data = run(task)
-                    body = fit_payload(data, settings.max_result_bytes)
-            finally:
-                if guard.fired is not None:
-                    # Interrupted anywhere, maybe between a message from the sandbox host
-                    # and its bookkeeping: a fresh host is the known-good state.
-                    log.warning("task stopped by the watchdog (%s); restarting the sandbox host",
-                                guard.fired.error_type)  # fmt: skip
-                    host.close()
-                    host = SandboxHost.start(settings)
-            write_frame(resp_fd, b'{"ok":true,"data":' + body + b"}")
+            write_frame(resp_fd, executor.answer(request))
         except StrategyqError as exc:
             write_frame(resp_fd, _error_reply(exc))
         except Exception:
@@ -180,6 +135,83 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
             write_frame(resp_fd, _INTERNAL)
         finally:
             release_memory()
+
+
+@dataclass
+class _Executor:
+    """What the executor's loop keeps between tasks: its settings, data and sandbox host."""
+
+    settings: Settings
+    market: MarketData
+    host: SandboxHost
+    resp_fd: int
+    cancel_fd: int
+
+    def answer(self, request: bytes) -> bytes:
+        """Parse and run one task under its watchdog; the reply frame of a completed task."""
+        from strategyq.protocol import parse_task
+        from strategyq.tasks import fit_payload
+
+        settings = self.settings
+        # The one full parse and validation of the task, with the worker's limits.
+        task = parse_task(
+            request,
+            max_task_bytes=settings.max_task_bytes,
+            max_symbols=settings.max_symbols,
+            max_limit=settings.max_screening_limit,
+            max_combinations=settings.sweep_max_combinations,
+        )
+        time_limit_s = settings.sandbox.capped(
+            time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb
+        ).time_limit_s
+        guard = Watchdog(
+            time_limit_s + ENGINE_ALLOWANCE_S, self.cancel_fd, time_limit_s=time_limit_s
+        )
+        try:
+            with guard:
+                try:
+                    data = self.run(task)
+                except HostGone:
+                    # Killed from outside (the OOM killer, an operator): start a new
+                    # host and run the task once more, like a task whose worker was lost.
+                    log.warning("the sandbox host exited; starting a new one")
+                    self.restart_host()
+                    data = self.run(task)
+                body = fit_payload(data, settings.max_result_bytes)
+        finally:
+            if guard.fired is not None:
+                # Interrupted anywhere, maybe between a message from the sandbox host
+                # and its bookkeeping: a fresh host is the known-good state.
+                log.warning("task stopped by the watchdog (%s); restarting the sandbox host",
+                            guard.fired.error_type)  # fmt: skip
+                self.restart_host()
+        return b'{"ok":true,"data":' + body + b"}"
+
+    def run(self, task: Task) -> dict[str, Any]:
+        """Run one task on this executor's data and sandbox host."""
+        from strategyq.tasks import run_task
+
+        settings = self.settings
+        return run_task(
+            task,
+            self.market,
+            self.host.fork,
+            settings.sandbox,
+            stage=self.stage,
+            cancel_fd=self.cancel_fd,
+            insecure_no_sandbox=settings.insecure_no_sandbox,
+            max_instances=settings.max_instances,
+            chunk_size=settings.sweep_chunk_size,
+        )
+
+    def stage(self, name: str) -> None:
+        """Tell the worker which stage the task has reached."""
+        write_frame(self.resp_fd, orjson.dumps({"stage": name}))
+
+    def restart_host(self) -> None:
+        """Let go of the sandbox host and start a fresh one."""
+        self.host.close()
+        self.host = SandboxHost.start(self.settings)
 
 
 def main(argv: list[str]) -> int:

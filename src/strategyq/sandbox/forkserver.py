@@ -411,35 +411,13 @@ class ForkClient:
             (e.g. DataError) for a bad request.
         """
         self.last_logs = result.Logs()
-        # A friendly error now, without running anything; the child runs the code
-        # compiled here from the checked tree.
-        program = child.with_calls(
-            checked_program(source) if check_policy else child.encode_program(source, None, None),
-            params,
-            runs,
-        )
+        program = _program(source, check_policy, params, runs)
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
         key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
-        if self._spare is not None and self._spare.key == key:
-            c, self._spare = self._spare, None
-        else:
-            self.close_spare()
-            c = self._ask(key, message)
-        self._confirm(c)
+        c = self._child_for(key, message)
         assert c.pid is not None and c.pidfd is not None and c.meta is not None
-        # Exit notices of earlier children (killed once they had answered) are not needed.
-        self._exits = {pid: v for pid, v in self._exits.items() if pid == c.pid}
         started = time.monotonic()
-        spare = None
-        if self.spares:
-            # The next task likely needs the same frame: have its child fork and lock
-            # down while this one runs and the engine works on its answer.
-            def spare() -> None:
-                with contextlib.suppress(HostGone):
-                    # This task's child is already running; the next task meets the news.
-                    self._spare = self._ask(key, message)
-
         instances, self.last_logs = feed_and_collect(
             c.pid,
             c.pidfd,
@@ -452,10 +430,52 @@ class ForkClient:
             reap=self._wait_exit,
             defer=lambda _pid: None,
             keep_columns=keep_columns,
-            after_feed=spare,
+            after_feed=self._spare_maker(key, message),
         )
         c.pidfd = None
         return instances, c.meta
+
+    def _child_for(self, key: bytes, message: dict[str, Any]) -> _Child:
+        """The confirmed child for ``key``: the spare if it matches, else a fresh one."""
+        if self._spare is not None and self._spare.key == key:
+            c, self._spare = self._spare, None
+        else:
+            self.close_spare()
+            c = self._ask(key, message)
+        self._confirm(c)
+        # Exit notices of earlier children (killed once they had answered) are not needed.
+        self._exits = {pid: v for pid, v in self._exits.items() if pid == c.pid}
+        return c
+
+    def _spare_maker(self, key: bytes, message: dict[str, Any]) -> Callable[[], None] | None:
+        """What asks for the next task's child once this one is fed (``None``: no spares)."""
+        if not self.spares:
+            return None
+
+        # The next task likely needs the same frame: have its child fork and lock
+        # down while this one runs and the engine works on its answer.
+        def spare() -> None:
+            with contextlib.suppress(HostGone):
+                # This task's child is already running; the next task meets the news.
+                self._spare = self._ask(key, message)
+
+        return spare
+
+
+def _program(
+    source: str,
+    check_policy: bool,
+    params: dict[str, Any] | None,
+    runs: list[dict[str, Any]] | None,
+) -> bytes:
+    """What a child reads from its source pipe: the program and its calls."""
+    # A friendly error now, without running anything; the child runs the code
+    # compiled here from the checked tree.
+    return child.with_calls(
+        checked_program(source) if check_policy else child.encode_program(source, None, None),
+        params,
+        runs,
+    )
 
 
 def feed_and_collect(

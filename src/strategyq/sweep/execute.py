@@ -11,20 +11,22 @@ trade model.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from strategyq.engine import backtest_metrics, run_backtest
+from strategyq.engine import Market, backtest_metrics, run_backtest
 from strategyq.errors import DataError, TaskValidationError
-from strategyq.protocol import ChunkArgs, SweepArgs, Task
+from strategyq.protocol import BacktestArgs, ChunkArgs, SweepArgs, Task
 from strategyq.queue import keys
 from strategyq.sandbox.result import ColumnRun
 from strategyq.sweep import folds as folding
 from strategyq.sweep.rank import best
 
 if TYPE_CHECKING:
+    from strategyq.data import LoadResult
     from strategyq.tasks import _Run
 
 
@@ -138,89 +140,129 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
     every combination and, for the chunk's best in training, its test-window
     metrics and equity curve.
     """
-    from strategyq.tasks import (
-        _benchmark_bars,
-        _data_warnings,
-        backtest_request,
-        engine_market,
-        model_for,
-    )
+    from strategyq.tasks import _benchmark_bars, backtest_request, engine_market
 
     bt = args.backtest
     request = backtest_request(bt)
-    if args.folds is None:
-        calls = [{"params": p, "until": None} for _, p in args.combinations]
-    else:
-        calls = [
-            {"params": p, "until": until}
-            for _, p in args.combinations
-            for f in args.folds
-            for until in (f["train_end"], f["test_end"])
-        ]
     loaded, outputs, shape = run.strategy_on(
-        bt.strategy_code, bt.symbols, request, "symbols", runs=calls, keep_columns=True
+        bt.strategy_code, bt.symbols, request, "symbols", runs=_calls(args), keep_columns=True
     )
     market = engine_market(loaded)
     bench = _benchmark_bars(bt, run.market) if bt.benchmark else None
     run.stage("computing_metrics")
+    engine = _ChunkEngine(bt, market, bench, run.max_instances)
+    if args.folds is None:
+        return _whole_range(args, engine, outputs, loaded, shape)
+    return {"folds": _walk_forward(args, args.folds, engine, outputs)}
+
+
+def _calls(args: ChunkArgs) -> list[dict[str, Any]]:
+    """The strategy calls of a chunk: one per combination, or two per combination and fold."""
+    if args.folds is None:
+        return [{"params": p, "until": None} for _, p in args.combinations]
+    return [
+        {"params": p, "until": until}
+        for _, p in args.combinations
+        for f in args.folds
+        for until in (f["train_end"], f["test_end"])
+    ]
+
+
+@dataclass(frozen=True)
+class _ChunkEngine:
+    """The engine's calls for one chunk: its backtest args, market and benchmark."""
+
+    bt: BacktestArgs
+    market: Market
+    bench: Market | None
+    max_instances: int
 
     def backtest(
-        instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime, full: bool
+        self,
+        instances: Any,
+        params: dict[str, Any],
+        start: dt.datetime,
+        end: dt.datetime,
+        full: bool,
     ) -> dict[str, Any]:
+        """The backtest of one call's instances with ``params``'s trade model."""
+        from strategyq.tasks import model_for
+
+        bt = self.bt
         # Full: every list a backtest task returns, for the best and the test windows.
         rows = instances.rows() if isinstance(instances, ColumnRun) else instances
-        cap = run.max_instances if full else 0
+        cap = self.max_instances if full else 0
         return run_backtest(
-            rows, market, model_for(bt, params), start=start, end=end,
-            max_instances=cap, max_trades=cap, benchmark=bench, benchmark_symbol=bt.benchmark,
+            rows, self.market, model_for(bt, params), start=start, end=end,
+            max_instances=cap, max_trades=cap, benchmark=self.bench, benchmark_symbol=bt.benchmark,
         )  # fmt: skip
 
     def metrics(
-        instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
+        self, instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
     ) -> dict[str, Any]:
+        """The performance metrics alone of one call's instances."""
+        from strategyq.tasks import model_for
+
+        bt = self.bt
         # The metrics alone, read from the columns when the child sent them so.
         given = instances.columns if isinstance(instances, ColumnRun) else instances
         return backtest_metrics(
-            given, market, model_for(bt, params), start=start, end=end,
-            benchmark=bench, benchmark_symbol=bt.benchmark,
+            given, self.market, model_for(bt, params), start=start, end=end,
+            benchmark=self.bench, benchmark_symbol=bt.benchmark,
         )  # fmt: skip
 
-    if args.folds is None:
-        rows = []
-        for (index, params), instances in zip(args.combinations, outputs, strict=True):
-            rows.append(
-                {"index": index, "params": params,
-                 "metrics": metrics(instances, params, bt.start, bt.end)}
-            )  # fmt: skip
-        top = best(rows, args.maximize)
-        position = next(
-            i for i, (index, _) in enumerate(args.combinations) if index == top["index"]
-        )
-        result = backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
-        # As a single backtest with these params reports it.
-        summary = result["summary"]
-        summary["data_shape"] = shape
-        summary["lookback_sessions"] = bt.lookback_sessions
-        summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
-        result["warnings"] = _data_warnings(loaded) + list(result.get("warnings", []))
-        result = {"success": True, "execution_mode": "backtest", **result}
-        return {
-            "rows": rows,
-            "best": {"index": top["index"], "params": top["params"], "result": result},
-        }
+
+def _whole_range(
+    args: ChunkArgs, engine: _ChunkEngine, outputs: list[Any], loaded: LoadResult, shape: list[int]
+) -> dict[str, Any]:
+    """Every combination's metrics over the whole range, and the best one's full backtest."""
+    from strategyq.tasks import _data_warnings
+
+    bt = args.backtest
+    rows = []
+    for (index, params), instances in zip(args.combinations, outputs, strict=True):
+        rows.append(
+            {"index": index, "params": params,
+             "metrics": engine.metrics(instances, params, bt.start, bt.end)}
+        )  # fmt: skip
+    top = best(rows, args.maximize)
+    position = next(i for i, (index, _) in enumerate(args.combinations) if index == top["index"])
+    result = engine.backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
+    # As a single backtest with these params reports it.
+    summary = result["summary"]
+    summary["data_shape"] = shape
+    summary["lookback_sessions"] = bt.lookback_sessions
+    summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
+    result["warnings"] = _data_warnings(loaded) + list(result.get("warnings", []))
+    result = {"success": True, "execution_mode": "backtest", **result}
+    return {
+        "rows": rows,
+        "best": {"index": top["index"], "params": top["params"], "result": result},
+    }
+
+
+def _walk_forward(
+    args: ChunkArgs,
+    folds: tuple[dict[str, Any], ...],
+    engine: _ChunkEngine,
+    outputs: list[Any],
+) -> list[dict[str, Any]]:
+    """Per fold: every combination's training metrics, and the best one's test window."""
     per_fold: list[dict[str, Any]] = []
-    n_folds = len(args.folds)
-    for k, fold in enumerate(args.folds):
+    n_folds = len(folds)
+    for k, fold in enumerate(folds):
         train_rows, tests = [], {}
         for c, (index, params) in enumerate(args.combinations):
             train_out = outputs[(c * n_folds + k) * 2]
             test_out = outputs[(c * n_folds + k) * 2 + 1]
-            train = metrics(train_out, params, _day(fold["train_start"]), _day(fold["train_end"]))
+            train_start, train_end = _day(fold["train_start"]), _day(fold["train_end"])
+            train = engine.metrics(train_out, params, train_start, train_end)
             train_rows.append({"index": index, "params": params, "metrics": train})
             tests[index] = (test_out, params)
         top = best(train_rows, args.maximize)
         test_out, params = tests[int(top["index"])]
-        test = backtest(test_out, params, _day(fold["test_start"]), _day(fold["test_end"]), False)
+        test_start, test_end = _day(fold["test_start"]), _day(fold["test_end"])
+        test = engine.backtest(test_out, params, test_start, test_end, False)
         per_fold.append(
             {
                 "fold": fold["fold"],
@@ -235,4 +277,4 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
                 },
             }
         )
-    return {"folds": per_fold}
+    return per_fold

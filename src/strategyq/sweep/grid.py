@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strategyq.errors import TaskValidationError
-from strategyq.sweep.constraint import Constraint, parse_constraint
+from strategyq.sweep.constraint import parse_constraint
 
 Scalar = int | float | str | bool
 MAX_NAME_CHARS = 64
@@ -70,6 +70,10 @@ def _check_value(name: str, value: Any) -> Scalar:
     )
 
 
+_Expansion = tuple[tuple[str, ...], list[dict[str, Scalar]], dict[str, tuple[Scalar, ...]], int]
+"""A grid's names, combinations, distinct values per name, and combination count."""
+
+
 def expand(param_grid: Any, constraint: Any = None, *, max_combinations: int = 10_000) -> Grid:
     """Validate and expand ``param_grid``, filter it with ``constraint``, and cap its size.
 
@@ -79,52 +83,9 @@ def expand(param_grid: Any, constraint: Any = None, *, max_combinations: int = 1
             (the message says how many and which setting raises the cap).
     """
     if isinstance(param_grid, Mapping):
-        names = tuple(_check_name(n) for n in param_grid)
-        if not names:
-            raise TaskValidationError(
-                "args.param_grid is empty; give each parameter a list of values, e.g. "
-                '{"fast": [5, 10, 20], "slow": [50, 100]}'
-            )
-        axes: dict[str, tuple[Scalar, ...]] = {}
-        for name in names:
-            values = param_grid[name]
-            if not isinstance(values, list) or not values:
-                raise TaskValidationError(
-                    f"args.param_grid[{name!r}] must be a non-empty list of values, got "
-                    f"{_show(values)}"
-                )
-            checked = tuple(_check_value(name, v) for v in values)
-            unique = tuple(dict.fromkeys((type(v), v) for v in checked))
-            if len(unique) != len(checked):
-                raise TaskValidationError(f"args.param_grid[{name!r}] lists a value twice")
-            axes[name] = checked
-        expanded = math.prod(len(v) for v in axes.values())
-        _cap(expanded, max_combinations, "expands to")
-        combos = [
-            dict(zip(names, values, strict=True))
-            for values in itertools.product(*(axes[n] for n in names))
-        ]
+        names, combos, axes, expanded = _expand_axes(param_grid, max_combinations)
     elif isinstance(param_grid, list):
-        if not param_grid:
-            raise TaskValidationError("args.param_grid is an empty list of combinations")
-        _cap(len(param_grid), max_combinations, "lists")
-        first = param_grid[0]
-        if not isinstance(first, Mapping) or not first:
-            raise TaskValidationError(
-                "args.param_grid as a list must hold combinations like "
-                f'{{"fast": 5, "slow": 50}}, got {_show(first)} at [0]'
-            )
-        names = tuple(_check_name(n) for n in first)
-        combos = []
-        for i, combo in enumerate(param_grid):
-            if not isinstance(combo, Mapping) or set(combo) != set(names):
-                raise TaskValidationError(
-                    f"args.param_grid[{i}] must set exactly the parameters "
-                    f"{', '.join(names)}, got {_show(combo)}"
-                )
-            combos.append({n: _check_value(n, combo[n]) for n in names})
-        expanded = len(combos)
-        axes = {n: tuple(dict.fromkeys(c[n] for c in combos)) for n in names}
+        names, combos, axes, expanded = _expand_list(param_grid, max_combinations)
     else:
         raise TaskValidationError(
             "args.param_grid must be an object of value lists "
@@ -135,7 +96,6 @@ def expand(param_grid: Any, constraint: Any = None, *, max_combinations: int = 1
         raise TaskValidationError(
             f"args.param_grid has {len(names)} parameters; the limit is {MAX_PARAMS}"
         )
-    rule: Constraint | None = None
     if constraint is not None:
         rule = parse_constraint(constraint, names)
         combos = [c for c in combos if rule.allows(c)]
@@ -145,6 +105,59 @@ def expand(param_grid: Any, constraint: Any = None, *, max_combinations: int = 1
                 "loosen it or widen the grid"
             )
     return Grid(names=names, combinations=tuple(combos), axes=axes, expanded=expanded)
+
+
+def _expand_axes(param_grid: Mapping[Any, Any], max_combinations: int) -> _Expansion:
+    """Every combination of a mapping of parameter name to its list of values."""
+    names = tuple(_check_name(n) for n in param_grid)
+    if not names:
+        raise TaskValidationError(
+            "args.param_grid is empty; give each parameter a list of values, e.g. "
+            '{"fast": [5, 10, 20], "slow": [50, 100]}'
+        )
+    axes: dict[str, tuple[Scalar, ...]] = {}
+    for name in names:
+        values = param_grid[name]
+        if not isinstance(values, list) or not values:
+            raise TaskValidationError(
+                f"args.param_grid[{name!r}] must be a non-empty list of values, got {_show(values)}"
+            )
+        checked = tuple(_check_value(name, v) for v in values)
+        unique = tuple(dict.fromkeys((type(v), v) for v in checked))
+        if len(unique) != len(checked):
+            raise TaskValidationError(f"args.param_grid[{name!r}] lists a value twice")
+        axes[name] = checked
+    expanded = math.prod(len(v) for v in axes.values())
+    _cap(expanded, max_combinations, "expands to")
+    combos = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(axes[n] for n in names))
+    ]
+    return names, combos, axes, expanded
+
+
+def _expand_list(param_grid: list[Any], max_combinations: int) -> _Expansion:
+    """A list of explicit combinations, each setting the same parameters."""
+    if not param_grid:
+        raise TaskValidationError("args.param_grid is an empty list of combinations")
+    _cap(len(param_grid), max_combinations, "lists")
+    first = param_grid[0]
+    if not isinstance(first, Mapping) or not first:
+        raise TaskValidationError(
+            "args.param_grid as a list must hold combinations like "
+            f'{{"fast": 5, "slow": 50}}, got {_show(first)} at [0]'
+        )
+    names = tuple(_check_name(n) for n in first)
+    combos = []
+    for i, combo in enumerate(param_grid):
+        if not isinstance(combo, Mapping) or set(combo) != set(names):
+            raise TaskValidationError(
+                f"args.param_grid[{i}] must set exactly the parameters "
+                f"{', '.join(names)}, got {_show(combo)}"
+            )
+        combos.append({n: _check_value(n, combo[n]) for n in names})
+    axes = {n: tuple(dict.fromkeys(c[n] for c in combos)) for n in names}
+    return names, combos, axes, len(combos)
 
 
 def _cap(count: int, max_combinations: int, verb: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import orjson
 
@@ -96,12 +97,7 @@ class SweepWorker:
         args = orjson.loads(task.raw)["args"]
         index, count = int(args["chunk"]), len(args["combinations"])
         if not outcome.ok:
-            chunk_record = records.error(outcome.error, outcome.error_type, sweep_id=sweep_id)
-            sweep_record = records.error(
-                outcome.error, outcome.error_type, chunk=index, worker_id=self.worker_id
-            )
-            verdict = self._finish(run, chunk_record, sweep_record, failed=True)
-            return "failed" if verdict == "written" else verdict
+            return self._chunk_failed(run, outcome, sweep_id, index)
         chunk_record = dumps(
             envelope(
                 Status.COMPLETED,
@@ -128,6 +124,20 @@ class SweepWorker:
         )
         if plan_raw is None:
             return ChunkVerdict.OVER.value
+        verdict = self._finish(run, chunk_record, self._sweep_record(plan_raw, done, chunk_values))
+        return "completed" if verdict == "written" else verdict
+
+    def _chunk_failed(self, run: InFlight, outcome: RunOutcome, sweep_id: str, index: int) -> str:
+        """Fail the sweep with the chunk's error (``failed``: this run's error is the sweep's)."""
+        chunk_record = records.error(outcome.error, outcome.error_type, sweep_id=sweep_id)
+        sweep_record = records.error(
+            outcome.error, outcome.error_type, chunk=index, worker_id=self.worker_id
+        )
+        verdict = self._finish(run, chunk_record, sweep_record, failed=True)
+        return "failed" if verdict == "written" else verdict
+
+    def _sweep_record(self, plan_raw: Any, done: int, chunk_values: dict[Any, Any]) -> bytes:
+        """The sweep's result record, assembled from its plan and every chunk's answer."""
         plan = orjson.loads(plan_raw)
         chunks = {int(text(k)): orjson.loads(v) for k, v in chunk_values.items()}
         data = assemble(plan, chunks, self.settings.sweep_max_results)
@@ -148,8 +158,7 @@ class SweepWorker:
             data["results_returned"] = len(data["results"])
             data["results_truncated"] = True
             record = dumps(envelope(Status.COMPLETED, data))
-        verdict = self._finish(run, chunk_record, record)
-        return "completed" if verdict == "written" else verdict
+        return record
 
     def _finish(
         self, run: InFlight, chunk_record: bytes, sweep_record: bytes, *, failed: bool = False
