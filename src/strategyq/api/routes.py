@@ -91,6 +91,7 @@ def build(state: ApiState) -> APIRouter:
     _add_queue(router, state, read)
     _add_dead_letters(router, state, read, write)
     _add_schedules(router, state, read, write)
+    _add_schedule_actions(router, state, write)
     return router
 
 
@@ -327,7 +328,7 @@ CONFLICT = {
 
 
 def _add_schedules(router: APIRouter, state: ApiState, read: Any, write: Any) -> None:
-    """List, add, read, pause, resume, run and remove schedules (``strategyq schedule …``)."""
+    """List, add and read schedules (``strategyq schedule …``)."""
     client = state.client
 
     @router.get(
@@ -360,6 +361,11 @@ def _add_schedules(router: APIRouter, state: ApiState, read: Any, write: Any) ->
     )
     def get_one(name: ScheduleName, who: Principal = read) -> dict[str, Any]:
         return _schedule_out(schedule_state(client, name), who)
+
+
+def _add_schedule_actions(router: APIRouter, state: ApiState, write: Any) -> None:
+    """Pause, resume, run now and remove a schedule."""
+    client = state.client
 
     @router.post(
         "/schedules/{name}/pause",
