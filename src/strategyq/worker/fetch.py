@@ -10,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import redis
 
-from strategyq.executor.client import ExecutorProcess
+from strategyq.executor.interface import Executor
 from strategyq.queue import StopReason, TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.worker.inflight import InFlightTasks
@@ -80,7 +80,7 @@ class FetchLoop:
             self.runner.inflight.hold(raw)
             self._futures.add(self._threads.submit(self._run_one, raw, executor))
 
-    def _run_one(self, raw: bytes, executor: ExecutorProcess) -> None:
+    def _run_one(self, raw: bytes, executor: Executor) -> None:
         try:
             executor = self.runner.handle(raw, executor)
         finally:

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategyq.executor.client import ExecutorProcess
+from strategyq.executor.interface import Executor
 from strategyq.protocol.envelope import Envelope
 from strategyq.queue import Stage, StopReason
 
@@ -20,7 +20,7 @@ class InFlight:
     task: Envelope
     token: str
     attempt: int
-    executor: ExecutorProcess
+    executor: Executor
     started_at: str
     started: float = field(default_factory=time.monotonic)
     stop_reason: StopReason | None = None

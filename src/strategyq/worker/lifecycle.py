@@ -16,10 +16,10 @@ from typing import Any
 from strategyq.executor.client import (
     ExecutorDied,
     ExecutorHung,
-    ExecutorProcess,
     ExecutorStopped,
     RunOutcome,
 )
+from strategyq.executor.interface import Executor
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
 from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
@@ -74,7 +74,7 @@ class TaskRunner:
         metrics: WorkerMetrics,
         health: RedisHealth,
         hooks: Hooks,
-        replace: Callable[[ExecutorProcess], ExecutorProcess],
+        replace: Callable[[Executor], Executor],
     ) -> None:
         self.tasks = tasks
         self.replace = replace
@@ -87,7 +87,7 @@ class TaskRunner:
         self.tally = Tally()
         self.sweeps = SweepWorker(tasks, settings, worker_id, health)
 
-    def handle(self, raw: bytes, executor: ExecutorProcess) -> ExecutorProcess:
+    def handle(self, raw: bytes, executor: Executor) -> Executor:
         """Run one message taken off the queue; never raises.
 
         Returns:
@@ -102,7 +102,7 @@ class TaskRunner:
             log.exception("unexpected failure handling a task; it goes back to the queue")
         return slot[0]
 
-    def _handle(self, raw: bytes, slot: list[ExecutorProcess]) -> None:
+    def _handle(self, raw: bytes, slot: list[Executor]) -> None:
         executor = slot[0]
         s = self.settings
         try:
@@ -123,7 +123,7 @@ class TaskRunner:
         finally:
             self.metrics.set_in_flight(self.inflight.remove(task.task_id))
 
-    def _claim(self, task: Envelope, executor: ExecutorProcess) -> InFlight | None:
+    def _claim(self, task: Envelope, executor: Executor) -> InFlight | None:
         task_id = task.task_id
         started_at = utc_now_iso()
         if task.task_type is TaskType.SWEEP_CHUNK and task.sweep_id is not None:
@@ -199,7 +199,7 @@ class TaskRunner:
             limit = min(limit, asked)
         return limit + self.settings.executor_margin_s
 
-    def _execute(self, run: InFlight, slot: list[ExecutorProcess]) -> RunOutcome:
+    def _execute(self, run: InFlight, slot: list[Executor]) -> RunOutcome:
         task_id = run.task.task_id
         clock = _StageClock(self.metrics, run.task.task_type.value)
 
@@ -223,7 +223,7 @@ class TaskRunner:
             clock.enter(None)
 
     def _run_guarded(
-        self, run: InFlight, on_stage: Callable[[str], None], slot: list[ExecutorProcess]
+        self, run: InFlight, on_stage: Callable[[str], None], slot: list[Executor]
     ) -> RunOutcome:
         """Run under the worker's deadline; a run whose executor died or hung runs once
         more in a fresh executor (as for a killed sandbox host), then fails with the reason."""
