@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import redis
@@ -129,8 +129,16 @@ class WorkerProcess:
         self._join_pump()
 
 
+class SpawnWorker(Protocol):
+    """The ``spawn_worker`` fixture: start a worker process (stopped after the test)."""
+
+    def __call__(
+        self, worker_id: str = "w1", *args: str, env: dict[str, str] | None = None
+    ) -> WorkerProcess: ...
+
+
 @pytest.fixture
-def spawn_worker(worker_env: dict[str, str]) -> Iterator[Any]:
+def spawn_worker(worker_env: dict[str, str]) -> Iterator[SpawnWorker]:
     started: list[WorkerProcess] = []
 
     def spawn(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import redis
 
+from tests.integration.conftest import SpawnWorker
+
 ROOT = Path(__file__).resolve().parents[2]
 SEED_CLIENT = 'redis.Redis(host="cache", port=6379, decode_responses=True)'
 
@@ -30,7 +32,7 @@ def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_python_example_runs(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     code = readme_python_snippets()[0]
     assert SEED_CLIENT in code, "the example should keep the seed's client line"
@@ -38,19 +40,19 @@ def test_readme_python_example_runs(
     code = code.replace(
         SEED_CLIENT, f"redis.Redis.from_url({worker_env['REDIS_URL']!r}, decode_responses=True)"
     )
-    spawn_worker("readme")  # type: ignore[operator]
+    spawn_worker("readme")
     done = run(code, worker_env)
     assert done.returncode == 0, done.stderr
     assert re.match(r"Found \d+ signals in \d+\.\d+s", done.stdout), done.stdout
 
 
 def test_readme_connect_snippet_runs_literally(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     """``strategyq.connect()`` reads REDIS_URL like every strategyq command: no edits needed."""
     snippets = [s for s in readme_python_snippets() if "strategyq.connect()" in s]
     assert snippets, "the README lost its strategyq.connect() snippet"
-    spawn_worker("readme-connect")  # type: ignore[operator]
+    spawn_worker("readme-connect")
     for code in snippets:
         done = run(code, worker_env)
         assert done.returncode == 0, done.stderr

@@ -56,9 +56,12 @@ def burst(
         return made[-1]
 
     worker = Worker(
-        replace(settings, **changes), burst=True, handle_signals=False, hooks=hooks,
+        replace(settings, **changes),
+        burst=True,
+        handle_signals=False,
+        hooks=hooks,
         executor_factory=factory,
-    )  # fmt: skip
+    )
     assert worker.run() == 0
     assert made and all(isinstance(e, InProcessExecutor) for e in made)
     return worker
@@ -67,8 +70,9 @@ def burst(
 def test_a_backtest_and_a_screen_complete_with_their_stages(
     redis_client: redis.Redis, settings: Settings, host: SandboxHost
 ) -> None:
-    add_backtest_task(redis_client, "ip-bt", CODE, SYMBOLS, START, END,
-                      params={"fast": 10, "slow": 50})  # fmt: skip
+    add_backtest_task(
+        redis_client, "ip-bt", CODE, SYMBOLS, START, END, params={"fast": 10, "slow": 50}
+    )
     add_screening_task(redis_client, "ip-screen", source("momentum_screen"), SYMBOLS, limit=5)
     stages = Stages()
     worker = burst(settings, host, stages)
@@ -82,8 +86,12 @@ def test_a_backtest_and_a_screen_complete_with_their_stages(
     assert screen["data"]["execution_mode"] == "screening"
     for task_id in ("ip-bt", "ip-screen"):
         assert stages.seen[task_id] == [
-            "claimed", "loading_data", "running_strategy", "computing_metrics", "finishing",
-        ]  # fmt: skip
+            "claimed",
+            "loading_data",
+            "running_strategy",
+            "computing_metrics",
+            "finishing",
+        ]
     assert worker.layers == host.layers
     assert not redis_client.exists(keys.processing(worker.worker_id))
 
@@ -98,8 +106,9 @@ def test_bad_args_and_a_failing_strategy_are_error_results_and_the_worker_goes_o
     )
     failing = "def strategy(df):\n    print('about to fail')\n    raise ValueError('boom')\n"
     add_backtest_task(redis_client, "ip-fail", failing, SYMBOLS, START, END)
-    add_backtest_task(redis_client, "ip-after", CODE, SYMBOLS, START, END,
-                      params={"fast": 5, "slow": 20})  # fmt: skip
+    add_backtest_task(
+        redis_client, "ip-after", CODE, SYMBOLS, START, END, params={"fast": 5, "slow": 20}
+    )
     burst(settings, host)
     bad = get_task_result(redis_client, "ip-bad")
     assert bad is not None and bad["status"] == "error", bad
@@ -116,8 +125,9 @@ def test_a_sweep_fans_out_and_its_chunks_assemble(
     redis_client: redis.Redis, settings: Settings, host: SandboxHost
 ) -> None:
     grid = {"fast": [5, 10, 20], "slow": [50, 100]}
-    add_sweep_task(redis_client, "ip-sweep", CODE, SYMBOLS, START, END, grid,
-                   maximize="total_return", top_n=6)  # fmt: skip
+    add_sweep_task(
+        redis_client, "ip-sweep", CODE, SYMBOLS, START, END, grid, maximize="total_return", top_n=6
+    )
     burst(settings, host, sweep_chunk_size=2)
     result = get_task_result(redis_client, "ip-sweep")
     assert result is not None and result["status"] == "completed", result

@@ -397,8 +397,10 @@ def test_a_stop_gapped_through_at_the_open_frees_its_slot_at_that_open() -> None
     )
     trades = {t["ticker"]: t for t in result["trades"]}
     assert (trades["A"]["exit_reason"], trades["A"]["exit_price"], trades["A"]["exit_date"]) == (
-        "stop_loss", 94.0, day(2)
-    )  # fmt: skip
+        "stop_loss",
+        94.0,
+        day(2),
+    )
     assert (trades["B"]["entry_date"], trades["B"]["entry_price"]) == (day(2), 100.0)
     assert result["summary"]["signals_skipped_max_positions"] == 0
 
@@ -448,8 +450,10 @@ def test_a_row_with_entry_and_exit_under_close_entries_and_next_open_exits(
     close, so it closes the position held before *and* the one its entry opened."""
     df = rising("AAA", 12)
     model: dict[str, Any] = {
-        "entry": "close", "exit_on": "next_open", "max_entries_per_ticker": per_ticker,
-    }  # fmt: skip
+        "entry": "close",
+        "exit_on": "next_open",
+        "max_entries_per_ticker": per_ticker,
+    }
     held = backtest(_entry_exit_rows([(1, True, False), (4, True, True)]), df, **model)
     trades = [(t["signal_date"], t["exit_date"], t["exit_reason"]) for t in held["trades"]]
     closed_by_the_row = (day(5), "exit_signal")

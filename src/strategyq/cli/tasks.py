@@ -17,7 +17,8 @@ from rich.table import Table
 from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
 from strategyq.client import add_sweep_task, cancel_task, get_task_result, submit_task
-from strategyq.protocol.args import TaskArg, args_for
+from strategyq.errors import TaskValidationError
+from strategyq.protocol.args import TaskArg, args_for, parse_hold_days
 from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.queue import TaskQueue
@@ -61,19 +62,6 @@ def parse_grid(options: list[str]) -> dict[str, list[Any]]:
             raise fail(f"--grid {option!r} must look like NAME=V1,V2,… (e.g. fast=5,10,20)")
         grid[name.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
     return grid
-
-
-def _hold_days(value: str) -> int | None:
-    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
-    text = value.strip().lower()
-    if text in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise fail(
-            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
-        ) from None
 
 
 def _split(value: str) -> list[str]:
@@ -129,8 +117,11 @@ def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
                 args[arg.name] = _split(value) if arg.kind is list else value
         r = client()
         _warn_without_workers(r)
-        message = {"task_id": given["task_id"] or str(uuid.uuid4()), "task_type": task_type.value,
-                   "args": args}  # fmt: skip
+        message = {
+            "task_id": given["task_id"] or str(uuid.uuid4()),
+            "task_type": task_type.value,
+            "args": args,
+        }
         tid = submit_task(r, message)
         _after_submit(r, tid, given["wait"], given["as_json"], given["timeout"])
 
@@ -240,7 +231,10 @@ def _sweep_options(
         if v is not None
     }
     if hold_days is not None:
-        options["hold_days"] = _hold_days(hold_days)
+        try:
+            options["hold_days"] = parse_hold_days(hold_days)
+        except TaskValidationError as exc:
+            raise fail(str(exc)) from None
     if heatmap:
         options["heatmap_params"] = _split(heatmap)
     return options

@@ -125,9 +125,17 @@ def simulate(
         # A trade leaving at an open meets no stop on that session: the exit fills first.
         checked_to = exit_row - at_open.astype(np.int64)
         _apply_stops(
-            market, model, entries.sig_row, checked_to, exit_row, entries.entry_price,
-            entries.short, exit_price, reason, at_open,
-        )  # fmt: skip
+            market,
+            model,
+            entries.sig_row,
+            checked_to,
+            exit_row,
+            entries.entry_price,
+            entries.short,
+            exit_price,
+            reason,
+            at_open,
+        )
         stopped = np.isin(reason, (EXIT_STOP, EXIT_TARGET, EXIT_TRAILING))
         exit_source[stopped] = -1
     candidates, unpriced_exits = _priced_candidates(
@@ -329,13 +337,34 @@ def _apply_stops(
     sign, stop_l, target_l = _stop_levels(model, entry, short)
     trail = model.trailing_stop_pct
     if trail is None:
-        _fixed_stops(market, sig_row, checked_to, exit_row, short, exit_price, reason, at_open,
-                     stop_l, target_l)  # fmt: skip
+        _fixed_stops(
+            market,
+            sig_row,
+            checked_to,
+            exit_row,
+            short,
+            exit_price,
+            reason,
+            at_open,
+            stop_l,
+            target_l,
+        )
         return
     _trailing_stops(
-        market, trail, sig_row, checked_to, exit_row, entry, short, exit_price, reason, at_open,
-        sign, stop_l, target_l,
-    )  # fmt: skip
+        market,
+        trail,
+        sig_row,
+        checked_to,
+        exit_row,
+        entry,
+        short,
+        exit_price,
+        reason,
+        at_open,
+        sign,
+        stop_l,
+        target_l,
+    )
 
 
 def _stop_levels(

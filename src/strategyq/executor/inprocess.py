@@ -27,6 +27,7 @@ from strategyq.executor.client import ExecutorDied, RunOutcome
 from strategyq.executor.main import INTERNAL_ERROR, SandboxHost, error_fields, parse_request
 from strategyq.executor.run.dispatch import run_task
 from strategyq.executor.run.payload import fit_payload
+from strategyq.protocol.results import Stage
 from strategyq.protocol.task import Task
 from strategyq.sandbox.forkserver import HostGone
 from strategyq.settings import Settings
@@ -69,7 +70,7 @@ class InProcessExecutor:
         return self.wait_ready()
 
     def run(
-        self, raw: bytes, on_stage: Callable[[str], None], *, deadline_s: float | None = None
+        self, raw: bytes, on_stage: Callable[[Stage], None], *, deadline_s: float | None = None
     ) -> RunOutcome:
         """Run one task message here; ``deadline_s`` is not enforced (the sandbox's limit is)."""
         with self._lock:
@@ -98,7 +99,7 @@ class InProcessExecutor:
                 return RunOutcome(ok=False, error=INTERNAL_ERROR, error_type="internal")
             return RunOutcome(ok=True, data=body)
 
-    def _run(self, task: Task, on_stage: Callable[[str], None]) -> dict[str, Any]:
+    def _run(self, task: Task, on_stage: Callable[[Stage], None]) -> dict[str, Any]:
         assert self._host is not None and self._market is not None
         s = self.settings
         return run_task(

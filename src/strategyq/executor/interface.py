@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from strategyq.executor.client import RunOutcome
+from strategyq.protocol.results import Stage
 from strategyq.settings import Settings
 
 
@@ -32,7 +33,7 @@ class Executor(Protocol):
         """:meth:`spawn` then :meth:`wait_ready`."""
 
     def run(
-        self, raw: bytes, on_stage: Callable[[str], None], *, deadline_s: float | None = None
+        self, raw: bytes, on_stage: Callable[[Stage], None], *, deadline_s: float | None = None
     ) -> RunOutcome:
         """Run one task message; ``on_stage`` hears each stage name as it starts.
 

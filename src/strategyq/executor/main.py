@@ -34,6 +34,7 @@ from strategyq.settings import Settings
 
 if TYPE_CHECKING:
     from strategyq.data import MarketData
+    from strategyq.protocol.results import Stage
     from strategyq.protocol.task import Task
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,10 @@ class _Executor:
             if guard.fired is not None:
                 # Interrupted anywhere, maybe between a message from the sandbox host
                 # and its bookkeeping: a fresh host is the known-good state.
-                log.warning("task stopped by the watchdog (%s); restarting the sandbox host",
-                            guard.fired.error_type)  # fmt: skip
+                log.warning(
+                    "task stopped by the watchdog (%s); restarting the sandbox host",
+                    guard.fired.error_type,
+                )
                 self.restart_host()
         return b'{"ok":true,"data":' + body + b"}"
 
@@ -213,7 +216,7 @@ class _Executor:
             chunk_size=settings.sweep_chunk_size,
         )
 
-    def stage(self, name: str) -> None:
+    def stage(self, name: Stage) -> None:
         """Tell the worker which stage the task has reached."""
         write_frame(self.resp_fd, orjson.dumps({"stage": name}))
 

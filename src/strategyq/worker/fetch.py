@@ -94,8 +94,11 @@ class FetchLoop:
         if pending:
             log.info("waiting up to %.0fs for %d task(s)", grace_period_s, len(pending))
         while pending and time.monotonic() < deadline:
-            wait(pending, timeout=min(0.2, max(deadline - time.monotonic(), 0.01)),
-                 return_when=FIRST_COMPLETED)  # fmt: skip
+            wait(
+                pending,
+                timeout=min(0.2, max(deadline - time.monotonic(), 0.01)),
+                return_when=FIRST_COMPLETED,
+            )
             pending = {f for f in pending if not f.done()}
         if pending:
             inflight.stop_all(StopReason.SHUTDOWN)

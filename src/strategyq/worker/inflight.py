@@ -10,7 +10,8 @@ from typing import Any
 
 from strategyq.executor.interface import Executor
 from strategyq.protocol.envelope import Envelope
-from strategyq.queue import Stage, StopReason
+from strategyq.protocol.results import Stage
+from strategyq.queue import StopReason
 
 
 @dataclass
@@ -24,8 +25,8 @@ class InFlight:
     started_at: str
     started: float = field(default_factory=time.monotonic)
     stop_reason: StopReason | None = None
-    stage: str = Stage.STARTING
-    stage_written: str = Stage.STARTING
+    stage: Stage = Stage.STARTING
+    stage_written: Stage = Stage.STARTING
 
     def stop(self, reason: StopReason) -> bool:
         """Kill the run's sandbox; the first reason asked is the one that counts.

@@ -23,7 +23,7 @@ from strategyq.executor.interface import Executor
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
 from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
-from strategyq.protocol.results import Status, utc_now_iso
+from strategyq.protocol.results import Stage, Status, utc_now_iso
 from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, TaskQueue, records
 from strategyq.settings import Settings
 from strategyq.worker.hooks import Hooks
@@ -118,7 +118,7 @@ class TaskRunner:
         self.metrics.set_in_flight(self.inflight.add(run))
         try:
             outcome = self._execute(run, slot)
-            self.hooks.at_stage(task.task_id, "finishing")
+            self.hooks.at_stage(task.task_id, Stage.FINISHING)
             self._finish(run, outcome)
         finally:
             self.metrics.set_in_flight(self.inflight.remove(task.task_id))
@@ -142,12 +142,17 @@ class TaskRunner:
             )
             if claim.verdict is ClaimVerdict.SKIP:
                 self.tally.skipped += 1
-                log.info("task %s is already %s; skipped", task_id, claim.status,
-                         extra={"task_id": task_id})  # fmt: skip
+                log.info(
+                    "task %s is already %s; skipped",
+                    task_id,
+                    claim.status,
+                    extra={"task_id": task_id},
+                )
             else:
                 self.tally.cancelled += 1
-                log.info("task %s was cancelled before it started", task_id,
-                         extra={"task_id": task_id})  # fmt: skip
+                log.info(
+                    "task %s was cancelled before it started", task_id, extra={"task_id": task_id}
+                )
             return None
         run = InFlight(task, claim.token, claim.attempt, executor, started_at)
         self.metrics.task_started(task.task_type.value)
@@ -164,7 +169,7 @@ class TaskRunner:
                 "strategy": strategy_fingerprint(task.strategy_code or ""),
             },
         )
-        self.hooks.at_stage(task_id, "claimed")
+        self.hooks.at_stage(task_id, Stage.CLAIMED)
         return run
 
     def _duplicate(self, task: Envelope, status: str) -> None:
@@ -203,7 +208,7 @@ class TaskRunner:
         task_id = run.task.task_id
         clock = _StageClock(self.metrics, run.task.task_type.value)
 
-        def on_stage(stage: str) -> None:
+        def on_stage(stage: Stage) -> None:
             clock.enter(stage)
             self.hooks.at_stage(task_id, stage)
             # Written by the watcher thread: progress is off the task's critical path.
@@ -223,7 +228,7 @@ class TaskRunner:
             clock.enter(None)
 
     def _run_guarded(
-        self, run: InFlight, on_stage: Callable[[str], None], slot: list[Executor]
+        self, run: InFlight, on_stage: Callable[[Stage], None], slot: list[Executor]
     ) -> RunOutcome:
         """Run under the worker's deadline; a run whose executor died or hung runs once
         more in a fresh executor (as for a killed sandbox host), then fails with the reason."""
@@ -459,10 +464,10 @@ class _StageClock:
     def __init__(self, metrics: WorkerMetrics, task_type: str) -> None:
         self.metrics = metrics
         self.task_type = task_type
-        self.stage: str | None = None
+        self.stage: Stage | None = None
         self.since = time.monotonic()
 
-    def enter(self, stage: str | None) -> None:
+    def enter(self, stage: Stage | None) -> None:
         now = time.monotonic()
         if self.stage is not None:
             self.metrics.stage_duration(self.task_type, self.stage, now - self.since)

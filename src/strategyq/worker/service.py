@@ -184,9 +184,14 @@ class Worker:
             schedules = ScheduleThread(ticker, self.settings.schedule_interval_s)
             schedules.start()
         loop = FetchLoop(
-            self.tasks, self.worker_id, pool, runner, self.health,
-            burst=self.burst, stopping=self._stopping,
-        )  # fmt: skip
+            self.tasks,
+            self.worker_id,
+            pool,
+            runner,
+            self.health,
+            burst=self.burst,
+            stopping=self._stopping,
+        )
         log.info(
             "worker %s started: queue %s, concurrency %d, sandbox layers %s",
             self.worker_id,
