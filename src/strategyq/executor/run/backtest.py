@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from strategyq.data import MarketData
+from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, run_backtest
 from strategyq.errors import DataError
 from strategyq.executor.run.context import (
@@ -59,12 +59,19 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
         benchmark=benchmark,
         benchmark_symbol=args.benchmark,
     )
+    payload.update(ctx.fork.last_logs.fields())
+    return backtest_result(payload, args, loaded, shape)
+
+
+def backtest_result(
+    payload: dict[str, Any], args: BacktestArgs, loaded: LoadResult, shape: list[int]
+) -> dict[str, Any]:
+    """The engine's backtest with what the task adds: the data's shape and notes."""
     summary = payload["summary"]
     summary["data_shape"] = shape
     summary["lookback_sessions"] = args.lookback_sessions
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
     payload["warnings"] = data_warnings(loaded) + list(payload.get("warnings", []))
-    payload.update(ctx.fork.last_logs.fields())
     return {"success": True, "execution_mode": "backtest", **payload}
 
 

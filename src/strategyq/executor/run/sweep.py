@@ -19,10 +19,14 @@ import numpy as np
 from strategyq.data import LoadResult
 from strategyq.engine import Market, backtest_metrics, run_backtest
 from strategyq.errors import DataError, TaskValidationError
-from strategyq.executor.run.backtest import backtest_request, benchmark_bars, model_for
+from strategyq.executor.run.backtest import (
+    backtest_request,
+    backtest_result,
+    benchmark_bars,
+    model_for,
+)
 from strategyq.executor.run.context import (
     RunContext,
-    data_warnings,
     engine_market,
     no_data_message,
 )
@@ -206,12 +210,7 @@ def _whole_range(
     position = next(i for i, (index, _) in enumerate(args.combinations) if index == top["index"])
     result = engine.backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
     # As a single backtest with these params reports it.
-    summary = result["summary"]
-    summary["data_shape"] = shape
-    summary["lookback_sessions"] = bt.lookback_sessions
-    summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
-    result["warnings"] = data_warnings(loaded) + list(result.get("warnings", []))
-    result = {"success": True, "execution_mode": "backtest", **result}
+    result = backtest_result(result, bt, loaded, shape)
     return {
         "rows": rows,
         "best": {"index": top["index"], "params": top["params"], "result": result},
