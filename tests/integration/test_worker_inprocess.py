@@ -2,18 +2,15 @@
 
 Claims, stages, terminal writes, validation errors, strategy errors and a
 sweep's fan-out and fan-in run as in production; only the executor process is
-left out (one sandbox host serves the module). Crash, sandbox and end-to-end
+left out (one sandbox host serves the session). Crash, sandbox and end-to-end
 tests keep the real process chain (test_e2e.py, test_reliability.py, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from strategyq import add_backtest_task, add_screening_task, add_sweep_task, get_task_result
@@ -28,14 +25,6 @@ from strategyq.worker import Hooks, Worker
 CODE = source("sma_params")
 SYMBOLS = ["AAPL", "MSFT"]
 START, END = "2006-01-01", "2010-12-31"
-
-
-@pytest.fixture(scope="module")
-def host(market_home: Path) -> Iterator[SandboxHost]:
-    """One warm sandbox host for the module's workers."""
-    shared = SandboxHost.start(Settings.from_env({"STRATEGYQ_HOME": str(market_home)}))
-    yield shared
-    shared.close()
 
 
 class Stages(Hooks):
@@ -68,14 +57,14 @@ def burst(
 
 
 def test_a_backtest_and_a_screen_complete_with_their_stages(
-    redis_client: redis.Redis, settings: Settings, host: SandboxHost
+    redis_client: redis.Redis, settings: Settings, sandbox_host: SandboxHost
 ) -> None:
     add_backtest_task(
         redis_client, "ip-bt", CODE, SYMBOLS, START, END, params={"fast": 10, "slow": 50}
     )
     add_screening_task(redis_client, "ip-screen", source("momentum_screen"), SYMBOLS, limit=5)
     stages = Stages()
-    worker = burst(settings, host, stages)
+    worker = burst(settings, sandbox_host, stages)
     backtest = get_task_result(redis_client, "ip-bt")
     assert backtest is not None and backtest["status"] == "completed", backtest
     assert backtest["data"]["execution_mode"] == "backtest"
@@ -92,12 +81,12 @@ def test_a_backtest_and_a_screen_complete_with_their_stages(
             "computing_metrics",
             "finishing",
         ]
-    assert worker.layers == host.layers
+    assert worker.layers == sandbox_host.layers
     assert not redis_client.exists(keys.processing(worker.worker_id))
 
 
 def test_bad_args_and_a_failing_strategy_are_error_results_and_the_worker_goes_on(
-    redis_client: redis.Redis, settings: Settings, host: SandboxHost
+    redis_client: redis.Redis, settings: Settings, sandbox_host: SandboxHost
 ) -> None:
     redis_client.lpush(
         "strategy_queue",
@@ -109,7 +98,7 @@ def test_bad_args_and_a_failing_strategy_are_error_results_and_the_worker_goes_o
     add_backtest_task(
         redis_client, "ip-after", CODE, SYMBOLS, START, END, params={"fast": 5, "slow": 20}
     )
-    burst(settings, host)
+    burst(settings, sandbox_host)
     bad = get_task_result(redis_client, "ip-bad")
     assert bad is not None and bad["status"] == "error", bad
     assert bad["data"]["error_type"] == "validation" and "symbols" in bad["data"]["error"]
@@ -122,13 +111,13 @@ def test_bad_args_and_a_failing_strategy_are_error_results_and_the_worker_goes_o
 
 
 def test_a_sweep_fans_out_and_its_chunks_assemble(
-    redis_client: redis.Redis, settings: Settings, host: SandboxHost
+    redis_client: redis.Redis, settings: Settings, sandbox_host: SandboxHost
 ) -> None:
     grid = {"fast": [5, 10, 20], "slow": [50, 100]}
     add_sweep_task(
         redis_client, "ip-sweep", CODE, SYMBOLS, START, END, grid, maximize="total_return", top_n=6
     )
-    burst(settings, host, sweep_chunk_size=2)
+    burst(settings, sandbox_host, sweep_chunk_size=2)
     result = get_task_result(redis_client, "ip-sweep")
     assert result is not None and result["status"] == "completed", result
     data = result["data"]
