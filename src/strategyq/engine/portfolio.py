@@ -5,8 +5,9 @@ Time on a session is two instants: its open (``2*day``) and its close
 instant: the open of its exit session when it fills there (an exit signal
 at the next open, a stop or target the open gapped through), else that
 session's close. A slot freed at an instant can be taken by an entry at that
-same instant (exits fill before entries). Each trade is sized at ``1/max_positions`` of the equity marked at
-the close of the calendar session before its entry session.
+same instant (exits fill before entries). Each trade is sized at
+``1/max_positions`` of the equity marked at the close of the calendar session
+before its entry session.
 """
 
 from __future__ import annotations
