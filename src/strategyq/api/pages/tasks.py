@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from strategyq.api import reads
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render, task_context
@@ -33,23 +33,22 @@ def tasks(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     _: Principal = READ,
 ) -> Response:
-    client = state.client
+    view = state.view
     status = status or None
     task_type = task_type or None
     if q:
-        if reads.task_record(client, q.strip()) is not None:
+        if view.task(q.strip()) is not None:
             return RedirectResponse(f"/tasks/{quote(q.strip())}", status_code=303)
-        found = reads.search_tasks(client, q, PAGE_SIZE)
-        total, rows = len(found), found
+        found = view.search(q, PAGE_SIZE)
+        total, rows = len(found), [asdict(t) for t in found]
     else:
-        result = reads.recent_tasks(
-            client,
+        result = view.recent(
             status=status,
             task_type=task_type,
             offset=(page - 1) * PAGE_SIZE,
             count=PAGE_SIZE,
         )
-        total, rows = result.total, result.tasks
+        total, rows = result.total, [asdict(t) for t in result.tasks]
     pages = max(1, math.ceil(total / PAGE_SIZE))
     base = {k: v for k, v in {"status": status, "task_type": task_type, "q": q}.items() if v}
     return render(
@@ -70,8 +69,7 @@ def tasks(
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
-    client = state.client
-    record = reads.task_record(client, task_id)
+    record = state.view.task(task_id)
     if record is None:
         raise Problem(
             404,
@@ -81,8 +79,7 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
     context = task_context(state, record, dict(request.query_params))
     message = None
     if not context["terminal"] or record.get("status") == "error":
-        worker_ids = [w["worker_id"] for w in reads.workers(client)]
-        message = reads.task_message(client, task_id, worker_ids)
+        message = state.view.message(task_id)
     source = None
     if message and who.can_write:
         source = (message.get("args") or {}).get("strategy_code")
