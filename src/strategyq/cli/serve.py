@@ -9,6 +9,7 @@ import typer
 
 from strategyq.cli.common import console, settings
 from strategyq.logs import configure_logging
+from strategyq.settings import option_help
 
 
 def _drop_color_message(record: logging.LogRecord) -> bool:
@@ -23,9 +24,11 @@ def register(app: typer.Typer) -> None:
     def serve_cmd(
         host: Annotated[
             str | None,
-            typer.Option(help="Address to bind (default 127.0.0.1; others need tokens)."),
+            typer.Option(
+                help=option_help("host", "address to bind (any but loopback needs tokens)")
+            ),
         ] = None,
-        port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+        port: Annotated[int | None, typer.Option(help=option_help("port", "port"))] = None,
         new_token: Annotated[
             str | None,
             typer.Option(
