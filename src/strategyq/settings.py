@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -620,43 +620,25 @@ def markdown(rows: tuple[Setting, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def every_setting() -> tuple[Setting, ...]:
-    """:data:`SETTINGS` and the HTTP API's own (``strategyq serve``)."""
-    from strategyq.api.config import ApiConfig
-
-    return SETTINGS + table(ApiConfig)
-
-
-def option_help(name: str, lead: str | None = None) -> str:
-    """The ``--help`` of a CLI option that overrides setting ``name`` (its field name)."""
-    found = [r for r in SETTINGS if r.name == name]
-    (row,) = found or [r for r in every_setting() if r.name == name]
+def option_help(name: str, lead: str | None = None, rows: tuple[Setting, ...] = ()) -> str:
+    """The ``--help`` of a CLI option that overrides setting ``name`` (its field name) of
+    ``rows`` (default :data:`SETTINGS`)."""
+    (row,) = (r for r in rows or SETTINGS if r.name == name)
     return row.option_help(lead)
 
 
-def _api_table() -> tuple[Setting, ...]:
-    return table(_api_config())
-
-
-TABLES: dict[str, Callable[[], tuple[Setting, ...]]] = {"all": every_setting, "api": _api_table}
-"""The tables a document may hold: ``<!-- settings table: NAME -->`` … ``<!-- end -->``."""
 END = "<!-- end of settings table -->"
-
-
-def _api_config() -> type:
-    from strategyq.api.config import ApiConfig
-
-    return ApiConfig
 
 
 def _begin(name: str) -> str:
     return f"<!-- settings table: {name} (python -m tools.settings_table) -->"
 
 
-def document_tables(text: str) -> dict[str, str]:
-    """The generated tables a document holds now, by name."""
+def document_tables(text: str, names: Iterable[str]) -> dict[str, str]:
+    """The generated tables (``<!-- settings table: NAME … -->`` to :data:`END`) a
+    document holds now, by name."""
     out = {}
-    for name in TABLES:
+    for name in names:
         begin = _begin(name)
         if begin in text:
             start = text.index(begin) + len(begin)
@@ -664,15 +646,15 @@ def document_tables(text: str) -> dict[str, str]:
     return out
 
 
-def update_document(path: Path) -> bool:
-    """Rewrite every settings table in ``path`` from the table; True when it changed."""
+def update_document(path: Path, tables: Mapping[str, tuple[Setting, ...]]) -> bool:
+    """Rewrite the settings tables in ``path`` from ``tables``; True when it changed."""
     text = new = path.read_text()
-    for name, rows in TABLES.items():
+    for name, rows in tables.items():
         begin = _begin(name)
         if begin in new:
             start = new.index(begin) + len(begin)
             end = new.index(END, start)
-            new = new[:start] + "\n" + markdown(rows()) + new[end:]
+            new = new[:start] + "\n" + markdown(rows) + new[end:]
     if new != text:
         path.write_text(new)
     return new != text
