@@ -38,6 +38,10 @@ from strategyq.errors import ConfigError
 
 QUEUE_NAME = "strategy_queue"
 """The list producers LPUSH tasks onto (frozen by the wire format)."""
+DEFAULT_RESULT_TTL_S = 86_400
+"""How long a result is kept, seconds (``STRATEGYQ_RESULT_TTL``): one day."""
+DEFAULT_METRICS_PORT = 9100
+"""The worker's ``/metrics``, ``/healthz`` and ``/readyz`` port (``STRATEGYQ_METRICS_PORT``)."""
 
 MIB = 1024 * 1024
 UNITS = {"_s": "s", "_mb": "MiB", "_bytes": "bytes"}
@@ -431,7 +435,7 @@ class Settings:
         QUEUE_NAME, "STRATEGYQ_QUEUE", "the list producers push tasks onto and workers take from"
     )
     result_ttl_s: int = setting(
-        86400, "STRATEGYQ_RESULT_TTL", "how long a result is kept", minimum=1
+        DEFAULT_RESULT_TTL_S, "STRATEGYQ_RESULT_TTL", "how long a result is kept", minimum=1
     )
     worker_id: str = setting(
         "",
@@ -507,7 +511,7 @@ class Settings:
         "in-memory market-data cache of each executor and its sandbox host",
     )
     metrics_port: int = setting(
-        9100,
+        DEFAULT_METRICS_PORT,
         "STRATEGYQ_METRICS_PORT",
         "port of `/metrics`, `/healthz`, `/readyz` (the next free port when taken; 0: off)",
     )
