@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -74,31 +73,31 @@ def identify(config: ApiConfig, request: Request) -> Principal | None:
     return Principal(token.name, token.scope) if token else None
 
 
-def requirement(config: ApiConfig, scope: Scope) -> Callable[[Request], Principal]:
-    """A FastAPI dependency that admits callers holding ``scope``."""
+def authorize(config: ApiConfig, request: Request, scope: Scope) -> Principal:
+    """The caller, when it holds ``scope``; records it on ``request.state`` for the pages.
 
-    def dependency(request: Request) -> Principal:
-        principal = identify(config, request)
-        if principal is None:
-            given = presented_secret(request) is not None
-            raise Problem(
-                401,
-                "the token is not valid: check the secret (it is shown once, by "
-                "`strategyq serve --new-token`)"
-                if given
-                else "this API needs a token: send 'Authorization: Bearer <token>' "
-                "(or log in at /login)",
-                headers={"WWW-Authenticate": 'Bearer realm="strategyq"'},
-            )
-        if scope is Scope.WRITE and not principal.can_write:
-            raise Problem(
-                403,
-                f"token {principal.name!r} has the read scope; this needs a write-scope token",
-            )
-        request.state.principal = principal
-        return principal
-
-    return dependency
+    Raises:
+        Problem: 401 without a valid token, 403 when a write needs a write-scope token.
+    """
+    principal = identify(config, request)
+    if principal is None:
+        given = presented_secret(request) is not None
+        raise Problem(
+            401,
+            "the token is not valid: check the secret (it is shown once, by "
+            "`strategyq serve --new-token`)"
+            if given
+            else "this API needs a token: send 'Authorization: Bearer <token>' "
+            "(or log in at /login)",
+            headers={"WWW-Authenticate": 'Bearer realm="strategyq"'},
+        )
+    if scope is Scope.WRITE and not principal.can_write:
+        raise Problem(
+            403,
+            f"token {principal.name!r} has the read scope; this needs a write-scope token",
+        )
+    request.state.principal = principal
+    return principal
 
 
 def check_origin(request: Request) -> None:

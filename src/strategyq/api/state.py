@@ -1,4 +1,8 @@
-"""What every request handler of ``strategyq serve`` shares: settings, clients, limits."""
+"""What every request handler of ``strategyq serve`` shares: settings, clients, limits.
+
+Handlers read the queue through ``view`` (:class:`~strategyq.queue.view.QueueView`)
+and write through the producer API and the queue's functions with ``client``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from anyio import to_thread
 
 from strategyq.api.config import ApiConfig
 from strategyq.api.metrics import ApiMetrics
+from strategyq.queue.view import QueueView
 from strategyq.settings import Settings
 
 T = TypeVar("T")
@@ -25,6 +30,10 @@ class ApiState:
     client: redis.Redis
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
+    view: QueueView = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.view = QueueView(self.client, self.settings.queue_name)
 
     @property
     def queue(self) -> str:

@@ -16,12 +16,12 @@ from rich.table import Table
 
 from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
-from strategyq.client import add_sweep_task, cancel_task, get_task_result, submit_task
+from strategyq.client import add_sweep_task, cancel_task, submit_task
 from strategyq.errors import TaskValidationError
 from strategyq.protocol.args import TaskArg, args_for, parse_hold_days
 from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.results import TERMINAL_STATUSES
-from strategyq.queue import TaskQueue
+from strategyq.queue.view import QueueView
 
 submit_app = typer.Typer(
     help="Queue a backtest, a screening task or a parameter sweep.", no_args_is_help=True
@@ -141,7 +141,7 @@ submit_app.command("screening")(
 
 
 def _warn_without_workers(r: redis.Redis) -> None:
-    if TaskQueue(r, name=settings().queue_name).workers_alive() == 0:
+    if QueueView(r, settings().queue_name).workers_alive() == 0:
         err_console.print(
             "[yellow]warning:[/] no worker is alive: the task waits in the queue until one "
             "starts (run `strategyq worker`)",
@@ -262,7 +262,7 @@ def _wait_and_show(r: redis.Redis, task_id: str, timeout: float, as_json: bool) 
     """Wait for a terminal result and show it; exit 2 when it did not finish in time."""
     result = wait_with_status(r, task_id, timeout, quiet=as_json)
     if result is None or result.get("status") not in TERMINAL_STATUSES:
-        current = get_task_result(r, task_id)
+        current = QueueView(r).task(task_id)
         if current is not None:
             show_result(task_id, current, as_json)
         raise fail(f"task {task_id} did not finish within {timeout:g} s", 2)
@@ -273,21 +273,20 @@ def wait_with_status(
     r: redis.Redis, task_id: str, timeout: float, *, quiet: bool = False
 ) -> dict[str, Any] | None:
     """Wait for a terminal result, showing a live status line (status and stage)."""
-    from strategyq.client import wait_for_result
-
+    view = QueueView(r)
     deadline = time.monotonic() + timeout
     if quiet:
-        return wait_for_result(r, task_id, timeout)
+        return view.wait(task_id, timeout)
     with console.status(f"{task_id}: waiting") as status:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return get_task_result(r, task_id)
+                return view.task(task_id)
             # Short blocking waits so the status line can show the stage.
-            result = wait_for_result(r, task_id, min(0.5, remaining))
+            result = view.wait(task_id, min(0.5, remaining))
             if result is not None:
                 return result
-            current = get_task_result(r, task_id) or {}
+            current = view.task(task_id) or {}
             data = current.get("data") or {}
             stage = data.get("stage", "")
             progress = data.get("progress")
@@ -392,7 +391,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Show a task's result (whatever its status)."""
-        result = get_task_result(client(), task_id)
+        result = QueueView(client()).task(task_id)
         if html is not None and result is not None:
             from strategyq.api.report import write_report
 
