@@ -237,6 +237,7 @@ class Settings:
     sweep_max_combinations: int = 10_000
     sweep_chunk_size: int = 25
     sweep_max_results: int = 10_000
+    sandbox_libraries: tuple[str, ...] = ("talib", "scipy", "statsmodels", "sklearn")
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -252,6 +253,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
+        # Imported here: the sandbox package imports these settings.
+        from strategyq.sandbox.policy import libraries_from_env
+
         heartbeat_timeout = _env_float(env, "STRATEGYQ_HEARTBEAT_TIMEOUT", 10.0, minimum=0.5)
         heartbeat_interval = _env_float(
             env, "STRATEGYQ_HEARTBEAT_INTERVAL", min(2.0, heartbeat_timeout / 3), minimum=0.05
@@ -295,6 +299,7 @@ class Settings:
             ),
             sweep_chunk_size=_env_int(env, "STRATEGYQ_SWEEP_CHUNK_SIZE", 25, minimum=1),
             sweep_max_results=_env_int(env, "STRATEGYQ_SWEEP_MAX_RESULTS", 10_000, minimum=1),
+            sandbox_libraries=libraries_from_env(env),
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),
@@ -324,4 +329,5 @@ class Settings:
         values = orjson.loads(data)
         values["home"] = Path(values["home"])
         values["sandbox"] = SandboxLimits(**values["sandbox"])
+        values["sandbox_libraries"] = tuple(values.get("sandbox_libraries", ()))
         return cls(redis=RedisSettings(), **values)

@@ -100,6 +100,15 @@ def _first_line(exc: BaseException) -> int | None:
     return None
 
 
+def _own_file(exc: OSError) -> bool:
+    """Whether a refused file is part of the installation (a library's data file, a time
+    zone): something the strategy did not ask for."""
+    name = exc.filename if isinstance(exc.filename, str) else ""
+    return bool(name) and any(
+        name.startswith(path + os.sep) for path in (*_INTERNAL_PATHS, "/usr/share/zoneinfo")
+    )
+
+
 def classify(exc: BaseException, source: str) -> tuple[str, str]:
     """Map an exception raised while running the strategy to (error type, message)."""
     frames = _user_frames(exc, source.splitlines())
@@ -110,11 +119,16 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
         name = _missing_module(exc)
         line = _first_line(exc)
         at = f" (line {line})" if line else ""
-        what = f"module '{name}'" if name else f"what the strategy imported ({_describe(exc)})"
+        if name:
+            finding = checker.module_finding(name, line or 0)
+            fix = finding.fix if finding is not None else ""
+            what = f"module '{name}'"
+        else:
+            fix, what = "", f"what the strategy imported ({_describe(exc)})"
         return (
             "module_unavailable",
-            f"the sandbox does not provide {what}{at}; strategies can use pandas, numpy, "
-            "math, statistics and datetime",
+            f"the sandbox does not provide {what}{at}"
+            + (f"; {fix}" if fix else "; the sandbox has pandas, numpy and the standard library"),
         )
     if isinstance(exc, MemoryError):
         return "memory", f"the strategy ran out of memory{where}; use less data or fewer copies"
@@ -126,6 +140,13 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
     if isinstance(exc, OSError) and (
         isinstance(exc, PermissionError) or exc.errno in _PROHIBITED_ERRNOS
     ):
+        if _own_file(exc):
+            return (
+                "sandbox_error",
+                f"a library could not read one of its own files in the sandbox{where} "
+                f"({_describe(exc)}); this is a bug of the sandbox, not of the strategy: "
+                "report it to the operator",
+            )
         return (
             "prohibited_operation",
             f"the strategy tried a forbidden operation (files, network or processes){where}: "
