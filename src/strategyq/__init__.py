@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
+from strategyq.check import check_strategy
 from strategyq.client import (
     add_backtest_task,
     add_screening_task,
@@ -53,6 +54,7 @@ __all__ = [
     "add_screening_task",
     "add_sweep_task",
     "cancel_task",
+    "check_strategy",
     "connect",
     "get_task_result",
     "recent_tasks",

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strategyq import __version__
-from strategyq.api import pages, routes
+from strategyq.api import check, pages, routes
 from strategyq.api.auth import check_origin
 from strategyq.api.charts import plotly_js_path
 from strategyq.api.config import ApiConfig, is_loopback
@@ -199,6 +199,7 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     app.openapi = lambda: _openapi(app, config.auth_required)  # type: ignore[method-assign]
     install(app, pages.render_problem)
     app.include_router(routes.build(state))
+    app.include_router(check.build(state))
     app.include_router(pages.build(state))
     _add_probes_and_assets(app, state, client)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

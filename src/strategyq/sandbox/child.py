@@ -14,6 +14,7 @@ import os
 import struct
 import sys
 import traceback
+import warnings
 from types import CodeType
 from typing import Any
 
@@ -114,7 +115,8 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
     frames = _user_frames(exc, source.splitlines())
     where = f" ({frames[0]})" if frames else ""
     if isinstance(exc, errors.SandboxError):
-        return exc.error_type, str(exc)
+        # Raised at run time by the namespace's guards (getattr of an internal name).
+        return exc.error_type, str(exc) + where
     if isinstance(exc, ImportError):
         name = _missing_module(exc)
         line = _first_line(exc)
@@ -154,6 +156,14 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
         )
     body = "\n".join(["Traceback (strategy code only):", *frames, _describe(exc)])
     return "strategy_error", body
+
+
+def _show_warnings() -> None:
+    # Lock-down silenced warnings; a strategy's own (and its libraries') warnings are
+    # part of what it prints: shown once per place, into the captured output that comes
+    # back as the result's logs. `logging` writes there too (its handlers use stderr).
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
 
 
 def _send(payload: bytes) -> None:
@@ -317,6 +327,7 @@ def main(
             return
         calls: dict[str, Any] = {}
         preload.refuse_further_imports()
+        _show_warnings()
         if source is None:
             program = read_program(SOURCE_FD)
             if program is None:
