@@ -101,12 +101,16 @@ def _first_line(exc: BaseException) -> int | None:
     return None
 
 
+_LIBRARY_READS = ("/usr/share/zoneinfo", "/sys/fs/cgroup", "/sys/devices/system/cpu")
+"""Places libraries read by themselves (time zones, the CPU count and quota)."""
+
+
 def _own_file(exc: OSError) -> bool:
     """Whether a refused file is part of the installation (a library's data file, a time
     zone): something the strategy did not ask for."""
     name = exc.filename if isinstance(exc.filename, str) else ""
     return bool(name) and any(
-        name.startswith(path + os.sep) for path in (*_INTERNAL_PATHS, "/usr/share/zoneinfo")
+        name.startswith(path + os.sep) for path in (*_INTERNAL_PATHS, *_LIBRARY_READS)
     )
 
 

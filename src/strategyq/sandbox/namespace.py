@@ -90,14 +90,25 @@ def restricted_builtins() -> dict[str, Any]:
     return table
 
 
+MODULE_NAME = "strategy"
+"""The strategy's module name (``__name__``; never ``"__main__"``)."""
+
+
 def namespace(restricted: bool) -> dict[str, Any]:
-    """A fresh globals dict for one strategy run."""
+    """A fresh globals dict for one strategy run: a module's, registered in
+    ``sys.modules`` as the classes it defines say (``cls.__module__``), which
+    ``dataclasses``, ``typing`` and ``enum`` look up."""
     import numpy as np
     import pandas as pd
 
-    return {
-        "__builtins__": restricted_builtins() if restricted else builtins.__dict__,
-        "__name__": "strategy",
-        "pd": pd,
-        "np": np,
-    }
+    module = ModuleType(MODULE_NAME)
+    scope = module.__dict__
+    scope.update(
+        {
+            "__builtins__": restricted_builtins() if restricted else builtins.__dict__,
+            "pd": pd,
+            "np": np,
+        }
+    )
+    sys.modules[MODULE_NAME] = module
+    return scope

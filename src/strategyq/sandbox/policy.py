@@ -241,14 +241,21 @@ INTERNAL_ATTRIBUTES: dict[str, str] = dict.fromkeys(
 """Attribute names refused wherever they appear."""
 
 MODULE_ATTRIBUTES: dict[str, str] = {
-    # Not `types`: `pd.api.types` is pandas' public dtype API.
-    **{name: why for name, (why, _) in REFUSED_MODULES.items() if name != "types"},
+    **{
+        name: REFUSED_MODULES[name][0]
+        for name in (
+            "os", "posix", "sys", "subprocess", "multiprocessing", "threading", "_thread",
+            "asyncio", "socket", "urllib", "shutil", "pathlib", "tempfile", "pickle", "sqlite3",
+            "ctypes", "gc", "inspect", "importlib", "builtins", "marshal", "dis", "pdb",
+            "weakref", "copyreg", "runpy", "pkgutil", "zipimport", "tracemalloc", "faulthandler",
+        )
+    },
     "modules": "the interpreter's internals are off limits",
     "environ": "processes and the environment are off limits",
     "system": "processes are off limits",
     "popen": "processes are off limits",
     "ctypeslib": "the interpreter's internals are off limits",
-}
+}  # fmt: skip
 """Attributes that reach a refused module through a library (``statistics.sys``,
 ``np.ctypeslib``, ``pd.io.common.os``): refused when read on a module chain."""
 

@@ -26,6 +26,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import io
+import os
 import pkgutil
 import sys
 import warnings
@@ -243,7 +244,27 @@ def preload(extra: Sequence[str] = (), libraries: Sequence[str] | None = None) -
             for dependency in LIBRARY_DEPENDENCIES.get(package, ()):
                 walk(dependency, failed)
     load_time_zones()
+    _fill_library_caches(chosen)
     return failed
+
+
+def _fill_library_caches(libraries: Sequence[str]) -> None:
+    """Ask, before lock-down, what libraries otherwise read from files on first use and
+    then cache: scikit-learn's thread count (joblib reads the cgroup CPU quota). The
+    child's environment is empty, so it is asked here without ``OMP_NUM_THREADS``
+    (which would skip the cache) too."""
+    if "sklearn" in libraries:
+        saved = os.environ.pop("OMP_NUM_THREADS", None)
+        try:
+            from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+            for physical in (True, False):
+                _openmp_effective_n_threads(only_physical_cores=physical)
+        except Exception:  # a version without this helper: nothing to fill
+            pass
+        finally:
+            if saved is not None:
+                os.environ["OMP_NUM_THREADS"] = saved
 
 
 class NotProvided(ModuleNotFoundError):
