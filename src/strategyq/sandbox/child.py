@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import marshal
 import os
 import struct
@@ -162,12 +163,32 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
     return "strategy_error", body
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def _show_warnings() -> None:
     # Lock-down silenced warnings; a strategy's own (and its libraries') warnings are
     # part of what it prints: shown once per place, into the captured output that comes
-    # back as the result's logs. `logging` writes there too (its handlers use stderr).
+    # back as the result's logs. Logging starts as in a fresh interpreter (the forking
+    # parent's handlers write to descriptors that now lead nowhere): warnings and above
+    # go to stderr, and `logging.basicConfig` works.
     warnings.resetwarnings()
     warnings.simplefilter("default")
+    warnings.showwarning = _show_warning
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.lastResort = logging.StreamHandler()  # stderr as it is when a record comes
+    logging.lastResort.setLevel(logging.WARNING)
 
 
 def _send(payload: bytes) -> None:
