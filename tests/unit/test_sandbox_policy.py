@@ -326,3 +326,8 @@ def test_eval_and_query_strings_are_checked(call: str, reason: str) -> None:
 )
 def test_plain_eval_and_query_strings_pass(call: str) -> None:
     check_policy(f"def s(df):\n    return {call}\n")
+
+
+def test_lone_surrogates_are_reported_as_invalid_text() -> None:
+    with pytest.raises(StrategySyntaxError, match="not valid Unicode"):
+        check_policy("x = '\ud800'\ndef s(df):\n    return []\n")

@@ -123,6 +123,11 @@ def parse(source: str) -> ast.Module:
         tree = ast.parse(source, filename=FILENAME, mode="exec")
     except SyntaxError as exc:
         raise StrategySyntaxError(syntax_message(source, exc), line=exc.lineno or 0) from None
+    except UnicodeError:
+        raise StrategySyntaxError(
+            "the strategy code contains characters that are not valid Unicode (lone "
+            "surrogates); remove them"
+        ) from None
     except (MemoryError, RecursionError, ValueError):
         raise PolicyError("the strategy code is too deeply nested to parse; simplify it") from None
     _check_depth(tree)
