@@ -72,13 +72,19 @@ frame = warm_frame()
 limits = SandboxLimits(time_limit_s=20, memory_mb=512, answer_max_bytes=1 << 16)
 code = "def s(df):\\n    return [{'ticker': 'X', 'n': len(df)}]\\n"
 run(code, frame, limits)
+def cpu():
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + kids.ru_utime + kids.ru_stime
 times = []
+c0 = cpu()
 for _ in range(int(sys.argv[2])):
     t = time.perf_counter()
     run(code, frame, limits)
     times.append(time.perf_counter() - t)
+cpu_ms = 1000 * (cpu() - c0) / int(sys.argv[2])
 print(json.dumps({'rss_mb': rss_kb / 1024, 'warm_s': warm_s,
-                  'child_ms': 1000 * statistics.median(times)}))
+                  'child_ms': 1000 * statistics.median(times), 'child_cpu_ms': cpu_ms}))
 """
 
 
@@ -125,24 +131,35 @@ def per_library(console: Console) -> list[dict[str, Any]]:
     configs: list[tuple[str, tuple[str, ...]]] = [("none", ())]
     configs += [(name, (name,)) for name in LIBRARIES]
     configs.append(("all (default)", tuple(LIBRARIES)))
-    rows = []
-    for label, libraries in configs:
-        found = probe(libraries)
-        rows.append({"libraries": label, "load": load(), **found})
+    found: dict[str, list[dict[str, float]]] = {}
+    loads: dict[str, list[str]] = {}
+    for _ in range(ROUNDS):  # alternating rounds, so the machine's load hits all alike
+        for label, libraries in configs:
+            found.setdefault(label, []).append(probe(libraries))
+            loads.setdefault(label, []).append(load())
+    rows: list[dict[str, Any]] = []
+    for label, _libraries in configs:
+        runs = found[label]
+        rows.append({
+            "libraries": label, "load": "/".join(loads[label]),
+            **{key: statistics.median(r[key] for r in runs) for key in runs[0]},
+            "child_ms_rounds": [r["child_ms"] for r in runs],
+        })  # fmt: skip
     none = rows[0]
-    table = Table(
-        title=f"Per library: sandbox host memory and a child's run ({CHILD_RUNS} runs, median)"
-    )
+    table = Table(title=f"Per library: sandbox host memory and a child's run (median of "
+                        f"{ROUNDS} alternating rounds of {CHILD_RUNS} runs)")  # fmt: skip
     for column in ("libraries", "host RSS MB", "+ MB vs none", "warm-up s", "child run ms",
-                   "× none", "load"):  # fmt: skip
+                   "× none", "CPU per child ms", "× none ", "load"):  # fmt: skip
         table.add_column(column, justify="left" if column == "libraries" else "right")
     for row in rows:
         row["rss_ratio"] = row["rss_mb"] / none["rss_mb"]
         row["child_ratio"] = row["child_ms"] / none["child_ms"]
+        row["cpu_ratio"] = row["child_cpu_ms"] / none["child_cpu_ms"]
         added = row["rss_mb"] - none["rss_mb"]
         table.add_row(row["libraries"], f"{row['rss_mb']:.0f}", f"{added:+.0f}",
                       f"{row['warm_s']:.1f}", f"{row['child_ms']:.1f}",
-                      f"{row['child_ratio']:.2f}×", row["load"])  # fmt: skip
+                      f"{row['child_ratio']:.2f}×", f"{row['child_cpu_ms']:.1f}",
+                      f"{row['cpu_ratio']:.2f}×", row["load"])  # fmt: skip
     console.print(table)
     return rows
 
