@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import redis
 
+    from strategyq.check import check_strategy
     from strategyq.client import (
         add_backtest_task,
         add_screening_task,
@@ -38,6 +39,7 @@ _PRODUCER_API = {
     "get_task_result": "strategyq.client",
     "wait_for_result": "strategyq.client",
     "recent_tasks": "strategyq.queue",
+    "check_strategy": "strategyq.check",
 }
 
 
@@ -75,6 +77,7 @@ __all__ = [
     "add_screening_task",
     "add_sweep_task",
     "cancel_task",
+    "check_strategy",
     "connect",
     "get_task_result",
     "recent_tasks",

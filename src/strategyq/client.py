@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from strategyq.check import require_runnable
 from strategyq.errors import TaskValidationError
 from strategyq.protocol.task import (
     DEFAULT_MAXIMIZE,
@@ -42,6 +43,8 @@ def submit_task(
 
     Raises:
         TaskValidationError: the task is invalid; nothing was queued.
+        StrategyRejected: the strategy has a syntax error or a construct the sandbox
+            refuses (``error_type`` ``syntax`` or ``policy``); nothing was queued.
         TaskIdInUse: a task with this id is queued, running, or finished within the
             result TTL; nothing was queued.
     """
@@ -49,6 +52,9 @@ def submit_task(
         raw, task = parse_submitted(message)
     except TaskValidationError as exc:
         raise TaskValidationError(f"task not queued: {exc}") from None
+    # The sandbox's own check, so a syntax error or a refused construct is reported
+    # here, with every finding, instead of by a worker.
+    require_runnable(task.strategy_code)
     TaskQueue(redis_client, name=queue, result_ttl_s=result_ttl_s).push(task.task_id, raw)
     return task.task_id
 

@@ -108,6 +108,17 @@ class PolicyError(SandboxError):
     def __init__(self, message: str) -> None:
         prefix = "Security validation failed: "
         super().__init__(message if message.startswith(prefix) else prefix + message)
+        self.findings: tuple[dict[str, object], ...] = ()
+
+
+class StrategySyntaxError(SandboxError):
+    """Raised when the strategy source is not valid Python; the message shows line and caret."""
+
+    error_type = "syntax"
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class StrategyTimeout(SandboxError):
@@ -132,6 +143,17 @@ class ModuleUnavailable(SandboxError):
     """Raised when the strategy reached an import of a module the sandbox does not provide."""
 
     error_type = "module_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.findings: tuple[dict[str, object], ...] = ()
+
+
+class SandboxFault(SandboxError):
+    """Raised when the sandbox itself refused something the strategy did not ask for (a
+    library reading its own data file): a bug of the sandbox, not of the strategy."""
+
+    error_type = "sandbox_error"
 
 
 class StrategyFailed(SandboxError):

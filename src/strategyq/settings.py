@@ -420,6 +420,28 @@ class SandboxLimits:
         )
 
 
+SANDBOX_LIBRARIES = ("talib", "scipy", "statsmodels", "sklearn")
+"""The optional libraries the sandbox can preload (``sandbox.policy.LIBRARIES`` says
+which modules each brings in)."""
+
+
+def parse_sandbox_libraries(raw: str | None) -> tuple[str, ...]:
+    """``STRATEGYQ_SANDBOX_LIBRARIES``: comma-separated names, ``none`` for none, every
+    one of :data:`SANDBOX_LIBRARIES` when unset or blank."""
+    if raw is None or not raw.strip():
+        return SANDBOX_LIBRARIES
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [n for n in names if n not in SANDBOX_LIBRARIES]
+    if unknown:
+        raise ConfigError(
+            f"STRATEGYQ_SANDBOX_LIBRARIES names {', '.join(unknown)}, which the sandbox "
+            f"cannot preload; choose among {', '.join(SANDBOX_LIBRARIES)} (or 'none')"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a strategyq process needs to know, read once from the environment."""
@@ -559,6 +581,14 @@ class Settings:
         "combinations listed in a sweep's `results` (counts kept)",
         minimum=1,
     )
+    sandbox_libraries: tuple[str, ...] = setting(
+        SANDBOX_LIBRARIES,
+        "STRATEGYQ_SANDBOX_LIBRARIES",
+        "optional libraries the sandbox preloads (comma-separated, `none` for none; "
+        "fewer libraries, faster forks)",
+        shown="talib,scipy,statsmodels,sklearn",
+        parse=parse_sandbox_libraries,
+    )
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -612,6 +642,7 @@ class Settings:
         values = orjson.loads(data)
         values["home"] = Path(values["home"])
         values["sandbox"] = SandboxLimits(**values["sandbox"])
+        values["sandbox_libraries"] = tuple(values.get("sandbox_libraries", ()))
         return cls(redis=RedisSettings(), **values)
 
 

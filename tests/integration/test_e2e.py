@@ -17,6 +17,7 @@ from strategyq import (
     get_task_result,
     wait_for_result,
 )
+from strategyq.check import StrategyRejected
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
 from strategyq.settings import Settings
@@ -274,14 +275,16 @@ def test_malformed_messages_get_an_error_result_or_a_dead_letter(
 def test_strategy_errors_are_results_not_crashes(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
-    add_backtest_task(
-        redis_client,
-        "policy",
-        "import os\ndef s(df):\n    return []\n",
-        ["AAPL"],
-        "2011-01-01",
-        "2011-02-01",
-    )
+    refused = "import os\ndef s(df):\n    return []\n"
+    # The producer API refuses it before queueing; a producer of another language (a raw
+    # LPUSH, as the seed's clients do) still gets the worker's answer.
+    with pytest.raises(StrategyRejected, match="module 'os' is refused"):
+        add_backtest_task(redis_client, "policy", refused, ["AAPL"], "2011-01-01", "2011-02-01")
+    raw = {"task_id": "policy", "task_type": "backtest",
+           "args": {"strategy_code": refused, "symbols": ["AAPL"],
+                    "start_date": "2011-01-01T00:00:00",
+                    "end_date": "2011-02-01T00:00:00"}}  # fmt: skip
+    redis_client.lpush("strategy_queue", json.dumps(raw))
     add_backtest_task(
         redis_client,
         "raises",

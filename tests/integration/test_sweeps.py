@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from strategyq import add_backtest_task, add_sweep_task, cancel_task, get_task_result
+from strategyq.check import StrategyRejected
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
 from strategyq.executor.main import SandboxHost
@@ -320,15 +321,21 @@ def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
 def test_a_sweep_fails_before_fanning_out_on_a_policy_error_or_a_strategy_without_params(
     redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
-    add_sweep_task(redis_client, "sw-policy", "import os\ndef s(df, params):\n    return []\n",
-                   SYMBOLS, START, END, GRID)  # fmt: skip
+    refused = "import os\ndef s(df, params):\n    return []\n"
+    with pytest.raises(StrategyRejected, match="module 'os' is refused"):
+        add_sweep_task(redis_client, "sw-policy", refused, SYMBOLS, START, END, GRID)
+    # A producer of another language (a raw LPUSH) still gets the worker's answer.
+    raw = {"task_id": "sw-policy", "task_type": "sweep",
+           "args": {"strategy_code": refused, "symbols": SYMBOLS, "start_date": START,
+                    "end_date": END, "param_grid": GRID}}  # fmt: skip
+    redis_client.lpush("strategy_queue", json.dumps(raw))
     add_sweep_task(redis_client, "sw-noparams", "def s(df):\n    return []\n", SYMBOLS, START,
                    END, GRID)  # fmt: skip
     burst(settings)
     policy = get_task_result(redis_client, "sw-policy")
     assert policy is not None and policy["status"] == "error"
     assert policy["data"]["error_type"] == "policy"
-    assert policy["data"]["error"].startswith("Security validation failed: import of 'os'")
+    assert policy["data"]["error"].startswith("Security validation failed: line 1: module 'os'")
     no_params = get_task_result(redis_client, "sw-noparams")
     assert no_params is not None and no_params["status"] == "error"
     assert "def s(df, params)" in no_params["data"]["error"]

@@ -10,7 +10,9 @@ priority, limits and life must not change).
 Cases of classes 10 and 11 report ``{'denied': True}`` only when every call
 they tried was refused; the tests fail on any ``'denied': False``.
 
-``on`` is what a run with the policy check may end as, ``off`` what a run
+``on`` is what a run with the policy check may end as (ordinary Python such as
+classes, decorators, ``getattr`` and format templates is no longer refused by
+the policy, so those cases may end "ok": the operating system is the boundary), ``off`` what a run
 with ``check_policy=False`` (raw isolation layer) may end as: error types, or
 "ok" for a harmless result. Either way the tests also check the side effects.
 """
@@ -139,6 +141,7 @@ T = type('T', (), {'x': 1})
 return [{'x': T.x}]
 """),
         off=frozenset({"ok"}),
+        on=frozenset({"ok"}),
     ),
     Case(
         "object_base",
@@ -158,6 +161,7 @@ class X:
 return [{'x': X().v}]
 """),
         off=frozenset({"ok"}),
+        on=frozenset({"ok"}),
     ),
     # 2. frame walking
     Case(
@@ -249,6 +253,7 @@ f = 'x{0.real}'.format
 return [{'x': f(1)}]
 """),
         off=frozenset({"ok"}),
+        on=frozenset({"ok"}),
     ),
     # 4. attributes named at run time
     Case(
@@ -266,6 +271,7 @@ return [{'x': str(getattr(df, name))}]
 return [{'x': str(getattr(df, 'sha' + 'pe'))}]
 """),
         off=frozenset({"ok"}),
+        on=frozenset({"ok"}),
     ),
     Case(
         "attrgetter",
@@ -289,6 +295,7 @@ return [{'x': str(df['close'].apply('__class__'))}]
         _s("""
 return [{'x': str(df.agg('_constructor'))}]
 """),
+        on=HARMLESS,
     ),
     Case(
         "agg_computed_private_name",
@@ -304,6 +311,7 @@ return [{'x': str(df['close'].agg('_' + 'constructor'))}]
         _s("""
 return [{'x': str(vars(pd)['io'])}]
 """),
+        on=HARMLESS,
     ),
     Case(
         "hasattr_probe",
@@ -312,6 +320,7 @@ return [{'x': str(vars(pd)['io'])}]
 return [{'x': hasattr(pd, 'io')}]
 """),
         off=frozenset({"ok"}),
+        on=frozenset({"ok"}),
     ),
     # 5. syntax tricks
     Case(
@@ -326,6 +335,7 @@ def helper(x):
 return [{'x': helper(1)}]
 """),
         off=frozenset({"ok"}),
+        on=HARMLESS,
     ),
     Case(
         "loop_attribute_target",
@@ -339,6 +349,7 @@ for b.attr in [1, 2]:
 return [{'x': b.attr}]
 """),
         off=frozenset({"ok"}),
+        on=HARMLESS,
     ),
     Case(
         "loop_dunder_target",
@@ -422,6 +433,7 @@ class Evil:
 return [{'x': Evil()}]
 """),
         off=frozenset({"bad_result"}),
+        on=frozenset({"bad_result"}),
     ),
     Case(
         "returned_eq_str",
@@ -459,6 +471,7 @@ class Escape(BaseException):
 raise Escape('out')
 """),
         off=frozenset({"strategy_error"}),
+        on=frozenset({"strategy_error"}),
     ),
     Case(
         "system_exit",
@@ -576,6 +589,7 @@ secret = 1
 return df.query('close > @secret').head(1)
 """),
         off=frozenset({"ok"}),
+        on=HARMLESS,
     ),
     Case(
         "eval_escape",
@@ -593,6 +607,7 @@ s = df.head(1).style
 return [{'x': s.to_html()}]
 """),
         off=DENIED_OR_FAILED,
+        on=HARMLESS,
     ),
     Case(
         "plotting_backend",
@@ -631,6 +646,7 @@ b = np.lib.stride_tricks.as_strided(a, shape=(64,), strides=(1,))
 return [{'x': int(b.sum())}]
 """),
         off=frozenset({"ok", "memory"}),
+        on=frozenset({"ok", "memory"}),
     ),
     Case(
         "pd_compat_os",
@@ -648,6 +664,7 @@ h = pd.io.common.get_handle('CANARY', 'r')
 return [{'x': h.handle.read()}]
 """),
         off=DENIED_OR_FAILED,
+        on=DENIED_OR_FAILED,
     ),
     Case(
         "from_pandas_import_reader",
@@ -1028,6 +1045,7 @@ g = get(pd.read_csv)
 g['os'].system('touch MARKER')
 return [{'x': str(g['os'].environ)}]
 """),
+        on=HARMLESS,
     ),
     Case(
         "inspect_getmembers_frame",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.unit.sandbox_legit_python import cases as python_cases
+
 
 @dataclass(frozen=True)
 class Legit:
@@ -595,3 +597,4 @@ LEGIT: list[Legit] = [
     Legit(name, _s(body, helpers=_HELPERS if name == "helper_functions" else ""))
     for name, body in _BODIES.items()
 ]
+LEGIT += [Legit(name, code) for name, code in python_cases().items()]

@@ -27,9 +27,24 @@ def test_every_error_type_is_documented() -> None:
 
 
 def test_module_rules_are_documented() -> None:
-    for name in ("sys", "os", "builtins", "inspect", "operator", "ctypes", "gc", "importlib"):
+    for name in ("sys", "os", "builtins", "inspect", "ctypes", "gc", "importlib"):
         assert name in policy.MODULE_ATTRIBUTES
         assert f"`{name}`" in DOC, name
+    for name in ("collections", "functools", "operator", "zoneinfo", "logging", "warnings"):
+        assert name in policy.STDLIB_MODULES
+        assert f"`{name}`" in DOC, name
+    for library in policy.LIBRARIES:
+        assert f"`{library}`" in DOC, library
+
+
+def test_the_readme_contract_shows_a_class_and_a_talib_strategy_that_pass_the_check() -> None:
+    from strategyq import check_strategy
+
+    section = README.split("## The strategy contract", 1)[1].split("\n## ", 1)[0]
+    snippets = [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+    assert any("class " in s for s in snippets) and any("import talib" in s for s in snippets)
+    for code in snippets:
+        assert check_strategy(code).ok, check_strategy(code).message
 
 
 def test_kernel_matrix_covers_every_abi() -> None:

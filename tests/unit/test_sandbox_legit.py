@@ -8,19 +8,24 @@ must complete, with the policy on and off.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from strategyq import errors
+from strategyq.data import MarketData
 from strategyq.data.synth import write_synthetic
-from strategyq.sandbox import landlock
+from strategyq.sandbox import checker, landlock, namespace, result
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT, Legit
@@ -80,8 +85,43 @@ def request(symbols: list[str] = SYMBOLS) -> dict[str, object]:
     }
 
 
+@pytest.fixture(scope="module")
+def frame(store: Path) -> Any:
+    """The frame the host loads for :func:`request`, loaded here, outside any sandbox."""
+    r = request()
+    return MarketData(store, cache_mb=64).load(
+        r["symbols"], r["start"], r["end"], adjusted=True, warmup_sessions=250,
+        lookback_sessions=None,
+    ).frame  # fmt: skip
+
+
+def plain(code: str, frame: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    """``code`` run plainly in this process (real builtins, no policy, no lock-down),
+    its answer made JSON as the sandbox makes it."""
+    tree = checker.parse(code)
+    entry, _ = checker.pick_entry(tree)
+    scope = namespace.namespace(restricted=False)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # As in a sandbox child: warnings are shown (there, into the logs), not raised.
+        warnings.simplefilter("default")
+        exec(compile(tree, checker.FILENAME, "exec", dont_inherit=True), scope)
+        function = scope[entry]
+        view = frame.copy(deep=False)
+        value = (
+            function(view, dict(params or {}))
+            if checker.entry_takes_params(tree, entry)
+            else function(view)
+        )
+    return result.decode(result.encode_result(value))
+
+
 def test_corpus_is_large_and_varied() -> None:
-    assert len(LEGIT) >= 100
+    assert len(LEGIT) >= 250
+    names = {c.name for c in LEGIT}
+    for prefix, least in (("exception_", 60), ("stdlib_", 30), ("class_", 10), ("tz_", 16),
+                          ("lib_talib_", 19), ("lib_scipy_", 3), ("lib_statsmodels_", 5),
+                          ("lib_sklearn_", 5), ("habit_", 20), ("submodule_", 7)):  # fmt: skip
+        assert sum(n.startswith(prefix) for n in names) >= least, prefix
     text = "\n".join(case.code for case in LEGIT)
     for needle in ("pivot(", "pivot_table(", "stack()", "unstack(", "melt(", "crosstab(",
                    ".rolling(", ".expanding(", ".ewm(", ".transform(", ".agg(", ".rank(",
@@ -93,9 +133,14 @@ def test_corpus_is_large_and_varied() -> None:
         assert needle in text, needle
 
 
+_PLAIN: dict[str, list[Any]] = {}
+
+
 @pytest.mark.parametrize("case", LEGIT, ids=[c.name for c in LEGIT])
 @pytest.mark.parametrize("check_policy", [True, False], ids=["policy", "no-policy"])
-def test_legitimate_strategy_completes(host: Host, case: Legit, check_policy: bool) -> None:
+def test_legitimate_strategy_completes(
+    host: Host, frame: Any, case: Legit, check_policy: bool
+) -> None:
     client = host.client(spares=False)
     try:
         value, meta = client.run(case.code, request(), LIMITS, check_policy=check_policy)
@@ -104,6 +149,36 @@ def test_legitimate_strategy_completes(host: Host, case: Legit, check_policy: bo
     assert isinstance(value, list) and value, value
     assert all(isinstance(row, dict) and "ticker" in row for row in value)
     assert meta["shape"][0] > 0
+    if case.name not in _PLAIN:
+        _PLAIN[case.name] = plain(case.code, frame)
+    expected = _PLAIN[case.name]
+    assert len(value) == len(expected)
+    for got, want in zip(value, expected, strict=True):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == want[key], (case.name, key)
+
+
+SWEPT = [
+    c for c in LEGIT if c.name in {"class_dataclass_params_class", "lib_talib_bollinger_strategy"}
+]
+
+
+@pytest.mark.parametrize("case", SWEPT, ids=[c.name for c in SWEPT])
+def test_a_sweep_over_a_class_based_strategy_equals_plain_runs(
+    host: Host, frame: Any, case: Legit
+) -> None:
+    grid = [{"window": w, "z_entry": z, "n": w} for w in (10, 20, 40) for z in (0.5, 1.5)]
+    if case.name.startswith("lib_talib"):
+        grid = [{"n": g["n"]} for g in grid[::2]]
+    else:
+        grid = [{k: v for k, v in g.items() if k != "n"} for g in grid]
+    client = host.client(spares=False)
+    runs = [{"params": p, "until": None} for p in grid]
+    values, _ = client.run(case.code, request(), LIMITS, runs=runs)
+    assert len(values) == len(grid)
+    for params, value in zip(grid, values, strict=True):
+        assert value == plain(case.code, frame, params), params
 
 
 def test_print_is_returned_as_logs(host: Host) -> None:

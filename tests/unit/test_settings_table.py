@@ -34,6 +34,7 @@ def sample(row: Setting) -> tuple[str, Any]:
         "STRATEGYQ_API_TOKENS": (TOKEN, None),
         "STRATEGYQ_API_ALLOWED_HOSTS": ("a.test, b.test", ("a.test", "b.test")),
         "STRATEGYQ_HEARTBEAT_INTERVAL": ("1.5", 1.5),
+        "STRATEGYQ_SANDBOX_LIBRARIES": ("scipy, TALIB", ("scipy", "talib")),
     }
     if row.env in special:
         return special[row.env]
@@ -179,3 +180,13 @@ def test_cli_help_is_generated_from_the_table() -> None:
         assert row.option_help() in " ".join(worker.split()), row.name
     serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
     assert "Default 127.0.0.1; environment: STRATEGYQ_API_HOST." in " ".join(serve.split())
+
+
+def test_the_sandbox_libraries_setting_names_what_the_sandbox_can_preload() -> None:
+    from strategyq.sandbox import policy
+    from strategyq.settings import SANDBOX_LIBRARIES
+
+    assert tuple(policy.LIBRARIES) == SANDBOX_LIBRARIES
+    assert Settings.from_env({"STRATEGYQ_SANDBOX_LIBRARIES": "none"}).sandbox_libraries == ()
+    with pytest.raises(ConfigError, match="choose among talib, scipy"):
+        Settings.from_env({"STRATEGYQ_SANDBOX_LIBRARIES": "tensorflow"})

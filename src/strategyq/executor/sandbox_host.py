@@ -36,13 +36,14 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     settings = Settings.from_child_json(argv[1])
     market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
+    libraries = settings.sandbox_libraries
     # Nothing a child could walk to should name the data directory (or anything else
     # of the host's): the settings and the command line go.
     del settings
     argv.clear()
     sys.argv[1:] = []
     sys.orig_argv[:] = sys.orig_argv[:1]
-    sandbox.warm_up()
+    sandbox.warm_up(libraries)
     # Park the imported modules' objects in the permanent generation, so a child's
     # collector never walks (and so never copies) those shared pages. Only what exists
     # now: frames cached later must stay collectable when the cache evicts them.

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import marshal
 import os
 import struct
 import sys
 import traceback
+import warnings
 from types import CodeType
 from typing import Any
 
@@ -100,21 +102,40 @@ def _first_line(exc: BaseException) -> int | None:
     return None
 
 
+_LIBRARY_READS = ("/usr/share/zoneinfo", "/sys/fs/cgroup", "/sys/devices/system/cpu")
+"""Places libraries read by themselves (time zones, the CPU count and quota)."""
+
+
+def _own_file(exc: OSError) -> bool:
+    """Whether a refused file is part of the installation (a library's data file, a time
+    zone): something the strategy did not ask for."""
+    name = exc.filename if isinstance(exc.filename, str) else ""
+    return bool(name) and any(
+        name.startswith(path + os.sep) for path in (*_INTERNAL_PATHS, *_LIBRARY_READS)
+    )
+
+
 def classify(exc: BaseException, source: str) -> tuple[str, str]:
     """Map an exception raised while running the strategy to (error type, message)."""
     frames = _user_frames(exc, source.splitlines())
     where = f" ({frames[0]})" if frames else ""
     if isinstance(exc, errors.SandboxError):
-        return exc.error_type, str(exc)
+        # Raised at run time by the namespace's guards (getattr of an internal name).
+        return exc.error_type, str(exc) + where
     if isinstance(exc, ImportError):
         name = _missing_module(exc)
         line = _first_line(exc)
         at = f" (line {line})" if line else ""
-        what = f"module '{name}'" if name else f"what the strategy imported ({_describe(exc)})"
+        if name:
+            finding = checker.module_finding(name, line or 0)
+            fix = finding.fix if finding is not None else ""
+            what = f"module '{name}'"
+        else:
+            fix, what = "", f"what the strategy imported ({_describe(exc)})"
         return (
             "module_unavailable",
-            f"the sandbox does not provide {what}{at}; strategies can use pandas, numpy, "
-            "math, statistics and datetime",
+            f"the sandbox does not provide {what}{at}"
+            + (f"; {fix}" if fix else "; the sandbox has pandas, numpy and the standard library"),
         )
     if isinstance(exc, MemoryError):
         return "memory", f"the strategy ran out of memory{where}; use less data or fewer copies"
@@ -126,6 +147,13 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
     if isinstance(exc, OSError) and (
         isinstance(exc, PermissionError) or exc.errno in _PROHIBITED_ERRNOS
     ):
+        if _own_file(exc):
+            return (
+                "sandbox_error",
+                f"a library could not read one of its own files in the sandbox{where} "
+                f"({_describe(exc)}); this is a bug of the sandbox, not of the strategy: "
+                "report it to the operator",
+            )
         return (
             "prohibited_operation",
             f"the strategy tried a forbidden operation (files, network or processes){where}: "
@@ -133,6 +161,34 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
         )
     body = "\n".join(["Traceback (strategy code only):", *frames, _describe(exc)])
     return "strategy_error", body
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _show_warnings() -> None:
+    # Lock-down silenced warnings; a strategy's own (and its libraries') warnings are
+    # part of what it prints: shown once per place, into the captured output that comes
+    # back as the result's logs. Logging starts as in a fresh interpreter (the forking
+    # parent's handlers write to descriptors that now lead nowhere): warnings and above
+    # go to stderr, and `logging.basicConfig` works.
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    warnings.showwarning = _show_warning
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.lastResort = logging.StreamHandler()  # stderr as it is when a record comes
+    logging.lastResort.setLevel(logging.WARNING)
 
 
 def _send(payload: bytes) -> None:
@@ -296,6 +352,7 @@ def main(
             return
         calls: dict[str, Any] = {}
         preload.refuse_further_imports()
+        _show_warnings()
         if source is None:
             program = read_program(SOURCE_FD)
             if program is None:

@@ -21,9 +21,12 @@ module, instead of letting the path finder touch the filesystem.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
+import io
+import os
 import pkgutil
 import sys
 import warnings
@@ -51,6 +54,15 @@ SKIPPED_PARTS = (
     "._numba",
     ".formats.style",
     ".plotting._matplotlib",
+    # Libraries' build and table-generation scripts, and array-API shims for GPU
+    # libraries that are not installed.
+    "._build_utils",
+    "joblib.test",
+    "._precompute",
+    ".array_api_compat.cupy",
+    ".array_api_compat.torch",
+    ".array_api_compat.dask",
+    ".libqsturng.make_tbls",
     # Platform codecs that do not exist on Linux.
     "encodings.mbcs",
     "encodings.oem",
@@ -129,12 +141,8 @@ NOT_PROVIDED: dict[str, str] = {
     "yaml": "configuration files are I/O (and not a dependency)",
     # Installed only with the benchmark extra (backtesting.py and vectorbt, the sweep
     # benchmark's yardsticks): not strategy dependencies, and plotting is I/O.
-    "scipy": "not a dependency (only the benchmark extra installs it)",
-    "scipy.sparse": "not a dependency (only the benchmark extra installs it)",
-    "scipy.stats": "not a dependency (only the benchmark extra installs it)",
     "numba": "not a dependency (only the benchmark extra installs it)",
     "numba.typed": "not a dependency (only the benchmark extra installs it)",
-    "threadpoolctl": "not a dependency (only the benchmark extra installs it)",
     "matplotlib": "plotting writes images: I/O (only the benchmark extra installs it)",
     "matplotlib.pyplot": "plotting writes images: I/O (only the benchmark extra installs it)",
     "IPython": "interactive shells are not strategies (only the benchmark extra installs it)",
@@ -147,6 +155,13 @@ NOT_PROVIDED: dict[str, str] = {
 
 THIRD_PARTY_LAZY: tuple[str, ...] = ("pyarrow", "pyarrow.compute", "dateutil", "dateutil.parser")
 """Installed libraries pandas reaches for inside functions (string dtype, parsing)."""
+
+
+LIBRARY_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "sklearn": ("joblib", "threadpoolctl", "narwhals"),
+    "statsmodels": ("patsy",),
+}
+"""Packages an optional library imports inside its functions (walked with it)."""
 
 
 def _skipped(name: str) -> bool:
@@ -185,18 +200,71 @@ def walk(package: str, failed: list[str]) -> int:
     return count
 
 
-def preload(extra: Sequence[str] = ()) -> list[str]:
-    """Import everything above (and ``extra``); returns the names that could not be imported."""
+_ZONES: list[object] = []
+"""Every IANA time zone, loaded before lock-down: ``zoneinfo.ZoneInfo`` keeps loaded
+zones in its cache for as long as they are referenced, so ``ZoneInfo(name)``,
+``tz_localize(name)`` and ``Timestamp(..., tz=name)`` find them without a file."""
+
+
+def load_time_zones() -> int:
+    """Load every IANA zone the system (or the tzdata package) has; returns how many."""
+    import zoneinfo
+    import zoneinfo._zoneinfo
+
+    # Both classes: pandas builds its "twin" zones with the pure-Python one, whose
+    # cache is its own.
+    classes = {zoneinfo.ZoneInfo, zoneinfo._zoneinfo.ZoneInfo}
+    if not _ZONES:
+        for key in sorted(zoneinfo.available_timezones()):
+            for cls in classes:
+                try:
+                    _ZONES.append(cls(key))
+                except (OSError, ValueError):  # a key listed without a readable file
+                    continue
+    return len(_ZONES)
+
+
+def preload(extra: Sequence[str] = (), libraries: Sequence[str] | None = None) -> list[str]:
+    """Import everything above, the optional ``libraries`` (every public submodule; the
+    operator's list when None) and ``extra``; load every time zone. Returns the names
+    that could not be imported."""
+    from strategyq.sandbox import policy
+
     failed: list[str] = []
+    chosen = policy.active_libraries() if libraries is None else tuple(libraries)
+    policy.set_active_libraries(tuple(chosen))
     # Deprecated modules (numpy.matlib) warn on import; a caller's "error" filter must
-    # not keep them out.
-    with warnings.catch_warnings():
+    # not keep them out. Some libraries print while importing: that goes nowhere.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        for name in (*STDLIB_LAZY, *THIRD_PARTY_LAZY, *extra):
+        for name in (*STDLIB_LAZY, *sorted(policy.STDLIB_MODULES), *THIRD_PARTY_LAZY, *extra):
             _import(name, failed)
-        for package in WALKED_PACKAGES:
+        for package in (*WALKED_PACKAGES, *chosen):
             walk(package, failed)
+            for dependency in LIBRARY_DEPENDENCIES.get(package, ()):
+                walk(dependency, failed)
+    load_time_zones()
+    _fill_library_caches(chosen)
     return failed
+
+
+def _fill_library_caches(libraries: Sequence[str]) -> None:
+    """Ask, before lock-down, what libraries otherwise read from files on first use and
+    then cache: scikit-learn's thread count (joblib reads the cgroup CPU quota). The
+    child's environment is empty, so it is asked here without ``OMP_NUM_THREADS``
+    (which would skip the cache) too."""
+    if "sklearn" in libraries:
+        saved = os.environ.pop("OMP_NUM_THREADS", None)
+        try:
+            from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+            for physical in (True, False):
+                _openmp_effective_n_threads(only_physical_cores=physical)
+        except Exception:  # a version without this helper: nothing to fill
+            pass
+        finally:
+            if saved is not None:
+                os.environ["OMP_NUM_THREADS"] = saved
 
 
 class NotProvided(ModuleNotFoundError):

@@ -48,6 +48,8 @@ ERROR_TYPES: dict[str, type[errors.SandboxError]] = {
     "module_unavailable": errors.ModuleUnavailable,
     "bad_result": errors.BadResult,
     "sandbox_unavailable": errors.SandboxUnavailable,
+    "syntax": errors.StrategySyntaxError,
+    "sandbox_error": errors.SandboxFault,
 }
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY

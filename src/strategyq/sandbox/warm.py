@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -66,8 +67,11 @@ def warm_frame() -> Any:
     )
 
 
-def warm_up() -> None:
+def warm_up(libraries: Sequence[str] | None = None) -> None:
     """Import pandas/numpy and exercise their lazily imported parts, in the forking parent.
+
+    ``libraries`` are the optional libraries to preload (``policy.LIBRARIES``; the
+    ``STRATEGYQ_SANDBOX_LIBRARIES`` list when None).
 
     A locked-down child cannot read files, so anything a strategy needs must
     already be imported. Also pins BLAS to one thread (effective only if numpy
@@ -88,7 +92,7 @@ def warm_up() -> None:
 
     from strategyq.sandbox import checker, child, namespace, preload, result
 
-    preload.preload()
+    preload.preload(libraries=libraries)
 
     report = checker.check(_WARM_STRATEGY)
     scope = namespace.namespace(restricted=True)

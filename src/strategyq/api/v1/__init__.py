@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from strategyq.api.v1 import dead_letters, queue, schedules, tasks
+from strategyq.api.v1 import check, dead_letters, queue, schedules, tasks
 
 RESOURCES: tuple[APIRouter, ...] = (
     tasks.router,
     queue.router,
     dead_letters.router,
     schedules.router,
+    check.router,
 )
 
 router = APIRouter()
