@@ -4,6 +4,8 @@ The producer API (the seed's functions) is importable from here::
 
     from strategyq import add_backtest_task, add_screening_task, get_task_result
 
+``strategyq.backtest(...)``, ``strategyq.screen(...)`` and ``strategyq.sweep(...)``
+run a task here, through the same engine and sandbox, and return a ``Result``.
 ``strategyq.connect()`` returns a client for the configured server (the
 embedded one when no ``REDIS_*`` is set).
 """
@@ -22,10 +24,22 @@ from strategyq.client import (
     get_task_result,
     wait_for_result,
 )
+from strategyq.local import LocalSession, backtest, screen, sweep
 from strategyq.queue import recent_tasks
 
 if TYPE_CHECKING:
     import redis
+
+    from strategyq.result import Result
+
+
+def __getattr__(name: str) -> Any:
+    # ``Result`` imports pandas: only when it is asked for, so a producer stays light.
+    if name == "Result":
+        from strategyq.result import Result
+
+        return Result
+    raise AttributeError(f"module 'strategyq' has no attribute {name!r}")
 
 
 def connect(*, decode_responses: bool = True, **kwargs: Any) -> redis.Redis:
@@ -48,13 +62,18 @@ def connect(*, decode_responses: bool = True, **kwargs: Any) -> redis.Redis:
 
 
 __all__ = [
+    "LocalSession",
+    "Result",
     "__version__",
     "add_backtest_task",
     "add_screening_task",
     "add_sweep_task",
+    "backtest",
     "cancel_task",
     "connect",
     "get_task_result",
     "recent_tasks",
+    "screen",
+    "sweep",
     "wait_for_result",
 ]

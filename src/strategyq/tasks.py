@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ import orjson
 
 from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, market_from_frame, run_backtest, run_screening
+from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError
 from strategyq.protocol import (
     TRADE_ARGS,
@@ -59,10 +60,13 @@ def engine_market(loaded: LoadResult) -> Market:
     return market
 
 
-def _no_data_message(symbols: tuple[str, ...], loaded: LoadResult, what: str) -> str:
+def _no_data_message(
+    symbols: tuple[str, ...], loaded: LoadResult, what: str, market: MarketData | None = None
+) -> str:
+    hint = _did_you_mean(loaded.missing[:20], market) if market is not None else ""
     parts = []
     if loaded.missing:
-        parts.append(f"not in the store: {', '.join(loaded.missing[:20])}")
+        parts.append(f"not in the store: {', '.join(loaded.missing[:20])}{hint}")
     if loaded.empty:
         ranges = "; ".join(
             f"{t} {loaded.ranges[t][0]}..{loaded.ranges[t][1]}"
@@ -78,10 +82,33 @@ def _no_data_message(symbols: tuple[str, ...], loaded: LoadResult, what: str) ->
     )
 
 
-def _data_warnings(loaded: LoadResult) -> list[str]:
+def _did_you_mean(missing: Sequence[str], market: MarketData) -> str:
+    """`` (did you mean APPL → AAPL?)`` when stored tickers are close to missing ones."""
+    from strategyq.data.symbols import did_you_mean
+
+    if not missing:
+        return ""
+    hint = did_you_mean(missing, market.tickers())
+    return f" (did you mean {hint}?)" if hint else ""
+
+
+def refuse_missing(symbols: Sequence[str], market: MarketData) -> None:
+    """``strict_symbols``: fail, before the strategy runs, when a symbol is not stored."""
+    stored = set(market.tickers())
+    missing = [s for s in dict.fromkeys(x.strip().upper() for x in symbols) if s not in stored]
+    if missing:
+        raise DataError(
+            f"not in the store: {', '.join(missing[:20])}{_did_you_mean(missing[:20], market)}; "
+            "strict_symbols is set, so nothing ran. Fix or drop these symbols, import their "
+            "bars (strategyq data import), or leave strict_symbols off to skip them"
+        )
+
+
+def _data_warnings(loaded: LoadResult, market: MarketData | None = None) -> list[str]:
     warnings = []
     if loaded.missing:
-        warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}")
+        hint = _did_you_mean(loaded.missing, market) if market is not None else ""
+        warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}{hint}")
     if loaded.empty:
         warnings.append(
             f"symbols with no sessions in the range, skipped: {', '.join(loaded.empty)}"
@@ -111,6 +138,7 @@ class _Run:
         params: dict[str, Any] | None = None,
         runs: list[dict[str, Any]] | None = None,
         keep_columns: bool = False,
+        strict: bool = False,
     ) -> tuple[LoadResult, list[Any], list[int]]:
         """Load the engine's frame, then run the strategy in a sandbox on the same data.
 
@@ -119,6 +147,8 @@ class _Run:
         ``self.fork.last_logs``.
         """
         self.stage("loading_data")
+        if strict:
+            refuse_missing(symbols, self.market)
         # The sandbox host loads its copy of the frame at the same time as we load ours.
         self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure)
         loaded = self.market.load(
@@ -134,7 +164,7 @@ class _Run:
             indicators=False,
         )
         if loaded.frame.empty:
-            raise DataError(_no_data_message(symbols, loaded, what))
+            raise DataError(_no_data_message(symbols, loaded, what, self.market))
         self.stage("running_strategy")
         instances, meta = self.fork.run(
             code,
@@ -217,8 +247,9 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
     request = backtest_request(args)
     params = dict(args.params) if args.params is not None else None
     loaded, instances, shape = run.strategy_on(
-        args.strategy_code, args.symbols, request, "symbols", params=params
-    )
+        args.strategy_code, args.symbols, request, "symbols", params=params,
+        strict=args.strict_symbols,
+    )  # fmt: skip
     benchmark = _benchmark_bars(args, run.market) if args.benchmark else None
     payload = run_backtest(
         instances,
@@ -231,11 +262,12 @@ def _backtest(args: BacktestArgs, run: _Run) -> dict[str, Any]:
         benchmark=benchmark,
         benchmark_symbol=args.benchmark,
     )
+    leave_out_warmup(payload, args.start)
     summary = payload["summary"]
     summary["data_shape"] = shape
     summary["lookback_sessions"] = args.lookback_sessions
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
-    payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
+    payload["warnings"] = _data_warnings(loaded, run.market) + list(payload.get("warnings", []))
     payload.update(run.fork.last_logs.fields())
     return {"success": True, "execution_mode": "backtest", **payload}
 
@@ -280,7 +312,9 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
     }
-    loaded, instances, _ = run.strategy_on(args.strategy_code, args.universe, request, "universe")
+    loaded, instances, _ = run.strategy_on(
+        args.strategy_code, args.universe, request, "universe", strict=args.strict_symbols
+    )
     payload = run_screening(
         instances,
         engine_market(loaded),
@@ -289,7 +323,7 @@ def _screening(args: ScreeningArgs, run: _Run) -> dict[str, Any]:
         as_of=as_of,
         max_instances=run.max_instances,
     )
-    payload["warnings"] = _data_warnings(loaded) + list(payload.get("warnings", []))
+    payload["warnings"] = _data_warnings(loaded, run.market) + list(payload.get("warnings", []))
     payload.update(run.fork.last_logs.fields())
     return {"success": True, "execution_mode": "screening", **payload}
 

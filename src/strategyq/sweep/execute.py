@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from strategyq.engine import Market, backtest_metrics, run_backtest
+from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError, TaskValidationError
 from strategyq.protocol import BacktestArgs, ChunkArgs, SweepArgs, Task
 from strategyq.queue import keys
@@ -53,12 +54,16 @@ def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
             f"it as `def {report.entry}(df, params): ...` and read params['name']"
         )
     run.stage("loading_data")
+    if bt.strict_symbols:
+        from strategyq.tasks import refuse_missing
+
+        refuse_missing(bt.symbols, run.market)
     loaded = run.market.load(
         list(bt.symbols), bt.start, bt.end, adjusted=bt.adjusted, warmup_sessions=0,
         indicators=False,
     )  # fmt: skip
     if loaded.frame.empty:
-        raise DataError(_no_data_message(bt.symbols, loaded, "symbols"))
+        raise DataError(_no_data_message(bt.symbols, loaded, "symbols", run.market))
     folds = sessions = left_out = None
     if args.walk_forward is not None:
         dates = np.unique(loaded.frame["date"].to_numpy().astype("datetime64[D]"))
@@ -192,10 +197,11 @@ class _ChunkEngine:
         # Full: every list a backtest task returns, for the best and the test windows.
         rows = instances.rows() if isinstance(instances, ColumnRun) else instances
         cap = self.max_instances if full else 0
-        return run_backtest(
+        payload = run_backtest(
             rows, self.market, model_for(bt, params), start=start, end=end,
             max_instances=cap, max_trades=cap, benchmark=self.bench, benchmark_symbol=bt.benchmark,
         )  # fmt: skip
+        return leave_out_warmup(payload, start)
 
     def metrics(
         self, instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
