@@ -42,6 +42,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'strategyq' has no attribute {name!r}")
 
 
+def import_frame(frame: Any, ticker: str | None = None, *, skip_bad_rows: bool = False) -> Any:
+    """Store a DataFrame of daily bars in this machine's market data store (all or nothing).
+
+    ``frame`` is what ``yfinance.download(...)`` returns (one or many tickers,
+    ``auto_adjust`` on or off, either ``group_by``), a one-ticker frame indexed by
+    date (``yf.Ticker("IBM").history()``, with ``ticker="IBM"``), or a long frame
+    with ``ticker`` and ``date`` columns. Stored sessions of the same dates are replaced.
+
+    Returns:
+        An ``ImportSummary`` (tickers, rows, rows skipped with ``skip_bad_rows``).
+
+    Raises:
+        ImportRejected: a row is invalid (each one listed in ``.problems``); nothing
+            was stored.
+    """
+    from strategyq.data.importer import import_frame as _import_frame
+    from strategyq.settings import Settings
+
+    return _import_frame(Settings.from_env().data_dir, frame, ticker, skip_bad_rows=skip_bad_rows)
+
+
 def connect(*, decode_responses: bool = True, **kwargs: Any) -> redis.Redis:
     """A client for the server the environment names (``REDIS_URL``, ``REDIS_HOST``, …).
 
@@ -72,6 +93,7 @@ __all__ = [
     "cancel_task",
     "connect",
     "get_task_result",
+    "import_frame",
     "recent_tasks",
     "screen",
     "sweep",
