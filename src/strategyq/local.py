@@ -29,16 +29,14 @@ import orjson
 
 from strategyq.errors import SandboxUnavailable, TaskValidationError
 from strategyq.executor.client import ExecutorDied, ExecutorHung, ExecutorProcess, RunOutcome
-from strategyq.protocol import (
+from strategyq.protocol.chunks import chunk_position, read_fanout
+from strategyq.protocol.envelope import TaskType
+from strategyq.protocol.results import Status, dumps, envelope, utc_now_iso
+from strategyq.protocol.task import (
     DEFAULT_MAXIMIZE,
     DEFAULT_SCREENING_LIMIT,
     DEFAULT_TOP_N,
-    Status,
-    TaskType,
-    dumps,
-    envelope,
     parse_submitted,
-    utc_now_iso,
 )
 from strategyq.queue import records
 from strategyq.settings import Settings
@@ -223,21 +221,20 @@ class LocalSession:
         """Run a planned sweep's chunks one by one and assemble its result as a worker does."""
         from strategyq.sweep.assemble import assemble
 
-        fanout = orjson.loads(planned.data)["fanout"]
-        plan = fanout["plan"]
+        plan, messages = read_fanout(planned.data)
         chunks: dict[int, Any] = {}
         total = int(plan["total"])
         done = 0
-        for chunk in fanout["chunks"]:
-            index = int(chunk["args"]["chunk"])
+        for raw in messages:
+            index, count = chunk_position(raw)
             stage(f"running_chunks {done}/{total}")
-            outcome = self._execute(dumps(chunk), lambda _name: None, deadline_s)
+            outcome = self._execute(raw, lambda _name: None, deadline_s)
             if not outcome.ok:
                 return _record(
                     outcome, time.monotonic() - started, chunk=index, worker_id=LOCAL_WORKER_ID
                 )
             chunks[index] = orjson.loads(outcome.data)
-            done += len(chunk["args"]["combinations"])
+            done += count
         data = assemble(plan, chunks, self.settings.sweep_max_results)
         elapsed = time.monotonic() - started
         data.update(

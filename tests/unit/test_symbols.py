@@ -40,7 +40,7 @@ def test_unusable_symbol_files_say_what_to_write(tmp_path: Path, text: str, need
         expand_symbols(f"@{path}", tmp_path)
     with pytest.raises(TaskValidationError, match="cannot read the symbol file"):
         expand_symbols(f"@{tmp_path / 'missing.txt'}", tmp_path)
-    with pytest.raises(TaskValidationError, match="store at .* is empty"):
+    with pytest.raises(TaskValidationError, match=r"store at .* is empty"):
         expand_symbols("all", tmp_path / "empty")
 
 

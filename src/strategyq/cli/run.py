@@ -17,7 +17,7 @@ import typer
 
 from strategyq.cli.common import console, err_console
 from strategyq.cli.tasks import AsJson, show_result, task_args_from, task_table, with_options
-from strategyq.protocol import TaskType
+from strategyq.protocol.envelope import TaskType
 
 run_app = typer.Typer(
     help="Run a backtest, a screen or a sweep here (same engine and sandbox; no Redis, no worker).",

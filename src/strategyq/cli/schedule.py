@@ -70,7 +70,7 @@ def add_cmd(
 ) -> None:
     """Add a schedule: each due slot enqueues the task NAME:<slot time with offset>."""
     from strategyq.cli.tasks import read_code
-    from strategyq.task_args import parse_grid
+    from strategyq.protocol.args import parse_grid
 
     args: dict[str, Any] = {"strategy_code": read_code(strategy)}
     optional = {
