@@ -44,12 +44,14 @@ _PRODUCER_API = {
     "LocalSession": "strategyq.local",
     "backtest": "strategyq.local",
     "screen": "strategyq.local",
-    "sweep": "strategyq.local",
     "Result": "strategyq.result",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "sweep":
+        # The sweep package, callable as the local sweep (see strategyq.sweep).
+        return importlib.import_module("strategyq.sweep")
     module = _PRODUCER_API.get(name)
     if module is None:
         raise AttributeError(f"module 'strategyq' has no attribute {name!r}")
