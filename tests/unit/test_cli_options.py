@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -60,10 +61,8 @@ def test_help_texts_have_no_type_tags(
     paths = _help_paths(command, [])
     assert ["run", "sweep"] in paths and ["data", "import"] in paths
     for path in paths:
-        try:
+        with contextlib.suppress(SystemExit):
             command.main(args=[*path, "--help"], prog_name="strategyq", standalone_mode=False)
-        except SystemExit:
-            pass
         text = capsys.readouterr().out
         assert "Usage" in text, path
         assert not re.search(r"<(bool|int|float|str|path|list\[str\])>", text), (path, text)
