@@ -74,6 +74,9 @@ def strategy_source(strategy: str | Path | Callable[..., Any] | type) -> str:
         try:
             return textwrap.dedent(inspect.getsource(strategy))
         except (OSError, TypeError) as exc:
+            found = _cell_class_source(strategy) if inspect.isclass(strategy) else None
+            if found is not None:
+                return found
             raise TaskValidationError(
                 f"cannot read the source of {strategy.__qualname__} ({exc}); define it in a "
                 "file or a notebook cell, or pass its source as a string"
@@ -82,6 +85,36 @@ def strategy_source(strategy: str | Path | Callable[..., Any] | type) -> str:
         f"a strategy is a source string, a path to a .py file, or a function or class; "
         f"got {type(strategy).__name__}"
     )
+
+
+def _cell_class_source(cls: type) -> str | None:
+    """A class's source from the cell (or file) its methods were compiled from.
+
+    ``inspect.getsource`` finds a class through its module's file, which a notebook's
+    ``__main__`` does not have (before Python 3.13); its methods' code objects still
+    name the cell, whose lines the kernel keeps in :mod:`linecache`.
+    """
+    import ast
+    import linecache
+
+    for value in vars(cls).values():
+        function = getattr(value, "__func__", value)
+        code = getattr(function, "__code__", None)
+        if code is None:
+            continue
+        text = "".join(linecache.getlines(code.co_filename))
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                segment = ast.get_source_segment(text, node)
+                if segment is not None:
+                    first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                    lines = text.splitlines(keepends=True)[first - 1 : node.end_lineno]
+                    return textwrap.dedent("".join(lines))
+    return None
 
 
 def _read(path: Path) -> str:
