@@ -21,8 +21,7 @@ from strategyq.protocol.task import (
     parse_submitted,
 )
 from strategyq.queue import TaskQueue
-from strategyq.queue.transitions import DEFAULT_RESULT_TTL_S
-from strategyq.settings import QUEUE_NAME
+from strategyq.settings import DEFAULT_RESULT_TTL_S, QUEUE_NAME
 
 
 def submit_task(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import redis
 
+from tests.integration.conftest import SpawnWorker
+
 ROOT = Path(__file__).resolve().parents[2]
 SEED_CLIENT = 'redis.Redis(host="cache", port=6379, decode_responses=True)'
 
@@ -30,12 +32,12 @@ def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_python_example_runs(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     code = readme_python_snippets()[0]
     # The seed's client line stays visible, as a comment: it is what a Go/seed backend means.
     assert f"# The seed connects with {SEED_CLIENT}" in code
-    spawn_worker("readme")  # type: ignore[operator]
+    spawn_worker("readme")
     # As written: strategyq.connect() reads REDIS_URL, as every strategyq command does.
     done = run(code, worker_env)
     assert done.returncode == 0, done.stderr
@@ -78,12 +80,12 @@ def test_readme_local_run_snippets_run_as_written(
 
 
 def test_readme_connect_snippet_runs_literally(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     """``strategyq.connect()`` reads REDIS_URL like every strategyq command: no edits needed."""
     snippets = [s for s in readme_python_snippets() if "my-first" in s]
     assert snippets, "the README lost its strategyq.connect() snippet"
-    spawn_worker("readme-connect")  # type: ignore[operator]
+    spawn_worker("readme-connect")
     for code in snippets:
         done = run(code, worker_env)
         assert done.returncode == 0, done.stderr

@@ -106,3 +106,19 @@ def test_the_executor_process_imports_no_redis_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_the_sweep_package_is_pure_maths() -> None:
+    """Grid, folds, constraint, rank and assemble: no I/O, sandbox, engine or executor."""
+    graph = import_graph()
+    sweep = {m for m in graph if m.startswith("strategyq.sweep")}
+    assert sweep == {
+        "strategyq.sweep",
+        "strategyq.sweep.assemble",
+        "strategyq.sweep.constraint",
+        "strategyq.sweep.folds",
+        "strategyq.sweep.grid",
+        "strategyq.sweep.rank",
+    }
+    for module in sweep:
+        assert graph[module] <= sweep | {"strategyq", "strategyq.errors"}, module

@@ -65,10 +65,9 @@ def _free_port(preferred: int = 8000) -> int:
 def _start_dashboard(port: int) -> subprocess.Popen[bytes]:
     """``strategyq serve`` on ``port``, once it answers /readyz."""
     api = subprocess.Popen(
-        [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--log-level",
-         "WARNING"],
+        [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and api.poll() is None:
         try:
@@ -108,9 +107,17 @@ def register(app: typer.Typer) -> None:
         _show_sample_data(conf.data_dir)
         # The worker inherits our environment: the same Redis and STRATEGYQ_HOME.
         worker = subprocess.Popen(
-            [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0",
-             "--log-level", "WARNING"],
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "strategyq",
+                "worker",
+                "--metrics-port",
+                "0",
+                "--log-level",
+                "WARNING",
+            ],
+        )
         console.print(f"[bold]3.[/] worker started (pid {worker.pid})")
         port = _free_port()
         api: subprocess.Popen[bytes] | None = None

@@ -131,8 +131,11 @@ def _submit_command(task_type: TaskType, summary: str, timeout_s: float) -> Call
         args = task_args_from(given, table)
         r = client()
         _warn_without_workers(r)
-        message = {"task_id": given["task_id"] or str(uuid.uuid4()), "task_type": task_type.value,
-                   "args": args}  # fmt: skip
+        message = {
+            "task_id": given["task_id"] or str(uuid.uuid4()),
+            "task_type": task_type.value,
+            "args": args,
+        }
         tid = submit_task(r, message)
         _after_submit(r, tid, given["wait"], given["as_json"], given["timeout"])
 

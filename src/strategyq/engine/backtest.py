@@ -78,16 +78,30 @@ def run_backtest(
     cols = signal_columns(normalized, market, date_to_day(first.date()) if start else None)
     bench, bench_name = _benchmark(benchmark, benchmark_symbol, first, last)
     outcome = simulate_and_measure(
-        market, cols.codes, cols.days, cols.short, cols.scores, model,
-        exits=cols.exits, weights=cols.weights, benchmark=bench,
-    )  # fmt: skip
+        market,
+        cols.codes,
+        cols.days,
+        cols.short,
+        cols.scores,
+        model,
+        exits=cols.exits,
+        weights=cols.weights,
+        benchmark=bench,
+    )
     counts = signal_counts(outcome, cols, len(normalized.unknown_tickers))
     summary = backtest_summary(
-        normalized, cols, outcome, model, counts,
-        date_range=[iso_seconds(first), iso_seconds(last)], symbols=len(full.symbols),
-        shape=data_shape(df, full), benchmark=benchmark_summary(bench, bench_name, market),
-        max_instances=max_instances, max_trades=max_trades,
-    )  # fmt: skip
+        normalized,
+        cols,
+        outcome,
+        model,
+        counts,
+        date_range=[iso_seconds(first), iso_seconds(last)],
+        symbols=len(full.symbols),
+        shape=data_shape(df, full),
+        benchmark=benchmark_summary(bench, bench_name, market),
+        max_instances=max_instances,
+        max_trades=max_trades,
+    )
     logger.debug("backtest: %s signals, %s trades", len(cols.codes), len(outcome.taken))
     return backtest_result(
         normalized, cols, outcome, model, market, counts, summary, max_instances, max_trades
@@ -138,9 +152,16 @@ def backtest_metrics(
         cols = signal_columns(normalized, market, first_day)
     bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
     outcome = simulate_and_measure(
-        market, cols.codes, cols.days, cols.short, cols.scores, model,
-        exits=cols.exits, weights=cols.weights, benchmark=bench,
-    )  # fmt: skip
+        market,
+        cols.codes,
+        cols.days,
+        cols.short,
+        cols.scores,
+        model,
+        exits=cols.exits,
+        weights=cols.weights,
+        benchmark=bench,
+    )
     return outcome.metrics
 
 

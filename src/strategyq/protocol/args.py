@@ -63,7 +63,7 @@ def _model_help(name: str) -> str:
     return str(found.metadata["help"])
 
 
-def _hold_days(value: str) -> int | None:
+def parse_hold_days(value: str) -> int | None:
     """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
     text = value.strip().lower()
     if text in ("none", "null"):
@@ -148,7 +148,7 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("params", str, "JSON object passed as the strategy's second argument, e.g. '{\"fast\": 10}'.", ONLY_BACKTEST, from_cli=_params),
     # The trade model (strategyq.trademodel): its fields' own help.
     TaskArg("entry", str, _model_help("entry"), BACKTEST),
-    TaskArg("hold_days", str, _model_help("hold_days"), BACKTEST, from_cli=_hold_days),
+    TaskArg("hold_days", str, _model_help("hold_days"), BACKTEST, from_cli=parse_hold_days),
     TaskArg("exit_on", str, _model_help("exit_on"), BACKTEST),
     TaskArg("stop_loss_pct", float, _model_help("stop_loss_pct"), BACKTEST),
     TaskArg("take_profit_pct", float, _model_help("take_profit_pct"), BACKTEST),

@@ -13,6 +13,25 @@ from typing import Any
 import orjson
 
 
+class Stage(StrEnum):
+    """Where a running task is; written to its ``running`` record as ``data.stage``."""
+
+    STARTING = "starting"
+    LOADING_DATA = "loading_data"
+    RUNNING_STRATEGY = "running_strategy"
+    COMPUTING_METRICS = "computing_metrics"
+    RUNNING_CHUNKS = "running_chunks"
+    """A sweep whose chunks are queued or running."""
+    CLAIMED = "claimed"
+    """Hook point only (:class:`~strategyq.worker.Hooks`): the run holds its token."""
+    FINISHING = "finishing"
+    """Hook point only: just before the terminal write."""
+
+
+EXECUTOR_STAGES = (Stage.LOADING_DATA, Stage.RUNNING_STRATEGY, Stage.COMPUTING_METRICS)
+"""The stages the executor reports, in order."""
+
+
 class Status(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

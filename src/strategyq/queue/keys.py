@@ -12,7 +12,7 @@ nothing grows without bound.
 from __future__ import annotations
 
 RESULT_PREFIX = "task_result:"
-"""STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default 86400)."""
+"""STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default one day)."""
 
 PREFIX = "strategyq:"
 

@@ -122,8 +122,12 @@ def _process_start(pid: int) -> str | None:
 def incarnation() -> dict[str, Any]:
     """What tells this process from other incarnations of its worker id (heartbeat fields)."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot_id": _boot_id(), "pid": pid,
-            "pid_start": _process_start(pid)}  # fmt: skip
+    return {
+        "host": socket.gethostname(),
+        "boot_id": _boot_id(),
+        "pid": pid,
+        "pid_start": _process_start(pid),
+    }
 
 
 def is_previous_incarnation(record: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ import orjson
 from strategyq.executor.client import RunOutcome
 from strategyq.protocol.chunks import chunk_position, read_fanout
 from strategyq.protocol.envelope import Envelope
-from strategyq.protocol.results import Status, dumps, envelope, utc_now_iso
+from strategyq.protocol.results import Stage, Status, dumps, envelope, utc_now_iso
 from strategyq.queue import Claim, TaskQueue, records
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.queue.types import text
@@ -43,7 +43,7 @@ class SweepWorker:
         assert task.sweep_id is not None
         sweep_id = task.sweep_id
         running = records.running(
-            task.task_id, task.task_type.value, self.worker_id, started_at, "starting"
+            task.task_id, task.task_type.value, self.worker_id, started_at, Stage.STARTING
         )
         return self.health.retry(
             lambda: self.sweeps.claim_chunk(
@@ -66,7 +66,7 @@ class SweepWorker:
                     "fanned_out": True,
                     "worker_id": self.worker_id,
                     "started_at": run.started_at,
-                    "stage": "running_chunks",
+                    "stage": Stage.RUNNING_CHUNKS,
                     "chunks": len(chunks),
                     "progress": {"done": 0, "total": plan["total"]},
                 },
@@ -74,16 +74,25 @@ class SweepWorker:
         )
         verdict = self.health.retry(
             lambda: self.sweeps.fan_out(
-                self.worker_id, task.task_id, run.token, task.raw, running, dumps(plan),
-                int(plan["total"]), chunks,
+                self.worker_id,
+                task.task_id,
+                run.token,
+                task.raw,
+                running,
+                dumps(plan),
+                int(plan["total"]),
+                chunks,
             ),
             what=f"fan-out of sweep {task.task_id}",
-        )  # fmt: skip
+        )
         log.info(
             "sweep %s: %s, %d combinations in %d chunks",
-            task.task_id, verdict, plan["total"], len(chunks),
+            task.task_id,
+            verdict,
+            plan["total"],
+            len(chunks),
             extra={"task_id": task.task_id, "outcome": verdict},
-        )  # fmt: skip
+        )
         return verdict
 
     def chunk_finished(self, run: InFlight, outcome: RunOutcome) -> str:
@@ -112,11 +121,18 @@ class SweepWorker:
         )
         counted = self.health.retry(
             lambda: self.sweeps.chunk_done(
-                self.worker_id, task.task_id, sweep_id, index, count, run.token, task.raw,
-                chunk_record, outcome.data,
+                self.worker_id,
+                task.task_id,
+                sweep_id,
+                index,
+                count,
+                run.token,
+                task.raw,
+                chunk_record,
+                outcome.data,
             ),
             what=f"count of chunk {task.task_id}",
-        )  # fmt: skip
+        )
         if counted is not ChunkVerdict.ASSEMBLE:
             return counted.value
         plan_raw, done, chunk_values = self.health.retry(
@@ -168,8 +184,14 @@ class SweepWorker:
         sweep_id = task.sweep_id
         return self.health.retry(
             lambda: self.sweeps.finish(
-                self.worker_id, task.task_id, sweep_id, run.token, task.raw, chunk_record,
-                sweep_record, failed=failed,
+                self.worker_id,
+                task.task_id,
+                sweep_id,
+                run.token,
+                task.raw,
+                chunk_record,
+                sweep_record,
+                failed=failed,
             ),
             what=f"result of sweep {sweep_id}",
-        )  # fmt: skip
+        )

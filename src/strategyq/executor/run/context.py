@@ -14,12 +14,13 @@ from typing import Any
 from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, market_from_frame
 from strategyq.errors import DataError
+from strategyq.protocol.results import Stage
 from strategyq.sandbox.forkserver import ForkClient
 from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
 
-StageCallback = Callable[[str], None]
+StageCallback = Callable[[Stage], None]
 
 # Enough history for sma_200 plus the slower indicators to settle.
 WARMUP_SESSIONS = 250
@@ -132,7 +133,7 @@ class RunContext:
         shape of the frame the strategy saw. What the strategy printed is in
         ``self.fork.last_logs``.
         """
-        self.stage("loading_data")
+        self.stage(Stage.LOADING_DATA)
         if strict:
             refuse_missing(symbols, self.market)
         # The sandbox host loads its copy of the frame at the same time as we load ours.
@@ -151,7 +152,7 @@ class RunContext:
         )
         if loaded.frame.empty:
             raise DataError(no_data_message(symbols, loaded, what, self.market))
-        self.stage("running_strategy")
+        self.stage(Stage.RUNNING_STRATEGY)
         instances, meta = self.fork.run(
             code,
             request,
@@ -162,5 +163,5 @@ class RunContext:
             runs=runs,
             keep_columns=keep_columns,
         )
-        self.stage("computing_metrics")
+        self.stage(Stage.COMPUTING_METRICS)
         return loaded, instances, list(meta["shape"])

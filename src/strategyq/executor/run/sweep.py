@@ -20,15 +20,20 @@ from strategyq.data import LoadResult
 from strategyq.engine import Market, backtest_metrics, run_backtest
 from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError, TaskValidationError
-from strategyq.executor.run.backtest import backtest_request, benchmark_bars, model_for
+from strategyq.executor.run.backtest import (
+    backtest_request,
+    backtest_result,
+    benchmark_bars,
+    model_for,
+)
 from strategyq.executor.run.context import (
     RunContext,
-    data_warnings,
     engine_market,
     no_data_message,
     refuse_missing,
 )
 from strategyq.protocol.chunks import chunk_messages, fanout
+from strategyq.protocol.results import Stage
 from strategyq.protocol.task import BacktestArgs, ChunkArgs, SweepArgs, Task
 from strategyq.sandbox import checker
 from strategyq.sandbox.forkserver import checked_program
@@ -55,13 +60,17 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
             f"a sweep calls the strategy with each combination as its second argument: define "
             f"it as `def {report.entry}(df, params): ...` and read params['name']"
         )
-    ctx.stage("loading_data")
+    ctx.stage(Stage.LOADING_DATA)
     if bt.strict_symbols:
         refuse_missing(bt.symbols, ctx.market)
     loaded = ctx.market.load(
-        list(bt.symbols), bt.start, bt.end, adjusted=bt.adjusted, warmup_sessions=0,
+        list(bt.symbols),
+        bt.start,
+        bt.end,
+        adjusted=bt.adjusted,
+        warmup_sessions=0,
         indicators=False,
-    )  # fmt: skip
+    )
     if loaded.frame.empty:
         raise DataError(no_data_message(bt.symbols, loaded, "symbols", ctx.market))
     folds = sessions = left_out = None
@@ -116,7 +125,7 @@ def run_chunk(task: Task, ctx: RunContext) -> dict[str, Any]:
     )
     market = engine_market(loaded)
     bench = benchmark_bars(bt, ctx.market) if bt.benchmark else None
-    ctx.stage("computing_metrics")
+    ctx.stage(Stage.COMPUTING_METRICS)
     engine = _ChunkEngine(bt, market, bench, ctx.max_instances)
     if args.folds is None:
         return _whole_range(args, engine, outputs, loaded, shape)
@@ -158,9 +167,16 @@ class _ChunkEngine:
         rows = instances.rows() if isinstance(instances, ColumnRun) else instances
         cap = self.max_instances if full else 0
         payload = run_backtest(
-            rows, self.market, model_for(bt, params), start=start, end=end,
-            max_instances=cap, max_trades=cap, benchmark=self.bench, benchmark_symbol=bt.benchmark,
-        )  # fmt: skip
+            rows,
+            self.market,
+            model_for(bt, params),
+            start=start,
+            end=end,
+            max_instances=cap,
+            max_trades=cap,
+            benchmark=self.bench,
+            benchmark_symbol=bt.benchmark,
+        )
         return leave_out_warmup(payload, start)
 
     def metrics(
@@ -171,9 +187,14 @@ class _ChunkEngine:
         # The metrics alone, read from the columns when the child sent them so.
         given = instances.columns if isinstance(instances, ColumnRun) else instances
         return backtest_metrics(
-            given, self.market, model_for(bt, params), start=start, end=end,
-            benchmark=self.bench, benchmark_symbol=bt.benchmark,
-        )  # fmt: skip
+            given,
+            self.market,
+            model_for(bt, params),
+            start=start,
+            end=end,
+            benchmark=self.bench,
+            benchmark_symbol=bt.benchmark,
+        )
 
 
 def _whole_range(
@@ -184,19 +205,17 @@ def _whole_range(
     rows = []
     for (index, params), instances in zip(args.combinations, outputs, strict=True):
         rows.append(
-            {"index": index, "params": params,
-             "metrics": engine.metrics(instances, params, bt.start, bt.end)}
-        )  # fmt: skip
+            {
+                "index": index,
+                "params": params,
+                "metrics": engine.metrics(instances, params, bt.start, bt.end),
+            }
+        )
     top = best(rows, args.maximize)
     position = next(i for i, (index, _) in enumerate(args.combinations) if index == top["index"])
     result = engine.backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
     # As a single backtest with these params reports it.
-    summary = result["summary"]
-    summary["data_shape"] = shape
-    summary["lookback_sessions"] = bt.lookback_sessions
-    summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
-    result["warnings"] = data_warnings(loaded) + list(result.get("warnings", []))
-    result = {"success": True, "execution_mode": "backtest", **result}
+    result = backtest_result(result, bt, loaded, shape)
     return {
         "rows": rows,
         "best": {"index": top["index"], "params": top["params"], "result": result},
