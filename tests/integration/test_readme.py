@@ -27,7 +27,7 @@ def readme_python_snippets() -> list[str]:
 def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
+        timeout=600,
     )  # fmt: skip
 
 
@@ -91,3 +91,23 @@ def test_readme_connect_snippet_runs_literally(
         assert done.returncode == 0, done.stderr
         assert "AttributeError" not in done.stderr
         assert "completed" in done.stdout and "my-first" in done.stdout, done.stdout
+
+
+def test_readme_sweep_snippet_runs_after_the_first(
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
+) -> None:
+    """The sweep snippet continues the first one (its redis_client), as a reader runs them."""
+    first, _, sweep = readme_python_snippets()[:3]
+    assert "add_sweep_task(" in sweep
+    spawn_worker("readme-sweep")
+    code = (
+        first
+        + sweep
+        + (
+            "\nresult = wait_for_result(redis_client, 'sweep-1', timeout_s=600)\n"
+            "print(result['status'], result['data']['best']['params'])\n"
+        )
+    )
+    done = run(code, worker_env)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^completed \{'fast': \d+, 'slow': \d+\}$", done.stdout, re.M), done.stdout
