@@ -221,3 +221,11 @@ def test_run_sweep_and_screening_commands(worker_env: dict[str, str], tmp_path: 
     done = cli(env, "run", "screening", str(screen), "--universe", "all", "--limit", "10",
                "--json")  # fmt: skip
     assert json.loads(done.stdout)["data"]["universe_size"] == 5  # the sample's five tickers
+
+
+def test_a_strategy_that_hangs_times_out_and_the_session_runs_on(local: LocalSession) -> None:
+    hang = "def f(df):\n    while True:\n        pass\n"
+    stuck = local.backtest(hang, "AAPL", "2011-01-01", "2011-12-31", timeout_seconds=1)
+    assert stuck.status == "error" and stuck.data["error_type"] == "timeout", stuck.raw
+    after = local.backtest(source("gap_up"), "AAPL", "2011-01-01", "2011-12-31")
+    assert after.ok, after.raw
