@@ -162,7 +162,13 @@ class LocalSession:
             return self._executor
         self._drop()
         executor = ExecutorProcess(self.settings)
-        layers = executor.start()
+        try:
+            layers = executor.start()
+        except BaseException:
+            # Interrupted while warming up (Ctrl-C): nothing is left running.
+            executor.kill()
+            executor.close(0)
+            raise
         missing = [name for name in REQUIRED_LAYERS if not layers.get(name)]
         if missing and not self.settings.insecure_no_sandbox:
             executor.close()

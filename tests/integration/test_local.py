@@ -229,3 +229,56 @@ def test_a_strategy_that_hangs_times_out_and_the_session_runs_on(local: LocalSes
     assert stuck.status == "error" and stuck.data["error_type"] == "timeout", stuck.raw
     after = local.backtest(source("gap_up"), "AAPL", "2011-01-01", "2011-12-31")
     assert after.ok, after.raw
+
+
+INTERRUPTED = """
+import sys, strategyq
+hang = "def f(df):\\n    while True:\\n        pass\\n"
+try:
+    print("running", flush=True)
+    strategyq.backtest(hang, "AAPL", "2011-01-01", "2011-12-31", timeout_seconds=60)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+after = strategyq.backtest("def f(df):\\n    return []\\n", "AAPL", "2011-01-01", "2011-12-31")
+print("after", after.status, flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("wait_s", [0.0, 1.5], ids=["while-starting", "while-running"])
+def test_ctrl_c_during_a_local_run_stops_its_executor(
+    worker_env: dict[str, str], wait_s: float
+) -> None:
+    import signal
+    import time
+
+    from tests.integration.test_demo import _alive, _descendants
+
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED], env=worker_env, cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        deadline = time.monotonic() + 60
+        # Starting: as soon as the executor exists; running: once its sandbox host has a
+        # child, and a moment more, so the strategy is in its loop.
+        wanted = 1 if wait_s == 0 else 3
+        while len(_descendants(proc.pid)) < wanted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(wait_s)
+        first = _descendants(proc.pid)
+        assert len(first) >= wanted, first
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline().strip() == "interrupted"
+        assert proc.stdout.readline().strip() == "after completed"
+        # The interrupted run's executor, host and child are gone; a fresh executor runs on.
+        assert [pid for pid in first if _alive(pid)] == []
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
+        proc.stdin.close()
