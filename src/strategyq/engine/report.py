@@ -225,8 +225,8 @@ def _warnings(counts: dict[str, int], normalized: NormalizedInstances, market: M
         "raise max_positions to take more",
         "trades_closed_at_data_end": "trade(s) were closed at the last close before their "
         "planned exit (the data ends)",
-        "signals_before_start": "signal(s) dated before start_date (on warm-up rows); "
-        "they made no trade",
+        "signals_before_start": "signal(s) dated before start_date (on warm-up rows) made no "
+        "trade; such instances are left out of instances (summary.warmup_instances)",
         "entries_ignored_position_open": "entry signal(s) came while their ticker already held "
         "max_entries_per_ticker position(s); ignored",
         "entries_skipped_no_exposure": "weighted entry signal(s) found the total weight of open "

@@ -74,6 +74,8 @@ class BacktestArgs:
     benchmark: str | None = None
     params: Mapping[str, Any] | None = None
     """The strategy's ``params`` argument (a ``f(df, params)`` strategy)."""
+    strict_symbols: bool = False
+    """A symbol missing from the store fails the task before the strategy runs."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class ScreeningArgs:
     limit: int
     as_of: date | None = None
     lookback_sessions: int | None = None
+    strict_symbols: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,7 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         lookback_sessions=lookback,
         benchmark=benchmark,
         params=params,
+        strict_symbols=_flag(args, "strict_symbols"),
     )
 
 
@@ -372,8 +376,18 @@ def _screening_args(args: Mapping[str, Any], max_symbols: int, max_limit: int) -
         as_of = parse_datetime(args["as_of"], "args.as_of").date()
     lookback = _positive_number(args, "lookback_sessions", integer=True)
     return ScreeningArgs(
-        strategy_code=code, universe=universe, limit=limit, as_of=as_of, lookback_sessions=lookback
-    )
+        strategy_code=code, universe=universe, limit=limit, as_of=as_of,
+        lookback_sessions=lookback, strict_symbols=_flag(args, "strict_symbols"),
+    )  # fmt: skip
+
+
+def _flag(args: Mapping[str, Any], name: str) -> bool:
+    value = args.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise TaskValidationError(f"args.{name} must be true or false, got {show(value)}")
+    return value
 
 
 def parse_task(

@@ -9,3 +9,28 @@
 The executor's side (plan a sweep, run one chunk) is
 :mod:`strategyq.executor.run.sweep`; the queue's side is :mod:`strategyq.queue.sweeps`.
 """
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+
+class _SweepPackage(types.ModuleType):
+    """This package, callable: ``strategyq.sweep(...)`` runs a sweep here.
+
+    ``strategyq.sweep`` is both this package (the pure maths) and the local-run
+    function users call; the import system makes the attribute the package once a
+    submodule is imported, so the package itself forwards calls to
+    :func:`strategyq.local.sweep`.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Looked up at call time: the pure maths never depends on local runs (which
+        # use strategyq.sweep.assemble), only this forwarding call does.
+        return importlib.import_module("strategyq.local").sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _SweepPackage

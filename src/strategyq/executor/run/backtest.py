@@ -7,6 +7,7 @@ from typing import Any
 
 from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, run_backtest
+from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError
 from strategyq.executor.run.context import (
     WARMUP_SESSIONS,
@@ -45,7 +46,12 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
     request = backtest_request(args)
     params = dict(args.params) if args.params is not None else None
     loaded, instances, shape = ctx.strategy_on(
-        args.strategy_code, args.symbols, request, "symbols", params=params
+        args.strategy_code,
+        args.symbols,
+        request,
+        "symbols",
+        params=params,
+        strict=args.strict_symbols,
     )
     benchmark = benchmark_bars(args, ctx.market) if args.benchmark else None
     payload = run_backtest(
@@ -59,19 +65,27 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
         benchmark=benchmark,
         benchmark_symbol=args.benchmark,
     )
+    leave_out_warmup(payload, args.start)
     payload.update(ctx.fork.last_logs.fields())
-    return backtest_result(payload, args, loaded, shape)
+    return backtest_result(payload, args, loaded, shape, ctx.market)
 
 
 def backtest_result(
-    payload: dict[str, Any], args: BacktestArgs, loaded: LoadResult, shape: list[int]
+    payload: dict[str, Any],
+    args: BacktestArgs,
+    loaded: LoadResult,
+    shape: list[int],
+    market: MarketData | None = None,
 ) -> dict[str, Any]:
-    """The engine's backtest with what the task adds: the data's shape and notes."""
+    """The engine's backtest with what the task adds: the data's shape and notes.
+
+    ``market``: the store, to name the stored tickers nearest a missing one.
+    """
     summary = payload["summary"]
     summary["data_shape"] = shape
     summary["lookback_sessions"] = args.lookback_sessions
     summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
-    payload["warnings"] = data_warnings(loaded) + list(payload.get("warnings", []))
+    payload["warnings"] = data_warnings(loaded, market) + list(payload.get("warnings", []))
     return {"success": True, "execution_mode": "backtest", **payload}
 
 

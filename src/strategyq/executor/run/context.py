@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +45,35 @@ def engine_market(loaded: LoadResult) -> Market:
     return market
 
 
-def no_data_message(symbols: tuple[str, ...], loaded: LoadResult, what: str) -> str:
+def did_you_mean(missing: Sequence[str], market: MarketData | None) -> str:
+    """`` (did you mean APPL → AAPL?)`` when stored tickers are close to missing ones."""
+    from strategyq.data.symbols import did_you_mean as nearest_names
+
+    if not missing or market is None:
+        return ""
+    hint = nearest_names(missing, market.tickers())
+    return f" (did you mean {hint}?)" if hint else ""
+
+
+def refuse_missing(symbols: Sequence[str], market: MarketData) -> None:
+    """``strict_symbols``: fail, before the strategy runs, when a symbol is not stored."""
+    stored = set(market.tickers())
+    missing = [s for s in dict.fromkeys(x.strip().upper() for x in symbols) if s not in stored]
+    if missing:
+        raise DataError(
+            f"not in the store: {', '.join(missing[:20])}{did_you_mean(missing[:20], market)}; "
+            "strict_symbols is set, so nothing ran. Fix or drop these symbols, import their "
+            "bars (strategyq data import), or leave strict_symbols off to skip them"
+        )
+
+
+def no_data_message(
+    symbols: tuple[str, ...], loaded: LoadResult, what: str, market: MarketData | None = None
+) -> str:
     parts = []
     if loaded.missing:
-        parts.append(f"not in the store: {', '.join(loaded.missing[:20])}")
+        hint = did_you_mean(loaded.missing[:20], market)
+        parts.append(f"not in the store: {', '.join(loaded.missing[:20])}{hint}")
     if loaded.empty:
         ranges = "; ".join(
             f"{t} {loaded.ranges[t][0]}..{loaded.ranges[t][1]}"
@@ -64,10 +89,11 @@ def no_data_message(symbols: tuple[str, ...], loaded: LoadResult, what: str) -> 
     )
 
 
-def data_warnings(loaded: LoadResult) -> list[str]:
+def data_warnings(loaded: LoadResult, market: MarketData | None = None) -> list[str]:
     warnings = []
     if loaded.missing:
-        warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}")
+        hint = did_you_mean(loaded.missing, market)
+        warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}{hint}")
     if loaded.empty:
         warnings.append(
             f"symbols with no sessions in the range, skipped: {', '.join(loaded.empty)}"
@@ -99,6 +125,7 @@ class RunContext:
         params: dict[str, Any] | None = None,
         runs: list[dict[str, Any]] | None = None,
         keep_columns: bool = False,
+        strict: bool = False,
     ) -> tuple[LoadResult, list[Any], list[int]]:
         """Load the engine's frame, then run the strategy in a sandbox on the same data.
 
@@ -107,6 +134,8 @@ class RunContext:
         ``self.fork.last_logs``.
         """
         self.stage(Stage.LOADING_DATA)
+        if strict:
+            refuse_missing(symbols, self.market)
         # The sandbox host loads its copy of the frame at the same time as we load ours.
         self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure)
         loaded = self.market.load(
@@ -122,7 +151,7 @@ class RunContext:
             indicators=False,
         )
         if loaded.frame.empty:
-            raise DataError(no_data_message(symbols, loaded, what))
+            raise DataError(no_data_message(symbols, loaded, what, self.market))
         self.stage(Stage.RUNNING_STRATEGY)
         instances, meta = self.fork.run(
             code,

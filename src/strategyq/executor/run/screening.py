@@ -36,7 +36,9 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
         "warmup_sessions": WARMUP_SESSIONS,
         "lookback_sessions": args.lookback_sessions or SCREENING_LOOKBACK_SESSIONS,
     }
-    loaded, instances, _ = ctx.strategy_on(args.strategy_code, args.universe, request, "universe")
+    loaded, instances, _ = ctx.strategy_on(
+        args.strategy_code, args.universe, request, "universe", strict=args.strict_symbols
+    )
     payload = run_screening(
         instances,
         engine_market(loaded),
@@ -45,6 +47,6 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
         as_of=as_of,
         max_instances=ctx.max_instances,
     )
-    payload["warnings"] = data_warnings(loaded) + list(payload.get("warnings", []))
+    payload["warnings"] = data_warnings(loaded, ctx.market) + list(payload.get("warnings", []))
     payload.update(ctx.fork.last_logs.fields())
     return {"success": True, "execution_mode": "screening", **payload}

@@ -18,6 +18,7 @@ import numpy as np
 
 from strategyq.data import LoadResult
 from strategyq.engine import Market, backtest_metrics, run_backtest
+from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError, TaskValidationError
 from strategyq.executor.run.backtest import (
     backtest_request,
@@ -29,6 +30,7 @@ from strategyq.executor.run.context import (
     RunContext,
     engine_market,
     no_data_message,
+    refuse_missing,
 )
 from strategyq.protocol.chunks import chunk_messages, fanout
 from strategyq.protocol.results import Stage
@@ -59,6 +61,8 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
             f"it as `def {report.entry}(df, params): ...` and read params['name']"
         )
     ctx.stage(Stage.LOADING_DATA)
+    if bt.strict_symbols:
+        refuse_missing(bt.symbols, ctx.market)
     loaded = ctx.market.load(
         list(bt.symbols),
         bt.start,
@@ -68,7 +72,7 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
         indicators=False,
     )
     if loaded.frame.empty:
-        raise DataError(no_data_message(bt.symbols, loaded, "symbols"))
+        raise DataError(no_data_message(bt.symbols, loaded, "symbols", ctx.market))
     folds = sessions = left_out = None
     if args.walk_forward is not None:
         dates = np.unique(loaded.frame["date"].to_numpy().astype("datetime64[D]"))
@@ -162,7 +166,7 @@ class _ChunkEngine:
         # Full: every list a backtest task returns, for the best and the test windows.
         rows = instances.rows() if isinstance(instances, ColumnRun) else instances
         cap = self.max_instances if full else 0
-        return run_backtest(
+        payload = run_backtest(
             rows,
             self.market,
             model_for(bt, params),
@@ -173,6 +177,7 @@ class _ChunkEngine:
             benchmark=self.bench,
             benchmark_symbol=bt.benchmark,
         )
+        return leave_out_warmup(payload, start)
 
     def metrics(
         self, instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
