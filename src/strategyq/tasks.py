@@ -27,7 +27,7 @@ from strategyq.protocol import (
     Task,
     TaskType,
 )
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits
 from strategyq.trademodel import TradeModel
 

@@ -21,7 +21,7 @@ import pytest
 from strategyq import errors
 from strategyq.data.synth import write_synthetic
 from strategyq.sandbox import landlock
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT, Legit
 

@@ -28,7 +28,7 @@ from strategyq.executor.frames import (
     write_frame,
 )
 from strategyq.executor.watchdog import ENGINE_ALLOWANCE_S, Watchdog, release_memory
-from strategyq.sandbox.forkserver import ForkClient, HostGone
+from strategyq.sandbox.forkclient import ForkClient, HostGone
 from strategyq.sandbox.result import Logs
 from strategyq.settings import Settings
 

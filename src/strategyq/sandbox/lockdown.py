@@ -78,11 +78,13 @@ def plan(
     max_open_files: int,
     sandboxed: bool,
     landlock_abi_max: int | None = None,
+    extra_bytes: int = 0,
 ) -> LockdownPlan:
     """Prepare a plan in the parent: address-space budget on top of what fork shares.
 
     ``landlock_abi_max`` caps the Landlock ABI the child uses (the kernel's own
     when None): a kernel of that generation is run exactly, rights and order.
+    ``extra_bytes`` is what the child maps after fork (its shared frame).
     """
     with open("/proc/self/statm", "rb") as f:
         inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -91,7 +93,7 @@ def plan(
         abi = min(abi, landlock_abi_max)
     program = seccomp.compiled_program() if sandboxed else None
     return LockdownPlan(
-        memory_bytes=inherited + memory_mb * 1024 * 1024,
+        memory_bytes=inherited + extra_bytes + memory_mb * 1024 * 1024,
         cpu_seconds=cpu_limit_s(time_limit_s),
         max_open_files=max(8, max_open_files),
         landlock_abi=abi,

@@ -38,7 +38,7 @@ def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
     a walk-forward's folds are cut from the range's sessions.
     """
     from strategyq.sandbox import checker
-    from strategyq.sandbox.forkserver import checked_program
+    from strategyq.sandbox.forkclient import checked_program
     from strategyq.tasks import _no_data_message
 
     args = task.args

@@ -1,0 +1,215 @@
+"""A child's memory holds only its own task: checked from the inside, with the policy off.
+
+The real sandbox host (``python -m strategyq.executor.sandbox_host``, as every
+executor starts it) first runs a task whose symbols, dates, strategy and result
+carry distinctive markers, on a store whose directory name is a marker too.
+Then a child of the same host, for another task, undoes ``gc.freeze()``, walks
+``gc.get_objects()`` and reads every readable region listed in
+``/proc/self/maps`` through ``/proc/self/mem``: it must find none of the
+markers, and no object of the data store.
+
+The snooping child runs without Landlock and seccomp (``insecure_no_sandbox``)
+only so that it may open ``/proc/self/maps`` and ``/proc/self/mem``: the
+layers stop a child from opening files, they do not change what is in its
+memory (a child with the layers on reads the same bytes through ctypes).
+The needles travel XOR-masked and the scan un-masks memory, never the
+needles, so the scanner cannot find its own search terms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from strategyq.data.store import Store
+from strategyq.data.synth import synthetic_bars, write_synthetic
+from strategyq.sandbox.forkclient import ForkClient
+from strategyq.settings import SandboxLimits, Settings
+
+LIMITS = SandboxLimits(time_limit_s=120, memory_mb=1024, answer_max_bytes=1 << 20)
+MASK = 0x5A
+
+SYMBOLS = ["QZMARKSYMALPHA77", "QZMARKSYMBRAVO78"]
+START, END = "2022-11-17T00:00:00", "2024-10-23T00:00:00"
+STRATEGY_MARK = "QZSTRATMARK4471"
+RESULT_MARK = "QZRESULTMARK5523"
+DIR_MARK = "qzdirmark9157"
+MARKERS = {
+    "symbol": SYMBOLS[0],
+    "symbol2": SYMBOLS[1],
+    "start date": START[:10],
+    "end date": END[:10],
+    "strategy": STRATEGY_MARK,
+    "result": RESULT_MARK,
+    "data dir": DIR_MARK,
+}
+
+EARLIER = f"""
+def marked(df):
+    # {STRATEGY_MARK}
+    return [{{'ticker': str(df['ticker'].iloc[0]), 'note': '{RESULT_MARK}'}}]
+"""
+
+SNOOP = """
+import gc, os, re
+import numpy as np
+
+MASKED = {masked!r}
+NAMES = {names!r}
+KEY = {key}
+# {own_mark}
+
+def snoop(df):
+    pattern = re.compile(b"|".join(re.escape(bytes.fromhex(m)) for m in MASKED))
+    needles = [bytes.fromhex(m) for m in MASKED]
+    found = set()
+    chunk = 1 << 22
+    overlap = 64
+    raw = bytearray(chunk + overlap)
+    view = memoryview(raw)
+    plain = np.zeros(chunk + overlap, dtype=np.uint8)
+    with open("/proc/self/maps", "rb") as f:
+        maps = f.read().decode().splitlines()
+    regions = []
+    for line in maps:
+        fields = line.split()
+        if fields[1][0] != "r":
+            continue
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        regions.append((lo, hi, fields[5] if len(fields) > 5 else ""))
+    mem = os.open("/proc/self/mem", os.O_RDONLY)
+    scanned = 0
+    unreadable = []
+    for lo, hi, name in regions:
+        at = lo
+        while at < hi:
+            want = min(chunk + overlap, hi - at)
+            try:
+                n = os.preadv(mem, [view[:want]], at)
+            except OSError:
+                unreadable.append(name)
+                break
+            if n <= 0:
+                break
+            scanned += n
+            np.bitwise_xor(np.frombuffer(raw, dtype=np.uint8, count=n), KEY, out=plain[:n])
+            for hit in pattern.finditer(memoryview(plain)[:n]):
+                found.add(NAMES[needles.index(hit.group())])
+            plain[:n] = 0
+            at += chunk
+    os.close(mem)
+    # Then the objects: every container the collector knows, frozen ones included.
+    gc.unfreeze()
+    table = bytes(b ^ KEY for b in range(256))
+    strings = 0
+    store_objects = set()
+    for obj in gc.get_objects():
+        module = getattr(type(obj), "__module__", "")
+        if isinstance(module, str) and module.startswith("strategyq.data"):
+            store_objects.add(type(obj).__name__)
+        if isinstance(obj, dict):
+            items = [*obj.keys(), *obj.values()]
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            items = list(obj)
+        else:
+            continue
+        for item in items:
+            if isinstance(item, str):
+                data = item.encode("utf-8", "replace")
+            elif isinstance(item, bytes):
+                data = item
+            else:
+                continue
+            strings += 1
+            for hit in pattern.finditer(data.translate(table)):
+                found.add("object:" + NAMES[needles.index(hit.group())])
+    return [{{
+        "ticker": str(df["ticker"].iloc[0]),
+        "found": sorted(found),
+        "store_objects": sorted(store_objects),
+        "scanned": scanned,
+        "regions": len(regions),
+        "strings": strings,
+    }}]
+"""
+
+
+def snoop_code(own_mark: str = "nothing of note") -> str:
+    names = list(MARKERS)
+    masked = [bytes(b ^ MASK for b in MARKERS[n].encode()).hex() for n in names]
+    return SNOOP.format(masked=masked, names=names, key=MASK, own_mark=own_mark)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp(DIR_MARK) / "data"
+    write_synthetic(root, 2, 3, seed=3)
+    bars = synthetic_bars(2, 3, seed=4)
+    Store(root).upsert(dataclasses.replace(bars, tickers=SYMBOLS))
+    return root
+
+
+@pytest.fixture()
+def client(store: Path) -> Iterator[ForkClient]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    settings = Settings.from_env({"STRATEGYQ_HOME": str(store.parent)}, data_cache_mb=64)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strategyq.executor.sandbox_host", str(theirs.fileno()),
+         settings.for_child_process().decode()],
+        pass_fds=(theirs.fileno(),),
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )  # fmt: skip
+    theirs.close()
+    ready = orjson.loads(ours.recv(1 << 16))
+    assert ready["ready"], ready
+    try:
+        yield ForkClient(ours, spares=False)
+    finally:
+        ours.close()
+        process.wait(30)
+
+
+def request(symbols: list[str], start: str, end: str) -> dict[str, object]:
+    return {
+        "symbols": symbols,
+        "start": start,
+        "end": end,
+        "adjusted": True,
+        "warmup_sessions": 20,
+        "lookback_sessions": None,
+    }
+
+
+def test_a_child_finds_no_trace_of_an_earlier_task_in_its_memory(client: ForkClient) -> None:
+    earlier = request(SYMBOLS, START, END)
+    value, _ = client.run(EARLIER, earlier, LIMITS)
+    assert value == [{"ticker": SYMBOLS[0], "note": RESULT_MARK}]
+
+    later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
+    value, _ = client.run(snoop_code(), later, LIMITS, check_policy=False, insecure_no_sandbox=True)
+    answer = value[0]
+    assert answer["ticker"] == "SYN0001"
+    # The scan read the whole address space, and the walk saw the interpreter's objects.
+    assert answer["scanned"] > 50 * 1024 * 1024, answer
+    assert answer["strings"] > 10_000, answer
+    assert answer["found"] == [], answer
+    assert answer["store_objects"] == [], answer
+
+
+def test_the_same_scan_finds_what_its_own_task_holds(client: ForkClient) -> None:
+    # The control: the snoop's own request names the marked symbols and its own source
+    # carries the strategy marker, so the scan must find both (it reads what it should).
+    own = request(SYMBOLS, START, END)
+    code = snoop_code(own_mark=STRATEGY_MARK)
+    value, _ = client.run(code, own, LIMITS, check_policy=False, insecure_no_sandbox=True)
+    found = value[0]["found"]
+    assert "symbol" in found and "strategy" in found, value
+    assert "result" not in found and "data dir" not in found, value
