@@ -191,6 +191,7 @@ class SandboxLimits:
     memory_mb: int = 2048
     answer_max_bytes: int = 32 * 1024 * 1024
     max_open_files: int = 64
+    max_threads: int = 64
 
     def capped(
         self, *, time_limit_s: float | None = None, memory_mb: int | None = None
@@ -301,6 +302,7 @@ class Settings:
                 answer_max_bytes=_env_int(
                     env, "STRATEGYQ_ANSWER_MAX_BYTES", 32 * 1024 * 1024, minimum=1024
                 ),
+                max_threads=_env_int(env, "STRATEGYQ_MAX_THREADS", 64, minimum=1),
             ),
         )
         return replace(settings, **overrides) if overrides else settings

@@ -34,6 +34,29 @@ class Case:
     off: frozenset[str] = HARMLESS
 
 
+THREAD_BOMB_ASM = """
+    push rbx; push r12; push r13; push r14; push r15
+    mov r12, rdi; mov r13, rsi; mov r14, rdx      # attempts, stack top, futex word
+    xor r15, r15; xor rbx, rbx
+1:  test r12, r12; jz 3f; dec r12
+    mov eax, 56; mov edi, 0x50F00                 # clone(VM|FS|FILES|SIGHAND|THREAD|SYSVSEM)
+    mov rsi, r13; xor edx, edx; xor r10, r10; xor r8, r8; syscall
+    test rax, rax; jz 4f; js 2f
+    inc r15; sub r13, 256; jmp 1b
+2:  mov rbx, rax; neg rbx
+3:  mov rax, rbx; shl rax, 32; or rax, r15
+    pop r15; pop r14; pop r13; pop r12; pop rbx; ret
+4:  mov eax, 202; mov rdi, r14; xor esi, esi; xor edx, edx; xor r10, r10; syscall; jmp 4b
+"""
+"""A raw-clone thread bomb (x86-64, Intel syntax); THREAD_BOMB_HEX is its assembled bytes."""
+
+THREAD_BOMB_HEX = (
+    "5341544155415641574989fc4989f54989d64d31ff4831db4d85e4743349ffccb838000000bf000f0500"
+    "4c89ee31d24d31d24d31c00f054885c07428780c49ffc74981ed00010000ebce4889c348f7db4889d848"
+    "c1e0204c09f8415f415e415d415c5bc3b8ca0000004c89f731f631d24d31d20f05ebed"
+)
+
+
 def _s(body: str, prelude: str = "") -> str:
     lines = "\n".join("    " + line for line in body.strip("\n").splitlines())
     return f"{prelude}\ndef strategy(df):\n{lines}\n"

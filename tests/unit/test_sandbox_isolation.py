@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from strategyq import errors
 from strategyq.data.store import Store
 from strategyq.data.synth import synthetic_bars, write_synthetic
 from strategyq.sandbox.forkclient import ForkClient
@@ -68,6 +69,10 @@ KEY = {key}
 # {own_mark}
 
 def snoop(df):
+    # A child is not dumpable, which makes /proc/self/mem root's; as its own uid it may
+    # make itself dumpable again (reading its own memory needs no more).
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
     pattern = re.compile(b"|".join(re.escape(bytes.fromhex(m)) for m in MASKED))
     needles = [bytes.fromhex(m) for m in MASKED]
     found = set()
@@ -213,3 +218,58 @@ def test_the_same_scan_finds_what_its_own_task_holds(client: ForkClient) -> None
     found = value[0]["found"]
     assert "symbol" in found and "strategy" in found, value
     assert "result" not in found and "data dir" not in found, value
+
+
+# x86-64 machine code: bomb(attempts, stack_top, futex_word) makes raw clone() calls with
+# thread flags (CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM); each thread waits on the futex
+# word forever. Returns successes | (errno of the first failure << 32). Source in
+# tests/unit/sandbox_corpus.py (THREAD_BOMB_ASM).
+THREAD_BOMB = """
+import ctypes
+
+CODE = bytes.fromhex("{code}")
+
+def bomb(df):
+    libc = ctypes.CDLL(None)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    text = libc.mmap(None, 4096, 7, 0x22, -1, 0)          # PROT_READ|WRITE|EXEC, anonymous
+    ctypes.memmove(text, CODE, len(CODE))
+    stacks = libc.mmap(None, 1 << 20, 3, 0x22, -1, 0)
+    word = ctypes.c_int(0)
+    run = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)(text)
+    out = run({attempts}, stacks + (1 << 20) - 64, ctypes.addressof(word))
+    return [{{"ticker": "X", "threads": out & 0xFFFFFFFF, "errno": out >> 32}}]
+"""
+
+
+def thread_bomb(attempts: int = 3000) -> str:
+    from tests.unit.sandbox_corpus import THREAD_BOMB_HEX
+
+    return THREAD_BOMB.format(code=THREAD_BOMB_HEX, attempts=attempts)
+
+
+NORMAL = "def s(df):\n    return [{'ticker': str(df['ticker'].iloc[0]), 'n': len(df)}]\n"
+
+
+@pytest.mark.parametrize("max_threads", [64, 8])
+def test_a_raw_clone_thread_bomb_stops_at_the_cap(client: ForkClient, max_threads: int) -> None:
+    limits = dataclasses.replace(LIMITS, time_limit_s=20, max_threads=max_threads)
+    later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
+    value, _ = client.run(thread_bomb(), later, limits, check_policy=False)
+    # The child's own thread counts: at most max_threads - 1 more, then EAGAIN.
+    assert value[0]["threads"] == max_threads - 1, value
+    assert value[0]["errno"] == 11, value
+    # The host carries on: the next task is answered, and so is another bomb.
+    assert client.run(NORMAL, later, limits)[0][0]["n"] > 0
+    assert client.run(thread_bomb(), later, limits, check_policy=False)[0][0]["threads"] == (
+        max_threads - 1
+    )
+
+
+def test_the_thread_bomb_is_refused_by_the_policy(client: ForkClient) -> None:
+    later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
+    with pytest.raises(errors.PolicyError):
+        client.run(thread_bomb(), later, LIMITS)
+    assert client.run(NORMAL, later, LIMITS)[0][0]["n"] > 0

@@ -72,6 +72,7 @@ def limits_json(limits: SandboxLimits) -> dict[str, Any]:
         "memory_mb": limits.memory_mb,
         "answer_max_bytes": limits.answer_max_bytes,
         "max_open_files": limits.max_open_files,
+        "max_threads": limits.max_threads,
     }
 
 

@@ -56,6 +56,7 @@ def plan_for(
         memory_mb=int(limits["memory_mb"]),
         time_limit_s=float(limits["time_limit_s"]),
         max_open_files=int(limits["max_open_files"]),
+        max_threads=int(limits.get("max_threads", 64)),
         sandboxed=sandboxed,
         landlock_abi_max=landlock_abi_max,
         extra_bytes=extra_bytes,

@@ -64,6 +64,7 @@ class LockdownPlan:
     sandboxed: bool = True
     parent_pid: int = 0
     log_max_bytes: int = 64 * 1024
+    max_threads: int = 64
 
 
 def cpu_limit_s(time_limit_s: float) -> int:
@@ -79,6 +80,7 @@ def plan(
     sandboxed: bool,
     landlock_abi_max: int | None = None,
     extra_bytes: int = 0,
+    max_threads: int = 64,
 ) -> LockdownPlan:
     """Prepare a plan in the parent: address-space budget on top of what fork shares.
 
@@ -100,6 +102,7 @@ def plan(
         seccomp_program=program,
         sandboxed=sandboxed,
         parent_pid=os.getpid(),
+        max_threads=max(1, max_threads),
     )
 
 
@@ -184,6 +187,41 @@ def clear_environment() -> None:
     os.environ.clear()
 
 
+TASK_UID_BASE = 3_000_000_000
+"""A root child runs as ``TASK_UID_BASE + its pid``: a uid no other live process has."""
+
+
+def cap_threads(max_threads: int) -> str:
+    """Let this child (threads included) hold at most ``max_threads`` of the kernel's tasks.
+
+    ``RLIMIT_NPROC`` counts the tasks of a user (in a user namespace), and root
+    is exempt from it. So the child first becomes a user of its own: as root,
+    the uid ``TASK_UID_BASE + pid`` (unique while this child lives: its pid is
+    not reused before it is reaped); as any other user, the only process of a
+    new user namespace. Then the limit applies to this child alone. Returns
+    how (``"uid"`` or ``"user namespace"``); raises OSError when neither works.
+    Must run single-threaded, before the process attributes (a change of uid
+    resets the parent-death signal and the dumpable flag).
+    """
+    if os.geteuid() == 0:
+        uid = TASK_UID_BASE + os.getpid()
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_threads, max_threads))
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        return "uid"
+    uid = os.getuid()
+    # The namespace's own limit is taken from this process's at creation: lower it after.
+    check(LIBC.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{uid} {uid} 1")
+    resource.setrlimit(resource.RLIMIT_NPROC, (max_threads, max_threads))
+    return "user namespace"
+
+
+_CLONE_NEWUSER = 0x10000000
+
+
 class Orphaned(Exception):
     """The parent died before the child could ask to die with it."""
 
@@ -265,6 +303,7 @@ def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> 
         ("descriptors", lambda: isolate_descriptors(result_fd, source_fd)),
         ("standard streams", lambda: redirect_standard_streams(p.log_max_bytes)),
         ("environment", clear_environment),
+        ("thread cap", lambda: cap_threads(p.max_threads)),
         ("process attributes", lambda: set_process_attributes(p.parent_pid)),
         ("rlimits", lambda: set_rlimits(p)),
         ("no_new_privs", set_no_new_privs),
