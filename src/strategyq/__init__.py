@@ -12,20 +12,42 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from strategyq.client import (
-    add_backtest_task,
-    add_screening_task,
-    add_sweep_task,
-    cancel_task,
-    get_task_result,
-    wait_for_result,
-)
-from strategyq.queue import recent_tasks
 
 if TYPE_CHECKING:
     import redis
+
+    from strategyq.client import (
+        add_backtest_task,
+        add_screening_task,
+        add_sweep_task,
+        cancel_task,
+        get_task_result,
+        wait_for_result,
+    )
+    from strategyq.queue import recent_tasks
+
+# Loaded on first use: the executor and sandbox processes import strategyq.* and
+# must not load the Redis client that the producer API needs.
+_PRODUCER_API = {
+    "add_backtest_task": "strategyq.client",
+    "add_screening_task": "strategyq.client",
+    "add_sweep_task": "strategyq.client",
+    "cancel_task": "strategyq.client",
+    "get_task_result": "strategyq.client",
+    "wait_for_result": "strategyq.client",
+    "recent_tasks": "strategyq.queue",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PRODUCER_API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'strategyq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def connect(*, decode_responses: bool = True, **kwargs: Any) -> redis.Redis:

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from strategyq.errors import TaskValidationError
-from strategyq.protocol import (
+from strategyq.protocol.task import (
     DEFAULT_MAXIMIZE,
     DEFAULT_SCREENING_LIMIT,
     DEFAULT_TOP_N,

@@ -200,8 +200,8 @@ def test_submit_wait_timeout_on_a_queued_task_exits_non_zero(
 def test_every_task_arg_has_a_cli_option(
     redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from strategyq.protocol import TaskType
-    from strategyq.task_args import args_for
+    from strategyq.protocol.args import args_for
+    from strategyq.protocol.envelope import TaskType
 
     for task_type in TaskType:
         # Wide enough that rich does not ellipsize long option names.

@@ -62,8 +62,8 @@ def process_named(worker: WorkerProcess, module: str) -> psutil.Process | None:
     host = _named(executor, "strategyq.executor.sandbox_host")
     if host is None or module == "strategyq.executor.sandbox_host":
         return host
-    server = _named(host, "strategyq.sandbox.forkserver")
-    return None if server is None else _named(server, "strategyq.sandbox.forkserver")
+    server = _named(host, "strategyq.sandbox.zygote")
+    return None if server is None else _named(server, "strategyq.sandbox.zygote")
 
 
 def gone(process: psutil.Process) -> bool:

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from strategyq import add_sweep_task, get_task_result
+from strategyq.protocol.chunks import chunk_id
 from strategyq.queue import keys
 from tests.integration.conftest import WorkerProcess, wait_until
 
@@ -81,7 +82,7 @@ def test_chaos_200_combinations_3_workers_kill_9_every_combination_counted_once(
     # One terminal write of the sweep, every chunk finished, nothing left behind.
     assert redis_client.llen(keys.done("chaos-sweep")) == 1
     for n in range(25):
-        chunk = get_task_result(redis_client, keys.chunk_id("chaos-sweep", n))
+        chunk = get_task_result(redis_client, chunk_id("chaos-sweep", n))
         assert chunk is not None and chunk["status"] == "completed"
     assert not redis_client.exists(keys.sweep("chaos-sweep"), keys.sweep_chunks("chaos-sweep"))
     wait_until(lambda: redis_client.llen("strategy_queue") == 0, timeout_s=30)

@@ -14,6 +14,7 @@ import redis
 from strategyq import add_backtest_task, add_sweep_task, cancel_task, get_task_result
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
+from strategyq.protocol.chunks import chunk_id
 from strategyq.queue import TaskQueue, keys
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.settings import Settings
@@ -177,7 +178,7 @@ def test_cancelling_a_sweep_cancels_its_chunks(
     # Chunk 0 ran before the cancel; chunk 1 was running; the rest never started.
     assert len(watch.seen) == 2
     for n in range(2, 5):
-        chunk = get_task_result(redis_client, keys.chunk_id("sw-cancel", n))
+        chunk = get_task_result(redis_client, chunk_id("sw-cancel", n))
         assert chunk is not None and chunk["status"] == "cancelled"
     assert redis_client.llen("strategy_queue") == 0
     assert not redis_client.exists(keys.processing(settings.worker_id))

@@ -16,7 +16,7 @@ def test_worker_process_imports_no_sandbox_engine_or_pandas() -> None:
     code = (
         "import sys, strategyq.worker\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('strategyq.sandbox', "
-        "'strategyq.engine', 'strategyq.tasks', 'strategyq.data', 'pandas', 'numpy')))\n"
+        "'strategyq.engine', 'strategyq.executor.run', 'strategyq.data', 'pandas', 'numpy')))\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -58,7 +58,7 @@ def test_the_worker_command_imports_no_sandbox_or_engine() -> None:
     code = (
         "import sys, strategyq.cli\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('strategyq.sandbox', "
-        "'strategyq.engine', 'strategyq.tasks', 'strategyq.executor.main')))\n"
+        "'strategyq.engine', 'strategyq.executor.run', 'strategyq.executor.main')))\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -66,8 +66,8 @@ def test_the_worker_command_imports_no_sandbox_or_engine() -> None:
 
 
 def test_task_args_table_lists_every_arg_the_wire_reads() -> None:
-    from strategyq.protocol import TaskType
-    from strategyq.task_args import args_for
+    from strategyq.protocol.args import args_for
+    from strategyq.protocol.envelope import TaskType
     from strategyq.trademodel import TradeModel
 
     backtest = {a.name for a in args_for(TaskType.BACKTEST)}

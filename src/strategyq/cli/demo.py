@@ -22,8 +22,8 @@ from strategyq.cli.common import client, console, settings
 from strategyq.cli.tasks import render, wait_with_status
 from strategyq.client import add_backtest_task, add_screening_task
 from strategyq.data import MarketData, load_sample
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.examples import source
-from strategyq.server import EmbeddedServer
 
 SAMPLE_SYMBOLS = ["AAPL", "MSFT", "GOOG"]
 SAMPLE_UNIVERSE = ["AAPL", "MSFT", "GOOG", "IBM", "FB"]

@@ -17,9 +17,10 @@ from rich.table import Table
 from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
 from strategyq.client import add_sweep_task, cancel_task, get_task_result, submit_task
-from strategyq.protocol import TERMINAL_STATUSES, TaskType
+from strategyq.protocol.args import TaskArg, args_for
+from strategyq.protocol.envelope import TaskType
+from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.queue import TaskQueue
-from strategyq.task_args import TaskArg, args_for
 
 submit_app = typer.Typer(
     help="Queue a backtest, a screening task or a parameter sweep.", no_args_is_help=True

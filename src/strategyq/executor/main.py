@@ -34,7 +34,7 @@ from strategyq.settings import Settings
 
 if TYPE_CHECKING:
     from strategyq.data import MarketData
-    from strategyq.protocol import Task
+    from strategyq.protocol.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,9 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     """The executor's main loop: one request at a time until the worker closes the pipe."""
     # Loaded at start-up, before the ready message, rather than during the first task.
     from strategyq.data import MarketData
-    from strategyq.protocol import parse_task  # noqa: F401
-    from strategyq.tasks import fit_payload, run_task  # noqa: F401
+    from strategyq.executor.run.dispatch import run_task  # noqa: F401
+    from strategyq.executor.run.payload import fit_payload  # noqa: F401
+    from strategyq.protocol.task import parse_task  # noqa: F401
 
     die_with_parent()
     ignore_terminal_signals()
@@ -149,8 +150,8 @@ class _Executor:
 
     def answer(self, request: bytes) -> bytes:
         """Parse and run one task under its watchdog; the reply frame of a completed task."""
-        from strategyq.protocol import parse_task
-        from strategyq.tasks import fit_payload
+        from strategyq.executor.run.payload import fit_payload
+        from strategyq.protocol.task import parse_task
 
         settings = self.settings
         # The one full parse and validation of the task, with the worker's limits.
@@ -189,7 +190,7 @@ class _Executor:
 
     def run(self, task: Task) -> dict[str, Any]:
         """Run one task on this executor's data and sandbox host."""
-        from strategyq.tasks import run_task
+        from strategyq.executor.run.dispatch import run_task
 
         settings = self.settings
         return run_task(

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import redis
 
-from strategyq.protocol import decode_result
+from strategyq.protocol.results import decode_result
 from strategyq.queue import keys, records
 from strategyq.queue.types import text
 

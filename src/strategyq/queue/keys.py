@@ -109,12 +109,6 @@ def sweep_chunks(task_id: str) -> str:
     return f"{PREFIX}sweep_chunks:{task_id}"
 
 
-def chunk_id(sweep_id: str, index: int) -> str:
-    """The task id of a sweep's chunk: ``{sweep_id}/chunk/0007``. Its record lives at
-    ``task_result:{chunk id}`` like any task's."""
-    return f"{sweep_id}/chunk/{index:04d}"
-
-
 def recent_by(status: str | None = None, task_type: str | None = None) -> str:
     """ZSET like :data:`RECENT` (same writes, trims and TTL), of one terminal status
     and/or one task type: ``strategyq:recent:status:error``,

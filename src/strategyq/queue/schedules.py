@@ -31,7 +31,8 @@ import redis
 from cronsim import CronSim, CronSimError
 
 from strategyq.errors import ScheduleExists, ScheduleNotFound, TaskValidationError
-from strategyq.protocol import dumps, parse_submitted, utc_now_iso
+from strategyq.protocol.results import dumps, utc_now_iso
+from strategyq.protocol.task import parse_submitted
 from strategyq.queue import keys
 from strategyq.queue.scripts import source
 from strategyq.settings import QUEUE_NAME

@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from strategyq.errors import TaskIdInUse
-from strategyq.protocol import TERMINAL_STATUSES, decode_result, utc_now_iso
+from strategyq.protocol.results import TERMINAL_STATUSES, decode_result, utc_now_iso
 from strategyq.queue import keys, records
 from strategyq.queue.scripts import scripts_for
 from strategyq.queue.types import Claim, FinishVerdict, Reaped, Stage, text

@@ -3,8 +3,8 @@
 A child's memory starts as a copy of its parent's, and a strategy that escaped
 the policy can read all of it (``gc.unfreeze()`` and ``gc.get_objects()``, or
 raw reads of every mapping). So the parent of every sandbox child is this
-process, started as a fresh program (:func:`main`, by
-:class:`strategyq.sandbox.host.ForkServer`) with an environment of ``PATH``,
+process, started as a fresh program (``python -m strategyq.sandbox.zygote``,
+by :class:`strategyq.sandbox.host.ForkServer`) with an environment of ``PATH``,
 locale and thread settings, ``/`` as its working directory and no settings:
 it imports pandas, numpy and everything a strategy may use
 (:func:`strategyq.sandbox.warm_up`) and then only ever receives limits and
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import gc
 import logging
 import os
 import select
@@ -41,6 +40,7 @@ import orjson
 from strategyq.sandbox import child
 from strategyq.sandbox.lockdown import LockdownPlan
 from strategyq.sandbox.lockdown import plan as make_plan
+from strategyq.sandbox.shared_frame import attach
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,7 @@ def spawn(
     if pid == 0:  # pragma: no cover - the child always leaves through os._exit
         try:
             if frame_fd is not None:
-                from strategyq.sandbox import shared_frame
-
-                frame = shared_frame.attach(frame_fd)
+                frame = attach(frame_fd)
                 os.close(frame_fd)
         except BaseException:
             os._exit(70)
@@ -173,21 +171,3 @@ def _fork_one(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> i
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def main(argv: list[str]) -> int:
-    """The fork server process (argument: its socket's fd): warm up, report the layers, serve."""
-    from strategyq.executor.frames import die_with_parent, ignore_terminal_signals
-    from strategyq.sandbox import probe_layers, warm_up
-
-    logging.basicConfig(level=logging.WARNING, format="fork server %(levelname)s %(message)s")
-    die_with_parent()
-    ignore_terminal_signals()
-    sock = socket.socket(fileno=int(argv[0]))
-    warm_up()
-    # Park the imported modules' objects in the permanent generation, so a child's
-    # collector never walks (and so never copies) those shared pages.
-    gc.freeze()
-    sock.send(orjson.dumps({"ready": True, "layers": probe_layers()}))
-    serve(sock)
-    return 0

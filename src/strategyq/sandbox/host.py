@@ -44,12 +44,6 @@ _PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "OPENBLAS_CORETYPE", "OP
 _ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")  # fmt: skip
 
-# Run through -c, not -m (the package's __init__ imports the module first); the module's
-# name follows in the command line, for ps and for whoever looks for the process.
-_FORK_SERVER = (
-    "import sys; from strategyq.sandbox.forkserver import main; sys.exit(main(sys.argv[2:]))"
-)
-
 
 @dataclass
 class ForkServer:
@@ -66,13 +60,7 @@ class ForkServer:
         env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
         env.update(dict.fromkeys(_ONE_THREAD, "1"))
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _FORK_SERVER,
-                "strategyq.sandbox.forkserver",
-                str(theirs.fileno()),
-            ],
+            [sys.executable, "-m", "strategyq.sandbox.zygote", str(theirs.fileno())],
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
             close_fds=True,

@@ -14,9 +14,9 @@ from strategyq.executor.client import ExecutorProcess
 from strategyq.queue import StopReason, TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.worker.inflight import InFlightTasks
+from strategyq.worker.lifecycle import TaskRunner
 from strategyq.worker.pool import ExecutorPool
 from strategyq.worker.redis_health import RedisHealth
-from strategyq.worker.runner import TaskRunner
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from strategyq.connection import follow_primary
-from strategyq.protocol import dumps, utc_now_iso
+from strategyq.protocol.results import dumps, utc_now_iso
 from strategyq.queue import TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.settings import Settings

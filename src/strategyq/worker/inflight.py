@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strategyq.executor.client import ExecutorProcess
-from strategyq.protocol import Envelope
+from strategyq.protocol.envelope import Envelope
 from strategyq.queue import Stage, StopReason
 
 

@@ -33,9 +33,9 @@ from strategyq.worker.fetch import FetchLoop
 from strategyq.worker.heartbeat import Heartbeat, incarnation, unique_worker_id
 from strategyq.worker.hooks import Hooks
 from strategyq.worker.inflight import InFlightTasks
+from strategyq.worker.lifecycle import Tally, TaskRunner
 from strategyq.worker.pool import ExecutorPool
 from strategyq.worker.redis_health import RedisHealth
-from strategyq.worker.runner import Tally, TaskRunner
 from strategyq.worker.watcher import Watcher
 
 log = logging.getLogger(__name__)

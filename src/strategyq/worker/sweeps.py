@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 
 from strategyq.executor.client import RunOutcome
-from strategyq.protocol import Envelope, Status, dumps, envelope, utc_now_iso
+from strategyq.protocol.chunks import chunk_position, read_fanout
+from strategyq.protocol.envelope import Envelope
+from strategyq.protocol.results import Status, dumps, envelope, utc_now_iso
 from strategyq.queue import Claim, TaskQueue, records
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.queue.types import text
@@ -53,9 +55,8 @@ class SweepWorker:
     def fan_out(self, run: InFlight, outcome: RunOutcome) -> str:
         """The executor planned the sweep: queue its chunks and acknowledge it."""
         task = run.task
-        fanout = orjson.loads(outcome.data)["fanout"]
-        plan = dict(fanout["plan"], started_at=run.started_at, started_epoch=time.time())
-        chunks = [dumps(c) for c in fanout["chunks"]]
+        plan, chunks = read_fanout(outcome.data)
+        plan.update(started_at=run.started_at, started_epoch=time.time())
         running = dumps(
             envelope(
                 Status.RUNNING,
@@ -94,8 +95,7 @@ class SweepWorker:
         task = run.task
         assert task.sweep_id is not None
         sweep_id = task.sweep_id
-        args = orjson.loads(task.raw)["args"]
-        index, count = int(args["chunk"]), len(args["combinations"])
+        index, count = chunk_position(task.raw)
         if not outcome.ok:
             return self._chunk_failed(run, outcome, sweep_id, index)
         chunk_record = dumps(

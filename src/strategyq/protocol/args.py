@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from strategyq.errors import TaskValidationError
-from strategyq.protocol import TaskType
+from strategyq.protocol.envelope import TaskType
 from strategyq.trademodel import TradeModel
 
 BACKTEST = (TaskType.BACKTEST,)

@@ -22,14 +22,8 @@ from strategyq.executor.client import (
 )
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
-from strategyq.protocol import (
-    Envelope,
-    MalformedTask,
-    Status,
-    TaskType,
-    read_envelope,
-    utc_now_iso,
-)
+from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
+from strategyq.protocol.results import Status, utc_now_iso
 from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, TaskQueue, records
 from strategyq.settings import Settings
 from strategyq.worker.hooks import Hooks
