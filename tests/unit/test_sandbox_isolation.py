@@ -23,6 +23,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -272,4 +273,45 @@ def test_the_thread_bomb_is_refused_by_the_policy(client: ForkClient) -> None:
     later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
     with pytest.raises(errors.PolicyError):
         client.run(thread_bomb(), later, LIMITS)
+    assert client.run(NORMAL, later, LIMITS)[0][0]["n"] > 0
+
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+RAW_ERROR_WITH_LOGS = """
+import os, orjson
+
+def raw(df):
+    head = b'E' + orjson.dumps({"type": "strategy_error", "message": "raw"})
+    logs = orjson.dumps({"logs": "L" * (20 << 20), "truncated": False})
+    view = memoryview(head + b"\\x00" + logs)
+    while view:
+        view = view[os.write(3, view):]
+    os._exit(0)
+"""
+
+
+def test_a_raw_error_answer_with_20_mib_of_logs_is_cut_to_the_cap(client: ForkClient) -> None:
+    """What the child's own 64 KiB cap would refuse, sent raw (policy off): the parent cuts it."""
+    limits = dataclasses.replace(LIMITS, answer_max_bytes=32 << 20)
+    later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _peak_rss_mib()
+    started = time.monotonic()
+    with pytest.raises(errors.StrategyFailed) as info:
+        client.run(RAW_ERROR_WITH_LOGS, later, limits, check_policy=False)
+    elapsed = time.monotonic() - started
+    growth = _peak_rss_mib() - before
+    logs = info.value.logs  # type: ignore[attr-defined]
+    assert logs.truncated is True and len(logs.text) == 64 * 1024
+    # The read buffer, its copy and the parsed logs: about 3 × the 20 MiB (docs/security.md).
+    assert growth < 4 * 20, growth
+    assert elapsed < 20, elapsed
     assert client.run(NORMAL, later, LIMITS)[0][0]["n"] > 0
