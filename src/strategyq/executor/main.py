@@ -224,6 +224,7 @@ class _Executor:
             insecure_no_sandbox=settings.insecure_no_sandbox,
             max_instances=settings.max_instances,
             chunk_size=settings.sweep_chunk_size,
+            max_fanout_bytes=settings.max_result_bytes,
         )
 
     def stage(self, name: str) -> None:

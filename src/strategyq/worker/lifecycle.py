@@ -136,6 +136,9 @@ class TaskRunner:
         if claim.verdict is ClaimVerdict.DUPLICATE:
             self._duplicate(task, claim.status)
             return None
+        if claim.verdict is ClaimVerdict.FORGED:
+            self._forged(task)
+            return None
         if claim.verdict is not ClaimVerdict.RUN:
             self.health.retry(
                 lambda: self.tasks.ack(self.worker_id, task.raw), what=f"ack of task {task_id}"
@@ -188,6 +191,26 @@ class TaskRunner:
             task_id,
             status,
             extra={"task_id": task_id, "outcome": "duplicate"},
+        )
+
+    def _forged(self, task: Envelope) -> None:
+        """A ``sweep_chunk`` message no fan-out queued (a producer pushed it): not run, and
+        no record written; kept in the dead-letter list for the operator."""
+        task_id = task.task_id
+        error = (
+            f"message {task_id!r} claims to be a chunk of sweep {task.sweep_id!r}, which did "
+            "not queue it; it was not run. sweep_chunk tasks are made by workers only: "
+            "submit a sweep instead"
+        )
+        self.health.retry(
+            lambda: self.tasks.dead_letter(self.worker_id, task.raw, "forged_chunk", error),
+            what=f"dead-lettering a forged chunk {task_id}",
+        )
+        self.tally.skipped += 1
+        log.warning(
+            "task %s: a sweep_chunk message its sweep did not queue; not run, dead-lettered",
+            task_id,
+            extra={"task_id": task_id, "outcome": "forged"},
         )
 
     def deadline_s(self, task: Envelope) -> float:

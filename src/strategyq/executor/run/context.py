@@ -87,6 +87,8 @@ class RunContext:
     max_instances: int
     chunk_size: int
     """Strategy calls per chunk of a sweep."""
+    max_fanout_bytes: int = 16 * 1024 * 1024
+    """A sweep's chunk messages, all together, at most (the result cap they travel under)."""
 
     def strategy_on(
         self,

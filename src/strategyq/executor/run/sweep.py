@@ -67,7 +67,7 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
         made = folding.split(calendar, args.walk_forward)
         folds = [f.to_json() for f in made]
         sessions, left_out = len(calendar), len(calendar) - made[-1].test[1]
-    chunks = chunk_messages(task, folds, ctx.chunk_size)
+    chunks = chunk_messages(task, folds, ctx.chunk_size, ctx.max_fanout_bytes)
     return fanout(
         {
             "names": list(args.grid.names),
