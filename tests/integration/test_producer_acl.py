@@ -32,8 +32,8 @@ GRID = {"fast": [5, 10, 20], "slow": [10, 50, 100]}
 # docs/operations.md, "Producer ACL" (raw LPUSH producers), with the queue's name.
 PRODUCER_ACL = (
     "on", "resetkeys", "resetchannels", "-@all",
-    "+lpush", "+get", "+ping", "+hello", "+client|setinfo",
-    "%W~strategy_queue", "%R~task_result:*",
+    "+lpush", "+get", "+blpop", "+rpush", "+ping", "+hello", "+client|setinfo",
+    "%W~strategy_queue", "%R~task_result:*", "%RW~strategyq:done:*",
 )  # fmt: skip
 
 

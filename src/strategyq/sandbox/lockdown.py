@@ -198,8 +198,10 @@ def cap_threads(max_threads: int) -> str:
     is exempt from it. So the child first becomes a user of its own: as root,
     the uid ``TASK_UID_BASE + pid`` (unique while this child lives: its pid is
     not reused before it is reaped); as any other user, the only process of a
-    new user namespace. Then the limit applies to this child alone. Returns
-    how (``"uid"`` or ``"user namespace"``); raises OSError when neither works.
+    new user namespace. Then the limit applies to this child alone. Where user
+    namespaces are refused, the user's own count is bounded instead: the
+    limit is set to the tasks that user has now plus the cap, so this child
+    can add at most the cap (``"user count"``). Returns which route it took.
     Must run single-threaded, before the process attributes (a change of uid
     resets the parent-death signal and the dumpable flag).
     """
@@ -212,11 +214,33 @@ def cap_threads(max_threads: int) -> str:
         return "uid"
     uid = os.getuid()
     # The namespace's own limit is taken from this process's at creation: lower it after.
-    check(LIBC.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"{uid} {uid} 1")
-    resource.setrlimit(resource.RLIMIT_NPROC, (max_threads, max_threads))
-    return "user namespace"
+    if LIBC.unshare(_CLONE_NEWUSER) == 0:
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_threads, max_threads))
+        return "user namespace"
+    limit = _tasks_of(uid) + max_threads
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    return "user count"
+
+
+def _tasks_of(uid: int) -> int:
+    """The kernel tasks (threads) of processes owned by ``uid`` right now."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Threads:"):
+                        count += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            continue
+    return count
 
 
 _CLONE_NEWUSER = 0x10000000
