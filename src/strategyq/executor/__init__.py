@@ -6,6 +6,7 @@
   parses and validates each task once, runs the trusted engine, caches market
   data, and starts its sandbox host;
 - :mod:`~strategyq.executor.sandbox_host`: the sandbox host process, which holds
-  only market data and warm pandas and forks one sandbox child per task;
+  only market data, hands each child its frame as a sealed memfd, and has its
+  fork server (:mod:`strategyq.sandbox.forkserver`) fork one sandbox child per task;
 - :mod:`~strategyq.executor.frames`: the length-prefixed frames they speak.
 """
