@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import logging
 import os
 import select
 import socket
@@ -32,6 +33,8 @@ import orjson
 from strategyq import errors
 from strategyq.data.cache import LRUCache
 from strategyq.sandbox.shared_frame import SharedFrame, share
+
+log = logging.getLogger(__name__)
 
 Loader = Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 """Turns a data request into (frame, metadata); raises StrategyqError for bad requests."""
@@ -131,6 +134,14 @@ class _Relay:
                 shared, meta = self._frame(message["request"])
             except errors.StrategyqError as exc:
                 self._reply({"id": tag, "error": str(exc), "error_type": exc.error_type})
+                return
+            except Exception:
+                # A frame that cannot be shared (a loader bug): this request fails, the
+                # host keeps serving.
+                log.exception("the sandbox host could not load or share a frame")
+                self._reply({"id": tag, "error": "the market data could not be prepared for "
+                             "the strategy; the worker log has the details",
+                             "error_type": "internal"})  # fmt: skip
                 return
             order = {k: message[k] for k in ("limits", "sandboxed", "restricted")}
             order.update(id=tag, landlock_abi_max=message.get("landlock_abi_max"))
