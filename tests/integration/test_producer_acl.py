@@ -106,6 +106,13 @@ class _Forger(Hooks):
             }  # fmt: skip
             self.producer.lpush("strategy_queue", json.dumps(forged))
             self.admin.lmove("strategy_queue", "strategy_queue", "LEFT", "RIGHT")
+        # An ordinary task under a later chunk's id, and a chunk that names no sweep: either
+        # would take that id's record before the real chunk runs.
+        squatter = json.loads(_message(chunk_id("victim", 3), "backtest"))
+        orphan = {**squatter, "task_id": chunk_id("victim", 4), "task_type": "sweep_chunk"}
+        for message in (squatter, orphan):
+            self.producer.lpush("strategy_queue", json.dumps(message))
+            self.admin.lmove("strategy_queue", "strategy_queue", "LEFT", "RIGHT")
 
 
 def test_a_chunk_pushed_by_a_producer_never_runs_as_another_tasks_chunk(
@@ -129,6 +136,6 @@ def test_a_chunk_pushed_by_a_producer_never_runs_as_another_tasks_chunk(
         assert record is not None and record["status"] == "completed", record
     # The forged messages are in the dead-letter list, for the operator to see.
     dead = [json.loads(e) for e in redis_client.lrange(keys.DEAD_LETTER, 0, -1)]
-    assert sorted(e["reason"] for e in dead) == ["forged_chunk", "forged_chunk"]
+    assert sorted(e["reason"] for e in dead) == ["forged_chunk"] * 4
     # The producer reads the sweep's result like any other.
     assert json.loads(producer.get(keys.result("victim")) or "{}")["status"] == "completed"

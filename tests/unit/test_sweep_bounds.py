@@ -156,3 +156,14 @@ def test_parsing_a_task_message_is_linear_in_its_bytes(name: str) -> None:
     # about 1.5 µs a byte on an idle core (5 µs allowed: the machine is shared).
     assert peak < 40 * len(raw), (name, peak / len(raw))
     assert elapsed < 0.5 + 5e-6 * len(raw), (name, elapsed)
+
+
+def test_a_producer_cannot_submit_under_a_chunks_id() -> None:
+    from strategyq.protocol.chunks import is_chunk_id
+    from strategyq.protocol.task import parse_submitted
+
+    message = orjson.loads(_task("backtest"))
+    with pytest.raises(TaskValidationError, match="reserved for the chunks"):
+        parse_submitted({**message, "task_id": "someone/chunk/0003"})
+    assert parse_submitted({**message, "task_id": "my/chunk/notes"})[1].task_id == "my/chunk/notes"
+    assert is_chunk_id("s/chunk/0000") and not is_chunk_id("s/chunk/x")

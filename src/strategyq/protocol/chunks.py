@@ -8,6 +8,7 @@ a ``sweep_chunk`` task like any other: its record lives at
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -27,6 +28,14 @@ _SWEEP_ONLY = ("param_grid", "constraint", "walk_forward", "top_n", "heatmap_par
 def chunk_id(sweep_id: str, index: int) -> str:
     """The task id of a sweep's chunk: ``{sweep_id}/chunk/0007``."""
     return f"{sweep_id}/chunk/{index:04d}"
+
+
+_CHUNK_ID = re.compile(r"/chunk/\d{4,}$")
+
+
+def is_chunk_id(task_id: str) -> bool:
+    """Whether ``task_id`` has the form of a chunk's id (reserved for a sweep's chunks)."""
+    return _CHUNK_ID.search(task_id) is not None
 
 
 def chunk_messages(

@@ -9,6 +9,7 @@ what to fix.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -472,5 +473,11 @@ def parse_submitted(message: Mapping[str, Any]) -> tuple[bytes, Task]:
         raise TaskValidationError(
             "task_type 'sweep_chunk' is made by the worker that fans a sweep out and cannot "
             "be submitted; submit the whole sweep as task_type 'sweep' (docs/sweeps.md)"
+        )
+    task_id = message.get("task_id")
+    if isinstance(task_id, str) and re.search(r"/chunk/\d{4,}$", task_id):
+        raise TaskValidationError(
+            f"task_id {task_id!r} has the form of a sweep chunk's id (<sweep id>/chunk/<n>), "
+            "which is reserved for the chunks a worker queues; pick another id"
         )
     return raw, parse_task(raw)

@@ -22,6 +22,7 @@ from strategyq.executor.client import (
 )
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
+from strategyq.protocol.chunks import is_chunk_id
 from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
 from strategyq.protocol.results import Status, utc_now_iso
 from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, TaskQueue, records
@@ -126,6 +127,13 @@ class TaskRunner:
     def _claim(self, task: Envelope, executor: ExecutorProcess) -> InFlight | None:
         task_id = task.task_id
         started_at = utc_now_iso()
+        if (task.task_type is TaskType.SWEEP_CHUNK) != (task.sweep_id is not None) or (
+            task.task_type is not TaskType.SWEEP_CHUNK and is_chunk_id(task_id)
+        ):
+            # A chunk without its sweep, or another task under a chunk's id (which
+            # would take that id's record before the real chunk runs): not run.
+            self._forged(task)
+            return None
         if task.task_type is TaskType.SWEEP_CHUNK and task.sweep_id is not None:
             claim = self.sweeps.claim_chunk(task, started_at)
         else:
@@ -194,13 +202,13 @@ class TaskRunner:
         )
 
     def _forged(self, task: Envelope) -> None:
-        """A ``sweep_chunk`` message no fan-out queued (a producer pushed it): not run, and
-        no record written; kept in the dead-letter list for the operator."""
+        """A ``sweep_chunk`` message no fan-out queued, or another task under a chunk's id
+        (a producer pushed it): not run, no record written; kept in the dead-letter list."""
         task_id = task.task_id
         error = (
-            f"message {task_id!r} claims to be a chunk of sweep {task.sweep_id!r}, which did "
-            "not queue it; it was not run. sweep_chunk tasks are made by workers only: "
-            "submit a sweep instead"
+            f"message {task_id!r} is, or is named like, a chunk of a sweep that did not queue "
+            "it; it was not run. sweep_chunk tasks and ids of the form <sweep id>/chunk/<n> "
+            "belong to the chunks workers queue: submit a sweep, or pick another task id"
         )
         self.health.retry(
             lambda: self.tasks.dead_letter(self.worker_id, task.raw, "forged_chunk", error),
