@@ -48,8 +48,15 @@ WIDE_SYMBOLS = 2000
 @contextmanager
 def base_tree() -> Iterator[Path]:
     """The base commit's files, exported into a temporary directory (removed afterwards)."""
+    with base_tree_of(BASE) as tree:
+        yield tree
+
+
+@contextmanager
+def base_tree_of(commit: str) -> Iterator[Path]:
+    """``commit``'s files, exported into a temporary directory (removed afterwards)."""
     with tempfile.TemporaryDirectory(prefix="strategyq-bench-base-") as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BASE],
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
                                  check=True, capture_output=True).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         yield Path(tmp)

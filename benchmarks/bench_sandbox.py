@@ -226,22 +226,6 @@ def _bare_fork() -> None:
     os.waitpid(pid, 0)
 
 
-def _fork_forgetting(cache: dict[int, pd.DataFrame] | None) -> None:
-    import gc
-
-    pid = os.fork()
-    if pid == 0:
-        if cache is not None:
-            # What a sandbox host's child does before lock-down (sandbox_host.forget):
-            # park the cache in a cycle nothing reaches and freeze it out of gc's view.
-            stale: list[object] = [cache]
-            stale.append(stale)
-            del stale
-            gc.freeze()
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-
 def _parent(mode: str) -> None:
     """A warm parent that runs ``run()`` on command: one line in, timings out."""
     from strategyq.sandbox import preload, run, seccomp, warm_up
@@ -255,7 +239,9 @@ def _parent(mode: str) -> None:
     warm_up()
     import gc
 
-    gc.freeze()  # as the sandbox host does once it is warm
+    gc.freeze()  # as the fork server does once it is warm
+    from strategyq.sandbox.shared_frame import attach, share
+
     df = _frame()
     limits = SandboxLimits(time_limit_s=10, memory_mb=1024)
     for _ in range(20):
@@ -268,12 +254,14 @@ def _parent(mode: str) -> None:
             samples = timed(_bare_fork, 300)
         elif n == -2:
             samples = timed(lambda: run(SMALL, df, limits, insecure_no_sandbox=True), 300)
-        elif n in (-3, -4):
-            # A host that caches 20 other requests' frames, as a busy sandbox host does.
-            cache = {i: df.copy() for i in range(20)}
-            parked = cache if n == -3 else None
-            samples = timed(lambda parked=parked: _fork_forgetting(parked), 200)  # type: ignore[misc]
-            del cache, parked
+        elif n == -3:
+            # What the sandbox host does once per distinct request (then cached).
+            samples = timed(lambda: share(df).close(), 100)
+        elif n == -4:
+            # What each child does before lock-down: its DataFrame over the mapping.
+            shared = share(df)
+            samples = timed(lambda fd=shared.fd: attach(fd), 300)
+            shared.close()
         else:
             samples = timed(lambda: run(SMALL, df, limits), n)
         print(json.dumps({"samples": samples, "rss_mib": _rss_mib()}), flush=True)
@@ -317,8 +305,8 @@ def main() -> dict[str, Any]:
         rows: dict[str, list[float]] = {
             "bare fork + exit + wait (floor)": new.ask(-1)["samples"],
             "run(): no Landlock/seccomp": new.ask(-2)["samples"],
-            "fork + exit, host caching 20 frames": new.ask(-4)["samples"],
-            "… child drops the cache first (isolation)": new.ask(-3)["samples"],
+            "write the frame into a sealed memfd (once per request)": new.ask(-3)["samples"],
+            "a child's DataFrame over the mapped memfd": new.ask(-4)["samples"],
             "run(): deny-list sandbox (before)": calls["deny-list (before)"],
             "run(): allow-list sandbox (today)": calls["allow-list"],
             "compile the allow-list with libseccomp": timed(

@@ -28,7 +28,7 @@ from tests.unit.sandbox_legit import LEGIT
 
 from strategyq.data.synth import write_synthetic
 from strategyq.sandbox import syscalls
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 
 _LINE = re.compile(r"^(\d+)\s+([a-z0-9_]+)\(")

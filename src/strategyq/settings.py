@@ -402,6 +402,12 @@ class SandboxLimits:
         minimum=1024,
     )
     max_open_files: int = 64
+    max_threads: int = setting(
+        64,
+        "STRATEGYQ_MAX_THREADS",
+        "threads and processes one strategy's sandbox child may hold (its PID cap)",
+        minimum=1,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SandboxLimits:

@@ -53,8 +53,8 @@ def _named(parent: psutil.Process, module: str) -> psutil.Process | None:
 
 
 def process_named(worker: WorkerProcess, module: str) -> psutil.Process | None:
-    """The worker's executor, its sandbox host, or the host's child running the strategy
-    (``strategyq.sandbox``), or None when there is none."""
+    """The worker's executor, its sandbox host, or the child running the strategy
+    (``strategyq.sandbox``, forked by the host's fork server), or None when there is none."""
     assert worker.proc is not None
     executor = _named(psutil.Process(worker.proc.pid), "strategyq.executor")
     if executor is None or module == "strategyq.executor":
@@ -62,7 +62,8 @@ def process_named(worker: WorkerProcess, module: str) -> psutil.Process | None:
     host = _named(executor, "strategyq.executor.sandbox_host")
     if host is None or module == "strategyq.executor.sandbox_host":
         return host
-    return _named(host, "strategyq.executor.sandbox_host")
+    server = _named(host, "strategyq.sandbox.zygote")
+    return None if server is None else _named(server, "strategyq.sandbox.zygote")
 
 
 def gone(process: psutil.Process) -> bool:

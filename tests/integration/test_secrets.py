@@ -93,15 +93,20 @@ def test_executors_hold_no_redis_password(market_home: Path) -> None:
         assert executors
         hosts = [p for e in executors for p in children(e)]
         assert hosts, "every executor has a sandbox host"
-        for pid in executors + hosts:
+        servers = [p for h in hosts for p in children(h)]
+        assert servers, "every sandbox host has a fork server"
+        for pid in executors + hosts + servers:
             assert needle not in Path(f"/proc/{pid}/environ").read_bytes()
             assert needle not in Path(f"/proc/{pid}/cmdline").read_bytes()
             assert not re.search(rb"REDIS_|AWS_", Path(f"/proc/{pid}/environ").read_bytes())
             assert not memory_contains(pid, needle), f"process {pid} holds the password"
         # The executor ran the engine on task s1's result; its sandbox host never saw it.
         assert any(memory_contains(pid, marker.encode()) for pid in executors)
-        for pid in hosts:
+        for pid in hosts + servers:
             assert not memory_contains(pid, marker.encode()), f"host {pid} holds task data"
+        # The fork server, parent of every child, never held a path of the store.
+        for pid in servers:
+            assert not memory_contains(pid, str(market_home).encode()), f"{pid} names the store"
     finally:
         if worker is not None:
             worker.stop()

@@ -259,7 +259,7 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
     assert redis_client.llen("strategy_queue") == 2
 
     def run_chunk(n: int) -> str:
-        return sweeps.claim_chunk("w", f"dup/chunk/000{n}", "dup", b"{}", b"{}").token
+        return sweeps.claim_chunk("w", f"dup/chunk/000{n}", "dup", b"{}", b"{}", chunks[n], n).token
 
     first = run_chunk(0)
     # Its worker was lost: the reaper revoked the token, another run started.

@@ -34,6 +34,50 @@ class Case:
     code: str
     on: frozenset[str] = POLICY
     off: frozenset[str] = HARMLESS
+    fork_server_only: bool = False
+    """Only through the fork server: a child of ``sandbox.run`` is a copy of the calling
+    process (the test runner, with the traps' secrets), which is what class 14 is about."""
+
+
+THREAD_BOMB_ASM = """
+    push rbx; push r12; push r13; push r14; push r15
+    mov r12, rdi; mov r13, rsi; mov r14, rdx      # attempts, stack top, futex word
+    xor r15, r15; xor rbx, rbx
+1:  test r12, r12; jz 3f; dec r12
+    mov eax, 56; mov edi, 0x50F00                 # clone(VM|FS|FILES|SIGHAND|THREAD|SYSVSEM)
+    mov rsi, r13; xor edx, edx; xor r10, r10; xor r8, r8; syscall
+    test rax, rax; jz 4f; js 2f
+    inc r15; sub r13, 256; jmp 1b
+2:  mov rbx, rax; neg rbx
+3:  mov rax, rbx; shl rax, 32; or rax, r15
+    pop r15; pop r14; pop r13; pop r12; pop rbx; ret
+4:  mov eax, 202; mov rdi, r14; xor esi, esi; xor edx, edx; xor r10, r10; syscall; jmp 4b
+"""
+"""A raw-clone thread bomb (x86-64, Intel syntax); THREAD_BOMB_HEX is its assembled bytes."""
+
+THREAD_BOMB_HEX = (
+    "5341544155415641574989fc4989f54989d64d31ff4831db4d85e4743349ffccb838000000bf000f0500"
+    "4c89ee31d24d31d24d31c00f054885c07428780c49ffc74981ed00010000ebce4889c348f7db4889d848"
+    "c1e0204c09f8415f415e415d415c5bc3b8ca0000004c89f731f631d24d31d20f05ebed"
+)
+
+
+ARCH_HEX = "53b814000000cd805b4863c0c3b8270000400f05c3"
+"""i386 getpid through ``int 0x80`` (offset 0) and x32 getpid, 0x40000027 (offset 13)."""
+
+_MACHINE = """
+import ctypes
+
+def _machine(hexcode, offset=0):
+    libc = ctypes.CDLL(None)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    text = libc.mmap(None, 4096, 7, 0x22, -1, 0)   # PROT_READ|WRITE|EXEC, anonymous
+    code = bytes.fromhex(hexcode)
+    ctypes.memmove(text, code, len(code))
+    return text + offset
+"""
 
 
 def _s(body: str, prelude: str = "") -> str:
@@ -1073,5 +1117,98 @@ with open('/proc/VICTIM/mem', 'rb') as f:
     return [{'x': f.read(16).hex()}]
 """),
         off=DENIED,
+    ),
+    # 13. raw system calls through machine code
+    Case(
+        "raw_clone_thread_bomb",
+        13,
+        _s(
+            f"""
+bomb = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)(
+    _machine("{THREAD_BOMB_HEX}"))
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+stacks = libc.mmap(None, 1 << 20, 3, 0x22, -1, 0)
+word = ctypes.c_int(0)
+out = bomb(3000, stacks + (1 << 20) - 64, ctypes.addressof(word))
+threads, err = out & 0xFFFFFFFF, out >> 32
+if threads >= 64 or err != 11:
+    raise AssertionError(f'not capped: {{threads}} threads, errno {{err}}')
+return [{{'x': 'capped at ' + str(threads + 1)}}]
+""",
+            _MACHINE,
+        ),
+        off=frozenset({"ok"}),
+    ),
+    Case(
+        "i386_int80",
+        13,
+        _s(
+            f"""
+pid = ctypes.CFUNCTYPE(ctypes.c_int64)(_machine("{ARCH_HEX}", 0))()
+if pid > 0:
+    raise AssertionError('an i386 system call went through')
+return [{{'x': pid}}]
+""",
+            _MACHINE,
+        ),
+        off=frozenset({"ok", "prohibited_operation"}),
+    ),
+    Case(
+        "x32_syscall",
+        13,
+        _s(
+            f"""
+pid = ctypes.CFUNCTYPE(ctypes.c_int64)(_machine("{ARCH_HEX}", 13))()
+if pid > 0:
+    raise AssertionError('an x32 system call went through')
+return [{{'x': pid}}]
+""",
+            _MACHINE,
+        ),
+        off=frozenset({"ok", "prohibited_operation"}),
+    ),
+    # 14. everything in the child's own memory (through the fork server only: see Case)
+    Case(
+        "gc_unfreeze_walk",
+        14,
+        _s("""
+import gc
+gc.unfreeze()
+found = []
+for o in gc.get_objects():
+    module = getattr(type(o), '__module__', '')
+    if isinstance(module, str) and module.startswith('strategyq.data'):
+        found.append(type(o).__name__)
+    # dict's own methods: a library's lazy mapping answers its overridden ones by
+    # importing what it stands for.
+    if issubclass(type(o), dict):
+        for v in list(dict.values(o)) + list(dict.keys(o)):
+            if isinstance(v, str) and ('secret' in v or 'REDIS' in v or 'data_dir' in v):
+                found.append(v[:200])
+return [{'x': found[:50]}]
+"""),
+        off=frozenset({"ok"}),
+        fork_server_only=True,
+    ),
+    Case(
+        "host_environment_in_memory",
+        14,
+        _s("""
+import ctypes
+# The command line and environment the process started with, at the top of its stack
+# (from argv[0] to the exec file name): clearing os.environ leaves these bytes in place.
+libc = ctypes.CDLL(None)
+libc.getauxval.restype = ctypes.c_ulong
+libc.getauxval.argtypes = [ctypes.c_ulong]
+start = ctypes.c_void_p.in_dll(libc, 'program_invocation_name').value
+end = libc.getauxval(31)  # AT_EXECFN
+block = ctypes.string_at(start, end - start) + ctypes.string_at(end)
+if b'PATH=' not in block:
+    raise AssertionError('the scan did not reach the environment block')
+return [{'x': block.replace(b'\\0', b' ').decode('latin-1')}]
+"""),
+        off=frozenset({"ok"}),
+        fork_server_only=True,
     ),
 ]

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from strategyq import errors
-from strategyq.sandbox import forkserver
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox import forkclient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES, Case
 from tests.unit.sandbox_traps import Traps, assert_no_side_effects, prepare
@@ -29,13 +29,14 @@ LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=1 << 20)
 
 HOST = """
 import socket, sys
-from strategyq.sandbox import forkserver, warm_up
+from strategyq.sandbox import host
 from strategyq.sandbox.warm import warm_frame
-warm_up()
 frame = warm_frame()
 sock = socket.socket(fileno=int(sys.argv[1]))
+server = host.ForkServer.start()
 sock.send(b'{"ready": true}')
-forkserver.serve(sock, lambda request: (frame, {"symbols": request["symbols"]}))
+load = lambda request: (frame, {"symbols": request["symbols"]})
+host.serve(sock, load, server, cache_bytes=1 << 26)
 """
 
 
@@ -116,14 +117,14 @@ def test_cancel(client: ForkClient) -> None:
 
 def test_a_repeated_source_is_checked_once_and_a_bad_one_every_time(client: ForkClient) -> None:
     code = "def s(df):\n    return [{'ticker': 'X', 'run': 1}]\n"
-    forkserver.checked_program.cache_clear()
+    forkclient.checked_program.cache_clear()
     for _ in range(3):
         value, _ = client.run(code, {"symbols": ["X"]}, LIMITS)
         assert value == [{"ticker": "X", "run": 1}]
-    info = forkserver.checked_program.cache_info()
+    info = forkclient.checked_program.cache_info()
     assert (info.misses, info.hits) == (1, 2)
     bad = "import os\ndef s(df):\n    return os.listdir('/')\n"
     for _ in range(2):
         with pytest.raises(errors.PolicyError):
             client.run(bad, {"symbols": ["X"]}, LIMITS)
-    assert forkserver.checked_program.cache_info().currsize == 1
+    assert forkclient.checked_program.cache_info().currsize == 1

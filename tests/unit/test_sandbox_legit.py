@@ -26,7 +26,7 @@ from strategyq import errors
 from strategyq.data import MarketData
 from strategyq.data.synth import write_synthetic
 from strategyq.sandbox import checker, landlock, namespace, result
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT, Legit
 

@@ -12,7 +12,7 @@ import pytest
 
 from strategyq import errors
 from strategyq.sandbox import checker
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits
 
 LIMITS = SandboxLimits(time_limit_s=10, memory_mb=512, answer_max_bytes=1 << 20)
@@ -20,13 +20,13 @@ LIMITS = SandboxLimits(time_limit_s=10, memory_mb=512, answer_max_bytes=1 << 20)
 HOST = """
 import socket, sys
 import pandas as pd
-from strategyq.sandbox import forkserver, warm_up
-warm_up()
+from strategyq.sandbox import host
 frame = pd.DataFrame({"ticker": ["A"] * 5, "date": pd.date_range("2024-01-01", periods=5),
                       "close": [1.0, 2.0, 3.0, 4.0, 5.0]})
 sock = socket.socket(fileno=int(sys.argv[1]))
+server = host.ForkServer.start()
 sock.send(b'{"ready": true}')
-forkserver.serve(sock, lambda request: (frame, {}))
+host.serve(sock, lambda request: (frame, {}), server, cache_bytes=1 << 26)
 """
 
 

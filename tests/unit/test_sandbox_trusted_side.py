@@ -178,3 +178,96 @@ def test_answer_shape_unchanged_for_plain_results(tmp_path: Path) -> None:
     instances, logs = result.decode_answer(result.RESULT_TAG + body + trailer)
     assert instances == [{"ticker": "A", "date": "2024-01-02"}]
     assert logs.fields() == {"logs": "x\n", "logs_truncated": False}
+
+
+def _chunk(code: str, combinations: int = 1, timeout_s: float = 30) -> bytes:
+    return orjson.dumps(
+        {
+            "task_id": "sweep-t/chunk/0000",
+            "task_type": "sweep_chunk",
+            "args": {
+                "strategy_code": code,
+                "symbols": ["SYN0001", "SYN0002"],
+                "start_date": "2024-06-01",
+                "end_date": "2024-12-31",
+                "timeout_seconds": timeout_s,
+                "sweep_id": "sweep-t",
+                "chunk": 0,
+                "combinations": [[i, {"k": i}] for i in range(combinations)],
+                "folds": None,
+            },
+        }
+    )
+
+
+def test_a_columnar_answer_of_zeros_is_refused_before_its_rows_are_built(
+    executor: Executor,
+) -> None:
+    """One column of 3,000,000 zeros as a chunk's answer: 6 MB that would make 3 M row dicts."""
+    assert executor.pid is not None
+    code = (
+        "def s(df, params):\n    return pd.DataFrame({'a': np.zeros(3_000_000, dtype=np.int64)})\n"
+    )
+    answer_mib = 2 * 3_000_000 / 2**20
+    normal = "def s(df, params):\n    return [{'ticker': 'SYN0001', 'date': '2024-07-01'}]\n"
+    assert executor.run(_chunk(normal), lambda _stage: None).ok
+    _reset_peak(executor.pid)
+    before = _peak_rss_mib(executor.pid)
+    started = time.monotonic()
+    outcome = executor.run(_chunk(code), lambda _stage: None)
+    elapsed = time.monotonic() - started
+    growth = _peak_rss_mib(executor.pid) - before
+    assert outcome.error_type == "bad_result", outcome  # type: ignore[attr-defined]
+    assert "too many rows for its size" in outcome.error  # type: ignore[attr-defined]
+    # docs/security.md: reading and parsing an answer costs at most 20 × its bytes (a
+    # column of small integers is the densest: ~13 ×); its rows are counted before any
+    # is built, and refused past 12 × more.
+    assert growth < 20 * answer_mib, (growth, answer_mib)
+    assert elapsed < 30 + ENGINE_ALLOWANCE_S, elapsed
+    _elapsed, outcome = _run(executor, NORMAL)
+    assert outcome.ok, outcome  # type: ignore[attr-defined]
+
+
+def test_columnar_answers_of_real_rows_still_pass() -> None:
+    # Ticker, date and a value per row: well within the rows' bound.
+    rows = 20_000
+    columns = {
+        "ticker": ["SYN0001"] * rows,
+        "date": ["2024-07-01T00:00:00"] * rows,
+        "w": [0.5] * rows,
+    }
+    body = orjson.dumps([{"columns": columns}])
+    (run,), _ = result.decode_answer(result.RUNS_TAG + body)
+    assert len(run) == rows and run[0] == {
+        "ticker": "SYN0001",
+        "date": "2024-07-01T00:00:00",
+        "w": 0.5,
+    }
+
+
+def test_logs_past_the_cap_are_cut_and_flagged_by_the_parent() -> None:
+    trailer = orjson.dumps({"logs": "é" * (5 << 20), "truncated": False})
+    head = result.ERROR_TAG + orjson.dumps({"type": "strategy_error", "message": "boom"})
+    with pytest.raises(errors.StrategyFailed) as info:
+        result.decode_answer(head + result.LOGS_SEPARATOR + trailer)
+    logs = info.value.logs  # type: ignore[attr-defined]
+    assert logs.truncated is True
+    assert len(logs.text.encode()) <= result.LOGS_MAX_BYTES
+    assert len(logs.text.encode()) > result.LOGS_MAX_BYTES - 4
+
+
+def test_an_error_record_fits_the_result_cap_with_its_logs() -> None:
+    from strategyq.executor.main import ERROR_TEXT_MAX_BYTES, error_reply
+
+    exc = errors.StrategyFailed("x" * 100_000)
+    exc.logs = result.Logs('"\\' * 30_000, False)  # type: ignore[attr-defined]
+    record = orjson.loads(error_reply(exc, 64 * 1024))
+    assert len(error_reply(exc, 64 * 1024)) <= 64 * 1024
+    assert len(record["error"]) == ERROR_TEXT_MAX_BYTES
+    assert record["logs_truncated"] is True and record["logs"]
+    small = errors.StrategyFailed("boom")
+    small.logs = result.Logs("hi\n", False)  # type: ignore[attr-defined]
+    assert orjson.loads(error_reply(small, 64 * 1024)) == {
+        "ok": False, "error": "boom", "error_type": "strategy_error",
+        "logs": "hi\n", "logs_truncated": False,
+    }  # fmt: skip

@@ -10,8 +10,7 @@
   its sandbox host;
 - :mod:`~strategyq.executor.run`: task execution (a runner per task type);
 - :mod:`~strategyq.executor.sandbox_host`: the sandbox host process, which holds
-  only market data and warm pandas and forks one sandbox child per task;
-- :mod:`~strategyq.executor.inprocess`: an executor inside the worker's own
-  process, for tests of the worker's logic;
+  only market data, hands each child its frame as a sealed memfd, and has its
+  fork server (:mod:`strategyq.sandbox.forkserver`) fork one sandbox child per task;
 - :mod:`~strategyq.executor.frames`: the length-prefixed frames they speak.
 """

@@ -29,7 +29,7 @@ from strategyq.executor.run.dispatch import run_task
 from strategyq.executor.run.payload import fit_payload
 from strategyq.protocol.results import Stage
 from strategyq.protocol.task import Task
-from strategyq.sandbox.forkserver import HostGone
+from strategyq.sandbox.forkclient import HostGone
 from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from strategyq.executor.frames import (
     write_frame,
 )
 from strategyq.executor.watchdog import ENGINE_ALLOWANCE_S, Watchdog, release_memory
-from strategyq.sandbox.forkserver import ForkClient, HostGone
-from strategyq.sandbox.result import Logs
+from strategyq.sandbox.forkclient import ForkClient, HostGone
+from strategyq.sandbox.result import Logs, cap_text
 from strategyq.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,8 +91,31 @@ def _discard_cancels(fd: int) -> None:
         pass
 
 
-def _error_reply(exc: StrategyqError) -> bytes:
-    return orjson.dumps({"ok": False, **error_fields(exc)})
+ERROR_TEXT_MAX_BYTES = 16 * 1024
+"""An error record's message is cut to this (a child's errors are far shorter already)."""
+
+
+def error_reply(exc: StrategyqError, max_bytes: int) -> bytes:
+    """The error record of a task: capped like a result, at ``max_bytes`` all told.
+
+    The message is cut to :data:`ERROR_TEXT_MAX_BYTES`; what the strategy printed
+    (at most 64 KiB from the child) is cut further until the whole record fits,
+    and then flagged ``logs_truncated``.
+    """
+    text, _ = cap_text(str(exc), ERROR_TEXT_MAX_BYTES)
+    logs = getattr(exc, "logs", None)
+    record: dict[str, object] = {"ok": False, "error": text, "error_type": exc.error_type}
+    record.update(logs.fields() if isinstance(logs, Logs) else {})
+    encoded = orjson.dumps(record)
+    printed = record.get("logs")
+    room = len(printed.encode()) if isinstance(printed, str) else 0
+    while len(encoded) > max_bytes and isinstance(printed, str) and printed:
+        # JSON escapes can take up to 6 bytes a character: halve until it fits.
+        room = min(room, max_bytes) // 2
+        printed, _ = cap_text(printed, room)
+        record.update(logs=printed, logs_truncated=True)
+        encoded = orjson.dumps(record)
+    return encoded
 
 
 def _internal_reply() -> bytes:
@@ -124,7 +147,7 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
         try:
             write_frame(resp_fd, executor.answer(request))
         except StrategyqError as exc:
-            write_frame(resp_fd, _error_reply(exc))
+            write_frame(resp_fd, error_reply(exc, settings.max_result_bytes))
         except Exception:
             log.exception("executor failed on a task")
             write_frame(resp_fd, _internal_reply())
@@ -214,6 +237,7 @@ class _Executor:
             insecure_no_sandbox=settings.insecure_no_sandbox,
             max_instances=settings.max_instances,
             chunk_size=settings.sweep_chunk_size,
+            max_fanout_bytes=settings.max_result_bytes,
         )
 
     def stage(self, name: Stage) -> None:

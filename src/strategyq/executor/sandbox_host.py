@@ -1,16 +1,15 @@
-"""The sandbox host: market data and warm pandas, forking one sandbox child per task.
+"""The sandbox host process: market data, and a fork server that forks one sandbox child per task.
 
 Started by each executor (``python -m strategyq.executor.sandbox_host``) with
 the executor's own minimal environment and the worker's settings. It loads
-and caches the frames strategies run on and forks their children (see
-:mod:`strategyq.sandbox.forkserver`), but never receives a strategy's source
-or its answer, so a child's copy of this process's memory holds nothing but
-public market data.
+the frames strategies run on and hands each to its child as a sealed memfd
+(see :mod:`strategyq.sandbox.host`); the children are forked by a fork server
+it starts, which holds no data (:mod:`strategyq.sandbox.forkserver`). It never
+receives a strategy's source or its answer.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import socket
 import sys
@@ -26,29 +25,18 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str]) -> int:
     """``python -m strategyq.executor.sandbox_host SOCKET_FD SETTINGS_JSON``."""
-    from strategyq import sandbox
     from strategyq.data import MarketData
-    from strategyq.data.cache import LRUCache
-    from strategyq.sandbox import forkserver
+    from strategyq.sandbox import host
 
     die_with_parent()
     ignore_terminal_signals()
     sock = socket.socket(fileno=int(argv[0]))
     settings = Settings.from_child_json(argv[1])
-    market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
-    libraries = settings.sandbox_libraries
-    # Nothing a child could walk to should name the data directory (or anything else
-    # of the host's): the settings and the command line go.
-    del settings
-    argv.clear()
-    sys.argv[1:] = []
-    sys.orig_argv[:] = sys.orig_argv[:1]
-    sandbox.warm_up(libraries)
-    # Park the imported modules' objects in the permanent generation, so a child's
-    # collector never walks (and so never copies) those shared pages. Only what exists
-    # now: frames cached later must stay collectable when the cache evicts them.
-    gc.freeze()
-    sock.send(orjson.dumps({"ready": True, "layers": sandbox.probe_layers()}))
+    server = host.ForkServer.start(settings.sandbox_libraries)
+    # The host keeps its frames as sealed memfds (the fork server's children map
+    # them); the store's own cache of frames would hold each a second time.
+    market = MarketData(settings.data_dir, cache_mb=0)
+    sock.send(orjson.dumps({"ready": True, "layers": server.layers}))
 
     def load(request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         loaded = market.load(
@@ -62,21 +50,7 @@ def main(argv: list[str]) -> int:
         )
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 
-    def forget() -> None:
-        # In each child, before lock-down: make every cached frame (other tasks'
-        # requests and data) and the store unreachable, keeping only the frame
-        # just loaded. Freeing them would cost a deallocation of each (copying
-        # the pages it touches); instead the old cache is parked in a cycle that
-        # nothing reaches, and gc.freeze() moves it out of what gc.get_objects()
-        # and gc.get_referrers() can see. The child exits soon; nothing leaks.
-        stale: list[object] = [market.cache, market.store]
-        stale.append(stale)
-        market.cache = LRUCache(0)
-        market.store = None  # type: ignore[assignment]
-        del stale
-        gc.freeze()
-
-    forkserver.serve(sock, load, forget)
+    host.serve(sock, load, server, cache_bytes=settings.data_cache_mb * 1024 * 1024)
     return 0
 
 

@@ -9,6 +9,7 @@ what to fix.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -27,7 +28,7 @@ from strategyq.protocol.envelope import (
     too_large,
 )
 from strategyq.protocol.results import dumps
-from strategyq.sweep.folds import WalkForward, parse_walk_forward
+from strategyq.sweep.folds import MAX_FOLDS, WalkForward, parse_walk_forward
 from strategyq.sweep.grid import Grid, expand
 from strategyq.trademodel import TradeModel
 
@@ -338,6 +339,33 @@ def _sweep_args(
     )
 
 
+MAX_CHUNK_CALLS = 1000
+"""Strategy calls in one chunk at most (combinations × 2 × folds with walk-forward)."""
+_FOLD_DATES = ("train_start", "train_end", "test_start", "test_end")
+
+
+def _check_chunk_size(combos: list[Any], folds: Any) -> None:
+    """A chunk's calls are bounded as a sweep's chunks are: at most MAX_FOLDS folds of four
+    dates each, at most MAX_CHUNK_CALLS strategy calls (combinations × 2 × folds)."""
+    if folds is not None and (
+        not isinstance(folds, list)
+        or len(folds) > MAX_FOLDS
+        or not all(
+            isinstance(f, dict) and all(isinstance(f.get(k), str) for k in _FOLD_DATES)
+            for f in folds
+        )
+    ):
+        raise TaskValidationError(
+            "a sweep_chunk task is made by a worker; this one's folds are malformed"
+        )
+    calls = len(combos) * (2 * len(folds) if folds else 1)
+    if not combos or calls > max(MAX_CHUNK_CALLS, 2 * len(folds or ())):
+        raise TaskValidationError(
+            f"a sweep_chunk task is made by a worker; this one asks for {calls} strategy "
+            f"calls (at most {MAX_CHUNK_CALLS})"
+        )
+
+
 def _chunk_args(args: Mapping[str, Any], max_symbols: int) -> ChunkArgs:
     backtest = _backtest_args(args, max_symbols)
     combos = args.get("combinations")
@@ -353,6 +381,7 @@ def _chunk_args(args: Mapping[str, Any], max_symbols: int) -> ChunkArgs:
     ):
         raise TaskValidationError("a sweep_chunk task is made by a worker; this one is malformed")
     folds = args.get("folds")
+    _check_chunk_size(combos, folds)
     return ChunkArgs(
         backtest=backtest,
         sweep_id=sweep_id,
@@ -458,5 +487,11 @@ def parse_submitted(message: Mapping[str, Any]) -> tuple[bytes, Task]:
         raise TaskValidationError(
             "task_type 'sweep_chunk' is made by the worker that fans a sweep out and cannot "
             "be submitted; submit the whole sweep as task_type 'sweep' (docs/sweeps.md)"
+        )
+    task_id = message.get("task_id")
+    if isinstance(task_id, str) and re.search(r"/chunk/\d{4,}$", task_id):
+        raise TaskValidationError(
+            f"task_id {task_id!r} has the form of a sweep chunk's id (<sweep id>/chunk/<n>), "
+            "which is reserved for the chunks a worker queues; pick another id"
         )
     return raw, parse_task(raw)

@@ -105,6 +105,13 @@ def sweep(task_id: str) -> str:
     return f"{PREFIX}sweep:{task_id}"
 
 
+def sweep_digests(task_id: str) -> str:
+    """HASH ``d:<chunk index>`` -> SHA-1 of the chunk message the sweep's fan-out queued.
+    Only a message with its digest here runs as a chunk. TTL ``result_ttl_s``; kept when
+    the sweep's result is written, so its late chunks are still told apart from forgeries."""
+    return f"{PREFIX}sweep_digests:{task_id}"
+
+
 def sweep_chunks(task_id: str) -> str:
     """HASH chunk index -> that chunk's result (JSON), each set once (HSETNX).
     TTL ``result_ttl_s``; deleted when the sweep's result is written."""

@@ -59,18 +59,28 @@ class SweepQueue:
                     keys.sweep_chunks(sweep_id),
                     self.tasks.name,
                     keys.attempts(sweep_id),
+                    keys.sweep_digests(sweep_id),
                 ],
                 args=[token, running, self.ttl, raw, plan, total, len(chunks), *chunks],
             )
         )
 
     def claim_chunk(
-        self, worker_id: str, chunk_id: str, sweep_id: str, running: bytes, cancelled: bytes
+        self,
+        worker_id: str,
+        chunk_id: str,
+        sweep_id: str,
+        running: bytes,
+        cancelled: bytes,
+        raw: bytes,
+        index: int,
     ) -> Claim:
         """Start a run of a chunk unless its sweep has ended (then: skip, and ack it).
 
         The token is ``<n>/<worker id>`` as :meth:`TaskQueue.claim`'s; a chunk whose
-        token a live worker other than ``worker_id`` holds is a ``duplicate``.
+        token a live worker other than ``worker_id`` holds is a ``duplicate``. A
+        message (``raw``) that is not, byte for byte, the chunk ``index`` its sweep's
+        fan-out queued is ``forged``: nothing is written.
         """
         reply = self.scripts.chunk_claim(
             keys=[
@@ -80,8 +90,9 @@ class SweepQueue:
                 keys.FENCE_COUNTER,
                 keys.cancel(sweep_id),
                 keys.result(sweep_id),
+                keys.sweep_digests(sweep_id),
             ],
-            args=[self.ttl, running, cancelled, worker_id, keys.PREFIX],
+            args=[self.ttl, running, cancelled, worker_id, keys.PREFIX, raw, index],
         )
         return Claim.from_reply(reply)
 

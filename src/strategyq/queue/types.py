@@ -19,6 +19,7 @@ class ClaimVerdict(StrEnum):
     SKIP = "skip"  # the task already has a terminal result
     CANCELLED = "cancelled"  # a client cancelled it before it started
     DUPLICATE = "duplicate"  # another task with this id is running or has finished
+    FORGED = "forged"  # a sweep_chunk message its sweep's fan-out did not queue
 
 
 class FinishVerdict(StrEnum):
@@ -42,7 +43,7 @@ class Claim:
         verdict = ClaimVerdict(text(reply[0]))
         if verdict is ClaimVerdict.RUN:
             return cls(verdict, token=text(reply[1]), attempt=int(reply[2]))
-        if verdict in (ClaimVerdict.SKIP, ClaimVerdict.DUPLICATE):
+        if verdict in (ClaimVerdict.SKIP, ClaimVerdict.DUPLICATE, ClaimVerdict.FORGED):
             return cls(verdict, status=text(reply[1]))
         return cls(verdict)
 

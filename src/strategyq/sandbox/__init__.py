@@ -1,8 +1,8 @@
 """The strategy sandbox: the only way user code is ever executed.
 
 ``check_policy`` gives friendly errors; the boundary is a fresh child per run,
-started by :func:`strategyq.sandbox.forkserver.spawn` (from the workers' sandbox
-host, or from the calling warm, secret-free process for ``run``), locked down
+started by :func:`strategyq.sandbox.forkserver.spawn` (from the workers' fork
+server, or from the calling warm, secret-free process for ``run``), locked down
 with rlimits, no_new_privs, dropped capabilities, Landlock and a seccomp
 allow-list before any user code runs, answering with capped, plain JSON.
 See docs/security.md.

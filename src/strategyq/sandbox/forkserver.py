@@ -1,136 +1,118 @@
-"""A fork server: sandbox children forked from a process that never sees a strategy or a result.
+"""The fork server: a process that imported the libraries, holds no task's data, and forks children.
 
-A child's memory is a copy of its parent's, and a strategy that escaped the
-policy could read it. A parent that has run the engine for earlier tasks still
-holds their code and results in freed memory, so children are not forked
-from it. Instead, the fork server process holds only market data (and the
-warm pandas/numpy): on request it loads a frame and forks a child, which
-locks itself down and then waits for its source. The client (the executor)
-passes the child's two pipe ends over a unix socket (``SCM_RIGHTS``): the
-strategy's source reaches the child directly, and its answer goes straight
-back to the client, never through the fork server.
+A child's memory starts as a copy of its parent's, and a strategy that escaped
+the policy can read all of it (``gc.unfreeze()`` and ``gc.get_objects()``, or
+raw reads of every mapping). So the parent of every sandbox child is this
+process, started as a fresh program (``python -m strategyq.sandbox.zygote``,
+by :class:`strategyq.sandbox.host.ForkServer`) with an environment of ``PATH``,
+locale and thread settings, ``/`` as its working directory and no settings:
+it imports pandas, numpy and everything a strategy may use
+(:func:`strategyq.sandbox.warm_up`) and then only ever receives limits and
+descriptors. It never sees a request, a frame, a strategy, a result, a path
+of the data store or a secret.
 
-Because a child locks down *before* it reads its source, the client can ask
-for the next child ahead of time (a *spare*, for the same data and limits as
-the task just run) while it computes the current result; a task that needs
-the same frame then skips the fork and lock-down altogether. An unused spare
-reads end of file and exits.
-
-Every sandbox child is started by :func:`spawn` and fed by
-:func:`feed_and_collect` — the server's, :func:`strategyq.sandbox.local.run`'s
-(a child of the calling process, for tests and audits) and the start-up
-self-check's alike — so what the tests run is what production runs.
+The sandbox host (:mod:`strategyq.sandbox.host`) sends one message per child,
+with three descriptors: the child's source pipe, its result pipe, and the
+sealed memfd of its frame (:mod:`strategyq.sandbox.shared_frame`). The child
+maps its own frame, locks down, and reads its program from the source pipe.
 
 Messages are JSON, one per SEQPACKET datagram::
 
-    client → server  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b,
-                      "restricted": b, "landlock_abi_max": int | null}
-                     with fds [source_read_end, result_write_end]
-    server → client  {"id": n, "pid": int, "meta": {...}}
-                     or {"id": n, "error": str, "error_type": str}
-    server → client  {"exit": pid, "status": int, "cpu_s": float}   when a child is reaped
+    host → server  {"id": n, "limits": {...}, "sandboxed": b, "restricted": b,
+                    "landlock_abi_max": int | null}
+                   with fds [source_read_end, result_write_end, frame_memfd]
+    server → host  {"id": n, "pid": int}  or  {"id": n, "error": str, "error_type": str}
+    server → host  {"exit": pid, "status": int, "cpu_s": float}   when a child is reaped
 """
 
 from __future__ import annotations
 
 import array
 import contextlib
-import functools
 import logging
 import os
 import select
 import socket
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from strategyq import errors
-from strategyq.sandbox import checker, child, result
-from strategyq.sandbox.lockdown import LockdownPlan, cpu_limit_s
+from strategyq.sandbox import child
+from strategyq.sandbox.lockdown import LockdownPlan
 from strategyq.sandbox.lockdown import plan as make_plan
-from strategyq.sandbox.runner import collect
-from strategyq.settings import SandboxLimits
+from strategyq.sandbox.shared_frame import attach
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 1 << 20
+MAX_MESSAGE = 1 << 16
+_FDS = 3
 
 
-@functools.lru_cache(maxsize=32)
-def checked_program(source: str) -> bytes:
-    """Check ``source`` against the policy; the program its child runs (the compiled tree).
+def plan_for(
+    limits: dict[str, Any], sandboxed: bool, landlock_abi_max: int | None, extra_bytes: int = 0
+) -> LockdownPlan:
+    """The lock-down plan of a fork request's limits (``extra_bytes``: the mapped frame)."""
+    return make_plan(
+        memory_mb=int(limits["memory_mb"]),
+        time_limit_s=float(limits["time_limit_s"]),
+        max_open_files=int(limits["max_open_files"]),
+        max_threads=int(limits.get("max_threads", 64)),
+        sandboxed=sandboxed,
+        landlock_abi_max=landlock_abi_max,
+        extra_bytes=extra_bytes,
+    )
 
-    Cached by source text: a strategy submitted again (a screen every minute, a
-    parameter sweep over the same code) is parsed, checked and compiled once.
-    A source that fails the check raises each time (errors are not cached).
+
+def spawn(
+    plan: LockdownPlan,
+    source_fd: int,
+    result_fd: int,
+    frame: Any,
+    *,
+    restricted: bool,
+    frame_fd: int | None = None,
+) -> int:
+    """Fork one child that locks down, then reads its program from ``source_fd``.
+
+    The one way a sandbox child is ever started (the fork server's and
+    :func:`strategyq.sandbox.local.run`'s alike). With ``frame_fd`` the child
+    maps its frame from that sealed memfd (``frame`` is None). Returns its
+    pid; the child is its own process group.
     """
-    report = checker.check(source)
-    return child.encode_program(source, report.code, report.entry, report.takes_params)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child always leaves through os._exit
+        try:
+            if frame_fd is not None:
+                frame = attach(frame_fd)
+                os.close(frame_fd)
+        except BaseException:
+            os._exit(70)
+        child.main(
+            plan, result_fd, None, None, None, frame, restricted=restricted, source_fd=source_fd
+        )
+    with contextlib.suppress(PermissionError, ProcessLookupError):
+        os.setpgid(pid, pid)
+    return pid
 
 
-class HostGone(errors.SandboxUnavailable):
-    """Raised when the fork server process is gone (killed, or out of memory)."""
-
-
-Loader = Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
-"""Turns a data request into (frame, metadata); raises StrategyqError for bad requests."""
-
-Forget = Callable[[], None]
-"""Drops the host's per-request state in a freshly forked child (see :func:`serve`)."""
-
-
-def limits_json(limits: SandboxLimits) -> dict[str, Any]:
-    return {
-        "time_limit_s": limits.time_limit_s,
-        "memory_mb": limits.memory_mb,
-        "answer_max_bytes": limits.answer_max_bytes,
-        "max_open_files": limits.max_open_files,
-    }
-
-
-# ============================================================================ server side
-
-
-def serve(sock: socket.socket, load: Loader, forget: Forget | None = None) -> None:
-    """Answer fork requests until the client closes its end (or goes away).
-
-    ``forget`` runs in each child right after fork, before lock-down: it drops
-    the host's own state (its cache of other requests' frames, its paths) so
-    that nothing a child can find by walking objects or frames tells it what
-    another task requested.
-    """
+def serve(sock: socket.socket) -> None:
+    """Answer fork requests until the host closes its end (or goes away)."""
     with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-        _serve(sock, load, forget)
+        _serve(sock)
 
 
-def _serve(sock: socket.socket, load: Loader, forget: Forget | None) -> None:
+def _serve(sock: socket.socket) -> None:
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     children: dict[int, int] = {}  # pidfd -> pid
-    # Requests arrive in this one buffer, cleared after each: no earlier request's
-    # bytes linger in the host's heap for a child to find.
-    buffer = bytearray(MAX_MESSAGE)
-
-    def forget_all() -> None:
-        children.clear()
-        buffer[:] = b""
-        if forget is not None:
-            forget()
-
     try:
         while True:
             for fd, _events in poller.poll():
                 if fd == sock.fileno():
-                    size, fds = _receive_into(sock, buffer)
-                    if not size:
+                    message, fds = _receive(sock)
+                    if message is None:
                         return
-                    message = orjson.loads(memoryview(buffer)[:size])
-                    buffer[:size] = bytes(size)
-                    pid = _fork_one(sock, message, fds, load, forget_all)
-                    del message
+                    pid = _fork_one(sock, message, fds)
                     if pid is not None:
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = pid
@@ -147,380 +129,45 @@ def _serve(sock: socket.socket, load: Loader, forget: Forget | None) -> None:
             os.close(pidfd)
 
 
-def _receive_into(sock: socket.socket, buffer: bytearray) -> tuple[int, list[int]]:
+def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     fds = array.array("i")
-    size, ancillary, _flags, _addr = sock.recvmsg_into(
-        [buffer], socket.CMSG_SPACE(2 * fds.itemsize)
+    data, ancillary, _flags, _addr = sock.recvmsg(
+        MAX_MESSAGE, socket.CMSG_SPACE(_FDS * fds.itemsize)
     )
-    for level, kind, data in ancillary:
+    for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return size, list(fds)
-
-
-def plan_for(limits: dict[str, Any], sandboxed: bool, landlock_abi_max: int | None) -> LockdownPlan:
-    """The lock-down plan of a fork request's limits."""
-    return make_plan(
-        memory_mb=int(limits["memory_mb"]),
-        time_limit_s=float(limits["time_limit_s"]),
-        max_open_files=int(limits["max_open_files"]),
-        sandboxed=sandboxed,
-        landlock_abi_max=landlock_abi_max,
-    )
-
-
-def spawn(
-    plan: LockdownPlan,
-    source_fd: int,
-    result_fd: int,
-    frame: Any,
-    *,
-    restricted: bool,
-    forget: Forget | None = None,
-) -> int:
-    """Fork one child that locks down, then reads its program from ``source_fd``.
-
-    The one way a sandbox child is ever started (the fork server's requests
-    and :func:`run` alike). Returns its pid; the child is its own process group.
-    """
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child always leaves through os._exit
-        try:
-            if forget is not None:
-                forget()
-        except BaseException:
-            os._exit(70)
-        child.main(
-            plan, result_fd, None, None, None, frame, restricted=restricted, source_fd=source_fd
-        )
-    with contextlib.suppress(PermissionError, ProcessLookupError):
-        os.setpgid(pid, pid)
-    return pid
-
-
-def _fork_one(
-    sock: socket.socket,
-    message: dict[str, Any],
-    fds: list[int],
-    load: Loader,
-    forget: Forget,
-) -> int | None:
-    if len(fds) != 2:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    if not data:
         for fd in fds:
             os.close(fd)
-        sock.send(
-            orjson.dumps(
-                {"id": message.get("id"), "error": "bad request", "error_type": "internal"}
-            )
-        )
-        return None
-    source_fd, result_fd = fds
-    tag = message["id"]
+        return None, []
+    return orjson.loads(data), list(fds)
+
+
+def _fork_one(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> int | None:
+    tag = message.get("id")
     try:
-        try:
-            frame, meta = load(message["request"])
-        except errors.StrategyqError as exc:
-            reply = {"id": tag, "error": str(exc), "error_type": exc.error_type}
-            sock.send(orjson.dumps(reply))
+        if len(fds) != _FDS:
+            sock.send(orjson.dumps({"id": tag, "error": "bad request", "error_type": "internal"}))
             return None
+        source_fd, result_fd, frame_fd = fds
         cap = message.get("landlock_abi_max")
         plan = plan_for(
-            message["limits"], bool(message["sandboxed"]), None if cap is None else int(cap)
+            message["limits"],
+            bool(message["sandboxed"]),
+            None if cap is None else int(cap),
+            extra_bytes=os.fstat(frame_fd).st_size,
         )
         pid = spawn(
             plan,
             source_fd,
             result_fd,
-            frame,
+            None,
             restricted=bool(message["restricted"]),
-            forget=forget,
+            frame_fd=frame_fd,
         )
-        sock.send(orjson.dumps({"id": tag, "pid": pid, "meta": meta}))
+        sock.send(orjson.dumps({"id": tag, "pid": pid}))
         return pid
     finally:
-        os.close(source_fd)
-        os.close(result_fd)
-
-
-# ============================================================================ client side
-
-
-@dataclass
-class _Child:
-    """A child asked for (and maybe not yet confirmed by the server)."""
-
-    tag: int
-    key: bytes
-    source_w: int
-    result_r: int
-    pid: int | None = None
-    pidfd: int | None = None
-    meta: dict[str, Any] | None = None
-
-    def discard(self) -> None:
-        """Close our ends: a waiting child reads end of file and exits."""
-        for fd in (self.source_w, self.result_r, self.pidfd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.pidfd = None
-
-
-class ForkClient:
-    """The executor's side: ask for a child, feed it the source, collect its answer."""
-
-    def __init__(
-        self, sock: socket.socket, *, spares: bool = True, landlock_abi_max: int | None = None
-    ) -> None:
-        self.sock = sock
-        self.spares = spares
-        self.landlock_abi_max = landlock_abi_max
-        self.last_logs = result.Logs()
-        self._next_tag = 0
-        self._replies: dict[int, dict[str, Any]] = {}
-        self._exits: dict[int, tuple[int, float]] = {}
-        self._spare: _Child | None = None
-
-    # -- messages
-
-    def _receive(self) -> None:
-        """Read one message (blocking) and file it as a reply or an exit notice."""
-        try:
-            message = self.sock.recv(MAX_MESSAGE)
-        except ConnectionResetError:
-            message = b""
-        if not message:
-            raise HostGone("the sandbox host process exited; retry the task")
-        value = orjson.loads(message)
-        if "exit" in value:
-            self._exits[int(value["exit"])] = (int(value["status"]), float(value["cpu_s"]))
-        else:
-            self._replies[int(value["id"])] = value
-
-    def _reply(self, tag: int) -> dict[str, Any]:
-        while tag not in self._replies:
-            self._receive()
-        return self._replies.pop(tag)
-
-    def _wait_exit(self, pid: int) -> tuple[int, float]:
-        while pid not in self._exits:
-            self._receive()
-        return self._exits.pop(pid)
-
-    # -- children
-
-    def _ask(self, key: bytes, message: dict[str, Any]) -> _Child:
-        """Ask the server for a child (does not wait for the answer)."""
-        self._next_tag += 1
-        source_r, source_w = os.pipe()
-        result_r, result_w = os.pipe()
-        try:
-            payload = orjson.dumps({**message, "id": self._next_tag})
-            socket.send_fds(self.sock, [payload], [source_r, result_w])
-        except BaseException as exc:
-            for fd in (source_w, result_r):
-                os.close(fd)
-            if isinstance(exc, BrokenPipeError | ConnectionResetError):
-                raise HostGone("the sandbox host process exited; retry the task") from None
-            raise
-        finally:
-            os.close(source_r)
-            os.close(result_w)
-        return _Child(self._next_tag, key, source_w, result_r)
-
-    def _confirm(self, c: _Child) -> None:
-        """Wait for the server's answer about ``c``; raise the loader's error, if any."""
-        if c.pid is not None:
-            return
-        reply = self._reply(c.tag)
-        if "error" in reply:
-            c.discard()
-            raise _error(str(reply["error_type"]), str(reply["error"]))
-        c.pid = int(reply["pid"])
-        c.meta = dict(reply["meta"])
-        # The child cannot exit (and be reaped) before it reads its source: safe to open now.
-        c.pidfd = os.pidfd_open(c.pid)
-
-    def close_spare(self) -> None:
-        """Let go of the spare child, if any."""
-        if self._spare is not None:
-            spare, self._spare = self._spare, None
-            with contextlib.suppress(errors.StrategyqError, OSError):
-                self._confirm(spare)
-            spare.discard()
-
-    def _message(
-        self, request: dict[str, Any], limits: SandboxLimits, check_policy: bool, insecure: bool
-    ) -> tuple[bytes, dict[str, Any]]:
-        message = {
-            "request": request,
-            "limits": limits_json(limits),
-            "sandboxed": not insecure,
-            "restricted": check_policy,
-            "landlock_abi_max": self.landlock_abi_max,
-        }
-        return orjson.dumps(message, option=orjson.OPT_SORT_KEYS), message
-
-    def prepare(
-        self,
-        request: dict[str, Any],
-        limits: SandboxLimits,
-        *,
-        check_policy: bool = True,
-        insecure_no_sandbox: bool = False,
-    ) -> None:
-        """Have a child for ``request`` start loading, forking and locking down now.
-
-        The server loads the frame while the caller does other work (its own
-        load, say); the next :meth:`run` with the same arguments uses that child.
-        """
-        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
-        if self._spare is None or self._spare.key != key:
-            self.close_spare()
-            self._spare = self._ask(key, message)
-
-    def run(
-        self,
-        source: str,
-        request: dict[str, Any],
-        limits: SandboxLimits,
-        *,
-        check_policy: bool = True,
-        cancel_fd: int | None = None,
-        insecure_no_sandbox: bool = False,
-        params: dict[str, Any] | None = None,
-        runs: list[dict[str, Any]] | None = None,
-        keep_columns: bool = False,
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Run ``source`` on the frame the server loads for ``request``.
-
-        ``params`` is the second argument of a ``f(df, params)`` strategy. With
-        ``runs`` (``[{"params": {...}, "until": "YYYY-MM-DD" | None}, ...]``) the
-        child calls the strategy once per run on the same frame (cut after
-        ``until``) and the instances come back as one list per run (or, with
-        ``keep_columns``, a :class:`~strategyq.sandbox.result.ColumnRun` for a
-        run whose DataFrame travelled as columns).
-
-        Returns:
-            (instances, or one list of instances per run; the loader's metadata). What
-            the strategy printed is in :attr:`last_logs` afterwards (and in the ``logs``
-            attribute of an error raised for the run).
-
-        Raises:
-            The errors of :func:`strategyq.sandbox.run`, and the loader's own StrategyqError
-            (e.g. DataError) for a bad request.
-        """
-        self.last_logs = result.Logs()
-        program = _program(source, check_policy, params, runs)
-        if insecure_no_sandbox:
-            log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
-        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
-        c = self._child_for(key, message)
-        assert c.pid is not None and c.pidfd is not None and c.meta is not None
-        started = time.monotonic()
-        instances, self.last_logs = feed_and_collect(
-            c.pid,
-            c.pidfd,
-            c.source_w,
-            c.result_r,
-            program,
-            limits,
-            started=started,
-            cancel_fd=cancel_fd,
-            reap=self._wait_exit,
-            defer=lambda _pid: None,
-            keep_columns=keep_columns,
-            after_feed=self._spare_maker(key, message),
-        )
-        c.pidfd = None
-        return instances, c.meta
-
-    def _child_for(self, key: bytes, message: dict[str, Any]) -> _Child:
-        """The confirmed child for ``key``: the spare if it matches, else a fresh one."""
-        if self._spare is not None and self._spare.key == key:
-            c, self._spare = self._spare, None
-        else:
-            self.close_spare()
-            c = self._ask(key, message)
-        self._confirm(c)
-        # Exit notices of earlier children (killed once they had answered) are not needed.
-        self._exits = {pid: v for pid, v in self._exits.items() if pid == c.pid}
-        return c
-
-    def _spare_maker(self, key: bytes, message: dict[str, Any]) -> Callable[[], None] | None:
-        """What asks for the next task's child once this one is fed (``None``: no spares)."""
-        if not self.spares:
-            return None
-
-        # The next task likely needs the same frame: have its child fork and lock
-        # down while this one runs and the engine works on its answer.
-        def spare() -> None:
-            with contextlib.suppress(HostGone):
-                # This task's child is already running; the next task meets the news.
-                self._spare = self._ask(key, message)
-
-        return spare
-
-
-def _program(
-    source: str,
-    check_policy: bool,
-    params: dict[str, Any] | None,
-    runs: list[dict[str, Any]] | None,
-) -> bytes:
-    """What a child reads from its source pipe: the program and its calls."""
-    # A friendly error now, without running anything; the child runs the code
-    # compiled here from the checked tree.
-    return child.with_calls(
-        checked_program(source) if check_policy else child.encode_program(source, None, None),
-        params,
-        runs,
-    )
-
-
-def feed_and_collect(
-    pid: int,
-    pidfd: int,
-    source_w: int,
-    result_r: int,
-    program: bytes,
-    limits: SandboxLimits,
-    *,
-    started: float,
-    cancel_fd: int | None,
-    reap: Callable[[int], tuple[int, float]],
-    defer: Callable[[int], None],
-    after_feed: Callable[[], None] | None = None,
-    keep_columns: bool = False,
-) -> tuple[list[Any], result.Logs]:
-    """Write the program into a spawned child, then supervise it and read its answer.
-
-    ``keep_columns`` is :func:`result.decode_answer`'s. Closes ``source_w``, ``pidfd``
-    and ``result_r``.
-    """
-    with contextlib.suppress(BrokenPipeError):
-        view = memoryview(program)
-        while view:
-            view = view[os.write(source_w, view) :]
-    os.close(source_w)
-    if after_feed is not None:
-        after_feed()
-    return collect(
-        pid,
-        pidfd,
-        result_r,
-        limits,
-        cpu_limit_s(limits.time_limit_s),
-        started=started,
-        cancel_fd=cancel_fd,
-        reap=reap,
-        defer=defer,
-        keep_columns=keep_columns,
-    )
-
-
-def _error(error_type: str, message: str) -> errors.StrategyqError:
-    for cls in (errors.DataError, errors.TaskValidationError, errors.SandboxUnavailable):
-        if cls.error_type == error_type:
-            return cls(message)
-    return errors.DataError(message)
+        for fd in fds:
+            os.close(fd)

@@ -12,13 +12,8 @@ import time
 from typing import Any
 
 from strategyq.sandbox import child, result
-from strategyq.sandbox.forkserver import (
-    checked_program,
-    feed_and_collect,
-    limits_json,
-    plan_for,
-    spawn,
-)
+from strategyq.sandbox.forkclient import checked_program, feed_and_collect, limits_json
+from strategyq.sandbox.forkserver import plan_for, spawn
 from strategyq.sandbox.runner import defer_reap, reap_finished, reap_now
 from strategyq.settings import SandboxLimits
 

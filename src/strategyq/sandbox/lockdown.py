@@ -64,6 +64,7 @@ class LockdownPlan:
     sandboxed: bool = True
     parent_pid: int = 0
     log_max_bytes: int = 64 * 1024
+    max_threads: int = 64
 
 
 def cpu_limit_s(time_limit_s: float) -> int:
@@ -78,11 +79,14 @@ def plan(
     max_open_files: int,
     sandboxed: bool,
     landlock_abi_max: int | None = None,
+    extra_bytes: int = 0,
+    max_threads: int = 64,
 ) -> LockdownPlan:
     """Prepare a plan in the parent: address-space budget on top of what fork shares.
 
     ``landlock_abi_max`` caps the Landlock ABI the child uses (the kernel's own
     when None): a kernel of that generation is run exactly, rights and order.
+    ``extra_bytes`` is what the child maps after fork (its shared frame).
     """
     with open("/proc/self/statm", "rb") as f:
         inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -91,13 +95,14 @@ def plan(
         abi = min(abi, landlock_abi_max)
     program = seccomp.compiled_program() if sandboxed else None
     return LockdownPlan(
-        memory_bytes=inherited + memory_mb * 1024 * 1024,
+        memory_bytes=inherited + extra_bytes + memory_mb * 1024 * 1024,
         cpu_seconds=cpu_limit_s(time_limit_s),
         max_open_files=max(8, max_open_files),
         landlock_abi=abi,
         seccomp_program=program,
         sandboxed=sandboxed,
         parent_pid=os.getpid(),
+        max_threads=max(1, max_threads),
     )
 
 
@@ -182,6 +187,65 @@ def clear_environment() -> None:
     os.environ.clear()
 
 
+TASK_UID_BASE = 3_000_000_000
+"""A root child runs as ``TASK_UID_BASE + its pid``: a uid no other live process has."""
+
+
+def cap_threads(max_threads: int) -> str:
+    """Let this child (threads included) hold at most ``max_threads`` of the kernel's tasks.
+
+    ``RLIMIT_NPROC`` counts the tasks of a user (in a user namespace), and root
+    is exempt from it. So the child first becomes a user of its own: as root,
+    the uid ``TASK_UID_BASE + pid`` (unique while this child lives: its pid is
+    not reused before it is reaped); as any other user, the only process of a
+    new user namespace. Then the limit applies to this child alone. Where user
+    namespaces are refused, the user's own count is bounded instead: the
+    limit is set to the tasks that user has now plus the cap, so this child
+    can add at most the cap (``"user count"``). Returns which route it took.
+    Must run single-threaded, before the process attributes (a change of uid
+    resets the parent-death signal and the dumpable flag).
+    """
+    if os.geteuid() == 0:
+        uid = TASK_UID_BASE + os.getpid()
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_threads, max_threads))
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        return "uid"
+    uid = os.getuid()
+    # The namespace's own limit is taken from this process's at creation: lower it after.
+    if LIBC.unshare(_CLONE_NEWUSER) == 0:
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_threads, max_threads))
+        return "user namespace"
+    limit = _tasks_of(uid) + max_threads
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    return "user count"
+
+
+def _tasks_of(uid: int) -> int:
+    """The kernel tasks (threads) of processes owned by ``uid`` right now."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Threads:"):
+                        count += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            continue
+    return count
+
+
+_CLONE_NEWUSER = 0x10000000
+
+
 class Orphaned(Exception):
     """The parent died before the child could ask to die with it."""
 
@@ -263,6 +327,7 @@ def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> 
         ("descriptors", lambda: isolate_descriptors(result_fd, source_fd)),
         ("standard streams", lambda: redirect_standard_streams(p.log_max_bytes)),
         ("environment", clear_environment),
+        ("thread cap", lambda: cap_threads(p.max_threads)),
         ("process attributes", lambda: set_process_attributes(p.parent_pid)),
         ("rlimits", lambda: set_rlimits(p)),
         ("no_new_privs", set_no_new_privs),

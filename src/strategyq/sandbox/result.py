@@ -38,6 +38,10 @@ BYTES_PER_CONTAINER = 16
 MAX_DEPTH = 12
 """Deepest nesting accepted in a result (the list is level 1, an instance level 2)."""
 MAX_MESSAGE_CHARS = 4000
+LOGS_MAX_BYTES = 64 * 1024
+"""What a child keeps of what the strategy printed; the parent cuts longer logs to it too."""
+ROWS_PER_ANSWER_BYTE = 12
+"""The row dicts made from an answer's columns may take at most 12 × the answer's bytes."""
 
 ERROR_TYPES: dict[str, type[errors.SandboxError]] = {
     "policy": errors.PolicyError,
@@ -273,12 +277,30 @@ def _column_run(run: Any) -> ColumnRun:
     return ColumnRun(columns)
 
 
+def _row_bytes(run: ColumnRun) -> int:
+    """What :meth:`ColumnRun.rows` would allocate: one dict per row and its list slot."""
+    import sys
+
+    rows = len(next(iter(run.columns.values()), []))
+    return rows * (sys.getsizeof(dict.fromkeys(run.columns)) + 8)
+
+
+def _check_rows(runs: list[Any], body: bytes | memoryview) -> None:
+    # Columns cost a few bytes per cell, the dicts made from them ~200 bytes per row:
+    # the dicts are counted before any is built, whether they are built here or later.
+    total = sum(_row_bytes(run) for run in runs if isinstance(run, ColumnRun))
+    if total > ROWS_PER_ANSWER_BYTE * len(body) + (1 << 20):
+        raise errors.BadResult(
+            f"the strategy's result has too many rows for its size ({len(body)} bytes would "
+            f"make {total} bytes of rows); return fewer rows, or more data per row"
+        )
+
+
 def _run(run: Any, keep_columns: bool) -> Any:
     if not isinstance(run, dict):
         return _check_shape(run)
-    columnar = _column_run(run)
     # Scalars in equal-length columns: the rows are flat dicts, nothing to check further.
-    return columnar if keep_columns else columnar.rows()
+    return _column_run(run)
 
 
 @dataclass(frozen=True)
@@ -295,14 +317,26 @@ class Logs:
         return {"logs": self.text, "logs_truncated": self.truncated}
 
 
-def _logs(trailer: bytes) -> Logs:
+def _logs(trailer: bytes | memoryview) -> Logs:
+    """The logs trailer, cut to :data:`LOGS_MAX_BYTES` (a child's own cap is not trusted)."""
     try:
         value = orjson.loads(trailer)
     except orjson.JSONDecodeError:
         return Logs()
     if not isinstance(value, dict) or not isinstance(value.get("logs"), str):
         return Logs()
-    return Logs(clean_logs(value["logs"]), bool(value.get("truncated")))
+    text, cut = cap_text(value["logs"], LOGS_MAX_BYTES)
+    return Logs(clean_logs(text), cut or bool(value.get("truncated")))
+
+
+def cap_text(text: str, max_bytes: int) -> tuple[str, bool]:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 (on a character), and whether it was cut."""
+    # A character is at most 4 bytes: a prefix of max_bytes characters holds the answer.
+    head = text[: max_bytes + 1]
+    data = head.encode("utf-8", "replace")
+    if len(data) <= max_bytes and len(head) == len(text):
+        return text, False
+    return data[:max_bytes].decode("utf-8", "ignore"), True
 
 
 def clean_logs(text: str) -> str:
@@ -310,18 +344,22 @@ def clean_logs(text: str) -> str:
     return "".join(c if c in "\n\t" or c.isprintable() else "?" for c in text)
 
 
-def _check_containers(body: bytes) -> None:
+def _check_containers(body: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
     # Braces inside strings count too: an upper bound, found in one C-speed pass.
-    containers = body.count(b"{") + body.count(b"[")
-    allowed = len(body) // BYTES_PER_CONTAINER + 1024
+    end = len(body) if end is None else end
+    containers = body.count(b"{", start, end) + body.count(b"[", start, end)
+    size = end - start
+    allowed = size // BYTES_PER_CONTAINER + 1024
     if containers > allowed:
         raise errors.BadResult(
-            f"the strategy's result holds about {containers} dicts and lists in {len(body)} "
+            f"the strategy's result holds about {containers} dicts and lists in {size} "
             f"bytes (at most one per {BYTES_PER_CONTAINER} bytes); return fewer, fuller instances"
         )
 
 
-def decode_answer(message: bytes, *, keep_columns: bool = False) -> tuple[list[Any], Logs]:
+def decode_answer(
+    message: bytes | bytearray, *, keep_columns: bool = False
+) -> tuple[list[Any], Logs]:
     """Parse one message from the child: (instances, logs), or raise the error it reports.
 
     A several-call message gives one list of instances per call; with
@@ -329,12 +367,15 @@ def decode_answer(message: bytes, *, keep_columns: bool = False) -> tuple[list[A
     :class:`ColumnRun`. An error raised here carries the logs in its ``logs``
     attribute.
     """
-    head, _sep, trailer = message.partition(LOGS_SEPARATOR)
-    logs = _logs(trailer) if trailer else Logs()
-    tag, body = head[:1], head[1:]
+    # Views, not copies: the answer is read in place (it may be tens of megabytes).
+    end = message.find(LOGS_SEPARATOR)
+    end = len(message) if end < 0 else end
+    view = memoryview(message)
+    logs = _logs(view[end + 1 :]) if end + 1 < len(message) else Logs()
+    tag, body = bytes(view[:1]), view[1:end]
     try:
         if tag in (RESULT_TAG, RUNS_TAG):
-            _check_containers(body)
+            _check_containers(message, 1, end)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -345,7 +386,11 @@ def decode_answer(message: bytes, *, keep_columns: bool = False) -> tuple[list[A
             return _check_shape(payload), logs
         if tag == RUNS_TAG and isinstance(payload, list):
             # One list of instances per call, in the order of the calls.
-            return [_run(run, keep_columns) for run in payload], logs
+            runs = [_run(run, keep_columns) for run in payload]
+            _check_rows(runs, body)
+            if not keep_columns:
+                runs = [run.rows() if isinstance(run, ColumnRun) else run for run in runs]
+            return runs, logs
         if tag == ERROR_TAG and isinstance(payload, dict):
             kind = payload.get("type")
             text = payload.get("message")

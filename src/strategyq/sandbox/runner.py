@@ -184,7 +184,7 @@ def collect(
         os.close(pidfd)
         os.close(read_fd)
     if out.complete:
-        return result.decode_answer(bytes(out.data), keep_columns=keep_columns)
+        return result.decode_answer(out.data, keep_columns=keep_columns)
     if out.cancelled:
         raise errors.TaskCancelled("the task was cancelled while its strategy was running")
     if out.timed_out:
@@ -198,5 +198,5 @@ def collect(
             "return fewer or smaller instances"
         )
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:
-        return result.decode_answer(bytes(out.data), keep_columns=keep_columns)
+        return result.decode_answer(out.data, keep_columns=keep_columns)
     raise _failure(status, cpu_s, cpu_limit_s, limits.time_limit_s)

@@ -82,6 +82,11 @@ def expand(param_grid: Any, constraint: Any = None, *, max_combinations: int = 1
             allowed, or the grid has more than ``max_combinations`` combinations
             (the message says how many and which setting raises the cap).
     """
+    if isinstance(param_grid, Mapping) and len(param_grid) > MAX_PARAMS:
+        # Before any name or value is checked: the work that follows grows with them.
+        raise TaskValidationError(
+            f"args.param_grid has {len(param_grid)} parameters; the limit is {MAX_PARAMS}"
+        )
     if isinstance(param_grid, Mapping):
         names, combos, axes, expanded = _expand_axes(param_grid, max_combinations)
     elif isinstance(param_grid, list):

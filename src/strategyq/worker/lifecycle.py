@@ -22,6 +22,7 @@ from strategyq.executor.client import (
 from strategyq.executor.interface import Executor
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
+from strategyq.protocol.chunks import is_chunk_id
 from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
 from strategyq.protocol.results import Stage, Status, utc_now_iso
 from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, TaskQueue, records
@@ -126,6 +127,13 @@ class TaskRunner:
     def _claim(self, task: Envelope, executor: Executor) -> InFlight | None:
         task_id = task.task_id
         started_at = utc_now_iso()
+        if (task.task_type is TaskType.SWEEP_CHUNK) != (task.sweep_id is not None) or (
+            task.task_type is not TaskType.SWEEP_CHUNK and is_chunk_id(task_id)
+        ):
+            # A chunk without its sweep, or another task under a chunk's id (which
+            # would take that id's record before the real chunk runs): not run.
+            self._forged(task)
+            return None
         if task.task_type is TaskType.SWEEP_CHUNK and task.sweep_id is not None:
             claim = self.sweeps.claim_chunk(task, started_at)
         else:
@@ -135,6 +143,9 @@ class TaskRunner:
             )
         if claim.verdict is ClaimVerdict.DUPLICATE:
             self._duplicate(task, claim.status)
+            return None
+        if claim.verdict is ClaimVerdict.FORGED:
+            self._forged(task)
             return None
         if claim.verdict is not ClaimVerdict.RUN:
             self.health.retry(
@@ -193,6 +204,26 @@ class TaskRunner:
             task_id,
             status,
             extra={"task_id": task_id, "outcome": "duplicate"},
+        )
+
+    def _forged(self, task: Envelope) -> None:
+        """A ``sweep_chunk`` message no fan-out queued, or another task under a chunk's id
+        (a producer pushed it): not run, no record written; kept in the dead-letter list."""
+        task_id = task.task_id
+        error = (
+            f"message {task_id!r} is, or is named like, a chunk of a sweep that did not queue "
+            "it; it was not run. sweep_chunk tasks and ids of the form <sweep id>/chunk/<n> "
+            "belong to the chunks workers queue: submit a sweep, or pick another task id"
+        )
+        self.health.retry(
+            lambda: self.tasks.dead_letter(self.worker_id, task.raw, "forged_chunk", error),
+            what=f"dead-lettering a forged chunk {task_id}",
+        )
+        self.tally.skipped += 1
+        log.warning(
+            "task %s: a sweep_chunk message its sweep did not queue; not run, dead-lettered",
+            task_id,
+            extra={"task_id": task_id, "outcome": "forged"},
         )
 
     def deadline_s(self, task: Envelope) -> float:

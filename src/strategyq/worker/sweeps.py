@@ -19,7 +19,7 @@ from strategyq.protocol.envelope import Envelope
 from strategyq.protocol.results import Stage, Status, dumps, envelope, utc_now_iso
 from strategyq.queue import Claim, TaskQueue, records
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
-from strategyq.queue.types import text
+from strategyq.queue.types import ClaimVerdict, text
 from strategyq.settings import Settings
 from strategyq.sweep.assemble import assemble
 from strategyq.worker.inflight import InFlight
@@ -45,9 +45,14 @@ class SweepWorker:
         running = records.running(
             task.task_id, task.task_type.value, self.worker_id, started_at, Stage.STARTING
         )
+        try:
+            index, _count = chunk_position(task.raw)
+        except (ValueError, KeyError, TypeError):
+            return Claim(ClaimVerdict.FORGED, status="not a chunk message")
+        cancelled = records.cancelled()
         return self.health.retry(
             lambda: self.sweeps.claim_chunk(
-                self.worker_id, task.task_id, sweep_id, running, records.cancelled()
+                self.worker_id, task.task_id, sweep_id, running, cancelled, task.raw, index
             ),
             what=f"claim of chunk {task.task_id}",
         )

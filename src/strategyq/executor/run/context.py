@@ -15,7 +15,7 @@ from strategyq.data import LoadResult, MarketData
 from strategyq.engine import Market, market_from_frame
 from strategyq.errors import DataError
 from strategyq.protocol.results import Stage
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class RunContext:
     max_instances: int
     chunk_size: int
     """Strategy calls per chunk of a sweep."""
+    max_fanout_bytes: int = 16 * 1024 * 1024
+    """A sweep's chunk messages, all together, at most (the result cap they travel under)."""
 
     def strategy_on(
         self,

@@ -10,7 +10,7 @@ from strategyq.executor.run import backtest, screening, sweep
 from strategyq.executor.run.context import RunContext, StageCallback
 from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.task import Task
-from strategyq.sandbox.forkserver import ForkClient
+from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits
 
 Runner = Callable[[Task, RunContext], dict[str, Any]]
@@ -35,6 +35,7 @@ def run_task(
     insecure_no_sandbox: bool = False,
     max_instances: int = 10_000,
     chunk_size: int = 25,
+    max_fanout_bytes: int = 16 * 1024 * 1024,
 ) -> dict[str, Any]:
     """Run one parsed task and return its result payload (plain JSON values).
 
@@ -50,5 +51,6 @@ def run_task(
         insecure=insecure_no_sandbox,
         max_instances=min(max_instances, task.options.max_instances or max_instances),
         chunk_size=chunk_size,
+        max_fanout_bytes=max_fanout_bytes,
     )
     return RUNNERS[task.task_type](task, ctx)

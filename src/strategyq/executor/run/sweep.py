@@ -36,7 +36,7 @@ from strategyq.protocol.chunks import chunk_messages, fanout
 from strategyq.protocol.results import Stage
 from strategyq.protocol.task import BacktestArgs, ChunkArgs, SweepArgs, Task
 from strategyq.sandbox import checker
-from strategyq.sandbox.forkserver import checked_program
+from strategyq.sandbox.forkclient import checked_program
 from strategyq.sandbox.result import ColumnRun
 from strategyq.sweep import folds as folding
 from strategyq.sweep.rank import best
@@ -80,7 +80,7 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
         made = folding.split(calendar, args.walk_forward)
         folds = [f.to_json() for f in made]
         sessions, left_out = len(calendar), len(calendar) - made[-1].test[1]
-    chunks = chunk_messages(task, folds, ctx.chunk_size)
+    chunks = chunk_messages(task, folds, ctx.chunk_size, ctx.max_fanout_bytes)
     return fanout(
         {
             "names": list(args.grid.names),

@@ -7,12 +7,19 @@
 -- KEYS[4] strategyq:fence              STRING  global fencing counter
 -- KEYS[5] strategyq:cancel:{sweep}     STRING  the sweep's cancel flag
 -- KEYS[6] task_result:{sweep}          STRING  the sweep's record
+-- KEYS[7] strategyq:sweep_digests:{sweep} HASH "d:<index>": SHA-1 of each chunk message
 -- The token owner's heartbeat, {prefix}heartbeat:{owner}, is derived from ARGV[5].
 -- ARGV[1] ttl seconds   ARGV[2] running record (JSON)   ARGV[3] cancelled record (JSON)
--- ARGV[4] worker id   ARGV[5] key prefix
--- Returns {"run", token, attempt} | {"skip", status} | {"duplicate", "running"}; when
--- not run, the worker acknowledges the message itself (as after claim.lua; a
--- duplicate goes to the dead-letter list).
+-- ARGV[4] worker id   ARGV[5] key prefix   ARGV[6] the raw message   ARGV[7] its chunk index
+-- Returns {"run", token, attempt} | {"skip", status} | {"duplicate", "running"} |
+-- {"forged", reason}; when not run, the worker acknowledges the message itself (as
+-- after claim.lua; a duplicate or a forged message goes to the dead-letter list).
+-- First of all: only a message that sweep_fanout.lua queued, byte for byte, is a chunk.
+-- Anything else (a producer's LPUSH naming another task's sweep) changes nothing.
+local digest = redis.call("HGET", KEYS[7], "d:" .. ARGV[7])
+if not digest or digest ~= redis.sha1hex(ARGV[6]) then
+  return {"forged", "not a chunk its sweep queued"}
+end
 local terminal = {completed = true, error = true, cancelled = true}
 local function status_of(key)
   local current = redis.call("GET", key)

@@ -9,10 +9,14 @@
 -- KEYS[5] strategyq:sweep_chunks:{id} HASH    chunk index -> its result (JSON)
 -- KEYS[6] strategy_queue              LIST
 -- KEYS[7] strategyq:attempts:{id}     STRING
+-- KEYS[8] strategyq:sweep_digests:{id} HASH   "d:<index>" -> SHA-1 of that chunk message
 -- ARGV[1] token   ARGV[2] running record (JSON)   ARGV[3] ttl seconds   ARGV[4] raw message
 -- ARGV[5] plan (JSON)   ARGV[6] total combinations   ARGV[7] chunk count
 -- ARGV[8..] chunk messages
 -- Returns "fanned_out" | "stale" | "already"
+-- The SHA-1 of each chunk message is kept in KEYS[8] (field "d:<index>", the
+-- chunks come in index order): chunk_claim.lua runs only a message whose digest is
+-- there, so a message a producer pushed is never taken as one of these chunks.
 -- The chunks are ordinary task messages: each is claimed by chunk_claim.lua with
 -- a fencing token "<n>/<worker id>" (no TTL) like any task's. A missing token (the
 -- server dropped it) does not stop the fan-out, as finish.lua writes all the same.
@@ -30,13 +34,15 @@ if current then
     return "already"
   end
 end
-redis.call("DEL", KEYS[5])
+redis.call("DEL", KEYS[5], KEYS[8])
 redis.call("HSET", KEYS[4], "plan", ARGV[5], "total", ARGV[6], "total_chunks", ARGV[7], "done", 0)
 redis.call("EXPIRE", KEYS[4], ARGV[3])
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
 publish_record(KEYS[1], ARGV[2])
 for i = 8, #ARGV do
+  redis.call("HSET", KEYS[8], "d:" .. (i - 8), redis.sha1hex(ARGV[i]))
   redis.call("LPUSH", KEYS[6], ARGV[i])
 end
+redis.call("EXPIRE", KEYS[8], ARGV[3])
 redis.call("DEL", KEYS[2], KEYS[7])
 return "fanned_out"

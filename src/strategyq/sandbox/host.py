@@ -1,0 +1,194 @@
+"""The sandbox host: loads the frames strategies run on and has the fork server fork their children.
+
+It holds the market data (a store handle, a cache of frames) and so must never
+be the parent of a sandbox child. Between its client (the executor's
+:class:`~strategyq.sandbox.forkclient.ForkClient`) and its fork server
+(:mod:`strategyq.sandbox.forkserver`, a process it starts as a fresh program)
+it does three things per request: load the frame the request names (or take
+it from its cache), written once into a sealed memfd
+(:mod:`strategyq.sandbox.shared_frame`); send the fork server that memfd with
+the child's two pipe ends and the limits — never the request; and pass the
+fork server's answers back to the client, with the frame's metadata added.
+
+The cache holds sealed memfds, so a frame asked for again is neither loaded
+nor copied: its child maps the same pages.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from strategyq import errors
+from strategyq.data.cache import LRUCache
+from strategyq.sandbox.shared_frame import SharedFrame, share
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
+"""Turns a data request into (frame, metadata); raises StrategyqError for bad requests."""
+
+MAX_MESSAGE = 1 << 20
+
+# What the fork server's environment holds: nothing that names a path of this host
+# or a secret, only what the interpreter and the libraries read at start-up.
+_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")  # fmt: skip
+
+
+@dataclass
+class ForkServer:
+    """A running fork server process and this host's socket to it."""
+
+    process: subprocess.Popen[bytes]
+    sock: socket.socket
+    layers: dict[str, bool]
+
+    @classmethod
+    def start(cls, libraries: Sequence[str] | None = None) -> ForkServer:
+        """Start a fork server as a fresh program and wait until it is warm.
+
+        ``libraries``: the optional libraries it preloads (``STRATEGYQ_SANDBOX_LIBRARIES``;
+        every one when None), handed over on its command line since it reads no settings.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        env.update(dict.fromkeys(_ONE_THREAD, "1"))
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "strategyq.sandbox.zygote",
+                str(theirs.fileno()),
+                *([] if libraries is None else [",".join(libraries) or "none"]),
+            ],
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            close_fds=True,
+            env=env,
+            cwd="/",
+        )
+        theirs.close()
+        ready = orjson.loads(ours.recv(1 << 16) or b"{}")
+        if not ready.get("ready"):
+            process.wait()
+            raise errors.SandboxUnavailable("the fork server exited at start-up")
+        layers = {str(k): bool(v) for k, v in ready["layers"].items()}
+        return cls(process, ours, layers)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def serve(sock: socket.socket, load: Loader, server: ForkServer, *, cache_bytes: int) -> None:
+    """Answer the client's fork requests until it closes its end, or the fork server goes.
+
+    ``cache_bytes`` bounds the memfds kept for requests asked for again.
+    """
+    try:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            _Relay(sock, load, server, LRUCache(cache_bytes)).run()
+    finally:
+        server.close()
+
+
+@dataclass
+class _Relay:
+    client: socket.socket
+    load: Loader
+    server: ForkServer
+    cache: LRUCache[tuple[SharedFrame, dict[str, Any]]]
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self.client.fileno(), select.POLLIN)
+        poller.register(self.server.sock.fileno(), select.POLLIN)
+        metas: dict[Any, dict[str, Any]] = {}
+        while True:
+            for fd, _events in poller.poll():
+                if fd == self.client.fileno():
+                    data, fds = _receive(self.client)
+                    if not data:
+                        return
+                    self._forward(orjson.loads(data), fds, metas)
+                else:
+                    data = self.server.sock.recv(MAX_MESSAGE)
+                    if not data:
+                        return  # the fork server is gone: so are we (the client starts anew)
+                    self._answer(data, metas)
+
+    def _forward(self, message: dict[str, Any], fds: list[int], metas: dict[Any, Any]) -> None:
+        tag = message.get("id")
+        try:
+            if len(fds) != 2:
+                self._reply({"id": tag, "error": "bad request", "error_type": "internal"})
+                return
+            try:
+                shared, meta = self._frame(message["request"])
+            except errors.StrategyqError as exc:
+                self._reply({"id": tag, "error": str(exc), "error_type": exc.error_type})
+                return
+            except Exception:
+                # A frame that cannot be shared (a loader bug): this request fails, the
+                # host keeps serving.
+                log.exception("the sandbox host could not load or share a frame")
+                self._reply({"id": tag, "error": "the market data could not be prepared for "
+                             "the strategy; the worker log has the details",
+                             "error_type": "internal"})  # fmt: skip
+                return
+            order = {k: message[k] for k in ("limits", "sandboxed", "restricted")}
+            order.update(id=tag, landlock_abi_max=message.get("landlock_abi_max"))
+            socket.send_fds(self.server.sock, [orjson.dumps(order)], [*fds, shared.fd])
+            metas[tag] = meta
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _frame(self, request: dict[str, Any]) -> tuple[SharedFrame, dict[str, Any]]:
+        key = orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        frame, meta = self.load(request)
+        shared = share(frame)
+        self.cache.put(key, (shared, meta), shared.size)
+        return shared, meta
+
+    def _answer(self, data: bytes, metas: dict[Any, Any]) -> None:
+        value = orjson.loads(data)
+        if "exit" in value:
+            self.client.send(data)
+            return
+        meta = metas.pop(value.get("id"), None)
+        if "pid" in value:
+            value["meta"] = meta
+        self._reply(value)
+
+    def _reply(self, value: dict[str, Any]) -> None:
+        self.client.send(orjson.dumps(value))
+
+
+def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    data, ancillary, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(2 * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    return data, list(fds)

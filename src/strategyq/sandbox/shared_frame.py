@@ -1,0 +1,170 @@
+"""A frame in a sealed memfd: written once by the process that loads data, mapped by one child.
+
+The process that forks sandbox children (:mod:`strategyq.sandbox.forkserver`)
+never holds market data: the data side writes each frame into its own
+``memfd`` and seals it (no write, grow, shrink or further seal), and the fork
+server hands that descriptor to the one child that runs on it. The child maps
+it (privately: a page it writes to becomes its own copy, the memfd never
+changes) and builds its DataFrame over the mapping, so a numeric column costs
+no copy at all and a string column's bytes are not copied either (an Arrow
+string array over the mapped buffers).
+
+Layout: ``SQF1``, a 4-byte big-endian header length, the JSON header (rows,
+index, and per column its kind, dtype and the offsets of its buffers), then
+the buffers, each aligned to 64 bytes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_MAGIC = b"SQF1"
+_HEAD = struct.Struct(">4sI")
+_ALIGN = 64
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+def _aligned(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+@dataclass
+class SharedFrame:
+    """A sealed memfd holding one frame; the descriptor is closed when this object goes."""
+
+    fd: int
+    size: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _column_buffers(series: Any) -> tuple[dict[str, Any], list[Any]]:
+    """(header entry without offsets, buffers) of one column."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+        values = np.ascontiguousarray(series.to_numpy(copy=False))
+        # Dates and times travel as their int64 ticks (memoryview has no datetime format).
+        raw = values.view(np.uint8) if values.ndim == 1 else values
+        return {"kind": "numpy", "dtype": values.dtype.str}, [raw]
+    if isinstance(dtype, pd.StringDtype) or dtype is np.dtype(object):
+        values = pa.array(series.to_numpy(dtype=object, na_value=None), type=pa.large_string())
+        if isinstance(dtype, pd.StringDtype):
+            entry: dict[str, Any] = {
+                "kind": "string",
+                "na": "nan" if dtype.na_value is not pd.NA else "NA",
+            }
+        else:
+            entry = {"kind": "object_string"}
+        entry.update(length=len(values), null_count=values.null_count)
+        return entry, list(values.buffers())
+    raise TypeError(f"a frame column of dtype {dtype} cannot be shared with a sandbox child")
+
+
+def share(frame: Any) -> SharedFrame:
+    """Write ``frame`` (a DataFrame with a RangeIndex) into a sealed memfd."""
+    import pandas as pd
+
+    index = frame.index
+    if not isinstance(index, pd.RangeIndex):
+        raise TypeError("only frames with a RangeIndex can be shared with a sandbox child")
+    columns: list[dict[str, Any]] = []
+    pending: list[tuple[int, Any]] = []
+    at = 0
+    for name in frame.columns:
+        entry, buffers = _column_buffers(frame[name])
+        spans: list[list[int] | None] = []
+        for buffer in buffers:
+            if buffer is None:
+                spans.append(None)
+                continue
+            view = memoryview(buffer).cast("B")
+            spans.append([at, view.nbytes])
+            pending.append((at, view))
+            at = _aligned(at + view.nbytes)
+        entry.update(name=str(name), buffers=spans)
+        columns.append(entry)
+    header = orjson.dumps(
+        {"rows": len(frame), "index": [index.start, index.stop, index.step], "columns": columns}
+    )
+    base = _aligned(_HEAD.size + len(header))
+    size = max(base + at, 1)
+    fd = os.memfd_create("strategyq-frame", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE) as m:
+            m[: _HEAD.size + len(header)] = _HEAD.pack(_MAGIC, len(header)) + header
+            for offset, view in pending:
+                m[base + offset : base + offset + view.nbytes] = view
+        # The writable mapping is gone: from here on nobody can change these bytes.
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
+    return SharedFrame(fd, size)
+
+
+def attach(fd: int) -> Any:
+    """The DataFrame over a shared frame's memfd (in the child, before lock-down)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    size = os.fstat(fd).st_size
+    if fcntl.fcntl(fd, fcntl.F_GET_SEALS) & _SEALS != _SEALS:
+        raise ValueError("the frame handed to the child is not sealed")
+    # Private: what the strategy writes into its frame stays in its own pages.
+    m = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    magic, length = _HEAD.unpack_from(m)
+    if magic != _MAGIC:
+        raise ValueError("not a shared frame")
+    header = orjson.loads(m[_HEAD.size : _HEAD.size + length])
+    base = _aligned(_HEAD.size + length)
+    rows = int(header["rows"])
+    data: dict[str, Any] = {}
+    for column in header["columns"]:
+        spans = column["buffers"]
+        if column["kind"] == "numpy":
+            offset, nbytes = spans[0]
+            dtype = np.dtype(column["dtype"])
+            data[column["name"]] = np.frombuffer(
+                m, dtype=dtype, count=nbytes // dtype.itemsize, offset=base + offset
+            )
+            continue
+        buffers = [
+            None
+            if span is None
+            else pa.py_buffer(memoryview(m)[base + span[0] : base + span[0] + span[1]])
+            for span in spans
+        ]
+        array = pa.Array.from_buffers(
+            pa.large_string(), int(column["length"]), buffers, int(column["null_count"])
+        )
+        if column["kind"] == "string":
+            dtype = pd.StringDtype("pyarrow", na_value=np.nan if column["na"] == "nan" else pd.NA)
+            data[column["name"]] = pd.arrays.ArrowStringArray(
+                pa.chunked_array([array]),
+                dtype=dtype,  # type: ignore[call-arg]  # pandas-stubs lag pandas 3
+            )
+        else:
+            data[column["name"]] = array.to_numpy(zero_copy_only=False)
+    start, stop, step = header["index"]
+    index = pd.RangeIndex(start, stop, step)
+    assert len(index) == rows
+    return pd.DataFrame(data, index=index, copy=False)

@@ -1,0 +1,44 @@
+"""The fork server process (a zygote): ``python -m strategyq.sandbox.zygote SOCKET_FD``.
+
+Started by the sandbox host (:class:`strategyq.sandbox.host.ForkServer`) as a
+fresh program, with a minimal environment, ``/`` as its working directory and
+no settings. It imports everything a strategy may use, reports the sandbox
+layers it found, then serves fork requests (:mod:`strategyq.sandbox.forkserver`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import socket
+import sys
+
+import orjson
+
+from strategyq.executor.frames import die_with_parent, ignore_terminal_signals
+from strategyq.sandbox.forkserver import serve
+from strategyq.sandbox.warm import probe_layers, warm_up
+from strategyq.settings import parse_sandbox_libraries
+
+
+def main(argv: list[str]) -> int:
+    """Warm up, report the layers, serve until the host closes the socket.
+
+    ``argv``: the socket's descriptor, then the optional libraries to preload
+    (comma-separated, ``none`` for none).
+    """
+    die_with_parent()
+    ignore_terminal_signals()
+    sock = socket.socket(fileno=int(argv[0]))
+    warm_up(parse_sandbox_libraries(argv[1]) if len(argv) > 1 else None)
+    # Park the imported modules' objects in the permanent generation, so a child's
+    # collector never walks (and so never copies) those shared pages.
+    gc.freeze()
+    sock.send(orjson.dumps({"ready": True, "layers": probe_layers()}))
+    serve(sock)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="fork server %(levelname)s %(message)s")
+    raise SystemExit(main(sys.argv[1:]))
