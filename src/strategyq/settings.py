@@ -237,6 +237,12 @@ class Settings:
     sweep_max_combinations: int = 10_000
     sweep_chunk_size: int = 25
     sweep_max_results: int = 10_000
+    archive_url: str = field(default="", repr=False)
+    archive_feed_max: int = 1_000_000
+    archive_retention_days: float = 0.0
+    archive_retention_runs: int = 0
+    archive_batch: int = 500
+    archive_port: int = 9102
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -248,6 +254,11 @@ class Settings:
     def server_dir(self) -> Path:
         """The embedded Valkey server's directory (socket, AOF, pid, log)."""
         return self.home / "valkey"
+
+    @property
+    def archive_db_url(self) -> str:
+        """The run archive: ``STRATEGYQ_ARCHIVE_URL``, else SQLite under the home."""
+        return self.archive_url or f"sqlite:///{self.home / 'archive.db'}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -295,6 +306,12 @@ class Settings:
             ),
             sweep_chunk_size=_env_int(env, "STRATEGYQ_SWEEP_CHUNK_SIZE", 25, minimum=1),
             sweep_max_results=_env_int(env, "STRATEGYQ_SWEEP_MAX_RESULTS", 10_000, minimum=1),
+            archive_url=env.get("STRATEGYQ_ARCHIVE_URL") or "",
+            archive_feed_max=_env_int(env, "STRATEGYQ_ARCHIVE_FEED_MAX", 1_000_000, minimum=100),
+            archive_retention_days=_env_float(env, "STRATEGYQ_ARCHIVE_RETENTION_DAYS", 0.0),
+            archive_retention_runs=_env_int(env, "STRATEGYQ_ARCHIVE_RETENTION_RUNS", 0),
+            archive_batch=_env_int(env, "STRATEGYQ_ARCHIVE_BATCH", 500, minimum=1),
+            archive_port=_env_int(env, "STRATEGYQ_ARCHIVE_PORT", 9102),
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),
@@ -316,6 +333,7 @@ class Settings:
         values["home"] = str(self.home)
         values["sandbox"] = asdict(self.sandbox)
         del values["redis"]
+        del values["archive_url"]  # may carry the archive database's password
         return orjson.dumps(values)
 
     @classmethod

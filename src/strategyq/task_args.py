@@ -20,6 +20,7 @@ from strategyq.trademodel import TradeModel
 BACKTEST = (TaskType.BACKTEST,)
 SCREENING = (TaskType.SCREENING,)
 BOTH = (TaskType.BACKTEST, TaskType.SCREENING)
+EVERY = (TaskType.BACKTEST, TaskType.SCREENING, TaskType.SWEEP)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("timeout_seconds", float, "Wall-clock limit of the strategy, seconds (default: the worker's STRATEGYQ_TIME_LIMIT, which also caps it).", BOTH),
     TaskArg("memory_mb", int, "Memory limit of the strategy, MiB (default and cap: STRATEGYQ_MEMORY_MB).", BOTH),
     TaskArg("max_instances", int, "Most instances kept from the strategy (default and cap: STRATEGYQ_MAX_INSTANCES).", BOTH),
+    TaskArg("name", str, "A label for the run, e.g. 'sma cross' (the run archive lists a strategy's versions under it).", EVERY),
+    TaskArg("tags", list, "Comma-separated labels to search runs by, e.g. trend,v2.", EVERY),
     # Backtests.
     TaskArg("symbols", list, "Comma-separated tickers, e.g. AAPL,MSFT.", BACKTEST, True),
     TaskArg("start_date", str, "First date, ISO 8601 (2010-01-01).", BACKTEST, True, "--start"),

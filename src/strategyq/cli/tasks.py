@@ -188,6 +188,10 @@ def submit_sweep(
     take_profit_pct: Annotated[float | None, typer.Option(help="Take profit, percent.")] = None,
     commission_bps: Annotated[float | None, typer.Option(help="Commission per side, bps.")] = None,
     slippage_bps: Annotated[float | None, typer.Option(help="Slippage per side, bps.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the run, e.g. 'sma grid'.")] = None,
+    tags: Annotated[
+        str | None, typer.Option(help="Comma-separated labels to search runs by, e.g. trend,v2.")
+    ] = None,
     task_id: Annotated[str | None, typer.Option(help="Task id (default: a new UUID).")] = None,
     wait: Wait = False,
     as_json: AsJson = False,
@@ -197,6 +201,10 @@ def submit_sweep(
     options = _sweep_options(
         hold_days, entry, stop_loss_pct, take_profit_pct, commission_bps, slippage_bps, heatmap
     )
+    if name is not None:
+        options["name"] = name
+    if tags is not None:
+        options["tags"] = _split(tags)
     walk = _walk_forward(walk_forward) if walk_forward else None
     r = client()
     _warn_without_workers(r)
