@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strategyq import __version__
-from strategyq.api import pages, routes
+from strategyq.api import history, pages, routes, runs
 from strategyq.api.auth import check_origin
 from strategyq.api.charts import plotly_js_path
 from strategyq.api.config import ApiConfig, is_loopback
@@ -200,6 +200,8 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     install(app, pages.render_problem)
     app.include_router(routes.build(state))
     app.include_router(pages.build(state))
+    app.include_router(runs.build(state))
+    app.include_router(history.build(state))
     _add_probes_and_assets(app, state, client)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(GuardMiddleware, config=config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from strategyq.cli import archive as archive_cmd
 from strategyq.cli import data as data_cmd
 from strategyq.cli import demo as demo_cmd
 from strategyq.cli import queue as queue_cmd
@@ -31,6 +32,7 @@ worker_cmd.register(app)
 demo_cmd.register(app)
 schedule_cmd.register(app)
 serve_cmd.register(app)
+archive_cmd.register(app)
 
 
 def main() -> None:
