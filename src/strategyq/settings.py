@@ -243,6 +243,7 @@ class Settings:
     archive_retention_runs: int = 0
     archive_batch: int = 500
     archive_port: int = 9102
+    archive_prune_interval_s: float = 300.0
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -312,6 +313,9 @@ class Settings:
             archive_retention_runs=_env_int(env, "STRATEGYQ_ARCHIVE_RETENTION_RUNS", 0),
             archive_batch=_env_int(env, "STRATEGYQ_ARCHIVE_BATCH", 500, minimum=1),
             archive_port=_env_int(env, "STRATEGYQ_ARCHIVE_PORT", 9102),
+            archive_prune_interval_s=_env_float(
+                env, "STRATEGYQ_ARCHIVE_PRUNE_INTERVAL", 300.0, minimum=0.05
+            ),
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),

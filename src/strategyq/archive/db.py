@@ -160,9 +160,13 @@ class Database:
     def execute(self, cur: Any, text: str, params: Sequence[Any] = ()) -> None:
         cur.execute(self.sql(text), tuple(params))
 
-    def executemany(self, cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            cur.executemany(self.sql(text), [tuple(r) for r in rows])
+    def executemany(self, cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run ``text`` once per row; how many rows it changed in all (both drivers sum
+        ``rowcount`` over the rows, so an ``ON CONFLICT DO NOTHING`` skip counts 0)."""
+        if not rows:
+            return 0
+        cur.executemany(self.sql(text), [tuple(r) for r in rows])
+        return max(int(cur.rowcount), 0)
 
 
 def sqlite_url(path: Path) -> str:

@@ -232,7 +232,11 @@ class Archive:
     def __init__(self, db: Database, *, migrate_schema: bool = True) -> None:
         self.db = db
         if migrate_schema:
-            migrate(db)
+            try:
+                migrate(db)
+            except BaseException:
+                db.close()
+                raise
 
     @classmethod
     def open(cls, url: str) -> Archive:
@@ -282,7 +286,9 @@ class Archive:
                 have.update(str(r[0]) for r in cur.fetchall())
             fresh = [r for r in runs if r.task_id not in have]
             fresh = list({r.task_id: r for r in fresh}.values())
-            self.db.executemany(
+            # Another archiver may insert the same runs between the check above and here:
+            # the primary key keeps one row, and the count is of the rows this one wrote.
+            inserted = self.db.executemany(
                 cur,
                 f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT (task_id) DO NOTHING",
                 [r.row(stamp) for r in fresh],
@@ -317,7 +323,7 @@ class Archive:
             )
             if cursor is not None:
                 self._advance(cur, cursor, stamp)
-        return len(fresh)
+        return inserted
 
     def _advance(self, cur: Any, cursor: tuple[int, int], stamp: int) -> None:
         ms, seq = cursor

@@ -22,6 +22,7 @@ def archiver_config(conf: Any) -> Any:
         batch=conf.archive_batch,
         retention_days=conf.archive_retention_days,
         retention_runs=conf.archive_retention_runs,
+        prune_interval_s=conf.archive_prune_interval_s,
     )
 
 
