@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
+FLAG_CHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Archiver:
         self.caught_up = 0
         self.stop_event = threading.Event()
         self._backoff = BACKOFF_FIRST_S
+        self._flag_checked = time.monotonic()
 
     # ------------------------------------------------------------------ running
 
@@ -85,6 +87,7 @@ class Archiver:
             try:
                 if self.archive is None:
                     self._start()
+                self._keep_feed_on()
                 self.step(self.config.block_ms)
                 self._backoff = BACKOFF_FIRST_S
             except ArchiveUnavailable as exc:
@@ -97,6 +100,23 @@ class Archiver:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _keep_feed_on(self) -> None:
+        """Put the feed's flag back if it went (a FLUSHDB, a failover to a replica that
+        missed it), and copy from the recent-task index the runs that ended unfed."""
+        now = time.monotonic()
+        if now < self._flag_checked + FLAG_CHECK_S:
+            return
+        self._flag_checked = now
+        if feed.is_on(self.client):
+            return
+        log.warning(
+            "archiver: the archive flag %s was gone from Redis; runs that ended meanwhile "
+            "were not fed: switching it on and copying them from the recent-task index",
+            feed.FLAG,
+        )
+        feed.switch_on(self.client, self.config.feed_max)
+        self.catch_up_from_index()
 
     def _down(self, exc: Exception) -> None:
         self.ready = False

@@ -17,6 +17,9 @@ import redis
 from strategyq.queue import keys
 from strategyq.queue.types import text
 
+FLAG = keys.ARCHIVE
+"""The key whose presence switches the feed on."""
+
 FEED_CAP = 1_000_000
 """Default length of the feed (``STRATEGYQ_ARCHIVE_FEED_MAX``): how many ended runs Redis
 remembers for an archiver that is down (about 100 bytes each)."""
