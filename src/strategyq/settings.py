@@ -244,6 +244,7 @@ class Settings:
     archive_batch: int = 500
     archive_port: int = 9102
     archive_prune_interval_s: float = 300.0
+    archive_linger_s: float = 0.5
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -316,6 +317,7 @@ class Settings:
             archive_prune_interval_s=_env_float(
                 env, "STRATEGYQ_ARCHIVE_PRUNE_INTERVAL", 300.0, minimum=0.05
             ),
+            archive_linger_s=_env_float(env, "STRATEGYQ_ARCHIVE_LINGER", 0.5),
             sandbox=SandboxLimits(
                 time_limit_s=_env_float(env, "STRATEGYQ_TIME_LIMIT", 60.0, minimum=0.1),
                 memory_mb=_env_int(env, "STRATEGYQ_MEMORY_MB", 2048, minimum=64),

@@ -47,6 +47,9 @@ class ArchiverConfig:
     retention_runs: int = 0
     prune_interval_s: float = 300.0
     block_ms: int = 1000
+    linger_s: float = 0.5
+    """After a batch smaller than ``batch``, wait this long for more runs to gather: a
+    transaction per half second rather than per run, for at most this much more lag."""
 
 
 class Archiver:
@@ -75,6 +78,7 @@ class Archiver:
         self.stop_event = threading.Event()
         self._backoff = BACKOFF_FIRST_S
         self._flag_checked = time.monotonic()
+        self._last_read = 0
 
     # ------------------------------------------------------------------ running
 
@@ -90,6 +94,8 @@ class Archiver:
                 self._keep_feed_on()
                 self.step(self.config.block_ms)
                 self._backoff = BACKOFF_FIRST_S
+                if 0 < self._last_read < self.config.batch:
+                    self.stop_event.wait(self.config.linger_s)
             except ArchiveUnavailable as exc:
                 self._down(exc)
             except redis.RedisError as exc:
@@ -164,6 +170,7 @@ class Archiver:
         entries, foreign = feed.read_feed(
             self.client, self.cursor, self.config.batch, block_ms if block_ms else None
         )
+        self._last_read = len(entries) + len(foreign)
         self.metrics.set_redis_up(True)
         for stream_id in foreign:
             log.warning(

@@ -53,7 +53,7 @@ def _v1(db: Database) -> list[str]:
   result_bytes BIGINT NOT NULL,
   result {db.blob} NOT NULL
 )""",
-        "CREATE INDEX runs_finished ON runs (finished_ms)",
+        "CREATE INDEX runs_finished ON runs (finished_ms, task_id)",
         "CREATE INDEX runs_fingerprint ON runs (fingerprint, finished_ms)",
         "CREATE INDEX runs_name ON runs (name, finished_ms)",
         "CREATE INDEX runs_type_status ON runs (task_type, status, finished_ms)",

@@ -23,6 +23,7 @@ def archiver_config(conf: Any) -> Any:
         retention_days=conf.archive_retention_days,
         retention_runs=conf.archive_retention_runs,
         prune_interval_s=conf.archive_prune_interval_s,
+        linger_s=conf.archive_linger_s,
     )
 
 
