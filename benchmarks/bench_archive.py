@@ -265,11 +265,93 @@ def search(console: Console, rows: int) -> dict[str, Any]:
     return out
 
 
+def _db_bytes(archive: Archive) -> int:
+    """What the archive's tables and indexes take on disk now."""
+    db = archive.db
+    if db.dialect == "postgresql":
+        tables = ("runs", "run_tags", "run_symbols", "sweep_combinations")
+        return sum(int(db.query("SELECT pg_total_relation_size(?)", (t,))[0][0]) for t in tables)
+    db.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = db.query("PRAGMA page_count")[0][0]
+    size = db.query("PRAGMA page_size")[0][0]
+    free = db.query("PRAGMA freelist_count")[0][0]
+    return int((pages - free) * size)
+
+
+def sizing(console: Console, copies: int = 300) -> dict[str, Any]:
+    """Bytes per archived run of each type: each run is made once through a real worker,
+    then written ``copies`` times under new ids; the database's growth divided by
+    ``copies``, on SQLite and on PostgreSQL."""
+    from dataclasses import replace as dc_replace
+
+    from strategyq import add_screening_task, add_sweep_task
+    from strategyq.archive.record import build
+    from strategyq.data import load_sample
+    from strategyq.examples import source
+    from strategyq.settings import Settings
+    from strategyq.worker import Worker
+
+    out: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="strategyq-bench-size-") as tmp,
+        database("strategyq_i25_size_bench") as pg_url,
+    ):
+        home = Path(tmp)
+        load_sample(home / "data")
+        server = EmbeddedServer(home / "valkey")
+        redis_url = server.ensure_running()
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        archive_feed.switch_on(client)
+        symbols = ["AAPL", "MSFT", "IBM", "GOOG"]
+        add_backtest_task(client, "backtest", source("sma_cross"), symbols, "2005-01-01",
+                          "2012-12-31", name="sma cross", tags=["trend"])  # fmt: skip
+        add_screening_task(client, "screening", source("gap_up"), symbols, 100)
+        grid = {"fast": [5, 10, 20, 30], "slow": [50, 100, 150, 200]}
+        add_sweep_task(client, "sweep", source("sma_params"), symbols, "2005-01-01",
+                       "2012-12-31", grid)  # fmt: skip
+        add_backtest_task(client, "error", "def s(df):\n    return 1/0\n", symbols,
+                          "2005-01-01", "2012-12-31")  # fmt: skip
+        settings = Settings.from_env({"REDIS_URL": redis_url, "STRATEGYQ_HOME": str(home)})
+        Worker(dc_replace(settings, worker_id="size"), burst=True, handle_signals=False).run()
+        made = {}
+        for kind in ("backtest", "screening", "sweep", "error"):
+            result = client.get(keys.result(kind))
+            task = client.get(keys.task(kind))
+            made[kind] = build(kind, result, task, finished_ms=int(time.time() * 1000))
+        server.stop()
+        for label, url in (("sqlite", f"sqlite:///{home / 'size.db'}"), ("postgresql", pg_url)):
+            archive = Archive.open(url)
+            try:
+                for kind, run in made.items():
+                    before = _db_bytes(archive)
+                    copies_of = [dc_replace(run, task_id=f"{kind}-{i}") for i in range(copies)]
+                    for i in range(0, copies, 100):
+                        archive.write(copies_of[i : i + 100])
+                    grown = (_db_bytes(archive) - before) / copies
+                    entry = out.setdefault(kind, {})
+                    entry["result_json"] = len(run.raw_result)
+                    entry["compressed"] = len(zlib.compress(run.raw_result, 6))
+                    entry[label] = grown
+            finally:
+                archive.close()
+    table = Table(title=f"bytes per archived run ({copies} of each; load {load_average()})")
+    for column in ("type", "result JSON", "compressed", "SQLite", "PostgreSQL"):
+        table.add_column(column)
+    for kind, entry in out.items():
+        table.add_row(kind, f"{entry['result_json']:,}", f"{entry['compressed']:,}",
+                      f"{entry['sqlite']:,.0f}", f"{entry['postgresql']:,.0f}")  # fmt: skip
+    console.print(table)
+    return out
+
+
 def main() -> dict[str, Any]:
     console = Console()
     n = int(os.environ.get("ARCHIVE_BENCH_TASKS", "10000"))
     rows = int(os.environ.get("ARCHIVE_BENCH_ROWS", "1000000"))
     out: dict[str, Any] = {}
+    if os.environ.get("ARCHIVE_BENCH_SIZING", "1") != "0":
+        out["sizing"] = sizing(console)
     if n:
         out["throughput"] = throughput(console, n)
     if rows:
