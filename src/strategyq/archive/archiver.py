@@ -13,6 +13,7 @@ The archiver never writes Redis, except the flag that switches the feed on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -98,6 +99,9 @@ class Archiver:
                     self.stop_event.wait(self.config.linger_s)
             except ArchiveUnavailable as exc:
                 self._down(exc)
+                # The lag keeps growing while the database is down (the alert's input).
+                with contextlib.suppress(redis.RedisError):
+                    self._update_lag()
             except redis.RedisError as exc:
                 self.metrics.set_redis_up(False)
                 log.warning("archiver: Redis failed (%s); retrying in %.1f s", exc, self._backoff)
@@ -236,9 +240,20 @@ class Archiver:
         if self.config.retention_runs > 0 and self.archive.count() >= self.config.retention_runs:
             since = max(since, self.archive.oldest_kept_ms() or 0)
         total = 0
-        listed = feed.recent_since(self.client, since)
-        for i in range(0, len(listed), self.config.batch):
-            part = listed[i : i + self.config.batch]
+        seen: set[str] = set()
+        while True:
+            # Paged by score (an offset would shift as the index is trimmed at its head), so
+            # an index of any length (STRATEGYQ_RECENT_MAX) is read whole; the entries at the
+            # boundary score are read twice and the second time skipped.
+            page = feed.recent_since(self.client, since, 0, self.config.batch)
+            part = [(t, ms) for t, ms in page if t not in seen]
+            if not part:
+                if len(page) < self.config.batch:
+                    break
+                since = page[-1][1] + 1  # a whole page of one millisecond: step past it
+                continue
+            seen.update(t for t, _ in part)
+            since = part[-1][1]
             have = self.archive.existing([t for t, _ in part])
             todo = [(t, ms) for t, ms in part if t not in have]
             records = feed.run_records(self.client, [t for t, _ in todo])

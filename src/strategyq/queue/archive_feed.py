@@ -134,11 +134,14 @@ def run_records(client: redis.Redis, task_ids: list[str]) -> list[RunRecords]:
     return out
 
 
-def recent_since(client: redis.Redis, since_ms: int, limit: int = 10_000) -> list[tuple[str, int]]:
-    """(task id, finished epoch ms) of the recent-task index from ``since_ms``, oldest first:
-    the runs that ended while no feed was on, or before the feed was trimmed."""
+def recent_since(
+    client: redis.Redis, since_ms: int, offset: int = 0, limit: int = 1000
+) -> list[tuple[str, int]]:
+    """(task id, finished epoch ms) of the recent-task index from ``since_ms``, oldest first,
+    ``limit`` from ``offset`` on (a page): the runs that ended while no feed was on, or
+    before the feed was trimmed."""
     rows: Any = client.zrangebyscore(
-        keys.RECENT, since_ms, "+inf", start=0, num=limit, withscores=True
+        keys.RECENT, since_ms, "+inf", start=offset, num=limit, withscores=True
     )
     return [(text(member), int(score)) for member, score in rows]
 

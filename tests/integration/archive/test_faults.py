@@ -262,3 +262,19 @@ def test_database_down_retries_fails_readiness_and_leaves_redis_alone(
         assert len(page.search(RunFilter(name="bulk")).runs) == 5
     finally:
         page.close()
+
+
+def test_catch_up_reads_the_whole_recent_index_page_by_page(
+    redis_client: redis.Redis, archive_url: str
+) -> None:
+    ids = [f"idx{i:05d}" for i in range(1234)]
+    put_runs(redis_client, ids)
+    redis_client.delete(keys.ARCHIVE_FEED)  # ended while no archive was on: index only
+    arch = Archiver(redis_client, ArchiverConfig(url=archive_url, batch=100))
+    try:
+        archive_feed.switch_on(redis_client)
+        arch._start()
+    finally:
+        arch.db.close()
+    assert arch.caught_up == len(ids)
+    assert ids_in(archive_url) == ids
