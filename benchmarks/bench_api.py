@@ -29,9 +29,9 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys, records
-from strategyq.server import EmbeddedServer
 
 ROUNDS = 1500
 OVERVIEW_ROUNDS = 300

@@ -40,8 +40,8 @@ from strategyq.archive.schema import METRICS
 from strategyq.archive.store import Archive
 from strategyq.data import write_synthetic
 from strategyq.data.synth import SYNTH_END
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.queue import archive_feed, keys
-from strategyq.server import EmbeddedServer
 
 TRIVIAL = (
     "def trivial(df):\n"

@@ -30,9 +30,9 @@ from benchmarks.timing import timed
 from strategyq import add_backtest_task, add_screening_task, get_task_result, wait_for_result
 from strategyq.data import write_synthetic
 from strategyq.data.synth import SYNTH_END
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.examples import source
-from strategyq.protocol import Status, dumps, envelope
-from strategyq.server import EmbeddedServer
+from strategyq.protocol.results import Status, dumps, envelope
 
 GAP_UP = source("gap_up")
 TRIVIAL = (

@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from strategyq.engine import TradeModel, normalize_instances, run_backtest
-from strategyq.engine.backtest import _signal_columns, simulate_and_measure
 from strategyq.engine.market import market_from_frame
+from strategyq.engine.outcome import simulate_and_measure
+from strategyq.engine.signals import signal_columns
 
 CASES = (
     # name, symbols, sessions, signals, target_ms, max_positions
@@ -118,7 +119,7 @@ def run_case(
     model = TradeModel(max_positions=slots, **(EXIT_MODEL if exits else MODEL))
     prep_ms, market = timed(lambda: market_from_frame(df), repeat)
     norm_ms, normalized = timed(lambda: normalize_instances(raw), max(1, repeat // 3))
-    cols = _signal_columns(normalized, market)
+    cols = signal_columns(normalized, market)
     model = model.resolved(normalized.has_exits)
 
     def core() -> tuple[int, dict[str, Any]]:

@@ -36,7 +36,7 @@ from rich.table import Table
 from benchmarks.bench_e2e import TRIVIAL, cpu_s, descendants, span
 from strategyq import add_backtest_task, wait_for_result
 from strategyq.data import write_synthetic
-from strategyq.server import EmbeddedServer
+from strategyq.embedded_valkey import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("STRATEGYQ_BENCH_BASE", "4b09078")

@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from strategyq.data import write_synthetic
-from strategyq.server import EmbeddedServer
+from strategyq.embedded_valkey import EmbeddedServer
 
 TASKS = 10_000
 WORKERS = 2

@@ -37,7 +37,7 @@ from rich.table import Table
 from benchmarks.bench_e2e import cpu_s, descendants
 from strategyq import add_sweep_task, wait_for_result
 from strategyq.data import MarketData, load_sample, write_synthetic
-from strategyq.server import EmbeddedServer
+from strategyq.embedded_valkey import EmbeddedServer
 
 FAST = list(range(5, 55, 5))  # 10 values
 SLOW = list(range(20, 220, 20))  # 10 values

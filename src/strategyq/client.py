@@ -14,15 +14,14 @@ from typing import Any
 import redis
 
 from strategyq.errors import TaskValidationError
-from strategyq.protocol import (
+from strategyq.protocol.task import (
     DEFAULT_MAXIMIZE,
     DEFAULT_SCREENING_LIMIT,
     DEFAULT_TOP_N,
     parse_submitted,
 )
 from strategyq.queue import TaskQueue
-from strategyq.queue.transitions import DEFAULT_RESULT_TTL_S
-from strategyq.settings import QUEUE_NAME
+from strategyq.settings import DEFAULT_RESULT_TTL_S, QUEUE_NAME
 
 
 def submit_task(

@@ -19,8 +19,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.errors import ConfigError, ConnectionFailed
-from strategyq.server import EmbeddedServer
 from strategyq.settings import SENTINEL_SCHEMES, RedisSettings, Settings, parse_sentinels
 
 log = logging.getLogger(__name__)

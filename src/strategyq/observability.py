@@ -29,17 +29,17 @@ from prometheus_client import (
 )
 
 from strategyq.errors import ConfigError
+from strategyq.protocol.results import EXECUTOR_STAGES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METRICS_PORT = 9100
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
 TASK_TYPES = ("backtest", "screening", "sweep", "sweep_chunk")
 OUTCOMES = ("completed", "error", "cancelled", "requeued", "skipped")
-STAGES = ("loading_data", "running_strategy", "computing_metrics")
+STAGES = tuple(str(s) for s in EXECUTOR_STAGES)
 KILL_REASONS = ("timeout", "memory", "prohibited_operation", "cancelled")
 
 # Task types come off the wire; anything else is folded into one label value so a
@@ -77,21 +77,31 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self._started = Counter(
-            "strategyq_tasks_started", "Tasks taken off the queue and started.", ["task_type"],
+            "strategyq_tasks_started",
+            "Tasks taken off the queue and started.",
+            ["task_type"],
             registry=r,
-        )  # fmt: skip
+        )
         self._finished = Counter(
-            "strategyq_tasks_finished", "Tasks that ended, by outcome.", ["task_type", "outcome"],
+            "strategyq_tasks_finished",
+            "Tasks that ended, by outcome.",
+            ["task_type", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
         self._duration = Histogram(
-            "strategyq_task_duration_seconds", "Wall-clock time from start to end of a task.",
-            ["task_type", "outcome"], buckets=_TASK_BUCKETS, registry=r,
-        )  # fmt: skip
+            "strategyq_task_duration_seconds",
+            "Wall-clock time from start to end of a task.",
+            ["task_type", "outcome"],
+            buckets=_TASK_BUCKETS,
+            registry=r,
+        )
         self._stage = Histogram(
-            "strategyq_task_stage_duration_seconds", "Wall-clock time of one stage of a task.",
-            ["task_type", "stage"], buckets=_STAGE_BUCKETS, registry=r,
-        )  # fmt: skip
+            "strategyq_task_stage_duration_seconds",
+            "Wall-clock time of one stage of a task.",
+            ["task_type", "stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
         self._queue_depth = Gauge(
             "strategyq_queue_depth", "Tasks waiting in the queue (LLEN, as last seen).", registry=r
         )
@@ -102,9 +112,11 @@ class WorkerMetrics:
             "strategyq_dead_letters", "Entries in the dead-letter list (as last seen).", registry=r
         )
         self._kills = Counter(
-            "strategyq_sandbox_kills", "Sandbox children killed, by reason.", ["reason"],
+            "strategyq_sandbox_kills",
+            "Sandbox children killed, by reason.",
+            ["reason"],
             registry=r,
-        )  # fmt: skip
+        )
         self._redis_errors = Counter(
             "strategyq_redis_errors", "Redis commands that failed.", registry=r
         )
@@ -113,9 +125,11 @@ class WorkerMetrics:
         )
         self._info = Info("strategyq_worker", "Static facts about this worker.", registry=r)
         self._layer = Gauge(
-            "strategyq_sandbox_layer_active", "1 when the sandbox layer is applied, else 0.",
-            ["layer"], registry=r,
-        )  # fmt: skip
+            "strategyq_sandbox_layer_active",
+            "1 when the sandbox layer is applied, else 0.",
+            ["layer"],
+            registry=r,
+        )
         # Touch every known label set so each series exists from the first scrape:
         # rate() and absent() alerts need a zero before the first event.
         for task_type in TASK_TYPES:

@@ -18,6 +18,10 @@ import orjson
 from strategyq.errors import ConfigError
 
 QUEUE_NAME = "strategy_queue"
+DEFAULT_RESULT_TTL_S = 86_400
+"""How long a result is kept, seconds (``STRATEGYQ_RESULT_TTL``): one day."""
+DEFAULT_METRICS_PORT = 9100
+"""The worker's ``/metrics``, ``/healthz`` and ``/readyz`` port (``STRATEGYQ_METRICS_PORT``)."""
 """The list producers LPUSH tasks onto (frozen by the wire format)."""
 
 
@@ -212,7 +216,7 @@ class Settings:
     home: Path
     redis: RedisSettings
     queue_name: str = QUEUE_NAME
-    result_ttl_s: int = 86400
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S
     worker_id: str = ""
     concurrency: int = 1
     heartbeat_interval_s: float = 2.0
@@ -229,7 +233,7 @@ class Settings:
     max_symbols: int = 5_000
     max_screening_limit: int = 10_000
     data_cache_mb: int = 1024
-    metrics_port: int = 9100
+    metrics_port: int = DEFAULT_METRICS_PORT
     metrics_host: str = "127.0.0.1"
     recent_max: int = 10_000
     insecure_no_sandbox: bool = False
@@ -279,7 +283,7 @@ class Settings:
             home=default_home(env),
             redis=RedisSettings.from_env(env),
             queue_name=env.get("STRATEGYQ_QUEUE") or QUEUE_NAME,
-            result_ttl_s=_env_int(env, "STRATEGYQ_RESULT_TTL", 86400, minimum=1),
+            result_ttl_s=_env_int(env, "STRATEGYQ_RESULT_TTL", DEFAULT_RESULT_TTL_S, minimum=1),
             worker_id=env.get("STRATEGYQ_WORKER_ID") or env.get("HOSTNAME") or socket.gethostname(),
             concurrency=_env_int(env, "STRATEGYQ_CONCURRENCY", 1, minimum=1),
             heartbeat_interval_s=heartbeat_interval,
@@ -298,7 +302,7 @@ class Settings:
             ),
             max_instances=_env_int(env, "STRATEGYQ_MAX_INSTANCES", 10_000, minimum=1),
             data_cache_mb=_env_int(env, "STRATEGYQ_DATA_CACHE_MB", 1024),
-            metrics_port=_env_int(env, "STRATEGYQ_METRICS_PORT", 9100),
+            metrics_port=_env_int(env, "STRATEGYQ_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_host=env.get("STRATEGYQ_METRICS_HOST") or "127.0.0.1",
             recent_max=_env_int(env, "STRATEGYQ_RECENT_MAX", 10_000, minimum=1),
             insecure_no_sandbox=_env_bool(env, "STRATEGYQ_INSECURE_NO_SANDBOX", False),

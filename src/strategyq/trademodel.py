@@ -81,8 +81,9 @@ class TradeModel:
         if self.hold_days is not None and self.hold_days != HOLD_AUTO:
             _check_int("hold_days", self.hold_days, 1, MAX_HOLD_DAYS, "or null for no limit")
         _check_int("max_positions", self.max_positions, 1, 1_000_000)
-        _check_int("max_entries_per_ticker", self.max_entries_per_ticker, 0, 1_000_000,
-                   "(0 = no limit)")  # fmt: skip
+        _check_int(
+            "max_entries_per_ticker", self.max_entries_per_ticker, 0, 1_000_000, "(0 = no limit)"
+        )
         for name in ("stop_loss_pct", "take_profit_pct", "trailing_stop_pct"):
             value = getattr(self, name)
             if value is not None:

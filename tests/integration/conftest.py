@@ -13,12 +13,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import redis
 
 from strategyq.data import load_sample
+from strategyq.executor.inprocess import InProcessExecutor
+from strategyq.executor.interface import ExecutorFactory
+from strategyq.executor.main import SandboxHost
 from strategyq.settings import Settings
 from strategyq.worker import Worker
 from tests.integration.pg import pg_url  # noqa: F401  (a fixture for the PostgreSQL tests)
@@ -53,6 +56,19 @@ def worker_env(redis_url: str, market_home: Path) -> dict[str, str]:
 @pytest.fixture
 def settings(worker_env: dict[str, str]) -> Settings:
     return Settings.from_env(worker_env)
+
+
+@pytest.fixture(scope="session")
+def sandbox_host(market_home: Path) -> Iterator[SandboxHost]:
+    """One warm sandbox host shared by the in-process executors of the session's tests."""
+    host = SandboxHost.start(Settings.from_env({"STRATEGYQ_HOME": str(market_home)}))
+    yield host
+    host.close()
+
+
+def in_process(host: SandboxHost) -> ExecutorFactory:
+    """Executors inside the test's process, on ``host``: tests of the worker's own logic."""
+    return lambda conf: InProcessExecutor(conf, host)
 
 
 def run_burst(settings: Settings, **changes: Any) -> Worker:
@@ -129,8 +145,16 @@ class WorkerProcess:
         self._join_pump()
 
 
+class SpawnWorker(Protocol):
+    """The ``spawn_worker`` fixture: start a worker process (stopped after the test)."""
+
+    def __call__(
+        self, worker_id: str = "w1", *args: str, env: dict[str, str] | None = None
+    ) -> WorkerProcess: ...
+
+
 @pytest.fixture
-def spawn_worker(worker_env: dict[str, str]) -> Iterator[Any]:
+def spawn_worker(worker_env: dict[str, str]) -> Iterator[SpawnWorker]:
     started: list[WorkerProcess] = []
 
     def spawn(

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from strategyq.connection import connect
+from strategyq.embedded_valkey import valkey_executable
 from strategyq.errors import ConnectionFailed
-from strategyq.server import valkey_executable
 from strategyq.settings import Settings
 
 PASSWORD = "s3cret-Default-pw"

@@ -13,7 +13,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst, wait_until
+from tests.integration.conftest import SpawnWorker, run_burst, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIMS = ROOT / "services" / "worker"
@@ -33,13 +33,13 @@ def cli(
 
 
 def test_submit_wait_json_and_tables(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object, tmp_path: Path
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     strategy = tmp_path / "gap_up.py"
     strategy.write_text(source("gap_up"))
     screen = tmp_path / "screen.py"
     screen.write_text(source("momentum_screen"))
-    spawn_worker("cli-1")  # type: ignore[operator]
+    spawn_worker("cli-1")
     done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT",
                "--start", "2010-01-01", "--end", "2012-12-31", "--hold-days", "2",
                "--wait", "--json", "--task-id", "cli-bt")  # fmt: skip
@@ -75,7 +75,7 @@ def test_user_errors_are_one_line(worker_env: dict[str, str], tmp_path: Path) ->
 
 
 def test_cancel_and_queue_views(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     add_backtest_task(
         redis_client, "queued-1", source("gap_up"), ["AAPL"], "2011-01-01", "2011-12-31"
@@ -89,7 +89,7 @@ def test_cancel_and_queue_views(
         "    while datetime.datetime.now() < end:\n        pass\n    return []\n"
     )
     add_backtest_task(redis_client, "busy", slow, ["AAPL"], "2011-01-01", "2011-12-31")
-    spawn_worker("q-1")  # type: ignore[operator]
+    spawn_worker("q-1")
     wait_until(lambda: (get_task_result(redis_client, "busy") or {}).get("status") == "running")
     view = json.loads(cli(worker_env, "queue", "--json").stdout)
     assert view["workers_alive"] == 1 and view["in_flight"] == 1
@@ -157,9 +157,9 @@ def test_seed_shims_work_unchanged(redis_client: redis.Redis, worker_env: dict[s
 
 
 def test_queue_system_check_passes_with_a_worker_already_running(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
-    running = spawn_worker("already-running")  # type: ignore[operator]
+    running = spawn_worker("already-running")
     running.wait_for_log("started: queue")
     checked = subprocess.run(
         [sys.executable, "test_queue_system.py"],
@@ -200,8 +200,8 @@ def test_submit_wait_timeout_on_a_queued_task_exits_non_zero(
 def test_every_task_arg_has_a_cli_option(
     redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from strategyq.protocol import TaskType
-    from strategyq.task_args import args_for
+    from strategyq.protocol.args import args_for
+    from strategyq.protocol.envelope import TaskType
 
     for task_type in TaskType:
         # Wide enough that rich does not ellipsize long option names.

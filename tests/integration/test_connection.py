@@ -13,8 +13,8 @@ import redis
 from redis.retry import Retry
 
 from strategyq.connection import connect, redis_url_for
+from strategyq.embedded_valkey import EmbeddedServer, valkey_executable
 from strategyq.errors import ConnectionFailed
-from strategyq.server import EmbeddedServer, valkey_executable
 from strategyq.settings import Settings
 
 

@@ -16,7 +16,7 @@ import redis
 
 from strategyq import add_backtest_task, cancel_task, get_task_result
 from strategyq.queue import keys
-from tests.integration.conftest import WorkerProcess, wait_until
+from tests.integration.conftest import SpawnWorker, WorkerProcess, wait_until
 
 
 def spin(seconds: float) -> str:
@@ -84,9 +84,9 @@ FAST_DEADLINE = {"STRATEGYQ_TIME_LIMIT": "5", "STRATEGYQ_EXECUTOR_MARGIN": "2"}
 
 @pytest.mark.slow
 def test_a_stopped_executor_is_killed_at_the_deadline_and_the_task_rerun(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker("hang-w1", env=FAST_DEADLINE)  # type: ignore[operator]
+    worker = spawn_worker("hang-w1", env=FAST_DEADLINE)
     worker.wait_for_log("started")
     submit(redis_client, "hang-1", spin(1.0))
     target = running_in(worker, redis_client, "hang-1")
@@ -102,11 +102,11 @@ def test_a_stopped_executor_is_killed_at_the_deadline_and_the_task_rerun(
 
 @pytest.mark.slow
 def test_a_stopped_sandbox_host_is_killed_at_the_deadline_and_the_task_rerun(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     """A host that hangs (a market-data volume that stopped answering) between tasks: the
     next task's executor waits on it for ever unless the worker's deadline ends it."""
-    worker = spawn_worker("hang-host", env=FAST_DEADLINE)  # type: ignore[operator]
+    worker = spawn_worker("hang-host", env=FAST_DEADLINE)
     worker.wait_for_log("started")
     host = wait_until(
         lambda: process_named(worker, "strategyq.executor.sandbox_host"), timeout_s=30
@@ -123,9 +123,9 @@ def test_a_stopped_sandbox_host_is_killed_at_the_deadline_and_the_task_rerun(
 
 @pytest.mark.slow
 def test_a_task_that_hangs_its_executor_twice_fails_with_the_reason(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker("hang-w2", env=FAST_DEADLINE)  # type: ignore[operator]
+    worker = spawn_worker("hang-w2", env=FAST_DEADLINE)
     worker.wait_for_log("started")
     submit(redis_client, "hang-twice", spin(1.5))
     first = running_in(worker, redis_client, "hang-twice")
@@ -148,9 +148,9 @@ def test_a_task_that_hangs_its_executor_twice_fails_with_the_reason(
 
 @pytest.mark.slow
 def test_a_killed_executor_reruns_the_task_once(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker("kill-w1")  # type: ignore[operator]
+    worker = spawn_worker("kill-w1")
     worker.wait_for_log("started")
     submit(redis_client, "kill-1", spin(1.0))
     running_in(worker, redis_client, "kill-1").send_signal(signal.SIGKILL)
@@ -161,9 +161,9 @@ def test_a_killed_executor_reruns_the_task_once(
 
 @pytest.mark.slow
 def test_an_executor_killed_twice_fails_the_task_with_the_reason(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker("kill-w2")  # type: ignore[operator]
+    worker = spawn_worker("kill-w2")
     worker.wait_for_log("started")
     submit(redis_client, "kill-twice", spin(3.0))
     first = running_in(worker, redis_client, "kill-twice")
@@ -188,9 +188,9 @@ def test_an_executor_killed_twice_fails_the_task_with_the_reason(
 
 @pytest.mark.slow
 def test_cancel_reaches_a_task_whose_executor_is_stopped(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker("hang-w3", env={"STRATEGYQ_EXECUTOR_MARGIN": "300"})  # type: ignore[operator]
+    worker = spawn_worker("hang-w3", env={"STRATEGYQ_EXECUTOR_MARGIN": "300"})
     worker.wait_for_log("started")
     submit(redis_client, "hang-cancel", spin(2.0))
     running_in(worker, redis_client, "hang-cancel").send_signal(signal.SIGSTOP)
@@ -207,9 +207,9 @@ def test_cancel_reaches_a_task_whose_executor_is_stopped(
 
 @pytest.mark.slow
 def test_sigterm_with_a_stopped_executor_requeues_the_task_and_exits_0(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker(  # type: ignore[operator]
+    worker = spawn_worker(
         "hang-w4", env={"STRATEGYQ_EXECUTOR_MARGIN": "300", "STRATEGYQ_GRACE_PERIOD": "2"}
     )
     worker.wait_for_log("started")

@@ -10,7 +10,7 @@ import redis
 
 from strategyq import get_task_result
 from strategyq.queue import keys
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import SpawnWorker, wait_until
 
 
 def spin(seconds: float) -> str:
@@ -50,14 +50,14 @@ DEFAULT_LIVENESS = {
 
 @pytest.mark.slow
 def test_a_kill_9_worker_task_completes_elsewhere_within_15_s_with_the_defaults(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     # The survivor is up first, so its start-up is outside the measured time; the
     # crashing worker serves a queue of its own, so it is the one that takes the task
     # (the reaper puts a dead worker's tasks on the reaper's queue).
-    survivor = spawn_worker("dflt-2", env=DEFAULT_LIVENESS)  # type: ignore[operator]
+    survivor = spawn_worker("dflt-2", env=DEFAULT_LIVENESS)
     survivor.wait_for_log("started")
-    crashing = spawn_worker(  # type: ignore[operator]
+    crashing = spawn_worker(
         "dflt-1",
         env={
             **DEFAULT_LIVENESS,
@@ -80,11 +80,11 @@ def test_a_kill_9_worker_task_completes_elsewhere_within_15_s_with_the_defaults(
 
 @pytest.mark.slow
 def test_a_worker_restarted_in_its_pod_requeues_what_it_left_at_once(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     """Heartbeat TTL 30 s here: recovery before it expires can only be the restart's."""
     slow_env = {"STRATEGYQ_HEARTBEAT_TIMEOUT": "30", "STRATEGYQ_HEARTBEAT_INTERVAL": "1"}
-    crashing = spawn_worker(  # type: ignore[operator]
+    crashing = spawn_worker(
         "pod-1", env={**slow_env, "STRATEGYQ_FAULT_CRASH_AT": "inc-1:running_strategy"}
     )
     crashing.wait_for_log("started")
@@ -92,7 +92,7 @@ def test_a_worker_restarted_in_its_pod_requeues_what_it_left_at_once(
     assert crashing.wait(60) != 0
     killed_at = time.monotonic()
     assert redis_client.exists(keys.heartbeat("pod-1"))  # still "alive" for up to 30 s
-    restarted = spawn_worker("pod-1", env=slow_env)  # type: ignore[operator]
+    restarted = spawn_worker("pod-1", env=slow_env)
     restarted.wait_for_log("its previous process on this host")
     wait_until(
         lambda: (get_task_result(redis_client, "inc-1") or {}).get("status") == "completed",

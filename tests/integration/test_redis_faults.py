@@ -21,7 +21,7 @@ import redis
 
 from strategyq import add_backtest_task, get_task_result
 from strategyq.queue import keys
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import SpawnWorker, wait_until
 from tests.integration.topology import Server
 
 
@@ -82,10 +82,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.mark.slow
 def test_busy_reply_during_the_terminal_write_is_retried_and_the_result_kept(
-    server: Server, worker_env: dict[str, str], spawn_worker: object
+    server: Server, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     client = server.client(decode_responses=True)
-    worker = spawn_worker("busy-w1", env={**worker_env, "REDIS_URL": server.url})  # type: ignore[operator]
+    worker = spawn_worker("busy-w1", env={**worker_env, "REDIS_URL": server.url})
     worker.wait_for_log("started")
     submit(client, "busy-1", spin(1.5))
     wait_until(lambda: stage(client, "busy-1") == "running_strategy", timeout_s=60)
@@ -111,12 +111,12 @@ def test_busy_reply_during_the_terminal_write_is_retried_and_the_result_kept(
 
 @pytest.mark.slow
 def test_oom_mid_run_keeps_the_result_and_fails_readiness_until_memory_is_freed(
-    server: Server, worker_env: dict[str, str], spawn_worker: object
+    server: Server, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     client = server.client(decode_responses=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    worker = spawn_worker(  # type: ignore[operator]
+    worker = spawn_worker(
         "oom-w1", "--metrics-port", str(port), env={**worker_env, "REDIS_URL": server.url}
     )
     worker.wait_for_log("started")
@@ -144,7 +144,7 @@ def test_oom_mid_run_keeps_the_result_and_fails_readiness_until_memory_is_freed(
 
 @pytest.mark.slow
 def test_readonly_after_the_primary_is_demoted_keeps_the_result_until_it_is_primary_again(
-    tmp_path: Path, worker_env: dict[str, str], spawn_worker: object
+    tmp_path: Path, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     primary = Server(tmp_path / "p", "--appendonly", "yes").start()
     other = Server(tmp_path / "r", "--appendonly", "yes").start()
@@ -152,7 +152,7 @@ def test_readonly_after_the_primary_is_demoted_keeps_the_result_until_it_is_prim
         client = primary.client(decode_responses=True)
         other.client().replicaof("127.0.0.1", str(primary.port))
         wait_until(lambda: other.client().info("replication")["master_link_status"] == "up", 30)
-        worker = spawn_worker("ro-w1", env={**worker_env, "REDIS_URL": primary.url})  # type: ignore[operator]
+        worker = spawn_worker("ro-w1", env={**worker_env, "REDIS_URL": primary.url})
         worker.wait_for_log("started")
         submit(client, "ro-1", spin(2.0))
         wait_until(lambda: stage(client, "ro-1") == "running_strategy", timeout_s=60)
@@ -173,12 +173,12 @@ def test_readonly_after_the_primary_is_demoted_keeps_the_result_until_it_is_prim
 
 @pytest.mark.slow
 def test_a_message_left_in_a_live_workers_processing_list_is_put_back(
-    server: Server, worker_env: dict[str, str], spawn_worker: object
+    server: Server, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     """What a lost BLMOVE reply leaves behind: the heartbeat lives, so the reaper never
     takes it; the worker's own sweep must."""
     client = server.client(decode_responses=True)
-    worker = spawn_worker("orphan-w1", env={**worker_env, "REDIS_URL": server.url})  # type: ignore[operator]
+    worker = spawn_worker("orphan-w1", env={**worker_env, "REDIS_URL": server.url})
     worker.wait_for_log("started")
     message = json.dumps(
         {
@@ -201,20 +201,20 @@ def test_a_message_left_in_a_live_workers_processing_list_is_put_back(
 
 @pytest.mark.slow
 def test_allkeys_eviction_is_refused_unless_accepted(
-    tmp_path: Path, worker_env: dict[str, str], spawn_worker: object
+    tmp_path: Path, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     srv = Server(
         tmp_path / "lru", "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"
     ).start()
     try:
         env = {**worker_env, "REDIS_URL": srv.url}
-        refused = spawn_worker("lru-w1", env=env)  # type: ignore[operator]
+        refused = spawn_worker("lru-w1", env=env)
         assert refused.wait(60) == 2
         text = "".join(refused.output)
         assert "maxmemory-policy is allkeys-lru" in text
         assert "STRATEGYQ_ALLOW_EVICTION=true" in text
         assert "no persistence" in text
-        accepted = spawn_worker("lru-w2", env={**env, "STRATEGYQ_ALLOW_EVICTION": "true"})  # type: ignore[operator]
+        accepted = spawn_worker("lru-w2", env={**env, "STRATEGYQ_ALLOW_EVICTION": "true"})
         accepted.wait_for_log("accepted by STRATEGYQ_ALLOW_EVICTION")
         accepted.wait_for_log("started")
     finally:
@@ -223,7 +223,7 @@ def test_allkeys_eviction_is_refused_unless_accepted(
 
 @pytest.mark.slow
 def test_volatile_eviction_is_refused_unless_allowed_and_fencing_tokens_have_no_ttl(
-    tmp_path: Path, worker_env: dict[str, str], spawn_worker: object
+    tmp_path: Path, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     srv = Server(
         tmp_path / "vol",
@@ -231,13 +231,13 @@ def test_volatile_eviction_is_refused_unless_allowed_and_fencing_tokens_have_no_
     ).start()  # fmt: skip
     try:
         client = srv.client(decode_responses=True)
-        refused = spawn_worker("vol-w0", env={**worker_env, "REDIS_URL": srv.url})  # type: ignore[operator]
+        refused = spawn_worker("vol-w0", env={**worker_env, "REDIS_URL": srv.url})
         assert refused.wait(60) == 2
         assert "refusing to take tasks: the server's maxmemory-policy is volatile-lru" in "".join(
             refused.output
         )
         allowed = {**worker_env, "REDIS_URL": srv.url, "STRATEGYQ_ALLOW_EVICTION": "true"}
-        worker = spawn_worker("vol-w1", env=allowed)  # type: ignore[operator]
+        worker = spawn_worker("vol-w1", env=allowed)
         worker.wait_for_log("accepted by STRATEGYQ_ALLOW_EVICTION")
         worker.wait_for_log("started")
         submit(client, "vol-1", spin(1.5))
@@ -252,10 +252,10 @@ def test_volatile_eviction_is_refused_unless_allowed_and_fencing_tokens_have_no_
 
 @pytest.mark.slow
 def test_a_fencing_token_dropped_mid_run_is_detected_and_the_result_written(
-    server: Server, worker_env: dict[str, str], spawn_worker: object
+    server: Server, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     client = server.client(decode_responses=True)
-    worker = spawn_worker("evict-w1", env={**worker_env, "REDIS_URL": server.url})  # type: ignore[operator]
+    worker = spawn_worker("evict-w1", env={**worker_env, "REDIS_URL": server.url})
     worker.wait_for_log("started")
     submit(client, "evict-1", spin(1.5))
     wait_until(lambda: stage(client, "evict-1") == "running_strategy", timeout_s=60)

@@ -23,7 +23,7 @@ from strategyq import add_backtest_task, get_task_result, wait_for_result
 from strategyq.queue import ClaimVerdict, FinishVerdict, TaskQueue, keys
 from strategyq.settings import Settings
 from tests.conftest import ValkeyTestServer
-from tests.integration.conftest import WorkerProcess, run_burst, wait_until
+from tests.integration.conftest import SpawnWorker, WorkerProcess, run_burst, wait_until
 
 TRIVIAL = "def trivial(df):\n    return [{'ticker': 'AAPL', 'date': '2011-03-01'}]\n"
 
@@ -56,16 +56,16 @@ def terminal_writes(client: redis.Redis, task_id: str) -> int:
 
 @pytest.mark.slow
 def test_kill_9_mid_task_runs_it_on_another_worker(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     submit(redis_client, "victim", slow(2))
-    w1: WorkerProcess = spawn_worker("w1")  # type: ignore[operator]
+    w1: WorkerProcess = spawn_worker("w1")
     wait_until(lambda: stage_of(redis_client, "victim") == "running_strategy")
     w1.signal(signal.SIGKILL)
     w1.wait()
     assert redis_client.llen("strategyq:processing:w1") == 1  # not lost: parked, not in memory
     crashed_at = time.monotonic()
-    spawn_worker("w2")  # type: ignore[operator]
+    spawn_worker("w2")
     result = wait_for_result(redis_client, "victim", timeout_s=30)
     assert result is not None and result["status"] == "completed", result
     assert result["data"]["worker_id"] == "w2"
@@ -78,7 +78,7 @@ def test_kill_9_mid_task_runs_it_on_another_worker(
 @pytest.mark.timeout(400)  # on a loaded machine each restart's warm-up takes longer
 def test_chaos_1000_tasks_3_workers_random_kill_9(
     redis_client: redis.Redis,
-    spawn_worker: object,
+    spawn_worker: SpawnWorker,
     worker_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -102,7 +102,7 @@ def test_chaos_1000_tasks_3_workers_random_kill_9(
         )
     pipe.execute()
     env = {"STRATEGYQ_MAX_ATTEMPTS": "20"}
-    workers = {f"c{i}": spawn_worker(f"c{i}", env=env) for i in range(3)}  # type: ignore[operator]
+    workers = {f"c{i}": spawn_worker(f"c{i}", env=env) for i in range(3)}
     rng = random.Random(7)
     kills = 0
     outputs: list[str] = []
@@ -122,7 +122,7 @@ def test_chaos_1000_tasks_3_workers_random_kill_9(
         workers[name].wait()
         outputs.extend(workers[name].output)
         kills += 1
-        workers[name] = spawn_worker(name, env=env)  # type: ignore[operator]
+        workers[name] = spawn_worker(name, env=env)
     # The kills stop at the deadline; the survivors then get a generous while to finish.
     wait_until(lambda: done() == len(ids), timeout_s=max(deadline - time.monotonic(), 0) + 180)
     for w in workers.values():
@@ -145,13 +145,13 @@ def test_chaos_1000_tasks_3_workers_random_kill_9(
 
 @pytest.mark.slow
 def test_poison_task_is_retried_max_attempts_then_dead_lettered(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     submit(redis_client, "poison")
     submit(redis_client, "healthy")
     env = {"STRATEGYQ_FAULT_CRASH_AT": "poison:running_strategy", "STRATEGYQ_MAX_ATTEMPTS": "3"}
     deaths = 0
-    worker: WorkerProcess = spawn_worker("p0", env=env)  # type: ignore[operator]
+    worker: WorkerProcess = spawn_worker("p0", env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         result = get_task_result(redis_client, "poison") or {}
@@ -159,7 +159,7 @@ def test_poison_task_is_retried_max_attempts_then_dead_lettered(
             break
         if worker.proc is not None and worker.proc.poll() is not None:
             deaths += 1  # restarted like a Deployment would, under a new pod name
-            worker = spawn_worker(f"p{deaths}", env=env)  # type: ignore[operator]
+            worker = spawn_worker(f"p{deaths}", env=env)
         time.sleep(0.1)
     result = get_task_result(redis_client, "poison")
     assert result is not None and result["status"] == "error", result
@@ -175,10 +175,10 @@ def test_poison_task_is_retried_max_attempts_then_dead_lettered(
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_task_in_flight_and_exits_0(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     submit(redis_client, "graceful", slow(1.5))
-    w1: WorkerProcess = spawn_worker("g1")  # type: ignore[operator]
+    w1: WorkerProcess = spawn_worker("g1")
     wait_until(lambda: stage_of(redis_client, "graceful") == "running_strategy")
     w1.signal(signal.SIGTERM)
     assert w1.wait(30) == 0
@@ -189,16 +189,16 @@ def test_sigterm_finishes_the_task_in_flight_and_exits_0(
 
 @pytest.mark.slow
 def test_sigterm_past_the_grace_period_requeues_the_task(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     submit(redis_client, "long", slow(4))
-    w1: WorkerProcess = spawn_worker("t1", env={"STRATEGYQ_GRACE_PERIOD": "0.5"})  # type: ignore[operator]
+    w1: WorkerProcess = spawn_worker("t1", env={"STRATEGYQ_GRACE_PERIOD": "0.5"})
     wait_until(lambda: stage_of(redis_client, "long") == "running_strategy")
     w1.signal(signal.SIGTERM)
     assert w1.wait(30) == 0
     assert (get_task_result(redis_client, "long") or {}).get("status") == "queued"
     assert redis_client.llen("strategy_queue") == 1
-    spawn_worker("t2")  # type: ignore[operator]
+    spawn_worker("t2")
     result = wait_for_result(redis_client, "long", timeout_s=30)
     assert result is not None and result["status"] == "completed"
     assert result["data"]["worker_id"] == "t2"
@@ -206,14 +206,14 @@ def test_sigterm_past_the_grace_period_requeues_the_task(
 
 @pytest.mark.slow
 def test_zombie_worker_cannot_overwrite_the_terminal_result(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     submit(redis_client, "zombie", slow(2))
-    w1: WorkerProcess = spawn_worker("z1")  # type: ignore[operator]
+    w1: WorkerProcess = spawn_worker("z1")
     wait_until(lambda: stage_of(redis_client, "zombie") == "running_strategy")
     w1.signal(signal.SIGSTOP)
     try:
-        spawn_worker("z2")  # type: ignore[operator]
+        spawn_worker("z2")
         result = wait_for_result(redis_client, "zombie", timeout_s=30)
         assert result is not None and result["data"]["worker_id"] == "z2"
     finally:
@@ -227,11 +227,11 @@ def test_zombie_worker_cannot_overwrite_the_terminal_result(
 
 @pytest.mark.slow
 def test_connection_kill_and_lost_terminal_write_replies(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     for i in range(20):
         submit(redis_client, f"ck-{i}", slow(0.1))
-    spawn_worker("k1", env={"STRATEGYQ_FAULT_FINISH_DROPS": "3"})  # type: ignore[operator]
+    spawn_worker("k1", env={"STRATEGYQ_FAULT_FINISH_DROPS": "3"})
     for _ in range(5):
         time.sleep(0.3)
         me = redis_client.client_id()
@@ -334,8 +334,10 @@ def test_ten_thousand_task_lifecycles_leave_no_bookkeeping(
     assert raw_client.zcard(keys.RECENT) == 10_000
 
 
-def test_a_killed_sandbox_host_is_replaced(redis_client: redis.Redis, spawn_worker: object) -> None:
-    worker: WorkerProcess = spawn_worker("h1")  # type: ignore[operator]
+def test_a_killed_sandbox_host_is_replaced(
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
+) -> None:
+    worker: WorkerProcess = spawn_worker("h1")
     submit(redis_client, "before")
     assert (wait_for_result(redis_client, "before", timeout_s=30) or {}).get(
         "status"

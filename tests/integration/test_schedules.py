@@ -28,7 +28,7 @@ from strategyq.queue.schedules import (
     resume_schedule,
     run_now,
 )
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import SpawnWorker, wait_until
 
 NY = ZoneInfo("America/New_York")
 SCREEN = {"strategy_code": source("momentum_screen"), "universe": ["AAPL", "MSFT"], "limit": 2}
@@ -176,7 +176,7 @@ def test_run_now_list_and_remove(redis_client: redis.Redis) -> None:
 
 
 def test_cli_and_a_worker_run_a_due_schedule(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object, tmp_path: Path
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     strategy = tmp_path / "screen.py"
     strategy.write_text(source("momentum_screen"))
@@ -201,7 +201,7 @@ def test_cli_and_a_worker_run_a_due_schedule(
     assert json.loads(cli("schedule", "list", "--json").stdout)[0]["paused"] is True
     assert cli("schedule", "resume", "minutely").returncode == 0
     redis_client.hset(keys.SCHEDULES_LAST, "minutely", 0)
-    spawn_worker("sched-1", env={"STRATEGYQ_SCHEDULE_INTERVAL": "0.2"})  # type: ignore[operator]
+    spawn_worker("sched-1", env={"STRATEGYQ_SCHEDULE_INTERVAL": "0.2"})
 
     def completed() -> str | None:
         for key in redis_client.scan_iter(match="task_result:minutely:*"):
@@ -223,7 +223,7 @@ def test_cli_and_a_worker_run_a_due_schedule(
 
 
 def test_three_worker_processes_racing_enqueue_each_due_slot_once(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
     # Ten schedules with a slot due now (as if made long ago), and three real workers
     # ticking every 50 ms, all at once.
@@ -232,8 +232,7 @@ def test_three_worker_processes_racing_enqueue_each_due_slot_once(
         _add(redis_client, name, "* * * * *", "UTC", datetime.now(UTC))
         redis_client.hset(keys.SCHEDULES_LAST, name, 0)
     racers = [
-        spawn_worker(f"racer-{i}", env={"STRATEGYQ_SCHEDULE_INTERVAL": "0.05"})  # type: ignore[operator]
-        for i in range(3)
+        spawn_worker(f"racer-{i}", env={"STRATEGYQ_SCHEDULE_INTERVAL": "0.05"}) for i in range(3)
     ]
 
     def finished() -> list[str]:

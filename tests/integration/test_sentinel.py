@@ -12,7 +12,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.connection import connect
 from strategyq.errors import ConnectionFailed
 from strategyq.settings import Settings
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import SpawnWorker, wait_until
 from tests.integration.topology import SentinelSet
 
 QUICK = (
@@ -70,12 +70,12 @@ def test_a_sentinel_given_as_a_plain_address_says_how_to_use_it(
 
 @pytest.mark.slow
 def test_failover_mid_run_loses_nothing_and_writes_each_result_once(
-    sentinels: SentinelSet, worker_env: dict[str, str], spawn_worker: object, tmp_path: Path
+    sentinels: SentinelSet, worker_env: dict[str, str], spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     client = connect(_settings(tmp_path, REDIS_URL=sentinels.url), decode_responses=True)
     client.flushdb()
     env = {**worker_env, "REDIS_URL": sentinels.url}
-    worker = spawn_worker("sentinel-w1", env=env)  # type: ignore[operator]
+    worker = spawn_worker("sentinel-w1", env=env)
     worker.wait_for_log("started")
     ids = [f"fo-{i}" for i in range(30)]
     for tid in ids:

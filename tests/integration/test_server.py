@@ -16,8 +16,8 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
+from strategyq.embedded_valkey import EmbeddedServer, valkey_executable
 from strategyq.errors import ServerError
-from strategyq.server import EmbeddedServer, valkey_executable
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_concurrent_starters_end_with_one_server(server: EmbeddedServer) -> None
         f"""
         import sys, time
         from pathlib import Path
-        from strategyq.server import EmbeddedServer
+        from strategyq.embedded_valkey import EmbeddedServer
         time.sleep(max(0.0, {start_at!r} - time.time()))
         print(EmbeddedServer(Path(sys.argv[1])).ensure_running())
         """

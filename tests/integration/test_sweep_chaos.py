@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from strategyq import add_sweep_task, get_task_result
+from strategyq.protocol.chunks import chunk_id
 from strategyq.queue import keys
-from tests.integration.conftest import WorkerProcess, wait_until
+from tests.integration.conftest import SpawnWorker, WorkerProcess, wait_until
 
 # Each call keeps the CPU busy a little, so kills land while chunks run.
 BUSY = (
@@ -29,16 +30,13 @@ BUSY = (
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_chaos_200_combinations_3_workers_kill_9_every_combination_counted_once(
-    redis_client: redis.Redis, spawn_worker: object, capsys: pytest.CaptureFixture[str]
+    redis_client: redis.Redis, spawn_worker: SpawnWorker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     add_sweep_task(redis_client, "chaos-sweep", BUSY, ["AAPL", "MSFT"], "2010-01-01",
                    "2012-12-31", {"n": list(range(200))}, maximize="total_return",
                    hold_days=3)  # fmt: skip
     env = {"STRATEGYQ_MAX_ATTEMPTS": "20", "STRATEGYQ_SWEEP_CHUNK_SIZE": "8"}
-    workers: dict[str, WorkerProcess] = {
-        f"s{i}": spawn_worker(f"s{i}", env=env)  # type: ignore[operator]
-        for i in range(3)
-    }
+    workers: dict[str, WorkerProcess] = {f"s{i}": spawn_worker(f"s{i}", env=env) for i in range(3)}
     rng = random.Random(11)
     kills = 0
     outputs: list[str] = []
@@ -65,7 +63,7 @@ def test_chaos_200_combinations_3_workers_kill_9_every_combination_counted_once(
         workers[name].wait()
         outputs.extend(workers[name].output)
         kills += 1
-        workers[name] = spawn_worker(name, env=env)  # type: ignore[operator]
+        workers[name] = spawn_worker(name, env=env)
     wait_until(lambda: status() in ("completed", "error"), timeout_s=240)
     for w in workers.values():
         outputs.extend(w.output)
@@ -81,7 +79,7 @@ def test_chaos_200_combinations_3_workers_kill_9_every_combination_counted_once(
     # One terminal write of the sweep, every chunk finished, nothing left behind.
     assert redis_client.llen(keys.done("chaos-sweep")) == 1
     for n in range(25):
-        chunk = get_task_result(redis_client, keys.chunk_id("chaos-sweep", n))
+        chunk = get_task_result(redis_client, chunk_id("chaos-sweep", n))
         assert chunk is not None and chunk["status"] == "completed"
     assert not redis_client.exists(keys.sweep("chaos-sweep"), keys.sweep_chunks("chaos-sweep"))
     wait_until(lambda: redis_client.llen("strategy_queue") == 0, timeout_s=30)

@@ -4,6 +4,7 @@ progress, cancel and error cascades, the grid cap, duplicates never counted twic
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -14,26 +15,44 @@ import redis
 from strategyq import add_backtest_task, add_sweep_task, cancel_task, get_task_result
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
+from strategyq.executor.main import SandboxHost
+from strategyq.protocol.chunks import chunk_id
 from strategyq.queue import TaskQueue, keys
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.settings import Settings
 from strategyq.sweep.rank import best
 from strategyq.worker import Hooks, Worker
+from tests.integration.conftest import SpawnWorker, in_process
 
 CODE = source("sma_params")
 SYMBOLS = ["AAPL", "MSFT"]
 START, END = "2006-01-01", "2010-12-31"
 GRID = {"fast": [5, 10, 20], "slow": [10, 50, 100]}
 
+Burst = Callable[..., Worker]
 
-def burst(settings: Settings, hooks: Hooks | None = None, **changes: Any) -> Worker:
-    worker = Worker(replace(settings, **changes), burst=True, handle_signals=False, hooks=hooks)
-    assert worker.run() == 0
-    return worker
+
+@pytest.fixture
+def burst(settings: Settings, sandbox_host: SandboxHost) -> Burst:
+    """Run a worker in burst mode; its executors run in this process (the worker's logic is
+    under test here; test_e2e.py and test_sweep_chaos.py run the executor processes)."""
+
+    def run(conf: Settings, hooks: Hooks | None = None, **changes: Any) -> Worker:
+        worker = Worker(
+            replace(conf, **changes),
+            burst=True,
+            handle_signals=False,
+            hooks=hooks,
+            executor_factory=in_process(sandbox_host),
+        )
+        assert worker.run() == 0
+        return worker
+
+    return run
 
 
 def test_every_combination_equals_a_single_backtest_with_its_params(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     add_sweep_task(redis_client, "sw-eq", CODE, SYMBOLS, START, END, GRID,
                    maximize="total_return", constraint="fast < slow", top_n=3)  # fmt: skip
@@ -81,7 +100,7 @@ def test_every_combination_equals_a_single_backtest_with_its_params(
 
 
 def test_results_past_the_caps_are_cut_best_first_with_counts_kept(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     flat = "def same(df, params):\n    return []\n"
     # Three months: small backtests, so the rows are what weighs.
@@ -99,7 +118,7 @@ def test_results_past_the_caps_are_cut_best_first_with_counts_kept(
 
 
 def test_ties_go_to_the_first_combination_in_grid_order(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     flat = "def same(df, params):\n    return []\n"
     add_sweep_task(redis_client, "sw-tie", flat, SYMBOLS, START, END, {"a": [3, 1, 2]},
@@ -111,7 +130,9 @@ def test_ties_go_to_the_first_combination_in_grid_order(
     assert "heatmap" not in data  # one parameter: no heatmap
 
 
-def test_walk_forward_through_the_queue(redis_client: redis.Redis, settings: Settings) -> None:
+def test_walk_forward_through_the_queue(
+    redis_client: redis.Redis, settings: Settings, burst: Burst
+) -> None:
     add_sweep_task(redis_client, "sw-wf", CODE, SYMBOLS, "2004-01-01", "2012-12-31",
                    {"fast": [5, 20], "slow": [50, 100]}, maximize="sharpe_ratio",
                    walk_forward={"train_sessions": 504, "test_sessions": 252})  # fmt: skip
@@ -153,7 +174,9 @@ class _Watch(Hooks):
                 cancel_task(self.client, self.sweep_id)
 
 
-def test_progress_is_on_the_running_record(redis_client: redis.Redis, settings: Settings) -> None:
+def test_progress_is_on_the_running_record(
+    redis_client: redis.Redis, settings: Settings, burst: Burst
+) -> None:
     add_sweep_task(redis_client, "sw-prog", CODE, SYMBOLS, START, END, GRID)
     watch = _Watch(redis_client, "sw-prog")
     burst(settings, hooks=watch, sweep_chunk_size=3)
@@ -167,7 +190,7 @@ def test_progress_is_on_the_running_record(redis_client: redis.Redis, settings: 
 
 
 def test_cancelling_a_sweep_cancels_its_chunks(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     add_sweep_task(redis_client, "sw-cancel", CODE, SYMBOLS, START, END, GRID)
     watch = _Watch(redis_client, "sw-cancel", cancel_at="sw-cancel/chunk/0001")
@@ -177,14 +200,14 @@ def test_cancelling_a_sweep_cancels_its_chunks(
     # Chunk 0 ran before the cancel; chunk 1 was running; the rest never started.
     assert len(watch.seen) == 2
     for n in range(2, 5):
-        chunk = get_task_result(redis_client, keys.chunk_id("sw-cancel", n))
+        chunk = get_task_result(redis_client, chunk_id("sw-cancel", n))
         assert chunk is not None and chunk["status"] == "cancelled"
     assert redis_client.llen("strategy_queue") == 0
     assert not redis_client.exists(keys.processing(settings.worker_id))
 
 
 def test_a_chunks_strategy_error_fails_the_sweep_with_that_error(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     code = (
         "def s(df, params):\n"
@@ -205,7 +228,7 @@ def test_a_chunks_strategy_error_fails_the_sweep_with_that_error(
 
 
 def test_the_grid_cap_is_a_setting_with_a_clear_error(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     with pytest.raises(TaskValidationError, match="10000"):
         add_sweep_task(redis_client, "too-big", CODE, SYMBOLS, START, END,
@@ -263,7 +286,7 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
 
 
 def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: Any, tmp_path: Any
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker, tmp_path: Any
 ) -> None:
     import subprocess
     import sys
@@ -295,7 +318,7 @@ def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
 
 
 def test_a_sweep_fails_before_fanning_out_on_a_policy_error_or_a_strategy_without_params(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     add_sweep_task(redis_client, "sw-policy", "import os\ndef s(df, params):\n    return []\n",
                    SYMBOLS, START, END, GRID)  # fmt: skip
@@ -314,7 +337,7 @@ def test_a_sweep_fails_before_fanning_out_on_a_policy_error_or_a_strategy_withou
 
 
 def test_the_readme_sweep_example_runs(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: Any
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     import re
     import subprocess

@@ -18,7 +18,7 @@ import redis
 from strategyq import add_backtest_task, add_screening_task, get_task_result
 from strategyq.queue import keys
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst, wait_until
+from tests.integration.conftest import SpawnWorker, run_burst, wait_until
 
 TRIVIAL = "def trivial(df):\n    return [{'ticker': 'AAPL', 'date': '2011-03-01'}]\n"
 
@@ -98,10 +98,10 @@ def test_a_raw_duplicate_of_a_finished_task_is_dead_lettered_and_the_result_kept
 
 @pytest.mark.slow
 def test_a_raw_duplicate_of_a_running_task_is_not_run(
-    redis_client: redis.Redis, spawn_worker: object
+    redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    first = spawn_worker("dup-a")  # type: ignore[operator]
-    second = spawn_worker("dup-b")  # type: ignore[operator]
+    first = spawn_worker("dup-a")
+    second = spawn_worker("dup-b")
     first.wait_for_log("started")
     second.wait_for_log("started")
     redis_client.lpush("strategy_queue", message("live-dup", spin(3.0)))

@@ -12,7 +12,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from strategyq import add_backtest_task, wait_for_result
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import SpawnWorker, wait_until
 
 SECRET_CODE_MARKER = "zebra_marker_7731"
 STRATEGY = (
@@ -38,10 +38,10 @@ def get(url: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_live_worker_serves_metrics_health_and_json_logs(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     port = free_port()
-    worker = spawn_worker("m1", "--metrics-port", str(port), "--log-format", "json")  # type: ignore[operator]
+    worker = spawn_worker("m1", "--metrics-port", str(port), "--log-format", "json")
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: get(base + "/readyz")[0] == 200 if _listening(port) else False)
     status, body = get(base + "/healthz")

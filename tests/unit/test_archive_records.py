@@ -12,7 +12,8 @@ from strategyq.archive.db import Database, describe
 from strategyq.archive.record import NotARun, build, fingerprint
 from strategyq.archive.store import MetricFilter, RunFilter
 from strategyq.errors import ArchiveError, ConfigError
-from strategyq.protocol import MalformedTask, parse_task
+from strategyq.protocol.envelope import MalformedTask
+from strategyq.protocol.task import parse_task
 from strategyq.settings import Settings
 
 

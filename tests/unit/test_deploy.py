@@ -27,8 +27,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from strategyq.observability import DEFAULT_METRICS_PORT, HEALTH_PATH, READY_PATH
-from strategyq.settings import QUEUE_NAME, Settings
+from strategyq.observability import HEALTH_PATH, READY_PATH
+from strategyq.settings import DEFAULT_METRICS_PORT, QUEUE_NAME, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"

@@ -383,3 +383,104 @@ def test_new_metrics_by_hand() -> None:
     assert metrics["max_drawdown_duration_sessions"] == 4
     assert metrics["calmar_ratio"] == pytest.approx(metrics["cagr"] / 0.25, rel=1e-12)
     assert metrics["trades_per_year"] == pytest.approx(3 / (8 / 365.25), rel=1e-12)
+
+
+def test_a_stop_gapped_through_at_the_open_frees_its_slot_at_that_open() -> None:
+    # A: flat at 100 except 2024-01-03 (O94 H95 L90 C92). A's trade enters at the open of
+    # 01-02 (100) with its stop at 97; 01-03 opens at 94, through the stop, so it leaves at
+    # that open and B, entering at the same open, takes the one slot.
+    flat = [(100.0, 100.0, 100.0, 100.0)] * 6
+    gapped = [*flat[:2], (94.0, 95.0, 90.0, 92.0), *flat[3:]]
+    df = pd.concat([bars("A", gapped), bars("B", flat)], ignore_index=True)
+    result = backtest(
+        [entry(0, "A"), entry(1, "B")], df, stop_loss_pct=3.0, hold_days=3, max_positions=1
+    )
+    trades = {t["ticker"]: t for t in result["trades"]}
+    assert (trades["A"]["exit_reason"], trades["A"]["exit_price"], trades["A"]["exit_date"]) == (
+        "stop_loss",
+        94.0,
+        day(2),
+    )
+    assert (trades["B"]["entry_date"], trades["B"]["entry_price"]) == (day(2), 100.0)
+    assert result["summary"]["signals_skipped_max_positions"] == 0
+
+
+def test_a_stop_touched_during_the_session_holds_its_slot_to_the_close() -> None:
+    # The same, but 01-03 opens at 100 and falls to 90 during the session: the stop fills
+    # at 97 during the session, and the slot is held until that close, so B is skipped.
+    flat = [(100.0, 100.0, 100.0, 100.0)] * 6
+    touched = [*flat[:2], (100.0, 100.0, 90.0, 92.0), *flat[3:]]
+    df = pd.concat([bars("A", touched), bars("B", flat)], ignore_index=True)
+    result = backtest(
+        [entry(0, "A"), entry(1, "B")], df, stop_loss_pct=3.0, hold_days=3, max_positions=1
+    )
+    (trade,) = result["trades"]
+    assert (trade["ticker"], trade["exit_reason"], trade["exit_price"]) == ("A", "stop_loss", 97.0)
+    assert result["summary"]["signals_skipped_max_positions"] == 1
+
+
+def test_a_trailing_stop_gapped_through_frees_its_slot_at_the_open() -> None:
+    flat = [(100.0, 100.0, 100.0, 100.0)] * 6
+    gapped = [*flat[:2], (94.0, 95.0, 90.0, 92.0), *flat[3:]]
+    df = pd.concat([bars("A", gapped), bars("B", flat)], ignore_index=True)
+    result = backtest(
+        [entry(0, "A"), entry(1, "B")], df, trailing_stop_pct=3.0, hold_days=3, max_positions=1
+    )
+    trades = {t["ticker"]: t for t in result["trades"]}
+    assert (trades["A"]["exit_reason"], trades["A"]["exit_price"]) == ("trailing_stop", 94.0)
+    assert trades["B"]["entry_date"] == day(2)
+
+
+def _entry_exit_rows(rows: list[tuple[int, bool, bool]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ticker": "AAA",
+            "date": [DAYS[i] for i, _, _ in rows],
+            "entry": [e for _, e, _ in rows],
+            "exit": [x for _, _, x in rows],
+        }
+    )
+
+
+@pytest.mark.parametrize("per_ticker", [1, 0, 2])
+def test_a_row_with_entry_and_exit_under_close_entries_and_next_open_exits(
+    per_ticker: int,
+) -> None:
+    """docs/engine.md: the row's exit fills at the next open, after the row's entry at the
+    close, so it closes the position held before *and* the one its entry opened."""
+    df = rising("AAA", 12)
+    model: dict[str, Any] = {
+        "entry": "close",
+        "exit_on": "next_open",
+        "max_entries_per_ticker": per_ticker,
+    }
+    held = backtest(_entry_exit_rows([(1, True, False), (4, True, True)]), df, **model)
+    trades = [(t["signal_date"], t["exit_date"], t["exit_reason"]) for t in held["trades"]]
+    closed_by_the_row = (day(5), "exit_signal")
+    if per_ticker == 1:
+        # The position held before is still open at the row's close: the entry is ignored.
+        assert trades == [(day(1), *closed_by_the_row)]
+        assert held["summary"]["entries_ignored_position_open"] == 1
+    else:
+        # Room for a second position: a one-night trade, closed by its own row's exit.
+        assert trades == [(day(1), *closed_by_the_row), (day(4), *closed_by_the_row)]
+        assert held["summary"]["entries_ignored_position_open"] == 0
+    flat = backtest(_entry_exit_rows([(4, True, True)]), df, **model)
+    ((signal, entered, left, reason),) = [
+        (t["signal_date"], t["entry_date"], t["exit_date"], t["exit_reason"])
+        for t in flat["trades"]
+    ]
+    assert (signal, entered, left, reason) == (day(4), day(4), *closed_by_the_row)
+    assert flat["summary"]["exits_without_position"] == 0
+
+
+def test_a_close_entry_is_first_marked_at_the_next_close() -> None:
+    # Entry at the close of 01-02 (signal session), 50 bps a side: the curve still shows the
+    # initial capital at that close; the entry's cost appears from the next close on.
+    df = bars("AAA", [(100.0, 100.0, 100.0, 100.0)] * 6)
+    result = backtest(
+        [entry(1)], df, entry="close", hold_days=2, commission_bps=50.0, max_positions=1
+    )
+    values = result["equity_curve"]["values"]
+    assert values[:2] == [100_000.0, 100_000.0]
+    assert values[2] == pytest.approx(100_000.0 * (0.995 / 1.005))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from strategyq import tasks
 from strategyq.data import MarketData, write_synthetic
 from strategyq.engine import TradeModel, market_from_frame, run_backtest, run_screening
+from strategyq.executor.run import context as tasks
 
 
 @pytest.fixture(scope="module")

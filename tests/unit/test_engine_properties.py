@@ -140,8 +140,14 @@ def test_books_balance_and_nothing_looks_ahead(
     offset = 1 if model.entry == "close" else 0
 
     def leaves(t: dict[str, Any]) -> int:
-        at_open = t["exit_reason"] == "exit_signal" and model.exit_on == "next_open"
-        return int(pd.Timestamp(t["exit_date"]).value * 2 + (0 if at_open else 1))
+        # A trade leaves at an open when an exit signal fills there, or when the open
+        # gapped through its stop or target (it fills at that open): its slot is free then.
+        exit_day = pd.Timestamp(t["exit_date"])
+        at_open = (t["exit_reason"] == "exit_signal" and model.exit_on == "next_open") or (
+            t["exit_reason"] in ("stop_loss", "take_profit", "trailing_stop")
+            and t["exit_price"] == bar(t["ticker"], exit_day, "open")
+        )
+        return int(exit_day.value * 2 + (0 if at_open else 1))
 
     spans = [
         (pd.Timestamp(t["entry_date"]).value * 2 + offset, leaves(t), t) for t in result["trades"]

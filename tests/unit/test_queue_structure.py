@@ -16,7 +16,7 @@ def test_worker_process_imports_no_sandbox_engine_or_pandas() -> None:
     code = (
         "import sys, strategyq.worker\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('strategyq.sandbox', "
-        "'strategyq.engine', 'strategyq.tasks', 'strategyq.data', 'pandas', 'numpy')))\n"
+        "'strategyq.engine', 'strategyq.executor.run', 'strategyq.data', 'pandas', 'numpy')))\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -32,7 +32,7 @@ def test_settings_reach_the_executor_with_every_non_default_value() -> None:
     """Every field changed from its default survives the hand-over, and no credential does."""
     changed: dict[str, object] = {}
     for f in dataclasses.fields(Settings):
-        if f.name in ("home", "redis", "sandbox"):
+        if f.name in ("home", "redis", "sandbox", "archive_url"):
             continue
         default = f.default
         if isinstance(default, bool):
@@ -47,18 +47,21 @@ def test_settings_reach_the_executor_with_every_non_default_value() -> None:
         **{f.name: getattr(SandboxLimits(), f.name) + 3 for f in dataclasses.fields(SandboxLimits)}
     )
     redis = RedisSettings(host="redis-host-xyz", password="s3cret", username="u")
-    conf = Settings(home=Path("/tmp/elsewhere"), redis=redis, sandbox=sandbox, **changed)  # type: ignore[arg-type]
+    archive = "postgresql://u:arch1ve-s3cret@db-host-xyz/archive"
+    conf = Settings(home=Path("/tmp/elsewhere"), redis=redis, sandbox=sandbox,
+                    archive_url=archive, **changed)  # type: ignore[arg-type]  # fmt: skip
     wire = conf.for_child_process()
     assert b"s3cret" not in wire and b"redis-host-xyz" not in wire
+    assert b"db-host-xyz" not in wire  # the archive's URL carries its password
     back = Settings.from_child_json(wire)
-    assert back == dataclasses.replace(conf, redis=RedisSettings())
+    assert back == dataclasses.replace(conf, redis=RedisSettings(), archive_url="")
 
 
 def test_the_worker_command_imports_no_sandbox_or_engine() -> None:
     code = (
         "import sys, strategyq.cli\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('strategyq.sandbox', "
-        "'strategyq.engine', 'strategyq.tasks', 'strategyq.executor.main')))\n"
+        "'strategyq.engine', 'strategyq.executor.run', 'strategyq.executor.main')))\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -66,8 +69,8 @@ def test_the_worker_command_imports_no_sandbox_or_engine() -> None:
 
 
 def test_task_args_table_lists_every_arg_the_wire_reads() -> None:
-    from strategyq.protocol import TaskType
-    from strategyq.task_args import args_for
+    from strategyq.protocol.args import args_for
+    from strategyq.protocol.envelope import TaskType
     from strategyq.trademodel import TradeModel
 
     backtest = {a.name for a in args_for(TaskType.BACKTEST)}

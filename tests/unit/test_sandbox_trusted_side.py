@@ -20,6 +20,7 @@ import pytest
 from strategyq import errors
 from strategyq.data.synth import write_synthetic
 from strategyq.executor.client import ExecutorProcess as Executor
+from strategyq.executor.client import RunOutcome
 from strategyq.executor.watchdog import CANCEL_GRACE_S, ENGINE_ALLOWANCE_S, Watchdog
 from strategyq.sandbox import result
 from strategyq.settings import Settings
@@ -70,7 +71,9 @@ def _reset_peak(pid: int) -> None:
         f.write("5")
 
 
-def _run(executor: Executor, code: str, timeout_s: float = TIME_LIMIT_S) -> tuple[float, object]:
+def _run(
+    executor: Executor, code: str, timeout_s: float = TIME_LIMIT_S
+) -> tuple[float, RunOutcome]:
     started = time.monotonic()
     outcome = executor.run(_task(code, timeout_s), lambda _stage: None)
     return time.monotonic() - started, outcome
@@ -87,7 +90,7 @@ def test_long_key_times_long_list_ends_within_the_deadline(executor: Executor) -
     # Generous: the point is that it ends at all within the task's own budget.
     assert elapsed < TIME_LIMIT_S + ENGINE_ALLOWANCE_S + 10, outcome
     elapsed, outcome = _run(executor, NORMAL)
-    assert outcome.ok, outcome  # type: ignore[attr-defined]
+    assert outcome.ok, outcome
 
 
 def test_millions_of_tiny_objects_are_refused_within_a_bound(executor: Executor) -> None:
@@ -99,23 +102,23 @@ def test_millions_of_tiny_objects_are_refused_within_a_bound(executor: Executor)
     before = _peak_rss_mib(executor.pid)
     _elapsed, outcome = _run(executor, code, timeout_s=30)
     growth = _peak_rss_mib(executor.pid) - before
-    assert outcome.error_type == "bad_result", outcome  # type: ignore[attr-defined]
-    assert "dicts and lists" in outcome.error  # type: ignore[attr-defined]
+    assert outcome.error_type == "bad_result", outcome
+    assert "dicts and lists" in outcome.error
     # docs/security.md: a refused answer costs the executor at most 4 × its bytes.
     assert growth < 4 * answer_mib, (growth, answer_mib)
     _elapsed, outcome = _run(executor, NORMAL)
-    assert outcome.ok, outcome  # type: ignore[attr-defined]
+    assert outcome.ok, outcome
 
 
 def test_print_reaches_the_result_and_the_error(executor: Executor) -> None:
     code = "def s(df):\n    print('hello from the strategy')\n    return [{'ticker': 'SYN0001'}]\n"
     _elapsed, outcome = _run(executor, code)
-    data = orjson.loads(outcome.data)  # type: ignore[attr-defined]
+    data = orjson.loads(outcome.data)
     assert data["logs"] == "hello from the strategy\n" and data["logs_truncated"] is False
     code = "def s(df):\n    print('before the error')\n    raise ValueError('boom')\n"
     _elapsed, outcome = _run(executor, code)
-    assert outcome.error_type == "strategy_error"  # type: ignore[attr-defined]
-    assert outcome.extra == {"logs": "before the error\n", "logs_truncated": False}  # type: ignore[attr-defined]
+    assert outcome.error_type == "strategy_error"
+    assert outcome.extra == {"logs": "before the error\n", "logs_truncated": False}
 
 
 def test_container_bound_is_checked_before_parsing() -> None:

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from strategyq.errors import TaskValidationError
-from strategyq.protocol import MalformedTask, parse_task
+from strategyq.protocol.envelope import MalformedTask
+from strategyq.protocol.task import parse_task
 from strategyq.sweep.assemble import curve_metrics
 from strategyq.sweep.constraint import parse_constraint
 from strategyq.sweep.folds import MAX_FOLDS, WalkForward, parse_walk_forward, split

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from strategyq.protocol import BacktestArgs, MalformedTask, parse_task
+from strategyq.protocol.envelope import MalformedTask
+from strategyq.protocol.task import BacktestArgs, parse_task
 from strategyq.trademodel import TradeModel
 
 
@@ -72,7 +73,7 @@ def test_parsed_backtest_carries_the_model_lookback_and_benchmark() -> None:
 
 def test_parsing_a_task_imports_neither_numpy_nor_pandas() -> None:
     code = (
-        "import sys; import strategyq.client, strategyq.protocol; "
+        "import sys; import strategyq.client, strategyq.protocol.task; "
         "print('numpy' in sys.modules or 'pandas' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -22,7 +22,7 @@ import redis
 from starlette.requests import Request
 
 from strategyq.api.state import ApiState
-from strategyq.protocol import TERMINAL_STATUSES, decode_result
+from strategyq.protocol.results import TERMINAL_STATUSES, decode_result
 from strategyq.queue import keys
 
 POLL_S = 1.0

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategyq.protocol import PRODUCER_TASK_TYPES
+from strategyq.protocol.task import PRODUCER_TASK_TYPES
 
 TASK_TYPES = [t.value for t in PRODUCER_TASK_TYPES]
 

@@ -37,7 +37,8 @@ from strategyq.api.routes import strip_source
 from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task
 from strategyq.errors import TaskValidationError
-from strategyq.protocol import TERMINAL_STATUSES, TaskType
+from strategyq.protocol.envelope import TaskType
+from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.queue import admin
 
 HERE = Path(__file__).parent

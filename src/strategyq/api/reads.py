@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 import redis
 
-from strategyq.protocol import TaskType, decode_result
+from strategyq.protocol.envelope import TaskType
+from strategyq.protocol.results import decode_result
 from strategyq.queue import keys
 
 HOUR_BUCKETS = 12

@@ -34,7 +34,7 @@ from strategyq.api.models import (
 from strategyq.api.problems import PROBLEM_JSON, Problem
 from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task, wait_for_result
-from strategyq.protocol import TERMINAL_STATUSES
+from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.queue import admin, keys
 from strategyq.queue.schedules import (
     ScheduleState,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from strategyq.archive.schema import METRICS
-from strategyq.protocol import TERMINAL_STATUSES
+from strategyq.protocol.results import TERMINAL_STATUSES
 
 COMPRESS_LEVEL = 6
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import redis
 import typer
+import typer.main
 from rich.console import Console
+from typer.core import TyperArgument, TyperOption
 
 from strategyq.connection import connect
 from strategyq.errors import StrategyqError
@@ -30,9 +32,43 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+_WORDS = {"int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+def _word(param: TyperOption) -> str:
+    desc = param.type_descriptor
+    if desc.is_choice:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices or ())
+    return _WORDS.get(param.bare_type(), "TEXT")
+
+
+def _plain_metavars(command: Any) -> None:
+    """Help shows a flag bare and a value as a word (``--limit INTEGER``), never ``<bool>``."""
+    for param in command.params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            param.metavar = "" if param.is_flag else _word(param)
+        elif isinstance(param, TyperArgument):
+            # The argument's name and help say what it is.
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+    made = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    # --help is made when help is shown; bare, like every other flag.
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
+
+
 def run_cli(app: typer.Typer, **kwargs: Any) -> None:
     """Run ``app``, turning our own errors into one line and exit code 1."""
+    command = typer.main.get_command(app)
+    _plain_metavars(command)
     try:
-        app(standalone_mode=True, **kwargs)
+        command(standalone_mode=True, **kwargs)
     except StrategyqError as exc:
         raise SystemExit(fail(str(exc)).exit_code) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
 import typer
@@ -22,8 +23,8 @@ from strategyq.cli.common import client, console, settings
 from strategyq.cli.tasks import render, wait_with_status
 from strategyq.client import add_backtest_task, add_screening_task
 from strategyq.data import MarketData, load_sample
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.examples import source
-from strategyq.server import EmbeddedServer
 
 SAMPLE_SYMBOLS = ["AAPL", "MSFT", "GOOG"]
 SAMPLE_UNIVERSE = ["AAPL", "MSFT", "GOOG", "IBM", "FB"]
@@ -64,10 +65,9 @@ def _free_port(preferred: int = 8000) -> int:
 def _start_dashboard(port: int) -> subprocess.Popen[bytes]:
     """``strategyq serve`` on ``port``, once it answers /readyz."""
     api = subprocess.Popen(
-        [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--log-level",
-         "WARNING"],
+        [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and api.poll() is None:
         try:
@@ -107,20 +107,82 @@ def register(app: typer.Typer) -> None:
         _show_sample_data(conf.data_dir)
         # The worker inherits our environment: the same Redis and STRATEGYQ_HOME.
         worker = subprocess.Popen(
-            [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0",
-             "--log-level", "WARNING"],
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "strategyq",
+                "worker",
+                "--metrics-port",
+                "0",
+                "--log-level",
+                "WARNING",
+            ],
+        )
         console.print(f"[bold]3.[/] worker started (pid {worker.pid})")
         port = _free_port()
         api: subprocess.Popen[bytes] | None = None
+        previous = _stop_on_signals()
         try:
             api = _start_dashboard(port)
             task_ids = _run_seed_tasks(r)
             _show_dashboard(api, f"http://127.0.0.1:{port}", task_ids, serve)
+        except _Stopped:
+            console.print("stopping (signal)")
         finally:
+            # A second signal must not cut the clean-up short.
+            for signum in previous:
+                signal.signal(signum, signal.SIG_IGN)
             _stop(api, worker, server if started_server else None)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         if worker.returncode not in (0, -signal.SIGTERM):
             raise typer.Exit(1)
+        if not serve:
+            _how_to_continue()
+
+
+class _Stopped(Exception):
+    """Raised in the demo's main thread by SIGTERM or SIGHUP, to clean up as Ctrl-C does."""
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGTERM and SIGHUP (a closed terminal) stop the demo like Ctrl-C; the old handlers."""
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise _Stopped
+
+    return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def _cli_name() -> str:
+    """How to call this ``strategyq`` from the shell that ran the demo."""
+    script = Path(sys.executable).with_name("strategyq")
+    found = shutil.which("strategyq")
+    if found and Path(found).resolve() == script.resolve():
+        return "strategyq"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _how_to_continue() -> None:
+    """The demo's last lines: the command that reopens the dashboard, and how to call the CLI."""
+    cli = _cli_name()
+    console.print(
+        f"\n[bold]next:[/] {cli} serve     # reopens the dashboard on these results "
+        "(kept 24 h), until Ctrl-C",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if cli != "strategyq":
+        venv = Path(sys.executable).parent
+        console.print(
+            f"      {cli} --help    # every command; or `source {venv}/activate` first "
+            "and type `strategyq …`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _show_sample_data(data_dir: Path) -> None:
@@ -175,11 +237,6 @@ def _show_dashboard(
         console.print(f"   serving {base}/ until Ctrl-C", highlight=False)
         with contextlib.suppress(KeyboardInterrupt):
             api.wait()
-    else:
-        console.print(
-            "   (`strategyq demo --serve` keeps it running; `strategyq serve` shows "
-            "these results for as long as they are kept, 24 h by default)"
-        )
 
 
 def _stop(

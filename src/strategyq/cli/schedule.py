@@ -69,7 +69,8 @@ def add_cmd(
     replace: Annotated[bool, typer.Option(help="Replace a schedule of the same name.")] = False,
 ) -> None:
     """Add a schedule: each due slot enqueues the task NAME:<slot time with offset>."""
-    from strategyq.cli.tasks import parse_grid, read_code
+    from strategyq.cli.tasks import read_code
+    from strategyq.protocol.args import parse_grid
 
     args: dict[str, Any] = {"strategy_code": read_code(strategy)}
     optional = {

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from strategyq.server import EmbeddedServer
+from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.settings import Settings
 
 app = typer.Typer(

@@ -57,8 +57,15 @@ def render_sweep(console: Console, data: dict[str, Any]) -> None:
 
 def _render_walk_forward(console: Console, walk: dict[str, Any], metric: str) -> None:
     table = Table(title="walk-forward folds")
-    for c in ("fold", "train", "test", "params", f"in-sample {metric}", f"out-of-sample {metric}",
-              "out-of-sample return"):  # fmt: skip
+    for c in (
+        "fold",
+        "train",
+        "test",
+        "params",
+        f"in-sample {metric}",
+        f"out-of-sample {metric}",
+        "out-of-sample return",
+    ):
         table.add_column(c)
     for fold in walk.get("folds") or []:
         table.add_row(

@@ -16,10 +16,11 @@ from rich.table import Table
 
 from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
-from strategyq.client import add_sweep_task, cancel_task, get_task_result, submit_task
-from strategyq.protocol import TERMINAL_STATUSES, TaskType
+from strategyq.client import cancel_task, get_task_result, submit_task
+from strategyq.protocol.args import TaskArg, args_for
+from strategyq.protocol.envelope import TaskType
+from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.queue import TaskQueue
-from strategyq.task_args import TaskArg, args_for
 
 submit_app = typer.Typer(
     help="Queue a backtest, a screening task or a parameter sweep.", no_args_is_help=True
@@ -39,49 +40,13 @@ def read_code(path: Path) -> str:
         raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _grid_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in {"true", "false"}:
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_grid(options: list[str]) -> dict[str, list[Any]]:
-    """``["fast=5,10,20", "slow=50,100"]`` as a param_grid (numbers where they parse)."""
-    grid: dict[str, list[Any]] = {}
-    for option in options:
-        name, sep, values = option.partition("=")
-        if not sep or not name.strip() or not values.strip():
-            raise fail(f"--grid {option!r} must look like NAME=V1,V2,… (e.g. fast=5,10,20)")
-        grid[name.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
-    return grid
-
-
-def _hold_days(value: str) -> int | None:
-    """``--hold-days``: a whole number, or none/null for no limit (the wire's null)."""
-    text = value.strip().lower()
-    if text in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise fail(
-            f"--hold-days {value!r} is not a whole number; use e.g. 5, or 'none' for no limit"
-        ) from None
-
-
 def _split(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
 def _option(arg: TaskArg) -> inspect.Parameter:
     """A keyword-only typer option for one task arg (required args have no default)."""
-    kind = str if arg.kind is list else arg.kind
+    kind: Any = list[str] if arg.repeat else (str if arg.kind is list else arg.kind)
     flags = f"{arg.option}/--no-{arg.option[2:]}" if kind is bool else arg.option
     option = typer.Option(flags, help=arg.help, show_default=False)
     if arg.required:
@@ -91,9 +56,50 @@ def _option(arg: TaskArg) -> inspect.Parameter:
     return inspect.Parameter(
         arg.name,
         inspect.Parameter.KEYWORD_ONLY,
-        annotation=Annotated[kind | None, option],  # type: ignore[valid-type]
+        annotation=Annotated[kind | None, option],
         default=None,
     )
+
+
+def task_table(task_type: TaskType) -> list[TaskArg]:
+    """The task args that become options of ``submit``/``run`` for ``task_type``."""
+    return [a for a in args_for(task_type) if a.name != "strategy_code"]
+
+
+# Args naming tickers: AAPL,MSFT, @FILE or all (read from the store this command sees).
+SYMBOL_ARGS = frozenset({"symbols", "universe"})
+
+
+def task_args_from(given: dict[str, Any], table: list[TaskArg]) -> dict[str, Any]:
+    """The wire ``args`` of the options given (popped from ``given``), strategy included."""
+    from strategyq.data.symbols import expand_symbols
+
+    args: dict[str, Any] = {"strategy_code": read_code(given.pop("strategy"))}
+    for arg in table:
+        value = given.pop(arg.name)
+        if value is None:
+            continue
+        if arg.from_cli is not None:
+            args[arg.name] = arg.from_cli(value)
+        elif arg.name in SYMBOL_ARGS:
+            args[arg.name] = expand_symbols(value, settings().data_dir)
+        else:
+            args[arg.name] = _split(value) if arg.kind is list else value
+    return args
+
+
+def with_options(
+    command: Callable[..., None],
+    table: list[TaskArg],
+    common: list[inspect.Parameter],
+    summary: str,
+) -> Callable[..., None]:
+    """``command`` with the STRATEGY argument, one option per table arg, then ``common``."""
+    params = [_COMMON[0], *(_option(a) for a in table), *common]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = summary
+    return command
 
 
 _COMMON = [
@@ -108,43 +114,48 @@ _COMMON = [
     ),
     inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, annotation=Wait, default=False),
     inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, annotation=AsJson, default=False),
-    inspect.Parameter("timeout", inspect.Parameter.KEYWORD_ONLY, annotation=Timeout, default=300.0),
 ]
 
 
-def _submit_command(task_type: TaskType, summary: str) -> Callable[..., None]:
+def _timeout(default_s: float) -> inspect.Parameter:
+    return inspect.Parameter(
+        "timeout", inspect.Parameter.KEYWORD_ONLY, annotation=Timeout, default=default_s
+    )
+
+
+def _submit_command(task_type: TaskType, summary: str, timeout_s: float) -> Callable[..., None]:
     """``strategyq submit <task_type>``, with one option per arg of the task-args table."""
-    table = [a for a in args_for(task_type) if a.name != "strategy_code"]
+    table = task_table(task_type)
 
     def command(**given: Any) -> None:
-        args: dict[str, Any] = {"strategy_code": read_code(given.pop("strategy"))}
-        for arg in table:
-            value = given.pop(arg.name)
-            if value is None:
-                continue
-            if arg.from_cli is not None:
-                args[arg.name] = arg.from_cli(value)
-            else:
-                args[arg.name] = _split(value) if arg.kind is list else value
+        args = task_args_from(given, table)
         r = client()
         _warn_without_workers(r)
-        message = {"task_id": given["task_id"] or str(uuid.uuid4()), "task_type": task_type.value,
-                   "args": args}  # fmt: skip
+        message = {
+            "task_id": given["task_id"] or str(uuid.uuid4()),
+            "task_type": task_type.value,
+            "args": args,
+        }
         tid = submit_task(r, message)
         _after_submit(r, tid, given["wait"], given["as_json"], given["timeout"])
 
-    params = [*_COMMON[:1], *(_option(a) for a in table), *_COMMON[1:]]
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = summary
-    return command
+    return with_options(command, table, [*_COMMON[1:], _timeout(timeout_s)], summary)
 
 
 submit_app.command("backtest")(
-    _submit_command(TaskType.BACKTEST, "Queue a backtest of STRATEGY over the symbols and dates.")
+    _submit_command(
+        TaskType.BACKTEST, "Queue a backtest of STRATEGY over the symbols and dates.", 300.0
+    )
 )
 submit_app.command("screening")(
-    _submit_command(TaskType.SCREENING, "Queue a screen of the universe with STRATEGY.")
+    _submit_command(TaskType.SCREENING, "Queue a screen of the universe with STRATEGY.", 300.0)
+)
+submit_app.command("sweep")(
+    _submit_command(
+        TaskType.SWEEP,
+        "Queue a parameter sweep of STRATEGY (a function of df and params) over the grid.",
+        1800.0,
+    )
 )
 
 
@@ -155,110 +166,6 @@ def _warn_without_workers(r: redis.Redis) -> None:
             "starts (run `strategyq worker`)",
             highlight=False,
         )
-
-
-@submit_app.command("sweep")
-def submit_sweep(
-    strategy: StrategyFile,
-    symbols: Annotated[str, typer.Option(help="Comma-separated tickers, e.g. AAPL,MSFT.")],
-    start: Annotated[str, typer.Option(help="First date, ISO 8601 (2010-01-01).")],
-    end: Annotated[str, typer.Option(help="Last date, ISO 8601 (2012-12-31).")],
-    grid: Annotated[
-        list[str], typer.Option(help="NAME=V1,V2,… values of one parameter (repeat per parameter).")
-    ],
-    maximize: Annotated[str, typer.Option(help="Metric to rank by.")] = "sharpe_ratio",
-    top_n: Annotated[int, typer.Option(help="How many of the best to list.")] = 10,
-    constraint: Annotated[
-        str | None, typer.Option(help="Condition on a combination, e.g. 'fast < slow'.")
-    ] = None,
-    walk_forward: Annotated[
-        str | None,
-        typer.Option(help="TRAIN:TEST sessions (e.g. 504:126): optimise, then test out of sample."),
-    ] = None,
-    heatmap: Annotated[
-        str | None,
-        typer.Option(help="X,Y: the two parameters of the heatmap (default: first two)."),
-    ] = None,
-    hold_days: Annotated[
-        str | None,
-        typer.Option(help="Most sessions a trade is held; 'none' = until an exit or a stop."),
-    ] = None,
-    entry: Annotated[str | None, typer.Option(help="next_open (default) or close.")] = None,
-    stop_loss_pct: Annotated[float | None, typer.Option(help="Stop loss, percent.")] = None,
-    take_profit_pct: Annotated[float | None, typer.Option(help="Take profit, percent.")] = None,
-    commission_bps: Annotated[float | None, typer.Option(help="Commission per side, bps.")] = None,
-    slippage_bps: Annotated[float | None, typer.Option(help="Slippage per side, bps.")] = None,
-    name: Annotated[str | None, typer.Option(help="A label for the run, e.g. 'sma grid'.")] = None,
-    tags: Annotated[
-        str | None, typer.Option(help="Comma-separated labels to search runs by, e.g. trend,v2.")
-    ] = None,
-    task_id: Annotated[str | None, typer.Option(help="Task id (default: a new UUID).")] = None,
-    wait: Wait = False,
-    as_json: AsJson = False,
-    timeout: Timeout = 1800.0,
-) -> None:
-    """Queue a parameter sweep of STRATEGY (a function of df and params) over the grid."""
-    options = _sweep_options(
-        hold_days, entry, stop_loss_pct, take_profit_pct, commission_bps, slippage_bps, heatmap
-    )
-    if name is not None:
-        options["name"] = name
-    if tags is not None:
-        options["tags"] = _split(tags)
-    walk = _walk_forward(walk_forward) if walk_forward else None
-    r = client()
-    _warn_without_workers(r)
-    tid = add_sweep_task(
-        r,
-        task_id or str(uuid.uuid4()),
-        read_code(strategy),
-        _split(symbols),
-        start,
-        end,
-        parse_grid(grid),
-        maximize=maximize,
-        top_n=top_n,
-        constraint=constraint,
-        walk_forward=walk,
-        **options,
-    )
-    _after_submit(r, tid, wait, as_json, timeout)
-
-
-def _sweep_options(
-    hold_days: str | None,
-    entry: str | None,
-    stop_loss_pct: float | None,
-    take_profit_pct: float | None,
-    commission_bps: float | None,
-    slippage_bps: float | None,
-    heatmap: str | None,
-) -> dict[str, Any]:
-    """The sweep's trade-model and heatmap options that were given."""
-    options: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "entry": entry,
-            "stop_loss_pct": stop_loss_pct,
-            "take_profit_pct": take_profit_pct,
-            "commission_bps": commission_bps,
-            "slippage_bps": slippage_bps,
-        }.items()
-        if v is not None
-    }
-    if hold_days is not None:
-        options["hold_days"] = _hold_days(hold_days)
-    if heatmap:
-        options["heatmap_params"] = _split(heatmap)
-    return options
-
-
-def _walk_forward(text: str) -> dict[str, int]:
-    """``--walk-forward TRAIN:TEST`` as the sweep's ``walk_forward`` arg."""
-    train, sep, test = text.partition(":")
-    if not sep or not train.strip().isdigit() or not test.strip().isdigit():
-        raise fail(f"--walk-forward {text!r} must be TRAIN:TEST sessions, e.g. 504:126")
-    return {"train_sessions": int(train), "test_sessions": int(test)}
 
 
 def _after_submit(r: redis.Redis, task_id: str, wait: bool, as_json: bool, timeout: float) -> None:
@@ -354,9 +261,11 @@ def _fmt(value: Any) -> str:
 
 def _render_backtest(data: dict[str, Any]) -> None:
     summary = data.get("summary", {})
+    warmup = summary.get("warmup_instances")
     console.print(
         f"{summary.get('total_instances')} instances ({summary.get('positive_signals')} signals) "
         f"over {summary.get('symbols_processed')} symbols, {summary.get('date_range')}"
+        + (f"; {warmup} more on warm-up rows before the start, left out" if warmup else "")
     )
     metrics = Table(title="performance metrics")
     metrics.add_column("metric")

@@ -1,10 +1,18 @@
 """Import daily bars from CSV or Parquet files, all or nothing.
 
-Two layouts are read, recognised by their columns (case and spaces ignored):
+Three layouts are read, recognised by their columns (case and spaces ignored):
 
 * long: ``ticker,date,open,high,low,close,volume[,adj_close]``, any number of tickers;
 * one file per ticker, Yahoo style: ``Date,Open,High,Low,Close,Adj Close,Volume``; the
-  ticker is ``--ticker`` or the file name without its suffixes (``BRK.B.csv`` → ``BRK.B``).
+  ticker is ``--ticker`` or the file name without its suffixes (``BRK.B.csv`` → ``BRK.B``);
+* what ``yfinance.download(...).to_csv()`` writes (yfinance 0.2.51 and later): three header
+  rows, ``Price`` / ``Ticker`` / ``Date`` (or ``Ticker`` first, with ``group_by="ticker"``),
+  one or many tickers, with ``auto_adjust`` on (adjusted OHLC, no ``Adj Close``) or off.
+  A ticker's empty cells on a date (a multi-ticker download before its listing) are no bar,
+  not a bad row.
+
+:func:`import_frame` takes a DataFrame instead of a file: a ``yfinance.download(...)``
+result as it is, a one-ticker frame indexed by date, or a long frame.
 
 Every file is parsed and checked before anything is written (``strategyq.data.validate``);
 one bad row anywhere rejects the whole import with a list of (file, line, reason), the
@@ -18,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,7 +121,7 @@ def parse_files(
             check(cols, problems)
             sources.append(cols)
     if fatal:
-        raise rejected(_ordered(fatal + problems, paths))
+        raise rejected(_ordered(fatal + problems, paths), fatal[0])
     try:
         bars = to_bars(sources, problems, skip_bad_rows)
     except ImportRejected as exc:
@@ -131,6 +140,121 @@ def _ordered(problems: list[Problem], paths: Sequence[Path]) -> list[Problem]:
     return sorted(problems, key=lambda p: (order.get(p[0], len(order)), p[1] is None, p[1] or 0))
 
 
+def import_frame(
+    root: Path,
+    frame: pd.DataFrame,
+    ticker: str | None = None,
+    *,
+    skip_bad_rows: bool = False,
+) -> ImportSummary:
+    """Validate a DataFrame of bars and upsert it into the store at ``root`` (all or nothing).
+
+    Args:
+        root: The store directory.
+        frame: ``yfinance.download(...)``'s result as it is (columns ``(Price, Ticker)``
+            or ``(Ticker, Price)``, one or many tickers, ``auto_adjust`` on or off); a
+            one-ticker frame indexed by date (``yf.Ticker(t).history()``), with
+            ``ticker``; or a long frame with ``ticker`` and ``date`` columns.
+        ticker: The ticker of a one-ticker frame without a ticker level or column.
+        skip_bad_rows: Store the good rows and report the bad ones instead of refusing.
+
+    Raises:
+        ImportRejected: a row is invalid (without ``skip_bad_rows``) or the frame's
+            layout is not one of these; nothing was written.
+    """
+    fatal: list[Problem] = []
+    problems: list[Problem] = []
+    raw = _frame_table(frame, fatal)
+    cols = None
+    if raw is not None and ticker is None and "ticker" not in raw.columns:
+        fatal.append(("DataFrame", None, "the frame has no ticker column or level; name its "
+                      "ticker: import_frame(root, frame, ticker='IBM')"))  # fmt: skip
+        raw = None
+    if raw is not None:
+        cols = _columns_of(raw, Path("DataFrame"), "DataFrame", ticker, None, fatal, problems,
+                           lines=False)  # fmt: skip
+    if cols is not None:
+        check(cols, problems)
+    if fatal or cols is None:
+        raise rejected(fatal + problems, fatal[0] if fatal else None)
+    bars = to_bars([cols], problems, skip_bad_rows)
+    Store(root).upsert(bars)
+    return ImportSummary(files=0, tickers=bars.tickers, rows=bars.rows, skipped=problems)
+
+
+_PRICE_FIELDS = {"open", "high", "low", "close", "adj close", "volume", "dividends",
+                 "stock splits", "capital gains", "repaired?"}  # fmt: skip
+
+
+def _frame_table(frame: pd.DataFrame, fatal: list[Problem]) -> pd.DataFrame | None:
+    """A DataFrame as the table a file would give (normalised names, a date column)."""
+    if isinstance(frame.columns, pd.MultiIndex):
+        long = _yfinance_long(frame)
+        if long is None:
+            fatal.append(("DataFrame", None, "its column levels are not yfinance's (Price and "
+                          "Ticker); pass a long frame with ticker and date columns"))  # fmt: skip
+            return None
+        table = long
+    else:
+        table = frame.copy()
+        if "date" not in {str(c).strip().lower() for c in table.columns}:
+            table = table.rename_axis("date").reset_index()
+    table.columns = [str(c).strip().lower().replace(" ", "_") for c in table.columns]
+    return table.reset_index(drop=True)
+
+
+def _yfinance_long(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """A yfinance download (MultiIndex columns, either level order) as one row per bar.
+
+    Rows whose fields are all empty for a ticker are no bar (that ticker did not
+    trade that day) and are left out. The index keeps each row's position in the
+    download, so a CSV's problems name its line.
+    """
+    if frame.columns.nlevels != 2:
+        return None
+    levels = [{str(v).strip().lower() for v in frame.columns.get_level_values(i)} for i in (0, 1)]
+    price_level = next((i for i in (0, 1) if levels[i] <= _PRICE_FIELDS), None)
+    if price_level is None:
+        return None
+    ticker_level = 1 - price_level
+    parts = []
+    for name in dict.fromkeys(frame.columns.get_level_values(ticker_level)):
+        part: pd.DataFrame = frame.xs(name, axis=1, level=ticker_level)  # type: ignore[assignment]
+        part = part.loc[:, ~part.columns.duplicated()]
+        empty = part.isna().to_numpy() | (part.astype(str).map(str.strip) == "").to_numpy()
+        present = ~empty.all(axis=1)
+        part = part[present]
+        part = (
+            part.rename_axis("date").reset_index(names="date")
+            if "date" not in part.columns
+            else part
+        )
+        part.insert(0, "ticker", str(name))
+        part.index = pd.Index(np.flatnonzero(present))
+        parts.append(part)
+    long = pd.concat(parts) if parts else pd.DataFrame()
+    long.columns = [str(c) for c in long.columns]
+    return long
+
+
+def _yfinance_header(path: Path) -> bool:
+    """Whether a CSV starts with yfinance's three header rows (Price / Ticker / Date)."""
+    try:
+        with _open_text(path) as handle:
+            firsts = [handle.readline().split(",", 1)[0].strip().lower() for _ in range(3)]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return sorted(firsts[:2]) == ["price", "ticker"] and firsts[2] in ("date", "datetime")
+
+
+def _open_text(path: Path) -> Any:
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt")
+    return path.open()
+
+
 def _read_columns(
     path: Path,
     ticker: str | None,
@@ -143,6 +267,21 @@ def _read_columns(
     raw = _read_table(path, parquet, fatal)
     if raw is None:
         return None
+    return _columns_of(raw, path, name, ticker, date_format, fatal, problems, lines=not parquet)
+
+
+def _columns_of(
+    raw: pd.DataFrame,
+    path: Path,
+    name: str,
+    ticker: str | None,
+    date_format: str | None,
+    fatal: list[Problem],
+    problems: list[Problem],
+    *,
+    lines: bool,
+) -> Columns | None:
+    """A read table's columns for validation, or None after filing why it is unusable."""
     reason = _layout_problem(raw, ticker)
     if reason:
         fatal.append((name, None, reason))
@@ -159,7 +298,9 @@ def _read_columns(
         days=_days(raw["date"], date_format),
         values={c: _numbers(raw[c]) for c in (*REQUIRED[1:], "adj_close") if c in raw.columns},
         shown=lambda row, col: _shown(raw, row, col),
-        lines=None if parquet else raw.index.to_numpy(dtype=np.int64) + 2,
+        lines=raw.index.to_numpy(dtype=np.int64) + raw.attrs.get("first_line", 2)
+        if lines
+        else None,
         date_hint=date_hint(date_format),
     )
     for code, value in enumerate(names):
@@ -183,6 +324,8 @@ def _read_table(path: Path, parquet: bool, fatal: list[Problem]) -> pd.DataFrame
     except Exception as exc:  # any parser failure is a property of the input file
         fatal.append((name, None, f"cannot read the file as CSV or Parquet: {exc}"))
         return None
+    if raw.attrs.get("yfinance"):
+        return raw
     raw.columns = [str(c).strip().lower().replace(" ", "_") for c in raw.columns]
     if not parquet:
         # Blank lines were kept so that the index maps to the editor's line numbers.
@@ -234,6 +377,16 @@ def _read_raw(path: Path, parquet: bool) -> pd.DataFrame:
     if parquet:
         frame: pd.DataFrame = pq.ParquetFile(path).read().to_pandas()
         return frame.reset_index(drop=True)
+    if _yfinance_header(path):
+        wide = pd.read_csv(path, header=[0, 1], index_col=0, skiprows=[2], dtype=str,
+                           keep_default_na=False, skipinitialspace=True)  # fmt: skip
+        long = _yfinance_long(wide)
+        if long is None:
+            raise ValueError("its Price/Ticker header rows name no price columns")
+        long.columns = [str(c).strip().lower().replace(" ", "_") for c in long.columns]
+        # Data starts on line 4, after the three header rows.
+        long.attrs.update(yfinance=True, first_line=4)
+        return long
     return pd.read_csv(
         path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False
     )

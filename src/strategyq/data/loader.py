@@ -125,9 +125,17 @@ class MarketData:
         if cached is not None:
             return cached
         result, size = _load(
-            self.store, manifest, requested, first, last, adjusted, warmup_sessions,
-            lookback_sessions, indicators, history_sessions,
-        )  # fmt: skip
+            self.store,
+            manifest,
+            requested,
+            first,
+            last,
+            adjusted,
+            warmup_sessions,
+            lookback_sessions,
+            indicators,
+            history_sessions,
+        )
         self.cache.put(key, result, size)
         return result
 

@@ -335,9 +335,21 @@ def _ticker_date_order(
     return full, tid[full], day[full]
 
 
-def rejected(problems: list[Problem]) -> ImportRejected:
-    """The error of an import refused for ``problems``."""
+def rejected(problems: list[Problem], unusable: Problem | None = None) -> ImportRejected:
+    """The error of an import refused for ``problems``.
+
+    ``unusable``: a whole source that cannot be read as bars (its layout, not a row);
+    ``--skip-bad-rows`` cannot help there, so the message says what is wrong instead.
+    """
     sources = len({p[0] for p in problems if p[0]})
+    if unusable is not None:
+        more = len(problems) - 1
+        return ImportRejected(
+            f"import rejected: {unusable[0]}: {unusable[2]}"
+            + (f" (and {more} more problem(s), listed)" if more > 0 else "")
+            + "; nothing was stored",
+            problems,
+        )
     return ImportRejected(
         f"import rejected: {len(problems)} problem(s) in {max(sources, 1)} source(s); nothing "
         "was stored. Fix the rows listed and import again, or import the good rows with "

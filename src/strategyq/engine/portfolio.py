@@ -1,10 +1,13 @@
 """Candidate trades → the portfolio: slot-limited selection, sizing and the daily equity curve.
 
 Time on a session is two instants: its open (``2*day``) and its close
-(``2*day + 1``). A trade holds a slot from its entry instant to the close of
-its exit session; a slot freed at a close can be taken by an entry at that
-same close. Each trade is sized at ``1/max_positions`` of the equity marked at
-the close of the calendar session before its entry session.
+(``2*day + 1``). A trade holds a slot from its entry instant to its exit
+instant: the open of its exit session when it fills there (an exit signal
+at the next open, a stop or target the open gapped through), else that
+session's close. A slot freed at an instant can be taken by an entry at that
+same instant (exits fill before entries). Each trade is sized at
+``1/max_positions`` of the equity marked at the close of the calendar session
+before its entry session.
 """
 
 from __future__ import annotations

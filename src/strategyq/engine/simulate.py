@@ -33,8 +33,9 @@ class Candidates:
     """One row per signal that can trade; ``source`` indexes the caller's signal arrays.
 
     ``exit_at_open`` marks trades that leave at their exit session's open (an
-    exit instance filled at the next open); ``exit_source`` is the index of the
-    exit signal that closed the trade, or -1.
+    exit instance filled at the next open, or a stop or target the open gapped
+    through): their slot is free from that open on. ``exit_source`` is the
+    index of the exit signal that closed the trade, or -1.
     """
 
     source: IntArray
@@ -124,11 +125,18 @@ def simulate(
         # A trade leaving at an open meets no stop on that session: the exit fills first.
         checked_to = exit_row - at_open.astype(np.int64)
         _apply_stops(
-            market, model, entries.sig_row, checked_to, exit_row, entries.entry_price,
-            entries.short, exit_price, reason,
-        )  # fmt: skip
+            market,
+            model,
+            entries.sig_row,
+            checked_to,
+            exit_row,
+            entries.entry_price,
+            entries.short,
+            exit_price,
+            reason,
+            at_open,
+        )
         stopped = np.isin(reason, (EXIT_STOP, EXIT_TARGET, EXIT_TRAILING))
-        at_open &= ~stopped
         exit_source[stopped] = -1
     candidates, unpriced_exits = _priced_candidates(
         entries, exit_row, exit_price, reason, at_open, exit_source, model.cost_per_side
@@ -315,10 +323,13 @@ def _apply_stops(
     short: BoolArray,
     exit_price: FloatArray,
     reason: IntArray,
+    at_open: BoolArray,
 ) -> None:
     """Move exits forward to the first held session that touches a stop or target (in place).
 
-    Sessions ``sig_row + 1 … checked_to`` are checked in order. The trailing
+    Sessions ``sig_row + 1 … checked_to`` are checked in order; ``at_open`` is
+    set for a moved exit that fills at the session's open (a gap through the
+    stop or target), cleared for one that fills during the session. The trailing
     stop sits ``trailing_stop_pct`` below the highest of the entry price and
     the closes of the sessions held before the one checked (above the lowest,
     for shorts); the tighter of it and the fixed stop applies.
@@ -326,13 +337,34 @@ def _apply_stops(
     sign, stop_l, target_l = _stop_levels(model, entry, short)
     trail = model.trailing_stop_pct
     if trail is None:
-        _fixed_stops(market, sig_row, checked_to, exit_row, short, exit_price, reason, stop_l,
-                     target_l)  # fmt: skip
+        _fixed_stops(
+            market,
+            sig_row,
+            checked_to,
+            exit_row,
+            short,
+            exit_price,
+            reason,
+            at_open,
+            stop_l,
+            target_l,
+        )
         return
     _trailing_stops(
-        market, trail, sig_row, checked_to, exit_row, entry, short, exit_price, reason,
-        sign, stop_l, target_l,
-    )  # fmt: skip
+        market,
+        trail,
+        sig_row,
+        checked_to,
+        exit_row,
+        entry,
+        short,
+        exit_price,
+        reason,
+        at_open,
+        sign,
+        stop_l,
+        target_l,
+    )
 
 
 def _stop_levels(
@@ -365,6 +397,7 @@ def _trailing_stops(
     short: BoolArray,
     exit_price: FloatArray,
     reason: IntArray,
+    at_open: BoolArray,
     sign: FloatArray,
     stop_l: FloatArray,
     target_l: FloatArray,
@@ -404,6 +437,7 @@ def _trailing_stops(
         idx = live[done]
         exit_price[idx] = s[done] * fill[done]
         exit_row[idx] = row[done]
+        at_open[idx] = (gap_stop | gap_target)[done]
         stopped = (gap_stop | hit_stop)[done]
         reason[idx] = np.where(
             stopped, np.where(trailing[done], EXIT_TRAILING, EXIT_STOP), EXIT_TARGET
@@ -425,6 +459,7 @@ def _fixed_stops(
     short: BoolArray,
     exit_price: FloatArray,
     reason: IntArray,
+    at_open: BoolArray,
     stop_l: FloatArray,
     target_l: FloatArray,
 ) -> None:
@@ -475,4 +510,5 @@ def _fixed_stops(
         idx = trade[hit]
         exit_price[idx] = s[hit] * fill
         exit_row[idx] = row[hit]
+        at_open[idx] = (gap_stop | gap_target)[hit]
         reason[idx] = np.where((gap_stop | hit_stop)[hit], EXIT_STOP, EXIT_TARGET)

@@ -35,6 +35,7 @@ import orjson
 
 from strategyq.errors import SandboxUnavailable, StrategyqError
 from strategyq.executor.frames import read_frame, write_frame
+from strategyq.protocol.results import Stage
 from strategyq.settings import Settings
 
 # Variables an executor may inherit: none of them can hold a secret.
@@ -163,7 +164,7 @@ class ExecutorProcess:
         return self.layers
 
     def run(
-        self, raw: bytes, on_stage: Callable[[str], None], *, deadline_s: float | None = None
+        self, raw: bytes, on_stage: Callable[[Stage], None], *, deadline_s: float | None = None
     ) -> RunOutcome:
         """Run one task message; ``on_stage`` is called with each stage name as it starts.
 
@@ -191,7 +192,7 @@ class ExecutorProcess:
                     return RunOutcome(ok=True, data=frame[len(_OK_PREFIX) : -1])
                 message = orjson.loads(frame)
                 if "stage" in message:
-                    on_stage(str(message["stage"]))
+                    on_stage(Stage(message["stage"]))
                     continue
                 return RunOutcome(
                     ok=False,

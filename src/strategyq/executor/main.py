@@ -34,7 +34,8 @@ from strategyq.settings import Settings
 
 if TYPE_CHECKING:
     from strategyq.data import MarketData
-    from strategyq.protocol import Task
+    from strategyq.protocol.results import Stage
+    from strategyq.protocol.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -91,26 +92,20 @@ def _discard_cancels(fd: int) -> None:
 
 
 def _error_reply(exc: StrategyqError) -> bytes:
-    logs = getattr(exc, "logs", None)
-    printed = logs.fields() if isinstance(logs, Logs) else {}
-    return orjson.dumps({"ok": False, "error": str(exc), "error_type": exc.error_type, **printed})
+    return orjson.dumps({"ok": False, **error_fields(exc)})
 
 
-_INTERNAL = orjson.dumps(
-    {
-        "ok": False,
-        "error": "internal error while running the task; the worker log has the details",
-        "error_type": "internal",
-    }
-)
+def _internal_reply() -> bytes:
+    return orjson.dumps({"ok": False, "error": INTERNAL_ERROR, "error_type": "internal"})
 
 
 def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     """The executor's main loop: one request at a time until the worker closes the pipe."""
     # Loaded at start-up, before the ready message, rather than during the first task.
     from strategyq.data import MarketData
-    from strategyq.protocol import parse_task  # noqa: F401
-    from strategyq.tasks import fit_payload, run_task  # noqa: F401
+    from strategyq.executor.run.dispatch import run_task  # noqa: F401
+    from strategyq.executor.run.payload import fit_payload  # noqa: F401
+    from strategyq.protocol.task import parse_task  # noqa: F401
 
     die_with_parent()
     ignore_terminal_signals()
@@ -132,9 +127,32 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
             write_frame(resp_fd, _error_reply(exc))
         except Exception:
             log.exception("executor failed on a task")
-            write_frame(resp_fd, _INTERNAL)
+            write_frame(resp_fd, _internal_reply())
         finally:
             release_memory()
+
+
+def parse_request(settings: Settings, request: bytes) -> Task:
+    """The one full parse and validation of a task, with the worker's limits."""
+    from strategyq.protocol.task import parse_task
+
+    return parse_task(
+        request,
+        max_task_bytes=settings.max_task_bytes,
+        max_symbols=settings.max_symbols,
+        max_limit=settings.max_screening_limit,
+        max_combinations=settings.sweep_max_combinations,
+    )
+
+
+def error_fields(exc: StrategyqError) -> dict[str, Any]:
+    """A failed run's reply fields: the error, its type, and what the strategy printed."""
+    logs = getattr(exc, "logs", None)
+    printed = logs.fields() if isinstance(logs, Logs) else {}
+    return {"error": str(exc), "error_type": exc.error_type, **printed}
+
+
+INTERNAL_ERROR = "internal error while running the task; the worker log has the details"
 
 
 @dataclass
@@ -149,18 +167,10 @@ class _Executor:
 
     def answer(self, request: bytes) -> bytes:
         """Parse and run one task under its watchdog; the reply frame of a completed task."""
-        from strategyq.protocol import parse_task
-        from strategyq.tasks import fit_payload
+        from strategyq.executor.run.payload import fit_payload
 
         settings = self.settings
-        # The one full parse and validation of the task, with the worker's limits.
-        task = parse_task(
-            request,
-            max_task_bytes=settings.max_task_bytes,
-            max_symbols=settings.max_symbols,
-            max_limit=settings.max_screening_limit,
-            max_combinations=settings.sweep_max_combinations,
-        )
+        task = parse_request(settings, request)
         time_limit_s = settings.sandbox.capped(
             time_limit_s=task.options.timeout_s, memory_mb=task.options.memory_mb
         ).time_limit_s
@@ -182,14 +192,16 @@ class _Executor:
             if guard.fired is not None:
                 # Interrupted anywhere, maybe between a message from the sandbox host
                 # and its bookkeeping: a fresh host is the known-good state.
-                log.warning("task stopped by the watchdog (%s); restarting the sandbox host",
-                            guard.fired.error_type)  # fmt: skip
+                log.warning(
+                    "task stopped by the watchdog (%s); restarting the sandbox host",
+                    guard.fired.error_type,
+                )
                 self.restart_host()
         return b'{"ok":true,"data":' + body + b"}"
 
     def run(self, task: Task) -> dict[str, Any]:
         """Run one task on this executor's data and sandbox host."""
-        from strategyq.tasks import run_task
+        from strategyq.executor.run.dispatch import run_task
 
         settings = self.settings
         return run_task(
@@ -204,7 +216,7 @@ class _Executor:
             chunk_size=settings.sweep_chunk_size,
         )
 
-    def stage(self, name: str) -> None:
+    def stage(self, name: Stage) -> None:
         """Tell the worker which stage the task has reached."""
         write_frame(self.resp_fd, orjson.dumps({"stage": name}))
 

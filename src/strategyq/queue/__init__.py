@@ -22,7 +22,6 @@ from strategyq.queue.types import (
     FinishVerdict,
     Reaped,
     RecentTask,
-    Stage,
     StopReason,
 )
 
@@ -32,7 +31,6 @@ __all__ = [
     "FinishVerdict",
     "Reaped",
     "RecentTask",
-    "Stage",
     "StopReason",
     "TaskQueue",
     "recent_tasks",

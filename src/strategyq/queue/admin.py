@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 import redis
 
-from strategyq.protocol import decode_result
+from strategyq.protocol.results import decode_result
 from strategyq.queue import keys, records
 from strategyq.queue.types import text
+from strategyq.settings import DEFAULT_RESULT_TTL_S
 
 
 def queue_stats(client: redis.Redis, queue: str) -> dict[str, Any]:
@@ -75,7 +76,11 @@ class RetryReport:
 
 
 def retry_dead_letters(
-    client: redis.Redis, queue: str, task_id: str | None = None, *, result_ttl_s: int = 86400
+    client: redis.Redis,
+    queue: str,
+    task_id: str | None = None,
+    *,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
 ) -> RetryReport:
     """Push dead-lettered tasks back onto the queue (all, or one task id).
 

@@ -12,7 +12,7 @@ nothing grows without bound.
 from __future__ import annotations
 
 RESULT_PREFIX = "task_result:"
-"""STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default 86400)."""
+"""STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default one day)."""
 
 PREFIX = "strategyq:"
 
@@ -107,12 +107,6 @@ def sweep_chunks(task_id: str) -> str:
     """HASH chunk index -> that chunk's result (JSON), each set once (HSETNX).
     TTL ``result_ttl_s``; deleted when the sweep's result is written."""
     return f"{PREFIX}sweep_chunks:{task_id}"
-
-
-def chunk_id(sweep_id: str, index: int) -> str:
-    """The task id of a sweep's chunk: ``{sweep_id}/chunk/0007``. Its record lives at
-    ``task_result:{chunk id}`` like any task's."""
-    return f"{sweep_id}/chunk/{index:04d}"
 
 
 def recent_by(status: str | None = None, task_type: str | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from strategyq.protocol import decode_result
+from strategyq.protocol.results import decode_result
 from strategyq.queue import keys
 from strategyq.queue.types import RecentTask, text
 

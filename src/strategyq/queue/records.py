@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from strategyq.protocol import Status, dumps, envelope, error_data, utc_now_iso
+from strategyq.protocol.results import Status, dumps, envelope, error_data, utc_now_iso
 
 
 def queued(task_id: str, **extra: Any) -> bytes:

@@ -31,15 +31,15 @@ import redis
 from cronsim import CronSim, CronSimError
 
 from strategyq.errors import ScheduleExists, ScheduleNotFound, TaskValidationError
-from strategyq.protocol import dumps, parse_submitted, utc_now_iso
+from strategyq.protocol.results import dumps, utc_now_iso
+from strategyq.protocol.task import parse_submitted
 from strategyq.queue import keys
-from strategyq.queue.scripts import source
-from strategyq.settings import QUEUE_NAME
+from strategyq.queue.scripts import scripts_for
+from strategyq.settings import DEFAULT_RESULT_TTL_S, QUEUE_NAME
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-DEFAULT_RESULT_TTL_S = 86400
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ def run_now(
 
 
 class Ticker:
-    """Runs :func:`tick` for one client (the fire script registered once)."""
+    """Runs :func:`tick` for one client (its fire script is the client's registered one)."""
 
     def __init__(
         self,
@@ -306,7 +306,7 @@ class Ticker:
         self.client = client
         self.queue = queue
         self.result_ttl_s = result_ttl_s
-        self._fire = client.register_script(source("schedule_fire"))
+        self._fire = scripts_for(client).schedule_fire
 
     def tick(self, now: datetime | None = None) -> list[str]:
         """Enqueue every schedule's latest due slot not enqueued yet; returns their task ids."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from strategyq.protocol import utc_now_iso
+from strategyq.protocol.results import utc_now_iso
 from strategyq.queue import keys
 from strategyq.queue.transitions import TaskQueue, now_ms
 from strategyq.queue.types import Claim, text

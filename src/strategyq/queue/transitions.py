@@ -17,13 +17,11 @@ import orjson
 import redis
 
 from strategyq.errors import TaskIdInUse
-from strategyq.protocol import TERMINAL_STATUSES, decode_result, utc_now_iso
+from strategyq.protocol.results import TERMINAL_STATUSES, Stage, decode_result, utc_now_iso
 from strategyq.queue import keys, records
 from strategyq.queue.scripts import scripts_for
-from strategyq.queue.types import Claim, FinishVerdict, Reaped, Stage, text
-from strategyq.settings import QUEUE_NAME
-
-DEFAULT_RESULT_TTL_S = 86400
+from strategyq.queue.types import Claim, FinishVerdict, Reaped, text
+from strategyq.settings import DEFAULT_RESULT_TTL_S, QUEUE_NAME
 
 log = logging.getLogger(__name__)
 

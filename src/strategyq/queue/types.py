@@ -1,19 +1,10 @@
-"""Typed replies of the queue's transitions, and the names of stages and stop reasons."""
+"""Typed replies of the queue's transitions, and the names of stop reasons."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-
-
-class Stage(StrEnum):
-    """Where a running task is; written to its ``running`` record as ``data.stage``."""
-
-    STARTING = "starting"
-    LOADING_DATA = "loading_data"
-    RUNNING_STRATEGY = "running_strategy"
-    COMPUTING_METRICS = "computing_metrics"
 
 
 class StopReason(StrEnum):

@@ -8,6 +8,7 @@ the parent; tracebacks keep only the strategy's own frames.
 from __future__ import annotations
 
 import contextlib
+import difflib  # imported here: after lock-down the child can open no module file
 import errno
 import marshal
 import os
@@ -100,8 +101,25 @@ def _first_line(exc: BaseException) -> int | None:
     return None
 
 
-def classify(exc: BaseException, source: str) -> tuple[str, str]:
-    """Map an exception raised while running the strategy to (error type, message)."""
+def _column_hint(exc: BaseException, columns: Any) -> str:
+    """For a ``KeyError`` on a column name: the columns ``df`` has, nearest first."""
+    key = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+    try:
+        names = [str(c) for c in columns]
+    except Exception:
+        return ""
+    if not isinstance(key, str) or not names or key in names:
+        return ""
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    nearest = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"\ndf has no column {key!r}{nearest} df's columns: {', '.join(names)}"
+
+
+def classify(exc: BaseException, source: str, columns: Any = ()) -> tuple[str, str]:
+    """Map an exception raised while running the strategy to (error type, message).
+
+    ``columns``: the strategy frame's columns, named when a ``KeyError`` is a column.
+    """
     frames = _user_frames(exc, source.splitlines())
     where = f" ({frames[0]})" if frames else ""
     if isinstance(exc, errors.SandboxError):
@@ -132,7 +150,7 @@ def classify(exc: BaseException, source: str) -> tuple[str, str]:
             f"{_describe(exc)}",
         )
     body = "\n".join(["Traceback (strategy code only):", *frames, _describe(exc)])
-    return "strategy_error", body
+    return "strategy_error", body + _column_hint(exc, columns)
 
 
 def _send(payload: bytes) -> None:
@@ -185,7 +203,7 @@ def _run_all(
         try:
             values.append(_call(function, view, takes_params, run.get("params")))
         except BaseException as exc:
-            kind, message = classify(exc, source)
+            kind, message = classify(exc, source, getattr(frame, "columns", ()))
             return result.encode_error(kind, f"with params {run.get('params')}: {message}")
     try:
         return result.encode_runs(values)
@@ -311,7 +329,7 @@ def main(
                 value = _call(function, frame, takes_params, calls.get("params"))
                 payload = result.encode_result(value)
         except BaseException as exc:
-            kind, message = classify(exc, source)
+            kind, message = classify(exc, source, getattr(frame, "columns", ()))
             payload = result.encode_error(kind, message)
         capture = lockdown.CAPTURE
         _send(payload + result.encode_logs(capture.text(), capture.truncated))

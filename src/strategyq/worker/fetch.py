@@ -10,13 +10,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import redis
 
-from strategyq.executor.client import ExecutorProcess
+from strategyq.executor.interface import Executor
 from strategyq.queue import StopReason, TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.worker.inflight import InFlightTasks
+from strategyq.worker.lifecycle import TaskRunner
 from strategyq.worker.pool import ExecutorPool
 from strategyq.worker.redis_health import RedisHealth
-from strategyq.worker.runner import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class FetchLoop:
             self.runner.inflight.hold(raw)
             self._futures.add(self._threads.submit(self._run_one, raw, executor))
 
-    def _run_one(self, raw: bytes, executor: ExecutorProcess) -> None:
+    def _run_one(self, raw: bytes, executor: Executor) -> None:
         try:
             executor = self.runner.handle(raw, executor)
         finally:
@@ -94,8 +94,11 @@ class FetchLoop:
         if pending:
             log.info("waiting up to %.0fs for %d task(s)", grace_period_s, len(pending))
         while pending and time.monotonic() < deadline:
-            wait(pending, timeout=min(0.2, max(deadline - time.monotonic(), 0.01)),
-                 return_when=FIRST_COMPLETED)  # fmt: skip
+            wait(
+                pending,
+                timeout=min(0.2, max(deadline - time.monotonic(), 0.01)),
+                return_when=FIRST_COMPLETED,
+            )
             pending = {f for f in pending if not f.done()}
         if pending:
             inflight.stop_all(StopReason.SHUTDOWN)

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from strategyq.connection import follow_primary
-from strategyq.protocol import dumps, utc_now_iso
+from strategyq.protocol.results import dumps, utc_now_iso
 from strategyq.queue import TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.settings import Settings
@@ -122,8 +122,12 @@ def _process_start(pid: int) -> str | None:
 def incarnation() -> dict[str, Any]:
     """What tells this process from other incarnations of its worker id (heartbeat fields)."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot_id": _boot_id(), "pid": pid,
-            "pid_start": _process_start(pid)}  # fmt: skip
+    return {
+        "host": socket.gethostname(),
+        "boot_id": _boot_id(),
+        "pid": pid,
+        "pid_start": _process_start(pid),
+    }
 
 
 def is_previous_incarnation(record: dict[str, Any]) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from strategyq.protocol.results import Stage
+
 
 @dataclass
 class Hooks:
@@ -17,7 +19,7 @@ class Hooks:
     simulates a reply lost on the wire.
     """
 
-    def at_stage(self, task_id: str, stage: str) -> None:
+    def at_stage(self, task_id: str, stage: Stage) -> None:
         """A task reached ``stage``."""
 
     def after_finish(self, task_id: str) -> None:

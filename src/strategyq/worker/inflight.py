@@ -8,9 +8,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategyq.executor.client import ExecutorProcess
-from strategyq.protocol import Envelope
-from strategyq.queue import Stage, StopReason
+from strategyq.executor.interface import Executor
+from strategyq.protocol.envelope import Envelope
+from strategyq.protocol.results import Stage
+from strategyq.queue import StopReason
 
 
 @dataclass
@@ -20,12 +21,12 @@ class InFlight:
     task: Envelope
     token: str
     attempt: int
-    executor: ExecutorProcess
+    executor: Executor
     started_at: str
     started: float = field(default_factory=time.monotonic)
     stop_reason: StopReason | None = None
-    stage: str = Stage.STARTING
-    stage_written: str = Stage.STARTING
+    stage: Stage = Stage.STARTING
+    stage_written: Stage = Stage.STARTING
 
     def stop(self, reason: StopReason) -> bool:
         """Kill the run's sandbox; the first reason asked is the one that counts.

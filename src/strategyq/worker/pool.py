@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from strategyq.errors import SandboxUnavailable
 from strategyq.executor.client import ExecutorProcess
+from strategyq.executor.interface import Executor, ExecutorFactory
 from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,19 @@ REQUIRED_LAYERS = ("landlock", "seccomp", "canary")
 class ExecutorPool:
     """``settings.concurrency`` executors; a task thread borrows one and gives it back."""
 
-    def __init__(self, settings: Settings, *, insecure_no_sandbox: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        insecure_no_sandbox: bool,
+        factory: ExecutorFactory = ExecutorProcess,
+    ) -> None:
         # The executor and its sandbox host read every setting from here.
         self.settings = replace(settings, insecure_no_sandbox=insecure_no_sandbox)
+        self.factory = factory
         self.layers: dict[str, bool] = {}
-        self._idle: queue.Queue[ExecutorProcess] = queue.Queue()
-        self._all: list[ExecutorProcess] = []
+        self._idle: queue.Queue[Executor] = queue.Queue()
+        self._all: list[Executor] = []
 
     def start(self) -> bool:
         """Start every executor (warmed up in parallel); False when a required layer is missing.
@@ -33,7 +41,7 @@ class ExecutorPool:
         Call from a thread that lives as long as the worker: an executor dies
         with the thread that spawned it.
         """
-        executors = [ExecutorProcess(self.settings) for _ in range(self.settings.concurrency)]
+        executors = [self.factory(self.settings) for _ in range(self.settings.concurrency)]
         for ex in executors:
             ex.spawn()
         layer_sets = [ex.wait_ready() for ex in executors]  # every one, not just the first
@@ -54,20 +62,20 @@ class ExecutorPool:
             self._idle.put(ex)
         return True
 
-    def borrow(self, timeout_s: float) -> ExecutorProcess | None:
+    def borrow(self, timeout_s: float) -> Executor | None:
         """An idle executor, or None when none frees up within ``timeout_s``."""
         try:
             return self._idle.get(timeout=timeout_s)
         except queue.Empty:
             return None
 
-    def give_back(self, executor: ExecutorProcess) -> None:
+    def give_back(self, executor: Executor) -> None:
         """Return a borrowed executor; a dead one is replaced by a fresh one first."""
         if not executor.alive():
             executor = self.replace(executor)
         self._idle.put(executor)
 
-    def replace(self, dead: ExecutorProcess) -> ExecutorProcess:
+    def replace(self, dead: Executor) -> Executor:
         """A fresh executor in place of ``dead`` (killed first, if it still runs or is stopped).
 
         Raises:
@@ -76,7 +84,7 @@ class ExecutorPool:
         dead.kill()
         dead.close()
         for attempt in range(1, 4):
-            fresh = ExecutorProcess(self.settings)
+            fresh = self.factory(self.settings)
             try:
                 fresh.start()
             except (SandboxUnavailable, OSError) as exc:

@@ -5,7 +5,7 @@ moved atomically from ``strategy_queue`` into this worker's processing list
 (``BLMOVE … RIGHT LEFT``: FIFO, like the seed's ``BRPOP``, but never only in
 memory), claimed with a fencing token, run by one of ``concurrency``
 executor processes, and finished with one atomic terminal write. The parts:
-:mod:`.fetch` (the loop), :mod:`.pool` (executors), :mod:`.runner` (one
+:mod:`.fetch` (the loop), :mod:`.pool` (executors), :mod:`.lifecycle` (one
 task), :mod:`.watcher` (stages, cancels), :mod:`.heartbeat` (liveness).
 """
 
@@ -24,6 +24,8 @@ import redis
 from strategyq import __version__
 from strategyq.connection import connect
 from strategyq.errors import ConnectionFailed, RedisMisconfigured
+from strategyq.executor.client import ExecutorProcess
+from strategyq.executor.interface import ExecutorFactory
 from strategyq.observability import HealthServer, WorkerMetrics
 from strategyq.preflight import check_server
 from strategyq.queue import StopReason, TaskQueue
@@ -33,9 +35,9 @@ from strategyq.worker.fetch import FetchLoop
 from strategyq.worker.heartbeat import Heartbeat, incarnation, unique_worker_id
 from strategyq.worker.hooks import Hooks
 from strategyq.worker.inflight import InFlightTasks
+from strategyq.worker.lifecycle import Tally, TaskRunner
 from strategyq.worker.pool import ExecutorPool
 from strategyq.worker.redis_health import RedisHealth
-from strategyq.worker.runner import Tally, TaskRunner
 from strategyq.worker.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,9 @@ class Worker:
         insecure_no_sandbox: run strategies without Landlock and seccomp.
         handle_signals: install the SIGTERM/SIGINT handlers (main thread only).
         hooks: callbacks at fixed points of each task (tests inject faults with them).
+        executor_factory: builds each slot's executor (default: an executor process;
+            :class:`~strategyq.executor.inprocess.InProcessExecutor` in tests of the
+            worker's own logic).
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class Worker:
         insecure_no_sandbox: bool = False,
         handle_signals: bool = True,
         hooks: Hooks | None = None,
+        executor_factory: ExecutorFactory = ExecutorProcess,
     ) -> None:
         self.settings = settings
         self.burst = burst
@@ -72,6 +78,7 @@ class Worker:
         self.insecure_no_sandbox = insecure_no_sandbox or settings.insecure_no_sandbox
         self.handle_signals = handle_signals
         self.hooks = hooks or Hooks()
+        self.executor_factory = executor_factory
         self.metrics = WorkerMetrics(settings.worker_id)
         self.health = RedisHealth(self.metrics)
         self.worker_id = settings.worker_id
@@ -125,7 +132,9 @@ class Worker:
                 "RUNNING WITHOUT THE SANDBOX (--insecure-no-sandbox): strategies run without "
                 "Landlock and seccomp; never do this with untrusted code"
             )
-        pool = ExecutorPool(s, insecure_no_sandbox=self.insecure_no_sandbox)
+        pool = ExecutorPool(
+            s, insecure_no_sandbox=self.insecure_no_sandbox, factory=self.executor_factory
+        )
         if not pool.start():
             return 2
         self.layers = pool.layers
@@ -175,9 +184,14 @@ class Worker:
             schedules = ScheduleThread(ticker, self.settings.schedule_interval_s)
             schedules.start()
         loop = FetchLoop(
-            self.tasks, self.worker_id, pool, runner, self.health,
-            burst=self.burst, stopping=self._stopping,
-        )  # fmt: skip
+            self.tasks,
+            self.worker_id,
+            pool,
+            runner,
+            self.health,
+            burst=self.burst,
+            stopping=self._stopping,
+        )
         log.info(
             "worker %s started: queue %s, concurrency %d, sandbox layers %s",
             self.worker_id,

@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 
 from strategyq.executor.client import RunOutcome
-from strategyq.protocol import Envelope, Status, dumps, envelope, utc_now_iso
+from strategyq.protocol.chunks import chunk_position, read_fanout
+from strategyq.protocol.envelope import Envelope
+from strategyq.protocol.results import Stage, Status, dumps, envelope, utc_now_iso
 from strategyq.queue import Claim, TaskQueue, records
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.queue.types import text
@@ -41,7 +43,7 @@ class SweepWorker:
         assert task.sweep_id is not None
         sweep_id = task.sweep_id
         running = records.running(
-            task.task_id, task.task_type.value, self.worker_id, started_at, "starting"
+            task.task_id, task.task_type.value, self.worker_id, started_at, Stage.STARTING
         )
         return self.health.retry(
             lambda: self.sweeps.claim_chunk(
@@ -53,9 +55,8 @@ class SweepWorker:
     def fan_out(self, run: InFlight, outcome: RunOutcome) -> str:
         """The executor planned the sweep: queue its chunks and acknowledge it."""
         task = run.task
-        fanout = orjson.loads(outcome.data)["fanout"]
-        plan = dict(fanout["plan"], started_at=run.started_at, started_epoch=time.time())
-        chunks = [dumps(c) for c in fanout["chunks"]]
+        plan, chunks = read_fanout(outcome.data)
+        plan.update(started_at=run.started_at, started_epoch=time.time())
         running = dumps(
             envelope(
                 Status.RUNNING,
@@ -65,7 +66,7 @@ class SweepWorker:
                     "fanned_out": True,
                     "worker_id": self.worker_id,
                     "started_at": run.started_at,
-                    "stage": "running_chunks",
+                    "stage": Stage.RUNNING_CHUNKS,
                     "chunks": len(chunks),
                     "progress": {"done": 0, "total": plan["total"]},
                 },
@@ -73,16 +74,25 @@ class SweepWorker:
         )
         verdict = self.health.retry(
             lambda: self.sweeps.fan_out(
-                self.worker_id, task.task_id, run.token, task.raw, running, dumps(plan),
-                int(plan["total"]), chunks,
+                self.worker_id,
+                task.task_id,
+                run.token,
+                task.raw,
+                running,
+                dumps(plan),
+                int(plan["total"]),
+                chunks,
             ),
             what=f"fan-out of sweep {task.task_id}",
-        )  # fmt: skip
+        )
         log.info(
             "sweep %s: %s, %d combinations in %d chunks",
-            task.task_id, verdict, plan["total"], len(chunks),
+            task.task_id,
+            verdict,
+            plan["total"],
+            len(chunks),
             extra={"task_id": task.task_id, "outcome": verdict},
-        )  # fmt: skip
+        )
         return verdict
 
     def chunk_finished(self, run: InFlight, outcome: RunOutcome) -> str:
@@ -94,8 +104,7 @@ class SweepWorker:
         task = run.task
         assert task.sweep_id is not None
         sweep_id = task.sweep_id
-        args = orjson.loads(task.raw)["args"]
-        index, count = int(args["chunk"]), len(args["combinations"])
+        index, count = chunk_position(task.raw)
         if not outcome.ok:
             return self._chunk_failed(run, outcome, sweep_id, index)
         chunk_record = dumps(
@@ -112,11 +121,18 @@ class SweepWorker:
         )
         counted = self.health.retry(
             lambda: self.sweeps.chunk_done(
-                self.worker_id, task.task_id, sweep_id, index, count, run.token, task.raw,
-                chunk_record, outcome.data,
+                self.worker_id,
+                task.task_id,
+                sweep_id,
+                index,
+                count,
+                run.token,
+                task.raw,
+                chunk_record,
+                outcome.data,
             ),
             what=f"count of chunk {task.task_id}",
-        )  # fmt: skip
+        )
         if counted is not ChunkVerdict.ASSEMBLE:
             return counted.value
         plan_raw, done, chunk_values = self.health.retry(
@@ -168,8 +184,14 @@ class SweepWorker:
         sweep_id = task.sweep_id
         return self.health.retry(
             lambda: self.sweeps.finish(
-                self.worker_id, task.task_id, sweep_id, run.token, task.raw, chunk_record,
-                sweep_record, failed=failed,
+                self.worker_id,
+                task.task_id,
+                sweep_id,
+                run.token,
+                task.raw,
+                chunk_record,
+                sweep_record,
+                failed=failed,
             ),
             what=f"result of sweep {sweep_id}",
-        )  # fmt: skip
+        )

@@ -1,8 +1,9 @@
-"""The wire format: task messages in, result envelopes out.
+"""Task messages: the typed :class:`Task` and its args, parsed once at the edge.
 
-A task is parsed once, at the edge, into a typed :class:`Task`; nothing
-deeper in the code sees raw JSON. Results are plain JSON (no NaN, no numpy
-types) with ISO 8601 UTC times ending in ``Z``.
+Nothing deeper in the code sees a task's raw JSON: :func:`parse_task` (the
+executor's one full parse) and :func:`parse_submitted` (a producer's check)
+turn a message into a :class:`Task` or a :class:`MalformedTask` that says
+what to fix.
 """
 
 from __future__ import annotations
@@ -12,34 +13,24 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from strategyq.errors import TaskValidationError
+from strategyq.protocol.envelope import (
+    MalformedTask,
+    TaskType,
+    decode_message,
+    message_task_id,
+    message_task_type,
+    show,
+    too_large,
+)
+from strategyq.protocol.results import dumps
 from strategyq.sweep.folds import WalkForward, parse_walk_forward
 from strategyq.sweep.grid import Grid, expand
 from strategyq.trademodel import TradeModel
-
-
-class TaskType(StrEnum):
-    BACKTEST = "backtest"
-    SCREENING = "screening"
-    SWEEP = "sweep"
-    SWEEP_CHUNK = "sweep_chunk"
-    """One chunk of a sweep's combinations; made by the worker that fans a sweep out."""
-
-
-class Status(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.ERROR, Status.CANCELLED})
 
 DEFAULT_SCREENING_LIMIT = 100
 DEFAULT_TOP_N = 10
@@ -51,14 +42,6 @@ MAX_BACKTEST_LOOKBACK_SESSIONS = 5_000
 MAX_SWEEP_ID_CHARS = 180
 TRADE_ARGS = frozenset(f.name for f in fields(TradeModel))
 """Sweep parameters with these names set the trade model too (``hold_days``, ``stop_loss_pct``)."""
-
-
-class MalformedTask(TaskValidationError):
-    """Raised when a queued message is not a valid task (``task_id`` set when readable)."""
-
-    def __init__(self, message: str, task_id: str | None = None) -> None:
-        super().__init__(message)
-        self.task_id = task_id
 
 
 @dataclass(frozen=True)
@@ -95,6 +78,8 @@ class BacktestArgs:
     benchmark: str | None = None
     params: Mapping[str, Any] | None = None
     """The strategy's ``params`` argument (a ``f(df, params)`` strategy)."""
+    strict_symbols: bool = False
+    """A symbol missing from the store fails the task before the strategy runs."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +122,7 @@ class ScreeningArgs:
     limit: int
     as_of: date | None = None
     lookback_sessions: int | None = None
+    strict_symbols: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,14 +138,6 @@ class Task:
         return self.args.strategy_code
 
 
-# ----------------------------------------------------------------------------- times
-
-
-def utc_now_iso() -> str:
-    """Now, as ``2024-01-15T10:30:00Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_datetime(value: Any, field_name: str) -> datetime:
     """A naive UTC datetime from the accepted date forms.
 
@@ -169,7 +147,7 @@ def parse_datetime(value: Any, field_name: str) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise TaskValidationError(
             f"{field_name} must be an ISO 8601 date string such as '2024-01-01T00:00:00Z', "
-            f"got {_show(value)}"
+            f"got {show(value)}"
         )
     text = value.strip()
     if text.endswith(("Z", "z")):
@@ -178,7 +156,7 @@ def parse_datetime(value: Any, field_name: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise TaskValidationError(
-            f"{field_name}={_show(value)} is not a valid date; use ISO 8601 such as "
+            f"{field_name}={show(value)} is not a valid date; use ISO 8601 such as "
             "'2024-01-01', '2024-01-01T00:00:00' or '2024-01-01T00:00:00Z'"
         ) from None
     if parsed.tzinfo is not None:
@@ -186,18 +164,10 @@ def parse_datetime(value: Any, field_name: str) -> datetime:
     return parsed
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-# ----------------------------------------------------------------------------- parsing
-
-
 def _require_str(args: Mapping[str, Any], name: str) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise TaskValidationError(f"args.{name} must be a non-empty string, got {_show(value)}")
+        raise TaskValidationError(f"args.{name} must be a non-empty string, got {show(value)}")
     return value
 
 
@@ -207,7 +177,7 @@ def _symbols(args: Mapping[str, Any], name: str, max_symbols: int) -> tuple[str,
         value = [s for s in value.split(",")]
     if not isinstance(value, list) or not value:
         raise TaskValidationError(
-            f"args.{name} must be a non-empty list of ticker strings, got {_show(value)}"
+            f"args.{name} must be a non-empty list of ticker strings, got {show(value)}"
         )
     if len(value) > max_symbols:
         raise TaskValidationError(
@@ -217,12 +187,10 @@ def _symbols(args: Mapping[str, Any], name: str, max_symbols: int) -> tuple[str,
     seen: set[str] = set()
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            raise TaskValidationError(
-                f"args.{name}[{i}] must be a ticker string, got {_show(item)}"
-            )
+            raise TaskValidationError(f"args.{name}[{i}] must be a ticker string, got {show(item)}")
         ticker = item.strip().upper()
         if len(ticker) > 32:
-            raise TaskValidationError(f"args.{name}[{i}] is not a ticker: {_show(item)}")
+            raise TaskValidationError(f"args.{name}[{i}] is not a ticker: {show(item)}")
         if ticker not in seen:
             seen.add(ticker)
             out.append(ticker)
@@ -236,7 +204,7 @@ def _positive_number(args: Mapping[str, Any], name: str, *, integer: bool) -> An
     ok = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
         kind = "a positive whole number" if integer else "a positive number"
-        raise TaskValidationError(f"args.{name} must be {kind}, got {_show(value)}")
+        raise TaskValidationError(f"args.{name} must be {kind}, got {show(value)}")
     return value
 
 
@@ -253,7 +221,7 @@ def _name(args: Mapping[str, Any]) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_CHARS:
         raise TaskValidationError(
             f"args.name must be a non-empty string of at most {MAX_NAME_CHARS} characters "
-            f"(a label such as 'sma cross'), got {_show(value)}"
+            f"(a label such as 'sma cross'), got {show(value)}"
         )
     return value.strip()
 
@@ -267,12 +235,12 @@ def _tags(args: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > MAX_TAGS:
         raise TaskValidationError(
             f"args.tags must be a list of at most {MAX_TAGS} tags such as "
-            f'["trend", "v2"], got {_show(value)}'
+            f'["trend", "v2"], got {show(value)}'
         )
     for tag in value:
         if not isinstance(tag, str) or len(tag) > MAX_TAG_CHARS or not _TAG.match(tag):
             raise TaskValidationError(
-                f"args.tags: {_show(tag)} is not a tag; use letters, digits and _ . : / + - "
+                f"args.tags: {show(tag)} is not a tag; use letters, digits and _ . : / + - "
                 f"(at most {MAX_TAG_CHARS} characters, starting with a letter or digit)"
             )
     return tuple(dict.fromkeys(value))
@@ -300,7 +268,7 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         )
     adjusted = args.get("adjusted", True)
     if not isinstance(adjusted, bool):
-        raise TaskValidationError(f"args.adjusted must be true or false, got {_show(adjusted)}")
+        raise TaskValidationError(f"args.adjusted must be true or false, got {show(adjusted)}")
     try:
         model = TradeModel.from_args(args)
     except TaskValidationError as exc:
@@ -314,7 +282,7 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         or not 0 <= lookback <= MAX_BACKTEST_LOOKBACK_SESSIONS
     ):
         raise TaskValidationError(
-            f"args.lookback_sessions={_show(lookback)} is not allowed; use a whole number from 0 "
+            f"args.lookback_sessions={show(lookback)} is not allowed; use a whole number from 0 "
             f"to {MAX_BACKTEST_LOOKBACK_SESSIONS} (sessions of history before start_date)"
         )
     benchmark = None
@@ -322,13 +290,13 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
     if raw_benchmark is not None:
         if not isinstance(raw_benchmark, str) or not raw_benchmark.strip():
             raise TaskValidationError(
-                f"args.benchmark must be a ticker string such as 'SPY', got {_show(raw_benchmark)}"
+                f"args.benchmark must be a ticker string such as 'SPY', got {show(raw_benchmark)}"
             )
         benchmark = _symbols({"benchmark": [raw_benchmark]}, "benchmark", 1)[0]
     params = args.get("params")
     if params is not None and not isinstance(params, dict):
         raise TaskValidationError(
-            f"args.params must be an object (the strategy's second argument), got {_show(params)}"
+            f"args.params must be an object (the strategy's second argument), got {show(params)}"
         )
     return BacktestArgs(
         strategy_code=code,
@@ -343,6 +311,7 @@ def _backtest_args(args: Mapping[str, Any], max_symbols: int) -> BacktestArgs:
         lookback_sessions=lookback,
         benchmark=benchmark,
         params=params,
+        strict_symbols=_flag(args, "strict_symbols"),
     )
 
 
@@ -352,7 +321,7 @@ def _metric(args: Mapping[str, Any]) -> str:
     metric = args.get("maximize", DEFAULT_MAXIMIZE)
     if metric not in METRIC_NAMES:
         raise TaskValidationError(
-            f"args.maximize must name a metric ({', '.join(METRIC_NAMES)}), got {_show(metric)}"
+            f"args.maximize must name a metric ({', '.join(METRIC_NAMES)}), got {show(metric)}"
         )
     return str(metric)
 
@@ -388,7 +357,7 @@ def _sweep_args(
         ):
             raise TaskValidationError(
                 "args.heatmap_params must name two different parameters of the grid "
-                f"({', '.join(grid.names)}), got {_show(heatmap)}"
+                f"({', '.join(grid.names)}), got {show(heatmap)}"
             )
         pair: tuple[str, str] | None = (str(heatmap[0]), str(heatmap[1]))
     else:
@@ -444,15 +413,25 @@ def _screening_args(args: Mapping[str, Any], max_symbols: int, max_limit: int) -
     limit = args.get("limit", DEFAULT_SCREENING_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0 or limit > max_limit:
         raise TaskValidationError(
-            f"args.limit must be a whole number from 1 to {max_limit}, got {_show(limit)}"
+            f"args.limit must be a whole number from 1 to {max_limit}, got {show(limit)}"
         )
     as_of = None
     if args.get("as_of") is not None:
         as_of = parse_datetime(args["as_of"], "args.as_of").date()
     lookback = _positive_number(args, "lookback_sessions", integer=True)
     return ScreeningArgs(
-        strategy_code=code, universe=universe, limit=limit, as_of=as_of, lookback_sessions=lookback
-    )
+        strategy_code=code, universe=universe, limit=limit, as_of=as_of,
+        lookback_sessions=lookback, strict_symbols=_flag(args, "strict_symbols"),
+    )  # fmt: skip
+
+
+def _flag(args: Mapping[str, Any], name: str) -> bool:
+    value = args.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise TaskValidationError(f"args.{name} must be true or false, got {show(value)}")
+    return value
 
 
 def parse_task(
@@ -470,14 +449,14 @@ def parse_task(
             when the message had a usable one (so the producer gets an error result).
     """
     data = raw.encode() if isinstance(raw, str) else raw
-    message = _decode_object(data)
-    task_id = _task_id(message)
+    message = decode_message(data)
+    task_id = message_task_id(message)
     if len(data) > max_task_bytes:
-        raise MalformedTask(_too_large(len(data), max_task_bytes), task_id)
-    task_type = _task_type(message, task_id)
+        raise MalformedTask(too_large(len(data), max_task_bytes), task_id)
+    task_type = message_task_type(message, task_id)
     args = message.get("args")
     if not isinstance(args, dict):
-        raise MalformedTask(f"args must be a JSON object, got {_show(args)}", task_id)
+        raise MalformedTask(f"args must be a JSON object, got {show(args)}", task_id)
     code = args.get("strategy_code")
     if isinstance(code, str) and len(code.encode()) > MAX_CODE_BYTES:
         raise MalformedTask(
@@ -525,132 +504,3 @@ def parse_submitted(message: Mapping[str, Any]) -> tuple[bytes, Task]:
             "be submitted; submit the whole sweep as task_type 'sweep' (docs/sweeps.md)"
         )
     return raw, parse_task(raw)
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """What the worker reads of a message: enough to claim it and log it.
-
-    The worker decodes the JSON once and checks only the envelope; the
-    executor validates the args (with the worker's limits) in its one full
-    parse, so a task is validated once per run, not once per process.
-    """
-
-    task_id: str
-    task_type: TaskType
-    strategy_code: str | None
-    raw: bytes
-    sweep_id: str | None = None
-    """The sweep a ``sweep_chunk`` belongs to (its cancel flag stops the chunk)."""
-    timeout_s: float | None = None  # the task's own time limit, when it asks for one
-
-
-def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) -> Envelope:
-    """The envelope of one queued message.
-
-    A message up to ``max_message_bytes`` is decoded to find its ``task_id``
-    wherever it sits (Go's ``json.Marshal`` sorts keys: ``args`` comes first),
-    so a producer hears back about an oversized task; beyond that hard cap the
-    message is not decoded at all.
-
-    Raises:
-        MalformedTask: ``task_id`` set when the message named one, so the
-            producer gets an error result; else it is for the dead letters.
-    """
-    if len(raw) > max_message_bytes:
-        raise MalformedTask(
-            f"message is {len(raw)} bytes, above the hard cap of {max_message_bytes} "
-            "(STRATEGYQ_MAX_MESSAGE_BYTES); it was not read: send tasks of at most "
-            f"{max_task_bytes} bytes (STRATEGYQ_MAX_TASK_BYTES)"
-        )
-    message = _decode_object(raw)
-    task_id = _task_id(message)
-    if len(raw) > max_task_bytes:
-        raise MalformedTask(_too_large(len(raw), max_task_bytes), task_id)
-    task_type = _task_type(message, task_id)
-    args = message.get("args")
-    code = args.get("strategy_code") if isinstance(args, dict) else None
-    sweep_id = args.get("sweep_id") if isinstance(args, dict) else None
-    # Read for the worker's deadline only; the executor validates it with the rest.
-    asked = args.get("timeout_seconds") if isinstance(args, dict) else None
-    timeout_s = (
-        float(asked)
-        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0
-        else None
-    )
-    return Envelope(
-        task_id,
-        task_type,
-        code if isinstance(code, str) else None,
-        raw,
-        sweep_id if task_type is TaskType.SWEEP_CHUNK and isinstance(sweep_id, str) else None,
-        timeout_s,
-    )
-
-
-def _too_large(size: int, limit: int) -> str:
-    return (
-        f"task message is {size} bytes; the limit is {limit} "
-        "(STRATEGYQ_MAX_TASK_BYTES): send less code or fewer symbols"
-    )
-
-
-def _decode_object(data: bytes) -> dict[str, Any]:
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedTask(f"task message is not valid JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise MalformedTask(
-            f"task message must be a JSON object, got a JSON {type(message).__name__}"
-        )
-    return message
-
-
-def _task_id(message: Mapping[str, Any]) -> str:
-    task_id = message.get("task_id")
-    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 200:
-        raise MalformedTask(
-            f"task_id must be a non-empty string of at most 200 characters, got {_show(task_id)}"
-        )
-    return task_id
-
-
-def _task_type(message: Mapping[str, Any], task_id: str) -> TaskType:
-    try:
-        return TaskType(str(message.get("task_type")))
-    except ValueError:
-        raise MalformedTask(
-            "task_type must be 'backtest', 'screening' or 'sweep', got "
-            f"{_show(message.get('task_type'))}",
-            task_id,
-        ) from None
-
-
-# ----------------------------------------------------------------------------- results
-
-
-def dumps(value: Any) -> bytes:
-    """Plain JSON bytes: NaN/Infinity become null, numpy scalars become numbers."""
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-
-
-def envelope(status: Status, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The result record stored at ``task_result:{id}``."""
-    return {"status": status.value, "data": dict(data), "updated_at": utc_now_iso()}
-
-
-def error_data(message: str, error_type: str, **extra: Any) -> dict[str, Any]:
-    """The ``data`` of an error result."""
-    return {"error": message, "error_type": error_type, "completed_at": utc_now_iso(), **extra}
-
-
-def decode_result(raw: bytes | str | None) -> dict[str, Any] | None:
-    """A stored result as a dict (None when absent or unreadable)."""
-    if raw is None:
-        return None
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None

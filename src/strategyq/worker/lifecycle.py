@@ -16,20 +16,14 @@ from typing import Any
 from strategyq.executor.client import (
     ExecutorDied,
     ExecutorHung,
-    ExecutorProcess,
     ExecutorStopped,
     RunOutcome,
 )
+from strategyq.executor.interface import Executor
 from strategyq.logs import strategy_fingerprint
 from strategyq.observability import WorkerMetrics
-from strategyq.protocol import (
-    Envelope,
-    MalformedTask,
-    Status,
-    TaskType,
-    read_envelope,
-    utc_now_iso,
-)
+from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
+from strategyq.protocol.results import Stage, Status, utc_now_iso
 from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, TaskQueue, records
 from strategyq.settings import Settings
 from strategyq.worker.hooks import Hooks
@@ -80,7 +74,7 @@ class TaskRunner:
         metrics: WorkerMetrics,
         health: RedisHealth,
         hooks: Hooks,
-        replace: Callable[[ExecutorProcess], ExecutorProcess],
+        replace: Callable[[Executor], Executor],
     ) -> None:
         self.tasks = tasks
         self.replace = replace
@@ -93,7 +87,7 @@ class TaskRunner:
         self.tally = Tally()
         self.sweeps = SweepWorker(tasks, settings, worker_id, health)
 
-    def handle(self, raw: bytes, executor: ExecutorProcess) -> ExecutorProcess:
+    def handle(self, raw: bytes, executor: Executor) -> Executor:
         """Run one message taken off the queue; never raises.
 
         Returns:
@@ -108,7 +102,7 @@ class TaskRunner:
             log.exception("unexpected failure handling a task; it goes back to the queue")
         return slot[0]
 
-    def _handle(self, raw: bytes, slot: list[ExecutorProcess]) -> None:
+    def _handle(self, raw: bytes, slot: list[Executor]) -> None:
         executor = slot[0]
         s = self.settings
         try:
@@ -124,12 +118,12 @@ class TaskRunner:
         self.metrics.set_in_flight(self.inflight.add(run))
         try:
             outcome = self._execute(run, slot)
-            self.hooks.at_stage(task.task_id, "finishing")
+            self.hooks.at_stage(task.task_id, Stage.FINISHING)
             self._finish(run, outcome)
         finally:
             self.metrics.set_in_flight(self.inflight.remove(task.task_id))
 
-    def _claim(self, task: Envelope, executor: ExecutorProcess) -> InFlight | None:
+    def _claim(self, task: Envelope, executor: Executor) -> InFlight | None:
         task_id = task.task_id
         started_at = utc_now_iso()
         if task.task_type is TaskType.SWEEP_CHUNK and task.sweep_id is not None:
@@ -148,12 +142,17 @@ class TaskRunner:
             )
             if claim.verdict is ClaimVerdict.SKIP:
                 self.tally.skipped += 1
-                log.info("task %s is already %s; skipped", task_id, claim.status,
-                         extra={"task_id": task_id})  # fmt: skip
+                log.info(
+                    "task %s is already %s; skipped",
+                    task_id,
+                    claim.status,
+                    extra={"task_id": task_id},
+                )
             else:
                 self.tally.cancelled += 1
-                log.info("task %s was cancelled before it started", task_id,
-                         extra={"task_id": task_id})  # fmt: skip
+                log.info(
+                    "task %s was cancelled before it started", task_id, extra={"task_id": task_id}
+                )
             return None
         run = InFlight(task, claim.token, claim.attempt, executor, started_at)
         self.metrics.task_started(task.task_type.value)
@@ -170,7 +169,7 @@ class TaskRunner:
                 "strategy": strategy_fingerprint(task.strategy_code or ""),
             },
         )
-        self.hooks.at_stage(task_id, "claimed")
+        self.hooks.at_stage(task_id, Stage.CLAIMED)
         return run
 
     def _duplicate(self, task: Envelope, status: str) -> None:
@@ -205,11 +204,11 @@ class TaskRunner:
             limit = min(limit, asked)
         return limit + self.settings.executor_margin_s
 
-    def _execute(self, run: InFlight, slot: list[ExecutorProcess]) -> RunOutcome:
+    def _execute(self, run: InFlight, slot: list[Executor]) -> RunOutcome:
         task_id = run.task.task_id
         clock = _StageClock(self.metrics, run.task.task_type.value)
 
-        def on_stage(stage: str) -> None:
+        def on_stage(stage: Stage) -> None:
             clock.enter(stage)
             self.hooks.at_stage(task_id, stage)
             # Written by the watcher thread: progress is off the task's critical path.
@@ -229,7 +228,7 @@ class TaskRunner:
             clock.enter(None)
 
     def _run_guarded(
-        self, run: InFlight, on_stage: Callable[[str], None], slot: list[ExecutorProcess]
+        self, run: InFlight, on_stage: Callable[[Stage], None], slot: list[Executor]
     ) -> RunOutcome:
         """Run under the worker's deadline; a run whose executor died or hung runs once
         more in a fresh executor (as for a killed sandbox host), then fails with the reason."""
@@ -465,10 +464,10 @@ class _StageClock:
     def __init__(self, metrics: WorkerMetrics, task_type: str) -> None:
         self.metrics = metrics
         self.task_type = task_type
-        self.stage: str | None = None
+        self.stage: Stage | None = None
         self.since = time.monotonic()
 
-    def enter(self, stage: str | None) -> None:
+    def enter(self, stage: Stage | None) -> None:
         now = time.monotonic()
         if self.stage is not None:
             self.metrics.stage_duration(self.task_type, self.stage, now - self.since)

@@ -12,35 +12,43 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import orjson
 
+from strategyq.data import LoadResult
 from strategyq.engine import Market, backtest_metrics, run_backtest
+from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError, TaskValidationError
-from strategyq.protocol import BacktestArgs, ChunkArgs, SweepArgs, Task
-from strategyq.queue import keys
+from strategyq.executor.run.backtest import (
+    backtest_request,
+    backtest_result,
+    benchmark_bars,
+    model_for,
+)
+from strategyq.executor.run.context import (
+    RunContext,
+    engine_market,
+    no_data_message,
+    refuse_missing,
+)
+from strategyq.protocol.chunks import chunk_messages, fanout
+from strategyq.protocol.results import Stage
+from strategyq.protocol.task import BacktestArgs, ChunkArgs, SweepArgs, Task
+from strategyq.sandbox import checker
+from strategyq.sandbox.forkserver import checked_program
 from strategyq.sandbox.result import ColumnRun
 from strategyq.sweep import folds as folding
 from strategyq.sweep.rank import best
 
-if TYPE_CHECKING:
-    from strategyq.data import LoadResult
-    from strategyq.tasks import _Run
 
-
-def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
+def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
     """The sweep's plan and its chunk tasks, for the worker to queue.
 
     Loads the range's bars first, so a sweep over symbols or dates the store
     does not hold fails at once, with the data error, before any chunk runs;
     a walk-forward's folds are cut from the range's sessions.
     """
-    from strategyq.sandbox import checker
-    from strategyq.sandbox.forkserver import checked_program
-    from strategyq.tasks import _no_data_message
-
     args = task.args
     assert isinstance(args, SweepArgs)
     bt = args.backtest
@@ -52,13 +60,19 @@ def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
             f"a sweep calls the strategy with each combination as its second argument: define "
             f"it as `def {report.entry}(df, params): ...` and read params['name']"
         )
-    run.stage("loading_data")
-    loaded = run.market.load(
-        list(bt.symbols), bt.start, bt.end, adjusted=bt.adjusted, warmup_sessions=0,
+    ctx.stage(Stage.LOADING_DATA)
+    if bt.strict_symbols:
+        refuse_missing(bt.symbols, ctx.market)
+    loaded = ctx.market.load(
+        list(bt.symbols),
+        bt.start,
+        bt.end,
+        adjusted=bt.adjusted,
+        warmup_sessions=0,
         indicators=False,
-    )  # fmt: skip
+    )
     if loaded.frame.empty:
-        raise DataError(_no_data_message(bt.symbols, loaded, "symbols"))
+        raise DataError(no_data_message(bt.symbols, loaded, "symbols", ctx.market))
     folds = sessions = left_out = None
     if args.walk_forward is not None:
         dates = np.unique(loaded.frame["date"].to_numpy().astype("datetime64[D]"))
@@ -66,72 +80,34 @@ def plan(task: Task, run: _Run, chunk_size: int) -> dict[str, Any]:
         made = folding.split(calendar, args.walk_forward)
         folds = [f.to_json() for f in made]
         sessions, left_out = len(calendar), len(calendar) - made[-1].test[1]
-    chunks = chunk_messages(task, folds, chunk_size)
-    return {
-        "fanout": {
-            "plan": {
-                "names": list(args.grid.names),
-                "axes": {k: list(v) for k, v in args.grid.axes.items()},
-                "maximize": args.maximize,
-                "top_n": args.top_n,
-                "constraint": args.constraint,
-                "heatmap": list(args.heatmap) if args.heatmap else None,
-                "expanded": args.grid.expanded,
-                "total": len(args.grid),
-                "chunks": len(chunks),
-                "walk_forward": args.walk_forward.to_json() if args.walk_forward else None,
-                "folds": folds,
-                "sessions": sessions,
-                "sessions_left_out": left_out,
-                "date_range": [bt.start_raw, bt.end_raw],
-                "symbols": list(bt.symbols),
-            },
-            "chunks": chunks,
-        }
-    }
-
-
-# Args of a sweep that its chunks do not need.
-_SWEEP_ONLY = ("param_grid", "constraint", "walk_forward", "top_n", "heatmap_params")
-
-
-def chunk_messages(
-    task: Task, folds: list[dict[str, Any]] | None, chunk_size: int
-) -> list[dict[str, Any]]:
-    """The sweep's combinations as ``sweep_chunk`` tasks, in grid order.
-
-    ``chunk_size`` counts strategy calls: a walk-forward combination makes two
-    per fold (its training and its test window), so its chunks hold fewer
-    combinations.
-    """
-    args = task.args
-    assert isinstance(args, SweepArgs)
-    raw_args = {k: v for k, v in orjson.loads(task.raw)["args"].items() if k not in _SWEEP_ONLY}
-    calls = 1 if folds is None else 2 * len(folds)
-    per_chunk = max(1, chunk_size // calls)
-    combos = list(enumerate(args.grid.combinations))
-    return [
+    chunks = chunk_messages(task, folds, ctx.chunk_size)
+    return fanout(
         {
-            "task_id": keys.chunk_id(task.task_id, n),
-            "task_type": "sweep_chunk",
-            "args": {
-                **raw_args,
-                "maximize": args.maximize,
-                "sweep_id": task.task_id,
-                "chunk": n,
-                "combinations": [[i, c] for i, c in combos[at : at + per_chunk]],
-                "folds": folds,
-            },
-        }
-        for n, at in enumerate(range(0, len(combos), per_chunk))
-    ]
+            "names": list(args.grid.names),
+            "axes": {k: list(v) for k, v in args.grid.axes.items()},
+            "maximize": args.maximize,
+            "top_n": args.top_n,
+            "constraint": args.constraint,
+            "heatmap": list(args.heatmap) if args.heatmap else None,
+            "expanded": args.grid.expanded,
+            "total": len(args.grid),
+            "chunks": len(chunks),
+            "walk_forward": args.walk_forward.to_json() if args.walk_forward else None,
+            "folds": folds,
+            "sessions": sessions,
+            "sessions_left_out": left_out,
+            "date_range": [bt.start_raw, bt.end_raw],
+            "symbols": list(bt.symbols),
+        },
+        chunks,
+    )
 
 
 def _day(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
+def run_chunk(task: Task, ctx: RunContext) -> dict[str, Any]:
     """Run every combination of the chunk in one child; return their metrics.
 
     Without walk-forward: ``{"rows": [{"index", "params", "metrics"}], "best":
@@ -140,17 +116,17 @@ def run_chunk(args: ChunkArgs, run: _Run) -> dict[str, Any]:
     every combination and, for the chunk's best in training, its test-window
     metrics and equity curve.
     """
-    from strategyq.tasks import _benchmark_bars, backtest_request, engine_market
-
+    args = task.args
+    assert isinstance(args, ChunkArgs)
     bt = args.backtest
     request = backtest_request(bt)
-    loaded, outputs, shape = run.strategy_on(
+    loaded, outputs, shape = ctx.strategy_on(
         bt.strategy_code, bt.symbols, request, "symbols", runs=_calls(args), keep_columns=True
     )
     market = engine_market(loaded)
-    bench = _benchmark_bars(bt, run.market) if bt.benchmark else None
-    run.stage("computing_metrics")
-    engine = _ChunkEngine(bt, market, bench, run.max_instances)
+    bench = benchmark_bars(bt, ctx.market) if bt.benchmark else None
+    ctx.stage(Stage.COMPUTING_METRICS)
+    engine = _ChunkEngine(bt, market, bench, ctx.max_instances)
     if args.folds is None:
         return _whole_range(args, engine, outputs, loaded, shape)
     return {"folds": _walk_forward(args, args.folds, engine, outputs)}
@@ -186,55 +162,60 @@ class _ChunkEngine:
         full: bool,
     ) -> dict[str, Any]:
         """The backtest of one call's instances with ``params``'s trade model."""
-        from strategyq.tasks import model_for
-
         bt = self.bt
         # Full: every list a backtest task returns, for the best and the test windows.
         rows = instances.rows() if isinstance(instances, ColumnRun) else instances
         cap = self.max_instances if full else 0
-        return run_backtest(
-            rows, self.market, model_for(bt, params), start=start, end=end,
-            max_instances=cap, max_trades=cap, benchmark=self.bench, benchmark_symbol=bt.benchmark,
-        )  # fmt: skip
+        payload = run_backtest(
+            rows,
+            self.market,
+            model_for(bt, params),
+            start=start,
+            end=end,
+            max_instances=cap,
+            max_trades=cap,
+            benchmark=self.bench,
+            benchmark_symbol=bt.benchmark,
+        )
+        return leave_out_warmup(payload, start)
 
     def metrics(
         self, instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
     ) -> dict[str, Any]:
         """The performance metrics alone of one call's instances."""
-        from strategyq.tasks import model_for
-
         bt = self.bt
         # The metrics alone, read from the columns when the child sent them so.
         given = instances.columns if isinstance(instances, ColumnRun) else instances
         return backtest_metrics(
-            given, self.market, model_for(bt, params), start=start, end=end,
-            benchmark=self.bench, benchmark_symbol=bt.benchmark,
-        )  # fmt: skip
+            given,
+            self.market,
+            model_for(bt, params),
+            start=start,
+            end=end,
+            benchmark=self.bench,
+            benchmark_symbol=bt.benchmark,
+        )
 
 
 def _whole_range(
     args: ChunkArgs, engine: _ChunkEngine, outputs: list[Any], loaded: LoadResult, shape: list[int]
 ) -> dict[str, Any]:
     """Every combination's metrics over the whole range, and the best one's full backtest."""
-    from strategyq.tasks import _data_warnings
-
     bt = args.backtest
     rows = []
     for (index, params), instances in zip(args.combinations, outputs, strict=True):
         rows.append(
-            {"index": index, "params": params,
-             "metrics": engine.metrics(instances, params, bt.start, bt.end)}
-        )  # fmt: skip
+            {
+                "index": index,
+                "params": params,
+                "metrics": engine.metrics(instances, params, bt.start, bt.end),
+            }
+        )
     top = best(rows, args.maximize)
     position = next(i for i, (index, _) in enumerate(args.combinations) if index == top["index"])
     result = engine.backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
     # As a single backtest with these params reports it.
-    summary = result["summary"]
-    summary["data_shape"] = shape
-    summary["lookback_sessions"] = bt.lookback_sessions
-    summary["missing_symbols"] = list(loaded.missing) + list(loaded.empty)
-    result["warnings"] = _data_warnings(loaded) + list(result.get("warnings", []))
-    result = {"success": True, "execution_mode": "backtest", **result}
+    result = backtest_result(result, bt, loaded, shape)
     return {
         "rows": rows,
         "best": {"index": top["index"], "params": top["params"], "result": result},

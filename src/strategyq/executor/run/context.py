@@ -1,0 +1,167 @@
+"""What every task run shares: the run's context, the engine's view of the data, data notes.
+
+This runs inside the executor process (no Redis, no secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from strategyq.data import LoadResult, MarketData
+from strategyq.engine import Market, market_from_frame
+from strategyq.errors import DataError
+from strategyq.protocol.results import Stage
+from strategyq.sandbox.forkserver import ForkClient
+from strategyq.settings import SandboxLimits
+
+log = logging.getLogger(__name__)
+
+StageCallback = Callable[[Stage], None]
+
+# Enough history for sma_200 plus the slower indicators to settle.
+WARMUP_SESSIONS = 250
+
+
+# The engine's flat view of a cached frame, kept as long as the loader keeps that
+# frame: a repeated task (the same symbols and range) skips rebuilding it. Frames
+# above the row cap are rebuilt each time, so the memo never holds much memory.
+MARKET_MEMO_MAX_ROWS = 1_000_000
+_markets: dict[int, tuple[weakref.ref[LoadResult], Market]] = {}
+
+
+def engine_market(loaded: LoadResult) -> Market:
+    """``market_from_frame(loaded.frame)``, built once per loaded (cached) frame."""
+    key = id(loaded)
+    entry = _markets.get(key)
+    if entry is not None and entry[0]() is loaded:
+        return entry[1]
+    market = market_from_frame(loaded.frame)
+    if len(loaded.frame) <= MARKET_MEMO_MAX_ROWS:
+        _markets[key] = (weakref.ref(loaded, lambda _ref: _markets.pop(key, None)), market)
+    return market
+
+
+def did_you_mean(missing: Sequence[str], market: MarketData | None) -> str:
+    """`` (did you mean APPL → AAPL?)`` when stored tickers are close to missing ones."""
+    from strategyq.data.symbols import did_you_mean as nearest_names
+
+    if not missing or market is None:
+        return ""
+    hint = nearest_names(missing, market.tickers())
+    return f" (did you mean {hint}?)" if hint else ""
+
+
+def refuse_missing(symbols: Sequence[str], market: MarketData) -> None:
+    """``strict_symbols``: fail, before the strategy runs, when a symbol is not stored."""
+    stored = set(market.tickers())
+    missing = [s for s in dict.fromkeys(x.strip().upper() for x in symbols) if s not in stored]
+    if missing:
+        raise DataError(
+            f"not in the store: {', '.join(missing[:20])}{did_you_mean(missing[:20], market)}; "
+            "strict_symbols is set, so nothing ran. Fix or drop these symbols, import their "
+            "bars (strategyq data import), or leave strict_symbols off to skip them"
+        )
+
+
+def no_data_message(
+    symbols: tuple[str, ...], loaded: LoadResult, what: str, market: MarketData | None = None
+) -> str:
+    parts = []
+    if loaded.missing:
+        hint = did_you_mean(loaded.missing[:20], market)
+        parts.append(f"not in the store: {', '.join(loaded.missing[:20])}{hint}")
+    if loaded.empty:
+        ranges = "; ".join(
+            f"{t} {loaded.ranges[t][0]}..{loaded.ranges[t][1]}"
+            for t in loaded.empty[:20]
+            if t in loaded.ranges
+        )
+        parts.append(f"no sessions in the range ({ranges})" if ranges else "no sessions")
+    detail = "; ".join(parts) or "no rows"
+    return (
+        f"no market data for {what} {', '.join(symbols[:20])}: {detail}. "
+        "Load data with 'strategyq data sample', 'strategyq data import' or "
+        "'strategyq data synth', or pick symbols and dates that the store holds"
+    )
+
+
+def data_warnings(loaded: LoadResult, market: MarketData | None = None) -> list[str]:
+    warnings = []
+    if loaded.missing:
+        hint = did_you_mean(loaded.missing, market)
+        warnings.append(f"symbols not in the store, skipped: {', '.join(loaded.missing)}{hint}")
+    if loaded.empty:
+        warnings.append(
+            f"symbols with no sessions in the range, skipped: {', '.join(loaded.empty)}"
+        )
+    return warnings
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What one task run needs besides its arguments."""
+
+    market: MarketData
+    fork: ForkClient
+    limits: SandboxLimits
+    stage: StageCallback
+    cancel_fd: int | None
+    insecure: bool
+    max_instances: int
+    chunk_size: int
+    """Strategy calls per chunk of a sweep."""
+
+    def strategy_on(
+        self,
+        code: str,
+        symbols: tuple[str, ...],
+        request: dict[str, Any],
+        what: str,
+        *,
+        params: dict[str, Any] | None = None,
+        runs: list[dict[str, Any]] | None = None,
+        keep_columns: bool = False,
+        strict: bool = False,
+    ) -> tuple[LoadResult, list[Any], list[int]]:
+        """Load the engine's frame, then run the strategy in a sandbox on the same data.
+
+        Returns the engine's frame (bars only), the strategy's instances and the
+        shape of the frame the strategy saw. What the strategy printed is in
+        ``self.fork.last_logs``.
+        """
+        self.stage(Stage.LOADING_DATA)
+        if strict:
+            refuse_missing(symbols, self.market)
+        # The sandbox host loads its copy of the frame at the same time as we load ours.
+        self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure)
+        loaded = self.market.load(
+            request["symbols"],
+            request["start"],
+            request["end"],
+            adjusted=request["adjusted"],
+            warmup_sessions=request["warmup_sessions"],
+            lookback_sessions=request["lookback_sessions"],
+            history_sessions=request.get("history_sessions", 0),
+            # The engine needs bars only; the strategy's frame (with indicators) lives
+            # in the sandbox host.
+            indicators=False,
+        )
+        if loaded.frame.empty:
+            raise DataError(no_data_message(symbols, loaded, what, self.market))
+        self.stage(Stage.RUNNING_STRATEGY)
+        instances, meta = self.fork.run(
+            code,
+            request,
+            self.limits,
+            cancel_fd=self.cancel_fd,
+            insecure_no_sandbox=self.insecure,
+            params=params,
+            runs=runs,
+            keep_columns=keep_columns,
+        )
+        self.stage(Stage.COMPUTING_METRICS)
+        return loaded, instances, list(meta["shape"])
