@@ -85,3 +85,25 @@ def test_archive_urls_and_their_passwords() -> None:
     assert "s3cret" not in repr(settings)
     home = Settings.from_env({"STRATEGYQ_HOME": "/tmp/h"})
     assert home.archive_db_url == "sqlite:////tmp/h/archive.db"
+
+
+def test_the_archiver_loads_no_sandbox_engine_or_executor() -> None:
+    import subprocess
+    import sys
+
+    def loaded(imports: str, prefixes: tuple[str, ...]) -> str:
+        code = (
+            f"import sys, {imports}\n"
+            f"print(','.join(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    # The archiver itself: no user code, no trading, no worker, not even pandas.
+    assert loaded("strategyq.archive.archiver", ("strategyq.worker", "strategyq.executor",
+                  "strategyq.sandbox", "strategyq.engine", "pandas")) == ""  # fmt: skip
+    # As 'strategyq archive' runs it, through the CLI.
+    forbidden = ("strategyq.sandbox", "strategyq.engine", "strategyq.executor.run",
+                 "strategyq.executor.main")  # fmt: skip
+    assert loaded("strategyq.cli, strategyq.cli.archive", forbidden) == ""
