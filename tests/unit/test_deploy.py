@@ -822,7 +822,7 @@ def test_the_redis_container_command_starts_valkey_with_that_config(tmp_path: Pa
             proc.wait(30)
 
 
-def test_only_workers_the_api_and_keda_reach_redis() -> None:
+def test_only_workers_the_api_the_archiver_and_keda_reach_redis() -> None:
     pol = workload("NetworkPolicy", "cache")["spec"]
     assert sorted(pol["policyTypes"]) == ["Egress", "Ingress"] and pol["egress"] == []
     (rule,) = pol["ingress"]
