@@ -834,6 +834,7 @@ def test_only_workers_the_api_the_archiver_and_keda_reach_redis() -> None:
     assert peers == [
         (None, {"app": "strategy-worker"}),
         (None, {"app": "strategyq-api"}),
+        (None, {"app": "strategyq-archiver"}),
         ({"kubernetes.io/metadata.name": "keda"}, {"app": "keda-operator"}),
     ]
     svc = workload("Service", "cache")
