@@ -178,3 +178,19 @@ class TaskCancelled(StrategyqError):
     """Raised when a running task was cancelled by a client."""
 
     error_type = "cancelled"
+
+
+class ArchiveError(StrategyqError):
+    """Raised when the run archive cannot do what was asked (see the message for the fix)."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """Raised when the run archive's database cannot be reached or written; try again later."""
+
+
+class ArchiveSchemaNewer(ArchiveError):
+    """Raised when the archive's schema is newer than this strategyq knows."""
+
+
+class RunNotFound(ArchiveError):
+    """Raised when no archived run has the id asked for."""

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -249,6 +250,14 @@ class _Pinger:
         done.set()
 
 
+class MetricsSource(Protocol):
+    """What :class:`HealthServer` serves: the worker's or the archiver's metrics."""
+
+    def render(self) -> bytes: ...
+
+    def set_redis_up(self, up: bool) -> None: ...
+
+
 class HealthServer:
     """Serves ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP from a daemon thread.
 
@@ -272,7 +281,7 @@ class HealthServer:
 
     def __init__(
         self,
-        metrics: WorkerMetrics,
+        metrics: MetricsSource,
         port: int,
         *,
         host: str = "127.0.0.1",

@@ -4,10 +4,12 @@ The reliability guarantees hold only while Redis keeps what it was given. A
 server that evicts keys under memory pressure can drop the queue itself
 (``allkeys-*``), or results and records that carry a TTL (``volatile-*``); one
 without persistence forgets every queued task on restart. Managed services
-often default to an evicting policy, so the worker reads both settings —
-``CONFIG GET`` where allowed, else ``INFO`` — and says plainly what they cost.
-An ``allkeys-*`` policy with a memory limit is refused unless the operator
-accepts it with ``STRATEGYQ_ALLOW_EVICTION=true``.
+often default to an evicting policy (ElastiCache's default parameter group has
+``volatile-lru``, under which a server short of memory dropped every finished
+result), so the worker reads both settings — ``CONFIG GET`` where allowed, else
+``INFO`` — and says plainly what they cost. Every evicting policy with a memory
+limit (``allkeys-*`` and ``volatile-*``) is refused unless the operator accepts
+it with ``STRATEGYQ_ALLOW_EVICTION=true``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ from strategyq.errors import RedisMisconfigured
 log = logging.getLogger(__name__)
 
 FIX_POLICY = (
-    "set maxmemory-policy noeviction (on a managed service: in its parameter group or "
-    "configuration), and give it memory for the backlog you expect"
+    "set maxmemory-policy noeviction and give the server memory for the backlog you expect; "
+    "AWS ElastiCache: in a custom parameter group attached to the cluster (the default "
+    "groups cannot be changed), aws elasticache modify-cache-parameter-group "
+    "--cache-parameter-group-name <group> --parameter-name-values "
+    "ParameterName=maxmemory-policy,ParameterValue=noeviction; Google Memorystore: gcloud "
+    "redis instances update <instance> --region <region> --update-redis-config "
+    "maxmemory-policy=noeviction; Azure Cache for Redis: Advanced settings, maxmemory-policy "
+    "noeviction (az redis update --name <cache> --resource-group <group> --set "
+    "redisConfiguration.maxmemory-policy=noeviction); self-hosted: maxmemory-policy "
+    "noeviction in redis.conf"
 )
 
 
@@ -91,12 +101,16 @@ def problems(config: ServerConfig) -> tuple[list[str], str | None]:
         else:
             refusal = text
     elif policy.startswith("volatile-"):
-        warnings.append(
+        text = (
             f"the server's maxmemory-policy is {policy}: when memory runs out it evicts keys "
-            "that have a TTL, so finished results, running/queued records and worker heartbeats "
-            "may disappear before they expire (the queue, processing lists and fencing tokens "
-            f"have no TTL and stay); {FIX_POLICY}"
+            "that have a TTL, so finished results vanish before anyone (or the run archive) "
+            "reads them, and running/queued records and worker heartbeats go early (the queue, "
+            f"processing lists and fencing tokens have no TTL and stay); {FIX_POLICY}"
         )
+        if config.maxmemory == 0:
+            warnings.append(text + " (no maxmemory is set, so nothing is evicted today)")
+        else:
+            refusal = text
     if config.aof is False:
         if config.rdb_schedule:
             warnings.append(
@@ -123,8 +137,8 @@ def check_server(client: redis.Redis, *, allow_eviction: bool) -> ServerConfig:
     """Log what the server's settings risk; refuse an evicting policy unless allowed.
 
     Raises:
-        RedisMisconfigured: ``allkeys-*`` eviction with a memory limit, and
-            ``allow_eviction`` is false.
+        RedisMisconfigured: an evicting policy (``allkeys-*``, ``volatile-*``) with a
+            memory limit, and ``allow_eviction`` is false.
     """
     config = read_config(client)
     warnings, refusal = problems(config)
@@ -134,7 +148,7 @@ def check_server(client: redis.Redis, *, allow_eviction: bool) -> ServerConfig:
         if not allow_eviction:
             raise RedisMisconfigured(
                 f"refusing to take tasks: {refusal}; or start the worker with "
-                "STRATEGYQ_ALLOW_EVICTION=true to accept losing tasks"
+                "STRATEGYQ_ALLOW_EVICTION=true to accept losing tasks and results"
             )
         log.warning("REDIS SETTINGS (accepted by STRATEGYQ_ALLOW_EVICTION): %s", refusal)
     return config

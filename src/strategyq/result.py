@@ -76,6 +76,30 @@ class Result:
             )
         return cls(record, task_id=task_id)
 
+    @classmethod
+    def from_archive(cls, task_id: str, url: str | None = None) -> Result:
+        """The archived result of ``task_id`` (kept past Redis' TTL by ``strategyq archive``),
+        with the args it was run with: the same object as :meth:`from_task` gave.
+
+        Args:
+            task_id: the run's task id.
+            url: the archive (default: ``STRATEGYQ_ARCHIVE_URL``, else SQLite under
+                ``$STRATEGYQ_HOME``).
+
+        Raises:
+            RunNotFound: no archived run has that id.
+        """
+        from strategyq.archive import open_archive
+
+        archive = open_archive(url)
+        try:
+            run = archive.run(task_id)
+            record = archive.result(task_id)
+        finally:
+            archive.close()
+        kind = run["task_type"] if run["task_type"] in ("backtest", "screening", "sweep") else None
+        return cls(record, task_args=run["args"] or {}, task_id=task_id, task_type=kind)
+
     # -- status ------------------------------------------------------------------------
 
     @property

@@ -511,7 +511,8 @@ class Settings:
     allow_eviction: bool = setting(
         False,
         "STRATEGYQ_ALLOW_EVICTION",
-        "start against an `allkeys-*` eviction policy anyway (tasks can vanish)",
+        "start against an evicting policy (`allkeys-*`, `volatile-*`) anyway "
+        "(tasks and results can vanish)",
     )
     grace_period_s: float = setting(
         25.0, "STRATEGYQ_GRACE_PERIOD", "time to finish in-flight tasks on SIGTERM"
@@ -595,6 +596,49 @@ class Settings:
         shown="talib,scipy,statsmodels,sklearn",
         parse=parse_sandbox_libraries,
     )
+    archive_url: str = setting(
+        "",
+        "STRATEGYQ_ARCHIVE_URL",
+        "the run archive: `sqlite:///path` or `postgresql://user:password@host/db` "
+        "([docs/operations.md](docs/operations.md#the-run-archive))",
+        shown="`sqlite:///$STRATEGYQ_HOME/archive.db`",
+        secret=True,
+    )
+    archive_feed_max: int = setting(
+        1_000_000,
+        "STRATEGYQ_ARCHIVE_FEED_MAX",
+        "ended runs Redis remembers for an archiver that is down (about 100 bytes each)",
+        minimum=100,
+    )
+    archive_retention_days: float = setting(
+        0.0,
+        "STRATEGYQ_ARCHIVE_RETENTION_DAYS",
+        "archived runs older than this many days are deleted (0: kept)",
+        unit="days",
+    )
+    archive_retention_runs: int = setting(
+        0,
+        "STRATEGYQ_ARCHIVE_RETENTION_RUNS",
+        "archived runs beyond the newest this many are deleted (0: kept)",
+    )
+    archive_batch: int = setting(
+        500, "STRATEGYQ_ARCHIVE_BATCH", "runs per archive transaction", minimum=1
+    )
+    archive_port: int = setting(
+        9102, "STRATEGYQ_ARCHIVE_PORT", "the archiver's `/metrics`, `/healthz`, `/readyz` port"
+    )
+    archive_prune_interval_s: float = setting(
+        300.0,
+        "STRATEGYQ_ARCHIVE_PRUNE_INTERVAL",
+        "time between the archiver's retention passes",
+        minimum=0.05,
+    )
+    archive_linger_s: float = setting(
+        0.5,
+        "STRATEGYQ_ARCHIVE_LINGER",
+        "time the archiver lets runs gather after a small batch "
+        "(fewer transactions, at most this much more lag)",
+    )
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -606,6 +650,11 @@ class Settings:
     def server_dir(self) -> Path:
         """The embedded Valkey server's directory (socket, AOF, pid, log)."""
         return self.home / "valkey"
+
+    @property
+    def archive_db_url(self) -> str:
+        """The run archive: ``STRATEGYQ_ARCHIVE_URL``, else SQLite under the home."""
+        return self.archive_url or f"sqlite:///{self.home / 'archive.db'}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -640,6 +689,7 @@ class Settings:
         values["home"] = str(self.home)
         values["sandbox"] = asdict(self.sandbox)
         del values["redis"]
+        del values["archive_url"]  # may carry the archive database's password
         return orjson.dumps(values)
 
     @classmethod

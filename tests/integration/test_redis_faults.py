@@ -222,7 +222,7 @@ def test_allkeys_eviction_is_refused_unless_accepted(
 
 
 @pytest.mark.slow
-def test_volatile_eviction_warns_and_fencing_tokens_have_no_ttl(
+def test_volatile_eviction_is_refused_unless_allowed_and_fencing_tokens_have_no_ttl(
     tmp_path: Path, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
     srv = Server(
@@ -231,8 +231,14 @@ def test_volatile_eviction_warns_and_fencing_tokens_have_no_ttl(
     ).start()  # fmt: skip
     try:
         client = srv.client(decode_responses=True)
-        worker = spawn_worker("vol-w1", env={**worker_env, "REDIS_URL": srv.url})
-        worker.wait_for_log("maxmemory-policy is volatile-lru")
+        refused = spawn_worker("vol-w0", env={**worker_env, "REDIS_URL": srv.url})
+        assert refused.wait(60) == 2
+        assert "refusing to take tasks: the server's maxmemory-policy is volatile-lru" in "".join(
+            refused.output
+        )
+        allowed = {**worker_env, "REDIS_URL": srv.url, "STRATEGYQ_ALLOW_EVICTION": "true"}
+        worker = spawn_worker("vol-w1", env=allowed)
+        worker.wait_for_log("accepted by STRATEGYQ_ALLOW_EVICTION")
         worker.wait_for_log("started")
         submit(client, "vol-1", spin(1.5))
         wait_until(lambda: stage(client, "vol-1") == "running_strategy", timeout_s=60)

@@ -375,7 +375,7 @@ def test_manifest_validates_against_its_schema(path: Path) -> None:
         validate(obj)
 
 
-NAMES = {"NetworkPolicy": "strategy-worker"}
+NAMES = {"NetworkPolicy": "strategy-worker", "ServiceMonitor": "strategy-worker"}
 
 
 @pytest.mark.parametrize(
@@ -822,7 +822,7 @@ def test_the_redis_container_command_starts_valkey_with_that_config(tmp_path: Pa
             proc.wait(30)
 
 
-def test_only_workers_the_api_and_keda_reach_redis() -> None:
+def test_only_workers_the_api_the_archiver_and_keda_reach_redis() -> None:
     pol = workload("NetworkPolicy", "cache")["spec"]
     assert sorted(pol["policyTypes"]) == ["Egress", "Ingress"] and pol["egress"] == []
     (rule,) = pol["ingress"]
@@ -834,6 +834,7 @@ def test_only_workers_the_api_and_keda_reach_redis() -> None:
     assert peers == [
         (None, {"app": "strategy-worker"}),
         (None, {"app": "strategyq-api"}),
+        (None, {"app": "strategyq-archiver"}),
         ({"kubernetes.io/metadata.name": "keda"}, {"app": "keda-operator"}),
     ]
     svc = workload("Service", "cache")
@@ -967,11 +968,12 @@ MONITORING = COMPONENTS / "monitoring"
 
 
 def exported_metrics() -> str:
+    from strategyq.archive.metrics import ArchiveMetrics
     from strategyq.observability import WorkerMetrics
 
     metrics = WorkerMetrics("x")
     metrics.set_info("0", {"seccomp": True})
-    return metrics.render().decode()
+    return metrics.render().decode() + ArchiveMetrics().render().decode()
 
 
 def assert_exported(expr: str) -> None:
@@ -1003,6 +1005,8 @@ def test_alert_rules_cover_the_failures_and_use_exported_metrics() -> None:
         "StrategyqDeadLettersRising",
         "StrategyqSandboxLayerMissing",
         "StrategyqRedisErrors",
+        "StrategyqArchiveLagging",
+        "StrategyqArchiveMissedRuns",
     }
     for rule in alerts.values():
         assert_exported(rule["expr"])
@@ -1021,7 +1025,7 @@ def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 5 rules found" in proc.stdout
+    assert "SUCCESS: 7 rules found" in proc.stdout
 
 
 ALERT_TESTS = """
@@ -1044,6 +1048,10 @@ tests:
         values: '1x30 0x30'
       - series: 'strategyq_redis_errors_total{pod="w1"}'
         values: '0x30 0+5x30'
+      - series: 'strategyq_archive_lag_seconds{pod="a1"}'
+        values: '0x20 60+60x40'
+      - series: 'strategyq_archive_missed_runs_total{pod="a1", reason="evicted"}'
+        values: '0x45 1x15'
     alert_rule_test:
       - eval_time: 10m
         alertname: StrategyqQueueGrowing
@@ -1071,6 +1079,18 @@ tests:
         exp_alerts: []
       - eval_time: 40m
         alertname: StrategyqRedisErrors
+        exp_alerts: [{exp_labels: {severity: critical}}]
+      - eval_time: 30m
+        alertname: StrategyqArchiveLagging
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: StrategyqArchiveLagging
+        exp_alerts: [{exp_labels: {severity: warning}}]
+      - eval_time: 40m
+        alertname: StrategyqArchiveMissedRuns
+        exp_alerts: []
+      - eval_time: 50m
+        alertname: StrategyqArchiveMissedRuns
         exp_alerts: [{exp_labels: {severity: critical}}]
 """
 

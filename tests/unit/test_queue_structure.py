@@ -32,7 +32,7 @@ def test_settings_reach_the_executor_with_every_non_default_value() -> None:
     """Every field changed from its default survives the hand-over, and no credential does."""
     changed: dict[str, object] = {}
     for f in dataclasses.fields(Settings):
-        if f.name in ("home", "redis", "sandbox"):
+        if f.name in ("home", "redis", "sandbox", "archive_url"):
             continue
         default = f.default
         if isinstance(default, bool):
@@ -41,17 +41,22 @@ def test_settings_reach_the_executor_with_every_non_default_value() -> None:
             changed[f.name] = default + 7
         elif isinstance(default, str):
             changed[f.name] = default + "-x"
+        elif isinstance(default, tuple) and default:
+            changed[f.name] = default[:-1]
         else:
             raise AssertionError(f"add a non-default value for {f.name}")
     sandbox = SandboxLimits(
         **{f.name: getattr(SandboxLimits(), f.name) + 3 for f in dataclasses.fields(SandboxLimits)}
     )
     redis = RedisSettings(host="redis-host-xyz", password="s3cret", username="u")
-    conf = Settings(home=Path("/tmp/elsewhere"), redis=redis, sandbox=sandbox, **changed)  # type: ignore[arg-type]
+    archive = "postgresql://u:arch1ve-s3cret@db-host-xyz/archive"
+    conf = Settings(home=Path("/tmp/elsewhere"), redis=redis, sandbox=sandbox,
+                    archive_url=archive, **changed)  # type: ignore[arg-type]  # fmt: skip
     wire = conf.for_child_process()
     assert b"s3cret" not in wire and b"redis-host-xyz" not in wire
+    assert b"db-host-xyz" not in wire  # the archive's URL carries its password
     back = Settings.from_child_json(wire)
-    assert back == dataclasses.replace(conf, redis=RedisSettings())
+    assert back == dataclasses.replace(conf, redis=RedisSettings(), archive_url="")
 
 
 def test_the_worker_command_imports_no_sandbox_or_engine() -> None:

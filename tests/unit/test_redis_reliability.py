@@ -96,13 +96,23 @@ def test_sentinel_env_and_bad_addresses() -> None:
         sentinel_target(RedisSettings(url="redis+sentinel://s1:26379"))
 
 
-def test_server_check_refuses_allkeys_warns_volatile_and_missing_persistence() -> None:
+def test_server_check_refuses_every_evicting_policy_and_warns_missing_persistence() -> None:
     warnings, refusal = problems(ServerConfig("allkeys-lru", 100 << 20, True, ""))
     assert refusal is not None and "noeviction" in refusal and not warnings
     warnings, refusal = problems(ServerConfig("allkeys-lru", 0, True, ""))
     assert refusal is None and "nothing is evicted today" in warnings[0]
-    warnings, refusal = problems(ServerConfig("volatile-lru", 100 << 20, True, ""))
-    assert refusal is None and "fencing tokens" in warnings[0]
+    for policy in ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"):
+        warnings, refusal = problems(ServerConfig(policy, 100 << 20, True, ""))
+        assert refusal is not None and not warnings, policy
+        assert f"maxmemory-policy is {policy}" in refusal and "finished results" in refusal
+        # The exact setting on each managed service.
+        assert "ParameterName=maxmemory-policy,ParameterValue=noeviction" in refusal
+        assert "--update-redis-config maxmemory-policy=noeviction" in refusal
+        assert "redisConfiguration.maxmemory-policy=noeviction" in refusal
+    warnings, refusal = problems(ServerConfig("volatile-lru", 0, True, ""))
+    assert refusal is None and "nothing is evicted today" in warnings[0]
+    warnings, refusal = problems(ServerConfig("volatile-lru", None, True, ""))
+    assert refusal is not None  # a limit that cannot be read may be there
     warnings, refusal = problems(ServerConfig("noeviction", 0, False, ""))
     assert refusal is None and "no persistence" in warnings[0]
     warnings, _ = problems(ServerConfig("noeviction", 0, False, "3600 1"))

@@ -1,7 +1,8 @@
 """What every request handler of ``strategyq serve`` shares: settings, clients, limits.
 
 Handlers read the queue through ``view`` (:class:`~strategyq.queue.view.QueueView`)
-and write through the producer API and the queue's functions with ``client``.
+and write through the producer API and the queue's functions with ``client``; they
+read the run archive through ``archive`` (opened on first use).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import anyio
 import redis
 from anyio import to_thread
 
+from strategyq.api.archive import ArchiveHandle
 from strategyq.api.config import ApiConfig
 from strategyq.api.metrics import ApiMetrics
 from strategyq.queue.view import QueueView
@@ -31,9 +33,11 @@ class ApiState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
     view: QueueView = field(init=False)
+    archive: ArchiveHandle = field(init=False)
 
     def __post_init__(self) -> None:
         self.view = QueueView(self.client, self.settings.queue_name)
+        self.archive = ArchiveHandle(self.settings.archive_db_url)
 
     @property
     def queue(self) -> str:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from strategyq.cli import archive as archive_cmd
 from strategyq.cli import check as check_cmd
 from strategyq.cli import data as data_cmd
 from strategyq.cli import demo as demo_cmd
@@ -37,6 +38,7 @@ demo_cmd.register(app)
 schedule_cmd.register(app)
 serve_cmd.register(app)
 check_cmd.register(app)
+archive_cmd.register(app)
 
 
 def _version(value: bool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,6 +49,12 @@ def register(app: typer.Typer) -> None:
         log_format: Annotated[str, typer.Option(help="Log line format: text or json.")] = "text",
         log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
         access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+        archive: Annotated[
+            bool,
+            typer.Option(
+                "--archive", help="Also run the archiver (as 'strategyq archive') in this process."
+            ),
+        ] = False,
     ) -> None:
         """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and the web dashboard."""
         from strategyq.api.config import ApiConfig, Scope
@@ -73,18 +79,36 @@ def register(app: typer.Typer) -> None:
         conf = settings()
         config = ApiConfig.from_env(host=host, port=port)
         app = create_app(conf, config)
+        archiver = _start_archiver(conf) if archive else None
         shown = f"[{config.host}]" if ":" in config.host else config.host
         console.print(
             f"dashboard and API on http://{shown}:{config.port}/ "
             f"(OpenAPI: /openapi.json; {'tokens required' if config.auth_required else 'no token'})"
         )
-        uvicorn.run(
-            app,
-            host=config.host,
-            port=config.port,
-            log_config=None,
-            access_log=access_log,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
+        try:
+            uvicorn.run(
+                app,
+                host=config.host,
+                port=config.port,
+                log_config=None,
+                access_log=access_log,
+                proxy_headers=False,
+                server_header=False,
+                timeout_graceful_shutdown=5,
+            )
+        finally:
+            if archiver is not None:
+                archiver.stop()
+
+
+def _start_archiver(conf: Any) -> Any:
+    """The archiver in a thread of this process (its own Redis connection and database)."""
+    import threading
+
+    from strategyq.archive.archiver import Archiver
+    from strategyq.cli.archive import archiver_config
+    from strategyq.cli.common import client
+
+    archiver = Archiver(client(conf), archiver_config(conf))
+    threading.Thread(target=archiver.run, name="strategyq-archiver", daemon=True).start()
+    return archiver

@@ -138,6 +138,8 @@ TASK_ARGS: tuple[TaskArg, ...] = (
     TaskArg("memory_mb", int, "Memory limit of the strategy, MiB (default and cap: STRATEGYQ_MEMORY_MB).", BOTH),
     TaskArg("max_instances", int, "Most instances kept from the strategy (default and cap: STRATEGYQ_MAX_INSTANCES).", BOTH),
     TaskArg("strict_symbols", bool, "Fail before the strategy runs when a symbol is not in the store (default: skip it with a warning that names the nearest stored ones).", BOTH),
+    TaskArg("name", str, "A label for the run, e.g. 'sma cross' (the run archive lists a strategy's versions under it).", BOTH),
+    TaskArg("tags", list, "Comma-separated labels to search runs by, e.g. trend,v2.", BOTH),
     # Backtests.
     TaskArg("symbols", list, "Tickers: AAPL,MSFT; @FILE (one per line, or a CSV ticker column); or all (every stored ticker).", BACKTEST, True),
     TaskArg("start_date", str, "First date, ISO 8601 (2010-01-01).", BACKTEST, True, "--start"),

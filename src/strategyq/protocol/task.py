@@ -51,6 +51,9 @@ class RunOptions:
     timeout_s: float | None = None
     memory_mb: int | None = None
     max_instances: int | None = None
+    name: str | None = None
+    """A label for the run (the archive lists a strategy's versions under it)."""
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,11 +208,51 @@ def _positive_number(args: Mapping[str, Any], name: str, *, integer: bool) -> An
     return value
 
 
+MAX_NAME_CHARS = 200
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/+-]*$")
+
+
+def _name(args: Mapping[str, Any]) -> str | None:
+    value = args.get("name")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_CHARS:
+        raise TaskValidationError(
+            f"args.name must be a non-empty string of at most {MAX_NAME_CHARS} characters "
+            f"(a label such as 'sma cross'), got {show(value)}"
+        )
+    return value.strip()
+
+
+def _tags(args: Mapping[str, Any]) -> tuple[str, ...]:
+    value = args.get("tags")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise TaskValidationError(
+            f"args.tags must be a list of at most {MAX_TAGS} tags such as "
+            f'["trend", "v2"], got {show(value)}'
+        )
+    for tag in value:
+        if not isinstance(tag, str) or len(tag) > MAX_TAG_CHARS or not _TAG.match(tag):
+            raise TaskValidationError(
+                f"args.tags: {show(tag)} is not a tag; use letters, digits and _ . : / + - "
+                f"(at most {MAX_TAG_CHARS} characters, starting with a letter or digit)"
+            )
+    return tuple(dict.fromkeys(value))
+
+
 def _options(args: Mapping[str, Any]) -> RunOptions:
     return RunOptions(
         timeout_s=_positive_number(args, "timeout_seconds", integer=False),
         memory_mb=_positive_number(args, "memory_mb", integer=True),
         max_instances=_positive_number(args, "max_instances", integer=True),
+        name=_name(args),
+        tags=_tags(args),
     )
 
 

@@ -136,3 +136,21 @@ def events(task_id: str) -> str:
     publishes it here too (queued, running with each stage, terminal); ``lua/_events.lua``
     builds the same name. Nothing is stored."""
     return f"{PREFIX}events:{task_id}"
+
+
+ARCHIVE = PREFIX + "archive"
+"""STRING: present while a run archive is on (``strategyq archive`` sets it; ``strategyq
+archive --off`` removes it); its value caps :data:`ARCHIVE_FEED`'s length. No TTL, so no
+eviction policy takes it and no run ends unseen while the archiver is down."""
+
+ARCHIVE_FEED = PREFIX + "archive:feed"
+"""STREAM of ``{id, status, type, ms}``: one entry per run that ended while the archive is
+on, appended in the same Lua step as the terminal result (``lua/_archive.lua``). No TTL;
+trimmed (approximately) to the length in :data:`ARCHIVE`. The archiver reads it from its
+cursor, which it keeps in the archive database, and never writes it."""
+
+
+def task(task_id: str) -> str:
+    """STRING: the task's message, kept for the archiver while an archive is on (written
+    by the run's terminal write, or by a sweep's fan-out). TTL ``result_ttl_s``."""
+    return f"{PREFIX}task:{task_id}"

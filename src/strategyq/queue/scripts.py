@@ -20,6 +20,9 @@ from redis.commands.core import Script
 
 # Scripts that write a terminal result and so also write the recent-task index.
 _WITH_RECENT = frozenset({"claim", "finish", "cancel", "reap", "sweep_finish"})
+# Scripts that keep a task's message for the archive (lua/_archive.lua; the recent
+# index's writes also feed the archive, so every _WITH_RECENT script has it too).
+_WITH_ARCHIVE = _WITH_RECENT | {"sweep_fanout"}
 # Scripts that write a result record and so also publish it on the task's channel.
 _WITH_EVENTS = frozenset(
     {
@@ -46,6 +49,8 @@ def source(name: str) -> str:
     text = lua.joinpath(f"{name}.lua").read_text()
     if name in _WITH_RECENT:
         text = lua.joinpath("_recent.lua").read_text() + text
+    if name in _WITH_ARCHIVE:
+        text = lua.joinpath("_archive.lua").read_text() + text
     if name in _WITH_EVENTS:
         text = lua.joinpath("_events.lua").read_text() + text
     return text

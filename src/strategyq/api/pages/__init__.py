@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from strategyq.api.pages import dead_letters, login, overview, submit, tasks
+from strategyq.api.pages import dead_letters, history, login, overview, submit, tasks
 
 PAGES: tuple[APIRouter, ...] = (
     overview.router,
@@ -21,6 +21,7 @@ PAGES: tuple[APIRouter, ...] = (
     submit.router,
     dead_letters.router,
     login.router,
+    history.router,
 )
 
 router = APIRouter(include_in_schema=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from strategyq.api.v1 import check, dead_letters, queue, schedules, tasks
+from strategyq.api.v1 import check, dead_letters, queue, runs, schedules, tasks
 
 RESOURCES: tuple[APIRouter, ...] = (
     tasks.router,
@@ -18,6 +18,7 @@ RESOURCES: tuple[APIRouter, ...] = (
     dead_letters.router,
     schedules.router,
     check.router,
+    runs.router,
 )
 
 router = APIRouter()

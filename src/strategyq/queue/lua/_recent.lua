@@ -1,6 +1,6 @@
 -- _recent.lua: prepended to every script that writes a terminal result, so the
 -- recent-task index (strategyq:recent, a ZSET scored by epoch milliseconds) is
--- written in the same atomic step. Trimmed by age (results older than the
+-- written in the same atomic step (and the archive's feed, lua/_archive.lua). Trimmed by age (results older than the
 -- result TTL have expired) and by count; the key expires with its newest result.
 local function trim_recent(key, now_ms, ttl_s, max_count)
   redis.call("ZREMRANGEBYSCORE", key, "-inf", "(" .. (now_ms - ttl_s * 1000))
@@ -13,6 +13,7 @@ end
 -- {key}:type:{type}, {key}:{type}:{status}. A type that is not known (a task
 -- cancelled while still queued) leaves it out of the type indexes only.
 local function record_recent(key, task_id, now_ms, ttl_s, max_count, status, task_type)
+  archive_feed(task_id, status, task_type, now_ms)
   local indexes = {key}
   if status and status ~= "" then
     table.insert(indexes, key .. ":status:" .. status)

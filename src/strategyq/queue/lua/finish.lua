@@ -9,6 +9,7 @@
 -- KEYS[6] strategyq:cancel:{id}       STRING
 -- KEYS[7] strategyq:recent            ZSET
 -- KEYS[8] strategy_queue              LIST
+-- strategyq:task:{id} (lua/_archive.lua) STRING  the message, while an archive is on
 -- ARGV[1] token   ARGV[2] result record (JSON)   ARGV[3] ttl seconds
 -- ARGV[4] raw message (the processing list holds it by value: LREM needs it)
 -- ARGV[5] done-list ttl seconds   ARGV[6] task id   ARGV[7] now (epoch ms)
@@ -43,6 +44,7 @@ end
 
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
 publish_record(KEYS[1], ARGV[2])
+archive_task(KEYS[1], ARGV[4], ARGV[3])
 local acked = redis.call("LREM", KEYS[3], 1, ARGV[4])
 redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")

@@ -12,6 +12,7 @@
 -- and, for a sweep's chunk, from its sweep's id: task_result:{sweep}, {prefix}cancel:{sweep},
 --   {prefix}sweep:{sweep}, {prefix}sweep_chunks:{sweep}, {prefix}done:{sweep}
 -- A lost run's token is replaced by "revoked" (TTL ARGV[3]).
+-- strategyq:task:{id} (lua/_archive.lua) STRING  the message, while an archive is on
 -- ARGV[1] worker id   ARGV[2] max attempts   ARGV[3] ttl seconds   ARGV[4] now (ISO)
 -- ARGV[5] key prefix  ARGV[6] done-list ttl seconds  ARGV[7] now (epoch ms)
 -- ARGV[8] recent-index cap
@@ -59,6 +60,7 @@ for _, raw in ipairs(messages) do
           updated_at = ARGV[4]})
         redis.call("SET", result_key, record, "EX", ARGV[3])
         publish_record(result_key, record)
+        archive_task(result_key, raw, ARGV[3])
         redis.call("LPUSH", KEYS[4], cjson.encode({raw = raw, reason = "worker_lost",
           error = err, task_id = task_id, attempts = attempts, worker_id = ARGV[1], at = ARGV[4]}))
         redis.call("DEL", attempts_key)

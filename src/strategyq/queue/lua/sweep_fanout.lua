@@ -10,6 +10,7 @@
 -- KEYS[6] strategy_queue              LIST
 -- KEYS[7] strategyq:attempts:{id}     STRING
 -- KEYS[8] strategyq:sweep_digests:{id} HASH   "d:<index>" -> SHA-1 of that chunk message
+-- strategyq:task:{id} (lua/_archive.lua) STRING  the message, while an archive is on
 -- ARGV[1] token   ARGV[2] running record (JSON)   ARGV[3] ttl seconds   ARGV[4] raw message
 -- ARGV[5] plan (JSON)   ARGV[6] total combinations   ARGV[7] chunk count
 -- ARGV[8..] chunk messages
@@ -39,6 +40,7 @@ redis.call("HSET", KEYS[4], "plan", ARGV[5], "total", ARGV[6], "total_chunks", A
 redis.call("EXPIRE", KEYS[4], ARGV[3])
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
 publish_record(KEYS[1], ARGV[2])
+archive_task(KEYS[1], ARGV[4], ARGV[3])
 for i = 8, #ARGV do
   redis.call("HSET", KEYS[8], "d:" .. (i - 8), redis.sha1hex(ARGV[i]))
   redis.call("LPUSH", KEYS[6], ARGV[i])
