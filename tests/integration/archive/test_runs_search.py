@@ -1,4 +1,4 @@
-"""Every filter of ``GET /v1/runs``, ``strategyq runs`` and ``strategyq.runs()`` gives the
+"""Every filter of ``GET /v1/runs``, ``strategyq runs`` and ``strategyq.archive.runs()`` gives the
 same answer, on SQLite and on PostgreSQL, and that answer is the one the filter means."""
 
 from __future__ import annotations

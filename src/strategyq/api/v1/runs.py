@@ -1,7 +1,7 @@
 """``/v1/runs``: the run archive (every run kept past Redis' result TTL), searched and read.
 
 The same :class:`~strategyq.archive.store.RunFilter` answers ``strategyq runs``
-and :func:`strategyq.runs`, so the three agree on every filter.
+and :func:`strategyq.archive.runs`, so the three agree on every filter.
 """
 
 from __future__ import annotations
