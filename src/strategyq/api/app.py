@@ -25,6 +25,7 @@ from strategyq.api import pages, routes
 from strategyq.api.auth import check_origin
 from strategyq.api.charts import plotly_js_path
 from strategyq.api.config import ApiConfig, is_loopback
+from strategyq.api.headers import SecurityHeadersMiddleware
 from strategyq.api.metrics import MetricsMiddleware
 from strategyq.api.pages import STATIC_DIR
 from strategyq.api.problems import PROBLEM_JSON, Problem, ProblemModel, install, problem_response
@@ -204,6 +205,7 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(GuardMiddleware, config=config)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 

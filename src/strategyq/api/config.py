@@ -106,6 +106,8 @@ class ApiConfig:
     max_wait_s: float = 300.0
     blocking_threads: int = 64
     """Threads for long-polls and event streams (each holds one while it waits)."""
+    max_followers: int = 48
+    """Long-polls and event streams held at once; past it a new one gets 503 + Retry-After."""
     market_dir: str | None = None
     """The market store to draw price charts from (None: the settings' store, if present)."""
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
@@ -142,14 +144,22 @@ class ApiConfig:
         try:
             env_port = int(env.get("STRATEGYQ_API_PORT") or DEFAULT_PORT)
             max_body = int(env.get("STRATEGYQ_API_MAX_BODY") or 2 * 1024 * 1024)
+            max_followers = int(env.get("STRATEGYQ_API_MAX_FOLLOWERS") or 48)
         except ValueError:
             raise ConfigError(
-                "STRATEGYQ_API_PORT and STRATEGYQ_API_MAX_BODY must be whole numbers"
+                "STRATEGYQ_API_PORT, STRATEGYQ_API_MAX_BODY and STRATEGYQ_API_MAX_FOLLOWERS "
+                "must be whole numbers"
             ) from None
+        if max_followers < 1:
+            raise ConfigError(
+                f"STRATEGYQ_API_MAX_FOLLOWERS must be at least 1, got {max_followers}"
+            )
         return cls(
             host=host or env.get("STRATEGYQ_API_HOST") or DEFAULT_HOST,
             port=port if port is not None else env_port,
             tokens=parse_tokens(env.get("STRATEGYQ_API_TOKENS", "")),
             max_body_bytes=max(max_body, 64 * 1024),
+            # Every follower may hold a waiting thread: keep some for the others' reads.
+            max_followers=min(max_followers, cls.blocking_threads - 8),
             extra_hosts=tuple(env.get("STRATEGYQ_API_ALLOWED_HOSTS", "").replace(",", " ").split()),
         )

@@ -21,6 +21,8 @@ import orjson
 import redis
 from starlette.requests import Request
 
+from strategyq.api.followers import shielded
+from strategyq.api.shapes import clean_data
 from strategyq.api.state import ApiState
 from strategyq.protocol import TERMINAL_STATUSES, decode_result
 from strategyq.queue import keys
@@ -31,7 +33,7 @@ KEEPALIVE_S = 15.0
 
 
 def _event(record: dict[str, Any], task_id: str) -> dict[str, Any]:
-    data = record.get("data") or {}
+    data = clean_data(record.get("data"))
     event = {
         "task_id": task_id,
         "status": record.get("status"),
@@ -55,8 +57,8 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
     """``status`` events from the current one to the terminal one, then the stream ends."""
     client = state.client
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-    await state.blocking(pubsub.subscribe, keys.events(task_id))
     try:
+        await state.blocking(pubsub.subscribe, keys.events(task_id))
         last: tuple[Any, ...] | None = None
         deadline = time.monotonic() + state.config.max_wait_s
         next_sync = 0.0
@@ -101,7 +103,9 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
                 last_sent = time.monotonic()
                 yield b": keep-alive\n\n"
     finally:
-        with contextlib.suppress(redis.RedisError):
+        # Shielded: a client that left cancels the stream, and its subscription must
+        # still be closed (else the connection stays subscribed for good).
+        with shielded(), contextlib.suppress(redis.RedisError):
             await state.blocking(pubsub.close)
 
 

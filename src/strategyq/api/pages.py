@@ -24,21 +24,23 @@ from fastapi.templating import Jinja2Templates
 from strategyq.api import charts, reads
 from strategyq.api.auth import (
     CSRF_COOKIE,
-    TOKEN_COOKIE,
+    SESSION_COOKIE,
     Principal,
     check_csrf,
     csrf_token,
     identify,
+    match_token,
     requirement,
 )
 from strategyq.api.config import Scope
 from strategyq.api.problems import Problem
 from strategyq.api.routes import strip_source
+from strategyq.api.shapes import clean_record
 from strategyq.api.state import ApiState
 from strategyq.client import cancel_task, submit_task
 from strategyq.errors import TaskValidationError
 from strategyq.protocol import TERMINAL_STATUSES, TaskType
-from strategyq.queue import admin
+from strategyq.queue import admin, sessions
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -67,9 +69,19 @@ INTEGER_FIELDS = (
 )
 
 
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def script_json(value: Any) -> str:
-    """JSON safe to place inside a ``<script type="application/json">`` element."""
-    return orjson.dumps(value).decode().replace("</", "<\\/")
+    """JSON safe to place inside a ``<script type="application/json">`` element.
+
+    Every ``<``, ``>`` and ``&`` is written as a ``\\u`` escape (the same JSON),
+    so no string in the data can end the element or open a comment or another
+    script (``</script>``, ``<!--<script>``) whatever the page around it.
+    """
+    return orjson.dumps(value).decode().translate(_SCRIPT_ESCAPES)
 
 
 def fmt(value: Any) -> str:
@@ -130,8 +142,11 @@ def render(
 
 def render_problem(request: Request, problem: Problem) -> Response:
     if problem.status == 401:
-        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+        # The page to come back to, without anything that looks like a credential:
+        # a token pasted into a URL must not travel on into another URL, a log or history.
+        kept = [(k, v) for k, v in request.query_params.multi_items() if not _secret_name(k)]
+        target = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+        return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
     return render(request, "error.html", {"problem": problem}, status_code=problem.status)
 
 
@@ -210,7 +225,8 @@ def task_context(
     state: ApiState, record: dict[str, Any], query: Mapping[str, str]
 ) -> dict[str, Any]:
     """What the task page and the HTML report show for one result."""
-    data = record.get("data") or {}
+    record = clean_record(record)
+    data = record["data"]
     status = record.get("status")
     mode = data.get("execution_mode")
     metrics = data.get("performance_metrics") or {}
@@ -234,7 +250,8 @@ def task_context(
     if status == "completed" and mode == "backtest":
         figure = charts.equity_figure(data)
         context["equity"] = script_json(figure) if figure else None
-        adjusted = bool((data.get("summary") or {}).get("trade_model", {}).get("adjusted", True))
+        trade_model = (data.get("summary") or {}).get("trade_model") or {}
+        adjusted = bool(trade_model.get("adjusted", True))
         context["prices"] = {
             ticker: script_json(fig)
             for ticker, fig in charts.price_figures(
@@ -406,7 +423,9 @@ def _add_task_page(router: APIRouter, state: ApiState, viewer: Any, writer: Any)
             message = reads.task_message(client, task_id, worker_ids)
         source = None
         if message and who.can_write:
-            source = (message.get("args") or {}).get("strategy_code")
+            args = message.get("args")
+            code = args.get("strategy_code") if isinstance(args, dict) else None
+            source = code if isinstance(code, str) else None
         return render(
             request,
             "task.html",
@@ -515,9 +534,8 @@ def _add_login(router: APIRouter, state: ApiState) -> None:
         next: Annotated[str, Form()] = "/",
     ) -> Response:
         check_csrf(request, csrf)
-        from strategyq.api.auth import _match
-
-        if state.config.auth_required and _match(state.config.tokens, token) is None:
+        matched = match_token(state.config, token) if state.config.auth_required else None
+        if state.config.auth_required and matched is None:
             return render(
                 request,
                 "login.html",
@@ -525,10 +543,14 @@ def _add_login(router: APIRouter, state: ApiState) -> None:
                 401,
             )
         response = RedirectResponse(_safe_next(next), status_code=303)
-        if state.config.auth_required:
+        if matched is not None:
+            session_id = sessions.open_session(
+                state.client, matched.name, matched.scope.value, matched.digest.hex()
+            )
             response.set_cookie(
-                TOKEN_COOKIE,
-                token,
+                SESSION_COOKIE,
+                session_id,
+                max_age=sessions.SESSION_TTL_S,
                 httponly=True,
                 samesite="strict",
                 secure=request.url.scheme == "https",
@@ -538,8 +560,13 @@ def _add_login(router: APIRouter, state: ApiState) -> None:
     @router.post("/logout")
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         check_csrf(request, csrf)
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            sessions.close_session(state.client, session_id)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(TOKEN_COOKIE)
+        response.delete_cookie(
+            SESSION_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
         return response
 
 
@@ -572,6 +599,14 @@ def _throughput_figure(buckets: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+SECRET_WORDS = ("token", "secret", "password", "key", "auth", "session", "csrf")
+
+
+def _secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
 def _safe_next(target: str) -> str:
     # Only same-site paths: an open redirect would let a link send users elsewhere.
     return target if target.startswith("/") and not target.startswith("//") else "/"
@@ -580,7 +615,10 @@ def _safe_next(target: str) -> str:
 def _visible_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not message:
         return None
-    args = dict(message.get("args") or {})
+    args = message.get("args")
+    if not isinstance(args, dict):
+        return None
+    args = dict(args)
     args.pop("strategy_code", None)
     return args
 

@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from strategyq.protocol import TaskType, decode_result
-from strategyq.queue import keys
+from strategyq.queue import admin, keys
 
 HOUR_BUCKETS = 12
 BUCKET_S = 300
@@ -31,7 +31,7 @@ def _json(raw: Any) -> dict[str, Any]:
         return {}
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, TypeError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -149,10 +149,7 @@ def overview(client: redis.Redis, queue: str, dead_letter_count: int = 5) -> dic
 
 
 def dead_letter_entry(raw: Any) -> dict[str, Any]:
-    entry = _json(raw)
-    if not entry:
-        return {"raw": _text(raw), "reason": "unreadable entry"}
-    return entry
+    return admin.dead_letter_entry(raw)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ producers and the CLI use, so there is one wire format and one set of error mess
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -18,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from strategyq.api import events, reads
 from strategyq.api.auth import Principal, requirement
 from strategyq.api.config import Scope
+from strategyq.api.followers import WAIT_SLICE_S, HeldStream, client_left
 from strategyq.api.models import (
     Cancelled,
     Count,
@@ -52,17 +55,21 @@ TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task
 ScheduleName = Annotated[
     str, Path(min_length=1, max_length=200, description="The schedule's name.")
 ]
+PATH_SAFE = ":@"
+"""Characters left as they are in an id put in a URL path (RFC 3986 allows them there)."""
 HIDDEN = "<hidden: needs a write-scope token>"
 STATUSES = ("completed", "error", "cancelled")
 
 
 def _links(task_id: str) -> dict[str, str]:
-    base = f"/v1/tasks/{task_id}"
+    # Percent-encoded: an id may hold any printable character (a header must be Latin-1).
+    path = quote(task_id, safe=PATH_SAFE)
+    base = f"/v1/tasks/{path}"
     return {
         "self": base,
         "wait": base + "/wait",
         "events": base + "/events",
-        "page": f"/tasks/{task_id}",
+        "page": f"/tasks/{path}",
     }
 
 
@@ -117,9 +124,10 @@ def _add_submit_and_list(router: APIRouter, state: ApiState, read: Any, write: A
         )
         state.metrics.submitted.labels(task.task_type).inc()
         # Serialised here, not through the response model (same shape, less work per task).
-        body = {"task_id": task_id, "status": "queued", "links": _links(task_id)}
+        links = _links(task_id)
+        body = {"task_id": task_id, "status": "queued", "links": links}
         return Response(orjson.dumps(body), status_code=202, media_type="application/json",
-                        headers={"Location": f"/v1/tasks/{task_id}"})  # fmt: skip
+                        headers={"Location": links["self"]})  # fmt: skip
 
     @router.get("/tasks", response_model=TaskList, summary="Recent finished tasks", tags=["tasks"])
     def recent(
@@ -172,20 +180,29 @@ def _add_result_and_wait(router: APIRouter, state: ApiState, read: Any) -> None:
     )
     async def wait(
         task_id: TaskId,
+        request: Request,
         timeout_s: Annotated[float, Query(ge=0, le=300, description="Seconds to wait.")] = 30.0,
         _: Principal = read,
     ) -> Any:
-        current = await state.blocking(reads.task_record, client, task_id)
-        if current is None:
-            raise _unknown(task_id)
-        if current.get("status") in TERMINAL_STATUSES:
-            return _raw_json(current)
-        limit = min(timeout_s, state.config.max_wait_s)
-        result = await state.blocking(wait_for_result, client, task_id, limit)
-        if result is None:
-            latest = await state.blocking(reads.task_record, client, task_id)
-            return _raw_json(latest or current, status_code=202)
-        return _raw_json(result)
+        with state.followers.take():
+            current = await state.blocking(reads.task_record, client, task_id)
+            if current is None:
+                raise _unknown(task_id)
+            if current.get("status") in TERMINAL_STATUSES:
+                return _raw_json(current)
+            deadline = time.monotonic() + min(timeout_s, state.config.max_wait_s)
+            result = None
+            while result is None and not await client_left(request):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                result = await state.blocking(
+                    wait_for_result, client, task_id, min(left, WAIT_SLICE_S)
+                )
+            if result is None:
+                latest = await state.blocking(reads.task_record, client, task_id)
+                return _raw_json(latest or current, status_code=202)
+            return _raw_json(result)
 
 
 def _add_follow_and_cancel(router: APIRouter, state: ApiState, read: Any, write: Any) -> None:
@@ -207,10 +224,16 @@ def _add_follow_and_cancel(router: APIRouter, state: ApiState, read: Any, write:
         tags=["tasks"],
     )
     async def follow(task_id: TaskId, request: Request, _: Principal = read) -> StreamingResponse:
-        if await state.blocking(reads.task_record, client, task_id) is None:
-            raise _unknown(task_id)
-        return StreamingResponse(
+        ticket = state.followers.take()
+        try:
+            if await state.blocking(reads.task_record, client, task_id) is None:
+                raise _unknown(task_id)
+        except BaseException:
+            ticket.release()
+            raise
+        return HeldStream(
             events.stream(state, request, task_id),
+            ticket,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -353,7 +376,7 @@ def _add_schedules(router: APIRouter, state: ApiState, read: Any, write: Any) ->
     def add(body: Annotated[ScheduleIn, Body()], response: Response, who: Principal = write) -> Any:
         schedule = make_schedule(body.name, body.cron, body.tz, body.task_type, body.args)
         add_schedule(client, schedule, replace=body.replace)
-        response.headers["Location"] = f"/v1/schedules/{schedule.name}"
+        response.headers["Location"] = f"/v1/schedules/{quote(schedule.name, safe=PATH_SAFE)}"
         return _schedule_out(schedule_state(client, schedule.name), who)
 
     @router.get(
@@ -396,9 +419,10 @@ def _add_schedule_actions(router: APIRouter, state: ApiState, write: Any) -> Non
     )
     def run(name: ScheduleName, _: Principal = write) -> Response:
         task_id = run_now(client, name, queue=state.queue, result_ttl_s=state.settings.result_ttl_s)
-        body = {"task_id": task_id, "status": "queued", "links": _links(task_id)}
+        links = _links(task_id)
+        body = {"task_id": task_id, "status": "queued", "links": links}
         return Response(orjson.dumps(body), status_code=202, media_type="application/json",
-                        headers={"Location": f"/v1/tasks/{task_id}"})  # fmt: skip
+                        headers={"Location": links["self"]})  # fmt: skip
 
     @router.delete(
         "/schedules/{name}",

@@ -12,6 +12,7 @@ import redis
 from anyio import to_thread
 
 from strategyq.api.config import ApiConfig
+from strategyq.api.followers import Followers
 from strategyq.api.metrics import ApiMetrics
 from strategyq.settings import Settings
 
@@ -25,6 +26,10 @@ class ApiState:
     client: redis.Redis
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
+    followers: Followers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.followers = Followers(self.config.max_followers)
 
     @property
     def queue(self) -> str:

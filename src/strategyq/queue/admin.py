@@ -54,16 +54,35 @@ def queue_stats(client: redis.Redis, queue: str) -> dict[str, Any]:
     }
 
 
+_ENTRY_TEXTS = ("task_id", "reason", "at", "error", "raw")
+
+
+def dead_letter_entry(raw: Any) -> dict[str, Any]:
+    """One dead-letter entry as a dict whose known fields have their documented types.
+
+    Anyone who can push to the list (a producer's bug, another tool) may leave
+    something else there: a non-JSON line or a JSON value that is not an object
+    is kept whole under ``raw``; a known field of the wrong type is shown as text.
+    """
+    try:
+        entry = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        return {"raw": text(raw), "reason": "unreadable entry"}
+    if not isinstance(entry, dict):
+        return {"raw": text(raw), "reason": "not a JSON object"}
+    for name in _ENTRY_TEXTS:
+        value = entry.get(name)
+        if value is not None and not isinstance(value, str):
+            entry[name] = orjson.dumps(value).decode()
+    attempts = entry.get("attempts")
+    if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
+        entry["attempts"] = None
+    return entry
+
+
 def dead_letters(client: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
     """The newest ``count`` dead-letter entries (newest first)."""
-    entries = []
-    for raw in client.lrange(keys.DEAD_LETTER, 0, count - 1):
-        try:
-            entry = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            entry = {"raw": text(raw), "reason": "unreadable entry"}
-        entries.append(entry)
-    return entries
+    return [dead_letter_entry(raw) for raw in client.lrange(keys.DEAD_LETTER, 0, count - 1)]
 
 
 @dataclass
@@ -92,6 +111,9 @@ def retry_dead_letters(
             tid = entry.get("task_id")
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             report.skipped.append(("an unreadable entry", "it is not a dead-letter record"))
+            continue
+        if not isinstance(message, str) or not isinstance(tid, str | None):
+            report.skipped.append(("an entry of another shape", "it is not a dead-letter record"))
             continue
         if task_id is not None and tid != task_id:
             continue

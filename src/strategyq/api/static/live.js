@@ -34,6 +34,15 @@
     });
     source.addEventListener("timeout", function () { source.close(); window.location.reload(); });
   }
+  function confirmations() {
+    // Forms that delete ask first (a handler here, not inline: the CSP allows no inline script).
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+  }
+  confirmations();
   draw();
   follow();
 })();
