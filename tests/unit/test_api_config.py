@@ -8,7 +8,7 @@ import pytest
 
 from strategyq.api.auth import _match
 from strategyq.api.config import ApiConfig, Scope, hash_token, is_loopback, new_token, parse_tokens
-from strategyq.api.pages import Table, script_json
+from strategyq.api.pages.render import Table, script_json
 from strategyq.errors import ConfigError
 
 

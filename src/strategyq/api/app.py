@@ -12,22 +12,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 import redis
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strategyq import __version__
-from strategyq.api import pages, routes
+from strategyq.api import pages, probes, v1
 from strategyq.api.auth import check_origin
-from strategyq.api.charts import plotly_js_path
 from strategyq.api.config import ApiConfig, is_loopback
 from strategyq.api.headers import SecurityHeadersMiddleware
 from strategyq.api.metrics import MetricsMiddleware
-from strategyq.api.pages import STATIC_DIR
+from strategyq.api.pages.render import STATIC_DIR, render_problem
 from strategyq.api.problems import PROBLEM_JSON, Problem, ProblemModel, install, problem_response
 from strategyq.api.state import ApiState
 from strategyq.connection import connect
@@ -198,49 +195,12 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     )
     app.state.api = state
     app.openapi = lambda: _openapi(app, config.auth_required)  # type: ignore[method-assign]
-    install(app, pages.render_problem)
-    app.include_router(routes.build(state))
-    app.include_router(pages.build(state))
-    _add_probes_and_assets(app, state, client)
+    install(app, render_problem)
+    app.include_router(v1.router)
+    app.include_router(pages.router)
+    app.include_router(probes.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(GuardMiddleware, config=config)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
-
-
-def _add_probes_and_assets(app: FastAPI, state: ApiState, client: redis.Redis) -> None:
-    """Health, readiness, metrics and ping probes, and the bundled Plotly script."""
-    plotly_js = plotly_js_path()
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> Response:
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> Response:
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            return JSONResponse(
-                {"status": "redis unavailable", "error": type(exc).__name__}, status_code=503
-            )
-        return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    @app.get("/ping", include_in_schema=False)
-    def ping() -> Response:
-        """One Redis PING: the yardstick of the API benchmark."""
-        client.ping()
-        return Response(orjson.dumps({"pong": True}), media_type="application/json")
-
-    @app.get("/static/plotly.min.js", include_in_schema=False)
-    def plotly() -> Response:
-        return FileResponse(
-            plotly_js,
-            media_type="text/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
-        )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -94,31 +93,40 @@ def identify(config: ApiConfig, request: Request) -> Principal | None:
     return None
 
 
-def requirement(config: ApiConfig, scope: Scope) -> Callable[[Request], Principal]:
-    """A FastAPI dependency that admits callers holding ``scope``."""
+def authorize(config: ApiConfig, request: Request, scope: Scope) -> Principal:
+    """The caller, when it holds ``scope``; records it on ``request.state`` for the pages.
 
-    def dependency(request: Request) -> Principal:
-        principal = identify(config, request)
-        if principal is None:
-            given = presented_secret(request) is not None
-            raise Problem(
-                401,
+    Raises:
+        Problem: 401 without a valid token, 403 when a write needs a write-scope token.
+    """
+    principal = identify(config, request)
+    if principal is None:
+        given = presented_secret(request) is not None
+        bearer = request.headers.get("authorization", "")[:7].lower() == "bearer "
+        if given and not bearer:
+            detail = "the dashboard session ended (logged out, expired or its token removed): "
+            detail += "log in again at /login"
+        elif given:
+            detail = (
                 "the token is not valid: check the secret (it is shown once, by "
                 "`strategyq serve --new-token`)"
-                if given
-                else "this API needs a token: send 'Authorization: Bearer <token>' "
-                "(or log in at /login)",
-                headers={"WWW-Authenticate": 'Bearer realm="strategyq"'},
             )
-        if scope is Scope.WRITE and not principal.can_write:
-            raise Problem(
-                403,
-                f"token {principal.name!r} has the read scope; this needs a write-scope token",
+        else:
+            detail = (
+                "this API needs a token: send 'Authorization: Bearer <token>' (or log in at /login)"
             )
-        request.state.principal = principal
-        return principal
-
-    return dependency
+        raise Problem(
+            401,
+            detail,
+            headers={"WWW-Authenticate": 'Bearer realm="strategyq"'},
+        )
+    if scope is Scope.WRITE and not principal.can_write:
+        raise Problem(
+            403,
+            f"token {principal.name!r} has the read scope; this needs a write-scope token",
+        )
+    request.state.principal = principal
+    return principal
 
 
 def check_origin(request: Request) -> None:

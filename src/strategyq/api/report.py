@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from strategyq import __version__
 from strategyq.api import charts
-from strategyq.api.pages import HERE, STATIC_DIR, Table, fmt, script_json, task_context
+from strategyq.api.pages.render import HERE, STATIC_DIR, Table, fmt, script_json, task_context
 
 
 def _inline(text: str) -> str:

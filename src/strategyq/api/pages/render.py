@@ -1,0 +1,235 @@
+"""What every dashboard page shares: the templates, their filters, ``render`` and tables.
+
+The task page and the standalone HTML report (:mod:`strategyq.api.report`) show a
+result through the same :func:`task_context`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from strategyq.api import charts
+from strategyq.api.auth import CSRF_COOKIE, csrf_token, identify
+from strategyq.api.problems import Problem
+from strategyq.api.shapes import clean_record
+from strategyq.api.state import ApiState
+from strategyq.protocol import TERMINAL_STATUSES
+
+HERE = Path(__file__).parent.parent
+STATIC_DIR = HERE / "static"
+TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+TABLE_PAGE = 25
+
+
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def script_json(value: Any) -> str:
+    """JSON safe to place inside a ``<script type="application/json">`` element.
+
+    Every ``<``, ``>`` and ``&`` is written as a ``\\u`` escape (the same JSON),
+    so no string in the data can end the element or open a comment or another
+    script (``</script>``, ``<!--<script>``) whatever the page around it.
+    """
+    return orjson.dumps(value).decode().translate(_SCRIPT_ESCAPES)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, float):
+        return f"{value:,.4f}" if math.isfinite(value) else "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def ms_iso(value: Any) -> str:
+    """Epoch milliseconds as ``2024-01-15 10:30:00Z``."""
+    try:
+        moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+TEMPLATES.env.filters["fmt"] = fmt
+TEMPLATES.env.filters["ms_iso"] = ms_iso
+TEMPLATES.env.filters["json"] = lambda v: orjson.dumps(v).decode()
+TEMPLATES.env.globals["quote"] = quote
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    state: ApiState = request.app.state.api
+    principal = getattr(request.state, "principal", None) or identify(state.config, request)
+    token = csrf_token(request)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        name,
+        {
+            "principal": principal,
+            "auth_required": state.config.auth_required,
+            "csrf": token,
+            "queue": state.queue,
+            **context,
+        },
+        status_code=status_code,
+    )
+    if getattr(request.state, "new_csrf", None):
+        response.set_cookie(
+            CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+    return response
+
+
+def render_problem(request: Request, problem: Problem) -> Response:
+    if problem.status == 401:
+        # The page to come back to, without anything that looks like a credential:
+        # a token pasted into a URL must not travel on into another URL, a log or history.
+        kept = [(k, v) for k, v in request.query_params.multi_items() if not _secret_name(k)]
+        target = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+        return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+    return render(request, "error.html", {"problem": problem}, status_code=problem.status)
+
+
+SECRET_WORDS = ("token", "secret", "password", "key", "auth", "session", "csrf")
+
+
+def _secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+class Table:
+    """A server-side sorted, paged view of a list of dict rows."""
+
+    def __init__(
+        self,
+        name: str,
+        rows: Sequence[Mapping[str, Any]],
+        query: Mapping[str, str],
+        size: int = TABLE_PAGE,
+        columns: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.total = len(rows)
+        self.columns = columns or list(dict.fromkeys(k for r in rows[:100] for k in r))
+        self.sort = query.get(f"{name}_sort") or ""
+        self.desc = query.get(f"{name}_dir") == "desc"
+        self.query = dict(query)
+        ordered = list(rows)
+        if self.sort in self.columns:
+            ordered.sort(key=lambda r: _sort_key(r.get(self.sort)), reverse=self.desc)
+        self.pages = max(1, math.ceil(self.total / size))
+        try:
+            self.page = min(max(int(query.get(f"{name}_page") or 1), 1), self.pages)
+        except ValueError:
+            self.page = 1
+        self.rows = ordered[(self.page - 1) * size : self.page * size]
+
+    def link(self, **changes: Any) -> str:
+        query = {**self.query}
+        for key, value in changes.items():
+            query[f"{self.name}_{key}"] = str(value)
+        return "?" + urlencode(query) + f"#{self.name}"
+
+    def sort_link(self, column: str) -> str:
+        desc = not self.desc if column == self.sort else False
+        return self.link(sort=column, dir="desc" if desc else "asc", page=1)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (2, 0)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
+
+
+def _timeline(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    data = record.get("data") or {}
+    steps = [
+        ("queued", data.get("queued_at")),
+        ("started", data.get("started_at")),
+        ("cancelled", data.get("cancelled_at")),
+        ("finished", data.get("completed_at")),
+    ]
+    out = [(name, str(at)) for name, at in steps if at]
+    out.append((f"last update ({record.get('status')})", str(record.get("updated_at") or "")))
+    return out
+
+
+def _logs(data: Mapping[str, Any]) -> str | None:
+    logs = data.get("logs")
+    if logs is None:
+        return None
+    if isinstance(logs, list):
+        return "\n".join(str(line) for line in logs)
+    if isinstance(logs, dict):
+        text = logs.get("text") or logs.get("lines") or ""
+        return "\n".join(text) if isinstance(text, list) else str(text)
+    return str(logs)
+
+
+def task_context(
+    state: ApiState, record: dict[str, Any], query: Mapping[str, str]
+) -> dict[str, Any]:
+    """What the task page and the HTML report show for one result."""
+    record = clean_record(record)
+    data = record["data"]
+    status = record.get("status")
+    mode = data.get("execution_mode")
+    metrics = data.get("performance_metrics") or {}
+    context: dict[str, Any] = {
+        "record": record,
+        "data": data,
+        "status": status,
+        "terminal": status in TERMINAL_STATUSES,
+        "mode": mode,
+        "metrics": metrics,
+        "summary": data.get("summary") or {},
+        "timeline": _timeline(record),
+        "logs": _logs(data),
+        "warnings": data.get("warnings") or [],
+        "equity": None,
+        "prices": {},
+        "trades": None,
+        "instances": None,
+        "ranked": None,
+    }
+    if status == "completed" and mode == "backtest":
+        figure = charts.equity_figure(data)
+        context["equity"] = script_json(figure) if figure else None
+        trade_model = (data.get("summary") or {}).get("trade_model") or {}
+        adjusted = bool(trade_model.get("adjusted", True))
+        context["prices"] = {
+            ticker: script_json(fig)
+            for ticker, fig in charts.price_figures(
+                data, state.market_dir, adjusted=adjusted
+            ).items()
+        }
+        context["trades"] = Table("trades", data.get("trades") or [], query)
+        context["instances"] = Table("instances", data.get("instances") or [], query)
+    elif status == "completed" and mode == "screening":
+        context["ranked"] = Table("ranked", data.get("ranked_results") or [], query, size=100)
+    return context

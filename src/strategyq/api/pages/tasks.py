@@ -1,0 +1,124 @@
+"""``/tasks``: recent finished tasks (filtered, searched, paged); ``/tasks/{id}`` and its cancel."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from strategyq.api import reads
+from strategyq.api.auth import check_csrf
+from strategyq.api.deps import READ, WRITE, Principal, State
+from strategyq.api.pages.render import render, task_context
+from strategyq.api.problems import Problem
+from strategyq.client import cancel_task
+from strategyq.protocol import TaskType
+
+PAGE_SIZE = 50
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+def tasks(
+    request: Request,
+    state: State,
+    status: Annotated[str | None, Query()] = None,
+    task_type: Annotated[str | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    _: Principal = READ,
+) -> Response:
+    client = state.client
+    status = status or None
+    task_type = task_type or None
+    if q:
+        if reads.task_record(client, q.strip()) is not None:
+            return RedirectResponse(f"/tasks/{quote(q.strip())}", status_code=303)
+        found = reads.search_tasks(client, q, PAGE_SIZE)
+        total, rows = len(found), found
+    else:
+        result = reads.recent_tasks(
+            client,
+            status=status,
+            task_type=task_type,
+            offset=(page - 1) * PAGE_SIZE,
+            count=PAGE_SIZE,
+        )
+        total, rows = result.total, result.tasks
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    base = {k: v for k, v in {"status": status, "task_type": task_type, "q": q}.items() if v}
+    return render(
+        request,
+        "tasks.html",
+        {
+            "rows": rows,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "filters": base,
+            "statuses": ["completed", "error", "cancelled"],
+            "types": [t.value for t in TaskType],
+            "page_link": lambda n: "?" + urlencode({**base, "page": n}),
+        },
+    )
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
+    client = state.client
+    record = reads.task_record(client, task_id)
+    if record is None:
+        raise Problem(
+            404,
+            f"no task {task_id!r}: it was never queued, or its result expired",
+            title="Unknown task",
+        )
+    context = task_context(state, record, dict(request.query_params))
+    message = None
+    if not context["terminal"] or record.get("status") == "error":
+        worker_ids = [w["worker_id"] for w in reads.workers(client)]
+        message = reads.task_message(client, task_id, worker_ids)
+    source = None
+    if message and who.can_write:
+        args = message.get("args")
+        code = args.get("strategy_code") if isinstance(args, dict) else None
+        source = code if isinstance(code, str) else None
+    return render(
+        request,
+        "task.html",
+        {
+            "task_id": task_id,
+            "source": source,
+            "message_args": _visible_args(message),
+            **context,
+        },
+    )
+
+
+@router.post("/tasks/{task_id}/cancel")
+def cancel(
+    request: Request,
+    task_id: str,
+    state: State,
+    csrf: Annotated[str, Form()] = "",
+    _: Principal = WRITE,
+) -> Response:
+    check_csrf(request, csrf)
+    cancel_task(state.client, task_id, result_ttl_s=state.settings.result_ttl_s)
+    return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
+
+
+def _visible_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not message:
+        return None
+    args = message.get("args")
+    if not isinstance(args, dict):
+        return None
+    args = dict(args)
+    args.pop("strategy_code", None)
+    return args

@@ -1,0 +1,24 @@
+"""The ``/v1`` HTTP API, one router module per resource.
+
+A resource is added with its module here and one line in :data:`RESOURCES`
+(the order is the order of the OpenAPI document's paths). Each module's router
+carries the ``/v1`` prefix itself, so the route a request matched (which the
+request metrics label by) has its full path.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from strategyq.api.v1 import dead_letters, queue, schedules, tasks
+
+RESOURCES: tuple[APIRouter, ...] = (
+    tasks.router,
+    queue.router,
+    dead_letters.router,
+    schedules.router,
+)
+
+router = APIRouter()
+for resource in RESOURCES:
+    router.include_router(resource)

@@ -1,0 +1,25 @@
+"""``/v1/queue`` and ``/v1/workers``: the queue's statistics and its registered workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from strategyq.api import reads
+from strategyq.api.deps import READ, Principal, State
+from strategyq.api.models import QueueStats, WorkerOut
+
+router = APIRouter(prefix="/v1", tags=["queue"])
+
+
+@router.get("/queue", response_model=QueueStats, summary="Queue statistics")
+def queue(state: State, _: Principal = READ) -> dict[str, Any]:
+    stats = reads.overview(state.client, state.queue)
+    stats.pop("newest_dead_letters", None)
+    return stats
+
+
+@router.get("/workers", response_model=list[WorkerOut], summary="Registered workers")
+def workers(state: State, _: Principal = READ) -> list[dict[str, Any]]:
+    return reads.workers(state.client)
