@@ -39,7 +39,7 @@ def _event(record: dict[str, Any], task_id: str) -> dict[str, Any]:
         "status": record.get("status"),
         "updated_at": record.get("updated_at"),
     }
-    for name in ("stage", "worker_id", "attempt", "error_type", "error"):
+    for name in ("stage", "worker_id", "attempt", "error_type", "error", "progress"):
         if data.get(name) is not None:
             event[name] = data[name]
     return event

@@ -20,6 +20,8 @@ from tests.integration.conftest import WorkerProcess
 CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]  # fmt: skip
+SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+"""The two sizes every page is checked at."""
 GAP_UP = (Path(__file__).resolve().parents[3] / "src/strategyq/examples/gap_up.py").read_text()
 
 
@@ -170,6 +172,31 @@ def page(
         lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
     )
     page.screenshots = tmp_path  # where each test saves its steps
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        request.node.add_report_section("call", "screenshot", f"{shot}\npage errors: {errors}")
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(params=list(SIZES))
+def sized(
+    request: pytest.FixtureRequest, chromium: Any, serve: ServeProcess, tmp_path: Path
+) -> Iterator[Any]:
+    """A page at one of the two sizes, screenshotted when its test fails."""
+    context = chromium.new_context(base_url=serve.url, viewport=SIZES[request.param])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.size = request.param
+    page.shots = tmp_path
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:

@@ -18,11 +18,12 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from strategyq.api import charts
+from strategyq.api import charts, sweep_page
 from strategyq.api.auth import CSRF_COOKIE, csrf_token, identify
 from strategyq.api.problems import Problem
-from strategyq.api.shapes import clean_record
+from strategyq.api.shapes import clean_data, clean_record
 from strategyq.api.state import ApiState
+from strategyq.labels import HEADLINE, METRICS, date_range, duration, format_metric, label
 from strategyq.protocol import TERMINAL_STATUSES
 
 HERE = Path(__file__).parent.parent
@@ -70,6 +71,8 @@ def ms_iso(value: Any) -> str:
 TEMPLATES.env.filters["fmt"] = fmt
 TEMPLATES.env.filters["ms_iso"] = ms_iso
 TEMPLATES.env.filters["json"] = lambda v: orjson.dumps(v).decode()
+TEMPLATES.env.filters["duration"] = duration
+TEMPLATES.env.filters["date_range"] = date_range
 TEMPLATES.env.globals["quote"] = quote
 
 
@@ -130,8 +133,11 @@ class Table:
         query: Mapping[str, str],
         size: int = TABLE_PAGE,
         columns: list[str] | None = None,
+        metrics: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        # Column -> metric name, for cells shown in the metric's unit (8.65 %, 1.23).
+        self.metrics = dict(metrics or {})
         self.total = len(rows)
         self.columns = columns or list(dict.fromkeys(k for r in rows[:100] for k in r))
         self.sort = query.get(f"{name}_sort") or ""
@@ -146,12 +152,22 @@ class Table:
         except ValueError:
             self.page = 1
         self.rows = ordered[(self.page - 1) * size : self.page * size]
+        self._all = ordered
+
+    def unpaged(self) -> Table:
+        """Every row on one page (for the standalone report, which has no next page)."""
+        self.rows, self.page, self.pages = self._all, 1, 1
+        return self
 
     def link(self, **changes: Any) -> str:
         query = {**self.query}
         for key, value in changes.items():
             query[f"{self.name}_{key}"] = str(value)
         return "?" + urlencode(query) + f"#{self.name}"
+
+    def cell(self, column: str, value: Any) -> str:
+        metric = self.metrics.get(column)
+        return format_metric(metric, value) if metric else fmt(value)
 
     def sort_link(self, column: str) -> str:
         desc = not self.desc if column == self.sort else False
@@ -192,7 +208,7 @@ def _logs(data: Mapping[str, Any]) -> str | None:
 
 
 def task_context(
-    state: ApiState, record: dict[str, Any], query: Mapping[str, str]
+    state: ApiState, record: dict[str, Any], query: Mapping[str, str], link: str | None = None
 ) -> dict[str, Any]:
     """What the task page and the HTML report show for one result."""
     record = clean_record(record)
@@ -216,8 +232,12 @@ def task_context(
         "trades": None,
         "instances": None,
         "ranked": None,
+        "sweep": None,
+        "headline": [],
+        "metric_rows": [],
     }
     if status == "completed" and mode == "backtest":
+        context["headline"], context["metric_rows"] = _metric_views(metrics)
         figure = charts.equity_figure(data)
         context["equity"] = script_json(figure) if figure else None
         trade_model = (data.get("summary") or {}).get("trade_model") or {}
@@ -232,4 +252,88 @@ def task_context(
         context["instances"] = Table("instances", data.get("instances") or [], query)
     elif status == "completed" and mode == "screening":
         context["ranked"] = Table("ranked", data.get("ranked_results") or [], query, size=100)
+    elif mode == "sweep":
+        context["sweep"] = sweep_context(record, query, link)
     return context
+
+
+def _metric_views(
+    metrics: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Headline cards (total return beside the benchmark's) and every metric with its label."""
+    cards = []
+    for name in HEADLINE:
+        if name not in metrics:
+            continue
+        bench = None
+        if name == "total_return" and metrics.get("benchmark_return") is not None:
+            bench = format_metric("benchmark_return", metrics["benchmark_return"])
+        value = format_metric(name, metrics[name])
+        cards.append({"name": name, "label": label(name), "value": value,
+                      "definition": METRICS[name].definition, "benchmark": bench})  # fmt: skip
+    order = [*(n for n in METRICS if n in metrics), *(n for n in metrics if n not in METRICS)]
+    rows = [
+        {"name": n, "label": label(n), "value": format_metric(n, metrics[n]), "raw": metrics[n],
+         "definition": METRICS[n].definition if n in METRICS else ""}
+        for n in order
+    ]  # fmt: skip
+    return cards, rows
+
+
+def sweep_context(
+    record: Mapping[str, Any], query: Mapping[str, str], link: str | None
+) -> dict[str, Any]:
+    """A sweep's progress while it runs; its ranking, heatmap, best backtest or folds after."""
+    data = record["data"]
+    params = [str(p) for p in data.get("params") or []]
+    metric = str(data.get("maximize") or "total_return")
+    out: dict[str, Any] = {
+        "params": params,
+        "metric": metric,
+        "metric_label": label(metric),
+        "progress": sweep_page.progress(data, data.get("started_at")),
+    }
+    if record.get("status") != "completed":
+        return out
+    walk = data.get("walk_forward")
+    if isinstance(walk, Mapping):
+        figure = sweep_page.oos_figure(walk)
+        out["walk"] = {
+            "folds": Table("folds", sweep_page.fold_rows(walk, metric), query, size=100),
+            "oos": script_json(figure) if figure else None,
+            "oos_metrics": sweep_page.headline(walk.get("oos_metrics") or {}),
+        }
+        return out
+    stored = data.get("heatmap") if isinstance(data.get("heatmap"), Mapping) else {}
+    choice = {
+        "metric": _pick(query.get("heat_metric"), list(METRICS), stored.get("metric") or metric),
+        "x": _pick(query.get("heat_x"), params, stored.get("x") or (params[:1] or [""])[0]),
+        "y": _pick(query.get("heat_y"), params, stored.get("y") or (params[1:2] or [""])[0]),
+    }
+    heat = None
+    if choice["x"] and choice["y"] and choice["x"] != choice["y"]:
+        heat = sweep_page.heatmap(data, choice["metric"], choice["x"], choice["y"])
+    best = data.get("best") if isinstance(data.get("best"), Mapping) else {}
+    best_result = clean_data(data.get("best_result"))
+    equity = charts.equity_figure(best_result) if best_result else None
+    rows = sweep_page.result_rows(data, params)
+    out.update(
+        heat=script_json(sweep_page.heatmap_figure(heat, link)) if heat else None,
+        choice=choice,
+        metric_options=[(n, m.label) for n, m in METRICS.items()],
+        best_params=best.get("params") if isinstance(best.get("params"), Mapping) else {},
+        best_headline=sweep_page.headline(best.get("metrics") or {}),
+        best_equity=script_json(equity) if equity else None,
+        best_trades=Table("best_trades", best_result.get("trades") or [], query),
+        results=Table(
+            "results",
+            rows,
+            query,
+            metrics={label(n): n for n in sweep_page.TABLE_METRICS},
+        ),
+    )
+    return out
+
+
+def _pick(wanted: str | None, allowed: Sequence[str], default: Any) -> str:
+    return wanted if wanted is not None and wanted in allowed else str(default or "")

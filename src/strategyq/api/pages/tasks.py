@@ -10,12 +10,14 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from strategyq.api import reads
+from strategyq.api import reads, sweep_page
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render, task_context
 from strategyq.api.problems import Problem
+from strategyq.api.shapes import clean_record
 from strategyq.client import cancel_task
+from strategyq.labels import METRICS, format_metric, label
 from strategyq.protocol import TaskType
 
 PAGE_SIZE = 50
@@ -78,7 +80,8 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
             f"no task {task_id!r}: it was never queued, or its result expired",
             title="Unknown task",
         )
-    context = task_context(state, record, dict(request.query_params))
+    link = f"/tasks/{quote(task_id, safe='')}/combinations"
+    context = task_context(state, record, dict(request.query_params), link)
     message = None
     if not context["terminal"] or record.get("status") == "error":
         worker_ids = [w["worker_id"] for w in reads.workers(client)]
@@ -96,6 +99,40 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
             "source": source,
             "message_args": _visible_args(message),
             **context,
+        },
+    )
+
+
+@router.get("/tasks/{task_id}/combinations/{index}", response_class=HTMLResponse)
+def combination_page(
+    request: Request, task_id: str, index: int, state: State, _: Principal = READ
+) -> Response:
+    """One combination of a sweep: its parameters, rank and every metric."""
+    record = reads.task_record(state.client, task_id)
+    data = clean_record(record)["data"] if record is not None else {}
+    row = sweep_page.combination(data, index) if data.get("execution_mode") == "sweep" else None
+    if row is None:
+        raise Problem(
+            404,
+            f"sweep {task_id!r} has no combination {index} in its stored results "
+            "(unknown sweep, expired, or cut by STRATEGYQ_SWEEP_MAX_RESULTS)",
+            title="Unknown combination",
+        )
+    best = data.get("best") or {}
+    metrics = sweep_page.mapping(row.get("metrics"))
+    return render(
+        request,
+        "combination.html",
+        {
+            "task_id": task_id,
+            "index": index,
+            "row": row,
+            "is_best": best.get("index") == index,
+            "headline": sweep_page.headline(metrics),
+            "all_metrics": [
+                (label(n), format_metric(n, v), METRICS[n].definition if n in METRICS else "")
+                for n, v in metrics.items()
+            ],
         },
     )
 

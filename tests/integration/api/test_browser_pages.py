@@ -1,0 +1,87 @@
+"""The backtest page reads results first, at desktop and phone sizes, light and dark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from strategyq.labels import METRICS, format_metric
+from tests.integration.api.conftest import backtest_body
+from tests.integration.api.test_browser_sweeps import WAIT_MS
+from tests.integration.conftest import WorkerProcess
+
+
+def _backtest(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    if http.get(f"/v1/tasks/{task_id}").status_code == 404:
+        assert (
+            http.post("/v1/tasks", json=backtest_body(task_id, benchmark="IBM")).status_code == 202
+        )
+    result: dict[str, Any] = http.get(
+        f"/v1/tasks/{task_id}/wait", params={"timeout_s": 120}, timeout=140
+    ).json()
+    assert result["status"] == "completed", result
+    return result
+
+
+def test_a_backtest_page_leads_with_headline_cards_and_labels_every_metric(
+    sized: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    metrics = _backtest(http, "br-results")["data"]["performance_metrics"]
+    page = sized
+    page.goto("/tasks/br-results")
+    page.wait_for_selector("#equity-chart .main-svg", timeout=WAIT_MS)
+    page.screenshot(path=str(page.shots / f"backtest-{page.size}.png"), full_page=True)
+    cards = page.eval_on_selector_all(
+        "#headline .card", "cs => cs.map(c => [c.dataset.metric, c.innerText, c.title])"
+    )
+    assert [c[0] for c in cards] == [
+        "total_return", "cagr", "sharpe_ratio", "max_drawdown", "win_rate", "num_trades"
+    ]  # fmt: skip
+    for name, text, title in cards:
+        assert format_metric(name, metrics[name]) in text
+        assert METRICS[name].label in text and title == METRICS[name].definition
+    assert format_metric("benchmark_return", metrics["benchmark_return"]) in cards[0][1]
+    # Results first: the cards, then the charts, then the tables, then all metrics.
+    order = page.evaluate(
+        "() => ['headline', 'equity-chart', 'trades', 'metrics'].map("
+        "id => document.getElementById(id).getBoundingClientRect().top + window.scrollY)"
+    )
+    assert order == sorted(order)
+    rows = page.eval_on_selector_all(
+        "#metrics tr",
+        "rs => rs.map(r => [r.querySelector('th').innerText, r.querySelector("
+        "'th').title, r.querySelector('td').innerText])",
+    )
+    assert len(rows) == len(metrics)
+    for label, title, value in rows:
+        name = next(n for n, m in METRICS.items() if m.label == label)
+        assert title == METRICS[name].definition and value == format_metric(name, metrics[name])
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"]
+
+
+def test_dark_mode_follows_the_system_setting(
+    chromium: Any, serve: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    _backtest(http, "br-results")
+    context = chromium.new_context(base_url=serve.url, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto("/tasks/br-results")
+        page.wait_for_selector("#equity-chart .main-svg")
+        background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(13, 17, 23)"
+        paper = page.evaluate("() => document.getElementById('equity-chart').layout.paper_bgcolor")
+        assert paper == "rgba(0,0,0,0)"
+    finally:
+        context.close()
+    light = chromium.new_context(base_url=serve.url, color_scheme="light")
+    try:
+        page = light.new_page()
+        page.goto("/tasks/br-results")
+        assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") == (
+            "rgb(255, 255, 255)"
+        )
+    finally:
+        light.close()
