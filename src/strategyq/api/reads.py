@@ -224,6 +224,16 @@ def search_tasks(client: redis.Redis, text: str, count: int = 50) -> list[dict[s
     return _summaries(client, found)
 
 
+def finished_ms(client: redis.Redis, task_id: str) -> int | None:
+    """When the task's terminal result was written (epoch ms, from the recent-task index).
+
+    A new run of the task writes a new time, so it tells whether a terminal
+    record read before is still the stored one without reading it again.
+    """
+    score = client.zscore(keys.RECENT, task_id)
+    return None if score is None else int(score)
+
+
 def task_record(client: redis.Redis, task_id: str) -> dict[str, Any] | None:
     """The task's result record, or None."""
     return decode_result(client.get(keys.result(task_id)))

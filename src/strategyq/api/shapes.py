@@ -23,23 +23,26 @@ def _number(value: Any) -> bool:
 
 
 def _mapping(value: Any) -> dict[str, Any]:
+    # A decoded JSON object is a dict with string keys already: kept as it is (a
+    # sweep's ten thousand rows are not copied); anything else becomes a dict or {}.
+    if type(value) is dict:
+        return value
     return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
 
 
 def clean_data(value: Any) -> dict[str, Any]:
     """``data`` of a record with its known fields of their documented types."""
-    data = _mapping(value)
+    data = dict(_mapping(value))
     for name in MAPPINGS:
         if name in data:
             data[name] = _mapping(data[name])
     for name in ROWS:
         if name in data:
             rows = data[name]
-            data[name] = (
-                [_mapping(r) for r in rows if isinstance(r, Mapping)]
-                if isinstance(rows, list)
-                else []
-            )
+            if not isinstance(rows, list):
+                data[name] = []
+            elif not all(type(r) is dict for r in rows):
+                data[name] = [_mapping(r) for r in rows if isinstance(r, Mapping)]
     for name in NUMBERS:
         if name in data and not _number(data[name]):
             data[name] = None
@@ -62,7 +65,7 @@ def clean_data(value: Any) -> dict[str, Any]:
 
 def clean_record(record: Any) -> dict[str, Any]:
     """A record (``status``, ``data``, ``updated_at``) safe for every template."""
-    out = _mapping(record)
+    out = dict(_mapping(record))
     status = out.get("status")
     out["status"] = status if isinstance(status, str) else (None if status is None else str(status))
     out["data"] = clean_data(out.get("data"))

@@ -14,6 +14,7 @@ from anyio import to_thread
 from strategyq.api.config import ApiConfig
 from strategyq.api.followers import Followers
 from strategyq.api.metrics import ApiMetrics
+from strategyq.api.record_cache import RecordCache
 from strategyq.settings import Settings
 
 T = TypeVar("T")
@@ -27,6 +28,7 @@ class ApiState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
     followers: Followers = field(init=False)
+    records: RecordCache = field(default_factory=RecordCache)
 
     def __post_init__(self) -> None:
         self.followers = Followers(self.config.max_followers)

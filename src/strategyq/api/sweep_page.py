@@ -24,11 +24,14 @@ LOWER_IS_BETTER = frozenset({"max_drawdown_duration_sessions", "volatility"})
 
 def mapping(value: Any) -> Mapping[str, Any]:
     """``value`` when it is a mapping, else an empty one."""
+    if type(value) is dict:  # the common case, without the ABC check's cost
+        return value
     return value if isinstance(value, Mapping) else {}
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    kind = type(value)
+    if (kind is float or kind is int) and math.isfinite(value):
         return float(value)
     return None
 
@@ -69,15 +72,16 @@ def _started_s(value: Any) -> float | None:
 def result_rows(data: Mapping[str, Any], params: Sequence[str]) -> list[dict[str, Any]]:
     """The ranking as flat table rows: rank, each parameter, the main metrics, the index."""
     rows = []
+    shown = [(label(name), name) for name in TABLE_METRICS]
     for row in data.get("results") or data.get("top") or []:
-        if not isinstance(row, Mapping):
+        if type(row) is not dict:
             continue
         values, metrics = mapping(row.get("params")), mapping(row.get("metrics"))
         flat: dict[str, Any] = {"rank": row.get("rank")}
         for name in params:
             flat[name] = values.get(name)
-        for name in TABLE_METRICS:
-            flat[label(name)] = metrics.get(name)
+        for title, name in shown:
+            flat[title] = metrics.get(name)
         flat["index"] = row.get("index")
         rows.append(flat)
     return rows
@@ -91,10 +95,10 @@ def heatmap(data: Mapping[str, Any], metric: str, x: str, y: str) -> dict[str, A
     """The best ``metric`` for each (``x``, ``y``) pair of values, with its combination index."""
     cells: dict[tuple[Any, Any], tuple[float, Any]] = {}
     for row in data.get("results") or []:
-        if not isinstance(row, Mapping) or not isinstance(row.get("params"), Mapping):
+        if type(row) is not dict:
             continue
-        params, metrics = row["params"], row.get("metrics") or {}
-        if x not in params or y not in params or not isinstance(metrics, Mapping):
+        params, metrics = mapping(row.get("params")), mapping(row.get("metrics"))
+        if x not in params or y not in params:
             continue
         value = _number(metrics.get(metric))
         if value is None:

@@ -7,7 +7,7 @@ result through the same :func:`task_context`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -208,7 +208,11 @@ def _logs(data: Mapping[str, Any]) -> str | None:
 
 
 def task_context(
-    state: ApiState, record: dict[str, Any], query: Mapping[str, str], link: str | None = None
+    state: ApiState,
+    record: dict[str, Any],
+    query: Mapping[str, str],
+    link: str | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """What the task page and the HTML report show for one result."""
     record = clean_record(record)
@@ -253,7 +257,7 @@ def task_context(
     elif status == "completed" and mode == "screening":
         context["ranked"] = Table("ranked", data.get("ranked_results") or [], query, size=100)
     elif mode == "sweep":
-        context["sweep"] = sweep_context(record, query, link)
+        context["sweep"] = sweep_context(record, query, link, memo)
     return context
 
 
@@ -280,8 +284,27 @@ def _metric_views(
     return cards, rows
 
 
+MEMO_MAX = 24
+"""Derived values kept per cached result (a few heatmap choices and the rows)."""
+
+
+def _memo(memo: dict[Any, Any] | None, key: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in ``memo`` (the cached result's derived values) when there is one."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        value = make()
+        if len(memo) >= MEMO_MAX:
+            return value
+        memo[key] = value
+    return memo[key]
+
+
 def sweep_context(
-    record: Mapping[str, Any], query: Mapping[str, str], link: str | None
+    record: Mapping[str, Any],
+    query: Mapping[str, str],
+    link: str | None,
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """A sweep's progress while it runs; its ranking, heatmap, best backtest or folds after."""
     data = record["data"]
@@ -310,20 +333,24 @@ def sweep_context(
         "x": _pick(query.get("heat_x"), params, stored.get("x") or (params[:1] or [""])[0]),
         "y": _pick(query.get("heat_y"), params, stored.get("y") or (params[1:2] or [""])[0]),
     }
-    heat = None
+    heat_json = None
     if choice["x"] and choice["y"] and choice["x"] != choice["y"]:
-        heat = sweep_page.heatmap(data, choice["metric"], choice["x"], choice["y"])
+        heat_json = _memo(
+            memo,
+            ("heatmap", choice["metric"], choice["x"], choice["y"], link),
+            lambda: _heat_json(data, choice, link),
+        )
     best = data.get("best") if isinstance(data.get("best"), Mapping) else {}
     best_result = clean_data(data.get("best_result"))
-    equity = charts.equity_figure(best_result) if best_result else None
-    rows = sweep_page.result_rows(data, params)
+    equity_json = _memo(memo, "best_equity", lambda: _equity_json(best_result))
+    rows = _memo(memo, "rows", lambda: sweep_page.result_rows(data, params))
     out.update(
-        heat=script_json(sweep_page.heatmap_figure(heat, link)) if heat else None,
+        heat=heat_json,
         choice=choice,
         metric_options=[(n, m.label) for n, m in METRICS.items()],
         best_params=best.get("params") if isinstance(best.get("params"), Mapping) else {},
         best_headline=sweep_page.headline(best.get("metrics") or {}),
-        best_equity=script_json(equity) if equity else None,
+        best_equity=equity_json,
         best_trades=Table("best_trades", best_result.get("trades") or [], query),
         results=Table(
             "results",
@@ -333,6 +360,16 @@ def sweep_context(
         ),
     )
     return out
+
+
+def _equity_json(result: Mapping[str, Any]) -> str | None:
+    figure = charts.equity_figure(result) if result else None
+    return script_json(figure) if figure else None
+
+
+def _heat_json(data: Mapping[str, Any], choice: Mapping[str, str], link: str | None) -> str | None:
+    heat = sweep_page.heatmap(data, choice["metric"], choice["x"], choice["y"])
+    return script_json(sweep_page.heatmap_figure(heat, link)) if heat else None
 
 
 def _pick(wanted: str | None, allowed: Sequence[str], default: Any) -> str:

@@ -18,7 +18,7 @@ from strategyq.api.problems import Problem
 from strategyq.api.shapes import clean_record
 from strategyq.client import cancel_task
 from strategyq.labels import METRICS, format_metric, label
-from strategyq.protocol import TaskType
+from strategyq.protocol import TERMINAL_STATUSES, TaskType
 
 PAGE_SIZE = 50
 
@@ -73,15 +73,20 @@ def tasks(
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
     client = state.client
-    record = reads.task_record(client, task_id)
+    finished = reads.finished_ms(client, task_id)
+    entry = state.records.get(task_id, finished)
+    record = entry.record if entry is not None else reads.task_record(client, task_id)
     if record is None:
         raise Problem(
             404,
             f"no task {task_id!r}: it was never queued, or its result expired",
             title="Unknown task",
         )
+    if entry is None and finished is not None and record.get("status") in TERMINAL_STATUSES:
+        entry = state.records.put(task_id, finished, record)
     link = f"/tasks/{quote(task_id, safe='')}/combinations"
-    context = task_context(state, record, dict(request.query_params), link)
+    memo = entry.derived if entry is not None else None
+    context = task_context(state, record, dict(request.query_params), link, memo)
     message = None
     if not context["terminal"] or record.get("status") == "error":
         worker_ids = [w["worker_id"] for w in reads.workers(client)]
