@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import httpx
@@ -85,3 +87,19 @@ def test_dark_mode_follows_the_system_setting(
         )
     finally:
         light.close()
+
+
+def test_trades_and_instances_download_as_csv(http: httpx.Client, worker: WorkerProcess) -> None:
+    data = _backtest(http, "br-results")["data"]
+    assert 'href="/tasks/br-results/trades.csv"' in http.get("/tasks/br-results").text
+    reply = http.get("/tasks/br-results/trades.csv")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
+    assert "attachment" in reply.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(reply.text)))
+    assert len(rows) == len(data["trades"])
+    assert [float(r["entry_price"]) for r in rows] == [t["entry_price"] for t in data["trades"]]
+    assert [r["ticker"] for r in rows] == [t["ticker"] for t in data["trades"]]
+    instances = list(csv.DictReader(io.StringIO(http.get("/tasks/br-results/instances.csv").text)))
+    assert len(instances) == len(data["instances"])
+    assert http.get("/tasks/br-results/secrets.csv").status_code == 404
+    assert http.get("/tasks/no-such-task/trades.csv").status_code == 404

@@ -7,6 +7,7 @@ URLs.
 
 from __future__ import annotations
 
+import html
 import http.server
 import socket
 import threading
@@ -113,6 +114,10 @@ def test_any_printable_id_is_queued_with_a_percent_encoded_location(
     assert orjson.loads(redis_client.get(f"task_result:{task_id}"))["status"] == "queued"
     if "/" not in task_id:
         assert http.get(location).json()["status"] in ("queued", "running", "completed")
+    # Its dashboard page, whatever the id holds ("/" included).
+    page = http.get("/tasks/" + urllib.parse.quote(task_id))
+    assert page.status_code == 200, page.text
+    assert f'<h1 class="task-id">{html.escape(task_id)}</h1>' in page.text
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -70,7 +73,91 @@ def tasks(
     )
 
 
-@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+@router.get("/tasks/{task_id}/combinations/{index}", response_class=HTMLResponse)
+def combination_page(
+    request: Request, task_id: str, index: int, state: State, _: Principal = READ
+) -> Response:
+    """One combination of a sweep: its parameters, rank and every metric."""
+    record = reads.task_record(state.client, task_id)
+    data = clean_record(record)["data"] if record is not None else {}
+    row = sweep_page.combination(data, index) if data.get("execution_mode") == "sweep" else None
+    if row is None:
+        raise Problem(
+            404,
+            f"sweep {task_id!r} has no combination {index} in its stored results "
+            "(unknown sweep, expired, or cut by STRATEGYQ_SWEEP_MAX_RESULTS)",
+            title="Unknown combination",
+        )
+    best = data.get("best") or {}
+    metrics = sweep_page.mapping(row.get("metrics"))
+    return render(
+        request,
+        "combination.html",
+        {
+            "task_id": task_id,
+            "index": index,
+            "row": row,
+            "is_best": best.get("index") == index,
+            "headline": sweep_page.headline(metrics),
+            "all_metrics": [
+                (label(n), format_metric(n, v), METRICS[n].definition if n in METRICS else "")
+                for n, v in metrics.items()
+            ],
+        },
+    )
+
+
+@router.post("/tasks/{task_id:path}/cancel")
+def cancel(
+    request: Request,
+    task_id: str,
+    state: State,
+    csrf: Annotated[str, Form()] = "",
+    _: Principal = WRITE,
+) -> Response:
+    check_csrf(request, csrf)
+    cancel_task(state.client, task_id, result_ttl_s=state.settings.result_ttl_s)
+    return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
+
+
+CSV_TABLES = {"trades": "trades", "instances": "instances", "ranked": "ranked_results"}
+
+
+@router.get("/tasks/{task_id:path}/{table}.csv")
+def table_csv(task_id: str, table: str, state: State, _: Principal = READ) -> Response:
+    """Every row of a result's trades, instances or ranked table, as CSV."""
+    if table not in CSV_TABLES:
+        raise Problem(404, f"no table {table!r}: choose trades, instances or ranked")
+    record = reads.task_record(state.client, task_id)
+    if record is None:
+        raise Problem(404, f"no task {task_id!r}: it was never queued, or its result expired")
+    rows = clean_record(record)["data"].get(CSV_TABLES[table]) or []
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)[:80]
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}-{table}.csv"'},
+    )
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    # A spreadsheet runs a cell that starts with = + - @ as a formula: quote it as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+# Registered last: an id may hold "/", so this route takes the rest of the path
+# and must be tried after the more specific ones above.
+@router.get("/tasks/{task_id:path}", response_class=HTMLResponse)
 def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
     client = state.client
     finished = reads.finished_ms(client, task_id)
@@ -106,53 +193,6 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
             **context,
         },
     )
-
-
-@router.get("/tasks/{task_id}/combinations/{index}", response_class=HTMLResponse)
-def combination_page(
-    request: Request, task_id: str, index: int, state: State, _: Principal = READ
-) -> Response:
-    """One combination of a sweep: its parameters, rank and every metric."""
-    record = reads.task_record(state.client, task_id)
-    data = clean_record(record)["data"] if record is not None else {}
-    row = sweep_page.combination(data, index) if data.get("execution_mode") == "sweep" else None
-    if row is None:
-        raise Problem(
-            404,
-            f"sweep {task_id!r} has no combination {index} in its stored results "
-            "(unknown sweep, expired, or cut by STRATEGYQ_SWEEP_MAX_RESULTS)",
-            title="Unknown combination",
-        )
-    best = data.get("best") or {}
-    metrics = sweep_page.mapping(row.get("metrics"))
-    return render(
-        request,
-        "combination.html",
-        {
-            "task_id": task_id,
-            "index": index,
-            "row": row,
-            "is_best": best.get("index") == index,
-            "headline": sweep_page.headline(metrics),
-            "all_metrics": [
-                (label(n), format_metric(n, v), METRICS[n].definition if n in METRICS else "")
-                for n, v in metrics.items()
-            ],
-        },
-    )
-
-
-@router.post("/tasks/{task_id}/cancel")
-def cancel(
-    request: Request,
-    task_id: str,
-    state: State,
-    csrf: Annotated[str, Form()] = "",
-    _: Principal = WRITE,
-) -> Response:
-    check_csrf(request, csrf)
-    cancel_task(state.client, task_id, result_ttl_s=state.settings.result_ttl_s)
-    return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
 
 
 def _visible_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
