@@ -13,10 +13,11 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from strategyq.errors import ConfigError
+from strategyq.settings import read_env, setting
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -97,21 +98,47 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """The API's own settings (the Redis ones come from :class:`strategyq.settings.Settings`)."""
+    """The API's own settings (the Redis ones come from :class:`strategyq.settings.Settings`).
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    tokens: tuple[ApiToken, ...] = ()
-    max_body_bytes: int = 2 * 1024 * 1024
+    Its environment variables are rows of the settings table (:func:`setting`).
+    """
+
+    host: str = setting(
+        DEFAULT_HOST,
+        "STRATEGYQ_API_HOST",
+        "`strategyq serve`'s address (`--host` wins; any but loopback needs tokens)",
+    )
+    port: int = setting(
+        DEFAULT_PORT, "STRATEGYQ_API_PORT", "`strategyq serve`'s port (`--port` wins)", minimum=1
+    )
+    tokens: tuple[ApiToken, ...] = setting(
+        (),
+        "STRATEGYQ_API_TOKENS",
+        "hashed API tokens, `name:scope:sha256:<hex>` (`strategyq serve --new-token NAME`)",
+        parse=lambda raw: parse_tokens(raw),
+        secret=True,
+    )
+    max_body_bytes: int = setting(
+        2 * 1024 * 1024, "STRATEGYQ_API_MAX_BODY", "request body cap", minimum=64 * 1024
+    )
     max_wait_s: float = 300.0
     blocking_threads: int = 64
     """Threads for long-polls and event streams (each holds one while it waits)."""
-    max_followers: int = 48
-    """Long-polls and event streams held at once; past it a new one gets 503 + Retry-After."""
+    max_followers: int = setting(
+        48,
+        "STRATEGYQ_API_MAX_FOLLOWERS",
+        "long-polls and event streams one `strategyq serve` holds at once (503 + `Retry-After` "
+        "past it; at most 56)",
+        minimum=1,
+    )
     market_dir: str | None = None
     """The market store to draw price charts from (None: the settings' store, if present)."""
-    extra_hosts: tuple[str, ...] = field(default_factory=tuple)
-    """Host names accepted on a loopback bind besides localhost/127.0.0.1 (DNS-rebinding guard)."""
+    extra_hosts: tuple[str, ...] = setting(
+        (),
+        "STRATEGYQ_API_ALLOWED_HOSTS",
+        "extra host names accepted on a loopback bind (DNS-rebinding guard)",
+        parse=lambda raw: tuple(raw.replace(",", " ").split()),
+    )
 
     @property
     def auth_required(self) -> bool:
@@ -140,26 +167,18 @@ class ApiConfig:
         host: str | None = None,
         port: int | None = None,
     ) -> ApiConfig:
-        env = os.environ if env is None else env
-        try:
-            env_port = int(env.get("STRATEGYQ_API_PORT") or DEFAULT_PORT)
-            max_body = int(env.get("STRATEGYQ_API_MAX_BODY") or 2 * 1024 * 1024)
-            max_followers = int(env.get("STRATEGYQ_API_MAX_FOLLOWERS") or 48)
-        except ValueError:
-            raise ConfigError(
-                "STRATEGYQ_API_PORT, STRATEGYQ_API_MAX_BODY and STRATEGYQ_API_MAX_FOLLOWERS "
-                "must be whole numbers"
-            ) from None
-        if max_followers < 1:
-            raise ConfigError(
-                f"STRATEGYQ_API_MAX_FOLLOWERS must be at least 1, got {max_followers}"
-            )
-        return cls(
-            host=host or env.get("STRATEGYQ_API_HOST") or DEFAULT_HOST,
-            port=port if port is not None else env_port,
-            tokens=parse_tokens(env.get("STRATEGYQ_API_TOKENS", "")),
-            max_body_bytes=max(max_body, 64 * 1024),
+        """The config from ``env`` (default: the process environment); ``host`` and ``port``
+        (the command line's) win over it.
+
+        Raises:
+            ConfigError: a variable is malformed (the message says which and how to fix it).
+        """
+        values = read_env(cls, os.environ if env is None else env)
+        if host:
+            values["host"] = host
+        if port is not None:
+            values["port"] = port
+        if "max_followers" in values:
             # Every follower may hold a waiting thread: keep some for the others' reads.
-            max_followers=min(max_followers, cls.blocking_threads - 8),
-            extra_hosts=tuple(env.get("STRATEGYQ_API_ALLOWED_HOSTS", "").replace(",", " ").split()),
-        )
+            values["max_followers"] = min(values["max_followers"], cls.blocking_threads - 8)
+        return cls(**values)

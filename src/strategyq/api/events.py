@@ -1,9 +1,10 @@
 """Following one task: long-poll until it is terminal, or stream each status change (SSE).
 
-Both block on Redis rather than poll: the long-poll is the producer API's
-:func:`~strategyq.client.wait_for_result` (a blocking pop on the task's
-completion list), and the stream subscribes to the task's event channel, on
-which every transition script publishes the record it wrote (queued, running
+Both block on Redis rather than poll, through the queue's read surface: the
+long-poll is :meth:`~strategyq.queue.view.QueueView.wait` (a blocking pop on the
+task's completion list), and the stream is
+:meth:`~strategyq.queue.view.QueueView.events` (the task's event channel, on
+which every transition script publishes the record it wrote: queued, running
 with each stage, terminal). The stream reads the current record after
 subscribing, so a change between the two is never missed; it also re-reads the
 record every few seconds, so an event lost with a dropped connection only
@@ -24,8 +25,7 @@ from starlette.requests import Request
 from strategyq.api.followers import shielded
 from strategyq.api.shapes import clean_data
 from strategyq.api.state import ApiState
-from strategyq.protocol import TERMINAL_STATUSES, decode_result
-from strategyq.queue import keys
+from strategyq.protocol import TERMINAL_STATUSES
 
 POLL_S = 1.0
 RESYNC_S = 5.0
@@ -55,10 +55,9 @@ def _key(event: dict[str, Any]) -> tuple[Any, ...]:
 
 async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterator[bytes]:
     """``status`` events from the current one to the terminal one, then the stream ends."""
-    client = state.client
-    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    subscription = state.view.events(task_id)
     try:
-        await state.blocking(pubsub.subscribe, keys.events(task_id))
+        await state.blocking(subscription.subscribe)
         last: tuple[Any, ...] | None = None
         deadline = time.monotonic() + state.config.max_wait_s
         next_sync = 0.0
@@ -68,15 +67,11 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
             candidates: list[dict[str, Any]] = []
             if now >= next_sync:
                 next_sync = now + RESYNC_S
-                record = decode_result(await state.blocking(client.get, keys.result(task_id)))
+                record = await state.blocking(state.view.task, task_id)
                 if record is not None:
                     candidates.append(_event(record, task_id))
-            message = await state.blocking(_get_message, pubsub, POLL_S)
-            while message is not None:
-                record = decode_result(message.get("data"))
-                if record is not None:
-                    candidates.append(_event(record, task_id))
-                message = await state.blocking(_get_message, pubsub, 0.0)
+            published = await state.blocking(subscription.records, POLL_S)
+            candidates.extend(_event(record, task_id) for record in published)
             for event in candidates:
                 if last is not None and _key(event) == last:
                     continue
@@ -106,9 +101,4 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
         # Shielded: a client that left cancels the stream, and its subscription must
         # still be closed (else the connection stays subscribed for good).
         with shielded(), contextlib.suppress(redis.RedisError):
-            await state.blocking(pubsub.close)
-
-
-def _get_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
-    message: dict[str, Any] | None = pubsub.get_message(timeout=timeout)
-    return message
+            await state.blocking(subscription.close)

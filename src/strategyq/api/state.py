@@ -1,4 +1,8 @@
-"""What every request handler of ``strategyq serve`` shares: settings, clients, limits."""
+"""What every request handler of ``strategyq serve`` shares: settings, clients, limits.
+
+Handlers read the queue through ``view`` (:class:`~strategyq.queue.view.QueueView`)
+and write through the producer API and the queue's functions with ``client``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from strategyq.api.config import ApiConfig
 from strategyq.api.followers import Followers
 from strategyq.api.metrics import ApiMetrics
 from strategyq.api.record_cache import RecordCache
+from strategyq.queue.view import QueueView
 from strategyq.settings import Settings
 
 T = TypeVar("T")
@@ -27,10 +32,12 @@ class ApiState:
     client: redis.Redis
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
+    view: QueueView = field(init=False)
     followers: Followers = field(init=False)
     records: RecordCache = field(default_factory=RecordCache)
 
     def __post_init__(self) -> None:
+        self.view = QueueView(self.client, self.settings.queue_name)
         self.followers = Followers(self.config.max_followers)
 
     @property

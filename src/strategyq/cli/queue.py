@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from strategyq.cli.common import client, console, settings
-from strategyq.queue.admin import dead_letters, purge_dead_letters, queue_stats, retry_dead_letters
+from strategyq.queue.admin import purge_dead_letters, retry_dead_letters
+from strategyq.queue.view import QueueView
 
 dlq_app = typer.Typer(help="Inspect, retry or purge dead-lettered tasks.", no_args_is_help=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -20,7 +21,7 @@ def register(app: typer.Typer) -> None:
     def queue_cmd(as_json: AsJson = False) -> None:
         """Queue depth, in-flight tasks per worker (with attempts), workers alive, dead letters."""
         conf = settings()
-        stats = queue_stats(client(conf), conf.queue_name)
+        stats = QueueView(client(conf), conf.queue_name).stats().as_dict()
         if as_json:
             print(json.dumps(stats, indent=2))
             return
@@ -52,7 +53,7 @@ def dlq_list(
     as_json: AsJson = False,
 ) -> None:
     """Show dead-lettered tasks and why they are there."""
-    entries = dead_letters(client(), count)
+    entries = [e.as_dict() for e in QueueView(client()).dead_letters(count)]
     if as_json:
         print(json.dumps(entries, indent=2))
         return

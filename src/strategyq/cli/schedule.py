@@ -18,14 +18,13 @@ from strategyq.logs import configure_logging
 from strategyq.queue.schedules import (
     Ticker,
     add_schedule,
-    list_schedules,
     make_schedule,
     pause_schedule,
     remove_schedule,
     resume_schedule,
     run_now,
-    schedule_state,
 )
+from strategyq.queue.view import QueueView
 
 schedule_app = typer.Typer(
     help="Run a screen (or any task) on a cron calendar: add, list, pause, resume, remove, "
@@ -90,7 +89,7 @@ def add_cmd(
     schedule = make_schedule(name, cron, tz, task_type.value, args)
     r = client()
     add_schedule(r, schedule, replace=replace)
-    state = schedule_state(r, name)
+    state = QueueView(r).schedule(name)
     console.print(
         f"schedule [bold]{name}[/]: {schedule.explain()} ({tz}); next run "
         f"{state.next_slot.isoformat(timespec='minutes')}"
@@ -100,7 +99,7 @@ def add_cmd(
 @schedule_app.command("list")
 def list_cmd(as_json: AsJson = False) -> None:
     """Every schedule, with its state and next run."""
-    states = list_schedules(client())
+    states = QueueView(client()).schedules()
     if as_json:
         rows = [
             {

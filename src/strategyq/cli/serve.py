@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from strategyq.api.config import ApiConfig
 from strategyq.cli.common import console, settings
 from strategyq.logs import configure_logging
+from strategyq.settings import option_help, table
 
 
 def _drop_color_message(record: logging.LogRecord) -> bool:
@@ -18,14 +20,23 @@ def _drop_color_message(record: logging.LogRecord) -> bool:
     return True
 
 
+API_SETTINGS = table(ApiConfig)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
         host: Annotated[
             str | None,
-            typer.Option(help="Address to bind (default 127.0.0.1; others need tokens)."),
+            typer.Option(
+                help=option_help(
+                    "host", "address to bind (any but loopback needs tokens)", API_SETTINGS
+                )
+            ),
         ] = None,
-        port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+        port: Annotated[
+            int | None, typer.Option(help=option_help("port", "port", API_SETTINGS))
+        ] = None,
         new_token: Annotated[
             str | None,
             typer.Option(

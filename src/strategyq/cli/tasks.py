@@ -16,10 +16,10 @@ from rich.table import Table
 from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
 from strategyq.cli.waiting import wait_with_status
-from strategyq.client import add_sweep_task, cancel_task, get_task_result, submit_task
+from strategyq.client import add_sweep_task, cancel_task, submit_task
 from strategyq.labels import HEADLINE, METRICS, date_range, duration, format_metric, label
 from strategyq.protocol import TERMINAL_STATUSES, TaskType
-from strategyq.queue import TaskQueue
+from strategyq.queue.view import QueueView
 from strategyq.task_args import TaskArg, args_for
 
 submit_app = typer.Typer(
@@ -150,7 +150,7 @@ submit_app.command("screening")(
 
 
 def _warn_without_workers(r: redis.Redis) -> None:
-    if TaskQueue(r, name=settings().queue_name).workers_alive() == 0:
+    if QueueView(r, settings().queue_name).workers_alive() == 0:
         err_console.print(
             "[yellow]warning:[/] no worker is alive: the task waits in the queue until one "
             "starts (run `strategyq worker`)",
@@ -268,7 +268,7 @@ def _wait_and_show(r: redis.Redis, task_id: str, timeout: float, as_json: bool) 
     """Wait for a terminal result and show it; exit 2 when it did not finish in time."""
     result = wait_with_status(r, task_id, timeout, quiet=as_json)
     if result is None or result.get("status") not in TERMINAL_STATUSES:
-        current = get_task_result(r, task_id)
+        current = QueueView(r).task(task_id)
         if current is not None:
             show_result(task_id, current, as_json)
         raise fail(f"task {task_id} did not finish within {timeout:g} s", 2)
@@ -387,7 +387,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Show a task's result (whatever its status)."""
-        result = get_task_result(client(), task_id)
+        result = QueueView(client()).task(task_id)
         if html is not None and result is not None:
             from strategyq.api.report import write_report
 

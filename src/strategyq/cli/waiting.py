@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from strategyq.cli.common import err_console
-from strategyq.client import get_task_result
+from strategyq.queue.view import QueueView
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -59,11 +59,9 @@ def wait_with_status(
     Raises:
         typer.Exit: 130 after Ctrl-C, having said how to follow or cancel the task.
     """
-    from strategyq.client import wait_for_result
-
     try:
         if quiet:
-            return wait_for_result(r, task_id, timeout)
+            return QueueView(r).wait(task_id, timeout)
         return _follow(r, task_id, timeout)
     except KeyboardInterrupt:
         err_console.print(
@@ -75,8 +73,7 @@ def wait_with_status(
 
 
 def _follow(r: redis.Redis, task_id: str, timeout: float) -> dict[str, Any] | None:
-    from strategyq.client import wait_for_result
-
+    view = QueueView(r)
     deadline = time.monotonic() + timeout
     columns = (
         SpinnerColumn(),
@@ -93,12 +90,12 @@ def _follow(r: redis.Redis, task_id: str, timeout: float) -> dict[str, Any] | No
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return get_task_result(r, task_id)
+                return view.task(task_id)
             # Short blocking waits so the bar follows the stage and the combinations done.
-            result = wait_for_result(r, task_id, min(0.5, remaining))
+            result = view.wait(task_id, min(0.5, remaining))
             if result is not None:
                 return result
-            current = get_task_result(r, task_id) or {}
+            current = view.task(task_id) or {}
             data = current.get("data") if isinstance(current.get("data"), dict) else {}
             done_total = data.get("progress") if isinstance(data, dict) else None
             if isinstance(done_total, dict) and isinstance(done_total.get("total"), int):

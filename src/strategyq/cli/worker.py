@@ -10,6 +10,7 @@ import typer
 
 from strategyq.cli.common import settings
 from strategyq.logs import configure_logging
+from strategyq.settings import option_help
 from strategyq.worker import Worker
 
 
@@ -22,13 +23,13 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker_cmd(
         concurrency: Annotated[
-            int | None, typer.Option(min=1, help="Tasks at once, one sandbox each.")
+            int | None, typer.Option(min=1, help=option_help("concurrency"))
         ] = None,
         burst: Annotated[bool, typer.Option(help="Drain the queue, then exit.")] = False,
-        queue: Annotated[str | None, typer.Option(help="Queue list name.")] = None,
+        queue: Annotated[str | None, typer.Option(help=option_help("queue_name"))] = None,
         metrics_port: Annotated[
             int | None,
-            typer.Option(help="Port for /metrics, /healthz, /readyz (0: off). Default 9100."),
+            typer.Option(help=option_help("metrics_port")),
         ] = None,
         log_format: Annotated[LogFormat, typer.Option(help="Log line format.")] = LogFormat.text,
         log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--insecure-no-sandbox",
-                help="Run strategies without Landlock/seccomp (unsafe; logged loudly).",
+                help=option_help("insecure_no_sandbox"),
             ),
         ] = False,
     ) -> None:

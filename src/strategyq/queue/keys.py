@@ -1,7 +1,9 @@
 """Every Redis key strategyq uses, with its type and lifetime.
 
-Only :mod:`strategyq.queue` reads or writes these keys; ``docs/queue.md`` draws
-the lifecycle of each.
+Only :mod:`strategyq.queue` reads or writes these keys (``tests/unit/
+test_queue_owns_keys.py`` checks every other module); the rest of strategyq
+reads through :class:`~strategyq.queue.view.QueueView` and writes through the
+queue's transitions. ``docs/queue.md`` draws the lifecycle of each.
 
 Producers only ever touch ``strategy_queue`` and ``task_result:{id}`` (the
 frozen wire format); everything else is the workers' bookkeeping, under the

@@ -19,14 +19,13 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/dead-letters", response_class=HTMLResponse)
 def dead_letters(request: Request, state: State, who: Principal = READ) -> Response:
-    client = state.client
-    entries = admin.dead_letters(client, 200)
+    entries = [e.as_dict() for e in state.view.dead_letters(200)]
     if not who.can_write:
         entries = [strip_source(e) for e in entries]
     return render(
         request,
         "dead_letters.html",
-        {"entries": entries, "total": client.llen("strategyq:dead_letter")},
+        {"entries": entries, "total": state.view.dead_letter_count()},
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from strategyq.api import reads
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.pages.render import render, script_json
 
@@ -16,7 +15,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, state: State, _: Principal = READ) -> Response:
-    stats = reads.overview(state.client, state.queue)
+    stats = state.view.stats().as_dict()
     figure = _throughput_figure(stats["throughput"])
     return render(
         request,

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -13,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from strategyq.api import reads, sweep_page
+from strategyq.api import sweep_page
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render, task_context
@@ -38,23 +39,22 @@ def tasks(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     _: Principal = READ,
 ) -> Response:
-    client = state.client
+    view = state.view
     status = status or None
     task_type = task_type or None
     if q:
-        if reads.task_record(client, q.strip()) is not None:
+        if view.task(q.strip()) is not None:
             return RedirectResponse(f"/tasks/{quote(q.strip())}", status_code=303)
-        found = reads.search_tasks(client, q, PAGE_SIZE)
-        total, rows = len(found), found
+        found = view.search(q, PAGE_SIZE)
+        total, rows = len(found), [asdict(t) for t in found]
     else:
-        result = reads.recent_tasks(
-            client,
+        result = view.recent(
             status=status,
             task_type=task_type,
             offset=(page - 1) * PAGE_SIZE,
             count=PAGE_SIZE,
         )
-        total, rows = result.total, result.tasks
+        total, rows = result.total, [asdict(t) for t in result.tasks]
     pages = max(1, math.ceil(total / PAGE_SIZE))
     base = {k: v for k, v in {"status": status, "task_type": task_type, "q": q}.items() if v}
     return render(
@@ -78,7 +78,7 @@ def combination_page(
     request: Request, task_id: str, index: int, state: State, _: Principal = READ
 ) -> Response:
     """One combination of a sweep: its parameters, rank and every metric."""
-    record = reads.task_record(state.client, task_id)
+    record = state.view.task(task_id)
     data = clean_record(record)["data"] if record is not None else {}
     row = sweep_page.combination(data, index) if data.get("execution_mode") == "sweep" else None
     if row is None:
@@ -128,7 +128,7 @@ def table_csv(task_id: str, table: str, state: State, _: Principal = READ) -> Re
     """Every row of a result's trades, instances or ranked table, as CSV."""
     if table not in CSV_TABLES:
         raise Problem(404, f"no table {table!r}: choose trades, instances or ranked")
-    record = reads.task_record(state.client, task_id)
+    record = state.view.task(task_id)
     if record is None:
         raise Problem(404, f"no task {task_id!r}: it was never queued, or its result expired")
     rows = clean_record(record)["data"].get(CSV_TABLES[table]) or []
@@ -159,10 +159,9 @@ def _csv_cell(value: Any) -> Any:
 # and must be tried after the more specific ones above.
 @router.get("/tasks/{task_id:path}", response_class=HTMLResponse)
 def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
-    client = state.client
-    finished = reads.finished_ms(client, task_id)
+    finished = state.view.finished_ms(task_id)
     entry = state.records.get(task_id, finished)
-    record = entry.record if entry is not None else reads.task_record(client, task_id)
+    record = entry.record if entry is not None else state.view.task(task_id)
     if record is None:
         raise Problem(
             404,
@@ -176,8 +175,7 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
     context = task_context(state, record, dict(request.query_params), link, memo)
     message = None
     if not context["terminal"] or record.get("status") == "error":
-        worker_ids = [w["worker_id"] for w in reads.workers(client)]
-        message = reads.task_message(client, task_id, worker_ids)
+        message = state.view.message(task_id)
     source = None
     if message and who.can_write:
         args = message.get("args")

@@ -31,7 +31,7 @@ def dead_letters(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     who: Principal = READ,
 ) -> list[dict[str, Any]]:
-    entries = admin.dead_letters(state.client, limit)
+    entries = [e.as_dict() for e in state.view.dead_letters(limit)]
     return entries if who.can_write else [strip_source(e) for e in entries]
 
 

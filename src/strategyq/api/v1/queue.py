@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
 
-from strategyq.api import reads
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.models import QueueStats, WorkerOut
 
@@ -15,11 +15,11 @@ router = APIRouter(prefix="/v1", tags=["queue"])
 
 @router.get("/queue", response_model=QueueStats, summary="Queue statistics")
 def queue(state: State, _: Principal = READ) -> dict[str, Any]:
-    stats = reads.overview(state.client, state.queue)
+    stats = state.view.stats(newest_dead_letters=0).as_dict()
     stats.pop("newest_dead_letters", None)
     return stats
 
 
 @router.get("/workers", response_model=list[WorkerOut], summary="Registered workers")
 def workers(state: State, _: Principal = READ) -> list[dict[str, Any]]:
-    return reads.workers(state.client)
+    return [asdict(w) for w in state.view.workers()]

@@ -18,13 +18,11 @@ from strategyq.api.v1.common import in_path, queued
 from strategyq.queue.schedules import (
     ScheduleState,
     add_schedule,
-    list_schedules,
     make_schedule,
     pause_schedule,
     remove_schedule,
     resume_schedule,
     run_now,
-    schedule_state,
 )
 
 ScheduleName = Annotated[
@@ -59,7 +57,7 @@ def _schedule_out(st: ScheduleState, who: Principal) -> dict[str, Any]:
 
 @router.get("/schedules", response_model=list[ScheduleOut], summary="Every schedule, by name")
 def schedules(state: State, who: Principal = READ) -> list[dict[str, Any]]:
-    return [_schedule_out(st, who) for st in list_schedules(state.client)]
+    return [_schedule_out(st, who) for st in state.view.schedules()]
 
 
 @router.post(
@@ -77,12 +75,12 @@ def add(
     schedule = make_schedule(body.name, body.cron, body.tz, body.task_type, body.args)
     add_schedule(state.client, schedule, replace=body.replace)
     response.headers["Location"] = f"/v1/schedules/{in_path(schedule.name)}"
-    return _schedule_out(schedule_state(state.client, schedule.name), who)
+    return _schedule_out(state.view.schedule(schedule.name), who)
 
 
 @router.get("/schedules/{name}", response_model=ScheduleOut, summary="A schedule")
 def get_one(name: ScheduleName, state: State, who: Principal = READ) -> dict[str, Any]:
-    return _schedule_out(schedule_state(state.client, name), who)
+    return _schedule_out(state.view.schedule(name), who)
 
 
 @router.post(
@@ -92,7 +90,7 @@ def get_one(name: ScheduleName, state: State, who: Principal = READ) -> dict[str
 )
 def pause(name: ScheduleName, state: State, who: Principal = WRITE) -> dict[str, Any]:
     pause_schedule(state.client, name)
-    return _schedule_out(schedule_state(state.client, name), who)
+    return _schedule_out(state.view.schedule(name), who)
 
 
 @router.post(
@@ -102,7 +100,7 @@ def pause(name: ScheduleName, state: State, who: Principal = WRITE) -> dict[str,
 )
 def resume(name: ScheduleName, state: State, who: Principal = WRITE) -> dict[str, Any]:
     resume_schedule(state.client, name)
-    return _schedule_out(schedule_state(state.client, name), who)
+    return _schedule_out(state.view.schedule(name), who)
 
 
 @router.post(

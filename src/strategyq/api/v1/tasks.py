@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from strategyq.api import events, reads
+from strategyq.api import events
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.followers import WAIT_SLICE_S, HeldStream, client_left
 from strategyq.api.models import Cancelled, Submitted, TaskIn, TaskList, TaskRecord
 from strategyq.api.problems import Problem
 from strategyq.api.v1.common import TaskId, queued, raw_json, unknown
-from strategyq.client import cancel_task, submit_task, wait_for_result
+from strategyq.client import cancel_task, submit_task
 from strategyq.protocol import TERMINAL_STATUSES
-from strategyq.queue import keys
 
 STATUSES = ("completed", "error", "cancelled")
 
@@ -67,17 +67,15 @@ def recent(
     if status is not None and status not in STATUSES:
         raise Problem(422, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     if q:
-        found = reads.search_tasks(state.client, q, limit)
-        return {"total": len(found), "offset": 0, "tasks": found}
-    page = reads.recent_tasks(
-        state.client, status=status, task_type=task_type, offset=offset, count=limit
-    )
-    return {"total": page.total, "offset": offset, "tasks": page.tasks}
+        found = state.view.search(q, limit)
+        return {"total": len(found), "offset": 0, "tasks": [asdict(t) for t in found]}
+    page = state.view.recent(status=status, task_type=task_type, offset=offset, count=limit)
+    return {"total": page.total, "offset": offset, "tasks": [asdict(t) for t in page.tasks]}
 
 
 @router.get("/tasks/{task_id}", response_model=TaskRecord, summary="A task's result")
 def get_task(task_id: TaskId, state: State, _: Principal = READ) -> Any:
-    raw = state.client.get(keys.result(task_id))
+    raw = state.view.task_json(task_id)
     if raw is None:
         raise unknown(task_id)
     # Results can be megabytes: the stored JSON is sent as it is.
@@ -99,9 +97,8 @@ async def wait(
     timeout_s: Annotated[float, Query(ge=0, le=300, description="Seconds to wait.")] = 30.0,
     _: Principal = READ,
 ) -> Any:
-    client = state.client
     with state.followers.take():
-        current = await state.blocking(reads.task_record, client, task_id)
+        current = await state.blocking(state.view.task, task_id)
         if current is None:
             raise unknown(task_id)
         if current.get("status") in TERMINAL_STATUSES:
@@ -113,9 +110,9 @@ async def wait(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            result = await state.blocking(wait_for_result, client, task_id, min(left, WAIT_SLICE_S))
+            result = await state.blocking(state.view.wait, task_id, min(left, WAIT_SLICE_S))
         if result is None:
-            latest = await state.blocking(reads.task_record, client, task_id)
+            latest = await state.blocking(state.view.task, task_id)
             return raw_json(latest or current, status_code=202)
         return raw_json(result)
 
@@ -138,7 +135,7 @@ async def follow(
 ) -> StreamingResponse:
     ticket = state.followers.take()
     try:
-        if await state.blocking(reads.task_record, state.client, task_id) is None:
+        if await state.blocking(state.view.task, task_id) is None:
             raise unknown(task_id)
     except BaseException:
         ticket.release()
@@ -153,7 +150,7 @@ async def follow(
 
 @router.post("/tasks/{task_id}/cancel", response_model=Cancelled, summary="Cancel a task")
 def cancel(task_id: TaskId, state: State, _: Principal = WRITE) -> dict[str, Any]:
-    if reads.task_record(state.client, task_id) is None:
+    if state.view.task(task_id) is None:
         raise unknown(task_id)
     previous = cancel_task(state.client, task_id, result_ttl_s=state.settings.result_ttl_s)
     return {"task_id": task_id, "previous_status": previous}
