@@ -103,3 +103,10 @@ def test_trades_and_instances_download_as_csv(http: httpx.Client, worker: Worker
     assert len(instances) == len(data["instances"])
     assert http.get("/tasks/br-results/secrets.csv").status_code == 404
     assert http.get("/tasks/no-such-task/trades.csv").status_code == 404
+
+
+def test_the_tasks_type_filter_offers_only_what_producers_submit(http: httpx.Client) -> None:
+    html = http.get("/tasks").text
+    select = html.split('name="task_type"', 1)[1].split("</select>", 1)[0]
+    assert ">backtest</option>" in select and ">sweep</option>" in select
+    assert "sweep_chunk" not in select

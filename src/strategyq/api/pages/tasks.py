@@ -22,7 +22,7 @@ from strategyq.api.problems import Problem
 from strategyq.api.shapes import clean_record
 from strategyq.client import cancel_task
 from strategyq.labels import METRICS, format_metric, label
-from strategyq.protocol import TERMINAL_STATUSES, TaskType
+from strategyq.protocol import PRODUCER_TASK_TYPES, TERMINAL_STATUSES
 
 PAGE_SIZE = 50
 
@@ -67,7 +67,8 @@ def tasks(
             "pages": pages,
             "filters": base,
             "statuses": ["completed", "error", "cancelled"],
-            "types": [t.value for t in TaskType],
+            # sweep_chunk is the worker's own internal work: not a type people filter by.
+            "types": [t.value for t in PRODUCER_TASK_TYPES],
             "page_link": lambda n: "?" + urlencode({**base, "page": n}),
         },
     )
