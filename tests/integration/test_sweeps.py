@@ -304,12 +304,13 @@ def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "6 combinations of fast, slow" in out and "ranked by total_return" in out
-    assert "top 3" in out
-    assert "total_return: slow (rows) × fast (columns)" in out
+    assert "6 combinations of fast, slow" in out and "ranked by Total return" in out
+    assert "best 3 combinations" in out
+    assert "Total return: slow (rows) × fast (columns)" in out
     data = get_task_result(redis_client, "cli-sw")["data"]  # type: ignore[index]
     best_return = data["top"][0]["metrics"]["total_return"]
-    assert f"{best_return:.4f}" in out
+    assert f"{best_return * 100:,.2f} %" in out  # the top table
+    assert f"{best_return * 100:,.2f}%" in out  # its heatmap cell
     bad = subprocess.run(
         [sys.executable, "-m", "strategyq", "submit", "sweep", str(strategy),
          "--symbols", "AAPL", "--start", START, "--end", END, "--grid", "fast"],

@@ -16,7 +16,9 @@ import redis
 from anyio import to_thread
 
 from strategyq.api.config import ApiConfig
+from strategyq.api.followers import Followers
 from strategyq.api.metrics import ApiMetrics
+from strategyq.api.record_cache import RecordCache
 from strategyq.queue.view import QueueView
 from strategyq.settings import Settings
 
@@ -31,9 +33,12 @@ class ApiState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
     view: QueueView = field(init=False)
+    followers: Followers = field(init=False)
+    records: RecordCache = field(default_factory=RecordCache)
 
     def __post_init__(self) -> None:
         self.view = QueueView(self.client, self.settings.queue_name)
+        self.followers = Followers(self.config.max_followers)
 
     @property
     def queue(self) -> str:

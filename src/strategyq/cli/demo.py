@@ -20,7 +20,8 @@ from rich.table import Table
 
 from strategyq.cli import data as data_cmd
 from strategyq.cli.common import client, console, settings
-from strategyq.cli.tasks import render, wait_with_status
+from strategyq.cli.tasks import render
+from strategyq.cli.waiting import wait_with_status
 from strategyq.client import add_backtest_task, add_screening_task
 from strategyq.data import MarketData, load_sample
 from strategyq.embedded_valkey import EmbeddedServer

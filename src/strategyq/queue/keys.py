@@ -136,3 +136,10 @@ def events(task_id: str) -> str:
     publishes it here too (queued, running with each stage, terminal); ``lua/_events.lua``
     builds the same name. Nothing is stored."""
     return f"{PREFIX}events:{task_id}"
+
+
+def session(digest: str) -> str:
+    """STRING (JSON: token name, scope, token digest, created_at) of one dashboard login,
+    named by the SHA-256 of the session id the browser holds (a copy of the database
+    holds no usable cookie). TTL ``session_ttl_s``; deleted by logout."""
+    return f"{PREFIX}session:{digest}"
