@@ -65,6 +65,15 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
 
 
+def _env_cache_mb(env: Mapping[str, str]) -> int:
+    # "auto" (the default) sizes the frame cache to the machine's available memory.
+    if env.get("STRATEGYQ_DATA_CACHE_MB", "").strip().lower() in {"", "auto"}:
+        from strategyq.data.cache import auto_cache_mb
+
+        return auto_cache_mb()
+    return _env_int(env, "STRATEGYQ_DATA_CACHE_MB", 1024)
+
+
 def default_home(env: Mapping[str, str] | None = None) -> Path:
     """``$STRATEGYQ_HOME``, else ``$XDG_DATA_HOME/strategyq``, else ``~/.local/share/strategyq``."""
     env = os.environ if env is None else env
@@ -288,7 +297,7 @@ class Settings:
                 env, "STRATEGYQ_MAX_RESULT_BYTES", 16 * 1024 * 1024, minimum=64 * 1024
             ),
             max_instances=_env_int(env, "STRATEGYQ_MAX_INSTANCES", 10_000, minimum=1),
-            data_cache_mb=_env_int(env, "STRATEGYQ_DATA_CACHE_MB", 1024),
+            data_cache_mb=_env_cache_mb(env),
             metrics_port=_env_int(env, "STRATEGYQ_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_host=env.get("STRATEGYQ_METRICS_HOST") or "127.0.0.1",
             recent_max=_env_int(env, "STRATEGYQ_RECENT_MAX", 10_000, minimum=1),

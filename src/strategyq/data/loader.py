@@ -23,7 +23,7 @@ from strategyq.data.schema import (
     session_date,
     to_days,
 )
-from strategyq.data.store import Manifest, Store, TickerEntry
+from strategyq.data.store import Manifest, Store, TickerEntry, Window
 from strategyq.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,13 @@ def _load(
     known = sorted(t for t in requested if t in manifest.tickers)
     missing = [t for t in requested if t not in manifest.tickers]
     ranges = {t: (manifest.tickers[t].first, manifest.tickers[t].last) for t in known}
-    bars = store.read(known, manifest)
+    window = Window(
+        first=to_days(first) if first is not None else None,
+        last=to_days(last) if last is not None else None,
+        before=warmup + history,
+        lookback=lookback,
+    )
+    bars = store.read(known, manifest, window)
     begin, stop = _window(bars, first, last, lookback)
     offsets = bars.offsets[:-1]
     if history:
