@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from strategyq.data.bars import Bars, IntArray
 from strategyq.data.cache import LRUCache
@@ -29,7 +28,7 @@ from strategyq.errors import DataError
 log = logging.getLogger(__name__)
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
-_STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+_CATEGORY_DTYPE = pd.StringDtype("python", na_value=np.nan)
 
 
 @dataclass(frozen=True)
@@ -290,13 +289,16 @@ def _starts(lengths: IntArray) -> IntArray:
 
 
 def _ticker_column(names: list[str], counts: IntArray) -> pd.Series:  # type: ignore[type-arg]
-    """A ``str`` column repeating each name ``counts[i]`` times, built without Python objects."""
-    encoded = [n.encode() for n in names]
-    sizes = np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts)
-    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    data = b"".join(e * int(n) for e, n in zip(encoded, counts, strict=True))
-    array = pa.LargeStringArray.from_buffers(
-        int(sizes.shape[0]), pa.py_buffer(offsets), pa.py_buffer(data)
-    )
-    return pd.Series(_STR_DTYPE.__from_arrow__(array), copy=False)  # type: ignore[attr-defined]
+    """A Categorical column repeating each name ``counts[i]`` times.
+
+    Categorical rather than a string column: ``to_numpy()`` and grouping cost a take of
+    small integer codes instead of materialising a string per row, while comparisons
+    with ``str``, ``.str``, ``groupby``, merges and ``itertuples`` behave as with
+    strings. The categories are the frame's tickers, sorted, as ``str``.
+    """
+    codes = np.repeat(np.arange(len(names), dtype=np.int32), counts)
+    # Python-backed categories: to_numpy() then takes ready str objects, where Arrow-backed
+    # ones would convert every row (ten times slower).
+    categories = pd.Index(names, dtype=_CATEGORY_DTYPE)
+    column = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories, ordered=False))
+    return pd.Series(column, copy=False)
