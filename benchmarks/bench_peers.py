@@ -184,4 +184,15 @@ def _print(out: dict[str, Any]) -> None:
         f"vectorbt warm: {grid['vectorbt'] * 1000:.0f}",
         f"{grid['whole grid'] / grid['vectorbt']:.2f}x the time", f"{out['grid']['load']:.2f}",
     )  # fmt: skip
+    rows = {(r["slice"], r["mode"]): r for r in out["memory"]["rows"]}
+    for slice_ in ("1 y", "20 y"):
+        new, old = rows[(slice_, "windowed")], rows[(slice_, "whole")]
+        for phase in ("cold", "warm"):
+            table.add_row(
+                f"peak MiB per million rows, {slice_} of a 20 y store, {phase}",
+                f"{new[f'{phase}_mib_per_mrow']:.0f}",
+                f"whole-history read: {old[f'{phase}_mib_per_mrow']:.0f}",
+                f"{new[f'{phase}_mib_per_mrow'] / old[f'{phase}_mib_per_mrow']:.2f}x",
+                f"{new['load']:.2f}",
+            )
     Console(width=140).print(table)
