@@ -28,7 +28,7 @@ from strategyq.errors import DataError
 log = logging.getLogger(__name__)
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
-_CATEGORY_DTYPE = pd.StringDtype("python", na_value=np.nan)
+_STR_DTYPE = pd.StringDtype("python", na_value=np.nan)
 
 
 @dataclass(frozen=True)
@@ -289,16 +289,13 @@ def _starts(lengths: IntArray) -> IntArray:
 
 
 def _ticker_column(names: list[str], counts: IntArray) -> pd.Series:  # type: ignore[type-arg]
-    """A Categorical column repeating each name ``counts[i]`` times.
+    """A ``str`` column repeating each name ``counts[i]`` times.
 
-    Categorical rather than a string column: ``to_numpy()`` and grouping cost a take of
-    small integer codes instead of materialising a string per row, while comparisons
-    with ``str``, ``.str``, ``groupby``, merges and ``itertuples`` behave as with
-    strings. The categories are the frame's tickers, sorted, as ``str``.
+    Python-backed: every row points at one of the frame's few name objects (8 bytes a
+    row), and ``to_numpy()`` hands out that array instead of building a string per row
+    as an Arrow-backed column does. It is the same ``str`` dtype either way, so
+    comparisons, ``.str``, ``map``, ``max``, ``groupby``, merges and ``itertuples``
+    behave exactly alike.
     """
-    codes = np.repeat(np.arange(len(names), dtype=np.int32), counts)
-    # Python-backed categories: to_numpy() then takes ready str objects, where Arrow-backed
-    # ones would convert every row (ten times slower).
-    categories = pd.Index(names, dtype=_CATEGORY_DTYPE)
-    column = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories, ordered=False))
-    return pd.Series(column, copy=False)
+    objects = np.repeat(np.array(names, dtype=object), counts)
+    return pd.Series(pd.array(objects, dtype=_STR_DTYPE), copy=False)
