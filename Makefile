@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: install lint format test test-redis fuzz demo bench bench-e2e bench-sweep bench-postgres clean
+.PHONY: install lint format test test-redis fuzz demo bench bench-e2e bench-sweep bench-postgres bench-peers clean
 
 install: $(STAMP)
 
@@ -61,5 +61,14 @@ bench-sweep: $(STAMP)
 bench-postgres: $(STAMP)
 	$(BIN)/python -m benchmarks postgres
 
+# strategyq beside RQ, Celery, vectorbt and backtesting.py, each in a venv of its own
+# (.venv-peers) so the peers never enter the project's environment. Not part of make test.
+PEERS := .venv-peers
+bench-peers:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -e '.[bench]' 'celery[redis]>=5.3,<6'
+	$(PEERS)/bin/python -m benchmarks peers
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) build dist .pytest_cache .mypy_cache .ruff_cache
