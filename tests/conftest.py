@@ -62,9 +62,10 @@ class ServerExited(RuntimeError):
 class ValkeyTestServer:
     """A private valkey-server with AOF, restartable (for crash tests)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, fsync: str = "always") -> None:
         self.dir = directory
         self.port = port or free_port()
+        self.fsync = fsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,7 +77,7 @@ class ValkeyTestServer:
             [
                 valkey_binary(),
                 "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
+                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
                 "--save", "", "--daemonize", "no", "--loglevel", "warning",
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -109,7 +110,10 @@ def redis_server() -> Iterator[ValkeyTestServer | None]:
         yield None
         return
     directory = Path(tempfile.mkdtemp(prefix=f"strategyq-test-valkey-{xdist_worker()}-"))
-    server = ValkeyTestServer(directory)
+    # No test stops or kills this server (the restart tests start their own, fsyncing
+    # every write): its AOF, on as in production, is fsynced once a second, not at each
+    # of the suite's hundreds of thousands of writes.
+    server = ValkeyTestServer(directory, fsync="everysec")
     for attempt in range(5):
         try:
             server.start()
@@ -119,7 +123,7 @@ def redis_server() -> Iterator[ValkeyTestServer | None]:
             # same time: another free port, a few times.
             if attempt == 4:
                 raise
-            server = ValkeyTestServer(directory)
+            server = ValkeyTestServer(directory, fsync="everysec")
     try:
         yield server
     finally:

@@ -35,19 +35,42 @@ def market_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+TEST_TIMINGS = {
+    # The liveness settings of every worker the tests start, shorter than the shipped
+    # defaults (heartbeat every 2 s, dead after 10 s, reaper every 3 s, 25 s of grace) so
+    # that a crash is noticed and recovered within seconds. The same code paths run: a
+    # heartbeat key with a TTL, a reaper taking its lock and requeueing a dead worker's
+    # list. The timeout stays 6 heartbeats long, so a worker starved of CPU on a loaded
+    # machine is not taken for dead. test_recovery.py runs the shipped defaults.
+    "STRATEGYQ_HEARTBEAT_TIMEOUT": "3",
+    "STRATEGYQ_HEARTBEAT_INTERVAL": "0.5",
+    "STRATEGYQ_REAPER_INTERVAL": "0.5",
+    # Time a SIGTERMed worker gives its task before requeueing it; the tests that test
+    # the requeue set their own, shorter one.
+    "STRATEGYQ_GRACE_PERIOD": "10",
+}
+
+
+def suite_env(redis_url: str, home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without REDIS_*/STRATEGYQ_*, pointed at the test server
+    and store, with the tests' timings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(REDIS_URL=redis_url, STRATEGYQ_HOME=str(home))
+    env.update(TEST_TIMINGS)
+    env.update(extra)
+    return env
+
+
 @pytest.fixture
 def worker_env(redis_url: str, market_home: Path) -> dict[str, str]:
     """The environment of a worker process pointed at the test server and store."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
-    env.update(
-        REDIS_URL=redis_url,
-        STRATEGYQ_HOME=str(market_home),
-        STRATEGYQ_HEARTBEAT_TIMEOUT="3",
-        STRATEGYQ_HEARTBEAT_INTERVAL="0.5",
-        STRATEGYQ_REAPER_INTERVAL="0.5",
-        STRATEGYQ_GRACE_PERIOD="10",
-    )
-    return env
+    return suite_env(redis_url, market_home)
+
+
+@pytest.fixture(scope="module")
+def module_worker_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    """``worker_env`` for the module-scoped workers (the same values)."""
+    return suite_env(redis_url, market_home)
 
 
 @pytest.fixture

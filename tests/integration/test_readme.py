@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
+
+from tests.integration.conftest import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_CLIENT = 'redis.Redis(host="cache", port=6379, decode_responses=True)'
@@ -29,8 +33,16 @@ def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def readme_worker(module_worker_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    """One worker for the module's snippets (its heartbeat re-registers it after a flush)."""
+    proc = WorkerProcess(module_worker_env, "readme").start()
+    yield proc
+    proc.stop()
+
+
 def test_readme_python_example_runs(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
 ) -> None:
     code = readme_python_snippets()[0]
     assert SEED_CLIENT in code, "the example should keep the seed's client line"
@@ -38,19 +50,17 @@ def test_readme_python_example_runs(
     code = code.replace(
         SEED_CLIENT, f"redis.Redis.from_url({worker_env['REDIS_URL']!r}, decode_responses=True)"
     )
-    spawn_worker("readme")  # type: ignore[operator]
     done = run(code, worker_env)
     assert done.returncode == 0, done.stderr
     assert re.match(r"Found \d+ signals in \d+\.\d+s", done.stdout), done.stdout
 
 
 def test_readme_connect_snippet_runs_literally(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: object
+    redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
 ) -> None:
     """``strategyq.connect()`` reads REDIS_URL like every strategyq command: no edits needed."""
     snippets = [s for s in readme_python_snippets() if "strategyq.connect()" in s]
     assert snippets, "the README lost its strategyq.connect() snippet"
-    spawn_worker("readme-connect")  # type: ignore[operator]
     for code in snippets:
         done = run(code, worker_env)
         assert done.returncode == 0, done.stderr
