@@ -80,8 +80,11 @@ def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
     return suite_env(redis_url, market_home, STRATEGYQ_MAX_ATTEMPTS="1", **extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def module_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    """The environment of the API and worker processes (the same for every module: a test
+    that needs only this, not the module's live API or worker, may run on any xdist
+    worker)."""
     return api_env(redis_url, market_home)
 
 
