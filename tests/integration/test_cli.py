@@ -14,7 +14,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
-from tests.integration.conftest import SpawnWorker, run_burst, wait_until
+from tests.integration.conftest import SpawnWorker, run_burst, wait_for_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIMS = ROOT / "services" / "worker"
@@ -107,7 +107,7 @@ def test_cancel_and_queue_views(
     assert "q-1" in table.stdout and "busy" in table.stdout
     stopping = cli(worker_env, "cancel", "busy")
     assert "cancel requested" in stopping.stdout
-    wait_until(lambda: (get_task_result(redis_client, "busy") or {}).get("status") == "cancelled")
+    wait_for_status(redis_client, "busy", "cancelled")
 
 
 def test_dead_letters_list_retry_purge(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.integration.conftest import WorkerProcess
+from tests.integration.conftest import WorkerProcess, suite_env
 
 CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -81,24 +81,16 @@ class ServeProcess:
 
 
 def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
-    env.update(
-        REDIS_URL=redis_url,
-        STRATEGYQ_HOME=str(market_home),
-        STRATEGYQ_HEARTBEAT_TIMEOUT="3",
-        STRATEGYQ_HEARTBEAT_INTERVAL="0.5",
-        STRATEGYQ_REAPER_INTERVAL="0.5",
-        STRATEGYQ_GRACE_PERIOD="10",
-        # Every worker of these tests reaps, and a reaper applies its own limit: with one
-        # attempt, whichever worker reaps a crashed run dead-letters it.
-        STRATEGYQ_MAX_ATTEMPTS="1",
-        **extra,
-    )
-    return env
+    # Every worker of these tests reaps, and a reaper applies its own limit: with one
+    # attempt, whichever worker reaps a crashed run dead-letters it.
+    return suite_env(redis_url, market_home, STRATEGYQ_MAX_ATTEMPTS="1", **extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def module_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    """The environment of the API and worker processes (the same for every module: a test
+    that needs only this, not the module's live API or worker, may run on any xdist
+    worker)."""
     return api_env(redis_url, market_home)
 
 
