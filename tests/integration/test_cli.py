@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
-from tests.integration.conftest import SpawnWorker, run_burst, wait_until
+from tests.integration.conftest import SpawnWorker, run_burst, wait_for_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIMS = ROOT / "services" / "worker"
@@ -52,8 +53,13 @@ def test_submit_wait_json_and_tables(
     assert shown.returncode == 0, shown.stderr
     assert "ranked results" in shown.stdout
     again = cli(worker_env, "result", "cli-bt")
-    assert again.returncode == 0 and "performance metrics" in again.stdout
-    assert "total_return" in again.stdout
+    assert again.returncode == 0 and "all metrics" in again.stdout
+    total_return = result["data"]["performance_metrics"]["total_return"]
+    assert f"Total return {total_return * 100:,.2f} %" in again.stdout
+    assert "total_return" not in again.stdout
+    # A run time reads as "343 ms" or "24.0 s", never as fractional milliseconds.
+    assert re.search(r"in (\d+ ms|\d+\.\d s|\d+ min \d\d s)\n", again.stdout), again.stdout
+    assert not re.search(r"\d\.\d+ ms", again.stdout)
 
 
 def test_user_errors_are_one_line(worker_env: dict[str, str], tmp_path: Path) -> None:
@@ -101,7 +107,7 @@ def test_cancel_and_queue_views(
     assert "q-1" in table.stdout and "busy" in table.stdout
     stopping = cli(worker_env, "cancel", "busy")
     assert "cancel requested" in stopping.stdout
-    wait_until(lambda: (get_task_result(redis_client, "busy") or {}).get("status") == "cancelled")
+    wait_for_status(redis_client, "busy", "cancelled")
 
 
 def test_dead_letters_list_retry_purge(

@@ -16,7 +16,7 @@ import redis
 
 from strategyq import add_backtest_task, cancel_task, get_task_result
 from strategyq.queue import keys
-from tests.integration.conftest import SpawnWorker, WorkerProcess, wait_until
+from tests.integration.conftest import SpawnWorker, WorkerProcess, wait_for_status, wait_until
 
 
 def spin(seconds: float) -> str:
@@ -92,13 +92,13 @@ def test_a_stopped_executor_is_killed_at_the_deadline_and_the_task_rerun(
     submit(redis_client, "hang-1", spin(1.0))
     target = running_in(worker, redis_client, "hang-1")
     target.send_signal(signal.SIGSTOP)
-    wait_until(lambda: result(redis_client, "hang-1").get("status") == "completed", timeout_s=60)
+    wait_for_status(redis_client, "hang-1", "completed", timeout_s=60)
     wait_until(lambda: gone(target), timeout_s=10)
     worker.wait_for_log("running it once more in a fresh executor")
     assert redis_client.llen(keys.done("hang-1")) == 1
     # The slot works again: a later task starts and finishes.
     submit(redis_client, "hang-2", spin(0.1))
-    wait_until(lambda: result(redis_client, "hang-2").get("status") == "completed", timeout_s=60)
+    wait_for_status(redis_client, "hang-2", "completed", timeout_s=60)
 
 
 @pytest.mark.slow
@@ -114,9 +114,7 @@ def test_a_stopped_sandbox_host_is_killed_at_the_deadline_and_the_task_rerun(
     )
     host.send_signal(signal.SIGSTOP)
     submit(redis_client, "hang-host-1", spin(0.5))
-    wait_until(
-        lambda: result(redis_client, "hang-host-1").get("status") == "completed", timeout_s=60
-    )
+    wait_for_status(redis_client, "hang-host-1", "completed", timeout_s=60)
     wait_until(lambda: gone(host), timeout_s=10)
     worker.wait_for_log("running it once more in a fresh executor")
     assert redis_client.llen(keys.done("hang-host-1")) == 1
@@ -140,7 +138,7 @@ def test_a_task_that_hangs_its_executor_twice_fails_with_the_reason(
         return found if found is not None and found.pid != first.pid and child else None
 
     wait_until(rerun_executor, timeout_s=60).send_signal(signal.SIGSTOP)
-    wait_until(lambda: result(redis_client, "hang-twice").get("status") == "error", timeout_s=60)
+    wait_for_status(redis_client, "hang-twice", "error", timeout_s=60)
     data = result(redis_client, "hang-twice")["data"]
     assert data["error_type"] == "timeout"  # type: ignore[index]
     assert "twice" in data["error"]  # type: ignore[index]
@@ -155,7 +153,7 @@ def test_a_killed_executor_reruns_the_task_once(
     worker.wait_for_log("started")
     submit(redis_client, "kill-1", spin(1.0))
     running_in(worker, redis_client, "kill-1").send_signal(signal.SIGKILL)
-    wait_until(lambda: result(redis_client, "kill-1").get("status") == "completed", timeout_s=60)
+    wait_for_status(redis_client, "kill-1", "completed", timeout_s=60)
     worker.wait_for_log("killed by SIGKILL); running it once more")
     assert redis_client.llen(keys.done("kill-1")) == 1
 
@@ -179,7 +177,7 @@ def test_an_executor_killed_twice_fails_the_task_with_the_reason(
         return found if found is not None and found.pid != first.pid and child else None
 
     wait_until(rerun_executor, timeout_s=60).send_signal(signal.SIGKILL)
-    wait_until(lambda: result(redis_client, "kill-twice").get("status") == "error", timeout_s=60)
+    wait_for_status(redis_client, "kill-twice", "error", timeout_s=60)
     data = result(redis_client, "kill-twice")["data"]
     assert data["error_type"] == "internal"  # type: ignore[index]
     assert "died twice" in data["error"]  # type: ignore[index]
@@ -196,14 +194,10 @@ def test_cancel_reaches_a_task_whose_executor_is_stopped(
     submit(redis_client, "hang-cancel", spin(2.0))
     running_in(worker, redis_client, "hang-cancel").send_signal(signal.SIGSTOP)
     cancel_task(redis_client, "hang-cancel")
-    wait_until(
-        lambda: result(redis_client, "hang-cancel").get("status") == "cancelled", timeout_s=30
-    )
+    wait_for_status(redis_client, "hang-cancel", "cancelled", timeout_s=30)
     # The slot works again.
     submit(redis_client, "hang-after", spin(0.1))
-    wait_until(
-        lambda: result(redis_client, "hang-after").get("status") == "completed", timeout_s=60
-    )
+    wait_for_status(redis_client, "hang-after", "completed", timeout_s=60)
 
 
 @pytest.mark.slow

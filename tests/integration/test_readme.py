@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
-from tests.integration.conftest import SpawnWorker
+from tests.integration.conftest import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_CLIENT = 'redis.Redis(host="cache", port=6379, decode_responses=True)'
@@ -31,13 +33,20 @@ def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def readme_worker(module_worker_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    """One worker for the module's snippets (its heartbeat re-registers it after a flush)."""
+    proc = WorkerProcess(module_worker_env, "readme").start()
+    yield proc
+    proc.stop()
+
+
 def test_readme_python_example_runs(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
+    redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
 ) -> None:
     code = readme_python_snippets()[0]
     # The seed's client line stays visible, as a comment: it is what a Go/seed backend means.
     assert f"# The seed connects with {SEED_CLIENT}" in code
-    spawn_worker("readme")
     # As written: strategyq.connect() reads REDIS_URL, as every strategyq command does.
     done = run(code, worker_env)
     assert done.returncode == 0, done.stderr
@@ -80,12 +89,11 @@ def test_readme_local_run_snippets_run_as_written(
 
 
 def test_readme_connect_snippet_runs_literally(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
+    redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
 ) -> None:
     """``strategyq.connect()`` reads REDIS_URL like every strategyq command: no edits needed."""
     snippets = [s for s in readme_python_snippets() if "my-first" in s]
     assert snippets, "the README lost its strategyq.connect() snippet"
-    spawn_worker("readme-connect")
     for code in snippets:
         done = run(code, worker_env)
         assert done.returncode == 0, done.stderr
@@ -94,12 +102,11 @@ def test_readme_connect_snippet_runs_literally(
 
 
 def test_readme_sweep_snippet_runs_after_the_first(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
+    redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
 ) -> None:
     """The sweep snippet continues the first one (its redis_client), as a reader runs them."""
     first, _, sweep = readme_python_snippets()[:3]
     assert "add_sweep_task(" in sweep
-    spawn_worker("readme-sweep")
     code = (
         first
         + sweep

@@ -100,6 +100,31 @@ def test_every_combination_equals_a_single_backtest_with_its_params(
     assert heat["values"][0][1:] == [None, None]
 
 
+def test_a_whole_grid_entry_through_the_queue_equals_one_call_per_combination(
+    redis_client: redis.Redis, settings: Settings, burst: Burst
+) -> None:
+    # f(df, grid) is one sandbox call per chunk; every combination's row must equal the
+    # sweep of the same strategy written as f(df, params).
+    grid_code = source("sma_grid")
+    for task_id, code in (("sw-grid", grid_code), ("sw-params", CODE)):
+        add_sweep_task(redis_client, task_id, code, SYMBOLS, START, END, GRID,
+                       maximize="total_return", constraint="fast < slow")  # fmt: skip
+    burst(settings, sweep_chunk_size=4)
+    by_grid = get_task_result(redis_client, "sw-grid")
+    by_params = get_task_result(redis_client, "sw-params")
+    assert by_grid is not None and by_grid["status"] == "completed", by_grid
+    assert by_params is not None and by_params["status"] == "completed", by_params
+    rows = {
+        (r["params"]["fast"], r["params"]["slow"]): r["metrics"] for r in by_grid["data"]["results"]
+    }
+    assert rows == {
+        (r["params"]["fast"], r["params"]["slow"]): r["metrics"]
+        for r in by_params["data"]["results"]
+    }
+    assert len(rows) == 6
+    assert by_grid["data"]["best"]["params"] == by_params["data"]["best"]["params"]
+
+
 def test_results_past_the_caps_are_cut_best_first_with_counts_kept(
     redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
@@ -304,12 +329,13 @@ def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "6 combinations of fast, slow" in out and "ranked by total_return" in out
-    assert "top 3" in out
-    assert "total_return: slow (rows) × fast (columns)" in out
+    assert "6 combinations of fast, slow" in out and "ranked by Total return" in out
+    assert "best 3 combinations" in out
+    assert "Total return: slow (rows) × fast (columns)" in out
     data = get_task_result(redis_client, "cli-sw")["data"]  # type: ignore[index]
     best_return = data["top"][0]["metrics"]["total_return"]
-    assert f"{best_return:.4f}" in out
+    assert f"{best_return * 100:,.2f} %" in out  # the top table
+    assert f"{best_return * 100:,.2f}%" in out  # its heatmap cell
     bad = subprocess.run(
         [sys.executable, "-m", "strategyq", "submit", "sweep", str(strategy),
          "--symbols", "AAPL", "--start", START, "--end", END, "--grid", "fast"],

@@ -55,10 +55,13 @@ def value_of(obj: Any, dotted: str) -> Any:
 
 
 def test_every_row_sets_its_field_and_nothing_else() -> None:
-    defaults = Settings.from_env({"STRATEGYQ_HOME": "/h", "STRATEGYQ_WORKER_ID": "w"})
+    # The cache's "auto" default follows the memory available at the moment: pinned here
+    # so that two reads of the same environment agree.
+    base = {"STRATEGYQ_HOME": "/h", "STRATEGYQ_WORKER_ID": "w", "STRATEGYQ_DATA_CACHE_MB": "512"}
+    defaults = Settings.from_env(base)
     for row in SETTINGS:
         text, expected = sample(row)
-        env = {"STRATEGYQ_HOME": "/h", "STRATEGYQ_WORKER_ID": "w", row.env: text}
+        env = {**base, row.env: text}
         built = Settings.from_env(env)
         assert value_of(built, row.name) == expected, row.env
         name = row.name.split(".")[0]
@@ -190,3 +193,12 @@ def test_the_sandbox_libraries_setting_names_what_the_sandbox_can_preload() -> N
     assert Settings.from_env({"STRATEGYQ_SANDBOX_LIBRARIES": "none"}).sandbox_libraries == ()
     with pytest.raises(ConfigError, match="choose among talib, scipy"):
         Settings.from_env({"STRATEGYQ_SANDBOX_LIBRARIES": "tensorflow"})
+
+
+def test_the_data_cache_is_sized_to_the_machine_unless_set() -> None:
+    auto = Settings.from_env({}).data_cache_mb
+    assert 64 <= auto <= 16 * 1024
+    assert Settings.from_env({"STRATEGYQ_DATA_CACHE_MB": "auto"}).data_cache_mb >= 64
+    assert Settings.from_env({"STRATEGYQ_DATA_CACHE_MB": "300"}).data_cache_mb == 300
+    with pytest.raises(ConfigError, match="STRATEGYQ_DATA_CACHE_MB='lots'"):
+        Settings.from_env({"STRATEGYQ_DATA_CACHE_MB": "lots"})

@@ -22,6 +22,7 @@ from strategyq import __version__
 from strategyq.api import pages, probes, v1
 from strategyq.api.auth import check_origin
 from strategyq.api.config import ApiConfig, is_loopback
+from strategyq.api.headers import SecurityHeadersMiddleware
 from strategyq.api.metrics import MetricsMiddleware
 from strategyq.api.pages.render import STATIC_DIR, render_problem
 from strategyq.api.problems import PROBLEM_JSON, Problem, ProblemModel, install, problem_response
@@ -201,4 +202,5 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(GuardMiddleware, config=config)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

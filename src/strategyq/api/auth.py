@@ -1,9 +1,12 @@
 """Who is asking: bearer tokens (or the dashboard's cookie), scopes, CSRF and origin checks.
 
 With no token configured (loopback bind) every caller has the write scope.
-Otherwise ``Authorization: Bearer <secret>`` — or the ``strategyq_token``
-cookie the login page sets — is hashed and compared in constant time with
-every configured digest.
+Otherwise ``Authorization: Bearer <secret>`` is hashed and compared in
+constant time with every configured digest. A browser logs in once: the login
+page checks the token the same way and opens a server-side session
+(:mod:`strategyq.queue.sessions`); the ``strategyq_session`` cookie holds only
+that session's random id, so logging out revokes it, and a token removed from
+the configuration ends its sessions too.
 
 Browsers are kept from acting for another site: every state-changing request
 that carries an ``Origin`` of another host is refused, dashboard forms carry a
@@ -23,8 +26,9 @@ from fastapi import Request
 
 from strategyq.api.config import ApiConfig, ApiToken, Scope
 from strategyq.api.problems import Problem
+from strategyq.queue.sessions import read_session
 
-TOKEN_COOKIE = "strategyq_token"
+SESSION_COOKIE = "strategyq_session"
 CSRF_COOKIE = "strategyq_csrf"
 CSRF_FIELD = "csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -55,22 +59,38 @@ def _match(tokens: tuple[ApiToken, ...], secret: str) -> ApiToken | None:
     return found
 
 
+def match_token(config: ApiConfig, secret: str) -> ApiToken | None:
+    """The configured token whose secret this is (constant-time over every token)."""
+    return _match(config.tokens, secret)
+
+
 def presented_secret(request: Request) -> str | None:
+    """The bearer token, or the session cookie's id, the request carries."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
-    return request.cookies.get(TOKEN_COOKIE)
+    return request.cookies.get(SESSION_COOKIE)
 
 
 def identify(config: ApiConfig, request: Request) -> Principal | None:
     """The caller's principal, or None when a token is needed and none valid was given."""
     if not config.auth_required:
         return LOCAL
-    secret = presented_secret(request)
-    if not secret:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        token = _match(config.tokens, header[7:].strip())
+        return Principal(token.name, token.scope) if token else None
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
         return None
-    token = _match(config.tokens, secret)
-    return Principal(token.name, token.scope) if token else None
+    session = read_session(request.app.state.api.client, session_id)
+    if session is None:
+        return None
+    # The token that opened the session must still be configured, with the same scope.
+    for token in config.tokens:
+        if token.digest.hex() == session.token_digest and token.scope.value == session.scope:
+            return Principal(token.name, token.scope)
+    return None
 
 
 def authorize(config: ApiConfig, request: Request, scope: Scope) -> Principal:
@@ -82,13 +102,22 @@ def authorize(config: ApiConfig, request: Request, scope: Scope) -> Principal:
     principal = identify(config, request)
     if principal is None:
         given = presented_secret(request) is not None
+        bearer = request.headers.get("authorization", "")[:7].lower() == "bearer "
+        if given and not bearer:
+            detail = "the dashboard session ended (logged out, expired or its token removed): "
+            detail += "log in again at /login"
+        elif given:
+            detail = (
+                "the token is not valid: check the secret (it is shown once, by "
+                "`strategyq serve --new-token`)"
+            )
+        else:
+            detail = (
+                "this API needs a token: send 'Authorization: Bearer <token>' (or log in at /login)"
+            )
         raise Problem(
             401,
-            "the token is not valid: check the secret (it is shown once, by "
-            "`strategyq serve --new-token`)"
-            if given
-            else "this API needs a token: send 'Authorization: Bearer <token>' "
-            "(or log in at /login)",
+            detail,
             headers={"WWW-Authenticate": 'Bearer realm="strategyq"'},
         )
     if scope is Scope.WRITE and not principal.can_write:

@@ -124,6 +124,13 @@ class ApiConfig:
     max_wait_s: float = 300.0
     blocking_threads: int = 64
     """Threads for long-polls and event streams (each holds one while it waits)."""
+    max_followers: int = setting(
+        48,
+        "STRATEGYQ_API_MAX_FOLLOWERS",
+        "long-polls and event streams one `strategyq serve` holds at once (503 + `Retry-After` "
+        "past it; at most 56)",
+        minimum=1,
+    )
     market_dir: str | None = None
     """The market store to draw price charts from (None: the settings' store, if present)."""
     extra_hosts: tuple[str, ...] = setting(
@@ -171,4 +178,7 @@ class ApiConfig:
             values["host"] = host
         if port is not None:
             values["port"] = port
+        if "max_followers" in values:
+            # Every follower may hold a waiting thread: keep some for the others' reads.
+            values["max_followers"] = min(values["max_followers"], cls.blocking_threads - 8)
         return cls(**values)

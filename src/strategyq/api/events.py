@@ -22,6 +22,8 @@ import orjson
 import redis
 from starlette.requests import Request
 
+from strategyq.api.followers import shielded
+from strategyq.api.shapes import clean_data
 from strategyq.api.state import ApiState
 from strategyq.protocol.results import TERMINAL_STATUSES
 
@@ -31,13 +33,13 @@ KEEPALIVE_S = 15.0
 
 
 def _event(record: dict[str, Any], task_id: str) -> dict[str, Any]:
-    data = record.get("data") or {}
+    data = clean_data(record.get("data"))
     event = {
         "task_id": task_id,
         "status": record.get("status"),
         "updated_at": record.get("updated_at"),
     }
-    for name in ("stage", "worker_id", "attempt", "error_type", "error"):
+    for name in ("stage", "worker_id", "attempt", "error_type", "error", "progress"):
         if data.get(name) is not None:
             event[name] = data[name]
     return event
@@ -54,8 +56,8 @@ def _key(event: dict[str, Any]) -> tuple[Any, ...]:
 async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterator[bytes]:
     """``status`` events from the current one to the terminal one, then the stream ends."""
     subscription = state.view.events(task_id)
-    await state.blocking(subscription.subscribe)
     try:
+        await state.blocking(subscription.subscribe)
         last: tuple[Any, ...] | None = None
         deadline = time.monotonic() + state.config.max_wait_s
         next_sync = 0.0
@@ -96,5 +98,7 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
                 last_sent = time.monotonic()
                 yield b": keep-alive\n\n"
     finally:
-        with contextlib.suppress(redis.RedisError):
+        # Shielded: a client that left cancels the stream, and its subscription must
+        # still be closed (else the connection stays subscribed for good).
+        with shielded(), contextlib.suppress(redis.RedisError):
             await state.blocking(subscription.close)

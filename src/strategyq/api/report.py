@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from strategyq import __version__
 from strategyq.api import charts
 from strategyq.api.pages.render import HERE, STATIC_DIR, Table, fmt, script_json, task_context
+from strategyq.labels import date_range, duration
 
 
 def _inline(text: str) -> str:
@@ -36,12 +37,20 @@ def render_report(task_id: str, record: dict[str, Any], market_dir: Path | None 
     )
     env.filters["fmt"] = fmt
     env.filters["json"] = lambda v: script_json(v)
+    env.filters["duration"] = duration
+    env.filters["date_range"] = date_range
     context = task_context(_NoMarket(market_dir), record, {})  # type: ignore[arg-type]
     # Every row, unpaged: a file has no server to ask for the next page.
     for name in ("trades", "instances", "ranked"):
         table = context.get(name)
         if isinstance(table, Table):
             context[name] = Table(name, table_rows(record, name), {}, size=max(table.total, 1))
+    sweep = context.get("sweep")
+    if isinstance(sweep, dict):
+        for name in ("results", "best_trades"):
+            table = sweep.get(name)
+            if isinstance(table, Table):
+                sweep[name] = table.unpaged()
     return env.get_template("report.html").render(
         task_id=task_id,
         static=True,

@@ -18,7 +18,9 @@ from anyio import to_thread
 
 from strategyq.api.archive import ArchiveHandle
 from strategyq.api.config import ApiConfig
+from strategyq.api.followers import Followers
 from strategyq.api.metrics import ApiMetrics
+from strategyq.api.record_cache import RecordCache
 from strategyq.queue.view import QueueView
 from strategyq.settings import Settings
 
@@ -33,10 +35,13 @@ class ApiState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _limiter: anyio.CapacityLimiter | None = None
     view: QueueView = field(init=False)
+    followers: Followers = field(init=False)
+    records: RecordCache = field(default_factory=RecordCache)
     archive: ArchiveHandle = field(init=False)
 
     def __post_init__(self) -> None:
         self.view = QueueView(self.client, self.settings.queue_name)
+        self.followers = Followers(self.config.max_followers)
         self.archive = ArchiveHandle(self.settings.archive_db_url)
 
     @property

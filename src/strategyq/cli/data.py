@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from strategyq.data import MarketData, write_synthetic
-from strategyq.data.importer import ImportSummary, import_files
-from strategyq.data.postgres import PostgresSource, import_postgres, is_postgres_url, parse_map
-from strategyq.data.sample import load_sample
-from strategyq.data.validate import Problem
 from strategyq.errors import DataError, ImportRejected, StrategyqError
 from strategyq.settings import Settings
+
+if TYPE_CHECKING:
+    # strategyq.data imports pandas, numpy and pyarrow (most of a second): each command
+    # imports what it uses when it runs, so `strategyq --help` starts without them.
+    from strategyq.data.importer import ImportSummary
+    from strategyq.data.postgres import PostgresSource
+    from strategyq.data.validate import Problem
 
 app = typer.Typer(
     help="Fill and inspect the market data store ($STRATEGYQ_HOME/data).",
@@ -77,6 +79,8 @@ def _print_import(summary: ImportSummary, what: str) -> None:
 @app.command()
 def sample() -> None:
     """Store the public-domain Quandl WIKI sample (AAPL, GOOG, IBM, MSFT, FB)."""
+    from strategyq.data.sample import load_sample
+
     root = _data_dir()
     summary = _run(lambda: load_sample(root))
     _print_import(summary, f"sample stored in {root}")
@@ -89,6 +93,8 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 1,
 ) -> None:
     """Store a deterministic synthetic universe for scale tests and benchmarks."""
+    from strategyq.data import write_synthetic
+
     root = _data_dir()
     summary = _run(lambda: write_synthetic(root, symbols, years, seed))
     _out().print(
@@ -135,6 +141,8 @@ def import_(
     Every row is checked first; one bad row refuses the whole import (nothing is
     stored) unless --skip-bad-rows is given.
     """
+    from strategyq.data.postgres import is_postgres_url
+
     root = _data_dir()
     if sources and is_postgres_url(sources[0]):
         if len(sources) > 1 or ticker:
@@ -161,6 +169,8 @@ def _postgres_source(
     since: str | None,
     timezone: str,
 ) -> PostgresSource:
+    from strategyq.data.postgres import PostgresSource, parse_map
+
     return _run(
         lambda: PostgresSource(
             url=url,
@@ -176,6 +186,8 @@ def _postgres_source(
 def _import_postgres(
     root: Path, source: PostgresSource, date_format: str | None, skip_bad_rows: bool
 ) -> ImportSummary:
+    from strategyq.data.postgres import import_postgres
+
     return _run(
         lambda: import_postgres(root, source, date_format=date_format, skip_bad_rows=skip_bad_rows)
     )
@@ -188,6 +200,8 @@ def _import_files(
     date_format: str | None,
     skip_bad_rows: bool,
 ) -> ImportSummary:
+    from strategyq.data.importer import import_files
+
     return _run(
         lambda: import_files(
             root,
@@ -219,6 +233,8 @@ def _since(text: str | None) -> date | str | None:
 @app.command("list")
 def list_() -> None:
     """Show every stored ticker with its first and last session."""
+    from strategyq.data import MarketData
+
     root = _data_dir()
     entries = _run(lambda: MarketData(root, cache_mb=0).entries())
     if not entries:
@@ -241,6 +257,8 @@ def list_() -> None:
 @app.command()
 def info(ticker: Annotated[str, typer.Argument(help="The ticker to describe.")]) -> None:
     """Show one ticker's range and its latest bar."""
+    from strategyq.data import MarketData
+
     root = _data_dir()
     market = MarketData(root, cache_mb=0)
     name = ticker.strip().upper()

@@ -12,7 +12,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import redis
 import typer
@@ -20,11 +20,16 @@ from rich.table import Table
 
 from strategyq.cli import data as data_cmd
 from strategyq.cli.common import client, console, settings
-from strategyq.cli.tasks import render, wait_with_status
+from strategyq.cli.tasks import render
+from strategyq.cli.waiting import wait_with_status
 from strategyq.client import add_backtest_task, add_screening_task
-from strategyq.data import MarketData, load_sample
 from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.examples import source
+
+if TYPE_CHECKING:
+    # Imported by the command when it runs: strategyq.data brings pandas, numpy and
+    # pyarrow, which `strategyq --help` does not need.
+    from strategyq.data import MarketData
 
 SAMPLE_SYMBOLS = ["AAPL", "MSFT", "GOOG"]
 SAMPLE_UNIVERSE = ["AAPL", "MSFT", "GOOG", "IBM", "FB"]
@@ -187,6 +192,8 @@ def _how_to_continue() -> None:
 
 def _show_sample_data(data_dir: Path) -> None:
     """Load the sample data unless it is stored, then list it and its last indicators."""
+    from strategyq.data import MarketData, load_sample
+
     market = MarketData(data_dir)
     if not set(SAMPLE_UNIVERSE) <= set(market.tickers()):
         load_sample(data_dir)

@@ -55,6 +55,20 @@ def register(app: typer.Typer) -> None:
                 "--archive", help="Also run the archiver (as 'strategyq archive') in this process."
             ),
         ] = False,
+        proxy_headers: Annotated[
+            bool,
+            typer.Option(
+                help="Behind a TLS proxy: take the scheme and client address from its "
+                "X-Forwarded-Proto/-For headers (so cookies get Secure)."
+            ),
+        ] = False,
+        forwarded_allow_ips: Annotated[
+            str,
+            typer.Option(
+                help="With --proxy-headers: the proxies' addresses (comma-separated) whose "
+                "forwarded headers are believed."
+            ),
+        ] = "127.0.0.1",
     ) -> None:
         """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and the web dashboard."""
         from strategyq.api.config import ApiConfig, Scope
@@ -92,7 +106,8 @@ def register(app: typer.Typer) -> None:
                 port=config.port,
                 log_config=None,
                 access_log=access_log,
-                proxy_headers=False,
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=forwarded_allow_ips,
                 server_header=False,
                 timeout_graceful_shutdown=5,
             )

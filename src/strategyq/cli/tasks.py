@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,9 @@ from rich.table import Table
 
 from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
+from strategyq.cli.waiting import wait_with_status
 from strategyq.client import cancel_task, submit_task
+from strategyq.labels import HEADLINE, METRICS, date_range, duration, format_metric, label
 from strategyq.protocol.args import TaskArg, args_for
 from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.results import TERMINAL_STATUSES
@@ -189,32 +190,6 @@ def _wait_and_show(r: redis.Redis, task_id: str, timeout: float, as_json: bool) 
     show_result(task_id, result, as_json)
 
 
-def wait_with_status(
-    r: redis.Redis, task_id: str, timeout: float, *, quiet: bool = False
-) -> dict[str, Any] | None:
-    """Wait for a terminal result, showing a live status line (status and stage)."""
-    view = QueueView(r)
-    deadline = time.monotonic() + timeout
-    if quiet:
-        return view.wait(task_id, timeout)
-    with console.status(f"{task_id}: waiting") as status:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return view.task(task_id)
-            # Short blocking waits so the status line can show the stage.
-            result = view.wait(task_id, min(0.5, remaining))
-            if result is not None:
-                return result
-            current = view.task(task_id) or {}
-            data = current.get("data") or {}
-            stage = data.get("stage", "")
-            progress = data.get("progress")
-            if isinstance(progress, dict):
-                stage = f"{stage} {progress.get('done')}/{progress.get('total')} combinations"
-            status.update(f"{task_id}: {current.get('status', 'unknown')} {stage}".strip())
-
-
 def show_result(task_id: str, result: dict[str, Any] | None, as_json: bool) -> None:
     """Print a result as tables (or JSON); exit 1 for errors and unknown tasks."""
     if result is None:
@@ -248,29 +223,45 @@ def render(task_id: str, result: dict[str, Any]) -> None:
     elif mode == "screening":
         _render_screening(data)
     elif mode == "sweep":
-        render_sweep(console, data)
-    console.print(f"worker {data.get('worker_id')}, {data.get('execution_time_ms', 0):.1f} ms")
+        render_sweep(console, data, task_id)
+    console.print(
+        f"ran on worker {data.get('worker_id')} in {duration(data.get('execution_time_ms'))}"
+    )
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:,.4g}"
     return "—" if value is None else str(value)
 
 
 def _render_backtest(data: dict[str, Any]) -> None:
-    summary = data.get("summary", {})
+    summary = data.get("summary") or {}
     warmup = summary.get("warmup_instances")
     console.print(
-        f"{summary.get('total_instances')} instances ({summary.get('positive_signals')} signals) "
-        f"over {summary.get('symbols_processed')} symbols, {summary.get('date_range')}"
+        f"{_fmt(summary.get('total_instances'))} instances "
+        f"({_fmt(summary.get('positive_signals'))} signals) over "
+        f"{_fmt(summary.get('symbols_processed'))} symbols, "
+        f"{date_range(summary.get('date_range'))}"
         + (f"; {warmup} more on warm-up rows before the start, left out" if warmup else "")
     )
-    metrics = Table(title="performance metrics")
+    values = data.get("performance_metrics") or {}
+    headline = "   ".join(
+        f"{label(name)} [bold]{format_metric(name, values.get(name))}[/]"
+        for name in HEADLINE
+        if name in values
+    )
+    if "benchmark_return" in values:
+        headline += (
+            f"   (benchmark {format_metric('benchmark_return', values['benchmark_return'])})"
+        )
+    console.print(headline)
+    metrics = Table(title="all metrics")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
-    for key, value in (data.get("performance_metrics") or {}).items():
-        metrics.add_row(key, _fmt(value))
+    ordered = [*(n for n in METRICS if n in values), *(n for n in values if n not in METRICS)]
+    for name in ordered:
+        metrics.add_row(label(name), format_metric(name, values[name]))
     console.print(metrics)
     instances = data.get("instances") or []
     if instances:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -59,3 +60,39 @@ class LRUCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+AUTO_SHARE = 8
+"""The automatic frame cache budget is this fraction (1/N) of the memory available."""
+AUTO_MIN_MB = 64
+AUTO_MAX_MB = 16 * 1024
+
+
+def auto_cache_mb(
+    meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")
+) -> int:
+    """A frame cache budget sized to this machine: an eighth of the memory available.
+
+    Available memory is the smaller of the kernel's ``MemAvailable`` and the room left
+    under the cgroup (container) limit, so a container's cache is sized to the
+    container. The result is bounded to ``AUTO_MIN_MB..AUTO_MAX_MB``.
+    """
+    available: list[int] = []
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available.append(int(line.split()[1]) * 1024)
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((cgroup / "memory.current").read_text().strip())
+            available.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    if not available:
+        return 1024
+    mb = min(available) // AUTO_SHARE // (1024 * 1024)
+    return int(min(max(mb, AUTO_MIN_MB), AUTO_MAX_MB))

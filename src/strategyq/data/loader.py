@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from strategyq.data.bars import Bars, IntArray
 from strategyq.data.cache import LRUCache
@@ -23,13 +22,13 @@ from strategyq.data.schema import (
     session_date,
     to_days,
 )
-from strategyq.data.store import Manifest, Store, TickerEntry
+from strategyq.data.store import Manifest, Store, TickerEntry, Window
 from strategyq.errors import DataError
 
 log = logging.getLogger(__name__)
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
-_STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+_STR_DTYPE = pd.StringDtype("python", na_value=np.nan)
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,13 @@ def _load(
     known = sorted(t for t in requested if t in manifest.tickers)
     missing = [t for t in requested if t not in manifest.tickers]
     ranges = {t: (manifest.tickers[t].first, manifest.tickers[t].last) for t in known}
-    bars = store.read(known, manifest)
+    window = Window(
+        first=to_days(first) if first is not None else None,
+        last=to_days(last) if last is not None else None,
+        before=warmup + history,
+        lookback=lookback,
+    )
+    bars = store.read(known, manifest, window)
     begin, stop = _window(bars, first, last, lookback)
     offsets = bars.offsets[:-1]
     if history:
@@ -284,13 +289,13 @@ def _starts(lengths: IntArray) -> IntArray:
 
 
 def _ticker_column(names: list[str], counts: IntArray) -> pd.Series:  # type: ignore[type-arg]
-    """A ``str`` column repeating each name ``counts[i]`` times, built without Python objects."""
-    encoded = [n.encode() for n in names]
-    sizes = np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts)
-    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    data = b"".join(e * int(n) for e, n in zip(encoded, counts, strict=True))
-    array = pa.LargeStringArray.from_buffers(
-        int(sizes.shape[0]), pa.py_buffer(offsets), pa.py_buffer(data)
-    )
-    return pd.Series(_STR_DTYPE.__from_arrow__(array), copy=False)  # type: ignore[attr-defined]
+    """A ``str`` column repeating each name ``counts[i]`` times.
+
+    Python-backed: every row points at one of the frame's few name objects (8 bytes a
+    row), and ``to_numpy()`` hands out that array instead of building a string per row
+    as an Arrow-backed column does. It is the same ``str`` dtype either way, so
+    comparisons, ``.str``, ``map``, ``max``, ``groupby``, merges and ``itertuples``
+    behave exactly alike.
+    """
+    objects = np.repeat(np.array(names, dtype=object), counts)
+    return pd.Series(pd.array(objects, dtype=_STR_DTYPE), copy=False)

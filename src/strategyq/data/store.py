@@ -29,7 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from strategyq.data.bars import Bars, concat_bars, empty_bars
+from strategyq.data.bars import Bars, DayArray, IntArray, concat_bars, empty_bars
 from strategyq.data.schema import STORE_SCHEMA, VALUE_COLUMNS, from_days
 from strategyq.errors import DataError
 
@@ -66,6 +66,51 @@ class Manifest:
 _EMPTY = Manifest(generation=0, tickers={}, files={})
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which sessions of each ticker ``Store.read`` returns.
+
+    Attributes:
+        first: Days since 1970-01-01 of the first session in range (None: from the start).
+        last: Days of the last session in range (None: to the end).
+        before: How many sessions before the range are kept too (warm-up and history).
+        lookback: When set, the range is the last ``lookback`` sessions up to ``last``
+            and ``first`` is ignored.
+    """
+
+    first: int | None = None
+    last: int | None = None
+    before: int = 0
+    lookback: int | None = None
+
+    def selects_part(self) -> bool:
+        return self.first is not None or self.last is not None or self.lookback is not None
+
+    def rows(self, dates: DayArray, start: IntArray, stop: IntArray) -> tuple[IntArray, IntArray]:
+        """File rows ``[start, stop)`` narrowed to the window; ``dates`` are theirs, joined."""
+        lengths = stop - start
+        seg = np.zeros(lengths.shape[0], dtype=np.int64)
+        np.cumsum(lengths[:-1], out=seg[1:])
+        codes = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)
+        # (ticker, day) as one sortable integer, so one searchsorted finds every bound.
+        composite = (codes << 32) + (dates.astype(np.int64) + (1 << 31))
+        base = (np.arange(lengths.shape[0], dtype=np.int64) << 32) + (1 << 31)
+        if self.last is None:
+            end = lengths.copy()
+        else:
+            end = np.searchsorted(composite, base + self.last, side="right") - seg
+        if self.lookback is not None:
+            begin = np.maximum(end - self.lookback, 0)
+        elif self.first is None:
+            begin = np.zeros_like(lengths)
+        else:
+            begin = np.searchsorted(composite, base + self.first, side="left") - seg
+        # A ticker with no session in range keeps no row: its earlier sessions are no use.
+        end = np.where(end > begin, end, begin)
+        keep = np.where(end > begin, np.maximum(begin - self.before, 0), begin)
+        return start + keep, start + end
+
+
 class Store:
     """Read and write the bars under ``root``.
 
@@ -96,24 +141,36 @@ class Store:
                 self._signature = signature
             return self._manifest
 
-    def read(self, tickers: Sequence[str], manifest: Manifest | None = None) -> Bars:
-        """All stored bars of ``tickers`` (each must be in the manifest), ordered by ticker."""
+    def read(
+        self,
+        tickers: Sequence[str],
+        manifest: Manifest | None = None,
+        window: Window | None = None,
+    ) -> Bars:
+        """Stored bars of ``tickers`` (each must be in the manifest), ordered by ticker.
+
+        Without ``window`` every stored session; with it only the sessions it selects,
+        and only the row groups holding them are decoded, one at a time, so memory
+        follows the rows returned rather than the stored history.
+        """
         manifest = manifest or self.manifest()
         by_file: dict[str, list[str]] = {}
         for ticker in tickers:
             by_file.setdefault(manifest.tickers[ticker].file, []).append(ticker)
         try:
-            parts = [self._read_file(f, names, manifest) for f, names in by_file.items()]
+            parts = [self._read_file(f, names, manifest, window) for f, names in by_file.items()]
         except FileNotFoundError:
             # A writer replaced the manifest and removed a file after we read the old
             # manifest; the new manifest names the files that exist now.
             fresh = self.manifest()
             if fresh.generation == manifest.generation:
                 raise
-            return self.read([t for t in tickers if t in fresh.tickers], fresh)
+            return self.read([t for t in tickers if t in fresh.tickers], fresh, window)
         return concat_bars(parts)
 
-    def _read_file(self, name: str, tickers: list[str], manifest: Manifest) -> Bars:
+    def _read_file(
+        self, name: str, tickers: list[str], manifest: Manifest, window: Window | None
+    ) -> Bars:
         path = self.root / name
         metadata = self._metadata.get(name)
         parquet = pq.ParquetFile(path, metadata=metadata)
@@ -121,45 +178,62 @@ class Store:
             # Files are immutable, so their footer can be cached for good.
             self._metadata[name] = parquet.metadata
         md = parquet.metadata
-        group_rows = np.array([md.row_group(i).num_rows for i in range(md.num_row_groups)])
+        group_rows = np.array(
+            [md.row_group(i).num_rows for i in range(md.num_row_groups)], dtype=np.int64
+        )
         group_start = np.concatenate([[0], np.cumsum(group_rows)])
-        entries = sorted((manifest.tickers[t] for t in tickers), key=lambda e: e.offset)
         names = sorted(tickers, key=lambda t: manifest.tickers[t].offset)
-        wanted: set[int] = set()
-        for e in entries:
-            first = int(np.searchsorted(group_start, e.offset, side="right")) - 1
-            last = int(np.searchsorted(group_start, e.offset + e.rows - 1, side="right")) - 1
-            wanted.update(range(first, last + 1))
-        groups = sorted(wanted)
-        table = parquet.read_row_groups(groups, columns=["date", *VALUE_COLUMNS], use_threads=True)
-        # Position of each read group's first row inside ``table``.
-        read_start = {
-            g: int(s) for g, s in zip(groups, np.cumsum([0, *group_rows[groups]]), strict=False)
-        }
-        starts = []
-        for e in entries:
-            g = int(np.searchsorted(group_start, e.offset, side="right")) - 1
-            starts.append(read_start[g] + e.offset - int(group_start[g]))
-        lengths = np.array([e.rows for e in entries], dtype=np.int64)
-        contiguous = len(entries) > 0 and all(
-            starts[i] + entries[i].rows == starts[i + 1] for i in range(len(entries) - 1)
-        )
-        columns = {
-            col: _column(table, col) for col in ["date", *VALUE_COLUMNS]
-        }  # one array per column
-        if contiguous and starts[0] == 0 and int(lengths.sum()) == table.num_rows:
-            picked = columns
-        else:
-            index = np.concatenate(
-                [np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]
+        entries = [manifest.tickers[t] for t in names]
+        # Rows [keep_start, keep_stop) of the file are returned for each ticker.
+        keep_start = np.array([e.offset for e in entries], dtype=np.int64)
+        keep_stop = keep_start + np.array([e.rows for e in entries], dtype=np.int64)
+        if window is not None and window.selects_part():
+            keep_start, keep_stop = window.rows(
+                self._dates(parquet, group_start, keep_start, keep_stop), keep_start, keep_stop
             )
-            picked = {col: arr[index] for col, arr in columns.items()}
-        return Bars(
-            tickers=names,
-            lengths=lengths,
-            dates=picked["date"].astype(np.int32, copy=False),
-            values={c: picked[c].astype(np.float64, copy=False) for c in VALUE_COLUMNS},
-        )
+        lengths = keep_stop - keep_start
+        total = int(lengths.sum())
+        out_start = np.concatenate([[0], np.cumsum(lengths)])[:-1]
+        dates = np.empty(total, dtype=np.int32)
+        values = {c: np.empty(total, dtype=np.float64) for c in VALUE_COLUMNS}
+        for g in _groups_of(group_start, keep_start, keep_stop):
+            g_lo, g_hi = int(group_start[g]), int(group_start[g + 1])
+            table = parquet.read_row_group(g, columns=["date", *VALUE_COLUMNS])
+            columns = {col: _column(table, col) for col in ["date", *VALUE_COLUMNS]}
+            del table
+            lo = np.maximum(keep_start, g_lo)
+            hi = np.minimum(keep_stop, g_hi)
+            overlap = np.flatnonzero(hi > lo)
+            for i in overlap:
+                src = slice(int(lo[i]) - g_lo, int(hi[i]) - g_lo)
+                dst_lo = int(out_start[i] + lo[i] - keep_start[i])
+                dst = slice(dst_lo, dst_lo + int(hi[i] - lo[i]))
+                dates[dst] = columns["date"][src]
+                for col in VALUE_COLUMNS:
+                    values[col][dst] = columns[col][src]
+        return Bars(tickers=names, lengths=lengths, dates=dates, values=values)
+
+    def _dates(
+        self, parquet: pq.ParquetFile, group_start: IntArray, start: IntArray, stop: IntArray
+    ) -> DayArray:
+        """The ``date`` column of the rows ``[start, stop)`` of each ticker, concatenated.
+
+        Only the date column is decoded (a ninth of a row's bytes), to find which rows the
+        window keeps before the value columns are read.
+        """
+        out = np.empty(int((stop - start).sum()), dtype=np.int32)
+        out_start = np.concatenate([[0], np.cumsum(stop - start)])[:-1]
+        for g in _groups_of(group_start, start, stop):
+            g_lo, g_hi = int(group_start[g]), int(group_start[g + 1])
+            days = _column(parquet.read_row_group(g, columns=["date"]), "date")
+            lo = np.maximum(start, g_lo)
+            hi = np.minimum(stop, g_hi)
+            for i in np.flatnonzero(hi > lo):
+                dst_lo = int(out_start[i] + lo[i] - start[i])
+                out[dst_lo : dst_lo + int(hi[i] - lo[i])] = days[
+                    int(lo[i]) - g_lo : int(hi[i]) - g_lo
+                ]
+        return out
 
     # -- writing -----------------------------------------------------------------------
 
@@ -304,6 +378,17 @@ def merge_bars(old: Bars, new: Bars) -> Bars:
         dates=day[keep],
         values={c: np.concatenate([old.values[c], new.values[c]])[order] for c in VALUE_COLUMNS},
     )
+
+
+def _groups_of(group_start: IntArray, start: IntArray, stop: IntArray) -> list[int]:
+    """The row groups that hold any of the rows ``[start[i], stop[i])``, ascending."""
+    wanted: set[int] = set()
+    for lo, hi in zip(start.tolist(), stop.tolist(), strict=True):
+        if hi > lo:
+            first = int(np.searchsorted(group_start, lo, side="right")) - 1
+            last = int(np.searchsorted(group_start, hi - 1, side="right")) - 1
+            wanted.update(range(first, last + 1))
+    return sorted(wanted)
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:  # type: ignore[type-arg]

@@ -135,6 +135,9 @@ class ExecutorProcess:
             str(resp_w),
             str(cancel_r),
         ]
+        # Ctrl-C held back until the process is ours to kill: a KeyboardInterrupt raised
+        # between its fork and Popen's return would leave it running with no handle.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -149,6 +152,7 @@ class ExecutorProcess:
         finally:
             for fd in (req_r, resp_w, cancel_r):
                 os.close(fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._req_w, self._resp_r, self._cancel_w = req_w, resp_r, cancel_w
 
     def wait_ready(self) -> dict[str, bool]:

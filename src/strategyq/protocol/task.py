@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -526,6 +527,7 @@ def parse_submitted(message: Mapping[str, Any]) -> tuple[bytes, Task]:
             f"it cannot be written as JSON ({exc}); integers must fit in "
             "64 bits and strings must be valid Unicode"
         ) from None
+    _printable_id(message.get("task_id"))
     if message.get("task_type") == TaskType.SWEEP_CHUNK.value:
         raise TaskValidationError(
             "task_type 'sweep_chunk' is made by the worker that fans a sweep out and cannot "
@@ -538,3 +540,17 @@ def parse_submitted(message: Mapping[str, Any]) -> tuple[bytes, Task]:
             "which is reserved for the chunks a worker queues; pick another id"
         )
     return raw, parse_task(raw)
+
+
+def _printable_id(task_id: Any) -> None:
+    # An id travels in URLs, headers and log lines: a control character (CR, LF, NUL)
+    # or a Unicode line/paragraph separator would split them. Any other character,
+    # non-Latin-1 and emoji included, is kept and percent-encoded where it must be.
+    if not isinstance(task_id, str):
+        return
+    bad = [c for c in task_id if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    if bad:
+        raise TaskValidationError(
+            f"task_id {task_id[:60]!r} holds the control character U+{ord(bad[0]):04X}; "
+            "use letters, digits and punctuation (no line breaks or tabs)"
+        )

@@ -45,6 +45,9 @@ def retry_dead_letters(
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             report.skipped.append(("an unreadable entry", "it is not a dead-letter record"))
             continue
+        if not isinstance(message, str) or not isinstance(tid, str | None):
+            report.skipped.append(("an entry of another shape", "it is not a dead-letter record"))
+            continue
         if task_id is not None and tid != task_id:
             continue
         if not tid:

@@ -154,3 +154,10 @@ def task(task_id: str) -> str:
     """STRING: the task's message, kept for the archiver while an archive is on (written
     by the run's terminal write, or by a sweep's fan-out). TTL ``result_ttl_s``."""
     return f"{PREFIX}task:{task_id}"
+
+
+def session(digest: str) -> str:
+    """STRING (JSON: token name, scope, token digest, created_at) of one dashboard login,
+    named by the SHA-256 of the session id the browser holds (a copy of the database
+    holds no usable cookie). TTL ``session_ttl_s``; deleted by logout."""
+    return f"{PREFIX}session:{digest}"

@@ -355,6 +355,15 @@ class QueueView:
         """The task's result record (``status``, ``data``, ``updated_at``), or None."""
         return decode_result(self.task_json(task_id))
 
+    def finished_ms(self, task_id: str) -> int | None:
+        """When the task's terminal result was written (epoch ms, from the recent-task index).
+
+        A new run of the task writes a new time, so it tells whether a terminal
+        record read before is still the stored one without reading it again.
+        """
+        score = self.client.zscore(keys.RECENT, task_id)
+        return None if score is None else int(score)
+
     def task_json(self, task_id: str) -> bytes | str | None:
         """The task's result record as stored (JSON), for passing on without decoding."""
         raw: bytes | str | None = self.client.get(keys.result(task_id))  # type: ignore[assignment]
@@ -414,7 +423,7 @@ def _json(raw: Any) -> dict[str, Any]:
         return {}
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, TypeError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -424,9 +433,30 @@ def _task_id_of(raw: Any) -> str:
     return task_id if isinstance(task_id, str) else "<malformed>"
 
 
+_ENTRY_TEXTS = ("task_id", "reason", "at", "error", "raw")
+
+
 def _dead_letter(raw: Any) -> DeadLetter:
-    entry = _json(raw)
-    return DeadLetter(entry or {"raw": text(raw), "reason": "unreadable entry"})
+    """One entry with its known fields of their documented types.
+
+    Anyone who can push to the list (a producer's bug, another tool) may leave
+    something else there: a non-JSON line or a JSON value that is not an object
+    is kept whole under ``raw``; a known field of the wrong type is shown as text.
+    """
+    try:
+        entry = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        return DeadLetter({"raw": text(raw), "reason": "unreadable entry"})
+    if not isinstance(entry, dict):
+        return DeadLetter({"raw": text(raw), "reason": "not a JSON object"})
+    for name in _ENTRY_TEXTS:
+        value = entry.get(name)
+        if value is not None and not isinstance(value, str):
+            entry[name] = orjson.dumps(value).decode()
+    attempts = entry.get("attempts")
+    if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
+        entry["attempts"] = None
+    return DeadLetter(entry)
 
 
 def _age_s(iso: Any, now: float) -> float | None:

@@ -485,10 +485,16 @@ def pick_entry(tree: ast.Module) -> tuple[str, tuple[str, ...]]:
     return candidates[0], names
 
 
+SECOND_ARGS = ("params", "grid")
+"""Names of a strategy's second argument: one combination's ``params``, or a whole
+sweep chunk's ``grid`` (every combination as columns, docs/sweeps.md)."""
+
+
 def takes_params(fn: ast.FunctionDef) -> bool:
-    """Whether the strategy function takes ``params`` as its second positional parameter."""
+    """Whether the strategy function takes ``params`` (or ``grid``) as its second
+    positional parameter."""
     positional = fn.args.posonlyargs + fn.args.args
-    return len(positional) >= 2 and positional[1].arg == "params"
+    return len(positional) >= 2 and positional[1].arg in SECOND_ARGS
 
 
 def entry_takes_params(tree: ast.Module, entry: str) -> bool:

@@ -15,8 +15,13 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.integration.conftest import WorkerProcess
+from tests.integration.conftest import WorkerProcess, suite_env
 
+CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+"""The two sizes every page is checked at."""
 GAP_UP = (Path(__file__).resolve().parents[3] / "src/strategyq/examples/gap_up.py").read_text()
 
 
@@ -76,24 +81,16 @@ class ServeProcess:
 
 
 def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
-    env.update(
-        REDIS_URL=redis_url,
-        STRATEGYQ_HOME=str(market_home),
-        STRATEGYQ_HEARTBEAT_TIMEOUT="3",
-        STRATEGYQ_HEARTBEAT_INTERVAL="0.5",
-        STRATEGYQ_REAPER_INTERVAL="0.5",
-        STRATEGYQ_GRACE_PERIOD="10",
-        # Every worker of these tests reaps, and a reaper applies its own limit: with one
-        # attempt, whichever worker reaps a crashed run dead-letters it.
-        STRATEGYQ_MAX_ATTEMPTS="1",
-        **extra,
-    )
-    return env
+    # Every worker of these tests reaps, and a reaper applies its own limit: with one
+    # attempt, whichever worker reaps a crashed run dead-letters it.
+    return suite_env(redis_url, market_home, STRATEGYQ_MAX_ATTEMPTS="1", **extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def module_env(redis_url: str, market_home: Path) -> dict[str, str]:
+    """The environment of the API and worker processes (the same for every module: a test
+    that needs only this, not the module's live API or worker, may run on any xdist
+    worker)."""
     return api_env(redis_url, market_home)
 
 
@@ -134,6 +131,72 @@ def backtest_body(task_id: str | None = None, **args: Any) -> dict[str, Any]:
     if task_id is not None:
         body["task_id"] = task_id
     return body
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing: `apt-get install -y chromium` failed or was not run "
+            "(.ci/run installs it)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(
+    chromium: Any, serve: ServeProcess, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Any]:
+    context = chromium.new_context(base_url=serve.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A script or style the Content-Security-Policy blocks is a bug of the page.
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.screenshots = tmp_path  # where each test saves its steps
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        request.node.add_report_section("call", "screenshot", f"{shot}\npage errors: {errors}")
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(params=list(SIZES))
+def sized(
+    request: pytest.FixtureRequest, chromium: Any, serve: ServeProcess, tmp_path: Path
+) -> Iterator[Any]:
+    """A page at one of the two sizes, screenshotted when its test fails."""
+    context = chromium.new_context(base_url=serve.url, viewport=SIZES[request.param])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.size = request.param
+    page.shots = tmp_path
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        request.node.add_report_section("call", "screenshot", f"{shot}\npage errors: {errors}")
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 import redis
 
-from tests.integration.api.conftest import ServeProcess
 from tests.integration.api.helpers import make_dead_letter
 from tests.integration.conftest import WorkerProcess, wait_until
 
-CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 # Three or so seconds of CPU before the seed's strategy: the page is open while it runs.
 SLOW_FORM_CODE = (
     "def slow_gap_up(df):\n"
@@ -31,42 +23,6 @@ SLOW_FORM_CODE = (
     "            for r in hits.itertuples()]\n"
 )
 WAIT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: `apt-get install -y chromium` failed or was not run "
-            "(.ci/run installs it)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(
-    chromium: Any, serve: ServeProcess, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Any]:
-    context = chromium.new_context(base_url=serve.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.screenshots = tmp_path  # where each test saves its steps
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        shot = tmp_path / "failure.png"
-        page.screenshot(path=str(shot), full_page=True)
-        request.node.add_report_section("call", "screenshot", f"{shot}\npage errors: {errors}")
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_submit_form_watch_it_complete_and_check_chart_and_metrics(

@@ -1,4 +1,4 @@
-"""``/login`` and ``/logout``: the token cookie."""
+"""``/login`` and ``/logout``: a server-side session, its id in the browser's cookie."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from strategyq.api.auth import TOKEN_COOKIE, _match, check_csrf
+from strategyq.api.auth import SESSION_COOKIE, check_csrf, match_token
 from strategyq.api.deps import State
 from strategyq.api.pages.render import render
+from strategyq.queue import sessions
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,7 +29,8 @@ def login(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     check_csrf(request, csrf)
-    if state.config.auth_required and _match(state.config.tokens, token) is None:
+    matched = match_token(state.config, token) if state.config.auth_required else None
+    if state.config.auth_required and matched is None:
         return render(
             request,
             "login.html",
@@ -36,10 +38,14 @@ def login(
             401,
         )
     response = RedirectResponse(_safe_next(next), status_code=303)
-    if state.config.auth_required:
+    if matched is not None:
+        session_id = sessions.open_session(
+            state.client, matched.name, matched.scope.value, matched.digest.hex()
+        )
         response.set_cookie(
-            TOKEN_COOKIE,
-            token,
+            SESSION_COOKIE,
+            session_id,
+            max_age=sessions.SESSION_TTL_S,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -48,13 +54,21 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+def logout(request: Request, state: State, csrf: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        sessions.close_session(state.client, session_id)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(TOKEN_COOKIE)
+    response.delete_cookie(
+        SESSION_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
     return response
 
 
 def _safe_next(target: str) -> str:
-    # Only same-site paths: an open redirect would let a link send users elsewhere.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    # Only same-site paths: an open redirect would let a link send users elsewhere
+    # (a browser reads "/\\host" as "//host").
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"

@@ -7,7 +7,7 @@ result through the same :func:`task_context`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,12 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from strategyq.api import charts
+from strategyq.api import charts, sweep_page
 from strategyq.api.auth import CSRF_COOKIE, csrf_token, identify
 from strategyq.api.problems import Problem
+from strategyq.api.shapes import clean_data, clean_record
 from strategyq.api.state import ApiState
+from strategyq.labels import HEADLINE, METRICS, date_range, duration, format_metric, label
 from strategyq.protocol.results import TERMINAL_STATUSES
 
 HERE = Path(__file__).parent.parent
@@ -30,9 +32,19 @@ TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 TABLE_PAGE = 25
 
 
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def script_json(value: Any) -> str:
-    """JSON safe to place inside a ``<script type="application/json">`` element."""
-    return orjson.dumps(value).decode().replace("</", "<\\/")
+    """JSON safe to place inside a ``<script type="application/json">`` element.
+
+    Every ``<``, ``>`` and ``&`` is written as a ``\\u`` escape (the same JSON),
+    so no string in the data can end the element or open a comment or another
+    script (``</script>``, ``<!--<script>``) whatever the page around it.
+    """
+    return orjson.dumps(value).decode().translate(_SCRIPT_ESCAPES)
 
 
 def fmt(value: Any) -> str:
@@ -59,6 +71,8 @@ def ms_iso(value: Any) -> str:
 TEMPLATES.env.filters["fmt"] = fmt
 TEMPLATES.env.filters["ms_iso"] = ms_iso
 TEMPLATES.env.filters["json"] = lambda v: orjson.dumps(v).decode()
+TEMPLATES.env.filters["duration"] = duration
+TEMPLATES.env.filters["date_range"] = date_range
 TEMPLATES.env.globals["quote"] = quote
 
 
@@ -93,9 +107,20 @@ def render(
 
 def render_problem(request: Request, problem: Problem) -> Response:
     if problem.status == 401:
-        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+        # The page to come back to, without anything that looks like a credential:
+        # a token pasted into a URL must not travel on into another URL, a log or history.
+        kept = [(k, v) for k, v in request.query_params.multi_items() if not _secret_name(k)]
+        target = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+        return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
     return render(request, "error.html", {"problem": problem}, status_code=problem.status)
+
+
+SECRET_WORDS = ("token", "secret", "password", "key", "auth", "session", "csrf")
+
+
+def _secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
 
 
 class Table:
@@ -108,8 +133,11 @@ class Table:
         query: Mapping[str, str],
         size: int = TABLE_PAGE,
         columns: list[str] | None = None,
+        metrics: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        # Column -> metric name, for cells shown in the metric's unit (8.65 %, 1.23).
+        self.metrics = dict(metrics or {})
         self.total = len(rows)
         self.columns = columns or list(dict.fromkeys(k for r in rows[:100] for k in r))
         self.sort = query.get(f"{name}_sort") or ""
@@ -124,12 +152,22 @@ class Table:
         except ValueError:
             self.page = 1
         self.rows = ordered[(self.page - 1) * size : self.page * size]
+        self._all = ordered
+
+    def unpaged(self) -> Table:
+        """Every row on one page (for the standalone report, which has no next page)."""
+        self.rows, self.page, self.pages = self._all, 1, 1
+        return self
 
     def link(self, **changes: Any) -> str:
         query = {**self.query}
         for key, value in changes.items():
             query[f"{self.name}_{key}"] = str(value)
         return "?" + urlencode(query) + f"#{self.name}"
+
+    def cell(self, column: str, value: Any) -> str:
+        metric = self.metrics.get(column)
+        return format_metric(metric, value) if metric else fmt(value)
 
     def sort_link(self, column: str) -> str:
         desc = not self.desc if column == self.sort else False
@@ -170,10 +208,15 @@ def _logs(data: Mapping[str, Any]) -> str | None:
 
 
 def task_context(
-    state: ApiState, record: dict[str, Any], query: Mapping[str, str]
+    state: ApiState,
+    record: dict[str, Any],
+    query: Mapping[str, str],
+    link: str | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """What the task page and the HTML report show for one result."""
-    data = record.get("data") or {}
+    record = clean_record(record)
+    data = record["data"]
     status = record.get("status")
     mode = data.get("execution_mode")
     metrics = data.get("performance_metrics") or {}
@@ -193,11 +236,16 @@ def task_context(
         "trades": None,
         "instances": None,
         "ranked": None,
+        "sweep": None,
+        "headline": [],
+        "metric_rows": [],
     }
     if status == "completed" and mode == "backtest":
+        context["headline"], context["metric_rows"] = _metric_views(metrics)
         figure = charts.equity_figure(data)
         context["equity"] = script_json(figure) if figure else None
-        adjusted = bool((data.get("summary") or {}).get("trade_model", {}).get("adjusted", True))
+        trade_model = (data.get("summary") or {}).get("trade_model") or {}
+        adjusted = bool(trade_model.get("adjusted", True))
         context["prices"] = {
             ticker: script_json(fig)
             for ticker, fig in charts.price_figures(
@@ -208,4 +256,121 @@ def task_context(
         context["instances"] = Table("instances", data.get("instances") or [], query)
     elif status == "completed" and mode == "screening":
         context["ranked"] = Table("ranked", data.get("ranked_results") or [], query, size=100)
+    elif mode == "sweep":
+        context["sweep"] = sweep_context(record, query, link, memo)
     return context
+
+
+def _metric_views(
+    metrics: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Headline cards (total return beside the benchmark's) and every metric with its label."""
+    cards = []
+    for name in HEADLINE:
+        if name not in metrics:
+            continue
+        bench = None
+        if name == "total_return" and metrics.get("benchmark_return") is not None:
+            bench = format_metric("benchmark_return", metrics["benchmark_return"])
+        value = format_metric(name, metrics[name])
+        cards.append({"name": name, "label": label(name), "value": value,
+                      "definition": METRICS[name].definition, "benchmark": bench})  # fmt: skip
+    order = [*(n for n in METRICS if n in metrics), *(n for n in metrics if n not in METRICS)]
+    rows = [
+        {"name": n, "label": label(n), "value": format_metric(n, metrics[n]), "raw": metrics[n],
+         "definition": METRICS[n].definition if n in METRICS else ""}
+        for n in order
+    ]  # fmt: skip
+    return cards, rows
+
+
+MEMO_MAX = 24
+"""Derived values kept per cached result (a few heatmap choices and the rows)."""
+
+
+def _memo(memo: dict[Any, Any] | None, key: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in ``memo`` (the cached result's derived values) when there is one."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        value = make()
+        if len(memo) >= MEMO_MAX:
+            return value
+        memo[key] = value
+    return memo[key]
+
+
+def sweep_context(
+    record: Mapping[str, Any],
+    query: Mapping[str, str],
+    link: str | None,
+    memo: dict[Any, Any] | None = None,
+) -> dict[str, Any]:
+    """A sweep's progress while it runs; its ranking, heatmap, best backtest or folds after."""
+    data = record["data"]
+    params = [str(p) for p in data.get("params") or []]
+    metric = str(data.get("maximize") or "total_return")
+    out: dict[str, Any] = {
+        "params": params,
+        "metric": metric,
+        "metric_label": label(metric),
+        "progress": sweep_page.progress(data, data.get("started_at")),
+    }
+    if record.get("status") != "completed":
+        return out
+    walk = data.get("walk_forward")
+    if isinstance(walk, Mapping):
+        figure = sweep_page.oos_figure(walk)
+        out["walk"] = {
+            "folds": Table("folds", sweep_page.fold_rows(walk, metric), query, size=100),
+            "oos": script_json(figure) if figure else None,
+            "oos_metrics": sweep_page.headline(walk.get("oos_metrics") or {}),
+        }
+        return out
+    stored = data.get("heatmap") if isinstance(data.get("heatmap"), Mapping) else {}
+    choice = {
+        "metric": _pick(query.get("heat_metric"), list(METRICS), stored.get("metric") or metric),
+        "x": _pick(query.get("heat_x"), params, stored.get("x") or (params[:1] or [""])[0]),
+        "y": _pick(query.get("heat_y"), params, stored.get("y") or (params[1:2] or [""])[0]),
+    }
+    heat_json = None
+    if choice["x"] and choice["y"] and choice["x"] != choice["y"]:
+        heat_json = _memo(
+            memo,
+            ("heatmap", choice["metric"], choice["x"], choice["y"], link),
+            lambda: _heat_json(data, choice, link),
+        )
+    best = data.get("best") if isinstance(data.get("best"), Mapping) else {}
+    best_result = clean_data(data.get("best_result"))
+    equity_json = _memo(memo, "best_equity", lambda: _equity_json(best_result))
+    rows = _memo(memo, "rows", lambda: sweep_page.result_rows(data, params))
+    out.update(
+        heat=heat_json,
+        choice=choice,
+        metric_options=[(n, m.label) for n, m in METRICS.items()],
+        best_params=best.get("params") if isinstance(best.get("params"), Mapping) else {},
+        best_headline=sweep_page.headline(best.get("metrics") or {}),
+        best_equity=equity_json,
+        best_trades=Table("best_trades", best_result.get("trades") or [], query),
+        results=Table(
+            "results",
+            rows,
+            query,
+            metrics={label(n): n for n in sweep_page.TABLE_METRICS},
+        ),
+    )
+    return out
+
+
+def _equity_json(result: Mapping[str, Any]) -> str | None:
+    figure = charts.equity_figure(result) if result else None
+    return script_json(figure) if figure else None
+
+
+def _heat_json(data: Mapping[str, Any], choice: Mapping[str, str], link: str | None) -> str | None:
+    heat = sweep_page.heatmap(data, choice["metric"], choice["x"], choice["y"])
+    return script_json(sweep_page.heatmap_figure(heat, link)) if heat else None
+
+
+def _pick(wanted: str | None, allowed: Sequence[str], default: Any) -> str:
+    return wanted if wanted is not None and wanted in allowed else str(default or "")

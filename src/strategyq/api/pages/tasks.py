@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from strategyq.api import sweep_page
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render, task_context
 from strategyq.api.problems import Problem
+from strategyq.api.shapes import clean_record
 from strategyq.client import cancel_task
-from strategyq.protocol.envelope import TaskType
+from strategyq.labels import METRICS, format_metric, label
+from strategyq.protocol.results import TERMINAL_STATUSES
+from strategyq.protocol.task import PRODUCER_TASK_TYPES
 
 PAGE_SIZE = 50
 
@@ -61,41 +68,48 @@ def tasks(
             "pages": pages,
             "filters": base,
             "statuses": ["completed", "error", "cancelled"],
-            "types": [t.value for t in TaskType],
+            # sweep_chunk is the worker's own internal work: not a type people filter by.
+            "types": [t.value for t in PRODUCER_TASK_TYPES],
             "page_link": lambda n: "?" + urlencode({**base, "page": n}),
         },
     )
 
 
-@router.get("/tasks/{task_id}", response_class=HTMLResponse)
-def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
+@router.get("/tasks/{task_id}/combinations/{index}", response_class=HTMLResponse)
+def combination_page(
+    request: Request, task_id: str, index: int, state: State, _: Principal = READ
+) -> Response:
+    """One combination of a sweep: its parameters, rank and every metric."""
     record = state.view.task(task_id)
-    if record is None:
+    data = clean_record(record)["data"] if record is not None else {}
+    row = sweep_page.combination(data, index) if data.get("execution_mode") == "sweep" else None
+    if row is None:
         raise Problem(
             404,
-            f"no task {task_id!r}: it was never queued, or its result expired",
-            title="Unknown task",
+            f"sweep {task_id!r} has no combination {index} in its stored results "
+            "(unknown sweep, expired, or cut by STRATEGYQ_SWEEP_MAX_RESULTS)",
+            title="Unknown combination",
         )
-    context = task_context(state, record, dict(request.query_params))
-    message = None
-    if not context["terminal"] or record.get("status") == "error":
-        message = state.view.message(task_id)
-    source = None
-    if message and who.can_write:
-        source = (message.get("args") or {}).get("strategy_code")
+    best = data.get("best") or {}
+    metrics = sweep_page.mapping(row.get("metrics"))
     return render(
         request,
-        "task.html",
+        "combination.html",
         {
             "task_id": task_id,
-            "source": source,
-            "message_args": _visible_args(message),
-            **context,
+            "index": index,
+            "row": row,
+            "is_best": best.get("index") == index,
+            "headline": sweep_page.headline(metrics),
+            "all_metrics": [
+                (label(n), format_metric(n, v), METRICS[n].definition if n in METRICS else "")
+                for n, v in metrics.items()
+            ],
         },
     )
 
 
-@router.post("/tasks/{task_id}/cancel")
+@router.post("/tasks/{task_id:path}/cancel")
 def cancel(
     request: Request,
     task_id: str,
@@ -108,9 +122,85 @@ def cancel(
     return RedirectResponse(f"/tasks/{quote(task_id)}", status_code=303)
 
 
+CSV_TABLES = {"trades": "trades", "instances": "instances", "ranked": "ranked_results"}
+
+
+@router.get("/tasks/{task_id:path}/{table}.csv")
+def table_csv(task_id: str, table: str, state: State, _: Principal = READ) -> Response:
+    """Every row of a result's trades, instances or ranked table, as CSV."""
+    if table not in CSV_TABLES:
+        raise Problem(404, f"no table {table!r}: choose trades, instances or ranked")
+    record = state.view.task(task_id)
+    if record is None:
+        raise Problem(404, f"no task {task_id!r}: it was never queued, or its result expired")
+    rows = clean_record(record)["data"].get(CSV_TABLES[table]) or []
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)[:80]
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}-{table}.csv"'},
+    )
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    # A spreadsheet runs a cell that starts with = + - @ as a formula: quote it as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+# Registered last: an id may hold "/", so this route takes the rest of the path
+# and must be tried after the more specific ones above.
+@router.get("/tasks/{task_id:path}", response_class=HTMLResponse)
+def task_page(request: Request, task_id: str, state: State, who: Principal = READ) -> Response:
+    finished = state.view.finished_ms(task_id)
+    entry = state.records.get(task_id, finished)
+    record = entry.record if entry is not None else state.view.task(task_id)
+    if record is None:
+        raise Problem(
+            404,
+            f"no task {task_id!r}: it was never queued, or its result expired",
+            title="Unknown task",
+        )
+    if entry is None and finished is not None and record.get("status") in TERMINAL_STATUSES:
+        entry = state.records.put(task_id, finished, record)
+    link = f"/tasks/{quote(task_id, safe='')}/combinations"
+    memo = entry.derived if entry is not None else None
+    context = task_context(state, record, dict(request.query_params), link, memo)
+    message = None
+    if not context["terminal"] or record.get("status") == "error":
+        message = state.view.message(task_id)
+    source = None
+    if message and who.can_write:
+        args = message.get("args")
+        code = args.get("strategy_code") if isinstance(args, dict) else None
+        source = code if isinstance(code, str) else None
+    return render(
+        request,
+        "task.html",
+        {
+            "task_id": task_id,
+            "source": source,
+            "message_args": _visible_args(message),
+            **context,
+        },
+    )
+
+
 def _visible_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not message:
         return None
-    args = dict(message.get("args") or {})
+    args = message.get("args")
+    if not isinstance(args, dict):
+        return None
+    args = dict(args)
     args.pop("strategy_code", None)
     return args

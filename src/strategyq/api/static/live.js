@@ -3,11 +3,25 @@
 // timeline; the terminal one reloads the page, which then shows the result.
 (function () {
   "use strict";
+  var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
   function draw() {
     if (typeof Plotly === "undefined") return;
     document.querySelectorAll("[data-plot]").forEach(function (div) {
       var spec = JSON.parse(document.getElementById(div.dataset.plot).textContent);
+      if (dark) {
+        // Charts follow the page's dark colours (the system setting).
+        spec.layout.paper_bgcolor = "rgba(0,0,0,0)";
+        spec.layout.plot_bgcolor = "rgba(0,0,0,0)";
+        spec.layout.font = Object.assign({}, spec.layout.font, {color: "#d0d7de"});
+      }
       Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false});
+      if (div.dataset.clickOpens) {
+        // A heatmap cell carries the URL of its combination's page.
+        div.on("plotly_click", function (event) {
+          var url = event.points.length ? event.points[0].customdata : null;
+          if (url) window.location.href = url;
+        });
+      }
     });
   }
   function follow() {
@@ -23,6 +37,21 @@
       status.textContent = event.status;
       status.className = "badge " + event.status;
       stage.textContent = event.stage || "";
+      var bar = document.getElementById("sweep-bar");
+      if (bar && event.progress && event.progress.total) {
+        bar.max = event.progress.total;
+        bar.value = event.progress.done;
+        var share = event.progress.done / event.progress.total;
+        document.getElementById("sweep-count").textContent = event.progress.done + " / " +
+          event.progress.total + " combinations (" + (100 * share).toFixed(1) + " %)";
+        var eta = document.getElementById("sweep-eta");
+        var started = Date.parse(eta.dataset.started);
+        if (share > 0 && !isNaN(started)) {
+          var left = (Date.now() - started) / share * (1 - share) / 1000;
+          eta.textContent = "about " + (left < 60 ? Math.round(left) + " s" :
+            Math.round(left / 60) + " min") + " left";
+        }
+      }
       var item = document.createElement("li");
       item.className = "live";
       item.textContent = event.status + (event.stage ? " · " + event.stage : "") + " " + (event.updated_at || "");
@@ -34,6 +63,15 @@
     });
     source.addEventListener("timeout", function () { source.close(); window.location.reload(); });
   }
+  function confirmations() {
+    // Forms that delete ask first (a handler here, not inline: the CSP allows no inline script).
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+  }
+  confirmations();
   draw();
   follow();
 })();

@@ -14,7 +14,7 @@ from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.models import ScheduleIn, ScheduleOut, Submitted
 from strategyq.api.problems import PROBLEM_JSON
 from strategyq.api.redact import HIDDEN
-from strategyq.api.v1.common import queued
+from strategyq.api.v1.common import in_path, queued
 from strategyq.queue.schedules import (
     ScheduleState,
     add_schedule,
@@ -74,7 +74,7 @@ def add(
 ) -> Any:
     schedule = make_schedule(body.name, body.cron, body.tz, body.task_type, body.args)
     add_schedule(state.client, schedule, replace=body.replace)
-    response.headers["Location"] = f"/v1/schedules/{schedule.name}"
+    response.headers["Location"] = f"/v1/schedules/{in_path(schedule.name)}"
     return _schedule_out(state.view.schedule(schedule.name), who)
 
 

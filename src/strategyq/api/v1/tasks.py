@@ -7,6 +7,7 @@ and one set of error messages.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from strategyq.api import events
 from strategyq.api.deps import READ, WRITE, Principal, State
+from strategyq.api.followers import WAIT_SLICE_S, HeldStream, client_left
 from strategyq.api.models import Cancelled, Submitted, TaskIn, TaskList, TaskRecord
 from strategyq.api.problems import Problem
 from strategyq.api.v1.common import TaskId, queued, raw_json, unknown
@@ -90,21 +92,29 @@ def get_task(task_id: TaskId, state: State, _: Principal = READ) -> Any:
 )
 async def wait(
     task_id: TaskId,
+    request: Request,
     state: State,
     timeout_s: Annotated[float, Query(ge=0, le=300, description="Seconds to wait.")] = 30.0,
     _: Principal = READ,
 ) -> Any:
-    current = await state.blocking(state.view.task, task_id)
-    if current is None:
-        raise unknown(task_id)
-    if current.get("status") in TERMINAL_STATUSES:
-        return raw_json(current)
-    limit = min(timeout_s, state.config.max_wait_s)
-    result = await state.blocking(state.view.wait, task_id, limit)
-    if result is None:
-        latest = await state.blocking(state.view.task, task_id)
-        return raw_json(latest or current, status_code=202)
-    return raw_json(result)
+    with state.followers.take():
+        current = await state.blocking(state.view.task, task_id)
+        if current is None:
+            raise unknown(task_id)
+        if current.get("status") in TERMINAL_STATUSES:
+            return raw_json(current)
+        deadline = time.monotonic() + min(timeout_s, state.config.max_wait_s)
+        result = None
+        # In slices, so a client that left is noticed and its place given back.
+        while result is None and not await client_left(request):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            result = await state.blocking(state.view.wait, task_id, min(left, WAIT_SLICE_S))
+        if result is None:
+            latest = await state.blocking(state.view.task, task_id)
+            return raw_json(latest or current, status_code=202)
+        return raw_json(result)
 
 
 @router.get(
@@ -123,10 +133,16 @@ async def wait(
 async def follow(
     task_id: TaskId, request: Request, state: State, _: Principal = READ
 ) -> StreamingResponse:
-    if await state.blocking(state.view.task, task_id) is None:
-        raise unknown(task_id)
-    return StreamingResponse(
+    ticket = state.followers.take()
+    try:
+        if await state.blocking(state.view.task, task_id) is None:
+            raise unknown(task_id)
+    except BaseException:
+        ticket.release()
+        raise
+    return HeldStream(
         events.stream(state, request, task_id),
+        ticket,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

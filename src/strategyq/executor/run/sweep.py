@@ -10,6 +10,7 @@ trade model.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from strategyq.data import LoadResult
 from strategyq.engine import Market, backtest_metrics, run_backtest
 from strategyq.engine.warmup import leave_out_warmup
-from strategyq.errors import DataError, TaskValidationError
+from strategyq.errors import BadResult, DataError, TaskValidationError
 from strategyq.executor.run.backtest import (
     backtest_request,
     backtest_result,
@@ -120,9 +121,17 @@ def run_chunk(task: Task, ctx: RunContext) -> dict[str, Any]:
     assert isinstance(args, ChunkArgs)
     bt = args.backtest
     request = backtest_request(bt)
+    grid = takes_grid(bt.strategy_code)
     loaded, outputs, shape = ctx.strategy_on(
-        bt.strategy_code, bt.symbols, request, "symbols", runs=_calls(args), keep_columns=True
+        bt.strategy_code,
+        bt.symbols,
+        request,
+        "symbols",
+        runs=_grid_calls(args) if grid else _calls(args),
+        keep_columns=True,
     )
+    if grid:
+        outputs = _split_grid(args, outputs)
     market = engine_market(loaded)
     bench = benchmark_bars(bt, ctx.market) if bt.benchmark else None
     ctx.stage(Stage.COMPUTING_METRICS)
@@ -141,6 +150,105 @@ def _calls(args: ChunkArgs) -> list[dict[str, Any]]:
         for _, p in args.combinations
         for f in args.folds
         for until in (f["train_end"], f["test_end"])
+    ]
+
+
+GRID_ARG = "grid"
+"""The name of the second argument that marks a whole-grid entry ``f(df, grid)``."""
+COMBINATION = "combination"
+"""The column of a whole-grid entry's rows naming the combination (its position in ``grid``)."""
+
+
+def takes_grid(source: str) -> bool:
+    """Whether the strategy's entry is ``f(df, grid)``: one call for all combinations.
+
+    True when exactly one top-level public function takes a second positional
+    parameter named ``grid``; the policy checker picks and checks the entry itself.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    found = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and not node.name.startswith("_")
+        and len(positional := [*node.args.posonlyargs, *node.args.args]) >= 2
+        and positional[1].arg == GRID_ARG
+    ]
+    return len(found) == 1
+
+
+def _grid_of(args: ChunkArgs) -> dict[str, list[Any]]:
+    """The chunk's combinations as columns: ``grid[name][i]`` is combination i's value."""
+    names: list[str] = []
+    for _, params in args.combinations:
+        names.extend(n for n in params if n not in names)
+    return {n: [params.get(n) for _, params in args.combinations] for n in names}
+
+
+def _grid_calls(args: ChunkArgs) -> list[dict[str, Any]]:
+    """A whole-grid entry's calls: one for the range, or two per fold (train, test)."""
+    grid = _grid_of(args)
+    if args.folds is None:
+        return [{"params": grid, "until": None}]
+    return [
+        {"params": grid, "until": until}
+        for f in args.folds
+        for until in (f["train_end"], f["test_end"])
+    ]
+
+
+def _split_grid(args: ChunkArgs, outputs: list[Any]) -> list[Any]:
+    """Each grid call's rows split by combination, laid out as ``_calls`` lays out calls."""
+    n = len(args.combinations)
+    split = [_by_combination(output, n) for output in outputs]
+    if args.folds is None:
+        return split[0]
+    n_folds = len(args.folds)
+    return [split[k * 2 + j][c] for c in range(n) for k in range(n_folds) for j in range(2)]
+
+
+def _by_combination(output: Any, n: int) -> list[Any]:
+    """One output of ``f(df, grid)`` as ``n`` outputs, one per combination, in grid order.
+
+    Each combination gets its rows, in the order returned, without the combination
+    column: what a call with that combination's params alone would have returned.
+    """
+    if isinstance(output, ColumnRun):
+        columns = output.columns
+        if not columns or not next(iter(columns.values())):
+            return [ColumnRun({}) for _ in range(n)]
+        which = columns.get(COMBINATION)
+    else:
+        which = [row.get(COMBINATION) for row in output] if output else []
+        if not output:
+            return [[] for _ in range(n)]
+    if which is None or any(v is None for v in which):
+        raise BadResult(
+            f"a strategy defined as f(df, {GRID_ARG}) returns one row per instance with a "
+            f"'{COMBINATION}' field: the position of the instance's combination in "
+            f"{GRID_ARG} (0 to {n - 1})"
+        )
+    bad = [v for v in which if type(v) is not int or not 0 <= v < n]
+    if bad:
+        raise BadResult(
+            f"'{COMBINATION}' must be a whole number from 0 to {n - 1} (the position in "
+            f"{GRID_ARG}); got {bad[0]!r}"
+        )
+    codes = np.asarray(which, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n + 1))
+    if not isinstance(output, ColumnRun):
+        rows = [{k: v for k, v in row.items() if k != COMBINATION} for row in output]
+        return [[rows[i] for i in order[bounds[c] : bounds[c + 1]]] for c in range(n)]
+    rest = {
+        k: np.asarray(v, dtype=object)[order] for k, v in output.columns.items() if k != COMBINATION
+    }
+    return [
+        ColumnRun({k: v[bounds[c] : bounds[c + 1]].tolist() for k, v in rest.items()})
+        for c in range(n)
     ]
 
 
