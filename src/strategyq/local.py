@@ -347,8 +347,12 @@ class LocalSession:
         **task_args: Any,
     ) -> Result:
         """Backtest ``strategy`` over ``symbols`` from ``start`` to ``end``: :func:`backtest`."""
-        args = {"symbols": _symbols(symbols, self.settings), "start_date": start,
-                "end_date": end, **task_args}  # fmt: skip
+        args = {
+            "symbols": _symbols(symbols, self.settings),
+            "start_date": start,
+            "end_date": end,
+            **task_args,
+        }
         return self._result(TaskType.BACKTEST, strategy, args)
 
     def screen(
@@ -380,9 +384,15 @@ class LocalSession:
             if isinstance(param_grid, Mapping)
             else [dict(c) for c in param_grid]
         )
-        args = {"symbols": _symbols(symbols, self.settings), "start_date": start,
-                "end_date": end, "param_grid": grid, "maximize": maximize, "top_n": top_n,
-                **task_args}  # fmt: skip
+        args = {
+            "symbols": _symbols(symbols, self.settings),
+            "start_date": start,
+            "end_date": end,
+            "param_grid": grid,
+            "maximize": maximize,
+            "top_n": top_n,
+            **task_args,
+        }
         return self._result(TaskType.SWEEP, strategy, args)
 
     def _result(
@@ -397,8 +407,13 @@ class LocalSession:
         args = {"strategy_code": strategy_source(strategy), **args}
         message = {"task_id": task_id, "task_type": task_type.value, "args": args}
         record = self.run(message)
-        return Result(record, task_args=args, task_id=task_id, task_type=task_type.value,
-                      market_dir=self.settings.data_dir)  # fmt: skip
+        return Result(
+            record,
+            task_args=args,
+            task_id=task_id,
+            task_type=task_type.value,
+            market_dir=self.settings.data_dir,
+        )
 
 
 def _symbols(value: Sequence[str] | str, settings: Settings) -> list[str]:
