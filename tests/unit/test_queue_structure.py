@@ -41,6 +41,8 @@ def test_settings_reach_the_executor_with_every_non_default_value() -> None:
             changed[f.name] = default + 7
         elif isinstance(default, str):
             changed[f.name] = default + "-x"
+        elif isinstance(default, tuple) and default:
+            changed[f.name] = default[:1]
         else:
             raise AssertionError(f"add a non-default value for {f.name}")
     sandbox = SandboxLimits(
