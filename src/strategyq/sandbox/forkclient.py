@@ -15,12 +15,21 @@ reads end of file and exits.
 Every sandbox child is fed by :func:`feed_and_collect` (this client's,
 :func:`strategyq.sandbox.local.run`'s and the start-up self-check's alike).
 
+The host has two fork servers: a lean one (pandas, numpy, the standard
+library) and, when ``STRATEGYQ_SANDBOX_LIBRARIES`` names any, a full one that
+also preloads those libraries. A fork from the lean one is cheaper (a smaller
+parent to copy), so each request names the server its strategy needs
+(:func:`server_for`): ``full`` only for a strategy that imports an optional
+library. The policy refuses dynamic imports, so the imports the checker found
+are all the strategy can ever import.
+
 Messages are JSON, one per SEQPACKET datagram::
 
     client → host  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b,
-                    "restricted": b, "landlock_abi_max": int | null}
+                    "restricted": b, "landlock_abi_max": int | null,
+                    "server": "lean" | "full"}
                    with fds [source_read_end, result_write_end]
-    host → client  {"id": n, "pid": int, "meta": {...}}
+    host → client  {"id": n, "pid": int, "meta": {..., "forked_by": server_pid}}
                    or {"id": n, "error": str, "error_type": str}
     host → client  {"exit": pid, "status": int, "cpu_s": float}   when a child is reaped
 """
@@ -40,7 +49,7 @@ from typing import Any
 import orjson
 
 from strategyq import errors
-from strategyq.sandbox import checker, child, result
+from strategyq.sandbox import checker, child, policy, result
 from strategyq.sandbox.lockdown import cpu_limit_s
 from strategyq.sandbox.runner import collect
 from strategyq.settings import SandboxLimits
@@ -50,7 +59,18 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 1 << 20
 
 
+LEAN, FULL = "lean", "full"
+"""The fork servers of a sandbox host: without and with the optional libraries."""
+
+
 @functools.lru_cache(maxsize=32)
+def _checked(source: str) -> tuple[bytes, str]:
+    report = checker.check(source)
+    program = child.encode_program(source, report.code, report.entry, report.takes_params)
+    roots = {name.split(".")[0] for name in report.imports}
+    return program, FULL if roots & set(policy.LIBRARIES) else LEAN
+
+
 def checked_program(source: str) -> bytes:
     """Check ``source`` against the policy; the program its child runs (the compiled tree).
 
@@ -58,8 +78,21 @@ def checked_program(source: str) -> bytes:
     parameter sweep over the same code) is parsed, checked and compiled once.
     A source that fails the check raises each time (errors are not cached).
     """
-    report = checker.check(source)
-    return child.encode_program(source, report.code, report.entry, report.takes_params)
+    return _checked(source)[0]
+
+
+def server_for(source: str, check_policy: bool = True) -> str:
+    """The fork server a child for ``source`` comes from: :data:`FULL` if it imports an
+    optional library (or runs unchecked, when it could import anything), else :data:`LEAN`.
+
+    A source that fails the check gets :data:`LEAN` (its run ends with the check's error).
+    """
+    if not check_policy:
+        return FULL
+    try:
+        return _checked(source)[1]
+    except errors.StrategyqError:
+        return LEAN
 
 
 class HostGone(errors.SandboxUnavailable):
@@ -181,7 +214,12 @@ class ForkClient:
             spare.discard()
 
     def _message(
-        self, request: dict[str, Any], limits: SandboxLimits, check_policy: bool, insecure: bool
+        self,
+        request: dict[str, Any],
+        limits: SandboxLimits,
+        check_policy: bool,
+        insecure: bool,
+        server: str,
     ) -> tuple[bytes, dict[str, Any]]:
         message = {
             "request": request,
@@ -189,6 +227,7 @@ class ForkClient:
             "sandboxed": not insecure,
             "restricted": check_policy,
             "landlock_abi_max": self.landlock_abi_max,
+            "server": server,
         }
         return orjson.dumps(message, option=orjson.OPT_SORT_KEYS), message
 
@@ -199,13 +238,17 @@ class ForkClient:
         *,
         check_policy: bool = True,
         insecure_no_sandbox: bool = False,
+        source: str | None = None,
     ) -> None:
         """Have a child for ``request`` start loading, forking and locking down now.
 
         The server loads the frame while the caller does other work (its own
         load, say); the next :meth:`run` with the same arguments uses that child.
+        ``source`` (the strategy to be run) picks the fork server; without it the
+        child comes from the lean one.
         """
-        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
+        server = LEAN if source is None else self._server_for(source, check_policy)
+        key, message = self._message(request, limits, check_policy, insecure_no_sandbox, server)
         if self._spare is None or self._spare.key != key:
             self.close_spare()
             self._spare = self._ask(key, message)
@@ -245,7 +288,8 @@ class ForkClient:
         program = _program(source, check_policy, params, runs)
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
-        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
+        server = self._server_for(source, check_policy)
+        key, message = self._message(request, limits, check_policy, insecure_no_sandbox, server)
         c = self._child_for(key, message)
         assert c.pid is not None and c.pidfd is not None and c.meta is not None
         started = time.monotonic()
@@ -265,6 +309,9 @@ class ForkClient:
         )
         c.pidfd = None
         return instances, c.meta
+
+    def _server_for(self, source: str, check_policy: bool) -> str:
+        return server_for(source, check_policy)
 
     def _child_for(self, key: bytes, message: dict[str, Any]) -> _Child:
         """The confirmed child for ``key``: the spare if it matches, else a fresh one."""
