@@ -15,7 +15,12 @@ same run:
    libraries were added), in alternating rounds against one embedded Valkey and
    one synthetic store: CPU per trivial task (all processes) and the latency of
    a large backtest (every stored symbol, several years). Target: default / base
-   ≤ 1.15 for both.
+   ≤ 1.15 for both. With the default libraries it also measures the CPU per task
+   of a trivial strategy that imports TA-Lib (forked by the full fork server,
+   where a plain strategy's child comes from the lean one) and the memory (PSS)
+   of the worker's processes and of its fork servers.
+
+``STRATEGYQ_BENCH_LIBS_PARTS`` (``per-library,queue`` by default) picks the parts.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 from strategyq.server import EmbeddedServer
 
-from benchmarks.bench_e2e import span
+from benchmarks.bench_e2e import descendants, pss_mib, span
 from benchmarks.bench_queue_cpu import cpu_per_task_ms, wait_ready, worker
 from strategyq import add_backtest_task, wait_for_result
 from strategyq.data import write_synthetic
@@ -50,6 +55,15 @@ TASKS = int(os.environ.get("STRATEGYQ_BENCH_TASKS", "120"))
 LARGE_SYMBOLS, LARGE_YEARS, LARGE_RUNS = 200, 4.0, 3
 CHILD_RUNS = 60
 TARGET = 1.15
+PARTS = os.environ.get("STRATEGYQ_BENCH_LIBS_PARTS", "per-library,queue").split(",")
+
+LIBRARY_TASK = (
+    "import talib\n"
+    "def trivial(df):\n"
+    "    sma = talib.SMA(df['close'].to_numpy(dtype=float), 3)\n"
+    "    return [{'ticker': df['ticker'].iloc[0], 'date': str(df['date'].iloc[-1]),"
+    " 'sma': float(sma[-1])}]\n"
+)
 
 LARGE = (
     "def cross(df):\n"
@@ -164,6 +178,15 @@ def per_library(console: Console) -> list[dict[str, Any]]:
     return rows
 
 
+def memory_mib(worker_pid: int) -> tuple[float, float]:
+    """PSS of the worker and all its processes, and of its fork servers alone (MiB)."""
+    servers = [
+        p for p in descendants(worker_pid)
+        if b"strategyq.sandbox.zygote" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]  # fmt: skip
+    return pss_mib(worker_pid), sum(pss_mib(p) for p in servers)
+
+
 def queue(console: Console) -> list[dict[str, Any]]:
     samples: dict[tuple[str, str], list[float]] = {}
     loads: list[str] = []
@@ -187,10 +210,20 @@ def queue(console: Console) -> list[dict[str, Any]]:
                 for label, src, run_env in configs:
                     cpu = cpu_per_task_ms(client, run_env, src, ["SYN0001"], TASKS)["all"]
                     samples.setdefault(("cpu", label), []).append(cpu)
+                    if label == "default libraries":
+                        lib = cpu_per_task_ms(client, run_env, src, ["SYN0001"], TASKS,
+                                              LIBRARY_TASK)["all"]  # fmt: skip
+                        samples.setdefault(("cpu_lib", label), []).append(lib)
                     with worker(run_env, src) as proc:
                         wait_ready(client, proc)
                         latency = large_latency_s(client, symbols)
+                        if label == "default libraries":
+                            # After a library task too, so both fork servers have forked.
+                            cpu_per_task_one(client, LIBRARY_TASK)
+                        total, servers = memory_mib(proc.pid)
                     samples.setdefault(("large", label), []).append(latency)
+                    samples.setdefault(("pss", label), []).append(total)
+                    samples.setdefault(("pss_servers", label), []).append(servers)
                     loads.append(load())
         finally:
             server.stop()
@@ -214,10 +247,48 @@ def queue(console: Console) -> list[dict[str, Any]]:
                       f"{none:.2f} {unit}", f"{none / base:.2f}×", f"≤ {TARGET}×",
                       "yes" if new / base <= TARGET else "[red]no[/]")  # fmt: skip
     console.print(table)
+    base_cpu = statistics.median(samples[("cpu", "base")])
+    lib_cpu = statistics.median(samples[("cpu_lib", "default libraries")])
+    plain_cpu = statistics.median(samples[("cpu", "default libraries")])
+    extra = Table(title="With the default libraries: a TA-Lib strategy's task, and memory "
+                        f"(PSS, idle worker after the large backtests); load averages "
+                        f"{', '.join(loads)}")  # fmt: skip
+    for column in ("measure", "base", "default libraries", "no extra libraries", "ratio"):
+        extra.add_column(column, justify="left" if column == "measure" else "right")
+    extra.add_row(f"CPU per TA-Lib task ({TASKS} tasks)", f"{base_cpu:.2f} ms (trivial)",
+                  f"{lib_cpu:.2f} ms", "", f"{lib_cpu / base_cpu:.2f}× base trivial, "
+                  f"{lib_cpu / plain_cpu:.2f}× default trivial")  # fmt: skip
+    for key, title in (("pss", "worker, all processes"), ("pss_servers", "its fork servers")):
+        values = {label: statistics.median(samples[(key, label)])
+                  for label in ("base", "default libraries", "no extra libraries")}  # fmt: skip
+        extra.add_row(f"{title} MiB", f"{values['base']:.0f}",
+                      f"{values['default libraries']:.0f}",
+                      f"{values['no extra libraries']:.0f}",
+                      f"{values['default libraries'] / values['base']:.2f}× base"
+                      if values["base"] else "")  # fmt: skip
+        rows.append({"measure": key, **values, "samples": {
+            label: samples[(key, label)] for label in values}})  # fmt: skip
+    rows.append({"measure": "cpu_lib", "default": lib_cpu, "base_trivial": base_cpu,
+                 "samples": samples[("cpu_lib", "default libraries")]})  # fmt: skip
+    console.print(extra)
     return rows
+
+
+def cpu_per_task_one(client: redis.Redis, code: str) -> None:
+    """Run one small task of ``code`` (so its fork server has forked a child)."""
+    start, end = span(0.5)
+    task_id = uuid.uuid4().hex
+    add_backtest_task(client, task_id, code, ["SYN0001"], start, end)
+    result = wait_for_result(client, task_id, 120)
+    if result is None or result["status"] != "completed":
+        raise RuntimeError(f"benchmark task failed: {result}")
 
 
 def main() -> dict[str, Any]:
     console = Console()
-    libraries = per_library(console)
-    return {"base": BASE, "libraries": libraries, "queue": queue(console)}
+    found: dict[str, Any] = {"base": BASE}
+    if "per-library" in PARTS:
+        found["libraries"] = per_library(console)
+    if "queue" in PARTS:
+        found["queue"] = queue(console)
+    return found
