@@ -259,11 +259,12 @@ def test_library_and_plain_strategies_are_forked_by_different_servers(host: Host
     plain_code = "def s(df):\n    return [{'ticker': 'X', 'n': len(df)}]\n"
     parents: dict[str, int] = {}
     for name, code in (("full", library), ("lean", plain_code), ("full", library)):
-        value, meta = client.run(code, request(), LIMITS)
+        value, _ = client.run(code, request(), LIMITS)
         assert value and value[0]["ticker"] == "X", value
+        assert client.last_forked_by is not None
         if name in parents:
-            assert parents[name] == meta["forked_by"], name
-        parents[name] = meta["forked_by"]
+            assert parents[name] == client.last_forked_by, name
+        parents[name] = client.last_forked_by
     client.close_spare()
     assert parents["full"] != parents["lean"]
     for name, pid in parents.items():

@@ -29,13 +29,14 @@ Messages are JSON, one per SEQPACKET datagram::
                     "restricted": b, "landlock_abi_max": int | null,
                     "server": "lean" | "full"}
                    with fds [source_read_end, result_write_end]
-    host → client  {"id": n, "pid": int, "meta": {..., "forked_by": server_pid}}
+    host → client  {"id": n, "pid": int, "meta": {...}, "forked_by": server_pid}
                    or {"id": n, "error": str, "error_type": str}
     host → client  {"exit": pid, "status": int, "cpu_s": float}   when a child is reaped
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import logging
@@ -64,13 +65,6 @@ LEAN, FULL = "lean", "full"
 
 
 @functools.lru_cache(maxsize=32)
-def _checked(source: str) -> tuple[bytes, str]:
-    report = checker.check(source)
-    program = child.encode_program(source, report.code, report.entry, report.takes_params)
-    roots = {name.split(".")[0] for name in report.imports}
-    return program, FULL if roots & set(policy.LIBRARIES) else LEAN
-
-
 def checked_program(source: str) -> bytes:
     """Check ``source`` against the policy; the program its child runs (the compiled tree).
 
@@ -78,21 +72,35 @@ def checked_program(source: str) -> bytes:
     parameter sweep over the same code) is parsed, checked and compiled once.
     A source that fails the check raises each time (errors are not cached).
     """
-    return _checked(source)[0]
+    report = checker.check(source)
+    return child.encode_program(source, report.code, report.entry, report.takes_params)
 
 
 def server_for(source: str, check_policy: bool = True) -> str:
     """The fork server a child for ``source`` comes from: :data:`FULL` if it imports an
     optional library (or runs unchecked, when it could import anything), else :data:`LEAN`.
 
-    A source that fails the check gets :data:`LEAN` (its run ends with the check's error).
+    A source that does not parse gets :data:`LEAN` (its run ends with the check's error).
     """
-    if not check_policy:
-        return FULL
+    return FULL if not check_policy else _server_of(source)
+
+
+@functools.lru_cache(maxsize=32)
+def _server_of(source: str) -> str:
+    # The import statements are every module a checked strategy can import: the policy
+    # refuses dynamic imports (__import__, importlib), and its check runs before the child
+    # is fed. Relative imports are refused too, so only absolute names count.
     try:
-        return _checked(source)[1]
+        tree = checker.parse(source)
     except errors.StrategyqError:
         return LEAN
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return FULL if roots & set(policy.LIBRARIES) else LEAN
 
 
 class HostGone(errors.SandboxUnavailable):
@@ -120,6 +128,7 @@ class _Child:
     pid: int | None = None
     pidfd: int | None = None
     meta: dict[str, Any] | None = None
+    forked_by: int | None = None
 
     def discard(self) -> None:
         """Close our ends: a waiting child reads end of file and exits."""
@@ -140,6 +149,8 @@ class ForkClient:
         self.spares = spares
         self.landlock_abi_max = landlock_abi_max
         self.last_logs = result.Logs()
+        self.last_forked_by: int | None = None
+        """The pid of the fork server that forked the last run's child."""
         self._next_tag = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._exits: dict[int, tuple[int, float]] = {}
@@ -202,6 +213,7 @@ class ForkClient:
             raise _error(str(reply["error_type"]), str(reply["error"]))
         c.pid = int(reply["pid"])
         c.meta = dict(reply["meta"])
+        c.forked_by = reply.get("forked_by")
         # The child cannot exit (and be reaped) before it reads its source: safe to open now.
         c.pidfd = os.pidfd_open(c.pid)
 
@@ -292,6 +304,7 @@ class ForkClient:
         key, message = self._message(request, limits, check_policy, insecure_no_sandbox, server)
         c = self._child_for(key, message)
         assert c.pid is not None and c.pidfd is not None and c.meta is not None
+        self.last_forked_by = c.forked_by
         started = time.monotonic()
         instances, self.last_logs = feed_and_collect(
             c.pid,

@@ -253,7 +253,8 @@ class _Relay:
             return
         meta = metas.pop(value.get("id"), None)
         if "pid" in value:
-            value["meta"] = {**(meta or {}), "forked_by": server.process.pid}
+            value["meta"] = meta
+            value["forked_by"] = server.process.pid
         self._reply(value)
 
     def _reply(self, value: dict[str, Any]) -> None:
