@@ -41,12 +41,12 @@ from typing import Any
 import redis
 from rich.console import Console
 from rich.table import Table
-from strategyq.server import EmbeddedServer
 
 from benchmarks.bench_e2e import descendants, pss_mib, span
 from benchmarks.bench_queue_cpu import cpu_per_task_ms, wait_ready, worker
 from strategyq import add_backtest_task, wait_for_result
 from strategyq.data import write_synthetic
+from strategyq.embedded_valkey import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("STRATEGYQ_BENCH_LIBS_BASE", "fbe4c18")
