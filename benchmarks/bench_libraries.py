@@ -10,12 +10,19 @@ same run:
    trivial strategy run in a forked, locked-down child (a child's start: fork,
    lock-down, run, answer, reap). Yardstick: the same with no optional library.
 2. **The queue** (this tree with the default libraries, this tree with
-   ``STRATEGYQ_SANDBOX_LIBRARIES=none``, and the base commit
+   ``STRATEGYQ_SANDBOX_LIBRARIES=none``, the base commit
    ``STRATEGYQ_BENCH_LIBS_BASE``, default ``fbe4c18``, the code before the
-   libraries were added), in alternating rounds against one embedded Valkey and
-   one synthetic store: CPU per trivial task (all processes) and the latency of
-   a large backtest (every stored symbol, several years). Target: default / base
-   ≤ 1.15 for both.
+   libraries were added, and ``STRATEGYQ_BENCH_LIBS_ONE_SERVER``, default
+   ``e860113``, the default libraries in a single fork server), in alternating
+   rounds against one embedded Valkey and one synthetic store: CPU per trivial
+   task (all processes) and the latency of a large backtest (every stored
+   symbol, several years). Target: default / base ≤ 1.15 for both. With the
+   default libraries it also measures the CPU per task of a trivial strategy
+   that imports TA-Lib (forked by the full fork server, where a plain
+   strategy's child comes from the lean one) and the memory (PSS) of the
+   worker's processes and of its fork servers.
+
+``STRATEGYQ_BENCH_LIBS_PARTS`` (``per-library,queue`` by default) picks the parts.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_e2e import span
+from benchmarks.bench_e2e import descendants, pss_mib, span
 from benchmarks.bench_queue_cpu import cpu_per_task_ms, wait_ready, worker
 from strategyq import add_backtest_task, wait_for_result
 from strategyq.data import write_synthetic
@@ -45,11 +52,22 @@ from strategyq.embedded_valkey import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("STRATEGYQ_BENCH_LIBS_BASE", "fbe4c18")
+# The code with the default libraries in its one fork server, before the lean server.
+ONE = os.environ.get("STRATEGYQ_BENCH_LIBS_ONE_SERVER", "e860113")
 ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_ROUNDS", "3"))
 TASKS = int(os.environ.get("STRATEGYQ_BENCH_TASKS", "120"))
 LARGE_SYMBOLS, LARGE_YEARS, LARGE_RUNS = 200, 4.0, 3
 CHILD_RUNS = 60
 TARGET = 1.15
+PARTS = os.environ.get("STRATEGYQ_BENCH_LIBS_PARTS", "per-library,queue").split(",")
+
+LIBRARY_TASK = (
+    "import talib\n"
+    "def trivial(df):\n"
+    "    sma = talib.SMA(df['close'].to_numpy(dtype=float), 3)\n"
+    "    return [{'ticker': df['ticker'].iloc[0], 'date': str(df['date'].iloc[-1]),"
+    " 'sma': float(sma[-1])}]\n"
+)
 
 LARGE = (
     "def cross(df):\n"
@@ -103,9 +121,9 @@ def probe(libraries: tuple[str, ...]) -> dict[str, float]:
 
 
 @contextmanager
-def base_tree() -> Iterator[Path]:
+def base_tree(commit: str = BASE) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="strategyq-bench-libs-") as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BASE],
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
                                  check=True, capture_output=True).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         yield Path(tmp)
@@ -164,10 +182,23 @@ def per_library(console: Console) -> list[dict[str, Any]]:
     return rows
 
 
+def memory_mib(worker_pid: int) -> tuple[float, float]:
+    """PSS of the worker and all its processes, and of its fork servers alone (MiB)."""
+    servers = [
+        p for p in descendants(worker_pid)
+        if b"strategyq.sandbox.zygote" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]  # fmt: skip
+    return pss_mib(worker_pid), sum(pss_mib(p) for p in servers)
+
+
 def queue(console: Console) -> list[dict[str, Any]]:
     samples: dict[tuple[str, str], list[float]] = {}
     loads: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="strategyq-bench-libs-") as tmp, base_tree() as tree:
+    with (
+        tempfile.TemporaryDirectory(prefix="strategyq-bench-libs-") as tmp,
+        base_tree() as tree,
+        base_tree(ONE) as one_tree,
+    ):
         home = Path(tmp)
         write_synthetic(home / "data", LARGE_SYMBOLS, LARGE_YEARS, seed=1)
         symbols = [f"SYN{i:04d}" for i in range(1, LARGE_SYMBOLS + 1)]
@@ -180,6 +211,7 @@ def queue(console: Console) -> list[dict[str, Any]]:
             env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_WORKER_ID="bench")
             configs = (
                 ("base", tree / "src", env),
+                ("one server", one_tree / "src", env),
                 ("default libraries", None, env),
                 ("no extra libraries", None, {**env, "STRATEGYQ_SANDBOX_LIBRARIES": "none"}),
             )
@@ -187,17 +219,29 @@ def queue(console: Console) -> list[dict[str, Any]]:
                 for label, src, run_env in configs:
                     cpu = cpu_per_task_ms(client, run_env, src, ["SYN0001"], TASKS)["all"]
                     samples.setdefault(("cpu", label), []).append(cpu)
+                    if label == "default libraries":
+                        lib = cpu_per_task_ms(client, run_env, src, ["SYN0001"], TASKS,
+                                              LIBRARY_TASK)["all"]  # fmt: skip
+                        samples.setdefault(("cpu_lib", label), []).append(lib)
                     with worker(run_env, src) as proc:
                         wait_ready(client, proc)
                         latency = large_latency_s(client, symbols)
+                        if label == "default libraries":
+                            # After a library task too, so both fork servers have forked.
+                            cpu_per_task_one(client, LIBRARY_TASK)
+                        total, servers = memory_mib(proc.pid)
                     samples.setdefault(("large", label), []).append(latency)
+                    samples.setdefault(("pss", label), []).append(total)
+                    samples.setdefault(("pss_servers", label), []).append(servers)
                     loads.append(load())
         finally:
             server.stop()
     table = Table(title=f"The queue, median of {ROUNDS} alternating rounds; base = {BASE}; "
+                        f"one server = {ONE} (default libraries, one fork server); "
                         f"load averages {', '.join(loads)}")  # fmt: skip
-    for column in ("measure", "base", "default libraries", "default / base", "no extra libraries",
-                   "none / base", "target", "met"):  # fmt: skip
+    for column in ("measure", "base", "one server", "one / base", "default libraries",
+                   "default / base", "default / one", "no extra libraries", "none / base",
+                   "target", "met"):  # fmt: skip
         table.add_column(column, justify="left" if column == "measure" else "right")
     rows = []
     for key, title, unit in (("cpu", f"CPU per trivial task ({TASKS} tasks)", "ms"),
@@ -206,18 +250,64 @@ def queue(console: Console) -> list[dict[str, Any]]:
         base = statistics.median(samples[(key, "base")])
         new = statistics.median(samples[(key, "default libraries")])
         none = statistics.median(samples[(key, "no extra libraries")])
-        rows.append({"measure": key, "base": base, "default": new, "none": none,
-                     "ratio": new / base, "none_ratio": none / base,
+        one = statistics.median(samples[(key, "one server")])
+        rows.append({"measure": key, "base": base, "default": new, "none": none, "one": one,
+                     "ratio": new / base, "none_ratio": none / base, "one_ratio": one / base,
                      "samples": {label: samples[(key, label)] for label in
-                                 ("base", "default libraries", "no extra libraries")}})  # fmt: skip
-        table.add_row(title, f"{base:.2f} {unit}", f"{new:.2f} {unit}", f"{new / base:.2f}×",
+                                 ("base", "one server", "default libraries",
+                                  "no extra libraries")}})  # fmt: skip
+        table.add_row(title, f"{base:.2f} {unit}", f"{one:.2f} {unit}", f"{one / base:.2f}×",
+                      f"{new:.2f} {unit}", f"{new / base:.2f}×", f"{new / one:.2f}×",
                       f"{none:.2f} {unit}", f"{none / base:.2f}×", f"≤ {TARGET}×",
                       "yes" if new / base <= TARGET else "[red]no[/]")  # fmt: skip
     console.print(table)
+    base_cpu = statistics.median(samples[("cpu", "base")])
+    lib_cpu = statistics.median(samples[("cpu_lib", "default libraries")])
+    plain_cpu = statistics.median(samples[("cpu", "default libraries")])
+    extra = Table(title="With the default libraries: a TA-Lib strategy's task, and memory "
+                        f"(PSS, idle worker after the large backtests); load averages "
+                        f"{', '.join(loads)}")  # fmt: skip
+    for column in ("measure", "base", "one server", "default libraries", "no extra libraries",
+                   "ratio"):  # fmt: skip
+        extra.add_column(column, justify="left" if column == "measure" else "right")
+    extra.add_row(f"CPU per TA-Lib task ({TASKS} tasks)", f"{base_cpu:.2f} ms (trivial)", "",
+                  f"{lib_cpu:.2f} ms", "", f"{lib_cpu / base_cpu:.2f}× base trivial, "
+                  f"{lib_cpu / plain_cpu:.2f}× default trivial")  # fmt: skip
+    for key, title in (("pss", "worker, all processes"), ("pss_servers", "its fork servers")):
+        values = {label: statistics.median(samples[(key, label)])
+                  for label in ("base", "one server", "default libraries",
+                                "no extra libraries")}  # fmt: skip
+        extra.add_row(
+            f"{title} MiB",
+            f"{values['base']:.0f}",
+            f"{values['one server']:.0f}",
+            f"{values['default libraries']:.0f}",
+            f"{values['no extra libraries']:.0f}",
+            f"{values['default libraries'] / values['one server']:.2f}× one server",
+        )
+        rows.append({"measure": key, **values, "samples": {
+            label: samples[(key, label)] for label in values}})  # fmt: skip
+    rows.append({"measure": "cpu_lib", "default": lib_cpu, "base_trivial": base_cpu,
+                 "samples": samples[("cpu_lib", "default libraries")]})  # fmt: skip
+    console.print(extra)
     return rows
+
+
+def cpu_per_task_one(client: redis.Redis, code: str) -> None:
+    """Run one small task of ``code`` (so its fork server has forked a child)."""
+    start, end = span(0.5)
+    task_id = uuid.uuid4().hex
+    add_backtest_task(client, task_id, code, ["SYN0001"], start, end)
+    result = wait_for_result(client, task_id, 120)
+    if result is None or result["status"] != "completed":
+        raise RuntimeError(f"benchmark task failed: {result}")
 
 
 def main() -> dict[str, Any]:
     console = Console()
-    libraries = per_library(console)
-    return {"base": BASE, "libraries": libraries, "queue": queue(console)}
+    found: dict[str, Any] = {"base": BASE}
+    if "per-library" in PARTS:
+        found["libraries"] = per_library(console)
+    if "queue" in PARTS:
+        found["queue"] = queue(console)
+    return found

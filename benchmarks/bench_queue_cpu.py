@@ -90,11 +90,11 @@ def wait_ready(client: redis.Redis, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the worker did not start")
 
 
-def run_tasks(client: redis.Redis, n: int, symbols: list[str]) -> None:
+def run_tasks(client: redis.Redis, n: int, symbols: list[str], code: str = TRIVIAL) -> None:
     start, end = span(0.5)
     ids = [uuid.uuid4().hex for _ in range(n)]
     for task_id in ids:
-        add_backtest_task(client, task_id, TRIVIAL, symbols, start, end)
+        add_backtest_task(client, task_id, code, symbols, start, end)
     for task_id in ids:
         result = wait_for_result(client, task_id, 120)
         if result is None or result["status"] != "completed":
@@ -105,16 +105,21 @@ ROLES = ("worker", "executor + sandbox", "producer", "all")
 
 
 def cpu_per_task_ms(
-    client: redis.Redis, env: dict[str, str], src: Path | None, symbols: list[str], n: int
+    client: redis.Redis,
+    env: dict[str, str],
+    src: Path | None,
+    symbols: list[str],
+    n: int,
+    code: str = TRIVIAL,
 ) -> dict[str, float]:
     """CPU milliseconds per task of each process role (the producer is this process)."""
     with worker(env, src) as proc:
         wait_ready(client, proc)
-        run_tasks(client, 30, symbols)
+        run_tasks(client, 30, symbols, code)
         below = descendants(proc.pid)[1:]  # executor, its sandbox host (children reaped there)
         t0 = os.times()
         w0, e0 = cpu_s([proc.pid]), cpu_s(below)
-        run_tasks(client, n, symbols)
+        run_tasks(client, n, symbols, code)
         w1, e1 = cpu_s([proc.pid]), cpu_s(below)
         t1 = os.times()
     producer = (t1.user + t1.system) - (t0.user + t0.system)

@@ -71,6 +71,10 @@ def strategy_source(strategy: str | Path | Callable[..., Any] | type) -> str:
         if "\n" not in strategy and strategy.endswith(".py"):
             return _read(Path(strategy))
         return strategy
+    if inspect.isfunction(strategy):
+        cell = _cell_definitions(strategy.__code__.co_filename)
+        if cell is not None:
+            return cell
     if inspect.isfunction(strategy) or inspect.isclass(strategy):
         try:
             return textwrap.dedent(inspect.getsource(strategy))
@@ -86,6 +90,40 @@ def strategy_source(strategy: str | Path | Callable[..., Any] | type) -> str:
         f"a strategy is a source string, a path to a .py file, or a function or class; "
         f"got {type(strategy).__name__}"
     )
+
+
+def _cell_definitions(filename: str) -> str | None:
+    """The definitions of the notebook cell a function was written in, or None.
+
+    A kernel keeps a cell's lines in :mod:`linecache` with no modification time
+    (a file's entry has one): the strategy is then the cell's imports, classes,
+    functions and constant assignments, so a function may use the classes and
+    helpers written beside it. Anything else in the cell (calls, plots) stays out.
+    """
+    import ast
+    import linecache
+
+    entry = linecache.cache.get(filename)
+    if entry is None or len(entry) != 4 or entry[1] is not None:
+        return None
+    text = "".join(entry[2])
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    kept = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+    parts = []
+    lines = text.splitlines(keepends=True)
+    for node in tree.body:
+        if not isinstance(node, kept):
+            continue
+        if isinstance(node, ast.Assign | ast.AnnAssign) and not isinstance(
+            node.value, ast.Constant | ast.Tuple | ast.List | ast.Dict
+        ):
+            continue
+        first = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+        parts.append("".join(lines[first - 1 : node.end_lineno]))
+    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n" if parts else None
 
 
 def _cell_class_source(cls: type) -> str | None:
@@ -309,8 +347,12 @@ class LocalSession:
         **task_args: Any,
     ) -> Result:
         """Backtest ``strategy`` over ``symbols`` from ``start`` to ``end``: :func:`backtest`."""
-        args = {"symbols": _symbols(symbols, self.settings), "start_date": start,
-                "end_date": end, **task_args}  # fmt: skip
+        args = {
+            "symbols": _symbols(symbols, self.settings),
+            "start_date": start,
+            "end_date": end,
+            **task_args,
+        }
         return self._result(TaskType.BACKTEST, strategy, args)
 
     def screen(
@@ -342,9 +384,15 @@ class LocalSession:
             if isinstance(param_grid, Mapping)
             else [dict(c) for c in param_grid]
         )
-        args = {"symbols": _symbols(symbols, self.settings), "start_date": start,
-                "end_date": end, "param_grid": grid, "maximize": maximize, "top_n": top_n,
-                **task_args}  # fmt: skip
+        args = {
+            "symbols": _symbols(symbols, self.settings),
+            "start_date": start,
+            "end_date": end,
+            "param_grid": grid,
+            "maximize": maximize,
+            "top_n": top_n,
+            **task_args,
+        }
         return self._result(TaskType.SWEEP, strategy, args)
 
     def _result(
@@ -359,8 +407,13 @@ class LocalSession:
         args = {"strategy_code": strategy_source(strategy), **args}
         message = {"task_id": task_id, "task_type": task_type.value, "args": args}
         record = self.run(message)
-        return Result(record, task_args=args, task_id=task_id, task_type=task_type.value,
-                      market_dir=self.settings.data_dir)  # fmt: skip
+        return Result(
+            record,
+            task_args=args,
+            task_id=task_id,
+            task_type=task_type.value,
+            market_dir=self.settings.data_dir,
+        )
 
 
 def _symbols(value: Sequence[str] | str, settings: Settings) -> list[str]:

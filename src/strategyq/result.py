@@ -244,20 +244,36 @@ class Result:
         prices = price_figures(self._backtest(), self._store())
         rows = 2 + len(prices)
         fig = make_subplots(
-            rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+            rows=rows,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.04,
             row_heights=[3, 1.2] + [2] * len(prices),
             subplot_titles=["equity", "drawdown", *prices],
-        )  # fmt: skip
+        )
         equity = self.equity
         fig.add_scatter(x=equity.index, y=equity.values, name="equity", mode="lines", row=1, col=1)
         bench = self.benchmark
         if not bench.empty:
-            fig.add_scatter(x=bench.index, y=bench.values, name=f"benchmark "
-                            f"{self.summary.get('benchmark') or ''}".strip(), mode="lines",
-                            line={"dash": "dot"}, row=1, col=1)  # fmt: skip
+            fig.add_scatter(
+                x=bench.index,
+                y=bench.values,
+                name=f"benchmark {self.summary.get('benchmark') or ''}".strip(),
+                mode="lines",
+                line={"dash": "dot"},
+                row=1,
+                col=1,
+            )
         dd = self.drawdown
-        fig.add_scatter(x=dd.index, y=(dd * 100).to_numpy(), name="drawdown %", mode="lines",
-                        fill="tozeroy", row=2, col=1)  # fmt: skip
+        fig.add_scatter(
+            x=dd.index,
+            y=(dd * 100).to_numpy(),
+            name="drawdown %",
+            mode="lines",
+            fill="tozeroy",
+            row=2,
+            col=1,
+        )
         for n, spec in enumerate(prices.values(), start=3):
             for trace in spec["data"]:
                 fig.add_trace(go.Scatter(**trace), row=n, col=1)
@@ -272,13 +288,16 @@ class Result:
         fig = go.Figure()
         if not heat.empty:
             fig.add_heatmap(
-                z=heat.values, x=[str(v) for v in heat.columns], y=[str(v) for v in heat.index],
+                z=heat.values,
+                x=[str(v) for v in heat.columns],
+                y=[str(v) for v in heat.index],
                 colorbar={"title": spec.get("metric")},
-            )  # fmt: skip
+            )
             fig.update_layout(
                 title=f"{spec.get('metric')} by {spec.get('x')} and {spec.get('y')}",
-                xaxis_title=spec.get("x"), yaxis_title=spec.get("y"),
-            )  # fmt: skip
+                xaxis_title=spec.get("x"),
+                yaxis_title=spec.get("y"),
+            )
         return fig
 
     def _store(self) -> Path | None:

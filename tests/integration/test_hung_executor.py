@@ -8,6 +8,7 @@ with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import psutil
@@ -54,7 +55,8 @@ def _named(parent: psutil.Process, module: str) -> psutil.Process | None:
 
 def process_named(worker: WorkerProcess, module: str) -> psutil.Process | None:
     """The worker's executor, its sandbox host, or the child running the strategy
-    (``strategyq.sandbox``, forked by the host's fork server), or None when there is none."""
+    (``strategyq.sandbox``, forked by one of the host's fork servers), or None when there
+    is none."""
     assert worker.proc is not None
     executor = _named(psutil.Process(worker.proc.pid), "strategyq.executor")
     if executor is None or module == "strategyq.executor":
@@ -62,8 +64,13 @@ def process_named(worker: WorkerProcess, module: str) -> psutil.Process | None:
     host = _named(executor, "strategyq.executor.sandbox_host")
     if host is None or module == "strategyq.executor.sandbox_host":
         return host
-    server = _named(host, "strategyq.sandbox.zygote")
-    return None if server is None else _named(server, "strategyq.sandbox.zygote")
+    for server in host.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "strategyq.sandbox.zygote" in server.cmdline():
+                child = _named(server, "strategyq.sandbox.zygote")
+                if child is not None:
+                    return child
+    return None
 
 
 def gone(process: psutil.Process) -> bool:

@@ -231,6 +231,21 @@ def test_a_strategy_that_hangs_times_out_and_the_session_runs_on(local: LocalSes
     assert after.ok, after.raw
 
 
+def _started(pid: int) -> str | None:
+    """The process's start time (in clock ticks since boot), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
+
+
 INTERRUPTED = """
 import sys, strategyq
 hang = "def f(df):\\n    while True:\\n        pass\\n"
@@ -266,13 +281,15 @@ def test_ctrl_c_during_a_local_run_stops_its_executor(
         while len(_descendants(proc.pid)) < wanted and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(wait_s)
-        first = _descendants(proc.pid)
+        first = {pid: _started(pid) for pid in _descendants(proc.pid)}
         assert len(first) >= wanted, first
         proc.send_signal(signal.SIGINT)
         assert proc.stdout.readline().strip() == "interrupted"
         assert proc.stdout.readline().strip() == "after completed"
         # The interrupted run's executor, host and child are gone; a fresh executor runs on.
-        assert [pid for pid in first if _alive(pid)] == []
+        # A process is its pid and its start time: on a busy machine a pid can be reused.
+        left = {pid: _command(pid) for pid, started in first.items() if _started(pid) == started}
+        assert {pid: cmd for pid, cmd in left.items() if _alive(pid)} == {}
         proc.stdin.write("\n")
         proc.stdin.flush()
         assert proc.wait(60) == 0

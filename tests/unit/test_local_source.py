@@ -49,3 +49,33 @@ def test_a_class_defined_in_a_notebook_cell() -> None:
         del linecache.cache[name]
     assert source.startswith("class Breakout:\n") and "rolling(self.window)" in source
     assert "x = 1" not in source and "import math" not in source
+
+
+def test_a_function_from_a_notebook_cell_brings_the_cells_definitions() -> None:
+    # A class-based strategy in one cell: the entry function, the class it uses, the
+    # cell's imports and constants; not the cell's other statements (a run, a plot).
+    cell = (
+        "import math\n"
+        "WINDOW = 20\n\n"
+        "class Breakout:\n"
+        "    def __init__(self, window):\n"
+        "        self.window = window\n\n"
+        "    def run(self, df):\n"
+        "        return df[df.close > df.close.rolling(self.window).max().shift()]\n\n"
+        "def breakout(df, params):\n"
+        "    return Breakout(params.get('window', WINDOW)).run(df)\n\n"
+        "result = breakout\n"
+        "print(result)\n"
+    )
+    name = "/tmp/ipykernel_0/654321.py"
+    linecache.cache[name] = (len(cell), None, cell.splitlines(keepends=True), name)
+    scope: dict[str, object] = {"__name__": "__main__"}
+    try:
+        exec(compile(cell, name, "exec"), scope)
+        source = strategy_source(scope["breakout"])  # type: ignore[arg-type]
+    finally:
+        del linecache.cache[name]
+    assert "import math" in source and "WINDOW = 20" in source
+    assert "class Breakout:" in source and "def breakout(df, params):" in source
+    assert "print(" not in source and "result = breakout" not in source
+    compile(source, "<strategy>", "exec")

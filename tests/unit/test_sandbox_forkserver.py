@@ -33,10 +33,11 @@ from strategyq.sandbox import host
 from strategyq.sandbox.warm import warm_frame
 frame = warm_frame()
 sock = socket.socket(fileno=int(sys.argv[1]))
-server = host.ForkServer.start()
+from strategyq.sandbox.policy import libraries_from_env
+servers = host.start_servers(libraries_from_env())
 sock.send(b'{"ready": true}')
 load = lambda request: (frame, {"symbols": request["symbols"]})
-host.serve(sock, load, server, cache_bytes=1 << 26)
+host.serve(sock, load, servers, cache_bytes=1 << 26)
 """
 
 

@@ -25,7 +25,7 @@ import pytest
 from strategyq import errors
 from strategyq.data import MarketData
 from strategyq.data.synth import write_synthetic
-from strategyq.sandbox import checker, landlock, namespace, result
+from strategyq.sandbox import checker, forkclient, landlock, namespace, result
 from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits, Settings
 from tests.unit.sandbox_legit import LEGIT, Legit
@@ -48,6 +48,7 @@ class Host:
         ready = orjson.loads(ours.recv(1 << 16))
         assert ready["ready"], ready
         self.layers: dict[str, bool] = ready["layers"]
+        self.servers: dict[str, dict[str, bool]] = ready["servers"]
         self.sock = ours
 
     def client(self, **kwargs: object) -> ForkClient:
@@ -215,6 +216,91 @@ def test_host_self_check_passes(host: Host) -> None:
         "no_new_privs": True,
         "canary": True,
     }
+
+
+def test_both_fork_servers_report_their_layers(host: Host) -> None:
+    assert set(host.servers) == {"lean", "full"}
+    for name, layers in host.servers.items():
+        assert layers["canary"] is True, name
+        assert all(layers.values()), (name, layers)
+
+
+@pytest.mark.parametrize(
+    ("code", "server"),
+    [
+        ("import talib\ndef s(df):\n    return []\n", "full"),
+        ("from scipy import stats\ndef s(df):\n    return []\n", "full"),
+        ("import sklearn.linear_model\ndef s(df):\n    return []\n", "full"),
+        ("import statsmodels.api as sm\ndef s(df):\n    return []\n", "full"),
+        ("import math, numpy as np\nimport pandas\ndef s(df):\n    return []\n", "lean"),
+        ("def s(df):\n    return []\n", "lean"),
+    ],
+    ids=["talib", "from-scipy", "sklearn-submodule", "statsmodels", "stdlib-numpy", "none"],
+)
+def test_a_strategy_is_routed_by_what_it_imports(code: str, server: str) -> None:
+    assert forkclient.server_for(code) == server
+    # Unchecked code may import anything at run time: it gets every library.
+    assert forkclient.server_for(code, check_policy=False) == "full"
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_library_and_plain_strategies_are_forked_by_different_servers(host: Host) -> None:
+    client = host.client(spares=True)
+    library = (
+        "import talib\nfrom scipy import stats\n"
+        "def s(df):\n"
+        "    close = df['close'].to_numpy(dtype=float)\n"
+        "    return [{'ticker': 'X', 'sma': float(talib.SMA(close, 5)[-1]),"
+        " 'z': float(stats.zscore(close)[-1])}]\n"
+    )
+    plain_code = "def s(df):\n    return [{'ticker': 'X', 'n': len(df)}]\n"
+    parents: dict[str, int] = {}
+    for name, code in (("full", library), ("lean", plain_code), ("full", library)):
+        value, _ = client.run(code, request(), LIMITS)
+        assert value and value[0]["ticker"] == "X", value
+        assert client.last_forked_by is not None
+        if name in parents:
+            assert parents[name] == client.last_forked_by, name
+        parents[name] = client.last_forked_by
+    client.close_spare()
+    assert parents["full"] != parents["lean"]
+    for name, pid in parents.items():
+        # Both are fork servers of this host, each started with its own library list.
+        assert _parent_of(pid) == host.process.pid, name
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"strategyq.sandbox.zygote" in argv, argv
+        assert (argv[-2] == b"none") == (name == "lean"), argv
+
+
+class _LeanOnly(ForkClient):
+    """Sends every strategy to the lean server, as a mistaken routing would."""
+
+    def _server_for(self, source: str, check_policy: bool) -> str:
+        return "lean"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import talib\ndef s(df):\n    return []\n",
+        "from scipy import stats\ndef s(df):\n    return []\n",
+        "import sklearn.linear_model\ndef s(df):\n    return []\n",
+    ],
+    ids=["talib", "from-scipy", "sklearn-submodule"],
+)
+def test_a_library_strategy_in_the_lean_server_gets_module_unavailable(
+    host: Host, code: str
+) -> None:
+    client = _LeanOnly(host.sock, spares=False)
+    with pytest.raises(errors.ModuleUnavailable) as info:
+        client.run(code, request(), LIMITS)
+    assert "the sandbox does not provide module" in str(info.value), str(info.value)
+    assert "STRATEGYQ_SANDBOX_LIBRARIES" in str(info.value), str(info.value)
+    # The same host still runs it from the full server.
+    assert host.client(spares=False).run(code, request(), LIMITS)[0] == []
 
 
 @pytest.mark.parametrize("abi", range(1, landlock.abi_version() + 1))

@@ -24,9 +24,10 @@ from strategyq.sandbox import host
 frame = pd.DataFrame({"ticker": ["A"] * 5, "date": pd.date_range("2024-01-01", periods=5),
                       "close": [1.0, 2.0, 3.0, 4.0, 5.0]})
 sock = socket.socket(fileno=int(sys.argv[1]))
-server = host.ForkServer.start()
+from strategyq.sandbox.policy import libraries_from_env
+servers = host.start_servers(libraries_from_env())
 sock.send(b'{"ready": true}')
-host.serve(sock, lambda request: (frame, {}), server, cache_bytes=1 << 26)
+host.serve(sock, lambda request: (frame, {}), servers, cache_bytes=1 << 26)
 """
 
 

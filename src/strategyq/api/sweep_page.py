@@ -112,8 +112,15 @@ def heatmap(data: Mapping[str, Any], metric: str, x: str, y: str) -> dict[str, A
     ys = sorted({k[1] for k in cells}, key=_order)
     values = [[cells[(a, b)][0] if (a, b) in cells else None for a in xs] for b in ys]
     index = [[cells[(a, b)][1] if (a, b) in cells else None for a in xs] for b in ys]
-    return {"metric": metric, "x": x, "y": y, "x_values": xs, "y_values": ys,
-            "values": values, "index": index}  # fmt: skip
+    return {
+        "metric": metric,
+        "x": x,
+        "y": y,
+        "x_values": xs,
+        "y_values": ys,
+        "values": values,
+        "index": index,
+    }
 
 
 def _order(value: Any) -> tuple[int, Any]:

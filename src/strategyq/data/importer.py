@@ -167,12 +167,19 @@ def import_frame(
     raw = _frame_table(frame, fatal)
     cols = None
     if raw is not None and ticker is None and "ticker" not in raw.columns:
-        fatal.append(("DataFrame", None, "the frame has no ticker column or level; name its "
-                      "ticker: import_frame(root, frame, ticker='IBM')"))  # fmt: skip
+        fatal.append(
+            (
+                "DataFrame",
+                None,
+                "the frame has no ticker column or level; name its "
+                "ticker: import_frame(root, frame, ticker='IBM')",
+            )
+        )
         raw = None
     if raw is not None:
-        cols = _columns_of(raw, Path("DataFrame"), "DataFrame", ticker, None, fatal, problems,
-                           lines=False)  # fmt: skip
+        cols = _columns_of(
+            raw, Path("DataFrame"), "DataFrame", ticker, None, fatal, problems, lines=False
+        )
     if cols is not None:
         check(cols, problems)
     if fatal or cols is None:
@@ -182,8 +189,18 @@ def import_frame(
     return ImportSummary(files=0, tickers=bars.tickers, rows=bars.rows, skipped=problems)
 
 
-_PRICE_FIELDS = {"open", "high", "low", "close", "adj close", "volume", "dividends",
-                 "stock splits", "capital gains", "repaired?"}  # fmt: skip
+_PRICE_FIELDS = {
+    "open",
+    "high",
+    "low",
+    "close",
+    "adj close",
+    "volume",
+    "dividends",
+    "stock splits",
+    "capital gains",
+    "repaired?",
+}
 
 
 def _frame_table(frame: pd.DataFrame, fatal: list[Problem]) -> pd.DataFrame | None:
@@ -191,8 +208,14 @@ def _frame_table(frame: pd.DataFrame, fatal: list[Problem]) -> pd.DataFrame | No
     if isinstance(frame.columns, pd.MultiIndex):
         long = _yfinance_long(frame)
         if long is None:
-            fatal.append(("DataFrame", None, "its column levels are not yfinance's (Price and "
-                          "Ticker); pass a long frame with ticker and date columns"))  # fmt: skip
+            fatal.append(
+                (
+                    "DataFrame",
+                    None,
+                    "its column levels are not yfinance's (Price and "
+                    "Ticker); pass a long frame with ticker and date columns",
+                )
+            )
             return None
         table = long
     else:
@@ -378,8 +401,15 @@ def _read_raw(path: Path, parquet: bool) -> pd.DataFrame:
         frame: pd.DataFrame = pq.ParquetFile(path).read().to_pandas()
         return frame.reset_index(drop=True)
     if _yfinance_header(path):
-        wide = pd.read_csv(path, header=[0, 1], index_col=0, skiprows=[2], dtype=str,
-                           keep_default_na=False, skipinitialspace=True)  # fmt: skip
+        wide = pd.read_csv(
+            path,
+            header=[0, 1],
+            index_col=0,
+            skiprows=[2],
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+        )
         long = _yfinance_long(wide)
         if long is None:
             raise ValueError("its Price/Ticker header rows name no price columns")

@@ -1,11 +1,12 @@
-"""The sandbox host process: market data, and a fork server that forks one sandbox child per task.
+"""The sandbox host process: market data, and fork servers that fork one sandbox child per task.
 
 Started by each executor (``python -m strategyq.executor.sandbox_host``) with
 the executor's own minimal environment and the worker's settings. It loads
 the frames strategies run on and hands each to its child as a sealed memfd
-(see :mod:`strategyq.sandbox.host`); the children are forked by a fork server
-it starts, which holds no data (:mod:`strategyq.sandbox.forkserver`). It never
-receives a strategy's source or its answer.
+(see :mod:`strategyq.sandbox.host`); the children are forked by the fork
+servers it starts (a lean one, and a full one with the optional libraries when
+any is configured), which hold no data (:mod:`strategyq.sandbox.forkserver`).
+It never receives a strategy's source or its answer.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def main(argv: list[str]) -> int:
     ignore_terminal_signals()
     sock = socket.socket(fileno=int(argv[0]))
     settings = Settings.from_child_json(argv[1])
-    server = host.ForkServer.start(settings.sandbox_libraries)
+    servers = host.start_servers(settings.sandbox_libraries)
     # The host keeps its frames as sealed memfds (the fork server's children map
     # them); the store's own cache of frames would hold each a second time.
     market = MarketData(settings.data_dir, cache_mb=0)
-    sock.send(orjson.dumps({"ready": True, "layers": server.layers}))
+    # The worker requires the canary: reported as held only if every server's canary passed.
+    layers = host.layers_of(servers)
+    each = {name: server.layers for name, server in servers.items()}
+    sock.send(orjson.dumps({"ready": True, "layers": layers, "servers": each}))
 
     def load(request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         loaded = market.load(
@@ -50,7 +54,7 @@ def main(argv: list[str]) -> int:
         )
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 
-    host.serve(sock, load, server, cache_bytes=settings.data_cache_mb * 1024 * 1024)
+    host.serve(sock, load, servers, cache_bytes=settings.data_cache_mb * 1024 * 1024)
     return 0
 
 

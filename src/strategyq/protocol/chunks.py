@@ -100,11 +100,17 @@ def _check_fanout_size(
             {
                 "task_id": chunk_id(task.task_id, count),
                 "task_type": TaskType.SWEEP_CHUNK.value,
-                "args": {**raw_args, "maximize": args.maximize, "sweep_id": task.task_id,
-                         "chunk": count, "combinations": [], "folds": folds},
+                "args": {
+                    **raw_args,
+                    "maximize": args.maximize,
+                    "sweep_id": task.task_id,
+                    "chunk": count,
+                    "combinations": [],
+                    "folds": folds,
+                },
             }
         )
-    )  # fmt: skip
+    )
     grid = len(orjson.dumps(list(args.grid.combinations))) + 16 * total
     size = count * fixed + grid
     if size > max_bytes:

@@ -449,9 +449,13 @@ def _screening_args(args: Mapping[str, Any], max_symbols: int, max_limit: int) -
         as_of = parse_datetime(args["as_of"], "args.as_of").date()
     lookback = _positive_number(args, "lookback_sessions", integer=True)
     return ScreeningArgs(
-        strategy_code=code, universe=universe, limit=limit, as_of=as_of,
-        lookback_sessions=lookback, strict_symbols=_flag(args, "strict_symbols"),
-    )  # fmt: skip
+        strategy_code=code,
+        universe=universe,
+        limit=limit,
+        as_of=as_of,
+        lookback_sessions=lookback,
+        strict_symbols=_flag(args, "strict_symbols"),
+    )
 
 
 def _flag(args: Mapping[str, Any], name: str) -> bool:

@@ -338,8 +338,11 @@ class _Checker(ast.NodeVisitor):
             if alias.name == "*":
                 if module == "__future__":
                     continue
-                self.add(node, "star imports hide where names come from",
-                         f"import the names you use: `from {module} import a, b`")  # fmt: skip
+                self.add(
+                    node,
+                    "star imports hide where names come from",
+                    f"import the names you use: `from {module} import a, b`",
+                )
                 continue
             full = f"{module}.{alias.name}"
             if full in policy.REFUSED_MODULES or (
@@ -355,8 +358,11 @@ class _Checker(ast.NodeVisitor):
                 why, fix = policy.REFUSED_BUILTINS[alias.name]
                 self.add(node, f"'{alias.name}' is not available: it {why}", fix)
             elif alias.name in policy.FILE_ONLY_CALLS:
-                self.add(node, f"'{alias.name}' reads or writes files, and the sandbox has none",
-                         policy.FILE_ONLY_CALLS[alias.name])  # fmt: skip
+                self.add(
+                    node,
+                    f"'{alias.name}' reads or writes files, and the sandbox has none",
+                    policy.FILE_ONLY_CALLS[alias.name],
+                )
 
     def _check_module(self, name: str, node: ast.AST) -> bool:
         finding = module_finding(name, _line(node))
@@ -384,8 +390,11 @@ class _Checker(ast.NodeVisitor):
             )
         elif name in policy.PATH_CALLS and _string_arg(node, _PATH_KEYWORDS):
             verb = "reads" if name.startswith(("read", "load")) else "writes"
-            self.add(node, f"'{name}' with a path {verb} a file, and the sandbox has none",
-                     policy.PATH_CALLS[name])  # fmt: skip
+            self.add(
+                node,
+                f"'{name}' with a path {verb} a file, and the sandbox has none",
+                policy.PATH_CALLS[name],
+            )
         elif name in policy.QUERY_METHODS and isinstance(func, ast.Attribute):
             first = node.args[0] if node.args else None
             if isinstance(first, ast.Constant) and isinstance(first.value, str):

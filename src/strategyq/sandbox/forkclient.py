@@ -15,18 +15,28 @@ reads end of file and exits.
 Every sandbox child is fed by :func:`feed_and_collect` (this client's,
 :func:`strategyq.sandbox.local.run`'s and the start-up self-check's alike).
 
+The host has two fork servers: a lean one (pandas, numpy, the standard
+library) and, when ``STRATEGYQ_SANDBOX_LIBRARIES`` names any, a full one that
+also preloads those libraries. A fork from the lean one is cheaper (a smaller
+parent to copy), so each request names the server its strategy needs
+(:func:`server_for`): ``full`` only for a strategy that imports an optional
+library. The policy refuses dynamic imports, so the imports the checker found
+are all the strategy can ever import.
+
 Messages are JSON, one per SEQPACKET datagram::
 
     client → host  {"id": n, "request": {...}, "limits": {...}, "sandboxed": b,
-                    "restricted": b, "landlock_abi_max": int | null}
+                    "restricted": b, "landlock_abi_max": int | null,
+                    "server": "lean" | "full"}
                    with fds [source_read_end, result_write_end]
-    host → client  {"id": n, "pid": int, "meta": {...}}
+    host → client  {"id": n, "pid": int, "meta": {...}, "forked_by": server_pid}
                    or {"id": n, "error": str, "error_type": str}
     host → client  {"exit": pid, "status": int, "cpu_s": float}   when a child is reaped
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import logging
@@ -40,7 +50,7 @@ from typing import Any
 import orjson
 
 from strategyq import errors
-from strategyq.sandbox import checker, child, result
+from strategyq.sandbox import checker, child, policy, result
 from strategyq.sandbox.lockdown import cpu_limit_s
 from strategyq.sandbox.runner import collect
 from strategyq.settings import SandboxLimits
@@ -48,6 +58,10 @@ from strategyq.settings import SandboxLimits
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1 << 20
+
+
+LEAN, FULL = "lean", "full"
+"""The fork servers of a sandbox host: without and with the optional libraries."""
 
 
 @functools.lru_cache(maxsize=32)
@@ -60,6 +74,33 @@ def checked_program(source: str) -> bytes:
     """
     report = checker.check(source)
     return child.encode_program(source, report.code, report.entry, report.takes_params)
+
+
+def server_for(source: str, check_policy: bool = True) -> str:
+    """The fork server a child for ``source`` comes from: :data:`FULL` if it imports an
+    optional library (or runs unchecked, when it could import anything), else :data:`LEAN`.
+
+    A source that does not parse gets :data:`LEAN` (its run ends with the check's error).
+    """
+    return FULL if not check_policy else _server_of(source)
+
+
+@functools.lru_cache(maxsize=32)
+def _server_of(source: str) -> str:
+    # The import statements are every module a checked strategy can import: the policy
+    # refuses dynamic imports (__import__, importlib), and its check runs before the child
+    # is fed. Relative imports are refused too, so only absolute names count.
+    try:
+        tree = checker.parse(source)
+    except errors.StrategyqError:
+        return LEAN
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return FULL if roots & set(policy.LIBRARIES) else LEAN
 
 
 class HostGone(errors.SandboxUnavailable):
@@ -87,6 +128,7 @@ class _Child:
     pid: int | None = None
     pidfd: int | None = None
     meta: dict[str, Any] | None = None
+    forked_by: int | None = None
 
     def discard(self) -> None:
         """Close our ends: a waiting child reads end of file and exits."""
@@ -107,6 +149,8 @@ class ForkClient:
         self.spares = spares
         self.landlock_abi_max = landlock_abi_max
         self.last_logs = result.Logs()
+        self.last_forked_by: int | None = None
+        """The pid of the fork server that forked the last run's child."""
         self._next_tag = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._exits: dict[int, tuple[int, float]] = {}
@@ -169,6 +213,7 @@ class ForkClient:
             raise _error(str(reply["error_type"]), str(reply["error"]))
         c.pid = int(reply["pid"])
         c.meta = dict(reply["meta"])
+        c.forked_by = reply.get("forked_by")
         # The child cannot exit (and be reaped) before it reads its source: safe to open now.
         c.pidfd = os.pidfd_open(c.pid)
 
@@ -181,7 +226,12 @@ class ForkClient:
             spare.discard()
 
     def _message(
-        self, request: dict[str, Any], limits: SandboxLimits, check_policy: bool, insecure: bool
+        self,
+        request: dict[str, Any],
+        limits: SandboxLimits,
+        check_policy: bool,
+        insecure: bool,
+        server: str,
     ) -> tuple[bytes, dict[str, Any]]:
         message = {
             "request": request,
@@ -189,6 +239,7 @@ class ForkClient:
             "sandboxed": not insecure,
             "restricted": check_policy,
             "landlock_abi_max": self.landlock_abi_max,
+            "server": server,
         }
         return orjson.dumps(message, option=orjson.OPT_SORT_KEYS), message
 
@@ -199,13 +250,17 @@ class ForkClient:
         *,
         check_policy: bool = True,
         insecure_no_sandbox: bool = False,
+        source: str | None = None,
     ) -> None:
         """Have a child for ``request`` start loading, forking and locking down now.
 
         The server loads the frame while the caller does other work (its own
         load, say); the next :meth:`run` with the same arguments uses that child.
+        ``source`` (the strategy to be run) picks the fork server; without it the
+        child comes from the lean one.
         """
-        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
+        server = LEAN if source is None else self._server_for(source, check_policy)
+        key, message = self._message(request, limits, check_policy, insecure_no_sandbox, server)
         if self._spare is None or self._spare.key != key:
             self.close_spare()
             self._spare = self._ask(key, message)
@@ -245,9 +300,11 @@ class ForkClient:
         program = _program(source, check_policy, params, runs)
         if insecure_no_sandbox:
             log.warning("running a strategy WITHOUT Landlock and seccomp (insecure_no_sandbox)")
-        key, message = self._message(request, limits, check_policy, insecure_no_sandbox)
+        server = self._server_for(source, check_policy)
+        key, message = self._message(request, limits, check_policy, insecure_no_sandbox, server)
         c = self._child_for(key, message)
         assert c.pid is not None and c.pidfd is not None and c.meta is not None
+        self.last_forked_by = c.forked_by
         started = time.monotonic()
         instances, self.last_logs = feed_and_collect(
             c.pid,
@@ -265,6 +322,9 @@ class ForkClient:
         )
         c.pidfd = None
         return instances, c.meta
+
+    def _server_for(self, source: str, check_policy: bool) -> str:
+        return server_for(source, check_policy)
 
     def _child_for(self, key: bytes, message: dict[str, Any]) -> _Child:
         """The confirmed child for ``key``: the spare if it matches, else a fresh one."""

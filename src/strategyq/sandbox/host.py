@@ -1,14 +1,22 @@
-"""The sandbox host: loads the frames strategies run on and has the fork server fork their children.
+"""The sandbox host: loads the frames strategies run on and has a fork server fork their children.
 
 It holds the market data (a store handle, a cache of frames) and so must never
 be the parent of a sandbox child. Between its client (the executor's
-:class:`~strategyq.sandbox.forkclient.ForkClient`) and its fork server
-(:mod:`strategyq.sandbox.forkserver`, a process it starts as a fresh program)
+:class:`~strategyq.sandbox.forkclient.ForkClient`) and its fork servers
+(:mod:`strategyq.sandbox.forkserver`, processes it starts as fresh programs)
 it does three things per request: load the frame the request names (or take
 it from its cache), written once into a sealed memfd
-(:mod:`strategyq.sandbox.shared_frame`); send the fork server that memfd with
-the child's two pipe ends and the limits — never the request; and pass the
-fork server's answers back to the client, with the frame's metadata added.
+(:mod:`strategyq.sandbox.shared_frame`); send the fork server the request
+names that memfd with the child's two pipe ends and the limits — never the
+request; and pass the fork servers' answers back to the client, with the
+frame's metadata and the forking server's pid added.
+
+Two fork servers, because a fork costs in proportion to its parent's memory
+mappings: the lean one preloads pandas, numpy and the standard library, the
+full one also the optional libraries (``STRATEGYQ_SANDBOX_LIBRARIES``), which
+multiply those mappings. The client names the server per request (the lean
+one unless its strategy imports an optional library). With no optional
+library configured there is only the lean one, and every request goes to it.
 
 The cache holds sealed memfds, so a frame asked for again is neither loaded
 nor copied: its child maps the same pages.
@@ -44,8 +52,13 @@ MAX_MESSAGE = 1 << 20
 # What the fork server's environment holds: nothing that names a path of this host
 # or a secret, only what the interpreter and the libraries read at start-up.
 _PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")  # fmt: skip
+_ONE_THREAD = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 @dataclass
@@ -63,6 +76,11 @@ class ForkServer:
         ``libraries``: the optional libraries it preloads (``STRATEGYQ_SANDBOX_LIBRARIES``;
         every one when None), handed over on its command line since it reads no settings.
         """
+        return cls.launch(libraries).wait_ready()
+
+    @classmethod
+    def launch(cls, libraries: Sequence[str] | None = None) -> _Starting:
+        """Start a fork server without waiting (:meth:`_Starting.wait_ready` waits)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
         env.update(dict.fromkeys(_ONE_THREAD, "1"))
@@ -81,12 +99,7 @@ class ForkServer:
             cwd="/",
         )
         theirs.close()
-        ready = orjson.loads(ours.recv(1 << 16) or b"{}")
-        if not ready.get("ready"):
-            process.wait()
-            raise errors.SandboxUnavailable("the fork server exited at start-up")
-        layers = {str(k): bool(v) for k, v in ready["layers"].items()}
-        return cls(process, ours, layers)
+        return _Starting(process, ours)
 
     def close(self) -> None:
         self.sock.close()
@@ -97,29 +110,89 @@ class ForkServer:
             self.process.wait()
 
 
-def serve(sock: socket.socket, load: Loader, server: ForkServer, *, cache_bytes: int) -> None:
-    """Answer the client's fork requests until it closes its end, or the fork server goes.
+@dataclass
+class _Starting:
+    """A fork server warming up."""
 
-    ``cache_bytes`` bounds the memfds kept for requests asked for again.
+    process: subprocess.Popen[bytes]
+    sock: socket.socket
+
+    def wait_ready(self) -> ForkServer:
+        """Wait until it has warmed up and probed its layers."""
+        ready = orjson.loads(self.sock.recv(1 << 16) or b"{}")
+        if not ready.get("ready"):
+            self.process.wait()
+            self.sock.close()
+            raise errors.SandboxUnavailable("the fork server exited at start-up")
+        layers = {str(k): bool(v) for k, v in ready["layers"].items()}
+        return ForkServer(self.process, self.sock, layers)
+
+
+LEAN, FULL = "lean", "full"
+
+
+def start_servers(libraries: Sequence[str]) -> dict[str, ForkServer]:
+    """The fork servers for ``libraries`` (the optional ones configured), warmed up together:
+    ``lean`` (none of them) always, ``full`` (all of them) when there are any."""
+    starting = {LEAN: ForkServer.launch(())}
+    if libraries:
+        starting[FULL] = ForkServer.launch(libraries)
+    servers: dict[str, ForkServer] = {}
+    try:
+        for name, pending in starting.items():
+            servers[name] = pending.wait_ready()
+    except BaseException:
+        for name, pending in starting.items():
+            if name not in servers:
+                pending.sock.close()
+                with contextlib.suppress(ProcessLookupError):
+                    pending.process.kill()
+                pending.process.wait()
+        for server in servers.values():
+            server.close()
+        raise
+    return servers
+
+
+def layers_of(servers: dict[str, ForkServer]) -> dict[str, bool]:
+    """The layers every server holds: a layer counts only if each server's canary found it."""
+    keys = {k for server in servers.values() for k in server.layers}
+    return {k: all(server.layers.get(k, False) for server in servers.values()) for k in keys}
+
+
+def serve(
+    sock: socket.socket,
+    load: Loader,
+    servers: dict[str, ForkServer],
+    *,
+    cache_bytes: int,
+) -> None:
+    """Answer the client's fork requests until it closes its end, or a fork server goes.
+
+    ``servers``: :func:`start_servers`'s. ``cache_bytes`` bounds the memfds kept for
+    requests asked for again.
     """
     try:
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            _Relay(sock, load, server, LRUCache(cache_bytes)).run()
+            _Relay(sock, load, servers, LRUCache(cache_bytes)).run()
     finally:
-        server.close()
+        for server in servers.values():
+            server.close()
 
 
 @dataclass
 class _Relay:
     client: socket.socket
     load: Loader
-    server: ForkServer
+    servers: dict[str, ForkServer]
     cache: LRUCache[tuple[SharedFrame, dict[str, Any]]]
 
     def run(self) -> None:
         poller = select.poll()
         poller.register(self.client.fileno(), select.POLLIN)
-        poller.register(self.server.sock.fileno(), select.POLLIN)
+        by_fd = {server.sock.fileno(): server for server in self.servers.values()}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
         metas: dict[Any, dict[str, Any]] = {}
         while True:
             for fd, _events in poller.poll():
@@ -129,10 +202,16 @@ class _Relay:
                         return
                     self._forward(orjson.loads(data), fds, metas)
                 else:
-                    data = self.server.sock.recv(MAX_MESSAGE)
+                    server = by_fd[fd]
+                    data = server.sock.recv(MAX_MESSAGE)
                     if not data:
-                        return  # the fork server is gone: so are we (the client starts anew)
-                    self._answer(data, metas)
+                        return  # a fork server is gone: so are we (the client starts anew)
+                    self._answer(data, metas, server)
+
+    def _server(self, name: Any) -> ForkServer:
+        """The server a request names; the lean one when it names one that is not running
+        (no optional library configured: the lean server is the only one)."""
+        return self.servers.get(str(name), self.servers[LEAN])
 
     def _forward(self, message: dict[str, Any], fds: list[int], metas: dict[Any, Any]) -> None:
         tag = message.get("id")
@@ -149,13 +228,19 @@ class _Relay:
                 # A frame that cannot be shared (a loader bug): this request fails, the
                 # host keeps serving.
                 log.exception("the sandbox host could not load or share a frame")
-                self._reply({"id": tag, "error": "the market data could not be prepared for "
-                             "the strategy; the worker log has the details",
-                             "error_type": "internal"})  # fmt: skip
+                self._reply(
+                    {
+                        "id": tag,
+                        "error": "the market data could not be prepared for "
+                        "the strategy; the worker log has the details",
+                        "error_type": "internal",
+                    }
+                )
                 return
             order = {k: message[k] for k in ("limits", "sandboxed", "restricted")}
             order.update(id=tag, landlock_abi_max=message.get("landlock_abi_max"))
-            socket.send_fds(self.server.sock, [orjson.dumps(order)], [*fds, shared.fd])
+            server = self._server(message.get("server", LEAN))
+            socket.send_fds(server.sock, [orjson.dumps(order)], [*fds, shared.fd])
             metas[tag] = meta
         finally:
             for fd in fds:
@@ -171,7 +256,7 @@ class _Relay:
         self.cache.put(key, (shared, meta), shared.size)
         return shared, meta
 
-    def _answer(self, data: bytes, metas: dict[Any, Any]) -> None:
+    def _answer(self, data: bytes, metas: dict[Any, Any], server: ForkServer) -> None:
         value = orjson.loads(data)
         if "exit" in value:
             self.client.send(data)
@@ -179,6 +264,7 @@ class _Relay:
         meta = metas.pop(value.get("id"), None)
         if "pid" in value:
             value["meta"] = meta
+            value["forked_by"] = server.process.pid
         self._reply(value)
 
     def _reply(self, value: dict[str, Any]) -> None:

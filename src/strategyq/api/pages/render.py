@@ -273,14 +273,26 @@ def _metric_views(
         if name == "total_return" and metrics.get("benchmark_return") is not None:
             bench = format_metric("benchmark_return", metrics["benchmark_return"])
         value = format_metric(name, metrics[name])
-        cards.append({"name": name, "label": label(name), "value": value,
-                      "definition": METRICS[name].definition, "benchmark": bench})  # fmt: skip
+        cards.append(
+            {
+                "name": name,
+                "label": label(name),
+                "value": value,
+                "definition": METRICS[name].definition,
+                "benchmark": bench,
+            }
+        )
     order = [*(n for n in METRICS if n in metrics), *(n for n in metrics if n not in METRICS)]
     rows = [
-        {"name": n, "label": label(n), "value": format_metric(n, metrics[n]), "raw": metrics[n],
-         "definition": METRICS[n].definition if n in METRICS else ""}
+        {
+            "name": n,
+            "label": label(n),
+            "value": format_metric(n, metrics[n]),
+            "raw": metrics[n],
+            "definition": METRICS[n].definition if n in METRICS else "",
+        }
         for n in order
-    ]  # fmt: skip
+    ]
     return cards, rows
 
 

@@ -139,7 +139,7 @@ class RunContext:
         if strict:
             refuse_missing(symbols, self.market)
         # The sandbox host loads its copy of the frame at the same time as we load ours.
-        self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure)
+        self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure, source=code)
         loaded = self.market.load(
             request["symbols"],
             request["start"],
