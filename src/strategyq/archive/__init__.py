@@ -90,9 +90,17 @@ def runs(
         archive.close()
     rows = [{k: v for k, v in run.items() if k != "metrics"} | run["metrics"] for run in page.runs]
     columns = [
-        "task_id", "task_type", "status", "finished_at", "name", "tags", "fingerprint",
-        "symbols", "error_type", *METRICS,
-    ]  # fmt: skip
+        "task_id",
+        "task_type",
+        "status",
+        "finished_at",
+        "name",
+        "tags",
+        "fingerprint",
+        "symbols",
+        "error_type",
+        *METRICS,
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     frame["finished_at"] = pd.to_datetime(frame["finished_at"], utc=True)
     for m in METRICS:

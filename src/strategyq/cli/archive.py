@@ -137,10 +137,18 @@ def register(app: typer.Typer) -> None:
         from strategyq.archive.store import RunFilter
 
         flt = RunFilter.build(
-            name=name, tag=tag, fingerprint=fingerprint, symbol=symbol, since=since,
-            until=until, status=status, task_type=task_type, metric=metric, limit=limit,
+            name=name,
+            tag=tag,
+            fingerprint=fingerprint,
+            symbol=symbol,
+            since=since,
+            until=until,
+            status=status,
+            task_type=task_type,
+            metric=metric,
+            limit=limit,
             before=page,
-        )  # fmt: skip
+        )
         archive = open_archive(settings().archive_db_url)
         try:
             found = archive.search(flt)

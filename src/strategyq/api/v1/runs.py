@@ -39,10 +39,18 @@ def runs(
 ) -> dict[str, Any]:
     def search() -> dict[str, Any]:
         flt = RunFilter.build(
-            name=name, tag=tag, fingerprint=fingerprint, symbol=symbol, since=since,
-            until=until, status=status, task_type=task_type, metric=metric, limit=limit,
+            name=name,
+            tag=tag,
+            fingerprint=fingerprint,
+            symbol=symbol,
+            since=since,
+            until=until,
+            status=status,
+            task_type=task_type,
+            metric=metric,
+            limit=limit,
             before=next,
-        )  # fmt: skip
+        )
         page = state.archive.get().search(flt)
         return {"runs": page.runs, "next": page.next}
 
