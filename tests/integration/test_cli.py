@@ -80,6 +80,19 @@ def test_user_errors_are_one_line(worker_env: dict[str, str], tmp_path: Path) ->
     assert len(unreachable.stderr.strip().splitlines()) == 1, unreachable.stderr
 
 
+def test_submit_reports_a_syntax_error_at_once_and_queues_nothing(
+    redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    strategy = tmp_path / "broken.py"
+    strategy.write_text("def strategy(df):\n    return [x for x in\n")
+    done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
+               "--start", "2010-01-01", "--end", "2011-01-01")  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "syntax error on line 2" in done.stderr and "^" in done.stderr, done.stderr
+    assert "Security validation" not in done.stderr and "Traceback" not in done.stderr
+    assert redis_client.llen("strategy_queue") == 0
+
+
 def test_cancel_and_queue_views(
     redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
