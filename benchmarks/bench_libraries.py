@@ -41,7 +41,7 @@ from benchmarks.bench_e2e import span
 from benchmarks.bench_queue_cpu import cpu_per_task_ms, wait_ready, worker
 from strategyq import add_backtest_task, wait_for_result
 from strategyq.data import write_synthetic
-from strategyq.server import EmbeddedServer
+from strategyq.embedded_valkey import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("STRATEGYQ_BENCH_LIBS_BASE", "fbe4c18")

@@ -302,6 +302,7 @@ class TaskRunner:
             "execution_time_ms": round(elapsed * 1000, 3),
             "execution_time_seconds": round(elapsed, 6),
             "worker_id": self.worker_id,
+            "started_at": run.started_at,
             "completed_at": utc_now_iso(),
         }
         if outcome.ok:

@@ -1,0 +1,118 @@
+"""The operator's views in a browser, at desktop and phone sizes: the tasks view with
+queued, running and finished tasks, searched by symbol and status."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from strategyq.labels import format_metric, label
+from tests.integration.api.conftest import ServeProcess, backtest_body
+from tests.integration.conftest import WorkerProcess
+
+# Busy long enough to be seen running; every test cancels what it started.
+BUSY = (
+    "def busy(df):\n"
+    "    total = 0\n"
+    "    for i in range(2_000_000_000):\n"
+    "        total += i\n"
+    "    return []\n"
+)
+
+
+@pytest.fixture(scope="module")
+def queue_env(module_env: dict[str, str]) -> dict[str, str]:
+    """A queue of this module's own, so what it holds queued is its own."""
+    return {**module_env, "STRATEGYQ_QUEUE": f"operator-{uuid.uuid4().hex[:6]}"}
+
+
+@pytest.fixture(scope="module")
+def serve(queue_env: dict[str, str]) -> Iterator[ServeProcess]:
+    proc = ServeProcess(queue_env).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(queue_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    proc = WorkerProcess(queue_env, f"operator-worker-{uuid.uuid4().hex[:4]}").start()
+    proc.wait_for_log("started")
+    yield proc
+    proc.stop()
+
+
+def _status(http: httpx.Client, task_id: str) -> str:
+    return str(http.get(f"/v1/tasks/{task_id}").json()["status"])
+
+
+def test_the_tasks_view_shows_a_queued_and_a_running_task(
+    sized: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    tag = f"{sized.size}-{uuid.uuid4().hex[:4]}"
+    finished, running, queued = f"op-done-{tag}", f"op-running-{tag}", f"op-queued-{tag}"
+    assert http.post("/v1/tasks", json=backtest_body(finished)).status_code == 202
+    done = http.get(f"/v1/tasks/{finished}/wait", params={"timeout_s": 120}, timeout=140).json()
+    assert done["status"] == "completed", done
+    body = backtest_body(running, strategy_code=BUSY)
+    body["args"]["symbols"] = ["AAPL", "MSFT", "IBM", "GE", "KO", "PEP", "XOM"]
+    assert http.post("/v1/tasks", json=body).status_code == 202
+    deadline = time.monotonic() + 60
+    while _status(http, running) != "running":
+        assert time.monotonic() < deadline, "the busy task never started"
+        time.sleep(0.1)
+    assert http.post("/v1/tasks", json=backtest_body(queued)).status_code == 202
+    try:
+        page = sized
+        page.goto("/tasks")
+        page.screenshot(path=str(page.shots / f"tasks-{page.size}.png"), full_page=True)
+        run_row = page.locator(f"#running tr[data-task='{running}']")
+        assert run_row.count() == 1
+        cells = run_row.locator("td").all_inner_texts()
+        assert cells[1] == "running" and cells[2] == "backtest"
+        # Seven symbols: the count and the first five, then how many more.
+        assert cells[3] == "7 AAPL, MSFT, IBM, GE, KO +2"
+        assert cells[5].startswith("20")  # started at
+        assert cells[9] == worker.worker_id
+        queue_row = page.locator(f"#queued tr[data-task='{queued}']")
+        assert queue_row.count() == 1
+        cells = queue_row.locator("td").all_inner_texts()
+        assert cells[1] == "queued" and cells[3] == "2 AAPL, MSFT"
+        assert cells[4].startswith("20") and cells[5] == "—" and cells[9] == "—"
+        done_row = page.locator(f"#recent tr[data-task='{finished}']")
+        cells = done_row.locator("td").all_inner_texts()
+        assert cells[1] == "completed" and cells[2] == "backtest"
+        metrics = done["data"]["performance_metrics"]
+        total = format_metric("total_return", metrics["total_return"])
+        assert cells[8] == f"{label('total_return')} {total}"
+        assert cells[9] == worker.worker_id and cells[7] != "—" and cells[5].startswith("20")
+        # Search by symbol and status, through the form as a person would.
+        page.fill("input[name=symbol]", "ge")
+        page.select_option("select[name=status]", "running")
+        page.click("#task-search button")
+        page.wait_for_url("**/tasks?*symbol=ge*")
+        assert page.locator(f"#running tr[data-task='{running}']").count() == 1
+        assert page.locator(f"#queued tr[data-task='{queued}']").count() == 0
+        assert page.locator(f"#recent tr[data-task='{finished}']").count() == 0
+        page.goto(f"/tasks?q={queued[:-2]}&status=queued")
+        assert page.locator("#queued tr.task").count() == 1
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"]
+    finally:
+        for task_id in (queued, running):
+            http.post(f"/v1/tasks/{task_id}/cancel")
+    deadline = time.monotonic() + 60
+    while _status(http, running) != "cancelled":
+        assert time.monotonic() < deadline, "the busy task was not cancelled"
+        time.sleep(0.1)
+
+
+def test_the_tasks_view_refuses_a_time_it_cannot_read(http: httpx.Client) -> None:
+    reply = http.get("/tasks", params={"since": "yesterday"})
+    assert reply.status_code == 400 and "2024-01-15" in reply.text
+    reply = http.get("/tasks", params={"status": "sleeping"})
+    assert reply.status_code == 400 and "queued" in reply.text
