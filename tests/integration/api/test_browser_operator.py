@@ -116,3 +116,59 @@ def test_the_tasks_view_refuses_a_time_it_cannot_read(http: httpx.Client) -> Non
     assert reply.status_code == 400 and "2024-01-15" in reply.text
     reply = http.get("/tasks", params={"status": "sleeping"})
     assert reply.status_code == 400 and "queued" in reply.text
+
+
+def test_a_schedule_run_appears_on_the_schedules_page(
+    sized: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    name = f"nightly-{sized.size}-{uuid.uuid4().hex[:4]}"
+    body = {
+        "name": name,
+        "cron": "0 3 1 1 *",
+        "tz": "America/New_York",
+        "task_type": "backtest",
+        "args": backtest_body()["args"],
+    }
+    assert http.post("/v1/schedules", json=body).status_code == 201
+    try:
+        page = sized
+        page.goto("/schedules")
+        section = page.locator(f"section[data-schedule='{name}']")
+        assert "No run yet." in section.inner_text()
+        next_slot = http.get(f"/v1/schedules/{name}").json()["next_slot"]
+        assert section.locator(".next-run time").inner_text() == next_slot
+        section.locator("button.run-now").click()
+        page.wait_for_url("**/schedules*")
+        run = page.locator(f"section[data-schedule='{name}'] tr.run")
+        assert run.count() == 1
+        task_id = run.get_attribute("data-task")
+        assert task_id is not None and task_id.startswith(f"{name}:now:")
+        done = http.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 120}, timeout=140)
+        assert done.json()["status"] == "completed"
+        page.reload()
+        run = page.locator(f"section[data-schedule='{name}'] tr.run")
+        assert run.locator(".badge").inner_text() == "completed"
+        total = format_metric(
+            "total_return", done.json()["data"]["performance_metrics"]["total_return"]
+        )
+        assert total in run.inner_text()
+        page.screenshot(path=str(page.shots / f"schedules-{page.size}.png"), full_page=True)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"]
+        # The run's link opens its page.
+        run.locator("a").click()
+        page.wait_for_selector("h1.task-id")
+        assert page.locator("h1.task-id").inner_text() == task_id
+        # Pause and resume, through the buttons.
+        page.goto("/schedules")
+        page.locator(f"section[data-schedule='{name}'] button.pause").click()
+        page.wait_for_url("**/schedules*")
+        assert http.get(f"/v1/schedules/{name}").json()["paused"] is True
+        section = page.locator(f"section[data-schedule='{name}']")
+        assert section.locator(".badge.paused").count() == 1
+        section.locator("button.resume").click()
+        page.wait_for_url("**/schedules*")
+        assert http.get(f"/v1/schedules/{name}").json()["paused"] is False
+        assert page.locator(f"section[data-schedule='{name}'] .badge.paused").count() == 0
+    finally:
+        http.delete(f"/v1/schedules/{name}")

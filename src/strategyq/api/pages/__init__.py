@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from strategyq.api.pages import dead_letters, login, overview, submit, tasks
+from strategyq.api.pages import dead_letters, login, overview, schedules, submit, tasks
 
 PAGES: tuple[APIRouter, ...] = (
     overview.router,
     tasks.router,
     submit.router,
     dead_letters.router,
+    schedules.router,
     login.router,
 )
 

@@ -77,9 +77,9 @@ def tasks(
         "tasks.html",
         {
             "board": board,
-            "queued": [_row(r) for r in board.queued],
-            "running": [_row(r) for r in board.running],
-            "rows": [_row(r) for r in board.finished],
+            "queued": [board_row(r) for r in board.queued],
+            "running": [board_row(r) for r in board.running],
+            "rows": [board_row(r) for r in board.finished],
             "total": board.finished_total,
             "page": page,
             "pages": pages,
@@ -126,7 +126,7 @@ def _when(iso: str | None) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _row(row: BoardRow) -> dict[str, Any]:
+def board_row(row: BoardRow) -> dict[str, Any]:
     """A board row with its figures written for people."""
     headline = ""
     if row.headline is not None:
