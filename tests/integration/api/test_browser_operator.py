@@ -172,3 +172,51 @@ def test_a_schedule_run_appears_on_the_schedules_page(
         assert page.locator(f"section[data-schedule='{name}'] .badge.paused").count() == 0
     finally:
         http.delete(f"/v1/schedules/{name}")
+
+
+def _completed(http: httpx.Client, task_id: str, **args: Any) -> dict[str, Any]:
+    if http.get(f"/v1/tasks/{task_id}").status_code == 404:
+        assert http.post("/v1/tasks", json=backtest_body(task_id, **args)).status_code == 202
+    reply = http.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 120}, timeout=140)
+    result: dict[str, Any] = reply.json()
+    assert result["status"] == "completed", result
+    return result
+
+
+def test_three_backtests_compare_side_by_side(
+    sized: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    ids = [f"cmp-hold-{days}" for days in (1, 3, 5)]
+    results = {f"cmp-hold-{days}": _completed(http, f"cmp-hold-{days}", hold_days=days)
+               for days in (1, 3, 5)}  # fmt: skip
+    page = sized
+    page.goto("/tasks")
+    for task_id in ids:
+        page.check(f"input[type=checkbox][value='{task_id}']")
+    page.click("#compare")
+    page.wait_for_selector("#compare-chart .main-svg")
+    page.screenshot(path=str(page.shots / f"compare-{page.size}.png"), full_page=True)
+    # One column per ticked run, in the tasks view's order (newest first).
+    heads = page.locator("#compare-metrics thead th.run").all_inner_texts()
+    assert sorted(heads) == ids
+    ids = heads
+    for name in ("total_return", "sharpe_ratio", "num_trades", "max_drawdown"):
+        cells = page.locator(f"#compare-metrics tr[data-metric='{name}'] td").all_inner_texts()
+        assert cells == [
+            format_metric(name, results[t]["data"]["performance_metrics"][name]) for t in ids
+        ]
+    traces = page.evaluate(
+        "() => document.getElementById('compare-chart').data.map(t => [t.name, t.y])"
+    )
+    assert [t[0] for t in traces] == ids
+    for (_, ys), task_id in zip(traces, ids, strict=True):
+        assert ys == results[task_id]["data"]["equity_curve"]["values"]
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"]
+
+
+def test_compare_says_what_it_takes(http: httpx.Client) -> None:
+    reply = http.get("/compare", params={"id": "only-one"})
+    assert reply.status_code == 400 and "2 to 5" in reply.text
+    reply = http.get("/compare", params={"id": ["no-such-a", "no-such-b"]})
+    assert reply.status_code == 404 and "no-such-a" in reply.text

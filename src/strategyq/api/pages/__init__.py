@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from strategyq.api.pages import dead_letters, login, overview, schedules, submit, tasks
+from strategyq.api.pages import (
+    compare,
+    dead_letters,
+    login,
+    overview,
+    schedules,
+    submit,
+    tasks,
+)
 
 PAGES: tuple[APIRouter, ...] = (
     overview.router,
@@ -21,6 +29,7 @@ PAGES: tuple[APIRouter, ...] = (
     submit.router,
     dead_letters.router,
     schedules.router,
+    compare.router,
     login.router,
 )
 
