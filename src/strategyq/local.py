@@ -261,7 +261,7 @@ class LocalSession:
         outcome = self._execute(raw, stage, deadline_s)
         if task.task_type is TaskType.SWEEP and outcome.ok:
             return self._sweep(outcome, stage, deadline_s, started, started_at)
-        return _record(outcome, time.monotonic() - started)
+        return _record(outcome, time.monotonic() - started, args=orjson.loads(raw).get("args"))
 
     def _deadline_s(self, asked_s: float | None) -> float:
         limit = self.settings.sandbox.time_limit_s
@@ -407,7 +407,7 @@ def _symbols(value: Sequence[str] | str, settings: Settings) -> list[str]:
     return expand_symbols(value, settings.data_dir)
 
 
-def _record(outcome: RunOutcome, elapsed: float, **extra: Any) -> dict[str, Any]:
+def _record(outcome: RunOutcome, elapsed: float, args: Any = None, **extra: Any) -> dict[str, Any]:
     """The record a worker writes for one run's outcome (same fields, ``worker_id: local``)."""
     timing: dict[str, Any] = {
         "execution_time_ms": round(elapsed * 1000, 3),
@@ -415,6 +415,8 @@ def _record(outcome: RunOutcome, elapsed: float, **extra: Any) -> dict[str, Any]
         "worker_id": LOCAL_WORKER_ID,
         "completed_at": utc_now_iso(),
     }
+    if isinstance(args, dict):
+        timing["task_args"] = args
     if outcome.ok:
         record = records.completed(outcome.data, timing)
     elif outcome.error_type == "cancelled":

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from strategyq.api.config import hash_token
 from strategyq.labels import format_metric, label
-from tests.integration.api.conftest import ServeProcess, backtest_body
+from tests.integration.api.conftest import GAP_UP, ServeProcess, backtest_body
 from tests.integration.conftest import WorkerProcess
 
 # Busy long enough to be seen running; every test cancels what it started.
@@ -220,3 +222,63 @@ def test_compare_says_what_it_takes(http: httpx.Client) -> None:
     assert reply.status_code == 400 and "2 to 5" in reply.text
     reply = http.get("/compare", params={"id": ["no-such-a", "no-such-b"]})
     assert reply.status_code == 404 and "no-such-a" in reply.text
+
+
+def test_edit_and_resubmit_opens_the_form_filled_from_a_finished_run(
+    sized: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    first = f"resubmit-{sized.size}-{uuid.uuid4().hex[:4]}"
+    _completed(http, first, hold_days=2, commission_bps=5, params={"unused": 1})
+    page = sized
+    page.goto(f"/tasks/{first}")
+    args = orjson.loads(page.locator("#task-args").inner_text())
+    assert args["symbols"] == ["AAPL", "MSFT"] and args["hold_days"] == 2
+    assert "strategy_code" not in args
+    assert page.locator("#source").inner_text().strip() == GAP_UP.strip()
+    page.click("#resubmit")
+    page.wait_for_selector("#submit-form")
+    assert page.locator("textarea[name=strategy_code]").input_value() == GAP_UP
+    assert page.locator("input[name=symbols]").input_value() == "AAPL,MSFT"
+    assert page.locator("input[name=hold_days]").input_value() == "2"
+    assert page.locator("input[name=commission_bps]").input_value() == "5"
+    assert page.locator("input[name=task_id]").input_value() == ""
+    assert "params" in page.locator("#from-task").inner_text()
+    page.screenshot(path=str(page.shots / f"resubmit-{page.size}.png"), full_page=True)
+    second = f"{first}-b"
+    page.fill("input[name=task_id]", second)
+    page.fill("input[name=hold_days]", "4")
+    page.click("#submit-form button[type=submit], #submit-form button:not([type])")
+    page.wait_for_url(f"**/tasks/{second}")
+    done = _completed(http, second)
+    stored = done["data"]["task_args"]
+    assert stored["hold_days"] == 4 and stored["commission_bps"] == 5
+    assert stored["strategy_code"] == GAP_UP and stored["symbols"] == ["AAPL", "MSFT"]
+
+
+def test_a_read_scope_token_sees_a_results_args_but_not_its_source(
+    queue_env: dict[str, str], worker: WorkerProcess
+) -> None:
+    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
+    api = ServeProcess({**queue_env, "STRATEGYQ_API_TOKENS": tokens}).start()
+    read = {"Authorization": "Bearer r-secret"}
+    write = {"Authorization": "Bearer w-secret"}
+    task_id = f"scoped-{uuid.uuid4().hex[:6]}"
+    try:
+        with httpx.Client(base_url=api.url, timeout=140) as http:
+            made = http.post("/v1/tasks", json=backtest_body(task_id), headers=write)
+            assert made.status_code == 202
+            waited = http.get(
+                f"/v1/tasks/{task_id}/wait", params={"timeout_s": 120}, headers=read
+            ).json()
+            assert waited["status"] == "completed"
+            for seen in (waited, http.get(f"/v1/tasks/{task_id}", headers=read).json()):
+                assert seen["data"]["task_args"]["symbols"] == ["AAPL", "MSFT"]
+                assert "hidden" in seen["data"]["task_args"]["strategy_code"]
+            full = http.get(f"/v1/tasks/{task_id}", headers=write).json()
+            assert full["data"]["task_args"]["strategy_code"] == GAP_UP
+            page = http.get(f"/tasks/{task_id}", headers=read).text
+            assert 'id="task-args"' in page and 'id="source"' not in page
+            assert 'id="resubmit"' not in page
+            assert http.get(f"/submit?from={task_id}", headers=read).status_code == 403
+    finally:
+        api.stop()

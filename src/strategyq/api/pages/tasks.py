@@ -248,32 +248,44 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
     link = f"/tasks/{quote(task_id, safe='')}/combinations"
     memo = entry.derived if entry is not None else None
     context = task_context(state, record, dict(request.query_params), link, memo)
+    stored = stored_args(record)
     message = None
-    if not context["terminal"] or record.get("status") == "error":
+    if stored is None and (not context["terminal"] or record.get("status") == "error"):
         message = state.view.message(task_id)
-    source = None
-    if message and who.can_write:
-        args = message.get("args")
-        code = args.get("strategy_code") if isinstance(args, dict) else None
-        source = code if isinstance(code, str) else None
+    args = stored if stored is not None else _message_args(message)
+    code = args.get("strategy_code") if args is not None else None
+    source = code if isinstance(code, str) and who.can_write else None
+    visible = None if args is None else {k: v for k, v in args.items() if k != "strategy_code"}
     return render(
         request,
         "task.html",
         {
             "task_id": task_id,
             "source": source,
-            "message_args": _visible_args(message),
+            "message_args": visible,
+            "resubmit": who.can_write and args is not None and form_kind(args) is not None,
             **context,
         },
     )
 
 
-def _visible_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not message:
+def stored_args(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The producer's args a finished run's record keeps (``data.task_args``)."""
+    data = record.get("data")
+    args = data.get("task_args") if isinstance(data, dict) else None
+    return dict(args) if isinstance(args, dict) else None
+
+
+def form_kind(args: Mapping[str, Any]) -> str | None:
+    """Which submit form the args fill: a screen's name a universe, a backtest's
+    symbols; a sweep's (with a grid) has no form."""
+    if "param_grid" in args:
         return None
-    args = message.get("args")
-    if not isinstance(args, dict):
-        return None
-    args = dict(args)
-    args.pop("strategy_code", None)
-    return args
+    if "universe" in args:
+        return "screening"
+    return "backtest" if "symbols" in args else None
+
+
+def _message_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    args = message.get("args") if message else None
+    return dict(args) if isinstance(args, dict) else None
