@@ -282,3 +282,25 @@ def test_a_read_scope_token_sees_a_results_args_but_not_its_source(
             assert http.get(f"/submit?from={task_id}", headers=read).status_code == 403
     finally:
         api.stop()
+
+
+def test_the_overview_updates_in_place_and_keeps_what_is_typed(
+    sized: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    page = sized
+    page.goto("/")
+    page.wait_for_selector("#throughput-chart .main-svg")
+    before = int(page.inner_text("#finished-last-hour"))
+    page.evaluate("() => { window.notReloaded = true; }")
+    box = page.locator("nav input").first
+    box.fill("half-typed id")
+    _completed(http, f"live-{sized.size}-{uuid.uuid4().hex[:4]}")
+    page.wait_for_function(
+        f"() => parseInt(document.getElementById('finished-last-hour').textContent) > {before}",
+        timeout=20_000,
+    )
+    assert page.evaluate("() => window.notReloaded === true")
+    assert box.input_value() == "half-typed id"
+    page.wait_for_selector("#throughput-chart .main-svg")
+    assert page.locator(f"tr.worker.alive[data-worker='{worker.worker_id}']").count() == 1
+    assert page.locator("meta[http-equiv=refresh]").count() == 0
