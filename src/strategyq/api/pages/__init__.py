@@ -3,8 +3,8 @@
 JavaScript is used only where a page must change by itself: drawing the
 plotly charts and following a running task (an ``EventSource`` on the task's
 ``/v1`` event stream, then one reload when it ends) and updating the overview in
-place (the page fetched again and its live region swapped in, so typed input stays). Tables sort and page on
-the server, through links.
+place (the page fetched again and its live region swapped in, so typed input
+stays). Tables sort and page on the server, through links.
 
 One module per page (or group of pages on one resource), each with its own
 router; :data:`PAGES` lists them and :data:`router` holds them all.
