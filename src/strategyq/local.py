@@ -259,9 +259,10 @@ class LocalSession:
         started = time.monotonic()
         started_at = utc_now_iso()
         outcome = self._execute(raw, stage, deadline_s)
+        args = orjson.loads(raw).get("args")
         if task.task_type is TaskType.SWEEP and outcome.ok:
-            return self._sweep(outcome, stage, deadline_s, started, started_at)
-        return _record(outcome, time.monotonic() - started, args=orjson.loads(raw).get("args"))
+            return self._sweep(outcome, stage, deadline_s, started, started_at, args)
+        return _record(outcome, time.monotonic() - started, args=args)
 
     def _deadline_s(self, asked_s: float | None) -> float:
         limit = self.settings.sandbox.time_limit_s
@@ -298,6 +299,7 @@ class LocalSession:
         deadline_s: float,
         started: float,
         started_at: str,
+        args: Any = None,
     ) -> dict[str, Any]:
         """Run a planned sweep's chunks one by one and assemble its result as a worker does."""
         from strategyq.sweep.assemble import assemble
@@ -326,6 +328,8 @@ class LocalSession:
             worker_id=LOCAL_WORKER_ID,
             completed_at=utc_now_iso(),
         )
+        if isinstance(args, dict):
+            data["task_args"] = args
         record = dumps(envelope(Status.COMPLETED, data))
         while len(record) > self.settings.max_result_bytes and data.get("results"):
             # The worker's rule: past the result cap the ranked list is halved.
