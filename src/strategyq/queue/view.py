@@ -433,8 +433,12 @@ class QueueView:
         pipe.lrange(self.queue, -BOARD_QUEUED_SCAN, -1)
         pipe.smembers(keys.WORKERS)
         length, raws, members = pipe.execute()
+        timed = where.since_ms is not None or where.until_ms is not None
+        # A time filter needs each match's record (its submission time): all are read.
         queued_total, shown_queued = (
-            self._queued(raws, where, count) if where.wants("queued") else (0, [])
+            self._queued(raws, where, BOARD_QUEUED_SCAN if timed else count)
+            if where.wants("queued")
+            else (0, [])
         )
         running: list[tuple[dict[str, Any], str]] = []
         if where.wants("running") and members:
@@ -453,7 +457,10 @@ class QueueView:
         queued_rows = [_message_row(m, "queued", records, None) for m in shown_queued]
         running_rows = [_message_row(m, "running", records, w) for m, w in running]
         running_rows = [r for r in running_rows if _in_window(r.started_at, where)]
-        queued_rows = [r for r in queued_rows if _in_window(r.submitted_at, where)]
+        if timed:
+            queued_rows = [r for r in queued_rows if _in_window(r.submitted_at, where)]
+            queued_total = len(queued_rows)
+            queued_rows = queued_rows[:count]
         finished_total, finished = self._finished(where, offset, count)
         return Board(
             queued_total=queued_total,

@@ -102,6 +102,13 @@ def test_the_tasks_view_shows_a_queued_and_a_running_task(
         assert page.locator(f"#recent tr[data-task='{finished}']").count() == 0
         page.goto(f"/tasks?q={queued[:-2]}&status=queued")
         assert page.locator("#queued tr.task").count() == 1
+        # By time: queued tasks by when they were submitted, running ones by their start.
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        page.goto(f"/tasks?since={today}&q={tag}")
+        assert page.locator(f"#queued tr[data-task='{queued}']").count() == 1
+        assert page.locator(f"#running tr[data-task='{running}']").count() == 1
+        page.goto(f"/tasks?until=2001-01-01&q={tag}")
+        assert page.locator("tr.task").count() == 0
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= page.viewport_size["width"]
     finally:
