@@ -9,6 +9,12 @@ over one keep-alive connection. Target: the sweep page's p50 within 2× the
 overview's, in the same run; the load average is printed beside the figures.
 The first view after the sweep finishes decodes and ranks the whole result;
 later views reuse it (:mod:`strategyq.api.record_cache`), and both are shown.
+
+The tasks view (``/tasks``: queued, running and a page of finished tasks) is
+timed on the same server with the 10,000 finished tasks (the newest 50 with
+full backtest records: 756-point equity curves and 200 trades) and 1,000 queued
+backtests of 5 symbols each, beside a Redis ``PING`` loop on the same Valkey.
+Target: ≤ 50 ms p50.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from strategyq.engine import METRIC_NAMES
 from strategyq.queue import TaskQueue, keys, records
 
 ROUNDS = 40
+QUEUED = 1_000
+FULL_RECORDS = 50
 COLD_ROUNDS = 8
 SIDE = 100
 
@@ -97,6 +105,56 @@ def _store(client: redis.Redis, task_id: str, record: bytes) -> None:
     pipe.execute()
 
 
+def _backtest_record(i: int) -> bytes:
+    days = [f"2010-{m:02d}-{d:02d}" for m in range(1, 13) for d in range(1, 29)] * 2
+    data = {
+        "success": True, "execution_mode": "backtest",
+        "performance_metrics": {name: (i + k) / 100 for k, name in enumerate(METRIC_NAMES)},
+        "summary": {"symbols_processed": 5},
+        "equity_curve": {"dates": days[:756], "values": [100_000 + j * 1.5 for j in range(756)]},
+        "trades": [{"ticker": "AAPL", "entry_date": days[j], "exit_date": days[j + 1],
+                    "entry_price": 10.0, "exit_price": 10.5, "return": 0.05}
+                   for j in range(200)],
+    }  # fmt: skip
+    return records.completed(
+        orjson.dumps(data),
+        {"worker_id": "bench", "execution_time_ms": 900.0, "execution_time_seconds": 0.9,
+         "started_at": "2026-01-01T00:00:00Z", "completed_at": "2026-01-01T00:00:01Z"},
+    )  # fmt: skip
+
+
+def _finish_backtests(client: redis.Redis, prefix: str) -> None:
+    """50 finished backtests with full records, newer than every other finished task."""
+    tasks = TaskQueue(client, name="bench-dashboard")
+    for i in range(FULL_RECORDS):
+        task_id = f"{prefix}-{i}"
+        raw = orjson.dumps({"task_id": task_id, "task_type": "backtest", "args": {}})
+        pipe = client.pipeline(transaction=False)
+        pipe.set(keys.token(task_id), "1")
+        tasks.scripts.finish(
+            keys=[keys.result(task_id), keys.token(task_id), keys.processing("bench"),
+                  keys.done(task_id), keys.attempts(task_id), keys.cancel(task_id), keys.RECENT],
+            args=["1", _backtest_record(i), 86400, raw, 300, task_id,
+                  int(time.time() * 1000) + 60_000 + i, keys.RECENT_MAX, "completed", "backtest"],
+            client=pipe,
+        )  # fmt: skip
+        pipe.execute()
+
+
+def _fill_tasks_view(client: redis.Redis) -> None:
+    """The newest finished backtests with full records, and a queue of 1,000 backtests."""
+    tasks = TaskQueue(client, name="bench-dashboard")
+    _finish_backtests(client, "full")
+    code = "def gap_up(df):\n    hits = df[df['gap_pct'] > 3.0]\n    return hits\n" * 10
+    for i in range(QUEUED):
+        task_id = f"queued-{i}"
+        args = {"strategy_code": code, "symbols": ["AAPL", "MSFT", "IBM", "GE", "KO"],
+                "start_date": "2010-01-01", "end_date": "2012-12-31"}  # fmt: skip
+        tasks.push(
+            task_id, orjson.dumps({"task_id": task_id, "task_type": "backtest", "args": args})
+        )
+
+
 def main() -> dict[str, Any]:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="strategyq-bench-dashboard-") as tmp:
@@ -108,6 +166,7 @@ def main() -> dict[str, Any]:
         _fill(client)
         record = _sweep_record()
         _store(client, "bench-sweep", record)
+        _fill_tasks_view(client)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
         env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_QUEUE="bench-dashboard")
         port = _port()
@@ -115,6 +174,9 @@ def main() -> dict[str, Any]:
         overview: list[float] = []
         sweep: list[float] = []
         cold: list[float] = []
+        board: list[float] = []
+        board_cold: list[float] = []
+        ping: list[float] = []
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
                 for _ in range(3):
@@ -130,6 +192,25 @@ def main() -> dict[str, Any]:
                     overview.append((t1 - t0) * 1000)
                     sweep.append((t2 - t1) * 1000)
                 size = len(page.content)
+                for _ in range(3):
+                    http.get("/tasks")
+                for _ in range(ROUNDS):
+                    t0 = time.perf_counter()
+                    view = http.get("/tasks")
+                    t1 = time.perf_counter()
+                    assert view.status_code == 200 and "queued-49<" in view.text
+                    assert "full-49" in view.text
+                    board.append((t1 - t0) * 1000)
+                    t0 = time.perf_counter()
+                    client.ping()
+                    ping.append((time.perf_counter() - t0) * 1000)
+                # A page of tasks none of which the view has read yet.
+                for n in range(COLD_ROUNDS):
+                    _finish_backtests(client, f"fresh{n}")
+                    t0 = time.perf_counter()
+                    view = http.get("/tasks")
+                    board_cold.append((time.perf_counter() - t0) * 1000)
+                    assert f"fresh{n}-49<" in view.text
                 # The first view after the sweep finished: decoded and derived afresh.
                 for n in range(COLD_ROUNDS):
                     # Another finished sweep of the same size: nothing cached for it yet.
@@ -156,6 +237,19 @@ def main() -> dict[str, Any]:
          "p50": statistics.median(cold), "p95": max(cold),
          "ratio": statistics.median(cold) / statistics.median(overview),
          "target": "—", "met": True},
+        {"row": f"tasks view ({QUEUED:,} queued, 10,000 finished, 20 running)",
+         "p50": statistics.median(board), "p95": _pct(board, 0.95),
+         "ratio": statistics.median(board) / statistics.median(overview),
+         "target": "≤ 50 ms", "met": statistics.median(board) <= 50.0},
+        {"row": f"tasks view, {FULL_RECORDS} finished tasks it has not read yet",
+         "p50": statistics.median(board_cold), "p95": max(board_cold),
+         "ratio": statistics.median(board_cold) / statistics.median(overview),
+         "target": "—", "met": True},
+        {"row": "Redis PING (yardstick of the tasks view, same rounds)",
+         "p50": statistics.median(ping), "p95": _pct(ping, 0.95),
+         "ratio": statistics.median(ping) / statistics.median(overview),
+         "target": f"tasks view = {statistics.median(board) / statistics.median(ping):,.0f}× PING",
+         "met": True},
     ]  # fmt: skip
     table = Table(
         title=f"dashboard pages — {os.cpu_count()} cores, load average "

@@ -259,9 +259,10 @@ class LocalSession:
         started = time.monotonic()
         started_at = utc_now_iso()
         outcome = self._execute(raw, stage, deadline_s)
+        args = orjson.loads(raw).get("args")
         if task.task_type is TaskType.SWEEP and outcome.ok:
-            return self._sweep(outcome, stage, deadline_s, started, started_at)
-        return _record(outcome, time.monotonic() - started)
+            return self._sweep(outcome, stage, deadline_s, started, started_at, args)
+        return _record(outcome, time.monotonic() - started, args=args)
 
     def _deadline_s(self, asked_s: float | None) -> float:
         limit = self.settings.sandbox.time_limit_s
@@ -298,6 +299,7 @@ class LocalSession:
         deadline_s: float,
         started: float,
         started_at: str,
+        args: Any = None,
     ) -> dict[str, Any]:
         """Run a planned sweep's chunks one by one and assemble its result as a worker does."""
         from strategyq.sweep.assemble import assemble
@@ -326,6 +328,8 @@ class LocalSession:
             worker_id=LOCAL_WORKER_ID,
             completed_at=utc_now_iso(),
         )
+        if isinstance(args, dict):
+            data["task_args"] = args
         record = dumps(envelope(Status.COMPLETED, data))
         while len(record) > self.settings.max_result_bytes and data.get("results"):
             # The worker's rule: past the result cap the ranked list is halved.
@@ -422,7 +426,7 @@ def _symbols(value: Sequence[str] | str, settings: Settings) -> list[str]:
     return expand_symbols(value, settings.data_dir)
 
 
-def _record(outcome: RunOutcome, elapsed: float, **extra: Any) -> dict[str, Any]:
+def _record(outcome: RunOutcome, elapsed: float, args: Any = None, **extra: Any) -> dict[str, Any]:
     """The record a worker writes for one run's outcome (same fields, ``worker_id: local``)."""
     timing: dict[str, Any] = {
         "execution_time_ms": round(elapsed * 1000, 3),
@@ -430,6 +434,8 @@ def _record(outcome: RunOutcome, elapsed: float, **extra: Any) -> dict[str, Any]
         "worker_id": LOCAL_WORKER_ID,
         "completed_at": utc_now_iso(),
     }
+    if isinstance(args, dict):
+        timing["task_args"] = args
     if outcome.ok:
         record = records.completed(outcome.data, timing)
     elif outcome.error_type == "cancelled":

@@ -65,6 +65,19 @@ def drawdown(values: Sequence[float | None]) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), 4) for v in dd]
 
 
+def equity_overlay(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Several backtests' equity curves on one chart, one line named by each run's id."""
+    traces = []
+    for name, data in runs:
+        curve = data.get("equity_curve") or {}
+        dates, values = list(curve.get("dates") or []), list(curve.get("values") or [])
+        if dates and len(dates) == len(values):
+            traces.append(
+                {"type": "scatter", "mode": "lines", "name": name, "x": dates, "y": values}
+            )
+    return {"data": traces, "layout": _layout(height=420, yaxis={"title": "equity"})}
+
+
 def equity_figure(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """Equity (and benchmark) on top, drawdown below; None when there is no curve."""
     curve = data.get("equity_curve") or {}

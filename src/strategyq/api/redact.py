@@ -26,3 +26,17 @@ def strip_source(entry: dict[str, Any]) -> dict[str, Any]:
         args = {**message["args"], "strategy_code": HIDDEN}
         return {**entry, "raw": orjson.dumps({**message, "args": args}).decode()}
     return entry
+
+
+def strip_record_source(record: dict[str, Any]) -> dict[str, Any]:
+    """A result record without the strategy source of its ``data.task_args``."""
+    data = record.get("data")
+    args = data.get("task_args") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(args, dict) or "strategy_code" not in args:
+        return record
+    return {**record, "data": {**data, "task_args": {**args, "strategy_code": HIDDEN}}}
+
+
+def record_for(record: dict[str, Any], can_write: bool) -> dict[str, Any]:
+    """The record as a caller of that scope may see it."""
+    return record if can_write else strip_record_source(record)

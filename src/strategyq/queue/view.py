@@ -10,6 +10,8 @@ trips as it can (pipelines, no ``SCAN``) and never writes.
 - :meth:`QueueView.workers`: every registered worker and its in-flight tasks;
 - :meth:`QueueView.recent` and :meth:`QueueView.search`: finished tasks, with
   their status and type, from the recent-task indexes;
+- :meth:`QueueView.board`: queued, running and finished tasks in one listing, each
+  with its type, symbols, times, duration, headline metric or error type and worker;
 - :meth:`QueueView.task` and :meth:`QueueView.message`: one task's record and
   its wire message while it is still held;
 - :meth:`QueueView.dead_letters`, :meth:`QueueView.schedules`;
@@ -19,9 +21,11 @@ trips as it can (pipelines, no ``SCAN``) and never writes.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -43,6 +47,15 @@ SEARCH_WINDOW = 2_000
 HELD_DEAD_LETTERS = 200
 """How many of the newest dead letters :meth:`QueueView.message` looks through."""
 FINISHED_STATUSES = ("completed", "error", "cancelled")
+BOARD_QUEUED_SCAN = 5_000
+"""How many of the next queued messages :meth:`QueueView.board` reads (the queue's
+full length is still counted)."""
+BOARD_STATUSES = ("queued", "running", *FINISHED_STATUSES)
+INTERNAL_TYPES = ("sweep_chunk",)
+"""Task types that are a worker's own work, not something a person submitted."""
+SHOWN_SYMBOLS = 5
+ROW_CACHE = 4_096
+"""How many finished tasks' rows :meth:`QueueView.board` keeps between views."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,59 @@ class RecentPage:
     tasks: list[TaskSummary]
 
 
+@dataclass(frozen=True)
+class BoardRow:
+    """One task of :meth:`QueueView.board`, from its message and/or its record.
+
+    ``headline`` is the one figure of its result: ``total_return`` for a backtest,
+    the maximised metric of a sweep's best combination, the ranked count of a screen.
+    """
+
+    task_id: str
+    status: str
+    task_type: str | None = None
+    symbol_count: int | None = None
+    symbols: list[str] = field(default_factory=list)
+    submitted_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    finished_ms: int | None = None
+    duration_s: float | None = None
+    headline: tuple[str, Any] | None = None
+    error_type: str | None = None
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Board:
+    """The operator's listing: the next queued tasks, every running one, a page of the
+    finished ones; ``*_total`` count every match (queued: of the scanned part)."""
+
+    queued_total: int
+    queued: list[BoardRow]
+    running: list[BoardRow]
+    finished_total: int
+    finished: list[BoardRow]
+    queue_length: int
+
+
+@dataclass(frozen=True)
+class BoardFilter:
+    """What :meth:`QueueView.board` lists: ``text`` is part of an id, ``symbol`` one ticker
+    (case-insensitive), the times bound when the task was finished (or submitted, for
+    queued and running ones), in epoch milliseconds."""
+
+    status: str | None = None
+    task_type: str | None = None
+    text: str | None = None
+    symbol: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def wants(self, status: str) -> bool:
+        return self.status is None or self.status == status
+
+
 class TaskEvents:
     """One task's record changes as they happen: every script that writes the record
     publishes it on the task's channel. Subscribe, then read the current record, so a
@@ -185,6 +251,8 @@ class QueueView:
     def __init__(self, client: redis.Redis, queue: str = QUEUE_NAME) -> None:
         self.client = client
         self.queue = queue
+        self._rows: OrderedDict[tuple[str, int], BoardRow] = OrderedDict()
+        self._rows_lock = threading.Lock()
 
     # ------------------------------------------------------------------ the queue
 
@@ -349,6 +417,164 @@ class QueueView:
             out.append(TaskSummary(task_id, int(score), found, kind))
         return out
 
+    # ------------------------------------------------------------------ the operator's listing
+
+    def board(self, where: BoardFilter | None = None, *, offset: int = 0, count: int = 50) -> Board:
+        """Queued (next to run first), running, and one page of finished tasks, newest first.
+
+        Reads the next :data:`BOARD_QUEUED_SCAN` messages of the queue, every
+        processing list, and the records of the rows it returns (one round trip
+        each); a symbol search reads the records of the newest :data:`SEARCH_WINDOW`
+        finished tasks. Internal task types (``sweep_chunk``) are left out.
+        """
+        where = where or BoardFilter()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(self.queue)
+        pipe.lrange(self.queue, -BOARD_QUEUED_SCAN, -1)
+        pipe.smembers(keys.WORKERS)
+        length, raws, members = pipe.execute()
+        timed = where.since_ms is not None or where.until_ms is not None
+        # A time filter needs each match's record (its submission time): all are read.
+        queued_total, shown_queued = (
+            self._queued(raws, where, BOARD_QUEUED_SCAN if timed else count)
+            if where.wants("queued")
+            else (0, [])
+        )
+        running: list[tuple[dict[str, Any], str]] = []
+        if where.wants("running") and members:
+            workers = sorted(text(m) for m in members)
+            pipe = self.client.pipeline(transaction=False)
+            for worker_id in workers:
+                pipe.lrange(keys.processing(worker_id), 0, -1)
+            for worker_id, held in zip(workers, pipe.execute(), strict=True):
+                for raw in held:
+                    message = _json(raw)
+                    if self._message_matches(message, where):
+                        running.append((message, worker_id))
+        records = self._records(
+            [m.get("task_id") for m in shown_queued] + [m.get("task_id") for m, _ in running]
+        )
+        queued_rows = [_message_row(m, "queued", records, None) for m in shown_queued]
+        running_rows = [_message_row(m, "running", records, w) for m, w in running]
+        running_rows = [r for r in running_rows if _in_window(r.started_at, where)]
+        if timed:
+            queued_rows = [r for r in queued_rows if _in_window(r.submitted_at, where)]
+            queued_total = len(queued_rows)
+            queued_rows = queued_rows[:count]
+        finished_total, finished = self._finished(where, offset, count)
+        return Board(
+            queued_total=queued_total,
+            queued=queued_rows,
+            running=running_rows,
+            finished_total=finished_total,
+            finished=finished,
+            queue_length=int(length),
+        )
+
+    def _queued(
+        self, raws: list[Any], where: BoardFilter, count: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """How many queued messages match, and the first ``count`` to run of them.
+
+        Without a type or symbol filter, a message past the shown ones is counted
+        without decoding it, unless it could be an internal one (it names
+        ``sweep_chunk``) or the id filter's text is in it: then it is decoded to tell.
+        """
+        needle = where.text.encode() if where.text else None
+        plain = not (where.task_type or where.symbol)
+        total, shown = 0, list[dict[str, Any]]()
+        # LPUSH in, taken from the right: the right end runs next.
+        for raw in reversed(raws):
+            data = raw if isinstance(raw, bytes) else str(raw).encode()
+            if needle is not None and needle not in data:
+                continue
+            if plain and needle is None and len(shown) >= count and b"sweep_chunk" not in data:
+                total += 1
+                continue
+            message = _json(data)
+            if self._message_matches(message, where):
+                total += 1
+                if len(shown) < count:
+                    shown.append(message)
+        return total, shown
+
+    def _message_matches(self, message: dict[str, Any], where: BoardFilter) -> bool:
+        task_id, kind = message.get("task_id"), message.get("task_type")
+        if not isinstance(task_id, str) or kind in INTERNAL_TYPES:
+            return False
+        if where.task_type and kind != where.task_type:
+            return False
+        if where.text and where.text not in task_id:
+            return False
+        if where.symbol:
+            args = message.get("args")
+            return where.symbol.upper() in _upper(
+                _arg_symbols(args if isinstance(args, dict) else {})
+            )
+        return True
+
+    def _records(self, task_ids: list[Any]) -> dict[str, dict[str, Any]]:
+        ids = [t for t in task_ids if isinstance(t, str)]
+        if not ids:
+            return {}
+        raws = self.client.mget([keys.result(t) for t in ids])
+        return {t: decode_result(raw) or {} for t, raw in zip(ids, raws, strict=True)}
+
+    def _finished(self, where: BoardFilter, offset: int, count: int) -> tuple[int, list[BoardRow]]:
+        statuses = [s for s in FINISHED_STATUSES if where.wants(s)]
+        if not statuses:
+            return 0, []
+        status = where.status if where.status in FINISHED_STATUSES else None
+        key = keys.recent_by(status, where.task_type)
+        high = "+inf" if where.until_ms is None else str(where.until_ms)
+        low = "-inf" if where.since_ms is None else str(where.since_ms)
+        if not where.text and not where.symbol:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcount(key, low, high)
+            pipe.zrevrangebyscore(key, high, low, start=offset, num=count, withscores=True)
+            total, members = pipe.execute()
+            return int(total), self._finished_rows(members)
+        window: list[tuple[Any, float]] = list(
+            self.client.zrevrangebyscore(  # type: ignore[arg-type]
+                key, high, low, start=0, num=SEARCH_WINDOW, withscores=True
+            )
+        )
+        members = [(m, s) for m, s in window if not where.text or where.text in text(m)]
+        if not where.symbol:
+            return len(members), self._finished_rows(members[offset : offset + count])
+        rows: list[BoardRow] = []
+        for start in range(0, len(members), 200):
+            rows.extend(
+                r
+                for r in self._finished_rows(members[start : start + 200])
+                if where.symbol.upper() in _upper(r.symbols)
+            )
+        return len(rows), rows[offset : offset + count]
+
+    def _finished_rows(self, members: list[Any]) -> list[BoardRow]:
+        """Rows of finished tasks; a task's row is read once per run (its finish time
+        names the run: a new run writes a new one) and kept for the next views."""
+        if not members:
+            return []
+        pairs = [(text(m), int(score)) for m, score in members]
+        with self._rows_lock:
+            known = {pair: self._rows[pair] for pair in pairs if pair in self._rows}
+        missing = [(m, score) for (m, score), pair in zip(members, pairs, strict=True)
+                   if pair not in known]  # fmt: skip
+        if missing:
+            summaries = self._summaries(missing)
+            records = self._records([t.task_id for t in summaries])
+            fresh = {
+                (t.task_id, t.finished_ms): _finished_row(t, records.get(t.task_id) or {})
+                for t in summaries
+            }
+            known.update(fresh)
+            with self._rows_lock:
+                self._rows.update(fresh)
+                while len(self._rows) > ROW_CACHE:
+                    self._rows.popitem(last=False)
+        return [known[pair] for pair in pairs]
+
     # ------------------------------------------------------------------ one task
 
     def task(self, task_id: str) -> dict[str, Any] | None:
@@ -416,6 +642,126 @@ class QueueView:
     def schedule(self, name: str) -> ScheduleState:
         """One schedule (raises ScheduleError, with what to do, when there is none)."""
         return schedule_state(self.client, name)
+
+
+def _upper(symbols: list[str]) -> set[str]:
+    return {s.upper() for s in symbols}
+
+
+def _arg_symbols(args: dict[str, Any]) -> list[str]:
+    """The tickers a task's args name (a backtest's or sweep's ``symbols``, a screen's
+    ``universe``); a named symbol list (one string) is itself."""
+    for name in ("symbols", "universe"):
+        value = args.get(name)
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    if not isinstance(start, str) or not isinstance(end, str):
+        return None
+    try:
+        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    try:
+        return round(max((b - a).total_seconds(), 0.0), 3)
+    except TypeError:  # one aware, one naive
+        return None
+
+
+def _iso_ms(iso: Any) -> int | None:
+    if not isinstance(iso, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _in_window(iso: str | None, where: BoardFilter) -> bool:
+    if where.since_ms is None and where.until_ms is None:
+        return True
+    ms = _iso_ms(iso)
+    if ms is None:
+        return False
+    return (where.since_ms is None or ms >= where.since_ms) and (
+        where.until_ms is None or ms <= where.until_ms
+    )
+
+
+def _message_row(
+    message: dict[str, Any], status: str, records: dict[str, dict[str, Any]], worker: str | None
+) -> BoardRow:
+    task_id = str(message.get("task_id"))
+    args = message.get("args")
+    symbols = _arg_symbols(args if isinstance(args, dict) else {})
+    record = records.get(task_id) or {}
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    kind = message.get("task_type")
+    started = data.get("started_at") if status == "running" else None
+    return BoardRow(
+        task_id=task_id,
+        status=status if record.get("status") in (None, status) else str(record.get("status")),
+        task_type=kind if isinstance(kind, str) else None,
+        symbol_count=len(symbols),
+        symbols=symbols[:SHOWN_SYMBOLS],
+        submitted_at=_text_or_none(data.get("queued_at")),
+        started_at=_text_or_none(started),
+        duration_s=_seconds_between(started, datetime.now(UTC).isoformat()) if started else None,
+        worker_id=worker,
+    )
+
+
+def _finished_row(summary: TaskSummary, record: dict[str, Any]) -> BoardRow:
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    symbols = _arg_symbols(data)
+    summary_block = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+    assert isinstance(summary_block, dict)
+    count = len(symbols) if symbols else summary_block.get("symbols_processed")
+    seconds = data.get("execution_time_seconds")
+    status = summary.status or _text_or_none(record.get("status")) or "?"
+    return BoardRow(
+        task_id=summary.task_id,
+        status=status,
+        task_type=summary.task_type,
+        symbol_count=count if isinstance(count, int) else None,
+        symbols=symbols[:SHOWN_SYMBOLS],
+        started_at=_text_or_none(data.get("started_at")),
+        finished_at=_text_or_none(data.get("completed_at")),
+        finished_ms=summary.finished_ms,
+        duration_s=float(seconds) if isinstance(seconds, int | float) else None,
+        headline=_headline(data) if status == "completed" else None,
+        error_type=_text_or_none(data.get("error_type")) if status != "completed" else None,
+        worker_id=_text_or_none(data.get("worker_id")),
+    )
+
+
+def _headline(data: dict[str, Any]) -> tuple[str, Any] | None:
+    mode = data.get("execution_mode")
+    if mode == "sweep":
+        best, metric = data.get("best"), data.get("maximize")
+        metrics = best.get("metrics") if isinstance(best, dict) else None
+        if isinstance(metric, str) and isinstance(metrics, dict) and metric in metrics:
+            return metric, metrics[metric]
+        return None
+    if mode == "screening":
+        ranked = data.get("ranked_results")
+        return ("ranked", len(ranked)) if isinstance(ranked, list) else None
+    metrics = data.get("performance_metrics")
+    if isinstance(metrics, dict) and "total_return" in metrics:
+        return "total_return", metrics["total_return"]
+    return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _json(raw: Any) -> dict[str, Any]:

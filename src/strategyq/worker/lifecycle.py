@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from strategyq.executor.client import (
     ExecutorDied,
     ExecutorHung,
@@ -302,8 +304,15 @@ class TaskRunner:
             "execution_time_ms": round(elapsed * 1000, 3),
             "execution_time_seconds": round(elapsed, 6),
             "worker_id": self.worker_id,
+            "started_at": run.started_at,
             "completed_at": utc_now_iso(),
         }
+        # The producer's args go with the result, so a finished run can be read,
+        # reproduced and resubmitted after its message is gone (the API hides
+        # their strategy_code from read-scope callers).
+        args = _message_args(run.task.raw)
+        if args is not None:
+            timing["task_args"] = args
         if outcome.ok:
             return Status.COMPLETED, records.completed(outcome.data, timing)
         if outcome.error_type == "cancelled":
@@ -503,3 +512,13 @@ class _StageClock:
         if self.stage is not None:
             self.metrics.stage_duration(self.task_type, self.stage, now - self.since)
         self.stage, self.since = stage, now
+
+
+def _message_args(raw: bytes) -> dict[str, Any] | None:
+    """The ``args`` of a wire message (None when it has none as an object)."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    args = message.get("args") if isinstance(message, dict) else None
+    return args if isinstance(args, dict) else None

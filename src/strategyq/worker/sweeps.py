@@ -62,6 +62,10 @@ class SweepWorker:
         task = run.task
         plan, chunks = read_fanout(outcome.data)
         plan.update(started_at=run.started_at, started_epoch=time.time())
+        # The sweep's args ride in its plan to whichever worker writes its result.
+        args = orjson.loads(task.raw).get("args")
+        if isinstance(args, dict):
+            plan["task_args"] = args
         running = dumps(
             envelope(
                 Status.RUNNING,
@@ -172,6 +176,8 @@ class SweepWorker:
             worker_id=self.worker_id,
             completed_at=utc_now_iso(),
         )
+        if isinstance(plan.get("task_args"), dict):
+            data["task_args"] = plan["task_args"]
         record = dumps(envelope(Status.COMPLETED, data))
         while len(record) > self.settings.max_result_bytes and data.get("results"):
             # Past the result cap the ranked list is halved (best first; counts kept).

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from strategyq.labels import METRICS, format_metric
 from tests.integration.api.conftest import SIZES
@@ -47,6 +48,11 @@ def test_a_sweeps_heatmap_is_the_apis_and_a_click_opens_that_combination(
     page.wait_for_selector("#best-equity-chart .main-svg", timeout=WAIT_MS)
     page.screenshot(path=str(page.shots / f"sweep-{page.size}.png"), full_page=True)
     assert "6 combinations of fast, slow" in page.inner_text("#sweep-summary")
+    # Its args are kept with the result and shown (a sweep has no submit form).
+    shown = orjson.loads(page.inner_text("#task-args"))
+    assert shown["param_grid"] == {"fast": [5, 10, 20], "slow": [30, 60]}
+    assert data["task_args"]["strategy_code"] == SWEEP_CODE
+    assert page.locator("#resubmit").count() == 0
     # The heatmap's numbers are the API's (as percentages), cell for cell.
     drawn = page.evaluate(
         "() => { const d = document.getElementById('heatmap-chart').data[0];"

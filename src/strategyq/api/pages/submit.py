@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import WRITE, Principal, State
 from strategyq.api.pages.render import render
+from strategyq.api.pages.tasks import form_kind, stored_args
+from strategyq.api.problems import Problem
 from strategyq.client import submit_task
 from strategyq.errors import TaskValidationError
 from strategyq.protocol.envelope import TaskType
@@ -42,8 +44,53 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/submit", response_class=HTMLResponse)
-def submit_form(request: Request, _: Principal = WRITE) -> Response:
-    return render(request, "submit.html", {"form": _default_form(), "error": None})
+def submit_form(
+    request: Request,
+    state: State,
+    from_task: Annotated[str | None, Query(alias="from", max_length=200)] = None,
+    _: Principal = WRITE,
+) -> Response:
+    """The form; ``?from=ID`` fills it with that task's args and source to edit."""
+    if not from_task:
+        return render(request, "submit.html", {"form": _default_form(), "error": None})
+    record = state.view.task(from_task)
+    args = stored_args(record) if record is not None else None
+    if args is None:
+        message = state.view.message(from_task)
+        held = message.get("args") if message else None
+        args = dict(held) if isinstance(held, dict) else None
+    kind = form_kind(args) if args is not None else None
+    if args is None or kind is None:
+        raise Problem(
+            404,
+            f"task {from_task!r} has no args this form can take: it expired, its record "
+            "predates stored args, or it is a sweep (resubmit it with the API or CLI)",
+            title="Nothing to resubmit",
+        )
+    form, left_out = _form_from_args(kind, args)
+    return render(
+        request,
+        "submit.html",
+        {"form": form, "error": None, "from_task": from_task, "left_out": left_out},
+    )
+
+
+def _form_from_args(kind: str, args: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The form's fields from a task's args, and the args it has no field for."""
+    form = {**_default_form(), "task_type": kind, "strategy_code": ""}
+    symbols = args.get("universe" if kind == TaskType.SCREENING else "symbols")
+    form["symbols"] = ",".join(symbols) if isinstance(symbols, list) else str(symbols or "")
+    left_out = []
+    for name, value in args.items():
+        if name in ("symbols", "universe"):
+            continue
+        if name not in SUBMIT_FIELDS:
+            left_out.append(name)
+        elif name == "hold_days" and value is None:
+            form[name] = "none"
+        elif value is not None:
+            form[name] = str(value)
+    return form, sorted(left_out)
 
 
 @router.post("/submit")
@@ -71,7 +118,9 @@ async def submit(request: Request, state: State, _: Principal = WRITE) -> Respon
 def _form_message(form: Mapping[str, str]) -> dict[str, Any]:
     """A wire task from the submit form's fields (validated later by ``submit_task``)."""
     task_type = form.get("task_type", "backtest")
-    args: dict[str, Any] = {"strategy_code": form.get("strategy_code", "")}
+    # Browsers post a textarea's line breaks as CRLF: the source is kept as typed.
+    code = form.get("strategy_code", "").replace("\r\n", "\n")
+    args: dict[str, Any] = {"strategy_code": code}
     symbols = [
         s.strip() for s in form.get("symbols", "").replace("\n", ",").split(",") if s.strip()
     ]

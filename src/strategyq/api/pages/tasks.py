@@ -1,4 +1,4 @@
-"""``/tasks``: recent finished tasks (filtered, searched, paged); ``/tasks/{id}`` and its cancel."""
+"""``/tasks``: queued, running and finished tasks, searched; ``/tasks/{id}`` and its cancel."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import math
 from collections.abc import Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -24,6 +25,7 @@ from strategyq.client import cancel_task
 from strategyq.labels import METRICS, format_metric, label
 from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.protocol.task import PRODUCER_TASK_TYPES
+from strategyq.queue.view import BOARD_STATUSES, BoardFilter, BoardRow
 
 PAGE_SIZE = 50
 
@@ -37,42 +39,113 @@ def tasks(
     status: Annotated[str | None, Query()] = None,
     task_type: Annotated[str | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    symbol: Annotated[str | None, Query(max_length=40)] = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     _: Principal = READ,
 ) -> Response:
+    """Queued, running and finished tasks in one view, searched and filtered."""
     view = state.view
-    status = status or None
-    task_type = task_type or None
-    if q:
-        if view.task(q.strip()) is not None:
-            return RedirectResponse(f"/tasks/{quote(q.strip())}", status_code=303)
-        found = view.search(q, PAGE_SIZE)
-        total, rows = len(found), [asdict(t) for t in found]
-    else:
-        result = view.recent(
-            status=status,
-            task_type=task_type,
-            offset=(page - 1) * PAGE_SIZE,
-            count=PAGE_SIZE,
-        )
-        total, rows = result.total, [asdict(t) for t in result.tasks]
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    base = {k: v for k, v in {"status": status, "task_type": task_type, "q": q}.items() if v}
+    if status and status not in BOARD_STATUSES:
+        raise Problem(400, f"unknown status {status!r}: choose one of {', '.join(BOARD_STATUSES)}")
+    needle = (q or "").strip() or None
+    alone = not (status or task_type or symbol or since or until)
+    if needle and alone and view.task(needle) is not None:
+        return RedirectResponse(f"/tasks/{quote(needle)}", status_code=303)
+    where = BoardFilter(
+        status=status or None,
+        task_type=task_type or None,
+        text=needle,
+        symbol=(symbol or "").strip() or None,
+        since_ms=_moment_ms("since", since),
+        until_ms=_moment_ms("until", until, end_of_day=True),
+    )
+    board = view.board(where, offset=(page - 1) * PAGE_SIZE, count=PAGE_SIZE)
+    pages = max(1, math.ceil(board.finished_total / PAGE_SIZE))
+    filters = {
+        "status": status,
+        "task_type": task_type,
+        "q": q,
+        "symbol": symbol,
+        "since": since,
+        "until": until,
+    }
+    base = {k: v for k, v in filters.items() if v}
     return render(
         request,
         "tasks.html",
         {
-            "rows": rows,
-            "total": total,
+            "board": board,
+            "queued": [board_row(r) for r in board.queued],
+            "running": [board_row(r) for r in board.running],
+            "rows": [board_row(r) for r in board.finished],
+            "total": board.finished_total,
             "page": page,
             "pages": pages,
             "filters": base,
-            "statuses": ["completed", "error", "cancelled"],
+            "statuses": list(BOARD_STATUSES),
             # sweep_chunk is the worker's own internal work: not a type people filter by.
             "types": [t.value for t in PRODUCER_TASK_TYPES],
             "page_link": lambda n: "?" + urlencode({**base, "page": n}),
         },
     )
+
+
+def _moment_ms(name: str, value: str | None, *, end_of_day: bool = False) -> int | None:
+    """``2024-01-15`` or ``2024-01-15T10:30`` (UTC unless it names a zone) as epoch ms;
+    a bare date as ``until`` means the end of that day."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(
+            400,
+            f"{name}={value!r} is not a date or time: write it like 2024-01-15 or "
+            "2024-01-15T10:30 (UTC)",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end_of_day and len(value) == 10:
+        moment += timedelta(days=1) - timedelta(milliseconds=1)
+    return int(moment.timestamp() * 1000)
+
+
+def _when(iso: str | None) -> str | None:
+    """An ISO time as the pages write times (``2024-01-15 10:30:00Z``)."""
+    if iso is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def board_row(row: BoardRow) -> dict[str, Any]:
+    """A board row with its figures written for people."""
+    headline = ""
+    if row.headline is not None:
+        name, value = row.headline
+        headline = (
+            f"{label(name)} {format_metric(name, value)}"
+            if name in METRICS
+            else (f"{name} {value}")
+        )
+    more = (row.symbol_count or 0) - len(row.symbols)
+    symbols = ", ".join(row.symbols) + (f" +{more}" if more > 0 and row.symbols else "")
+    return {
+        **asdict(row),
+        "submitted_at": _when(row.submitted_at),
+        "started_at": _when(row.started_at),
+        "symbols_text": symbols,
+        "headline_text": headline,
+        "duration_ms": None if row.duration_s is None else row.duration_s * 1000,
+    }
 
 
 @router.get("/tasks/{task_id}/combinations/{index}", response_class=HTMLResponse)
@@ -175,32 +248,44 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
     link = f"/tasks/{quote(task_id, safe='')}/combinations"
     memo = entry.derived if entry is not None else None
     context = task_context(state, record, dict(request.query_params), link, memo)
+    stored = stored_args(record)
     message = None
-    if not context["terminal"] or record.get("status") == "error":
+    if stored is None and (not context["terminal"] or record.get("status") == "error"):
         message = state.view.message(task_id)
-    source = None
-    if message and who.can_write:
-        args = message.get("args")
-        code = args.get("strategy_code") if isinstance(args, dict) else None
-        source = code if isinstance(code, str) else None
+    args = stored if stored is not None else _message_args(message)
+    code = args.get("strategy_code") if args is not None else None
+    source = code if isinstance(code, str) and who.can_write else None
+    visible = None if args is None else {k: v for k, v in args.items() if k != "strategy_code"}
     return render(
         request,
         "task.html",
         {
             "task_id": task_id,
             "source": source,
-            "message_args": _visible_args(message),
+            "message_args": visible,
+            "resubmit": who.can_write and args is not None and form_kind(args) is not None,
             **context,
         },
     )
 
 
-def _visible_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not message:
+def stored_args(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The producer's args a finished run's record keeps (``data.task_args``)."""
+    data = record.get("data")
+    args = data.get("task_args") if isinstance(data, dict) else None
+    return dict(args) if isinstance(args, dict) else None
+
+
+def form_kind(args: Mapping[str, Any]) -> str | None:
+    """Which submit form the args fill: a screen's name a universe, a backtest's
+    symbols; a sweep's (with a grid) has no form."""
+    if "param_grid" in args:
         return None
-    args = message.get("args")
-    if not isinstance(args, dict):
-        return None
-    args = dict(args)
-    args.pop("strategy_code", None)
-    return args
+    if "universe" in args:
+        return "screening"
+    return "backtest" if "symbols" in args else None
+
+
+def _message_args(message: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    args = message.get("args") if message else None
+    return dict(args) if isinstance(args, dict) else None

@@ -1,12 +1,13 @@
 // Draws every chart of the page from its JSON spec, and follows a running task:
 // status events from the task's event stream update the badge, the stage and the
-// timeline; the terminal one reloads the page, which then shows the result.
+// timeline; the terminal one reloads the page, which then shows the result. The
+// overview updates its figures in place: what is typed anywhere on it is kept.
 (function () {
   "use strict";
   var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
-  function draw() {
+  function draw(root) {
     if (typeof Plotly === "undefined") return;
-    document.querySelectorAll("[data-plot]").forEach(function (div) {
+    (root || document).querySelectorAll("[data-plot]").forEach(function (div) {
       var spec = JSON.parse(document.getElementById(div.dataset.plot).textContent);
       if (dark) {
         // Charts follow the page's dark colours (the system setting).
@@ -71,7 +72,34 @@
       });
     });
   }
+  function live() {
+    // Fetch the same page, rendered by the server, and swap in its figures, tables and
+    // charts: the page itself is not reloaded, so a half-typed search is never lost.
+    var region = document.querySelector("[data-live]");
+    if (!region || typeof fetch === "undefined" || typeof DOMParser === "undefined") return;
+    var every = parseInt(region.dataset.live, 10) || 5000;
+    var busy = false;
+    function update() {
+      if (busy || document.hidden) return;
+      busy = true;
+      fetch(window.location.pathname + "?refresh=0", {credentials: "same-origin"})
+        .then(function (reply) { return reply.ok ? reply.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(region.id);
+          if (!fresh) return;
+          region.replaceChildren.apply(region, Array.prototype.map.call(
+            fresh.childNodes, function (node) { return document.importNode(node, true); }));
+          region.dataset.updated = String(Date.now());
+          draw(region);
+        })
+        .catch(function () { /* the next tick tries again */ })
+        .then(function () { busy = false; });
+    }
+    window.setInterval(update, every);
+  }
   confirmations();
   draw();
   follow();
+  live();
 })();

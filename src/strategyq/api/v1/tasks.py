@@ -20,9 +20,10 @@ from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.followers import WAIT_SLICE_S, HeldStream, client_left
 from strategyq.api.models import Cancelled, Submitted, TaskIn, TaskList, TaskRecord
 from strategyq.api.problems import Problem
+from strategyq.api.redact import record_for, strip_record_source
 from strategyq.api.v1.common import TaskId, queued, raw_json, unknown
 from strategyq.client import cancel_task, submit_task
-from strategyq.protocol.results import TERMINAL_STATUSES
+from strategyq.protocol.results import TERMINAL_STATUSES, decode_result
 
 STATUSES = ("completed", "error", "cancelled")
 
@@ -74,10 +75,15 @@ def recent(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskRecord, summary="A task's result")
-def get_task(task_id: TaskId, state: State, _: Principal = READ) -> Any:
+def get_task(task_id: TaskId, state: State, who: Principal = READ) -> Any:
     raw = state.view.task_json(task_id)
     if raw is None:
         raise unknown(task_id)
+    text = raw if isinstance(raw, bytes) else raw.encode()
+    if not who.can_write and b'"strategy_code"' in text:
+        record = decode_result(text)
+        if record is not None:
+            return raw_json(strip_record_source(record))
     # Results can be megabytes: the stored JSON is sent as it is.
     return Response(raw, media_type="application/json")
 
@@ -95,14 +101,14 @@ async def wait(
     request: Request,
     state: State,
     timeout_s: Annotated[float, Query(ge=0, le=300, description="Seconds to wait.")] = 30.0,
-    _: Principal = READ,
+    who: Principal = READ,
 ) -> Any:
     with state.followers.take():
         current = await state.blocking(state.view.task, task_id)
         if current is None:
             raise unknown(task_id)
         if current.get("status") in TERMINAL_STATUSES:
-            return raw_json(current)
+            return raw_json(record_for(current, who.can_write))
         deadline = time.monotonic() + min(timeout_s, state.config.max_wait_s)
         result = None
         # In slices, so a client that left is noticed and its place given back.
@@ -113,8 +119,8 @@ async def wait(
             result = await state.blocking(state.view.wait, task_id, min(left, WAIT_SLICE_S))
         if result is None:
             latest = await state.blocking(state.view.task, task_id)
-            return raw_json(latest or current, status_code=202)
-        return raw_json(result)
+            return raw_json(record_for(latest or current, who.can_write), status_code=202)
+        return raw_json(record_for(result, who.can_write))
 
 
 @router.get(

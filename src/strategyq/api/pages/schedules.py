@@ -1,0 +1,92 @@
+"""``/schedules``: every schedule with its next and last runs; pause, resume, run now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from strategyq.api.auth import check_csrf
+from strategyq.api.deps import READ, WRITE, Principal, State
+from strategyq.api.pages.render import render
+from strategyq.api.pages.tasks import board_row
+from strategyq.queue.schedules import ScheduleState, pause_schedule, resume_schedule, run_now
+from strategyq.queue.view import BoardFilter, QueueView
+
+RUNS_SHOWN = 5
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+def schedules(request: Request, state: State, _: Principal = READ) -> Response:
+    view = state.view
+    entries = [_entry(view, st) for st in view.schedules()]
+    return render(request, "schedules.html", {"schedules": entries})
+
+
+def _entry(view: QueueView, st: ScheduleState) -> dict[str, Any]:
+    """A schedule with its runs: queued, running, then finished, newest first.
+
+    A run's id starts with the schedule's name and a colon (``NAME:<slot>`` on its
+    calendar, ``NAME:now:<time>`` when run by hand).
+    """
+    s = st.schedule
+    prefix = f"{s.name}:"
+    board = view.board(BoardFilter(text=prefix), count=RUNS_SHOWN)
+    runs = [
+        board_row(r)
+        for r in (*board.running, *board.queued, *board.finished)
+        if r.task_id.startswith(prefix)
+    ][:RUNS_SHOWN]
+    return {
+        "name": s.name,
+        "when": s.explain(),
+        "cron": s.cron,
+        "tz": s.tz,
+        "task_type": s.task_type,
+        "paused": st.paused,
+        "next_slot": st.next_slot.isoformat(timespec="minutes"),
+        "runs": runs,
+    }
+
+
+@router.post("/schedules/{name}/pause")
+def pause(
+    request: Request,
+    name: str,
+    state: State,
+    csrf: Annotated[str, Form()] = "",
+    _: Principal = WRITE,
+) -> Response:
+    check_csrf(request, csrf)
+    pause_schedule(state.client, name)
+    return RedirectResponse(f"/schedules#schedule-{quote(name)}", status_code=303)
+
+
+@router.post("/schedules/{name}/resume")
+def resume(
+    request: Request,
+    name: str,
+    state: State,
+    csrf: Annotated[str, Form()] = "",
+    _: Principal = WRITE,
+) -> Response:
+    check_csrf(request, csrf)
+    resume_schedule(state.client, name)
+    return RedirectResponse(f"/schedules#schedule-{quote(name)}", status_code=303)
+
+
+@router.post("/schedules/{name}/run-now")
+def run(
+    request: Request,
+    name: str,
+    state: State,
+    csrf: Annotated[str, Form()] = "",
+    _: Principal = WRITE,
+) -> Response:
+    check_csrf(request, csrf)
+    run_now(state.client, name, queue=state.queue, result_ttl_s=state.settings.result_ttl_s)
+    return RedirectResponse(f"/schedules#schedule-{quote(name)}", status_code=303)
