@@ -34,6 +34,7 @@ from strategyq import errors
 from strategyq.data.store import Store
 from strategyq.data.synth import synthetic_bars, write_synthetic
 from strategyq.sandbox.forkclient import ForkClient
+from strategyq.sandbox.lockdown import TASK_UID_BASE
 from strategyq.settings import SandboxLimits, Settings
 
 LIMITS = SandboxLimits(time_limit_s=120, memory_mb=1024, answer_max_bytes=1 << 20)
@@ -250,7 +251,11 @@ def bomb(df):
     word = ctypes.c_int(0)
     run = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)(text)
     out = run({attempts}, stacks + (1 << 20) - 64, ctypes.addressof(word))
-    return [{{"ticker": "X", "threads": out & 0xFFFFFFFF, "errno": out >> 32}}]
+    libc.geteuid.restype = ctypes.c_uint
+    nproc = (ctypes.c_ulong * 2)()
+    libc.getrlimit(6, nproc)                              # RLIMIT_NPROC: names the cap's route
+    return [{{"ticker": "X", "threads": out & 0xFFFFFFFF, "errno": out >> 32,
+             "euid": libc.geteuid(), "nproc": nproc[0]}}]
 """
 
 
@@ -271,6 +276,8 @@ def test_a_raw_clone_thread_bomb_stops_at_the_cap(client: ForkClient, max_thread
     # The child's own thread counts: at most max_threads - 1 more, then EAGAIN.
     assert value[0]["threads"] == max_threads - 1, value
     assert value[0]["errno"] == 11, value
+    # The root route: a uid of the child's own, with RLIMIT_NPROC the cap.
+    assert value[0]["euid"] > TASK_UID_BASE and value[0]["nproc"] == max_threads, value
     # The host carries on: the next task is answered, and so is another bomb.
     assert client.run(NORMAL, later, limits)[0][0]["n"] > 0
     assert client.run(thread_bomb(), later, limits, check_policy=False)[0][0]["threads"] == (
