@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render
 from strategyq.api.pages.tasks import board_row
+from strategyq.api.problems import Problem
 from strategyq.queue.schedules import ScheduleState, pause_schedule, resume_schedule, run_now
 from strategyq.queue.view import BoardFilter, QueueView
 
@@ -53,40 +55,38 @@ def _entry(view: QueueView, st: ScheduleState) -> dict[str, Any]:
     }
 
 
-@router.post("/schedules/{name}/pause")
-def pause(
-    request: Request,
-    name: str,
-    state: State,
-    csrf: Annotated[str, Form()] = "",
-    _: Principal = WRITE,
-) -> Response:
-    check_csrf(request, csrf)
+def _pause(state: State, name: str) -> None:
     pause_schedule(state.client, name)
-    return RedirectResponse(f"/schedules#schedule-{quote(name)}", status_code=303)
 
 
-@router.post("/schedules/{name}/resume")
-def resume(
-    request: Request,
-    name: str,
-    state: State,
-    csrf: Annotated[str, Form()] = "",
-    _: Principal = WRITE,
-) -> Response:
-    check_csrf(request, csrf)
+def _resume(state: State, name: str) -> None:
     resume_schedule(state.client, name)
-    return RedirectResponse(f"/schedules#schedule-{quote(name)}", status_code=303)
 
 
-@router.post("/schedules/{name}/run-now")
-def run(
+def _run_now(state: State, name: str) -> None:
+    run_now(state.client, name, queue=state.queue, result_ttl_s=state.settings.result_ttl_s)
+
+
+ACTIONS: dict[str, Callable[[State, str], None]] = {
+    "pause": _pause,
+    "resume": _resume,
+    "run-now": _run_now,
+}
+"""The buttons of a schedule, by the last part of their form's path."""
+
+
+@router.post("/schedules/{name}/{action}")
+def act(
     request: Request,
     name: str,
+    action: str,
     state: State,
     csrf: Annotated[str, Form()] = "",
     _: Principal = WRITE,
 ) -> Response:
     check_csrf(request, csrf)
-    run_now(state.client, name, queue=state.queue, result_ttl_s=state.settings.result_ttl_s)
+    do = ACTIONS.get(action)
+    if do is None:
+        raise Problem(404, f"no schedule action {action!r}; use one of {', '.join(ACTIONS)}")
+    do(state, name)
     return RedirectResponse(f"/schedules#schedule-{quote(name)}", status_code=303)
