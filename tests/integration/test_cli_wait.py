@@ -15,8 +15,12 @@ from tests.integration.conftest import wait_until
 
 
 def _blocked_in_wait(redis_client: redis.Redis) -> bool:
-    # The CLI waits with a blocking pop on the task's completion list.
-    return any(c.get("cmd") == "blpop" for c in redis_client.client_list())
+    # The CLI waits with a blocking pop on the task's completion list (on this test's
+    # database: a server shared by parallel test workers has other clients blocked).
+    db = str(redis_client.connection_pool.connection_kwargs.get("db", 0))
+    return any(
+        c.get("cmd") == "blpop" and str(c.get("db")) == db for c in redis_client.client_list()
+    )
 
 
 def test_ctrl_c_while_waiting_says_the_task_keeps_running_and_how_to_cancel_it(
