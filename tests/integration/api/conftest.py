@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from strategyq.settings import SANDBOX_LIBRARIES
 from tests.conftest import free_port
 from tests.integration.conftest import WorkerProcess, suite_env
 
@@ -82,8 +83,16 @@ class ServeProcess:
 
 def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
     # Every worker of these tests reaps, and a reaper applies its own limit: with one
-    # attempt, whichever worker reaps a crashed run dead-letters it.
-    return suite_env(redis_url, market_home, STRATEGYQ_MAX_ATTEMPTS="1", **extra)
+    # attempt, whichever worker reaps a crashed run dead-letters it. The API checks a
+    # strategy against the shipped library list, as check_strategy() does in this process.
+    libraries = ",".join(SANDBOX_LIBRARIES)
+    return suite_env(
+        redis_url,
+        market_home,
+        STRATEGYQ_MAX_ATTEMPTS="1",
+        STRATEGYQ_SANDBOX_LIBRARIES=libraries,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="session")
