@@ -56,23 +56,37 @@ def _indicator_rows(market: MarketData) -> None:
     console.print(table)
 
 
-def _free_port(preferred: int = 8000) -> int:
+def _listening_socket(preferred: int = 8000) -> socket.socket:
+    """A loopback socket bound and listening on ``preferred``, or on any free port.
+
+    The demo binds it and hands it to the server: choosing a free port and letting the
+    server bind it later would race another program (or demo) that takes it meanwhile,
+    and then the demo would talk to that other server.
+    """
     for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            continue
+        return sock
     raise OSError("no free port on 127.0.0.1")
 
 
-def _start_dashboard(port: int) -> subprocess.Popen[bytes]:
-    """``strategyq serve`` on ``port``, once it answers /readyz."""
+def _start_dashboard(sock: socket.socket) -> subprocess.Popen[bytes]:
+    """``strategyq serve`` on the demo's socket, once it answers /readyz."""
+    port = int(sock.getsockname()[1])
+    fd = sock.fileno()
+    command = [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--fd", str(fd)]
     api = subprocess.Popen(
-        [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--log-level", "WARNING"],
+        [*command, "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL,
+        pass_fds=(fd,),
     )
+    # The server holds its own copy now.
+    sock.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and api.poll() is None:
         try:
@@ -124,11 +138,12 @@ def register(app: typer.Typer) -> None:
             ],
         )
         console.print(f"[bold]3.[/] worker started (pid {worker.pid})")
-        port = _free_port()
+        sock = _listening_socket()
+        port = int(sock.getsockname()[1])
         api: subprocess.Popen[bytes] | None = None
         previous = _stop_on_signals()
         try:
-            api = _start_dashboard(port)
+            api = _start_dashboard(sock)
             task_ids = _run_seed_tasks(r)
             _show_dashboard(api, f"http://127.0.0.1:{port}", task_ids, serve)
         except _Stopped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Annotated, Any
 
 import typer
@@ -69,6 +70,14 @@ def register(app: typer.Typer) -> None:
                 "forwarded headers are believed."
             ),
         ] = "127.0.0.1",
+        fd: Annotated[
+            int | None,
+            typer.Option(
+                hidden=True,
+                help="Serve on this inherited, already bound and listening socket (so a parent "
+                "that chose the port holds it until the server takes it over).",
+            ),
+        ] = None,
     ) -> None:
         """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and the web dashboard."""
         from strategyq.api.config import ApiConfig, Scope
@@ -99,18 +108,21 @@ def register(app: typer.Typer) -> None:
             f"dashboard and API on http://{shown}:{config.port}/ "
             f"(OpenAPI: /openapi.json; {'tokens required' if config.auth_required else 'no token'})"
         )
+        uv_config = uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=access_log,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        # The socket's own family (uvicorn's fd option assumes a Unix socket).
+        sockets = None if fd is None else [socket.socket(fileno=fd)]
         try:
-            uvicorn.run(
-                app,
-                host=config.host,
-                port=config.port,
-                log_config=None,
-                access_log=access_log,
-                proxy_headers=proxy_headers,
-                forwarded_allow_ips=forwarded_allow_ips,
-                server_header=False,
-                timeout_graceful_shutdown=5,
-            )
+            uvicorn.Server(uv_config).run(sockets=sockets)
         finally:
             if archiver is not None:
                 archiver.stop()
