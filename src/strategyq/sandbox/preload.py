@@ -1,10 +1,11 @@
 """Import, before lock-down, every module a strategy's pandas/numpy/datetime calls may need.
 
-A locked-down child can read no file, so a module first imported after
-lock-down cannot be loaded. pandas and numpy import many of their parts
-lazily (``df.pivot`` → ``pandas.core.reshape.pivot``, ``np.fft`` on first
-use), and the C parts of the standard library do too
-(``datetime.strptime`` → ``_strptime``, ``Timestamp.strftime`` → ``time``).
+A locked-down child can read no file but the libraries' own data, and finds no
+module by path, so a module first imported after lock-down cannot be loaded.
+pandas and numpy import many of their parts lazily (``df.pivot`` →
+``pandas.core.reshape.pivot``, ``np.fft`` on first use), and the C parts of
+the standard library do too (``datetime.strptime`` → ``_strptime``,
+``Timestamp.strftime`` → ``time``).
 So the forking parent imports every submodule of pandas and numpy (a walk of
 the installed packages: whatever version is installed, nothing is missed),
 plus the standard-library modules that C code or those packages import

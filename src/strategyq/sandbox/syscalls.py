@@ -29,7 +29,7 @@ ALLOWED: dict[str, str] = {
     "getrandom": "seeds str hashes, random and numpy's Generator",
     "exit_group": "the child's exit",
     # -- memory management (glibc malloc, numpy's allocator, large frames)
-    "mmap": "anonymous mappings for large arrays (no file can be opened to map)",
+    "mmap": "anonymous mappings for large arrays (the only files that open are libraries' data)",
     "munmap": "frees large arrays",
     "mremap": "grows large arrays in place (realloc)",
     "mprotect": "guard pages of thread stacks, malloc arenas",
