@@ -16,7 +16,13 @@ same run:
    ``e860113``, the default libraries in a single fork server), in alternating
    rounds against one embedded Valkey and one synthetic store: CPU per trivial
    task (all processes) and the latency of a large backtest (every stored
-   symbol, several years). Target: default / base ≤ 1.15 for both. With the
+   symbol, several years; one unmeasured run first, which loads the store's
+   files and forks each server's first child, then the median of
+   ``LARGE_RUNS``), with that backtest's CPU (all the worker's processes),
+   which a loaded machine disturbs far less than the latency. Target: default
+   / base ≤ 1.15 for both. Each round's ratio to base (the two measured
+   minutes apart) is printed too: their median and spread say how much of a
+   difference is the machine's load. With the
    default libraries it also measures the CPU per task of a trivial strategy
    that imports TA-Lib (forked by the full fork server, where a plain
    strategy's child comes from the lean one) and the memory (PSS) of the
@@ -44,7 +50,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_e2e import descendants, pss_mib, span
+from benchmarks.bench_e2e import cpu_s, descendants, pss_mib, span
 from benchmarks.bench_queue_cpu import cpu_per_task_ms, wait_ready, worker
 from strategyq import add_backtest_task, wait_for_result
 from strategyq.data import write_synthetic
@@ -56,7 +62,8 @@ BASE = os.environ.get("STRATEGYQ_BENCH_LIBS_BASE", "fbe4c18")
 ONE = os.environ.get("STRATEGYQ_BENCH_LIBS_ONE_SERVER", "e860113")
 ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_ROUNDS", "3"))
 TASKS = int(os.environ.get("STRATEGYQ_BENCH_TASKS", "120"))
-LARGE_SYMBOLS, LARGE_YEARS, LARGE_RUNS = 200, 4.0, 3
+LARGE_SYMBOLS, LARGE_YEARS = 200, 4.0
+LARGE_RUNS = int(os.environ.get("STRATEGYQ_BENCH_LARGE_RUNS", "5"))
 CHILD_RUNS = 60
 TARGET = 1.15
 PARTS = os.environ.get("STRATEGYQ_BENCH_LIBS_PARTS", "per-library,queue").split(",")
@@ -129,18 +136,28 @@ def base_tree(commit: str = BASE) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def large_latency_s(client: redis.Redis, symbols: list[str]) -> float:
+def large_latency_s(
+    client: redis.Redis, symbols: list[str], worker_pid: int
+) -> tuple[float, float]:
+    """The median latency of the large backtest (after one unmeasured run: the first
+    reads the store's files from disk and forks each server's first child), and the CPU
+    seconds the worker's processes spent per measured run."""
     start, end = span(LARGE_YEARS - 0.5)
     took = []
-    for _ in range(LARGE_RUNS):
+    cpu = 0.0
+    for attempt in range(LARGE_RUNS + 1):
+        processes = descendants(worker_pid)
+        c0 = cpu_s(processes)
         task_id = uuid.uuid4().hex
         t0 = time.perf_counter()
         add_backtest_task(client, task_id, LARGE, symbols, start, end)
         result = wait_for_result(client, task_id, 300)
-        took.append(time.perf_counter() - t0)
         if result is None or result["status"] != "completed":
             raise RuntimeError(f"benchmark task failed: {result}")
-    return statistics.median(took)
+        if attempt:
+            took.append(time.perf_counter() - t0)
+            cpu += cpu_s(processes) - c0
+    return statistics.median(took), cpu / LARGE_RUNS
 
 
 def per_library(console: Console) -> list[dict[str, Any]]:
@@ -225,12 +242,13 @@ def queue(console: Console) -> list[dict[str, Any]]:
                         samples.setdefault(("cpu_lib", label), []).append(lib)
                     with worker(run_env, src) as proc:
                         wait_ready(client, proc)
-                        latency = large_latency_s(client, symbols)
+                        latency, large_cpu = large_latency_s(client, symbols, proc.pid)
                         if label == "default libraries":
                             # After a library task too, so both fork servers have forked.
                             cpu_per_task_one(client, LIBRARY_TASK)
                         total, servers = memory_mib(proc.pid)
                     samples.setdefault(("large", label), []).append(latency)
+                    samples.setdefault(("large_cpu", label), []).append(large_cpu)
                     samples.setdefault(("pss", label), []).append(total)
                     samples.setdefault(("pss_servers", label), []).append(servers)
                     loads.append(load())
@@ -246,7 +264,8 @@ def queue(console: Console) -> list[dict[str, Any]]:
     rows = []
     for key, title, unit in (("cpu", f"CPU per trivial task ({TASKS} tasks)", "ms"),
                              ("large", f"large backtest latency ({LARGE_SYMBOLS} symbols, "
-                                       f"{LARGE_YEARS - 0.5:g} years)", "s")):  # fmt: skip
+                                       f"{LARGE_YEARS - 0.5:g} years)", "s"),
+                             ("large_cpu", "large backtest CPU, all processes", "s")):  # fmt: skip
         base = statistics.median(samples[(key, "base")])
         new = statistics.median(samples[(key, "default libraries")])
         none = statistics.median(samples[(key, "no extra libraries")])
@@ -261,6 +280,22 @@ def queue(console: Console) -> list[dict[str, Any]]:
                       f"{none:.2f} {unit}", f"{none / base:.2f}×", f"≤ {TARGET}×",
                       "yes" if new / base <= TARGET else "[red]no[/]")  # fmt: skip
     console.print(table)
+    paired = Table(title="Each round's ratio to base (default libraries / base, measured "
+                         "minutes apart): median and spread")  # fmt: skip
+    for column in ("measure", "rounds", "median", "min", "max"):
+        paired.add_column(column, justify="left" if column == "measure" else "right")
+    for key in ("cpu", "large", "large_cpu"):
+        ratios = [
+            new / base
+            for new, base in zip(
+                samples[(key, "default libraries")], samples[(key, "base")], strict=True
+            )
+        ]
+        paired.add_row(key, " ".join(f"{r:.2f}" for r in ratios),
+                       f"{statistics.median(ratios):.2f}×", f"{min(ratios):.2f}×",
+                       f"{max(ratios):.2f}×")  # fmt: skip
+        rows.append({"measure": f"{key}_round_ratios", "ratios": ratios})
+    console.print(paired)
     base_cpu = statistics.median(samples[("cpu", "base")])
     lib_cpu = statistics.median(samples[("cpu_lib", "default libraries")])
     plain_cpu = statistics.median(samples[("cpu", "default libraries")])
@@ -304,7 +339,8 @@ def cpu_per_task_one(client: redis.Redis, code: str) -> None:
 
 
 def main() -> dict[str, Any]:
-    console = Console()
+    # Wide enough that the tables are not cut when the output is a file or a pipe.
+    console = Console(width=max(Console().width, 160))
     found: dict[str, Any] = {"base": BASE}
     if "per-library" in PARTS:
         found["libraries"] = per_library(console)

@@ -80,6 +80,15 @@ def _machine(hexcode, offset=0):
 """
 
 
+_LIBRARY_DIRS = """
+import errno, os, sklearn, zoneinfo
+LIB = os.path.dirname(sklearn.__file__)
+READABLE = [LIB, os.path.join(LIB, 'datasets', 'data')]
+READABLE += [p for p in zoneinfo.TZPATH if os.path.isdir(p)]
+"""
+"""Where a child may read files (scikit-learn's package, the time-zone database)."""
+
+
 def _s(body: str, prelude: str = "") -> str:
     lines = "\n".join("    " + line for line in body.strip("\n").splitlines())
     return f"{prelude}\ndef strategy(df):\n{lines}\n"
@@ -878,6 +887,77 @@ return []
 """),
         off=DENIED,
     ),
+    # 9. through the libraries' data directories, the only places a child may read (and
+    # only read): each case reports {'denied': True} when every attempt was refused.
+    *[
+        Case(name, 9, _s(body, _LIBRARY_DIRS), off=frozenset({"ok"}))
+        for name, body in {
+            "library_dir_dotdot": """
+refused = 0
+for base in READABLE:
+    try:
+        with open(base + '/..' * 16 + 'CANARY') as f:
+            return [{'x': f.read()}]
+    except OSError as e:
+        refused += e.errno == errno.EACCES
+return [{'denied': refused == len(READABLE) >= 2}]
+""",
+            "library_dir_neighbours": """
+import numpy, strategyq, sys
+site = os.path.dirname(LIB)
+targets = [os.path.join(os.path.dirname(numpy.__file__), '__init__.py'),
+           os.path.join(os.path.dirname(strategyq.__file__), 'settings.py'),
+           os.path.join(sys.prefix, 'pyvenv.cfg'), LIB + '.secret', LIB + '-1.0.dist-info/RECORD',
+           '/etc/passwd', '/proc/self/environ', '/proc/1/environ', 'CANARY']
+refused = 0
+for path in targets:
+    try:
+        with open(path, 'rb') as f:
+            return [{'x': f.read(64).decode('latin-1'), 'path': path}]
+    except OSError as e:
+        refused += e.errno in (errno.EACCES, errno.ENOENT)
+listed = 0
+for folder in (site, LIB, os.path.join(LIB, 'datasets', 'data'), *READABLE):
+    try:
+        os.listdir(folder)
+    except OSError as e:
+        listed += e.errno == errno.EACCES
+return [{'denied': refused == len(targets) and listed == 3 + len(READABLE)}]
+""",
+            "library_dir_writes": """
+data = os.path.join(LIB, 'datasets', 'data')
+iris = os.path.join(data, 'iris.csv')
+before = open(iris, 'rb').read()
+attempts = [
+    lambda: open(os.path.join(data, 'new.csv'), 'w'),
+    lambda: open(iris, 'r+b'),
+    lambda: open(iris, 'ab'),
+    lambda: open(os.path.join(data, 'new.csv'), 'x'),
+    lambda: os.open(os.path.join(data, 'new.csv'), os.O_CREAT | os.O_WRONLY, 0o644),
+    lambda: os.open(iris, os.O_RDONLY | os.O_TRUNC),
+    lambda: os.truncate(iris, 0),
+    lambda: os.remove(iris),
+    lambda: os.rename(iris, iris + '.bak'),
+    lambda: os.mkdir(os.path.join(data, 'sub')),
+    lambda: os.symlink('CANARY', os.path.join(data, 'link')),
+    lambda: os.link('CANARY', os.path.join(data, 'hard')),
+    lambda: os.chmod(iris, 0o777),
+    lambda: os.utime(iris, (0, 0)),
+    lambda: os.mkfifo(os.path.join(data, 'fifo')),
+]
+refused = 0
+for attempt in attempts:
+    try:
+        attempt().close()
+    except AttributeError:  # os.open's descriptor: opened
+        pass
+    except OSError as e:
+        refused += e.errno in (errno.EPERM, errno.EACCES)
+after = open(iris, 'rb').read()
+return [{'denied': refused == len(attempts) and after == before and len(before) > 1000}]
+""",
+        }.items()
+    ],
     # 10. cross-task interference: another process of the same user
     *[
         Case(

@@ -915,6 +915,16 @@ def strategy(df):
     r = pd.date_range('2024-03-08', periods=4, freq='D', tz='America/New_York')
     return [{'ticker': 'ALL', 'days': [str(x) for x in r], 'utc': str(r.tz_convert('UTC')[-1])}]
 """,
+    "zoneinfo_database_read": """
+import zoneinfo
+import datetime as dt
+def strategy(df):
+    # no_cache and available_timezones() read the time-zone database now, not a preloaded zone.
+    zone = zoneinfo.ZoneInfo.no_cache('Pacific/Chatham')
+    when = dt.datetime(2024, 1, 15, 12, tzinfo=zone)
+    names = zoneinfo.available_timezones()
+    return [{'ticker': 'ALL', 'offset': str(when.utcoffset()), 'has_kolkata': 'Asia/Kolkata' in names, 'many': len(names) > 300}]
+""",
 }
 """Named time zones in every API that takes one."""
 
@@ -1106,8 +1116,52 @@ def strategy(df):
     back = pca.inverse_transform(pca.transform(p.to_numpy()))
     return [{'ticker': 'ALL', 'ev': [float(x) for x in pca.explained_variance_ratio_], 'mse': float(mean_squared_error(p.to_numpy(), back))}]
 """,
+    "sklearn_iris_digits_datasets": """
+from sklearn.datasets import load_digits, load_iris
+from sklearn.linear_model import LogisticRegression
+def strategy(df):
+    iris = load_iris()
+    fit = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    digits = load_digits(n_class=2)
+    first = df['ticker'].iloc[0]
+    return [{'ticker': first, 'iris_rows': len(iris.data), 'iris_score': round(float(fit.score(iris.data, iris.target)), 6),
+             'names': list(iris.target_names), 'digits': int(digits.data.shape[0]), 'descr': iris.DESCR.splitlines()[0]}]
+""",
+    "sklearn_bundled_frames": """
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_linnerud, load_wine
+def strategy(df):
+    wine = load_wine(as_frame=True).frame
+    diabetes = load_diabetes(scaled=False)
+    return [{'ticker': t, 'wine': wine.shape[0], 'wine_mean': round(float(wine['alcohol'].mean()), 6),
+             'diabetes': round(float(diabetes.target.mean()), 6), 'cancer': len(load_breast_cancer().target),
+             'linnerud': len(load_linnerud().data)} for t in sorted(df['ticker'].unique())[:2]]
+""",
+    "statsmodels_macrodata_ols": """
+import statsmodels.api as sm
+def strategy(df):
+    macro = sm.datasets.macrodata.load_pandas().data
+    infl = macro['infl']
+    fit = sm.OLS(macro['realcons'], sm.add_constant(macro['realgdp'])).fit()
+    sun = sm.datasets.sunspots.load_pandas().data
+    return [{'ticker': df['ticker'].iloc[-1], 'quarters': len(macro), 'beta': round(float(fit.params['realgdp']), 8),
+             'infl_mean': round(float(infl.mean()), 8), 'sunspots': len(sun), 'nile': len(sm.datasets.nile.load_pandas().data)}]
+""",
+    "statsmodels_dataset_load": """
+from statsmodels.datasets import co2, longley, stackloss
+def strategy(df):
+    data = longley.load_pandas()
+    c = co2.load_pandas().data
+    return [{'ticker': 'ALL', 'longley': list(data.exog.columns), 'co2_rows': len(c),
+             'stackloss': float(stackloss.load_pandas().endog.sum())}]
+""",
+    "scipy_sobol_bundled_table": """
+from scipy.stats import qmc
+def strategy(df):
+    grid = qmc.Sobol(d=3, scramble=False).random_base2(4)
+    return [{'ticker': t, 'point': [float(x) for x in grid[i]]} for i, t in enumerate(sorted(df['ticker'].unique()))]
+""",
 }
-"""The preloaded libraries: TA-Lib, scipy, statsmodels, scikit-learn."""
+"""The preloaded libraries: TA-Lib, scipy, statsmodels, scikit-learn (and the data files they bundle)."""
 
 
 def cases() -> dict[str, str]:

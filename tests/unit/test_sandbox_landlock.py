@@ -11,6 +11,9 @@ Landlock — must refuse to run anything.
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +100,81 @@ def test_handled_rights_grow_with_the_abi(abi: int) -> None:
     assert bool(landlock.handled_fs(abi) & (1 << 13)) == (abi >= 2)  # refer
     assert bool(landlock.handled_fs(abi) & (1 << 14)) == (abi >= 3)  # truncate
     assert bool(landlock.handled_fs(abi) & (1 << 15)) == (abi >= 5)  # ioctl_dev
+
+
+@pytest.fixture
+def granted_folder(warmed: None) -> Iterator[Path]:
+    """A folder granted as a library's is (read only), beside a secret and a look-alike.
+
+    Everything is readable by every user, as an installation is (a child run by root
+    has a uid of its own): only Landlock stands between the child and the secret.
+    """
+    with tempfile.TemporaryDirectory() as name:
+        top = Path(name)
+        top.chmod(0o755)
+        yield from _granted(top)
+
+
+def _granted(tmp_path: Path) -> Iterator[Path]:
+    lib = tmp_path / "lib"
+    (lib / "data").mkdir(parents=True)
+    (lib / "data" / "table.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "secret.txt").write_text(SECRET)
+    (tmp_path / "lib.secret").mkdir()
+    (tmp_path / "lib.secret" / "s.txt").write_text(SECRET)
+    (lib / "data" / "link").symlink_to(tmp_path / "secret.txt")
+    before = landlock.readable()
+    landlock.grant_reading([*before, str(lib)])
+    try:
+        yield lib
+    finally:
+        landlock.grant_reading(before)
+
+
+SECRET = "not-for-strategies-7f3a"
+
+GRANTED_PROBE = """
+import errno, os
+LIB = 'LIBDIR'
+
+def probe(df):
+    table = open(LIB + '/data/table.csv').read()
+    refused = {}
+    def attempt(name, call):
+        try:
+            found = call()
+            refused[name] = 'OPENED ' + repr(found)[:80]
+        except OSError as e:
+            refused[name] = errno.errorcode.get(e.errno, str(e.errno))
+    attempt('dotdot', lambda: open(LIB + '/data/../../secret.txt').read())
+    attempt('look-alike', lambda: open(LIB + '.secret/s.txt').read())
+    attempt('symlink out', lambda: open(LIB + '/data/link').read())
+    attempt('list', lambda: os.listdir(LIB + '/data'))
+    attempt('write new', lambda: open(LIB + '/data/new.csv', 'w'))
+    attempt('write existing', lambda: open(LIB + '/data/table.csv', 'r+'))
+    attempt('append', lambda: open(LIB + '/data/table.csv', 'a'))
+    attempt('truncate', lambda: os.truncate(LIB + '/data/table.csv', 0))
+    attempt('remove', lambda: os.remove(LIB + '/data/table.csv'))
+    attempt('rename', lambda: os.rename(LIB + '/data/table.csv', LIB + '/t.csv'))
+    attempt('mkdir', lambda: os.mkdir(LIB + '/data/sub'))
+    attempt('symlink in', lambda: os.symlink(LIB + '/../secret.txt', LIB + '/data/s'))
+    attempt('hard link in', lambda: os.link(LIB + '/../secret.txt', LIB + '/data/h'))
+    return [{'ticker': 'X', 'table': table, 'refused': refused}]
+"""
+
+
+@pytest.mark.parametrize("abi", ABIS)
+def test_a_granted_folder_is_read_only_and_nothing_beside_it_is_readable(
+    abi: int, granted_folder: Path
+) -> None:
+    code = GRANTED_PROBE.replace("LIBDIR", str(granted_folder))
+    value = run(code, warm_frame(), LIMITS, check_policy=False, landlock_abi_max=abi)
+    assert value[0]["table"] == "a,b\n1,2\n"
+    refused = value[0]["refused"]
+    assert SECRET not in json.dumps(value)
+    assert set(refused.values()) <= {"EACCES", "EPERM"}, refused
+    assert refused["dotdot"] == refused["look-alike"] == refused["symlink out"] == "EACCES"
+    assert refused["list"] == "EACCES"  # files can be read, folders not listed
+    assert sorted(p.name for p in (granted_folder / "data").iterdir()) == ["link", "table.csv"]
+    assert (granted_folder / "data" / "table.csv").read_text() == "a,b\n1,2\n"
+    assert sorted(p.name for p in granted_folder.iterdir()) == ["data"]

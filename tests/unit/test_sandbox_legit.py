@@ -354,3 +354,55 @@ def test_a_child_finds_no_earlier_request_nor_the_data_dir(host: Host, store: Pa
     # The same snoop does find them when they are in its own request: the scan works.
     value, _ = client.run(code, earlier, LIMITS, check_policy=False)
     assert "SYN0005" in value[0]["found"]
+
+
+FILES_PROBE = """
+import errno, os
+from sklearn.datasets import load_iris
+import statsmodels.api as sm
+
+def probe(df):
+    refused = {}
+    for path in PATHS:
+        try:
+            with open(path, 'rb') as f:
+                refused[path] = 'READ ' + f.read(40).decode('latin-1')
+        except OSError as e:
+            refused[path] = errno.errorcode.get(e.errno, str(e.errno))
+    for folder in FOLDERS:
+        try:
+            refused[folder] = 'LISTED ' + ' '.join(os.listdir(folder))[:80]
+        except OSError as e:
+            refused[folder] = errno.errorcode.get(e.errno, str(e.errno))
+    iris = load_iris().data.shape[0]
+    macro = len(sm.datasets.macrodata.load_pandas().data)
+    return [{'ticker': 'X', 'iris': iris, 'macro': macro, 'refused': refused}]
+"""
+
+
+def test_a_child_reads_library_data_and_nothing_else(host: Host, store: Path) -> None:
+    """Through the host's full fork server, policy off: the libraries' bundled data is
+    read, while the data store, the host's and fork servers' files, secrets and the
+    installation beside the granted folders stay closed."""
+    import numpy
+
+    files = sorted(str(p) for p in store.rglob("*") if p.is_file())
+    assert files
+    pids = [host.process.pid, os.getpid(), 1]
+    paths = [
+        *files[:3],
+        *(f"/proc/{pid}/{what}" for pid in pids for what in ("environ", "cmdline", "maps")),
+        "/etc/shadow",
+        "/etc/passwd",
+        os.path.join(os.path.dirname(numpy.__file__), "__init__.py"),
+        os.path.join(sys.prefix, "pyvenv.cfg"),
+        os.path.expanduser("~/.bash_history"),
+    ]
+    folders = [str(store), str(store.parent), "/dev/shm", "/tmp", os.path.expanduser("~")]
+    code = FILES_PROBE.replace("PATHS", repr(paths)).replace("FOLDERS", repr(folders))
+    value, _ = host.client(spares=False).run(code, request(), LIMITS, check_policy=False)
+    assert value[0]["iris"] == 150 and value[0]["macro"] == 203
+    refused = value[0]["refused"]
+    assert set(refused) == {*paths, *folders}
+    assert set(refused.values()) <= {"EACCES", "ENOENT"}, refused
+    assert all(refused[p] == "EACCES" for p in [*files[:3], *folders]), refused

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from strategyq import check_strategy, errors
-from strategyq.sandbox import child, policy, run_with_logs
+from strategyq.sandbox import child, landlock, policy, run_with_logs
 from strategyq.sandbox.warm import warm_frame
 from strategyq.settings import SandboxLimits, Settings
 
@@ -58,16 +58,86 @@ def test_a_library_reading_its_own_file_is_the_sandboxs_fault() -> None:
     assert "site-packages" not in message
     kind, _ = child.classify(PermissionError(13, "Permission denied", "/etc/passwd"), "")
     assert kind == "prohibited_operation"
+    climbing = os.path.join(os.path.dirname(own), *[".."] * 12, "etc", "passwd")
+    kind, _ = child.classify(PermissionError(13, "Permission denied", climbing), "")
+    assert kind == "prohibited_operation"
 
 
-def test_a_bundled_data_file_read_in_the_sandbox_is_a_sandbox_error() -> None:
+def test_bundled_data_files_are_read_in_the_sandbox() -> None:
     code = (
         "from sklearn.datasets import load_iris\n"
-        "def s(df):\n    return [{'n': len(load_iris().data)}]\n"
+        "import statsmodels.api as sm\n"
+        "def s(df):\n"
+        "    macro = sm.datasets.macrodata.load_pandas().data\n"
+        "    return [{'n': len(load_iris().data), 'quarters': len(macro)}]\n"
     )
-    with pytest.raises(errors.SandboxFault) as info:
-        run_with_logs(code, warm_frame(), LIMITS)
-    assert info.value.error_type == "sandbox_error"
+    for check_policy in (True, False):
+        value, _ = run_with_logs(code, warm_frame(), LIMITS, check_policy=check_policy)
+        assert value == [{"n": 150, "quarters": 203}]
+
+
+AUDITED = """
+import sys, os
+opened = []
+def _hook(event, args):
+    if event == 'open':
+        opened.append([str(args[0]), args[2] if isinstance(args[2], int) else -1])
+sys.addaudithook(_hook)
+from sklearn import datasets
+import statsmodels.api as sm
+from scipy.stats import qmc
+import zoneinfo
+
+def s(df):
+    for name in ('load_iris', 'load_digits', 'load_diabetes', 'load_wine', 'load_breast_cancer',
+                 'load_linnerud'):
+        getattr(datasets, name)()
+    for name in ('macrodata', 'sunspots', 'longley', 'nile', 'co2', 'stackloss'):
+        getattr(sm.datasets, name).load_pandas()
+    qmc.Sobol(2).random(4)
+    zoneinfo.ZoneInfo.no_cache('Asia/Kolkata')
+    tried = list(opened)
+    for attempt in tried:  # which of them the child can open at all (once more, read-only)
+        try:
+            os.close(os.open(attempt[0], os.O_RDONLY))
+            attempt.append(True)
+        except OSError:
+            attempt.append(False)
+    return [{'opened': tried}]
+"""
+
+
+def test_the_libraries_data_is_opened_read_only_and_only_where_granted() -> None:
+    # An audit hook in the child (policy off) records every file the loaders open. (Folders
+    # are listed too, by importlib.metadata for narwhals' plugins: refused, as every listing
+    # is, which library_dir_neighbours in the escape corpus shows.)
+    value, _ = run_with_logs(AUDITED, warm_frame(), LIMITS, check_policy=False)
+    opened = value[0]["opened"]
+    granted = landlock.readable()
+    assert sum(ok for _, _, ok in opened) >= 20, opened
+    write = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    for path, flags, ok in opened:
+        assert flags >= 0 and not flags & write, (path, oct(flags))
+        real = os.path.realpath(path)
+        # Whatever was opened lies in a granted folder, and all there could be. What else
+        # was tried failed: importlib.metadata's look for narwhals' plugins in every
+        # distribution's entry_points.txt, joblib's look at the cgroup CPU quota.
+        assert ok == any(real.startswith(d + os.sep) for d in granted), (path, ok, granted)
+    # Only the libraries' package folders and the time-zone database: never site-packages
+    # as a whole, pandas or numpy, the home or working directory.
+    site = sysconfig.get_paths()["purelib"]
+    assert {os.path.basename(d) for d in granted if d.startswith(os.path.realpath(site))} == {
+        "talib", "scipy", "statsmodels", "sklearn", "tzdata"
+    }  # fmt: skip
+    assert all(d.startswith((os.path.realpath(site) + os.sep, "/usr/")) for d in granted), granted
+
+
+@pytest.mark.usefixtures("no_libraries")
+def test_a_lean_process_grants_no_library_folder() -> None:
+    from strategyq.sandbox import preload
+
+    folders = preload.readable_directories(policy.active_libraries())
+    assert not [d for d in folders if "site-packages" in d and "tzdata" not in d], folders
 
 
 def test_user_file_access_stays_the_users_prohibited_operation() -> None:

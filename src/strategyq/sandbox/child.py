@@ -111,6 +111,8 @@ def _own_file(exc: OSError) -> bool:
     """Whether a refused file is part of the installation (a library's data file, a time
     zone): something the strategy did not ask for."""
     name = exc.filename if isinstance(exc.filename, str) else ""
+    # Normalised: a path that climbs out of a library's folder with '..' is not its file.
+    name = os.path.normpath(name) if name else ""
     return bool(name) and any(
         name.startswith(path + os.sep) for path in (*_INTERNAL_PATHS, *_LIBRARY_READS)
     )

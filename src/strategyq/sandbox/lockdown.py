@@ -5,14 +5,17 @@ process attributes, limits, no_new_privs and capabilities, then Landlock
 (needs no_new_privs), then seccomp last (it forbids some calls made above).
 Nothing after the rlimits needs a file: the seccomp program was compiled in
 the parent and only gets the child's pid patched in, the same on every
-Landlock ABI. A required layer that fails raises LayerFailed; the child then
-refuses to run the strategy.
+Landlock ABI, and the Landlock ruleset (which lets the preloaded libraries'
+data files be read) was built in the parent too: the child inherits its
+descriptor, kept at :data:`RULESET_FD` until Landlock is applied. A required
+layer that fails raises LayerFailed; the child then refuses to run the strategy.
 """
 
 from __future__ import annotations
 
 import ctypes
 import io
+import logging
 import math
 import os
 import resource
@@ -41,6 +44,11 @@ RESULT_FD = 3
 SOURCE_FD = 4
 """Where the source pipe's read end sits, for a child that reads its source after lock-down."""
 
+RULESET_FD = 5
+"""Where the inherited Landlock ruleset sits in the child until Landlock is applied."""
+
+log = logging.getLogger(__name__)
+
 _CAP_VERSION_3 = 0x20080522
 
 
@@ -65,6 +73,8 @@ class LockdownPlan:
     parent_pid: int = 0
     log_max_bytes: int = 64 * 1024
     max_threads: int = 64
+    landlock_ruleset_fd: int | None = None
+    """The parent's prepared ruleset for ``landlock_abi`` (None: the child builds an empty one)."""
 
 
 def cpu_limit_s(time_limit_s: float) -> int:
@@ -94,6 +104,12 @@ def plan(
     if landlock_abi_max is not None:
         abi = min(abi, landlock_abi_max)
     program = seccomp.compiled_program() if sandboxed else None
+    ruleset = None
+    if abi >= 1:
+        try:
+            ruleset = landlock.prepared_ruleset(abi)
+        except OSError as exc:  # the child then reads no file at all, libraries' data included
+            log.warning("the Landlock ruleset for library data could not be built: %s", exc)
     return LockdownPlan(
         memory_bytes=inherited + extra_bytes + memory_mb * 1024 * 1024,
         cpu_seconds=cpu_limit_s(time_limit_s),
@@ -103,16 +119,23 @@ def plan(
         sandboxed=sandboxed,
         parent_pid=os.getpid(),
         max_threads=max(1, max_threads),
+        landlock_ruleset_fd=ruleset,
     )
 
 
-def isolate_descriptors(result_fd: int, source_fd: int | None = None) -> None:
-    """Result pipe to fd 3 (source pipe to fd 4), /dev/null on 0-2, every other one closed."""
+def isolate_descriptors(
+    result_fd: int, source_fd: int | None = None, ruleset_fd: int | None = None
+) -> None:
+    """Result pipe to fd 3 (source pipe to fd 4, Landlock ruleset to fd 5), /dev/null on 0-2,
+    every other one closed."""
     import fcntl
 
     # Park the pipes above the low numbers first, so the dup2 calls below cannot clobber them.
     keep = fcntl.fcntl(result_fd, fcntl.F_DUPFD_CLOEXEC, 10)
     keep_source = None if source_fd is None else fcntl.fcntl(source_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    keep_ruleset = (
+        None if ruleset_fd is None else fcntl.fcntl(ruleset_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    )
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         if fd != null:
@@ -122,6 +145,10 @@ def isolate_descriptors(result_fd: int, source_fd: int | None = None) -> None:
     if keep_source is not None:
         os.dup2(keep_source, SOURCE_FD, inheritable=False)
         last = SOURCE_FD
+    if keep_ruleset is not None:
+        os.closerange(last + 1, RULESET_FD)
+        os.dup2(keep_ruleset, RULESET_FD, inheritable=False)
+        last = RULESET_FD
     os.closerange(last + 1, 1 << 20)
 
 
@@ -310,8 +337,15 @@ def set_no_new_privs() -> None:
 
 
 def apply_landlock(p: LockdownPlan) -> None:
-    """No filesystem, TCP denied, signals scoped; where the ABI has them."""
-    landlock.restrict_self(p.landlock_abi)
+    """No filesystem but reading libraries' data, TCP denied, signals scoped; where the ABI
+    has them. The inherited ruleset's descriptor is closed once applied."""
+    if p.landlock_ruleset_fd is None:
+        landlock.restrict_self(p.landlock_abi)
+        return
+    try:
+        landlock.restrict_self(p.landlock_abi, RULESET_FD)
+    finally:
+        os.close(RULESET_FD)
 
 
 def apply_seccomp(p: LockdownPlan) -> None:
@@ -324,7 +358,12 @@ def apply_seccomp(p: LockdownPlan) -> None:
 def lock_down(p: LockdownPlan, result_fd: int, source_fd: int | None = None) -> None:
     """Apply every layer in order; raise LayerFailed naming the first that failed."""
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("descriptors", lambda: isolate_descriptors(result_fd, source_fd)),
+        (
+            "descriptors",
+            lambda: isolate_descriptors(
+                result_fd, source_fd, p.landlock_ruleset_fd if p.sandboxed else None
+            ),
+        ),
         ("standard streams", lambda: redirect_standard_streams(p.log_max_bytes)),
         ("environment", clear_environment),
         ("thread cap", lambda: cap_threads(p.max_threads)),

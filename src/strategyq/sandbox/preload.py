@@ -1,10 +1,11 @@
 """Import, before lock-down, every module a strategy's pandas/numpy/datetime calls may need.
 
-A locked-down child can read no file, so a module first imported after
-lock-down cannot be loaded. pandas and numpy import many of their parts
-lazily (``df.pivot`` → ``pandas.core.reshape.pivot``, ``np.fft`` on first
-use), and the C parts of the standard library do too
-(``datetime.strptime`` → ``_strptime``, ``Timestamp.strftime`` → ``time``).
+A locked-down child can read no file but the libraries' own data, and finds no
+module by path, so a module first imported after lock-down cannot be loaded.
+pandas and numpy import many of their parts lazily (``df.pivot`` →
+``pandas.core.reshape.pivot``, ``np.fft`` on first use), and the C parts of
+the standard library do too (``datetime.strptime`` → ``_strptime``,
+``Timestamp.strftime`` → ``time``).
 So the forking parent imports every submodule of pandas and numpy (a walk of
 the installed packages: whatever version is installed, nothing is missed),
 plus the standard-library modules that C code or those packages import
@@ -12,6 +13,13 @@ inside functions, listed in :data:`STDLIB_LAZY` — found by scanning the
 installed sources for imports inside function bodies (see
 ``tests/unit/test_sandbox_preload.py``, which fails when a new version adds
 one that is missing here).
+
+The libraries' bundled data files (scikit-learn's ``load_iris()``,
+statsmodels' ``datasets.macrodata.load_pandas()``, SciPy's Sobol tables, the
+time-zone database) are read after lock-down, when a strategy asks: the
+package directories of the preloaded libraries and the time-zone directories
+(:func:`readable_directories`) are the only places Landlock lets a child read
+a file, and only read (:func:`strategyq.sandbox.landlock.grant_reading`).
 
 After lock-down :func:`refuse_further_imports` puts a finder first on
 ``sys.meta_path`` that raises :class:`NotProvided` (a ModuleNotFoundError,
@@ -228,7 +236,7 @@ def preload(extra: Sequence[str] = (), libraries: Sequence[str] | None = None) -
     """Import everything above, the optional ``libraries`` (every public submodule; the
     operator's list when None) and ``extra``; load every time zone. Returns the names
     that could not be imported."""
-    from strategyq.sandbox import policy
+    from strategyq.sandbox import landlock, policy
 
     failed: list[str] = []
     chosen = policy.active_libraries() if libraries is None else tuple(libraries)
@@ -245,7 +253,39 @@ def preload(extra: Sequence[str] = (), libraries: Sequence[str] | None = None) -
                 walk(dependency, failed)
     load_time_zones()
     _fill_library_caches(chosen)
+    landlock.grant_reading(readable_directories(chosen))
     return failed
+
+
+DATA_PACKAGES: tuple[str, ...] = ("tzdata",)
+"""Installed packages that are nothing but data the standard library reads (``zoneinfo``
+falls back to the ``tzdata`` package where the system has no time-zone database)."""
+
+
+def readable_directories(libraries: Sequence[str]) -> list[str]:
+    """Where a child may read files: the package directory of each preloaded optional
+    library in ``libraries`` and of :data:`DATA_PACKAGES`, and the system's time-zone
+    directories (``zoneinfo.TZPATH``). Never site-packages as a whole, the home or
+    working directory, the data store, or pandas' and numpy's own directories (nothing
+    there is read at run time)."""
+    import zoneinfo
+
+    directories: list[str] = []
+    for name in (*libraries, *DATA_PACKAGES):
+        module = sys.modules.get(name)
+        if module is None and name in DATA_PACKAGES:
+            with contextlib.suppress(ImportError):
+                module = importlib.import_module(name)
+        # A regular package's directory only (its name is the package's): never a
+        # namespace package's several roots, nor a module file's folder (site-packages).
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or os.path.basename(file) != "__init__.py":
+            continue
+        directory = os.path.dirname(os.path.realpath(file))
+        if os.path.basename(directory) == name.rpartition(".")[2]:
+            directories.append(directory)
+    directories.extend(path for path in zoneinfo.TZPATH if os.path.isdir(path))
+    return directories
 
 
 def _fill_library_caches(libraries: Sequence[str]) -> None:

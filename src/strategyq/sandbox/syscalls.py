@@ -12,7 +12,7 @@ argument filters (:data:`FILTERED`): scheduling, priority, affinity, limits
 and I/O priority only on the caller; ``kill``/``tgkill`` only to the caller's
 own pid; ``fcntl`` without owner, signal, lease or notify commands;
 ``clone`` only with the thread flags; ``open*`` read-only (Landlock then
-refuses the path).
+refuses every path but the preloaded libraries' data files).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ALLOWED: dict[str, str] = {
     "getrandom": "seeds str hashes, random and numpy's Generator",
     "exit_group": "the child's exit",
     # -- memory management (glibc malloc, numpy's allocator, large frames)
-    "mmap": "anonymous mappings for large arrays (no file can be opened to map)",
+    "mmap": "anonymous mappings for large arrays (the only files that open are libraries' data)",
     "munmap": "frees large arrays",
     "mremap": "grows large arrays in place (realloc)",
     "mprotect": "guard pages of thread stacks, malloc arenas",
@@ -111,8 +111,9 @@ FILTERED: dict[str, tuple[Rule, ...]] = {
     ),
     "openat": (
         Rule(
-            "read-only opens reach Landlock, which refuses every path (libc's optional files "
-            "fail as they expect); writing, creating or truncating is refused here as well",
+            "read-only opens reach Landlock, which refuses every path but the libraries' data "
+            "(libc's optional files fail as they expect); writing, creating or truncating is "
+            "refused here as well",
             ((2, "masked_eq", O_ACCMODE | O_CREAT | O_TRUNC, 0),),
         ),
     ),
