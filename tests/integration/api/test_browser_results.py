@@ -9,6 +9,7 @@ trades more tickers than the price charts ever showed at once.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -108,6 +109,7 @@ def _wide_backtest(http: httpx.Client) -> dict[str, Any]:
         end_date="2024-12-31",
         hold_days=5,
         benchmark=SYMBOLS[-1],
+        max_positions=32,
     )
     return _run(http, body)["data"]
 
@@ -448,8 +450,12 @@ def test_the_queue_stream_reports_each_tasks_changes(
                 if seen and seen[-1]["status"] == "completed":
                     break
             assert time.monotonic() < deadline, seen
+    # In order; changes that arrive together are sent as each task's latest, so a quick
+    # queued → running may come as running alone.
+    order = {"queued": 0, "running": 1, "completed": 2}
     statuses = [c["status"] for c in seen]
-    assert statuses[0] == "queued" and statuses[-1] == "completed" and "running" in statuses
+    assert statuses[-1] == "completed" and len(statuses) >= 2, statuses
+    assert [order[s] for s in statuses] == sorted(order[s] for s in statuses)
     assert all("error" not in c for c in seen)
 
 
@@ -462,7 +468,9 @@ def test_the_overview_polls_when_the_stream_is_refused(
     holding = threading.Event()
 
     def hold() -> None:
+        # Held until the server stops under it (the end of the test): that cut is expected.
         with (
+            contextlib.suppress(httpx.HTTPError),
             httpx.Client(base_url=api.url, timeout=60) as client,
             client.stream("GET", "/v1/queue/events") as reply,
         ):
