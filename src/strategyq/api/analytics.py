@@ -9,6 +9,7 @@ with 252 sessions a year; CAGR counts calendar days / 365.25.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +34,19 @@ def _curve(data: Mapping[str, Any]) -> tuple[list[str], np.ndarray[Any, Any]] | 
         return None
     if len(dates) != len(values) or len(values) < 2:
         return None
-    return [str(d)[:10] for d in dates], _floats(values)
+    days = [_day(d) for d in dates]
+    if any(d is None for d in days):
+        return None
+    return [d for d in days if d is not None], _floats(values)
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _day(value: Any) -> str | None:
+    """``YYYY-MM-DD`` of a stored date, or None for anything else (a record of any shape)."""
+    text = str(value)[:10]
+    return text if _DAY.fullmatch(text) and "01" <= text[5:7] <= "12" else None
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray[Any, Any]:
@@ -222,7 +235,13 @@ def benchmark_figures(data: Mapping[str, Any]) -> dict[str, float | None]:
     known = np.isfinite(values) & (values > 0)
     if known.sum() < 2 or len(dates) != len(values):
         return out
-    days = np.array([str(d)[:10] for d in dates], dtype="datetime64[D]")[known]
+    parsed = [_day(d) for d in dates]
+    if any(d is None for d in parsed):
+        return out
+    try:
+        days = np.array(parsed, dtype="datetime64[D]")[known]
+    except ValueError:  # a month's day that does not exist (2020-02-31)
+        return out
     curve = values[known]
     daily = curve[1:] / curve[:-1] - 1.0
     spread = float(daily.std(ddof=1)) if len(daily) > 1 else 0.0

@@ -434,7 +434,7 @@ def test_the_queue_stream_reports_each_tasks_changes(
 ) -> None:
     task_id = f"res-stream-{uuid.uuid4().hex[:6]}"
     seen: list[dict[str, Any]] = []
-    with http.stream("GET", "/v1/queue/events", timeout=60) as reply:
+    with http.stream("GET", "/overview/events", timeout=60) as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
         name = None
@@ -472,7 +472,7 @@ def test_the_overview_polls_when_the_stream_is_refused(
         with (
             contextlib.suppress(httpx.HTTPError),
             httpx.Client(base_url=api.url, timeout=60) as client,
-            client.stream("GET", "/v1/queue/events") as reply,
+            client.stream("GET", "/overview/events") as reply,
         ):
             holding.set()
             for _ in reply.iter_raw():
@@ -484,7 +484,7 @@ def test_the_overview_polls_when_the_stream_is_refused(
     try:
         assert holding.wait(20)
         with httpx.Client(base_url=api.url, timeout=60) as http:
-            assert http.get("/v1/queue/events").status_code == 503
+            assert http.get("/overview/events").status_code == 503
             context = chromium.new_context(base_url=api.url, viewport=SIZES["desktop"])
             try:
                 page = context.new_page()
