@@ -141,6 +141,8 @@ def test_a_heatmap_cell_opens_that_combinations_full_backtest(
     page = sized
     page.goto("/tasks/res-sweep")
     page.wait_for_selector("#heatmap-chart .main-svg", timeout=WAIT_MS)
+    best_page = f"/tasks/res-sweep/combinations/{best['index']}"
+    assert page.get_attribute("#best-full", "href") == best_page
     _click_cell(page, heat, row["params"][heat["x"]], row["params"][heat["y"]])
     page.wait_for_url(f"**/combinations/{row['index']}", timeout=10_000)
     derived_id = f"res-sweep.combination-{row['index']}"
@@ -169,7 +171,7 @@ def test_a_heatmap_cell_opens_that_combinations_full_backtest(
     assert page.locator("#run-full").count() == 0
     _no_page_scroll(page)
     # The best combination's backtest is the one the sweep kept: shown at once.
-    page.goto(f"/tasks/res-sweep/combinations/{best['index']}")
+    page.goto(best_page)
     page.wait_for_selector("#equity-chart .main-svg", timeout=WAIT_MS)
     assert "Kept with the sweep" in page.inner_text("#full-source")
     drawn = page.evaluate("() => document.getElementById('equity-chart').data[0].y")

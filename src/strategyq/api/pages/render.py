@@ -434,6 +434,11 @@ def sweep_context(
         choice=choice,
         metric_options=[(n, m.label) for n, m in METRICS.items()],
         best_params=best.get("params") if isinstance(best.get("params"), Mapping) else {},
+        best_link=(
+            f"{link}/{best['index']}"
+            if link is not None and type(best.get("index")) is int
+            else None
+        ),
         best_headline=sweep_page.headline(best.get("metrics") or {}),
         best_equity=equity_json,
         best_trades=Table("best_trades", best_result.get("trades") or [], query),
