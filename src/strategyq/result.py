@@ -239,9 +239,11 @@ class Result:
                 fig.add_bar(x=ranked["ticker"], y=ranked.get("score"), name="score")
             fig.update_layout(title="screen scores")
             return fig
-        from strategyq.api.charts import price_figures
+        from strategyq.api.charts import MAX_PRICE_TICKERS, price_figures, traded_tickers
 
-        prices = price_figures(self._backtest(), self._store())
+        backtest = self._backtest()
+        shown = list(traded_tickers(backtest))[:MAX_PRICE_TICKERS]
+        prices = price_figures(backtest, self._store(), tickers=shown)
         rows = 2 + len(prices)
         fig = make_subplots(
             rows=rows,

@@ -18,6 +18,8 @@ import numpy as np
 from strategyq.errors import StrategyqError
 
 MAX_PRICE_TICKERS = 12
+"""Price subplots in :meth:`strategyq.result.Result.plot` (one figure; the dashboard and the
+HTML report have a ticker picker instead)."""
 
 _FONT = {"family": "system-ui, sans-serif", "size": 12}
 
@@ -163,21 +165,32 @@ def _markers(trades: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def traded_tickers(data: Mapping[str, Any]) -> dict[str, int]:
+    """Every ticker with a trade in ``data``, sorted, with its number of trades."""
+    by_ticker = _trades_by_ticker(data.get("trades") or [])
+    return {ticker: len(by_ticker[ticker]) for ticker in sorted(by_ticker)}
+
+
 def price_figures(
-    data: Mapping[str, Any], market_dir: Path | None, *, adjusted: bool = True
+    data: Mapping[str, Any],
+    market_dir: Path | None,
+    *,
+    adjusted: bool = True,
+    tickers: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per ticker traded (at most :data:`MAX_PRICE_TICKERS`): closes with entries and exits.
+    """Per ticker traded (``tickers`` of them, default all): closes with entries and exits.
 
     The closes come from the market store when this process can read it; without
     it the chart shows the trades' own prices only.
     """
     by_ticker = _trades_by_ticker(data.get("trades") or [])
-    tickers = sorted(by_ticker)[:MAX_PRICE_TICKERS]
-    if not tickers:
+    wanted = sorted(by_ticker) if tickers is None else [t for t in tickers if t in by_ticker]
+    if not wanted:
         return {}
-    closes = _closes(market_dir, tickers, by_ticker, adjusted)
+    chosen = {t: by_ticker[t] for t in wanted}
+    closes = _closes(market_dir, wanted, chosen, adjusted)
     figures = {}
-    for ticker in tickers:
+    for ticker in wanted:
         traces = []
         if ticker in closes:
             dates, values = closes[ticker]

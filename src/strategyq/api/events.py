@@ -9,6 +9,10 @@ with each stage, terminal). The stream reads the current record after
 subscribing, so a change between the two is never missed; it also re-reads the
 record every few seconds, so an event lost with a dropped connection only
 delays the stream.
+
+:func:`queue_stream` follows every task at once (the queue-wide stream, on
+:meth:`~strategyq.queue.view.QueueView.queue_events`): the live overview redraws
+when it says something changed, rather than polling.
 """
 
 from __future__ import annotations
@@ -100,5 +104,43 @@ async def stream(state: ApiState, request: Request, task_id: str) -> AsyncIterat
     finally:
         # Shielded: a client that left cancels the stream, and its subscription must
         # still be closed (else the connection stays subscribed for good).
+        with shielded(), contextlib.suppress(redis.RedisError):
+            await state.blocking(subscription.close)
+
+
+QUEUE_BATCH = 200
+"""Changes sent in one ``changes`` event at most (a burst sends each task's latest)."""
+
+
+async def queue_stream(state: ApiState, request: Request) -> AsyncIterator[bytes]:
+    """``changes`` events: the tasks whose record changed (each task's latest status,
+    stage and time), at most one event per poll; ``timeout`` at the time limit."""
+    subscription = state.view.queue_events()
+    try:
+        await state.blocking(subscription.subscribe)
+        # Sent at once, so a client knows the stream is up (and the headers went out).
+        yield sse("ready", {"queue": state.queue})
+        deadline = time.monotonic() + state.config.max_wait_s
+        last_sent = time.monotonic()
+        while True:
+            published = await state.blocking(subscription.records, POLL_S)
+            latest: dict[str, dict[str, Any]] = {}
+            for task_id, record in published:
+                latest[task_id] = _event(record, task_id)
+            if latest:
+                changes = list(latest.values())[-QUEUE_BATCH:]
+                for change in changes:
+                    change.pop("error", None)  # a traceback is the task page's to show
+                last_sent = time.monotonic()
+                yield sse("changes", {"changes": changes, "count": len(latest)})
+            if await request.is_disconnected():
+                return
+            if time.monotonic() >= deadline:
+                yield sse("timeout", {"detail": "stream time limit reached; reconnect"})
+                return
+            if time.monotonic() - last_sent >= KEEPALIVE_S:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+    finally:
         with shielded(), contextlib.suppress(redis.RedisError):
             await state.blocking(subscription.close)

@@ -39,12 +39,12 @@ def render_report(task_id: str, record: dict[str, Any], market_dir: Path | None 
     env.filters["json"] = lambda v: script_json(v)
     env.filters["duration"] = duration
     env.filters["date_range"] = date_range
-    context = task_context(_NoMarket(market_dir), record, {})  # type: ignore[arg-type]
+    context = task_context(_NoMarket(market_dir), record, {}, all_prices=True)  # type: ignore[arg-type]
     # Every row, unpaged: a file has no server to ask for the next page.
     for name in ("trades", "instances", "ranked"):
         table = context.get(name)
         if isinstance(table, Table):
-            context[name] = Table(name, table_rows(record, name), {}, size=max(table.total, 1))
+            context[name] = table.unpaged()
     sweep = context.get("sweep")
     if isinstance(sweep, dict):
         for name in ("results", "best_trades"):
@@ -60,13 +60,6 @@ def render_report(task_id: str, record: dict[str, Any], market_dir: Path | None 
         plotly_js=_inline(charts.plotly_js_path().read_text()),
         **context,
     )
-
-
-def table_rows(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    data = record.get("data") or {}
-    key = {"trades": "trades", "instances": "instances", "ranked": "ranked_results"}[name]
-    rows = data.get(key) or []
-    return rows if isinstance(rows, list) else []
 
 
 def write_report(path: Path, task_id: str, record: dict[str, Any], market_dir: Path | None) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 from strategyq.api import charts
 from strategyq.labels import HEADLINE, METRICS, format_metric, label
+from strategyq.protocol.args import SWEEP, TASK_ARGS
 
 TABLE_METRICS = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "win_rate", "num_trades")
 LOWER_IS_BETTER = frozenset({"max_drawdown_duration_sessions", "volatility"})
@@ -212,3 +213,29 @@ def combination(data: Mapping[str, Any], index: int) -> dict[str, Any] | None:
         if isinstance(row, Mapping) and row.get("index") == index:
             return dict(row)
     return None
+
+
+SWEEP_ONLY_ARGS = frozenset(a.name for a in TASK_ARGS if a.task_types == SWEEP)
+"""A sweep's own args (the grid, the ranking, walk-forward): not a backtest's."""
+
+
+def combination_task_id(sweep_id: str, index: int) -> str:
+    """The id of the backtest that runs one combination of a sweep in full.
+
+    Fixed per (sweep, combination), so the backtest is run once and every later click
+    on the same cell opens it.
+    """
+    return f"{sweep_id}.combination-{index}"
+
+
+def combination_message(
+    sweep_id: str, index: int, task_args: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The backtest of one combination: the sweep's args without its own, with ``params``."""
+    args = {k: v for k, v in task_args.items() if k not in SWEEP_ONLY_ARGS}
+    args["params"] = dict(params)
+    return {
+        "task_id": combination_task_id(sweep_id, index),
+        "task_type": "backtest",
+        "args": args,
+    }

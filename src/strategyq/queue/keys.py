@@ -138,6 +138,10 @@ def events(task_id: str) -> str:
     return f"{PREFIX}events:{task_id}"
 
 
+EVENTS_PATTERN = f"{PREFIX}events:*"
+"""PSUBSCRIBE pattern matching every task's :func:`events` channel: the queue-wide stream."""
+
+
 ARCHIVE = PREFIX + "archive"
 """STRING: present while a run archive is on (``strategyq archive`` sets it; ``strategyq
 archive --off`` removes it); its value caps :data:`ARCHIVE_FEED`'s length. No TTL, so no

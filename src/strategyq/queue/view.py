@@ -15,7 +15,8 @@ trips as it can (pipelines, no ``SCAN``) and never writes.
 - :meth:`QueueView.task` and :meth:`QueueView.message`: one task's record and
   its wire message while it is still held;
 - :meth:`QueueView.dead_letters`, :meth:`QueueView.schedules`;
-- :meth:`QueueView.wait` and :meth:`QueueView.events`: following one task.
+- :meth:`QueueView.wait` and :meth:`QueueView.events`: following one task;
+  :meth:`QueueView.queue_events`: following every task (the live overview).
 """
 
 from __future__ import annotations
@@ -238,6 +239,35 @@ class TaskEvents:
             record = decode_result(message.get("data"))
             if record is not None:
                 out.append(record)
+            message = self._pubsub.get_message(timeout=0.0)
+        return out
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+class QueueEvents:
+    """Every task's record changes as they happen (all the tasks' event channels at once,
+    by pattern): what a live overview follows instead of polling."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._prefix = len(keys.events(""))
+
+    def subscribe(self) -> None:
+        self._pubsub.psubscribe(keys.EVENTS_PATTERN)
+
+    def records(self, timeout_s: float, most: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """``(task_id, record)`` of the changes published since the last call (at most
+        ``most``): waits up to ``timeout_s`` for the first. Unreadable ones are skipped."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        message = self._pubsub.get_message(timeout=timeout_s)
+        while message is not None:
+            record = decode_result(message.get("data"))
+            if record is not None:
+                out.append((text(message.get("channel"))[self._prefix :], record))
+            if len(out) >= most:
+                break
             message = self._pubsub.get_message(timeout=0.0)
         return out
 
@@ -619,6 +649,10 @@ class QueueView:
     def wait(self, task_id: str, timeout_s: float) -> dict[str, Any] | None:
         """Block until the task's record is terminal; None when ``timeout_s`` passed first."""
         return TaskQueue(self.client, name=self.queue).wait(task_id, timeout_s)
+
+    def queue_events(self) -> QueueEvents:
+        """Every task's changes (see :class:`QueueEvents`); ``subscribe()`` it first."""
+        return QueueEvents(self.client)
 
     def events(self, task_id: str) -> TaskEvents:
         """A subscription to the task's record changes (call ``subscribe`` first)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from strategyq.api import events
 from strategyq.api.deps import READ, Principal, State
+from strategyq.api.followers import HeldStream
 from strategyq.api.pages.render import render, script_json
 
 router = APIRouter(include_in_schema=False)
@@ -25,6 +27,24 @@ def overview(request: Request, state: State, _: Principal = READ) -> Response:
             "throughput": script_json(figure),
             "refresh": request.query_params.get("refresh") != "0",
         },
+    )
+
+
+@router.get("/overview/events")
+async def overview_events(request: Request, state: State, _: Principal = READ) -> StreamingResponse:
+    """The queue-wide event stream the overview follows (Server-Sent Events).
+
+    A ``ready`` event at once, then ``changes`` events listing the tasks whose record
+    changed (each task's latest), and ``timeout`` at the stream's time limit. It holds
+    one of the process's follower places, like a task's stream (503 past the bound).
+    Not in the OpenAPI document: it is the page's, and it never ends on its own.
+    """
+    ticket = state.followers.take()
+    return HeldStream(
+        events.queue_stream(state, request),
+        ticket,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 

@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from strategyq.api import charts, sweep_page
+from strategyq.api import analytics, charts, sweep_page
 from strategyq.api.auth import CSRF_COOKIE, csrf_token, identify
 from strategyq.api.problems import Problem
 from strategyq.api.shapes import clean_data, clean_record
@@ -213,8 +213,14 @@ def task_context(
     query: Mapping[str, str],
     link: str | None = None,
     memo: dict[Any, Any] | None = None,
+    *,
+    all_prices: bool = False,
 ) -> dict[str, Any]:
-    """What the task page and the HTML report show for one result."""
+    """What the task page and the HTML report show for one result.
+
+    ``all_prices``: embed every traded ticker's price chart (the report, which has no
+    server to fetch one from); the page embeds the first and fetches the others.
+    """
     record = clean_record(record)
     data = record["data"]
     status = record.get("status")
@@ -233,45 +239,112 @@ def task_context(
         "warnings": data.get("warnings") or [],
         "equity": None,
         "prices": {},
+        "price_tickers": {},
+        "monthly": None,
+        "rolling": None,
         "trades": None,
         "instances": None,
         "ranked": None,
+        "screen": None,
         "sweep": None,
         "headline": [],
         "metric_rows": [],
     }
     if status == "completed" and mode == "backtest":
-        context["headline"], context["metric_rows"] = _metric_views(metrics)
-        figure = charts.equity_figure(data)
-        context["equity"] = script_json(figure) if figure else None
-        trade_model = (data.get("summary") or {}).get("trade_model") or {}
-        adjusted = bool(trade_model.get("adjusted", True))
-        context["prices"] = {
-            ticker: script_json(fig)
-            for ticker, fig in charts.price_figures(
-                data, state.market_dir, adjusted=adjusted
-            ).items()
-        }
-        context["trades"] = Table("trades", data.get("trades") or [], query)
-        context["instances"] = Table("instances", data.get("instances") or [], query)
+        context.update(backtest_context(state.market_dir, data, query, all_prices=all_prices))
     elif status == "completed" and mode == "screening":
-        context["ranked"] = Table("ranked", data.get("ranked_results") or [], query, size=100)
+        rows = screen_rows(data)
+        context["screen"] = screen_facts(data, rows)
+        context["ranked"] = Table("ranked", rows, query, size=100)
     elif mode == "sweep":
         context["sweep"] = sweep_context(record, query, link, memo)
     return context
 
 
+def backtest_context(
+    market_dir: Path | None,
+    data: Mapping[str, Any],
+    query: Mapping[str, str],
+    *,
+    all_prices: bool = False,
+) -> dict[str, Any]:
+    """A completed backtest's cards, charts and tables (``data`` already cleaned)."""
+    metrics = data.get("performance_metrics") or {}
+    out: dict[str, Any] = {}
+    out["headline"], out["metric_rows"] = _metric_views(metrics, analytics.benchmark_figures(data))
+    figure = charts.equity_figure(data)
+    out["equity"] = script_json(figure) if figure else None
+    months = analytics.monthly_returns(data)
+    out["monthly"] = script_json(analytics.monthly_figure(months)) if months else None
+    roll = analytics.rolling(data)
+    out["rolling"] = script_json(analytics.rolling_figure(roll)) if roll else None
+    trade_model = (data.get("summary") or {}).get("trade_model") or {}
+    adjusted = bool(trade_model.get("adjusted", True))
+    traded = charts.traded_tickers(data)
+    shown = list(traded) if all_prices else list(traded)[:1]
+    out["price_tickers"] = traded
+    out["prices"] = {
+        ticker: script_json(fig)
+        for ticker, fig in charts.price_figures(
+            data, market_dir, adjusted=adjusted, tickers=shown
+        ).items()
+    }
+    out["trades"] = Table("trades", data.get("trades") or [], query)
+    out["instances"] = Table("instances", data.get("instances") or [], query)
+    return out
+
+
+def screen_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A screen's ranked results, each with its rank (1 = best) first."""
+    rows = data.get("ranked_results")
+    if not isinstance(rows, list):
+        return []
+    return [{"rank": i, **row} for i, row in enumerate(rows, 1) if isinstance(row, dict)]
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _names(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def screen_facts(data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a screen ran on: its as-of date, the symbols with data, the matches."""
+    universe = _count(data.get("universe_size"))
+    missing, stale = _names(data.get("missing_symbols")), _names(data.get("stale_symbols"))
+    with_data = None if universe is None else universe - len(missing)
+    args = sweep_page.mapping(data.get("task_args"))
+    return {
+        "as_of": data.get("as_of"),
+        "requested": data.get("as_of_requested"),
+        "universe": universe,
+        "missing": missing,
+        "stale": stale,
+        "with_data": with_data,
+        "current": None if with_data is None else with_data - len(stale),
+        "instances": _count(data.get("total_instances")),
+        "candidates": _count(data.get("candidates")),
+        "matched_symbols": len({r.get("ticker") for r in rows}),
+        "returned": _count(data.get("results_returned")) or len(rows),
+        "limit": _count(args.get("limit")),
+    }
+
+
 def _metric_views(
-    metrics: Mapping[str, Any],
+    metrics: Mapping[str, Any], benchmark: Mapping[str, float | None] | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Headline cards (total return beside the benchmark's) and every metric with its label."""
+    """Headline cards, each beside the benchmark's figure where it has one, and every
+    metric with its label."""
+    benchmark = benchmark or {}
     cards = []
     for name in HEADLINE:
         if name not in metrics:
             continue
         bench = None
-        if name == "total_return" and metrics.get("benchmark_return") is not None:
-            bench = format_metric("benchmark_return", metrics["benchmark_return"])
+        if name in analytics.BENCHMARK_FIGURES:
+            bench = format_metric(name, benchmark.get(name)) if name in benchmark else None
         value = format_metric(name, metrics[name])
         cards.append(
             {
@@ -361,6 +434,11 @@ def sweep_context(
         choice=choice,
         metric_options=[(n, m.label) for n, m in METRICS.items()],
         best_params=best.get("params") if isinstance(best.get("params"), Mapping) else {},
+        best_link=(
+            f"{link}/{best['index']}"
+            if link is not None and type(best.get("index")) is int
+            else None
+        ),
         best_headline=sweep_page.headline(best.get("metrics") or {}),
         best_equity=equity_json,
         best_trades=Table("best_trades", best_result.get("trades") or [], query),

@@ -15,13 +15,14 @@ import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from strategyq.api import sweep_page
+from strategyq.api import charts, sweep_page
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
-from strategyq.api.pages.render import render, task_context
+from strategyq.api.pages.render import backtest_context, render, screen_rows, task_context
 from strategyq.api.problems import Problem
-from strategyq.api.shapes import clean_record
-from strategyq.client import cancel_task
+from strategyq.api.shapes import clean_data, clean_record
+from strategyq.client import cancel_task, submit_task
+from strategyq.errors import TaskIdInUse, TaskValidationError
 from strategyq.labels import METRICS, format_metric, label
 from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.protocol.task import PRODUCER_TASK_TYPES
@@ -150,9 +151,63 @@ def board_row(row: BoardRow) -> dict[str, Any]:
 
 @router.get("/tasks/{task_id}/combinations/{index}", response_class=HTMLResponse)
 def combination_page(
-    request: Request, task_id: str, index: int, state: State, _: Principal = READ
+    request: Request, task_id: str, index: int, state: State, who: Principal = READ
 ) -> Response:
-    """One combination of a sweep: its parameters, rank and every metric."""
+    """One combination of a sweep: its parameters, rank and metrics, and its full backtest.
+
+    The best combination's backtest is kept with the sweep and shown at once. Any other's
+    is a backtest of its own (the sweep's args with the combination's params, under
+    :func:`~strategyq.api.sweep_page.combination_task_id`): queued from this page by
+    the write scope, followed live while it runs, and shown here once it has finished.
+    """
+    data, row = _combination(state, task_id, index)
+    best = sweep_page.mapping(data.get("best"))
+    metrics = sweep_page.mapping(row.get("metrics"))
+    is_best = best.get("index") == index
+    kept = clean_data(data.get("best_result")) if is_best else {}
+    derived_id = sweep_page.combination_task_id(task_id, index)
+    derived = None if kept.get("equity_curve") else state.view.task(derived_id)
+    context: dict[str, Any] = {"full": None, "derived": None}
+    if kept.get("equity_curve"):
+        context["full"] = backtest_context(state.market_dir, kept, dict(request.query_params))
+    elif derived is not None:
+        record = clean_record(derived)
+        status = record.get("status")
+        context["derived"] = {
+            "task_id": derived_id,
+            "status": status,
+            "terminal": status in TERMINAL_STATUSES,
+            "stage": record["data"].get("stage"),
+            "error": record["data"].get("error"),
+            "error_type": record["data"].get("error_type"),
+        }
+        if status == "completed" and record["data"].get("execution_mode") == "backtest":
+            context["full"] = backtest_context(
+                state.market_dir, record["data"], dict(request.query_params)
+            )
+    args = stored_args({"data": data})
+    return render(
+        request,
+        "combination.html",
+        {
+            "task_id": task_id,
+            "index": index,
+            "row": row,
+            "is_best": is_best,
+            "derived_id": derived_id,
+            "can_run": who.can_write and args is not None,
+            "has_args": args is not None,
+            "headline": sweep_page.headline(metrics),
+            "all_metrics": [
+                (label(n), format_metric(n, v), METRICS[n].definition if n in METRICS else "")
+                for n, v in metrics.items()
+            ],
+            **context,
+        },
+    )
+
+
+def _combination(state: Any, task_id: str, index: int) -> tuple[dict[str, Any], Mapping[str, Any]]:
     record = state.view.task(task_id)
     data = clean_record(record)["data"] if record is not None else {}
     row = sweep_page.combination(data, index) if data.get("execution_mode") == "sweep" else None
@@ -163,23 +218,45 @@ def combination_page(
             "(unknown sweep, expired, or cut by STRATEGYQ_SWEEP_MAX_RESULTS)",
             title="Unknown combination",
         )
-    best = data.get("best") or {}
-    metrics = sweep_page.mapping(row.get("metrics"))
-    return render(
-        request,
-        "combination.html",
-        {
-            "task_id": task_id,
-            "index": index,
-            "row": row,
-            "is_best": best.get("index") == index,
-            "headline": sweep_page.headline(metrics),
-            "all_metrics": [
-                (label(n), format_metric(n, v), METRICS[n].definition if n in METRICS else "")
-                for n, v in metrics.items()
-            ],
-        },
+    return data, row
+
+
+@router.post("/tasks/{task_id}/combinations/{index}/backtest")
+async def run_combination(
+    request: Request,
+    task_id: str,
+    index: int,
+    state: State,
+    csrf: Annotated[str, Form()] = "",
+    _: Principal = WRITE,
+) -> Response:
+    """Queue the full backtest of one combination (once: a second click opens the first)."""
+    check_csrf(request, csrf)
+    data, row = await state.blocking(_combination, state, task_id, index)
+    args = stored_args({"data": data})
+    if args is None:
+        raise Problem(
+            409,
+            f"sweep {task_id!r} did not keep its args, so its combinations cannot be run again: "
+            "submit a backtest with these params instead",
+        )
+    message = sweep_page.combination_message(
+        task_id, index, args, sweep_page.mapping(row.get("params"))
     )
+    page = f"/tasks/{quote(task_id, safe='')}/combinations/{index}"
+    try:
+        await state.blocking(
+            lambda: submit_task(
+                state.client, message, queue=state.queue, result_ttl_s=state.settings.result_ttl_s
+            )
+        )
+    except TaskIdInUse:
+        pass  # already queued, running or finished: the page shows that one
+    except TaskValidationError as exc:
+        raise Problem(422, f"the combination's backtest was not queued: {exc}") from None
+    else:
+        state.metrics.submitted.labels("backtest").inc()
+    return RedirectResponse(page, status_code=303)
 
 
 @router.post("/tasks/{task_id:path}/cancel")
@@ -206,7 +283,8 @@ def table_csv(task_id: str, table: str, state: State, _: Principal = READ) -> Re
     record = state.view.task(task_id)
     if record is None:
         raise Problem(404, f"no task {task_id!r}: it was never queued, or its result expired")
-    rows = clean_record(record)["data"].get(CSV_TABLES[table]) or []
+    data = clean_record(record)["data"]
+    rows = screen_rows(data) if table == "ranked" else data.get(CSV_TABLES[table]) or []
     columns = list(dict.fromkeys(k for row in rows for k in row))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
@@ -228,6 +306,35 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value
     return value
+
+
+@router.get("/tasks/{task_id:path}/prices.json")
+def price_json(
+    task_id: str,
+    state: State,
+    ticker: Annotated[str, Query(max_length=40)],
+    _: Principal = READ,
+) -> Response:
+    """One traded ticker's price chart (closes, entries, exits) as a Plotly figure; of a
+    sweep, its best combination's backtest's (the one it keeps)."""
+    record = state.view.task(task_id)
+    if record is None:
+        raise Problem(404, f"no task {task_id!r}: it was never queued, or its result expired")
+    data = clean_record(record)["data"]
+    if data.get("execution_mode") == "sweep":
+        data = clean_data(data.get("best_result"))
+    traded = charts.traded_tickers(data)
+    if ticker not in traded:
+        shown = ", ".join(list(traded)[:10]) or "none"
+        raise Problem(
+            404,
+            f"{task_id!r} has no trade in {ticker!r}: pick a traded ticker ({shown}"
+            f"{', …' if len(traded) > 10 else ''})",
+        )
+    trade_model = (data.get("summary") or {}).get("trade_model") or {}
+    adjusted = bool(trade_model.get("adjusted", True)) if isinstance(trade_model, dict) else True
+    figure = charts.price_figures(data, state.market_dir, adjusted=adjusted, tickers=[ticker])
+    return Response(orjson.dumps(figure[ticker]), media_type="application/json")
 
 
 # Registered last: an id may hold "/", so this route takes the rest of the path

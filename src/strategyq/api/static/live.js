@@ -1,27 +1,82 @@
 // Draws every chart of the page from its JSON spec, and follows a running task:
 // status events from the task's event stream update the badge, the stage and the
 // timeline; the terminal one reloads the page, which then shows the result. The
-// overview updates its figures in place: what is typed anywhere on it is kept.
+// overview updates its figures in place when the queue-wide stream reports a change:
+// what is typed anywhere on it is kept. A backtest's price chart has a ticker picker.
 (function () {
   "use strict";
   var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  function plot(div, spec) {
+    if (dark) {
+      // Charts follow the page's dark colours (the system setting).
+      spec.layout.paper_bgcolor = "rgba(0,0,0,0)";
+      spec.layout.plot_bgcolor = "rgba(0,0,0,0)";
+      spec.layout.font = Object.assign({}, spec.layout.font, {color: "#d0d7de"});
+    }
+    return Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false});
+  }
   function draw(root) {
     if (typeof Plotly === "undefined") return;
     (root || document).querySelectorAll("[data-plot]").forEach(function (div) {
-      var spec = JSON.parse(document.getElementById(div.dataset.plot).textContent);
-      if (dark) {
-        // Charts follow the page's dark colours (the system setting).
-        spec.layout.paper_bgcolor = "rgba(0,0,0,0)";
-        spec.layout.plot_bgcolor = "rgba(0,0,0,0)";
-        spec.layout.font = Object.assign({}, spec.layout.font, {color: "#d0d7de"});
-      }
-      Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false});
+      plot(div, JSON.parse(document.getElementById(div.dataset.plot).textContent));
       if (div.dataset.clickOpens) {
         // A heatmap cell carries the URL of its combination's page.
         div.on("plotly_click", function (event) {
           var url = event.points.length ? event.points[0].customdata : null;
           if (url) window.location.href = url;
         });
+      }
+    });
+  }
+  function prices() {
+    // One price chart at a time, for the ticker picked (every traded ticker is listed):
+    // its figure is in the page (the HTML report holds them all) or fetched from the server.
+    var select = document.getElementById("price-select");
+    var chart = document.getElementById("price-chart");
+    if (!select || !chart || typeof Plotly === "undefined") return;
+    var search = document.getElementById("price-search");
+    var count = document.getElementById("price-count");
+    var embedded = {};
+    document.querySelectorAll("script.price-data").forEach(function (node) {
+      embedded[node.dataset.ticker] = node;
+    });
+    function show(ticker) {
+      if (chart.dataset.ticker === ticker) return;
+      chart.dataset.ticker = ticker;
+      chart.dataset.loaded = "";
+      if (embedded[ticker]) {
+        plot(chart, JSON.parse(embedded[ticker].textContent));
+        chart.dataset.loaded = ticker;
+        return;
+      }
+      if (!select.dataset.url || typeof fetch === "undefined") return;
+      fetch(select.dataset.url + "?ticker=" + encodeURIComponent(ticker), {credentials: "same-origin"})
+        .then(function (reply) { return reply.ok ? reply.json() : null; })
+        .then(function (spec) {
+          if (!spec || chart.dataset.ticker !== ticker) return;
+          plot(chart, spec);
+          chart.dataset.loaded = ticker;
+        });
+    }
+    chart.dataset.loaded = chart.dataset.ticker || "";
+    select.addEventListener("change", function () { show(select.value); });
+    search.addEventListener("input", function () {
+      var needle = search.value.trim().toUpperCase();
+      var first = null, exact = null, shown = 0;
+      Array.prototype.forEach.call(select.options, function (option) {
+        var match = !needle || option.value.toUpperCase().indexOf(needle) >= 0;
+        option.hidden = !match;
+        option.disabled = !match;
+        if (!match) return;
+        shown += 1;
+        if (first === null) first = option;
+        if (option.value.toUpperCase() === needle) exact = option;
+      });
+      count.textContent = needle ? shown + (shown === 1 ? " match" : " matches") : "";
+      var pick = exact || ((select.selectedOptions[0] || {}).disabled ? first : null);
+      if (pick) {
+        select.value = pick.value;
+        show(pick.value);
       }
     });
   }
@@ -75,12 +130,17 @@
   function live() {
     // Fetch the same page, rendered by the server, and swap in its figures, tables and
     // charts: the page itself is not reloaded, so a half-typed search is never lost.
+    // The queue-wide event stream says when to: each batch of task changes fetches the
+    // page once. Without the stream (no EventSource, refused past the server's bound,
+    // cut) the page polls every few seconds instead until the stream is back; workers'
+    // heartbeats publish nothing, so a slow poll goes on beside the stream.
     var region = document.querySelector("[data-live]");
     if (!region || typeof fetch === "undefined" || typeof DOMParser === "undefined") return;
     var every = parseInt(region.dataset.live, 10) || 5000;
-    var busy = false;
+    var busy = false, again = false, timer = null, pending = null;
     function update() {
-      if (busy || document.hidden) return;
+      if (document.hidden) return;
+      if (busy) { again = true; return; }
       busy = true;
       fetch(window.location.pathname + "?refresh=0", {credentials: "same-origin"})
         .then(function (reply) { return reply.ok ? reply.text() : null; })
@@ -93,13 +153,52 @@
           region.dataset.updated = String(Date.now());
           draw(region);
         })
-        .catch(function () { /* the next tick tries again */ })
-        .then(function () { busy = false; });
+        .catch(function () { /* the next event or tick tries again */ })
+        .then(function () {
+          busy = false;
+          if (again) { again = false; update(); }
+        });
     }
-    window.setInterval(update, every);
+    function poll(ms) {
+      if (timer) window.clearInterval(timer);
+      timer = window.setInterval(update, ms);
+    }
+    function soon() {
+      // A burst of changes (a sweep's chunks) fetches the page once.
+      if (pending) return;
+      pending = window.setTimeout(function () { pending = null; update(); }, 250);
+    }
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) update(); });
+    region.dataset.mode = "poll";
+    poll(every);
+    var stream = region.dataset.stream;
+    if (!stream || typeof EventSource === "undefined") return;
+    function open() {
+      var source = new EventSource(stream);
+      source.addEventListener("ready", function () {
+        region.dataset.mode = "stream";
+        poll(Math.max(every * 6, 30000));
+        update();
+      });
+      source.addEventListener("changes", function () {
+        region.dataset.events = String((parseInt(region.dataset.events, 10) || 0) + 1);
+        soon();
+      });
+      source.addEventListener("timeout", function () { source.close(); open(); });
+      source.addEventListener("error", function () {
+        region.dataset.mode = "poll";
+        poll(every);
+        if (source.readyState === EventSource.CLOSED) {
+          // Refused (say 503: the server follows its most already): try again later.
+          window.setTimeout(open, 30000);
+        }
+      });
+    }
+    open();
   }
   confirmations();
   draw();
+  prices();
   follow();
   live();
 })();
