@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.system_packages import require
+
 SERVER = os.environ.get("STRATEGYQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -59,7 +61,7 @@ def pg_url() -> Iterator[str]:
     """A fresh database on the machine's server, dropped afterwards."""
     problem = server_problem()
     if problem:
-        pytest.skip(problem)
+        pytest.fail(f"PostgreSQL is needed on {SERVER}: {problem}")
     name = f"strategyq_test_{uuid.uuid4().hex[:10]}"
     execute(SERVER, f"CREATE DATABASE {name}")
     try:
@@ -100,7 +102,10 @@ class PasswordServer:
     def start(self) -> None:
         initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
         if not initdb or not postgres:
-            pytest.skip("PostgreSQL's initdb/postgres binaries are not installed")
+            require(lambda: None not in (_pg_bin("initdb"), _pg_bin("postgres")),
+                    ["postgresql"], "PostgreSQL's initdb and postgres")  # fmt: skip
+            initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+            assert initdb and postgres
         data = self.dir / "data"
         pwfile = self.dir / "pw"
         pwfile.write_text(self.password + "\n")

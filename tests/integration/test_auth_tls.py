@@ -16,6 +16,7 @@ from strategyq.connection import connect
 from strategyq.embedded_valkey import valkey_executable
 from strategyq.errors import ConnectionFailed
 from strategyq.settings import Settings
+from tests.system_packages import require_command
 
 PASSWORD = "s3cret-Default-pw"
 ALICE_PASSWORD = "alice-Only-pw"
@@ -203,8 +204,7 @@ def _tls_candidates() -> list[str]:
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """A TLS-only server (port and certificate directory), from the first TLS-capable binary."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed, so no test certificate can be made")
+    require_command("openssl", ["openssl"])
     directory = tmp_path_factory.mktemp("tls")
     _make_certificates(directory)
     tried = []
@@ -235,7 +235,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
         # Only a build without TLS may be passed over; any other failure is a real one.
         assert "TLS" in output and "support" in output, output
         tried.append(binary)
-    pytest.skip(f"no TLS-capable redis/valkey server binary on this machine (tried {tried})")
+    pytest.fail(f"no TLS-capable redis/valkey server binary on this machine (tried {tried})")
 
 
 def test_tls_with_rediss_url(tmp_path: Path, tls_server: tuple[int, Path]) -> None:

@@ -21,16 +21,17 @@ import redis
 
 from strategyq.examples import source
 from tests.integration.conftest import wait_until
+from tests.system_packages import require_command, require_path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "src" / "strategyq" / "examples"
-GO_INSTALL = "apt-get install golang-go golang-github-gomodule-redigo-dev"
+GO_PACKAGES = ["golang-go", "golang-github-gomodule-redigo-dev"]
+REDIGO = "/usr/share/gocode/src/github.com/gomodule/redigo"
 
 
 def _go_producer(tmp_path: Path) -> list[str]:
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip(f"Go is not installed (`{GO_INSTALL}` failed or was not run)")
+    go = require_command("go", GO_PACKAGES)
+    require_path(REDIGO, GO_PACKAGES)
     gopath = f"{ROOT / 'examples' / 'go'}:/usr/share/gocode"
     env = {
         **os.environ,
@@ -44,16 +45,12 @@ def _go_producer(tmp_path: Path) -> list[str]:
         [go, "build", "-o", str(binary), "strategyq-producer"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    if proc.returncode != 0 and "cannot find package" in proc.stderr and "redigo" in proc.stderr:
-        pytest.skip(f"redigo is not installed (`{GO_INSTALL}`): {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     return [str(binary)]
 
 
 def _node_producer(tmp_path: Path) -> list[str]:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js and npm are not installed")
+    node, npm = require_command("node", ["nodejs"]), require_command("npm", ["npm"])
     work = tmp_path / "node"
     work.mkdir()
     for name in ("package.json", "package-lock.json", "producer.js"):
@@ -62,8 +59,7 @@ def _node_producer(tmp_path: Path) -> list[str]:
         [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=work, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    if proc.returncode != 0:
-        pytest.skip(f"npm ci could not install the redis client: {proc.stderr.strip()[-500:]}")
+    assert proc.returncode == 0, f"npm ci could not install the redis client: {proc.stderr[-500:]}"
     return [node, str(work / "producer.js")]
 
 

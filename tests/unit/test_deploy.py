@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import yaml
 
 from strategyq.observability import HEALTH_PATH, READY_PATH
 from strategyq.settings import DEFAULT_METRICS_PORT, QUEUE_NAME, Settings
+from tests.system_packages import require_command
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -983,10 +983,7 @@ def assert_exported(expr: str) -> None:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.skip("promtool is not installed: `apt-get install prometheus` failed or was not run")
-    return found
+    return require_command("promtool", ["prometheus"])
 
 
 def rules_file(tmp_path: Path) -> Path:

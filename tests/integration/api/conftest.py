@@ -17,6 +17,7 @@ import pytest
 from strategyq.settings import SANDBOX_LIBRARIES
 from tests.conftest import free_port
 from tests.integration.conftest import WorkerProcess, suite_env
+from tests.system_packages import require_path
 
 CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -144,11 +145,7 @@ def backtest_body(task_id: str | None = None, **args: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: `apt-get install -y chromium` failed or was not run "
-            "(.ci/run installs it)"
-        )
+    require_path(CHROMIUM, ["chromium"])
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
