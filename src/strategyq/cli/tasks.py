@@ -206,10 +206,11 @@ def render(task_id: str, result: dict[str, Any]) -> None:
     status = result.get("status")
     data = result.get("data") or {}
     console.print(f"[bold]{task_id}[/]: {status}  (updated {result.get('updated_at')})")
-    args = data.get("task_args") if isinstance(data.get("task_args"), dict) else {}
+    kept = data.get("task_args")
+    args: dict[str, Any] = kept if isinstance(kept, dict) else {}
     name, tags = args.get("name"), args.get("tags")
     tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
-    if isinstance(name, str) and name or tags:
+    if (isinstance(name, str) and name) or tags:
         named = f"name [bold]{name}[/]" if isinstance(name, str) and name else ""
         tagged = f"tags {', '.join(tags)}" if tags else ""
         console.print("   ".join(p for p in (named, tagged) if p), highlight=False)

@@ -228,8 +228,10 @@ def test_an_expired_run_opens_lists_and_compares_in_chromium(
             page.click("#compare")
             page.wait_for_url("**/compare?*")
             page.wait_for_selector("#compare-chart .main-svg", timeout=30_000)
-            heads = page.locator("#compare-metrics thead th.run").all_inner_texts()
+            heads = page.locator("#compare-metrics thead th.run a").all_inner_texts()
             assert sorted(heads) == ["new-b", "old-a"]
+            names = page.locator("#compare-metrics thead th.run .run-name").all_inner_texts()
+            assert names == ["crossing", "crossing"]
             traces = page.evaluate(
                 "() => document.getElementById('compare-chart').data.map(t => t.name)"
             )

@@ -51,8 +51,15 @@ def compare(
                 f"{data.get('execution_mode') or 'no result'}): only completed backtests compare",
             )
         metrics = data.get("performance_metrics")
+        args = data.get("task_args") if isinstance(data.get("task_args"), dict) else {}
+        name = args.get("name") if isinstance(args.get("name"), str) else None
         runs.append(
-            {"task_id": tid, "data": data, "metrics": metrics if isinstance(metrics, dict) else {}}
+            {
+                "task_id": tid,
+                "name": name,
+                "data": data,
+                "metrics": metrics if isinstance(metrics, dict) else {},
+            }
         )
     names = list(HEADLINE) + [
         n for n in dict.fromkeys(k for r in runs for k in r["metrics"]) if n not in HEADLINE
@@ -73,6 +80,7 @@ def compare(
         "compare.html",
         {
             "ids": ids,
+            "runs": runs,
             "rows": rows,
             "equity": script_json(charts.equity_overlay([(r["task_id"], r["data"]) for r in runs])),
         },
