@@ -404,7 +404,7 @@ def task_page(request: Request, task_id: str, state: State, who: Principal = REA
             "archived": archived is not None,
             "run_name": _text(args.get("name")) if args else None,
             "run_tags": _tags(args.get("tags")) if args else [],
-            "waits": waits(record.get("data") or {}),
+            "waits": waits(context["data"]),
             **context,
         },
     )
