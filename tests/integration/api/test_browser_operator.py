@@ -43,9 +43,11 @@ def serve(queue_env: dict[str, str]) -> Iterator[ServeProcess]:
 @pytest.fixture(scope="module")
 def worker(queue_env: dict[str, str]) -> Iterator[WorkerProcess]:
     proc = WorkerProcess(queue_env, f"operator-worker-{uuid.uuid4().hex[:4]}").start()
-    proc.wait_for_log("started")
-    yield proc
-    proc.stop()
+    try:  # a worker that does not come up in time is stopped all the same
+        proc.wait_for_log("started")
+        yield proc
+    finally:
+        proc.stop()
 
 
 def _status(http: httpx.Client, task_id: str) -> str:
