@@ -42,7 +42,9 @@ class ApiState:
     def __post_init__(self) -> None:
         self.view = QueueView(self.client, self.settings.queue_name)
         self.followers = Followers(self.config.max_followers)
-        self.archive = ArchiveHandle(self.settings.archive_db_url)
+        self.archive = ArchiveHandle(
+            self.settings.archive_db_url, explicit=bool(self.settings.archive_url)
+        )
 
     @property
     def queue(self) -> str:

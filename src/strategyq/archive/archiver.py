@@ -257,12 +257,15 @@ class Archiver:
             have = self.archive.existing([t for t, _ in part])
             todo = [(t, ms) for t, ms in part if t not in have]
             records = feed.run_records(self.client, [t for t, _ in todo])
+            kinds = feed.recent_types(self.client, [t for t, _ in todo])
             runs = []
-            for (task_id, ms), rec in zip(todo, records, strict=True):
+            for (task_id, ms), rec, kind in zip(todo, records, kinds, strict=True):
                 if rec.result is None:
                     continue  # expired since it was listed: not a loss the feed saw
                 try:
-                    runs.append(build(task_id, rec.result, rec.task, finished_ms=ms))
+                    runs.append(
+                        build(task_id, rec.result, rec.task, finished_ms=ms, task_type=kind)
+                    )
                 except NotARun as exc:
                     log.warning("archiver: skipping task_result:%s: %s", task_id, exc)
                     self.metrics.skipped()

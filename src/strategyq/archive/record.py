@@ -195,6 +195,10 @@ def build(
             task = decoded if isinstance(decoded, dict) else None
         except orjson.JSONDecodeError:
             task = None
+    if task is None and isinstance(data, dict) and isinstance(data.get("task_args"), dict):
+        # The message is kept for the archiver only while an archive is on; a run that
+        # ended with it off still carries its producer's args in its result record.
+        task = {"task_id": task_id, "args": data["task_args"]}
     kind = task_type or (str(task.get("task_type")) if task and task.get("task_type") else "")
     if not kind and isinstance(data, dict):
         mode = data.get("execution_mode")

@@ -116,6 +116,8 @@ class RunFilter:
     metrics: tuple[MetricFilter, ...] = ()
     limit: int = 50
     before: str | None = None  # the page token of the previous page's last run
+    text: str | None = None  # part of the task id
+    older_than_ms: int | None = None  # ended before this epoch ms (what Redis still lists)
 
     @classmethod
     def build(
@@ -132,6 +134,8 @@ class RunFilter:
         metric: str | Sequence[str] | None = None,
         limit: int = 50,
         before: str | None = None,
+        text: str | None = None,
+        older_than_ms: int | None = None,
     ) -> RunFilter:
         """A filter from the loose forms the API, the CLI and Python take.
 
@@ -161,6 +165,8 @@ class RunFilter:
             metrics=tuple(MetricFilter.parse(m) for m in metric_texts if m),
             limit=int(limit),
             before=before,
+            text=text or None,
+            older_than_ms=older_than_ms,
         )
 
     def where(self) -> tuple[str, list[Any]]:
@@ -189,6 +195,13 @@ class RunFilter:
         if until is not None:
             clauses.append("finished_ms <= ?")
             params.append(until)
+        if self.text:
+            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("LOWER(task_id) LIKE LOWER(?) ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        if self.older_than_ms is not None:
+            clauses.append("finished_ms < ?")
+            params.append(self.older_than_ms)
         for m in self.metrics:
             op = "<>" if m.op == "!=" else m.op
             clauses.append(f"{m.metric} {op} ?")

@@ -206,6 +206,17 @@ def render(task_id: str, result: dict[str, Any]) -> None:
     status = result.get("status")
     data = result.get("data") or {}
     console.print(f"[bold]{task_id}[/]: {status}  (updated {result.get('updated_at')})")
+    kept = data.get("task_args")
+    args: dict[str, Any] = kept if isinstance(kept, dict) else {}
+    name, tags = args.get("name"), args.get("tags")
+    tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+    if (isinstance(name, str) and name) or tags:
+        named = f"name [bold]{name}[/]" if isinstance(name, str) and name else ""
+        tagged = f"tags {', '.join(tags)}" if tags else ""
+        console.print("   ".join(p for p in (named, tagged) if p), highlight=False)
+    times = _times(data)
+    if times:
+        console.print(times, highlight=False)
     if status == "error":
         console.print(f"[red]{data.get('error_type', 'error')}:[/] {data.get('error')}")
         return
@@ -227,6 +238,52 @@ def render(task_id: str, result: dict[str, Any]) -> None:
     console.print(
         f"ran on worker {data.get('worker_id')} in {duration(data.get('execution_time_ms'))}"
     )
+
+
+def _times(data: dict[str, Any]) -> str:
+    """``submitted … → started … (waited 1.2 s) → finished …``, as far as the record says."""
+    submitted = data.get("submitted_at") or data.get("queued_at")
+    started, finished = data.get("started_at"), data.get("completed_at")
+    steps = [
+        f"{what} {at}"
+        for what, at in (("submitted", submitted), ("started", started), ("finished", finished))
+        if isinstance(at, str)
+    ]
+    wait = _seconds(submitted, started)
+    if wait is not None:
+        steps[1] += f" (waited {duration(wait * 1000)} in the queue)"
+    return " → ".join(steps)
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    from datetime import datetime
+
+    if not isinstance(start, str) or not isinstance(end, str):
+        return None
+    try:
+        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        return max((b - a).total_seconds(), 0.0)
+    except (ValueError, TypeError):
+        return None
+
+
+def archived_result(task_id: str) -> dict[str, Any] | None:
+    """The run's result from the run archive, when there is one (STRATEGYQ_ARCHIVE_URL, or
+    the default SQLite file an archiver made) and it holds the run."""
+    conf = settings()
+    if not conf.archive_url and not (conf.home / "archive.db").is_file():
+        return None
+    from strategyq.archive import open_archive
+    from strategyq.errors import RunNotFound
+
+    archive = open_archive(conf.archive_db_url)
+    try:
+        return archive.result(task_id)
+    except RunNotFound:
+        return None
+    finally:
+        archive.close()
 
 
 def _fmt(value: Any) -> str:
@@ -303,8 +360,13 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Show a task's result (whatever its status)."""
+        """Show a task's result (whatever its status); from the run archive once Redis no
+        longer holds it."""
         result = QueueView(client()).task(task_id)
+        if result is None:
+            result = archived_result(task_id)
+            if result is not None:
+                err_console.print(f"{task_id}: from the run archive (Redis no longer holds it)")
         if html is not None and result is not None:
             from strategyq.api.report import write_report
 

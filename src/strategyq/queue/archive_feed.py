@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from strategyq.protocol.envelope import TaskType
 from strategyq.queue import keys
 from strategyq.queue.types import text
 
@@ -144,6 +145,22 @@ def recent_since(
         keys.RECENT, since_ms, "+inf", start=offset, num=limit, withscores=True
     )
     return [(text(member), int(score)) for member, score in rows]
+
+
+def recent_types(client: redis.Redis, task_ids: list[str]) -> list[str]:
+    """Each task's type as the recent-task indexes by type list it ("" when none does), in
+    one round trip: a run that ended while no feed was on has no feed entry to name it."""
+    if not task_ids:
+        return []
+    types = [t.value for t in TaskType]
+    pipe = client.pipeline(transaction=False)
+    for task_type in types:
+        pipe.zmscore(keys.recent_by(task_type=task_type), task_ids)
+    replies: Any = pipe.execute()
+    return [
+        next((t for t, scores in zip(types, replies, strict=True) if scores[i] is not None), "")
+        for i in range(len(task_ids))
+    ]
 
 
 def feed_info(client: redis.Redis) -> dict[str, Any]:

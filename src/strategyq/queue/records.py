@@ -26,9 +26,12 @@ def running(
     started_at: str,
     stage: str,
     attempt: int | None = None,
+    submitted_at: str | None = None,
 ) -> bytes:
-    """A run in progress, at ``stage`` (the attempt is known once the run is claimed)."""
-    data: dict[str, Any] = {
+    """A run in progress, at ``stage`` (the attempt is known once the run is claimed;
+    ``submitted_at``, when the task was first queued, once the claim has read it)."""
+    data: dict[str, Any] = {} if submitted_at is None else {"submitted_at": submitted_at}
+    data |= {
         "task_id": task_id,
         "task_type": task_type,
         "worker_id": worker_id,

@@ -259,13 +259,23 @@ class TaskQueue:
             return None
         return value if isinstance(value, bytes) else value.encode()
 
-    def requeue(self, worker_id: str, task_id: str, token: str, raw: bytes) -> bool:
+    def requeue(
+        self,
+        worker_id: str,
+        task_id: str,
+        token: str,
+        raw: bytes,
+        *,
+        submitted_at: str | None = None,
+    ) -> bool:
         """Hand an unfinished run back to the queue's consumer end (it runs next).
 
         ``token=""`` puts back a message whose run is unknown (found in the processing
         list without a handler): a token this worker holds for the task is revoked.
+        ``submitted_at`` (when the task was first queued) stays in its queued record.
         """
-        queued = records.queued(task_id, requeued_at=utc_now_iso())
+        kept = {} if submitted_at is None else {"submitted_at": submitted_at}
+        queued = records.queued(task_id, requeued_at=utc_now_iso(), **kept)
         reply = self.scripts.requeue(
             keys=[
                 keys.processing(worker_id),

@@ -37,12 +37,14 @@ class Claim:
     token: str = ""
     attempt: int = 0
     status: str = ""  # the status found, when skipped or a duplicate
+    submitted_at: str | None = None  # when the task was first queued, when its record said
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Claim:
         verdict = ClaimVerdict(text(reply[0]))
         if verdict is ClaimVerdict.RUN:
-            return cls(verdict, token=text(reply[1]), attempt=int(reply[2]))
+            submitted = text(reply[3]) if len(reply) > 3 and reply[3] else None
+            return cls(verdict, token=text(reply[1]), attempt=int(reply[2]), submitted_at=submitted)
         if verdict in (ClaimVerdict.SKIP, ClaimVerdict.DUPLICATE, ClaimVerdict.FORGED):
             return cls(verdict, status=text(reply[1]))
         return cls(verdict)

@@ -186,6 +186,12 @@ class BoardRow:
     headline: tuple[str, Any] | None = None
     error_type: str | None = None
     worker_id: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    wait_s: float | None = None
+    """Time in the queue: from ``submitted_at`` to ``started_at`` (None: one is unknown)."""
+    symbols_all: list[str] = field(default_factory=list, repr=False)
+    """Every symbol (``symbols`` holds the first few shown), for the symbol filter."""
 
 
 @dataclass(frozen=True)
@@ -204,8 +210,9 @@ class Board:
 @dataclass(frozen=True)
 class BoardFilter:
     """What :meth:`QueueView.board` lists: ``text`` is part of an id, ``symbol`` one ticker
-    (case-insensitive), the times bound when the task was finished (or submitted, for
-    queued and running ones), in epoch milliseconds."""
+    (case-insensitive), ``name`` the task's ``name`` arg, ``tag`` one of its ``tags``, the
+    times bound when the task was finished (or submitted, for queued and running ones), in
+    epoch milliseconds."""
 
     status: str | None = None
     task_type: str | None = None
@@ -213,9 +220,25 @@ class BoardFilter:
     symbol: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    name: str | None = None
+    tag: str | None = None
 
     def wants(self, status: str) -> bool:
         return self.status is None or self.status == status
+
+    @property
+    def by_args(self) -> bool:
+        """Whether a finished task's record must be read to tell if it matches."""
+        return bool(self.symbol or self.name or self.tag)
+
+    def args_match(self, args: dict[str, Any]) -> bool:
+        """Whether task args (a message's, or those a record keeps) pass the symbol, name
+        and tag filters."""
+        if self.symbol and self.symbol.upper() not in _upper(_arg_symbols(args)):
+            return False
+        if self.name and _arg_name(args) != self.name:
+            return False
+        return not self.tag or self.tag in _arg_tags(args)
 
 
 class TaskEvents:
@@ -511,7 +534,7 @@ class QueueView:
         ``sweep_chunk``) or the id filter's text is in it: then it is decoded to tell.
         """
         needle = where.text.encode() if where.text else None
-        plain = not (where.task_type or where.symbol)
+        plain = not (where.task_type or where.by_args)
         total, shown = 0, list[dict[str, Any]]()
         # LPUSH in, taken from the right: the right end runs next.
         for raw in reversed(raws):
@@ -536,11 +559,9 @@ class QueueView:
             return False
         if where.text and where.text not in task_id:
             return False
-        if where.symbol:
+        if where.by_args:
             args = message.get("args")
-            return where.symbol.upper() in _upper(
-                _arg_symbols(args if isinstance(args, dict) else {})
-            )
+            return where.args_match(args if isinstance(args, dict) else {})
         return True
 
     def _records(self, task_ids: list[Any]) -> dict[str, dict[str, Any]]:
@@ -558,7 +579,7 @@ class QueueView:
         key = keys.recent_by(status, where.task_type)
         high = "+inf" if where.until_ms is None else str(where.until_ms)
         low = "-inf" if where.since_ms is None else str(where.since_ms)
-        if not where.text and not where.symbol:
+        if not where.text and not where.by_args:
             pipe = self.client.pipeline(transaction=False)
             pipe.zcount(key, low, high)
             pipe.zrevrangebyscore(key, high, low, start=offset, num=count, withscores=True)
@@ -570,16 +591,19 @@ class QueueView:
             )
         )
         members = [(m, s) for m, s in window if not where.text or where.text in text(m)]
-        if not where.symbol:
+        if not where.by_args:
             return len(members), self._finished_rows(members[offset : offset + count])
         rows: list[BoardRow] = []
         for start in range(0, len(members), 200):
-            rows.extend(
-                r
-                for r in self._finished_rows(members[start : start + 200])
-                if where.symbol.upper() in _upper(r.symbols)
-            )
+            part = self._finished_rows(members[start : start + 200])
+            rows.extend(r for r in part if _row_matches(r, where))
         return len(rows), rows[offset : offset + count]
+
+    def oldest_finished_ms(self) -> int | None:
+        """When the oldest task the recent-task index still lists finished (epoch ms): runs
+        that ended before it are gone from Redis (None: the index is empty)."""
+        rows: Any = self.client.zrange(keys.RECENT, 0, 0, withscores=True)
+        return int(rows[0][1]) if rows else None
 
     def _finished_rows(self, members: list[Any]) -> list[BoardRow]:
         """Rows of finished tasks; a task's row is read once per run (its finish time
@@ -694,6 +718,26 @@ def _arg_symbols(args: dict[str, Any]) -> list[str]:
     return []
 
 
+def _arg_name(args: dict[str, Any]) -> str | None:
+    name = args.get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def _arg_tags(args: dict[str, Any]) -> list[str]:
+    tags = args.get("tags")
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",")]
+    return sorted({t for t in tags if isinstance(t, str) and t}) if isinstance(tags, list) else []
+
+
+def _row_matches(row: BoardRow, where: BoardFilter) -> bool:
+    if where.symbol and where.symbol.upper() not in _upper(row.symbols_all):
+        return False
+    if where.name and row.name != where.name:
+        return False
+    return not where.tag or where.tag in row.tags
+
+
 def _seconds_between(start: Any, end: Any) -> float | None:
     if not isinstance(start, str) or not isinstance(end, str):
         return None
@@ -739,23 +783,33 @@ def _message_row(
     assert isinstance(data, dict)
     kind = message.get("task_type")
     started = data.get("started_at") if status == "running" else None
+    submitted = _text_or_none(data.get("submitted_at")) or _text_or_none(data.get("queued_at"))
+    plain_args = args if isinstance(args, dict) else {}
     return BoardRow(
         task_id=task_id,
         status=status if record.get("status") in (None, status) else str(record.get("status")),
         task_type=kind if isinstance(kind, str) else None,
         symbol_count=len(symbols),
         symbols=symbols[:SHOWN_SYMBOLS],
-        submitted_at=_text_or_none(data.get("queued_at")),
+        submitted_at=submitted,
         started_at=_text_or_none(started),
         duration_s=_seconds_between(started, datetime.now(UTC).isoformat()) if started else None,
         worker_id=worker,
+        name=_arg_name(plain_args),
+        tags=_arg_tags(plain_args),
+        wait_s=_seconds_between(submitted, started) if started else None,
+        symbols_all=symbols,
     )
 
 
 def _finished_row(summary: TaskSummary, record: dict[str, Any]) -> BoardRow:
     data = record.get("data") if isinstance(record.get("data"), dict) else {}
     assert isinstance(data, dict)
-    symbols = _arg_symbols(data)
+    kept = data.get("task_args")
+    args: dict[str, Any] = kept if isinstance(kept, dict) else {}
+    symbols = _arg_symbols(args) or _arg_symbols(data)
+    submitted = _text_or_none(data.get("submitted_at"))
+    started = _text_or_none(data.get("started_at"))
     summary_block = data.get("summary") if isinstance(data.get("summary"), dict) else {}
     assert isinstance(summary_block, dict)
     count = len(symbols) if symbols else summary_block.get("symbols_processed")
@@ -767,13 +821,18 @@ def _finished_row(summary: TaskSummary, record: dict[str, Any]) -> BoardRow:
         task_type=summary.task_type,
         symbol_count=count if isinstance(count, int) else None,
         symbols=symbols[:SHOWN_SYMBOLS],
-        started_at=_text_or_none(data.get("started_at")),
+        submitted_at=submitted,
+        started_at=started,
         finished_at=_text_or_none(data.get("completed_at")),
         finished_ms=summary.finished_ms,
         duration_s=float(seconds) if isinstance(seconds, int | float) else None,
         headline=_headline(data) if status == "completed" else None,
         error_type=_text_or_none(data.get("error_type")) if status != "completed" else None,
         worker_id=_text_or_none(data.get("worker_id")),
+        name=_arg_name(args),
+        tags=_arg_tags(args),
+        wait_s=_seconds_between(submitted, started),
+        symbols_all=symbols,
     )
 
 

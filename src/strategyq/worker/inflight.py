@@ -23,6 +23,7 @@ class InFlight:
     attempt: int
     executor: Executor
     started_at: str
+    submitted_at: str | None = None  # when the task was first queued (None: not known)
     started: float = field(default_factory=time.monotonic)
     stop_reason: StopReason | None = None
     stage: Stage = Stage.STARTING

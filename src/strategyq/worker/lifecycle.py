@@ -167,7 +167,7 @@ class TaskRunner:
                     "task %s was cancelled before it started", task_id, extra={"task_id": task_id}
                 )
             return None
-        run = InFlight(task, claim.token, claim.attempt, executor, started_at)
+        run = InFlight(task, claim.token, claim.attempt, executor, started_at, claim.submitted_at)
         self.metrics.task_started(task.task_type.value)
         log.info(
             "task %s started: %s, attempt %d",
@@ -307,6 +307,8 @@ class TaskRunner:
             "started_at": run.started_at,
             "completed_at": utc_now_iso(),
         }
+        if run.submitted_at is not None:
+            timing["submitted_at"] = run.submitted_at
         # The producer's args go with the result, so a finished run can be read,
         # reproduced and resubmitted after its message is gone (the API hides
         # their strategy_code from read-scope callers).
@@ -431,7 +433,9 @@ class TaskRunner:
     def _requeue(self, run: InFlight) -> None:
         task_id = run.task.task_id
         self.health.retry(
-            lambda: self.tasks.requeue(self.worker_id, task_id, run.token, run.task.raw),
+            lambda: self.tasks.requeue(
+                self.worker_id, task_id, run.token, run.task.raw, submitted_at=run.submitted_at
+            ),
             what=f"requeue of task {task_id}",
         )
         self.tally.requeued += 1

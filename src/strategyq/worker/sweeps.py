@@ -62,6 +62,8 @@ class SweepWorker:
         task = run.task
         plan, chunks = read_fanout(outcome.data)
         plan.update(started_at=run.started_at, started_epoch=time.time())
+        if run.submitted_at is not None:
+            plan["submitted_at"] = run.submitted_at
         # The sweep's args ride in its plan to whichever worker writes its result.
         args = orjson.loads(task.raw).get("args")
         if isinstance(args, dict):
@@ -72,6 +74,7 @@ class SweepWorker:
                 {
                     "task_id": task.task_id,
                     "task_type": "sweep",
+                    **({"submitted_at": run.submitted_at} if run.submitted_at else {}),
                     "fanned_out": True,
                     "worker_id": self.worker_id,
                     "started_at": run.started_at,
@@ -178,6 +181,8 @@ class SweepWorker:
         )
         if isinstance(plan.get("task_args"), dict):
             data["task_args"] = plan["task_args"]
+        if isinstance(plan.get("submitted_at"), str):
+            data["submitted_at"] = plan["submitted_at"]
         record = dumps(envelope(Status.COMPLETED, data))
         while len(record) > self.settings.max_result_bytes and data.get("results"):
             # Past the result cap the ranked list is halved (best first; counts kept).

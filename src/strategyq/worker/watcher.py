@@ -108,6 +108,7 @@ class Watcher:
                 r.started_at,
                 stage,
                 r.attempt,
+                r.submitted_at,
             )
             self.tasks.stage(pipe, r.task.task_id, r.token, record)
         try:

@@ -43,9 +43,11 @@ def serve(queue_env: dict[str, str]) -> Iterator[ServeProcess]:
 @pytest.fixture(scope="module")
 def worker(queue_env: dict[str, str]) -> Iterator[WorkerProcess]:
     proc = WorkerProcess(queue_env, f"operator-worker-{uuid.uuid4().hex[:4]}").start()
-    proc.wait_for_log("started")
-    yield proc
-    proc.stop()
+    try:  # a worker that does not come up in time is stopped all the same
+        proc.wait_for_log("started")
+        yield proc
+    finally:
+        proc.stop()
 
 
 def _status(http: httpx.Client, task_id: str) -> str:
@@ -76,22 +78,26 @@ def test_the_tasks_view_shows_a_queued_and_a_running_task(
         assert run_row.count() == 1
         cells = run_row.locator("td").all_inner_texts()
         assert cells[1] == "running" and cells[2] == "backtest"
+        assert cells[3] == "—"  # no name, no tags
         # Seven symbols: the count and the first five, then how many more.
-        assert cells[3] == "7 AAPL, MSFT, IBM, GE, KO +2"
-        assert cells[5].startswith("20")  # started at
-        assert cells[9] == worker.worker_id
+        assert cells[4] == "7 AAPL, MSFT, IBM, GE, KO +2"
+        assert cells[6].startswith("20")  # started at
+        assert cells[7] != "—"  # the wait in the queue: submitted through the API
+        assert cells[11] == worker.worker_id
         queue_row = page.locator(f"#queued tr[data-task='{queued}']")
         assert queue_row.count() == 1
         cells = queue_row.locator("td").all_inner_texts()
-        assert cells[1] == "queued" and cells[3] == "2 AAPL, MSFT"
-        assert cells[4].startswith("20") and cells[5] == "—" and cells[9] == "—"
+        assert cells[1] == "queued" and cells[4] == "2 AAPL, MSFT"
+        assert cells[5].startswith("20") and cells[6] == "—" and cells[7] == "—"
+        assert cells[11] == "—"
         done_row = page.locator(f"#recent tr[data-task='{finished}']")
         cells = done_row.locator("td").all_inner_texts()
         assert cells[1] == "completed" and cells[2] == "backtest"
         metrics = done["data"]["performance_metrics"]
         total = format_metric("total_return", metrics["total_return"])
-        assert cells[8] == f"{label('total_return')} {total}"
-        assert cells[9] == worker.worker_id and cells[7] != "—" and cells[5].startswith("20")
+        assert cells[10] == f"{label('total_return')} {total}"
+        assert cells[11] == worker.worker_id and cells[9] != "—" and cells[6].startswith("20")
+        assert cells[5].startswith("20") and cells[7] != "—"  # submitted, and the wait
         # Search by symbol and status, through the form as a person would.
         page.fill("input[name=symbol]", "ge")
         page.select_option("select[name=status]", "running")

@@ -118,3 +118,36 @@ def test_every_task_type_is_archived_once(
         archive.close()
     frame = runs(url=archive_url)
     assert len(frame) == 5 and "sharpe_ratio" in frame.columns
+
+
+def test_runs_that_ended_with_the_archive_off_keep_their_args_name_tags_and_type(
+    redis_client: redis.Redis, settings: Settings, archive_url: str
+) -> None:
+    # No archive on: no feed, and no copy of the messages for an archiver.
+    assert not archive_feed.is_on(redis_client)
+    add_backtest_task(redis_client, "off-bt", SMA, SYMBOLS, "2010-01-01", "2011-12-31",
+                      name="sma cross", tags=["trend", "daily"])  # fmt: skip
+    add_backtest_task(redis_client, "off-bad", "def f(df):\n    return 1/0\n", SYMBOLS,
+                      "2010-01-01", "2010-12-31", name="broken")  # fmt: skip
+    add_sweep_task(redis_client, "off-sw", PARAMS, SYMBOLS, "2008-01-01", "2010-12-31",
+                   {"fast": [5, 10], "slow": [50]}, name="grid", tags=["sweep"])  # fmt: skip
+    burst(settings)
+    assert not redis_client.exists(keys.task("off-bt"))
+    arch = archiver(redis_client, archive_url)  # catches up from the recent-task index
+    assert arch.caught_up == 3
+    got = rows(archive_url)
+    assert got["off-bt"]["name"] == "sma cross" and got["off-bt"]["tags"] == ["daily", "trend"]
+    assert got["off-bt"]["fingerprint"] == fingerprint(SMA)
+    assert got["off-bt"]["symbols"] == SYMBOLS
+    # An error's record names no execution mode: its type comes from the recent index.
+    assert got["off-bad"]["task_type"] == "backtest" and got["off-bad"]["name"] == "broken"
+    assert got["off-sw"]["task_type"] == "sweep" and got["off-sw"]["tags"] == ["sweep"]
+    archive = Archive.open(archive_url)
+    try:
+        run = archive.run("off-bt")
+        assert run["strategy_code"] == SMA
+        assert run["args"]["start_date"] == "2010-01-01" and run["args"]["name"] == "sma cross"
+        assert archive.run("off-sw")["args"]["param_grid"] == {"fast": [5, 10], "slow": [50]}
+    finally:
+        archive.close()
+    assert len(runs(url=archive_url, name="sma cross", tag="trend")) == 1

@@ -1,4 +1,5 @@
-"""``/compare``: two to five finished backtests side by side (metrics, equity overlaid)."""
+"""``/compare``: two to five finished backtests side by side (metrics, equity overlaid),
+from Redis or, for runs it no longer holds, from the run archive."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from strategyq.api import charts
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.pages.render import render, script_json
+from strategyq.api.pages.tasks import record_of, unknown_task
 from strategyq.api.problems import Problem
 from strategyq.api.shapes import clean_record
 from strategyq.labels import HEADLINE, METRICS, format_metric, label
@@ -36,9 +38,10 @@ def compare(
         )
     runs = []
     for tid in ids:
-        record = state.view.task(tid)
+        # A run Redis no longer holds is compared from the run archive.
+        record = record_of(state, tid)
         if record is None:
-            raise Problem(404, f"no task {tid!r}: it was never queued, or its result expired")
+            raise Problem(404, unknown_task(state, tid))
         clean = clean_record(record)
         data = clean["data"]
         if clean.get("status") != "completed" or data.get("execution_mode") != "backtest":
@@ -48,8 +51,15 @@ def compare(
                 f"{data.get('execution_mode') or 'no result'}): only completed backtests compare",
             )
         metrics = data.get("performance_metrics")
+        args = data.get("task_args") if isinstance(data.get("task_args"), dict) else {}
+        name = args.get("name") if isinstance(args.get("name"), str) else None
         runs.append(
-            {"task_id": tid, "data": data, "metrics": metrics if isinstance(metrics, dict) else {}}
+            {
+                "task_id": tid,
+                "name": name,
+                "data": data,
+                "metrics": metrics if isinstance(metrics, dict) else {},
+            }
         )
     names = list(HEADLINE) + [
         n for n in dict.fromkeys(k for r in runs for k in r["metrics"]) if n not in HEADLINE
@@ -70,6 +80,7 @@ def compare(
         "compare.html",
         {
             "ids": ids,
+            "runs": runs,
             "rows": rows,
             "equity": script_json(charts.equity_overlay([(r["task_id"], r["data"]) for r in runs])),
         },

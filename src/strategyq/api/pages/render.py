@@ -185,7 +185,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def _timeline(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     data = record.get("data") or {}
     steps = [
-        ("queued", data.get("queued_at")),
+        ("submitted", data.get("submitted_at") or data.get("queued_at")),
         ("started", data.get("started_at")),
         ("cancelled", data.get("cancelled_at")),
         ("finished", data.get("completed_at")),

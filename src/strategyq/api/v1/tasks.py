@@ -74,11 +74,27 @@ def recent(
     return {"total": page.total, "offset": offset, "tasks": [asdict(t) for t in page.tasks]}
 
 
-@router.get("/tasks/{task_id}", response_model=TaskRecord, summary="A task's result")
+ARCHIVE_SOURCE = {"X-Strategyq-Source": "archive"}
+"""Marks an answer read from the run archive: Redis no longer held the record."""
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskRecord,
+    summary="A task's result",
+    description="Read from Redis; a finished run Redis no longer holds (past the result TTL, "
+    "or evicted) is read from the run archive, when there is one, and the answer carries "
+    "`X-Strategyq-Source: archive`.",
+)
 def get_task(task_id: TaskId, state: State, who: Principal = READ) -> Any:
     raw = state.view.task_json(task_id)
     if raw is None:
-        raise unknown(task_id)
+        archived = state.archive.record(task_id)
+        if archived is None:
+            raise unknown(task_id)
+        answer = raw_json(record_for(archived, who.can_write))
+        answer.headers.update(ARCHIVE_SOURCE)
+        return answer
     text = raw if isinstance(raw, bytes) else raw.encode()
     if not who.can_write and b'"strategy_code"' in text:
         record = decode_result(text)
@@ -106,7 +122,12 @@ async def wait(
     with state.followers.take():
         current = await state.blocking(state.view.task, task_id)
         if current is None:
-            raise unknown(task_id)
+            archived = await state.blocking(state.archive.record, task_id)
+            if archived is None:
+                raise unknown(task_id)
+            answer = raw_json(record_for(archived, who.can_write))
+            answer.headers.update(ARCHIVE_SOURCE)
+            return answer
         if current.get("status") in TERMINAL_STATUSES:
             return raw_json(record_for(current, who.can_write))
         deadline = time.monotonic() + min(timeout_s, state.config.max_wait_s)

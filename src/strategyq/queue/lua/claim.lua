@@ -16,15 +16,29 @@
 -- ARGV[4] done-list ttl seconds   ARGV[5] task id   ARGV[6] now (epoch ms)
 -- ARGV[7] recent-index cap   ARGV[8] task type (may be "")
 -- ARGV[9] worker id   ARGV[10] key prefix
--- Returns {"run", token, attempt} | {"skip", status} | {"cancelled", 0}
+-- Returns {"run", token, attempt, submitted_at} | {"skip", status} | {"cancelled", 0}
 --       | {"duplicate", status}
+-- submitted_at ("" when unknown) is when the task was first queued, as the record it
+-- replaces says (a queued record's submitted_at or queued_at, or a lost run's running
+-- record's submitted_at); it is written into the running record too, so the wait in the
+-- queue stays known through requeues and retries.
 -- The token has no TTL, so a server that evicts keys with an expiry (volatile-*) never
 -- takes it; finish.lua deletes it, requeue.lua and reap.lua revoke it.
 local terminal = {completed = true, error = true, cancelled = true}
 
+local submitted = ""
 local current = redis.call("GET", KEYS[1])
 if current then
   local ok, rec = pcall(cjson.decode, current)
+  if ok and type(rec) == "table" and type(rec["data"]) == "table" then
+    local at = rec["data"]["submitted_at"]
+    if type(at) ~= "string" then
+      at = rec["data"]["queued_at"]
+    end
+    if type(at) == "string" and string.len(at) <= 64 then
+      submitted = at
+    end
+  end
   if ok and type(rec) == "table" and terminal[rec["status"]] then
     if rec["status"] == "cancelled" and redis.call("EXISTS", KEYS[5]) == 1 then
       -- Cancelled while it waited in the queue: skip it, once.
@@ -56,11 +70,20 @@ if redis.call("EXISTS", KEYS[5]) == 1 then
   return {"cancelled", 0}
 end
 
+local running = ARGV[2]
+if submitted ~= "" then
+  -- The running record is {"status":"running","data":{...},...}: the time goes first in data.
+  local at = string.find(running, '"data":{', 1, true)
+  if at then
+    running = string.sub(running, 1, at + 7) .. '"submitted_at":' .. cjson.encode(submitted)
+      .. "," .. string.sub(running, at + 8)
+  end
+end
 -- The write that needs memory comes first: under OOM the script stops before changing anything.
-redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[1])
+redis.call("SET", KEYS[1], running, "EX", ARGV[1])
 local attempt = redis.call("INCR", KEYS[2])
 redis.call("EXPIRE", KEYS[2], ARGV[1])
 local token = redis.call("INCR", KEYS[4]) .. "/" .. ARGV[9]
 redis.call("SET", KEYS[3], token)
-publish_record(KEYS[1], ARGV[2])
-return {"run", token, attempt}
+publish_record(KEYS[1], running)
+return {"run", token, attempt, submitted}
