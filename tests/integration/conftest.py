@@ -153,7 +153,7 @@ class WorkerProcess:
         if self._pump_thread is not None:
             self._pump_thread.join(10)
 
-    def wait_for_log(self, text: str, timeout_s: float = 30.0) -> None:
+    def wait_for_log(self, text: str, timeout_s: float = 120.0) -> None:
         """Wait until a line of the worker's output holds ``text`` (woken at each line)."""
         seen = 0
         deadline = time.monotonic() + timeout_s
