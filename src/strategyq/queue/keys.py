@@ -13,6 +13,9 @@ nothing grows without bound.
 
 from __future__ import annotations
 
+QUEUE_NAME = "strategy_queue"
+"""LIST: the queue producers LPUSH onto (``settings.QUEUE_NAME``, frozen)."""
+
 RESULT_PREFIX = "task_result:"
 """STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default one day)."""
 
@@ -174,23 +177,32 @@ LANES = PREFIX + "lanes"
 lanes (``interactive`` 4, ``batch`` 1) exist without a field. No TTL."""
 
 
-def lane_queue(lane: str, tenant: str) -> str:
+def lane_space(queue: str = QUEUE_NAME) -> str:
+    """The prefix of one queue's lanes: ``strategyq:`` for ``strategy_queue``, else
+    ``strategyq:q:{queue}:`` (a worker of another queue never takes these tasks)."""
+    return PREFIX if queue == QUEUE_NAME else f"{PREFIX}q:{queue}:"
+
+
+def lane_queue(lane: str, tenant: str, queue: str = QUEUE_NAME) -> str:
     """LIST of ``"<routed at, epoch ms> <raw message>"``: the tenant's tasks waiting in the
     lane, newest on the left. No TTL; empty (so absent) when nothing waits."""
-    return f"{PREFIX}lane:{lane}:{tenant}"
+    return f"{lane_space(queue)}lane:{lane}:{tenant}"
 
 
-def lane_ring(lane: str) -> str:
+def lane_ring(lane: str, queue: str = QUEUE_NAME) -> str:
     """LIST of the tenants with tasks waiting in the lane, each once: the round-robin
     ring (a take serves the head and rotates it to the tail). No TTL."""
-    return f"{PREFIX}ring:{lane}"
+    return f"{lane_space(queue)}ring:{lane}"
 
 
-LANE_DEPTH = PREFIX + "lane_depth"
-"""HASH lane -> tasks waiting in the lane (routed). No TTL."""
+def lane_depth(queue: str = QUEUE_NAME) -> str:
+    """HASH lane -> tasks waiting in the lane (routed). No TTL."""
+    return f"{lane_space(queue)}lane_depth"
 
-LANE_CREDIT = PREFIX + "lane_credit"
-"""HASH lane -> credit of the smooth weighted round-robin between lanes. No TTL."""
+
+def lane_credit(queue: str = QUEUE_NAME) -> str:
+    """HASH lane -> credit of the smooth weighted round-robin between lanes. No TTL."""
+    return f"{lane_space(queue)}lane_credit"
 
 TENANT_QUEUED = PREFIX + "tenant_queued"
 """HASH tenant -> its tasks waiting (in a lane, or admitted by a producer and not yet

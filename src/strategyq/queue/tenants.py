@@ -103,8 +103,9 @@ def _day() -> str:
 class Tenancy:
     """Reads and writes of tenants' quotas and lanes' weights on one client."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, queue: str = keys.QUEUE_NAME) -> None:
         self.client = client
+        self.queue = queue
 
     # ------------------------------------------------------------------ writes
 
@@ -157,7 +158,7 @@ class Tenancy:
         Raises:
             TaskValidationError: tasks still wait in it.
         """
-        if int(text(self.client.hget(keys.LANE_DEPTH, lane) or 0)) > 0:
+        if int(text(self.client.hget(keys.lane_depth(self.queue), lane) or 0)) > 0:
             raise TaskValidationError(
                 f"tasks still wait in lane {lane!r}; remove it once they have run"
             )
@@ -169,7 +170,7 @@ class Tenancy:
         """Every lane, heaviest first."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(keys.LANES)
-        pipe.hgetall(keys.LANE_DEPTH)
+        pipe.hgetall(keys.lane_depth(self.queue))
         weights_raw, depth_raw = pipe.execute()
         weights = dict(BUILTIN_LANES)
         weights.update({text(k): int(text(v)) for k, v in weights_raw.items()})
@@ -177,7 +178,7 @@ class Tenancy:
         names = sorted(weights, key=lambda n: (-weights[n], n))
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.llen(keys.lane_ring(name))
+            pipe.llen(keys.lane_ring(name, self.queue))
         rings = pipe.execute()
         return [
             LaneState(n, weights[n], depth.get(n, 0), int(r), n in BUILTIN_LANES)
@@ -250,7 +251,7 @@ class Tenancy:
 
     def depth(self) -> int:
         """Tasks waiting in every lane (not counting the queue's list)."""
-        return sum(int(text(v)) for v in self.client.hvals(keys.LANE_DEPTH))
+        return sum(int(text(v)) for v in self.client.hvals(keys.lane_depth(self.queue)))
 
     def lane_messages(self, per_tenant: int) -> list[bytes]:
         """Up to ``per_tenant`` of the next messages of each tenant of each lane, heaviest
@@ -258,12 +259,12 @@ class Tenancy:
         lanes = self.lanes()
         pipe = self.client.pipeline(transaction=False)
         for lane in lanes:
-            pipe.lrange(keys.lane_ring(lane.name), 0, -1)
+            pipe.lrange(keys.lane_ring(lane.name, self.queue), 0, -1)
         rings = pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         for lane, ring in zip(lanes, rings, strict=True):
             for tenant in ring:
-                pipe.lrange(keys.lane_queue(lane.name, text(tenant)), -per_tenant, -1)
+                pipe.lrange(keys.lane_queue(lane.name, text(tenant), self.queue), -per_tenant, -1)
         out: list[bytes] = []
         for entries in pipe.execute():
             for entry in reversed(entries):

@@ -192,7 +192,7 @@ class TaskQueue:
         """Tasks waiting: in the queue's list and in every lane."""
         pipe = self.client.pipeline(transaction=False)
         pipe.llen(self.name)
-        pipe.hvals(keys.LANE_DEPTH)
+        pipe.hvals(keys.lane_depth(self.name))
         ingress, lanes = pipe.execute()
         return int(ingress) + sum(int(n) for n in lanes)
 
@@ -451,7 +451,7 @@ class TaskQueue:
         pipe.sadd(keys.WORKERS, worker_id)
         pipe.llen(self.name)
         pipe.llen(keys.DEAD_LETTER)
-        pipe.hvals(keys.LANE_DEPTH)
+        pipe.hvals(keys.lane_depth(self.name))
         depth, dead, lanes = pipe.execute()[2:]
         return int(depth) + sum(int(n) for n in lanes), int(dead)
 

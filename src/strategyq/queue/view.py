@@ -258,7 +258,7 @@ class QueueView:
     @property
     def tenancy(self) -> Tenancy:
         """Tenants' quotas and use, and lanes (:mod:`strategyq.queue.tenants`)."""
-        return Tenancy(self.client)
+        return Tenancy(self.client, self.queue)
 
     # ------------------------------------------------------------------ the queue
 
@@ -268,7 +268,7 @@ class QueueView:
         pipe.llen(self.queue)
         pipe.llen(keys.DEAD_LETTER)
         pipe.zcard(keys.RECENT)
-        pipe.hvals(keys.LANE_DEPTH)
+        pipe.hvals(keys.lane_depth(self.queue))
         if newest_dead_letters > 0:
             pipe.lrange(keys.DEAD_LETTER, 0, newest_dead_letters - 1)
         ingress, dead, recent, lanes, *rest = pipe.execute()

@@ -1,9 +1,12 @@
 -- _lanes.lua: tenants and lanes, prepended to every script that puts a message in a
 -- lane or takes one out of a worker's processing list (queue/keys.py names each key).
 -- strategyq:lanes                 HASH  lane -> weight (operator lanes; builtin ones below)
--- strategyq:lane:{lane}:{tenant}  LIST  "<routed at ms> <raw>", newest on the left
--- strategyq:ring:{lane}           LIST  tenants with tasks waiting in the lane, each once
--- strategyq:lane_depth            HASH  lane -> tasks waiting in it
+-- The lanes of one queue live under its lane space, LQ: "strategyq:" for strategy_queue,
+-- "strategyq:q:{queue}:" for another queue (set_queue below; keys.lane_space):
+-- {LQ}lane:{lane}:{tenant}        LIST  "<routed at ms> <raw>", newest on the left
+-- {LQ}ring:{lane}                 LIST  tenants with tasks waiting in the lane, each once
+-- {LQ}lane_depth                  HASH  lane -> tasks waiting in it
+-- {LQ}lane_credit                 HASH  lane -> smooth weighted round-robin credit
 -- strategyq:tenant_queued         HASH  tenant -> its tasks waiting
 -- strategyq:tenant_inflight       HASH  tenant -> its messages in processing lists
 -- strategyq:admitted              HASH  task id -> "push" | "requeue" (already counted)
@@ -13,7 +16,16 @@
 -- The rules match protocol/tenancy.py: a message without "tenant" is tenant "default";
 -- without "priority" it runs in "interactive" when a screen, else in "batch".
 local LP = "strategyq:"
+local LQ = LP
 local BUILTIN_LANES = {interactive = 4, batch = 1}
+
+local function set_queue(queue)
+  if queue == "strategy_queue" then
+    LQ = LP
+  else
+    LQ = LP .. "q:" .. queue .. ":"
+  end
+end
 
 local function lane_weights()
   local weights = {}
@@ -117,7 +129,7 @@ end
 -- Put a raw message in its lane: at the back of its tenant's list, or at the front (a
 -- requeued run goes first within its tenant). Counts it as queued unless `counted`.
 local function enqueue(raw, tenant, lane, now_ms, front, counted)
-  local key = LP .. "lane:" .. lane .. ":" .. tenant
+  local key = LQ .. "lane:" .. lane .. ":" .. tenant
   local entry = now_ms .. " " .. raw
   local n
   if front then
@@ -126,9 +138,9 @@ local function enqueue(raw, tenant, lane, now_ms, front, counted)
     n = redis.call("LPUSH", key, entry)
   end
   if n == 1 then
-    redis.call("RPUSH", LP .. "ring:" .. lane, tenant)
+    redis.call("RPUSH", LQ .. "ring:" .. lane, tenant)
   end
-  redis.call("HINCRBY", LP .. "lane_depth", lane, 1)
+  redis.call("HINCRBY", LQ .. "lane_depth", lane, 1)
   if not counted then
     redis.call("HINCRBY", LP .. "tenant_queued", tenant, 1)
   end

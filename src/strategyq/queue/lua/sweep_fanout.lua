@@ -43,6 +43,7 @@ publish_record(KEYS[1], ARGV[2])
 archive_task(KEYS[1], ARGV[4], ARGV[3])
 -- The chunks carry the sweep's tenant and priority (protocol/chunks.py) and wait in that
 -- lane, never in the list producers push onto (lua/_lanes.lua).
+set_queue(KEYS[6])
 local weights = lane_weights()
 local clock = redis.call("TIME")
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)

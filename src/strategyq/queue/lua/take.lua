@@ -9,12 +9,13 @@
 --    ring rotates: tenants are served in turn), and its oldest task.
 -- 3. Move that message into this worker's processing list (as BLMOVE did before lanes),
 --    count it in flight, and keep its wait time.
--- KEYS[1] strategy_queue               LIST
+-- KEYS[1] strategy_queue               LIST    (its name sets the lane space, LQ)
 -- KEYS[2] strategyq:processing:{wid}   LIST
 -- ARGV[1] now (epoch ms)   ARGV[2] routing batch   ARGV[3] wait samples kept
 -- Returns nil (nothing to take) | {raw, "", tenant, lane, wait ms, max_result_bytes or ""}
 --       | {raw, reason, tenant, quota or lane, limit, used}  (reason: quota | unknown_lane
 --         | malformed; not queued, to be answered with an error result)
+set_queue(KEYS[1])
 local now = tonumber(ARGV[1])
 local weights = lane_weights()
 
@@ -70,24 +71,24 @@ end
 
 -- Lanes with tasks waiting, and their credits.
 local depth = {}
-local flat = redis.call("HGETALL", LP .. "lane_depth")
+local flat = redis.call("HGETALL", LQ .. "lane_depth")
 for i = 1, #flat, 2 do
   if tonumber(flat[i + 1]) > 0 and weights[flat[i]] then
     depth[flat[i]] = true
   end
 end
 local credit = {}
-flat = redis.call("HGETALL", LP .. "lane_credit")
+flat = redis.call("HGETALL", LQ .. "lane_credit")
 for i = 1, #flat, 2 do
   credit[flat[i]] = tonumber(flat[i + 1]) or 0
 end
 
 -- The tenant of `lane` to serve next: the first in ring order under its max_in_flight.
 local function next_tenant(lane)
-  local ring = LP .. "ring:" .. lane
+  local ring = LQ .. "ring:" .. lane
   for _ = 1, redis.call("LLEN", ring) do
     local tenant = redis.call("LMOVE", ring, ring, "LEFT", "RIGHT")
-    local key = LP .. "lane:" .. lane .. ":" .. tenant
+    local key = LQ .. "lane:" .. lane .. ":" .. tenant
     if redis.call("LLEN", key) == 0 then
       -- Not waiting after all (a repair): out of the ring.
       redis.call("LREM", ring, -1, tenant)
@@ -124,10 +125,10 @@ while true do
     end
     for lane, c in pairs(credit) do
       if depth[lane] then
-        redis.call("HSET", LP .. "lane_credit", lane, c)
+        redis.call("HSET", LQ .. "lane_credit", lane, c)
       end
     end
-    hadd(LP .. "lane_depth", best, -1)
+    hadd(LQ .. "lane_depth", best, -1)
     hadd(LP .. "tenant_queued", tenant, -1)
     local space = string.find(entry, " ", 1, true)
     local routed = tonumber(string.sub(entry, 1, space - 1)) or now
@@ -144,7 +145,7 @@ while true do
   end
   -- Every tenant of this lane is at its max_in_flight: try the other lanes.
   depth[best] = nil
-  if redis.call("LLEN", LP .. "ring:" .. best) == 0 then
-    redis.call("HDEL", LP .. "lane_depth", best)
+  if redis.call("LLEN", LQ .. "ring:" .. best) == 0 then
+    redis.call("HDEL", LQ .. "lane_depth", best)
   end
 end
