@@ -204,6 +204,7 @@ def lane_credit(queue: str = QUEUE_NAME) -> str:
     """HASH lane -> credit of the smooth weighted round-robin between lanes. No TTL."""
     return f"{lane_space(queue)}lane_credit"
 
+
 TENANT_QUEUED = PREFIX + "tenant_queued"
 """HASH tenant -> its tasks waiting (in a lane, or admitted by a producer and not yet
 routed); a field at 0 is removed. No TTL."""
