@@ -223,8 +223,9 @@ TENANTS = PREFIX + "tenants"
 """SET of the tenants that have quotas. No TTL."""
 
 LANE_TENANTS = PREFIX + "lane_tenants"
-"""SET of ``"<lane>\\t<tenant>"`` pairs that have wait-time samples. No TTL; a pair whose
-samples expired is removed by the next read."""
+"""ZSET of ``"<lane>\\t<tenant>"`` pairs with wait-time samples, by their last take (epoch
+ms). TTL ``result_ttl_s`` after the last take; a pair whose samples expired is removed by
+the next read."""
 
 WAIT_SAMPLES = 256
 """How many recent wait times :func:`waits` keeps per (lane, tenant)."""
@@ -254,5 +255,5 @@ def tenant_combinations(name: str, day: str) -> str:
 
 def waits(lane: str, tenant: str) -> str:
     """LIST of the last :data:`WAIT_SAMPLES` wait times (ms, routed to taken) of the
-    tenant's tasks in the lane, newest first. TTL one day after the last take."""
+    tenant's tasks in the lane, newest first. TTL ``result_ttl_s`` after the last take."""
     return f"{PREFIX}waits:{lane}:{tenant}"

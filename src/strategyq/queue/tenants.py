@@ -193,7 +193,7 @@ class Tenancy:
         pipe.hgetall(keys.TENANT_INFLIGHT)
         pipe.hgetall(keys.TENANT_RESULT_BYTES)
         pipe.smembers(keys.TENANTS)
-        pipe.smembers(keys.LANE_TENANTS)
+        pipe.zrange(keys.LANE_TENANTS, 0, -1)
         queued_raw, inflight_raw, bytes_raw, with_quotas, pairs_raw = pipe.execute()
         queued = {text(k): int(text(v)) for k, v in queued_raw.items()}
         inflight = {text(k): int(text(v)) for k, v in inflight_raw.items()}
@@ -223,7 +223,7 @@ class Tenancy:
             )
         if gone:
             # Their samples expired: nothing left to show for these pairs.
-            self.client.srem(keys.LANE_TENANTS, *gone)
+            self.client.zrem(keys.LANE_TENANTS, *gone)
         states = []
         for i, name in enumerate(ordered):
             quotas_raw, combos = replies[2 * i], replies[2 * i + 1]

@@ -224,7 +224,7 @@ class TaskQueue:
     def _take(self, worker_id: str) -> Taken | None:
         reply = self.scripts.take(
             keys=[self.name, keys.processing(worker_id)],
-            args=[now_ms(), ROUTE_BATCH, keys.WAIT_SAMPLES],
+            args=[now_ms(), ROUTE_BATCH, keys.WAIT_SAMPLES, self.result_ttl_s],
         )
         if reply is None:
             return None

@@ -91,8 +91,13 @@ local function result_bytes(tenant, now_ms)
 end
 
 -- Count a terminal result's bytes against the message's tenant, while the result lives.
+-- Only a tenant with a max_result_bytes quota is counted (from when the quota is set):
+-- the others keep no bookkeeping per result.
 local function account_result(raw, task_id, nbytes, ttl_s, now_ms)
   local tenant = tenant_of(raw)
+  if not quota(tenant, "max_result_bytes") then
+    return
+  end
   local zkey = LP .. "tenant_results:" .. tenant
   local member_prefix = ":" .. task_id
   local expiry = now_ms + ttl_s * 1000

@@ -12,6 +12,9 @@
 -- KEYS[1] strategy_queue               LIST    (its name sets the lane space, LQ)
 -- KEYS[2] strategyq:processing:{wid}   LIST
 -- ARGV[1] now (epoch ms)   ARGV[2] routing batch   ARGV[3] wait samples kept
+-- ARGV[4] result ttl seconds (the wait samples and the pairs' index expire with results)
+-- Bookkeeping that is not needed any more goes: a lane's credit when it empties, a
+-- tenant's ring entry when its list empties, counters at 0.
 -- Returns nil (nothing to take) | {raw, "", tenant, lane, wait ms, max_result_bytes or ""}
 --       | {raw, reason, tenant, quota or lane, limit, used}  (reason: quota | unknown_lane
 --         | malformed; not queued, to be answered with an error result)
@@ -103,8 +106,9 @@ local function next_tenant(lane)
 end
 
 while true do
-  local best, best_credit, total = nil, nil, 0
+  local best, best_credit, total, eligible = nil, nil, 0, 0
   for lane in pairs(depth) do
+    eligible = eligible + 1
     local w = weights[lane]
     local c = (credit[lane] or 0) + w
     credit[lane] = c
@@ -123,12 +127,18 @@ while true do
     if redis.call("LLEN", key) == 0 then
       redis.call("LREM", ring, -1, tenant)
     end
-    for lane, c in pairs(credit) do
-      if depth[lane] then
-        redis.call("HSET", LQ .. "lane_credit", lane, c)
+    -- With one lane waiting the credits do not change (it gains and loses its own weight).
+    if eligible > 1 then
+      for lane, c in pairs(credit) do
+        if depth[lane] then
+          redis.call("HSET", LQ .. "lane_credit", lane, c)
+        end
       end
     end
-    hadd(LQ .. "lane_depth", best, -1)
+    if redis.call("HINCRBY", LQ .. "lane_depth", best, -1) <= 0 then
+      redis.call("HDEL", LQ .. "lane_depth", best)
+      redis.call("HDEL", LQ .. "lane_credit", best)
+    end
     hadd(LP .. "tenant_queued", tenant, -1)
     local space = string.find(entry, " ", 1, true)
     local routed = tonumber(string.sub(entry, 1, space - 1)) or now
@@ -138,8 +148,9 @@ while true do
     local wkey = LP .. "waits:" .. best .. ":" .. tenant
     redis.call("LPUSH", wkey, wait)
     redis.call("LTRIM", wkey, 0, tonumber(ARGV[3]) - 1)
-    redis.call("EXPIRE", wkey, 86400)
-    redis.call("SADD", LP .. "lane_tenants", best .. "\t" .. tenant)
+    redis.call("EXPIRE", wkey, ARGV[4])
+    redis.call("ZADD", LP .. "lane_tenants", now, best .. "\t" .. tenant)
+    redis.call("EXPIRE", LP .. "lane_tenants", ARGV[4])
     return {raw, "", tenant, best, wait, redis.call("HGET", LP .. "tenant:" .. tenant,
       "max_result_bytes") or ""}
   end
@@ -147,5 +158,6 @@ while true do
   depth[best] = nil
   if redis.call("LLEN", LQ .. "ring:" .. best) == 0 then
     redis.call("HDEL", LQ .. "lane_depth", best)
+    redis.call("HDEL", LQ .. "lane_credit", best)
   end
 end
