@@ -58,15 +58,17 @@ def epoch(iso: str) -> float:
 def test_a_tenant_behind_a_2000_task_backlog_and_a_sweep_is_not_starved(
     redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:
-    pipe = redis_client.pipeline()
-    for i in range(2000):
-        pipe.lpush("strategy_queue", backtest(f"a-{i}", "A"))
-    pipe.execute()
+    # A's sweep first (it fans out into 100 chunks at the back of A's list), then its
+    # 2,000 tasks; all in A's one list, served in order.
     grid = {"fast": list(range(2, 12)), "slow": list(range(30, 130, 10))}  # 100 combinations
     add_sweep_task(
         redis_client, "a-sweep", source("sma_params"), ["AAPL"], "2011-01-01", "2011-12-31",
         grid, tenant="A",
     )  # fmt: skip
+    pipe = redis_client.pipeline()
+    for i in range(2000):
+        pipe.lpush("strategy_queue", backtest(f"a-{i}", "A"))
+    pipe.execute()
     spawn_worker(
         "fair-1", env={"STRATEGYQ_CONCURRENCY": "2", "STRATEGYQ_SWEEP_CHUNK_SIZE": "1"}
     ).wait_for_log("started")
