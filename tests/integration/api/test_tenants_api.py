@@ -51,3 +51,20 @@ def test_bad_tenant_names_and_quotas_are_refused(http: httpx.Client) -> None:
     assert http.put("/v1/tenants/ok", json={"max_things": 1}).status_code == 422
     lane = http.put("/v1/lanes/urgent", json={"weight": 7})
     assert lane.status_code == 200 and lane.json()["weight"] == 7
+
+
+def test_tenants_page_and_metrics_show_lanes_tenants_and_quota_use(
+    http: httpx.Client, redis_client: redis.Redis
+) -> None:
+    assert http.put("/v1/tenants/page-co", json={"max_queued": 4}).status_code == 200
+    for i in range(3):
+        body = {**backtest_body(f"page-{i}"), "tenant": "page-co"}
+        assert http.post("/v1/tasks", json=body).status_code == 202
+    page = http.get("/tenants")
+    assert page.status_code == 200
+    html = page.text
+    assert 'id="lanes"' in html and "interactive" in html and "batch" in html
+    assert "page-co" in html and "3 / 4" in html  # queued against max_queued
+    metrics = http.get("/metrics").text
+    assert 'strategyq_tenant_queued{tenant="page-co"} 3.0' in metrics
+    assert "strategyq_lane_depth" in metrics
