@@ -275,6 +275,7 @@ def test_raw_sweep_over_its_combinations_gets_an_error_result(
 def test_sweep_chunks_inherit_the_sweeps_tenant_and_lane(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
+    Tenancy(redis_client).set_quotas("acme", max_combinations=100)  # so they are counted
     add_sweep_task(
         redis_client,
         "sw",
