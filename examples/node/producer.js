@@ -35,6 +35,8 @@ function options() {
       limit: { type: 'string', default: '5' },
       'id-prefix': { type: 'string', default: `node-${Date.now()}` },
       timeout: { type: 'string', default: '120' },
+      tenant: { type: 'string' },
+      priority: { type: 'string' },
     },
   });
   if (!values.backtest || !values.screen) {
@@ -125,6 +127,9 @@ async function main() {
       },
     ];
     for (const task of tasks) {
+      // Optional top-level fields: without them a task is tenant "default" in its type's lane.
+      if (opts.tenant) task.tenant = opts.tenant;
+      if (opts.priority) task.priority = opts.priority;
       await client.lPush(QUEUE, JSON.stringify(task));
       console.log(`queued ${task.task_type} ${task.task_id}`);
     }

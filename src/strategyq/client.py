@@ -19,8 +19,10 @@ from strategyq.protocol.task import (
     DEFAULT_MAXIMIZE,
     DEFAULT_SCREENING_LIMIT,
     DEFAULT_TOP_N,
+    SweepArgs,
     parse_submitted,
 )
+from strategyq.protocol.tenancy import tenant_and_lane, with_tenancy
 from strategyq.queue import TaskQueue
 from strategyq.settings import DEFAULT_RESULT_TTL_S, QUEUE_NAME
 
@@ -31,12 +33,16 @@ def submit_task(
     *,
     queue: str = QUEUE_NAME,
     result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+    tenant: str | None = None,
+    priority: str | None = None,
 ) -> str:
     """Validate a whole wire task (``task_id``, ``task_type``, ``args``) and queue it.
 
     The one place every Python producer (``add_backtest_task``,
     ``add_screening_task``, ``add_sweep_task``, the HTTP API) writes a task to Redis: the
-    ``queued`` record and the push happen in one command.
+    ``queued`` record and the push happen in one command. ``tenant`` and ``priority``
+    (the lane) set the message's fields of those names when given; a message without
+    them runs as tenant ``default`` in its type's lane (docs/queue.md).
 
     Returns:
         The task id.
@@ -47,15 +53,22 @@ def submit_task(
             refuses (``error_type`` ``syntax`` or ``policy``); nothing was queued.
         TaskIdInUse: a task with this id is queued, running, or finished within the
             result TTL; nothing was queued.
+        TenantQuotaExceeded: the tenant is at one of its quotas (``retry_after_s`` says
+            when to try again); nothing was queued.
     """
     try:
+        message = with_tenancy(dict(message), tenant, priority)
         raw, task = parse_submitted(message)
     except TaskValidationError as exc:
         raise TaskValidationError(f"task not queued: {exc}") from None
     # The sandbox's own check, so a syntax error or a refused construct is reported
     # here, with every finding, instead of by a worker.
     require_runnable(task.strategy_code)
-    TaskQueue(redis_client, name=queue, result_ttl_s=result_ttl_s).push(task.task_id, raw)
+    tenant_name, lane = tenant_and_lane(message)
+    combinations = len(task.args.grid) if isinstance(task.args, SweepArgs) else 0
+    TaskQueue(redis_client, name=queue, result_ttl_s=result_ttl_s).push(
+        task.task_id, raw, tenant=tenant_name, lane=lane, combinations=combinations
+    )
     return task.task_id
 
 
@@ -69,6 +82,8 @@ def add_backtest_task(
     *,
     queue: str = QUEUE_NAME,
     result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+    tenant: str | None = None,
+    priority: str | None = None,
     **options: Any,
 ) -> str:
     """Queue a backtest of ``strategy_code`` over ``symbols`` from ``start_date`` to ``end_date``.
@@ -82,6 +97,9 @@ def add_backtest_task(
         end_date: ISO 8601 date or datetime.
         queue: the list to push onto.
         result_ttl_s: lifetime of the ``queued`` record.
+        tenant: whose task it is (e.g. the end user's id); default ``default``.
+        priority: the lane it waits in: ``interactive``, ``batch`` (the default for a
+            backtest) or a lane the operator added.
         **options: optional task args (``hold_days``, ``entry``, ``exit_on``,
             ``stop_loss_pct``, ``take_profit_pct``, ``trailing_stop_pct``,
             ``max_entries_per_ticker``, ``commission_bps``, ``slippage_bps``,
@@ -104,7 +122,14 @@ def add_backtest_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "backtest", "args": args}
-    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(
+        redis_client,
+        message,
+        queue=queue,
+        result_ttl_s=result_ttl_s,
+        tenant=tenant,
+        priority=priority,
+    )
 
 
 def add_screening_task(
@@ -116,6 +141,8 @@ def add_screening_task(
     *,
     queue: str = QUEUE_NAME,
     result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+    tenant: str | None = None,
+    priority: str | None = None,
     **options: Any,
 ) -> str:
     """Queue a screen of ``universe`` with ``strategy_code``, keeping the best ``limit`` results.
@@ -135,7 +162,14 @@ def add_screening_task(
         **options,
     }
     message = {"task_id": task_id, "task_type": "screening", "args": args}
-    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(
+        redis_client,
+        message,
+        queue=queue,
+        result_ttl_s=result_ttl_s,
+        tenant=tenant,
+        priority=priority,
+    )
 
 
 def add_sweep_task(
@@ -153,6 +187,8 @@ def add_sweep_task(
     walk_forward: Mapping[str, Any] | None = None,
     queue: str = QUEUE_NAME,
     result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+    tenant: str | None = None,
+    priority: str | None = None,
     **options: Any,
 ) -> str:
     """Queue a parameter sweep: a backtest of every combination of ``param_grid``.
@@ -193,7 +229,14 @@ def add_sweep_task(
     if walk_forward is not None:
         args["walk_forward"] = dict(walk_forward)
     message = {"task_id": task_id, "task_type": "sweep", "args": args}
-    return submit_task(redis_client, message, queue=queue, result_ttl_s=result_ttl_s)
+    return submit_task(
+        redis_client,
+        message,
+        queue=queue,
+        result_ttl_s=result_ttl_s,
+        tenant=tenant,
+        priority=priority,
+    )
 
 
 def get_task_result(redis_client: redis.Redis, task_id: str) -> dict[str, Any] | None:

@@ -70,6 +70,38 @@ class TaskIdInUse(TaskValidationError):
         self.status = status
 
 
+class TenantQuotaExceeded(TaskValidationError):
+    """Raised when a task would take its tenant past one of its quotas (``strategyq tenant
+    set``); nothing was queued. ``retry_after_s`` says when trying again may succeed."""
+
+    error_type = "quota_exceeded"
+
+    def __init__(
+        self, tenant: str, quota: str, limit: int, used: int, retry_after_s: int, detail: str = ""
+    ) -> None:
+        super().__init__(quota_message(tenant, quota, limit, used, detail))
+        self.tenant = tenant
+        self.quota = quota
+        self.limit = limit
+        self.used = used
+        self.retry_after_s = retry_after_s
+
+
+def quota_message(tenant: str, quota: str, limit: int, used: int, detail: str = "") -> str:
+    """What a task refused by a tenant quota is told (producer refusal and error result)."""
+    what = {
+        "max_queued": f"{used} of its tasks are already queued",
+        "max_result_bytes": f"its stored results already take {used} bytes",
+        "max_combinations": f"its sweeps have used {used} combinations today (UTC)",
+        "max_in_flight": f"{used} of its tasks are running",
+    }.get(quota, f"it has used {used}")
+    return (
+        f"tenant {tenant!r} is over its quota {quota} = {limit}: {what}{detail}. Wait for "
+        f"its tasks to finish (or its results to expire), or ask the operator to raise it "
+        f"(strategyq tenant set {tenant} --{quota.replace('_', '-')} N)"
+    )
+
+
 class ScheduleNotFound(TaskValidationError):
     """Raised when no schedule has the name asked for."""
 

@@ -53,6 +53,42 @@ _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 _LABEL_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
 
 
+TENANT_LABELS = 20
+"""Tenants with a label value of their own in a worker's metrics; the others share
+``other`` (tenants come off the wire, so their number is unbounded)."""
+OTHER_TENANT = "other"
+
+
+class TenantLabels:
+    """The ``tenant`` label value of each tenant: its own name for the first ``cap``
+    tenants seen (the most active ones, on a worker that has run for a while), then
+    ``other``, so a platform with many users keeps a bounded number of series."""
+
+    def __init__(self, cap: int = TENANT_LABELS) -> None:
+        self.cap = cap
+        self._named: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, tenant: str) -> str:
+        if tenant in self._named:
+            return tenant
+        with self._lock:
+            if len(self._named) < self.cap and tenant != OTHER_TENANT:
+                self._named.add(tenant)
+                return tenant
+        return OTHER_TENANT
+
+
+def top_tenants(values: Mapping[str, float], cap: int = TENANT_LABELS) -> dict[str, float]:
+    """``values`` by tenant, the ``cap`` largest kept by name and the rest summed as ``other``."""
+    ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[:cap])
+    rest = sum(v for _, v in ranked[cap:])
+    if rest or len(ranked) > cap:
+        kept[OTHER_TENANT] = kept.get(OTHER_TENANT, 0) + rest
+    return kept
+
+
 def _task_label(task_type: str) -> str:
     return task_type if task_type in TASK_TYPES else _OTHER_TASK_TYPE
 
@@ -103,7 +139,9 @@ class WorkerMetrics:
             registry=r,
         )
         self._queue_depth = Gauge(
-            "strategyq_queue_depth", "Tasks waiting in the queue (LLEN, as last seen).", registry=r
+            "strategyq_queue_depth",
+            "Tasks waiting: the queue's list and every lane (as last seen).",
+            registry=r,
         )
         self._in_flight = Gauge(
             "strategyq_tasks_in_flight", "Tasks this worker is running now.", registry=r
@@ -123,6 +161,20 @@ class WorkerMetrics:
         self._redis_up = Gauge(
             "strategyq_redis_up", "1 when the last Redis check succeeded, else 0.", registry=r
         )
+        self._taken = Counter(
+            "strategyq_tasks_taken",
+            "Tasks taken, by lane and tenant (tenants past the label cap as 'other').",
+            ["lane", "tenant"],
+            registry=r,
+        )
+        self._wait = Histogram(
+            "strategyq_task_wait_seconds",
+            "Time a task waited in its lane, from routing to its take.",
+            ["lane", "tenant"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.tenant_label = TenantLabels()
         self._info = Info("strategyq_worker", "Static facts about this worker.", registry=r)
         self._layer = Gauge(
             "strategyq_sandbox_layer_active",
@@ -146,6 +198,12 @@ class WorkerMetrics:
     def task_started(self, task_type: str) -> None:
         """Count a task taken off the queue."""
         self._started.labels(_task_label(task_type)).inc()
+
+    def task_taken(self, lane: str, tenant: str, wait_s: float) -> None:
+        """Count a task taken from its lane and observe how long it waited."""
+        labels = (lane, self.tenant_label(tenant))
+        self._taken.labels(*labels).inc()
+        self._wait.labels(*labels).observe(max(0.0, wait_s))
 
     def task_finished(self, task_type: str, outcome: str, duration_s: float) -> None:
         """Count a task that ended and observe its duration.

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from strategyq.examples import source
+from strategyq.queue.tenants import Tenancy
 from tests.integration.conftest import wait_until
 from tests.system_packages import require_command, require_path
 
@@ -76,7 +77,7 @@ def _check_go_message(task: dict[str, Any], raw: str) -> None:
 def _check_node_message(task: dict[str, Any], raw: str) -> None:
     # JSON.stringify keeps insertion order; toISOString writes milliseconds and Z.
     assert raw == json.dumps(task, separators=(",", ":"), ensure_ascii=False)
-    assert list(task) == ["task_id", "task_type", "args"]
+    assert list(task) == ["task_id", "task_type", "args", "tenant"]
     if task["task_type"] == "backtest":
         assert task["args"]["start_date"] == "2011-01-01T00:00:00.000Z"
         assert task["args"]["end_date"] == "2012-06-30T23:59:59.000Z"
@@ -104,6 +105,7 @@ def test_producer_pushes_waits_without_polling_and_prints_results(
             f"{dash}universe", "AAPL,MSFT,GOOG,IBM",
             f"{dash}start", "2011-01-01", f"{dash}end", "2012-06-30",
             f"{dash}limit", "3", f"{dash}id-prefix", prefix,
+            f"{dash}tenant", f"acme-{language}",
         ],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -116,6 +118,7 @@ def test_producer_pushes_waits_without_polling_and_prints_results(
         for task, raw in zip(tasks, raws, strict=True):
             check(task, raw)
         assert {t["task_id"] for t in tasks} == {f"{prefix}-backtest", f"{prefix}-screen"}
+        assert {t["tenant"] for t in tasks} == {f"acme-{language}"}
         assert tasks[0]["args"]["strategy_code"] == source("momentum_screen")
         assert producer.poll() is None, "the producer waits for the results"
         spawn_worker(f"w-{language}")
@@ -135,4 +138,7 @@ def test_producer_pushes_waits_without_polling_and_prints_results(
     assert lines[2].startswith(f"{prefix}-backtest completed: backtest, {signals} signals, ")
     assert lines[3] == f"{prefix}-screen completed: screening, 3 results: {ranked}"
     assert signals > 0
+    # Both ran as the producer's tenant, each in its type's default lane.
+    waits = Tenancy(redis_client).tenant(f"acme-{language}").waits
+    assert {lane: w.samples for lane, w in waits.items()} == {"batch": 1, "interactive": 1}
     print(out, file=sys.stderr)

@@ -26,8 +26,9 @@ def message(task_id: str) -> bytes:
 
 
 def run_to_end(q: TaskQueue, worker_id: str, task_id: str, status: str) -> None:
-    raw = q.take(worker_id, None)
-    assert raw is not None and json.loads(raw)["task_id"] == task_id
+    taken = q.take(worker_id, None)
+    assert taken is not None and json.loads(taken.raw)["task_id"] == task_id
+    raw = taken.raw
     claim = q.claim(worker_id, task_id, "backtest", utc_now_iso())
     record = records.error("boom", "StrategyError") if status == "error" else records.cancelled()
     q.finish(worker_id, task_id, claim.token, record, raw, status=status, task_type="backtest")
@@ -58,8 +59,8 @@ def test_the_view_reads_every_state_the_transitions_write(redis_client: redis.Re
     )
     q.push("bad", b"not json")
     bad = q.take("w2", None)
-    assert bad is not None
-    q.dead_letter("w2", bad, "malformed", "not JSON")
+    assert bad is not None and bad.refusal == "malformed"
+    q.dead_letter("w2", bad.raw, "malformed", "not JSON")
     q.push("waiting-4", message("waiting-4"))
 
     stats = view.stats()
@@ -119,8 +120,9 @@ def test_wait_and_events_follow_one_task(redis_client: redis.Redis) -> None:
     events.subscribe()
     try:
         assert events.records(0.2) == []
-        raw = q.take("w1", None)
-        assert raw is not None
+        taken = q.take("w1", None)
+        assert taken is not None
+        raw = taken.raw
         claim = q.claim("w1", "t", "backtest", utc_now_iso())
         statuses = [r["status"] for r in events.records(2.0)]
         assert statuses == ["running"]

@@ -298,12 +298,13 @@ def test_keys_return_to_results_only_and_expire(
     run_burst(settings, result_ttl_s=3)
     names = set(redis_client.keys("*"))
     # The recent-task index and its filtered views (strategyq:recent:status:…, :type:…)
-    # are trimmed, and expire with their results.
-    leftovers = {
-        n
-        for n in names
-        if not n.startswith(("task_result:", "strategyq:done:", "strategyq:recent"))
-    } - {"strategyq:fence"}
+    # are trimmed, and expire with their results; so do the wait-time samples (one capped
+    # list per lane and tenant, and their index).
+    kept = ("task_result:", "strategyq:done:", "strategyq:recent", "strategyq:waits:")
+    leftovers = {n for n in names if not n.startswith(kept)} - {
+        "strategyq:fence",
+        "strategyq:lane_tenants",
+    }
     assert leftovers == set(), leftovers
     # -1 is a key without expiry (-2: already expired, which is fine).
     assert all(redis_client.ttl(n) != -1 for n in names if n != "strategyq:fence")

@@ -281,7 +281,8 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
               for i in range(2)]  # fmt: skip
     plan = orjson.dumps({"total": 4})
     assert sweeps.fan_out("w", "dup", claim.token, b"raw", running, plan, 4, chunks) == "fanned_out"
-    assert redis_client.llen("strategy_queue") == 2
+    # The chunks wait in the sweep's lane, never in the list producers push onto.
+    assert redis_client.llen("strategy_queue") == 0 and tasks.depth() == 2
 
     def run_chunk(n: int) -> str:
         return sweeps.claim_chunk("w", f"dup/chunk/000{n}", "dup", b"{}", b"{}", chunks[n], n).token

@@ -539,8 +539,12 @@ def test_scaled_object_scales_the_deployment_on_the_queue() -> None:
         == workload("Deployment", "strategy-worker")["metadata"]["name"]
     )
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 10)
-    (trigger,) = spec["triggers"]
+    trigger, lanes = spec["triggers"]
     assert trigger["type"] == "redis"
+    # The second trigger is the sum of the lanes (and the list), as workers report it.
+    assert lanes["type"] == "prometheus"
+    assert lanes["metadata"]["query"] == "max(strategyq_queue_depth)"
+    assert lanes["metadata"]["threshold"] == "5"
     meta = trigger["metadata"]
     assert meta["listName"] == QUEUE_NAME == "strategy_queue"
     assert meta["listLength"] == "5"
@@ -550,7 +554,7 @@ def test_scaled_object_scales_the_deployment_on_the_queue() -> None:
 
 
 def test_keda_authentication_reads_the_workers_secret() -> None:
-    (trigger,) = workload("ScaledObject")["spec"]["triggers"]
+    trigger = workload("ScaledObject")["spec"]["triggers"][0]
     auths = {o["metadata"]["name"]: o for o in objects() if o["kind"] == "TriggerAuthentication"}
     auth = auths[trigger["authenticationRef"]["name"]]
     (target,) = auth["spec"]["secretTargetRef"]
@@ -1170,7 +1174,8 @@ def test_an_overlay_adds_the_in_flight_trigger_to_the_whole_stack(tmp_path: Path
     objs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     so = one(objs, "ScaledObject", "strategy-worker-scaler")
     validate(so)
-    assert [t["type"] for t in so["spec"]["triggers"]] == ["redis", "prometheus"]
+    # redis (the list), prometheus (the lanes), prometheus (waiting + running).
+    assert [t["type"] for t in so["spec"]["triggers"]] == ["redis", "prometheus", "prometheus"]
 
 
 def test_make_demo_installs_the_runtime_only() -> None:

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from strategyq.errors import ConfigError
-from strategyq.observability import HealthServer, WorkerMetrics
+from strategyq.observability import HealthServer, WorkerMetrics, top_tenants
 
 FAMILIES = {
     "strategyq_tasks_started": "counter",
@@ -27,6 +27,8 @@ FAMILIES = {
     "strategyq_redis_up": "gauge",
     "strategyq_worker_info": "gauge",  # an Info metric reads back as a gauge of 1
     "strategyq_sandbox_layer_active": "gauge",
+    "strategyq_tasks_taken": "counter",
+    "strategyq_task_wait_seconds": "histogram",
 }
 
 
@@ -180,6 +182,26 @@ def test_unknown_task_type_from_the_wire_is_folded_into_one_label(server: Health
     s = scrape(server)
     assert value(s, "strategyq_tasks_started_total", task_type="unknown") == 5
     assert not any("attacker" in str(key) for key in s)
+
+
+def test_tenant_labels_are_capped_the_rest_counted_as_other(server: HealthServer) -> None:
+    server.metrics.tenant_label.cap = 3
+    for i in range(10):
+        server.metrics.task_taken("batch", f"user-{i}", 0.5)
+    server.metrics.task_taken("interactive", "user-0", 0.01)
+    s = scrape(server)
+    for i in range(3):
+        assert value(s, "strategyq_tasks_taken_total", lane="batch", tenant=f"user-{i}") == 1
+    assert value(s, "strategyq_tasks_taken_total", lane="batch", tenant="other") == 7
+    assert value(s, "strategyq_tasks_taken_total", lane="interactive", tenant="user-0") == 1
+    assert not any("user-5" in str(key) for key in s)
+    assert value(s, "strategyq_task_wait_seconds_count", lane="batch", tenant="other") == 7
+
+
+def test_top_tenants_keeps_the_largest_and_sums_the_rest() -> None:
+    values = {"a": 5.0, "b": 9.0, "c": 1.0, "d": 2.0}
+    assert top_tenants(values, 2) == {"b": 9.0, "a": 5.0, "other": 3.0}
+    assert top_tenants({"a": 1.0}, 2) == {"a": 1.0}
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,18 @@ class TaskIn(BaseModel):
         "start_date, end_date, … or strategy_code, universe, limit, …).",
         json_schema_extra=_args_schema(),
     )
+    tenant: str | None = Field(
+        None,
+        max_length=64,
+        description="Whose task it is (e.g. the end user's id): tenants are served in turn "
+        "and have quotas. Default: 'default'.",
+    )
+    priority: str | None = Field(
+        None,
+        max_length=32,
+        description="The lane: 'interactive' (a screen's default), 'batch' (a backtest's or "
+        "sweep's default) or a lane the operator added.",
+    )
 
 
 class Links(BaseModel):
@@ -266,3 +278,51 @@ class ScheduleOut(BaseModel):
         None, description="The latest slot queued (or the time the schedule was added/resumed)."
     )
     next_slot: str = Field(..., description="The next slot (skipped while paused).")
+
+
+class QuotasIn(BaseModel):
+    """Quotas to set (a positive number) or remove (0 or null); absent ones are unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight: int | None = Field(None, ge=0, description="Tasks running at once.")
+    max_queued: int | None = Field(None, ge=0, description="Tasks waiting.")
+    max_result_bytes: int | None = Field(None, ge=0, description="Bytes of results stored.")
+    max_combinations: int | None = Field(
+        None, ge=0, description="Sweep combinations per day (UTC)."
+    )
+
+
+class WaitOut(BaseModel):
+    samples: int
+    p50_s: float
+    p95_s: float
+
+
+class TenantOut(BaseModel):
+    tenant: str
+    queued: int
+    in_flight: int
+    result_bytes: int
+    combinations_today: int
+    quotas: dict[str, int]
+    wait: dict[str, WaitOut] = Field(description="Wait times by lane, of its last tasks.")
+
+
+class LaneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weight: int = Field(..., ge=1, le=1000, description="Tasks taken per round, against others.")
+
+
+class LaneOut(BaseModel):
+    name: str
+    weight: int
+    depth: int
+    tenants_waiting: int
+    builtin: bool
+
+
+class Tenants(BaseModel):
+    lanes: list[LaneOut]
+    tenants: list[TenantOut]

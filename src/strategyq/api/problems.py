@@ -25,6 +25,7 @@ from strategyq.errors import (
     ScheduleNotFound,
     StrategyqError,
     TaskValidationError,
+    TenantQuotaExceeded,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ _TITLES = {
     409: "Conflict",
     413: "Request body too large",
     415: "Unsupported media type",
+    429: "Tenant over quota",
     422: "Invalid task or parameters",
     500: "Internal error",
     503: "Redis unavailable",
@@ -172,6 +174,11 @@ def _install_service_errors(app: FastAPI, answer: _Answer) -> None:
     @app.exception_handler(TaskValidationError)
     async def on_task(request: Request, exc: TaskValidationError) -> Response:
         return answer(request, Problem(422, str(exc)))
+
+    @app.exception_handler(TenantQuotaExceeded)
+    async def on_quota(request: Request, exc: TenantQuotaExceeded) -> Response:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return answer(request, Problem(429, str(exc), headers=headers))
 
     @app.exception_handler(ScheduleNotFound)
     async def on_no_schedule(request: Request, exc: ScheduleNotFound) -> Response:

@@ -41,6 +41,8 @@ class ApiState:
 
     def __post_init__(self) -> None:
         self.view = QueueView(self.client, self.settings.queue_name)
+        tenancy = self.view.tenancy
+        self.metrics.watch_tenancy(lambda: (tenancy.lanes(), tenancy.tenants()))
         self.followers = Followers(self.config.max_followers)
         self.archive = ArchiveHandle(
             self.settings.archive_db_url, explicit=bool(self.settings.archive_url)

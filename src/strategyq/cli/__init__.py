@@ -16,6 +16,7 @@ from strategyq.cli import schedule as schedule_cmd
 from strategyq.cli import serve as serve_cmd
 from strategyq.cli import server as server_cmd
 from strategyq.cli import tasks as tasks_cmd
+from strategyq.cli import tenants as tenants_cmd
 from strategyq.cli import worker as worker_cmd
 from strategyq.cli.common import run_cli
 
@@ -31,6 +32,8 @@ app.add_typer(server_cmd.app, name="server")
 app.add_typer(tasks_cmd.submit_app, name="submit")
 app.add_typer(run_cmd.run_app, name="run")
 app.add_typer(queue_cmd.dlq_app, name="dlq")
+app.add_typer(tenants_cmd.tenant_app, name="tenant")
+app.add_typer(tenants_cmd.lane_app, name="lane")
 tasks_cmd.register(app)
 queue_cmd.register(app)
 worker_cmd.register(app)

@@ -17,6 +17,7 @@ from strategyq.cli.common import client, console, err_console, fail, settings
 from strategyq.cli.sweep_view import render_sweep
 from strategyq.cli.waiting import wait_with_status
 from strategyq.client import cancel_task, submit_task
+from strategyq.errors import TenantQuotaExceeded
 from strategyq.labels import HEADLINE, METRICS, date_range, duration, format_metric, label
 from strategyq.protocol.args import TaskArg, args_for
 from strategyq.protocol.envelope import TaskType
@@ -118,6 +119,32 @@ _COMMON = [
 ]
 
 
+_TENANCY = [
+    inspect.Parameter(
+        "tenant",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[
+            str | None,
+            typer.Option(help="Whose task it is (default: tenant 'default').", show_default=False),
+        ],
+        default=None,
+    ),
+    inspect.Parameter(
+        "priority",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                help="Lane: interactive (a screen's default), batch (a backtest's or sweep's) "
+                "or one an operator added.",
+                show_default=False,
+            ),
+        ],
+        default=None,
+    ),
+]
+
+
 def _timeout(default_s: float) -> inspect.Parameter:
     return inspect.Parameter(
         "timeout", inspect.Parameter.KEYWORD_ONLY, annotation=Timeout, default=default_s
@@ -137,10 +164,13 @@ def _submit_command(task_type: TaskType, summary: str, timeout_s: float) -> Call
             "task_type": task_type.value,
             "args": args,
         }
-        tid = submit_task(r, message)
+        try:
+            tid = submit_task(r, message, tenant=given["tenant"], priority=given["priority"])
+        except TenantQuotaExceeded as exc:
+            raise fail(f"{exc} (try again in {exc.retry_after_s}s)") from None
         _after_submit(r, tid, given["wait"], given["as_json"], given["timeout"])
 
-    return with_options(command, table, [*_COMMON[1:], _timeout(timeout_s)], summary)
+    return with_options(command, table, [*_COMMON[1:], *_TENANCY, _timeout(timeout_s)], summary)
 
 
 submit_app.command("backtest")(

@@ -56,7 +56,10 @@ def chunk_messages(
     """
     args = task.args
     assert isinstance(args, SweepArgs)
-    raw_args = {k: v for k, v in orjson.loads(task.raw)["args"].items() if k not in _SWEEP_ONLY}
+    message = orjson.loads(task.raw)
+    raw_args = {k: v for k, v in message["args"].items() if k not in _SWEEP_ONLY}
+    # The chunks wait in the sweep's lane and count against the sweep's tenant.
+    tenancy = {k: message[k] for k in ("tenant", "priority") if message.get(k) is not None}
     calls = 1 if folds is None else 2 * len(folds)
     per_chunk = max(1, min(chunk_size, MAX_CHUNK_CALLS) // calls)
     _check_fanout_size(task, raw_args, folds, per_chunk, max_bytes)
@@ -65,6 +68,7 @@ def chunk_messages(
         {
             "task_id": chunk_id(task.task_id, n),
             "task_type": TaskType.SWEEP_CHUNK.value,
+            **tenancy,
             "args": {
                 **raw_args,
                 "maximize": args.maximize,

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from strategyq.errors import TaskValidationError
+from strategyq.protocol.tenancy import DEFAULT_TENANT, tenant_and_lane
 
 
 class TaskType(StrEnum):
@@ -48,6 +49,8 @@ class Envelope:
     sweep_id: str | None = None
     """The sweep a ``sweep_chunk`` belongs to (its cancel flag stops the chunk)."""
     timeout_s: float | None = None  # the task's own time limit, when it asks for one
+    tenant: str = DEFAULT_TENANT
+    lane: str = ""  # the lane it waited in (its priority, or its type's default)
 
 
 def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) -> Envelope:
@@ -73,6 +76,10 @@ def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) ->
     if len(raw) > max_task_bytes:
         raise MalformedTask(too_large(len(raw), max_task_bytes), task_id)
     task_type = message_task_type(message, task_id)
+    try:
+        tenant, lane = tenant_and_lane(message)
+    except TaskValidationError as exc:
+        raise MalformedTask(str(exc), task_id) from None
     args = message.get("args")
     code = args.get("strategy_code") if isinstance(args, dict) else None
     sweep_id = args.get("sweep_id") if isinstance(args, dict) else None
@@ -90,6 +97,8 @@ def read_envelope(raw: bytes, *, max_task_bytes: int, max_message_bytes: int) ->
         raw,
         sweep_id if task_type is TaskType.SWEEP_CHUNK and isinstance(sweep_id, str) else None,
         timeout_s,
+        tenant,
+        lane,
     )
 
 

@@ -29,6 +29,7 @@ from strategyq.protocol.envelope import (
     too_large,
 )
 from strategyq.protocol.results import dumps
+from strategyq.protocol.tenancy import tenant_and_lane
 from strategyq.sweep.folds import MAX_FOLDS, WalkForward, parse_walk_forward
 from strategyq.sweep.grid import Grid, expand
 from strategyq.trademodel import TradeModel
@@ -487,6 +488,10 @@ def parse_task(
     if len(data) > max_task_bytes:
         raise MalformedTask(too_large(len(data), max_task_bytes), task_id)
     task_type = message_task_type(message, task_id)
+    try:
+        tenant_and_lane(message)
+    except TaskValidationError as exc:
+        raise MalformedTask(str(exc), task_id) from None
     args = message.get("args")
     if not isinstance(args, dict):
         raise MalformedTask(f"args must be a JSON object, got {show(args)}", task_id)

@@ -26,6 +26,7 @@ from strategyq.queue.types import (
     Reaped,
     RecentTask,
     StopReason,
+    Taken,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Reaped",
     "RecentTask",
     "StopReason",
+    "Taken",
     "TaskQueue",
     "recent_tasks",
 ]

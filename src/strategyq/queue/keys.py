@@ -13,6 +13,9 @@ nothing grows without bound.
 
 from __future__ import annotations
 
+QUEUE_NAME = "strategy_queue"
+"""LIST: the queue producers LPUSH onto (``settings.QUEUE_NAME``, frozen)."""
+
 RESULT_PREFIX = "task_result:"
 """STRING ``task_result:{task_id}``: the JSON result. TTL: ``result_ttl_s`` (default one day)."""
 
@@ -165,3 +168,96 @@ def session(digest: str) -> str:
     named by the SHA-256 of the session id the browser holds (a copy of the database
     holds no usable cookie). TTL ``session_ttl_s``; deleted by logout."""
     return f"{PREFIX}session:{digest}"
+
+
+# ---------------------------------------------------------------- tenants and lanes
+# Every message enters through the queue's list (``strategy_queue``); a worker's take
+# (``lua/take.lua``) routes what waits there into one list per (lane, tenant) and takes
+# from those lists, lanes by weight and tenants round-robin. ``lua/_lanes.lua`` builds
+# the same names; docs/queue.md draws the design.
+
+LANES = PREFIX + "lanes"
+"""HASH lane -> weight: the lanes an operator set (``strategyq lane set``). The builtin
+lanes (``interactive`` 4, ``batch`` 1) exist without a field. No TTL."""
+
+
+def lane_space(queue: str = QUEUE_NAME) -> str:
+    """The prefix of one queue's lanes: ``strategyq:`` for ``strategy_queue``, else
+    ``strategyq:q:{queue}:`` (a worker of another queue never takes these tasks)."""
+    return PREFIX if queue == QUEUE_NAME else f"{PREFIX}q:{queue}:"
+
+
+def lane_queue(lane: str, tenant: str, queue: str = QUEUE_NAME) -> str:
+    """LIST of ``"<routed at, epoch ms> <raw message>"``: the tenant's tasks waiting in the
+    lane, newest on the left. No TTL; empty (so absent) when nothing waits."""
+    return f"{lane_space(queue)}lane:{lane}:{tenant}"
+
+
+def lane_ring(lane: str, queue: str = QUEUE_NAME) -> str:
+    """LIST of the tenants with tasks waiting in the lane, each once: the round-robin
+    ring (a take serves the head and rotates it to the tail). No TTL."""
+    return f"{lane_space(queue)}ring:{lane}"
+
+
+def lane_depth(queue: str = QUEUE_NAME) -> str:
+    """HASH lane -> tasks waiting in the lane (routed). No TTL."""
+    return f"{lane_space(queue)}lane_depth"
+
+
+def lane_credit(queue: str = QUEUE_NAME) -> str:
+    """HASH lane -> credit of the smooth weighted round-robin between lanes. No TTL."""
+    return f"{lane_space(queue)}lane_credit"
+
+
+TENANT_QUEUED = PREFIX + "tenant_queued"
+"""HASH tenant -> its tasks waiting (in a lane, or admitted by a producer and not yet
+routed); a field at 0 is removed. No TTL."""
+
+TENANT_INFLIGHT = PREFIX + "tenant_inflight"
+"""HASH tenant -> messages of the tenant in workers' processing lists; a field at 0 is
+removed. Rebuilt from the processing lists by each reap, so a crash never leaves it
+wrong for longer than one reaper interval. No TTL."""
+
+ADMITTED = PREFIX + "admitted"
+"""HASH task id -> ``push`` | ``requeue``: messages in the queue's list whose tenant was
+already counted and checked against its quotas (by a producer's push, a requeue or the
+reaper); routing removes the field. No TTL."""
+
+TENANTS = PREFIX + "tenants"
+"""SET of the tenants that have quotas. No TTL."""
+
+LANE_TENANTS = PREFIX + "lane_tenants"
+"""ZSET of ``"<lane>\\t<tenant>"`` pairs with wait-time samples, by their last take (epoch
+ms). TTL ``result_ttl_s`` after the last take; a pair whose samples expired is removed by
+the next read."""
+
+WAIT_SAMPLES = 256
+"""How many recent wait times :func:`waits` keeps per (lane, tenant)."""
+
+
+def tenant(name: str) -> str:
+    """HASH of the tenant's quotas: ``max_in_flight``, ``max_queued``,
+    ``max_result_bytes``, ``max_combinations`` (absent: unlimited). No TTL."""
+    return f"{PREFIX}tenant:{name}"
+
+
+def tenant_results(name: str) -> str:
+    """ZSET ``"<bytes>:<task id>"`` by the epoch ms its result expires: the tenant's stored
+    results, for ``max_result_bytes``. Pruned at each write; TTL ``result_ttl_s``."""
+    return f"{PREFIX}tenant_results:{name}"
+
+
+TENANT_RESULT_BYTES = PREFIX + "tenant_result_bytes"
+"""HASH tenant -> bytes of its stored results (the sum over :func:`tenant_results`). No TTL."""
+
+
+def tenant_combinations(name: str, day: str) -> str:
+    """STRING (integer): sweep combinations the tenant fanned out on ``day`` (UTC,
+    ``YYYYMMDD``). TTL two days."""
+    return f"{PREFIX}tenant_combinations:{name}:{day}"
+
+
+def waits(lane: str, tenant: str) -> str:
+    """LIST of the last :data:`WAIT_SAMPLES` wait times (ms, routed to taken) of the
+    tenant's tasks in the lane, newest first. TTL ``result_ttl_s`` after the last take."""
+    return f"{PREFIX}waits:{lane}:{tenant}"

@@ -23,6 +23,23 @@ _WITH_RECENT = frozenset({"claim", "finish", "cancel", "reap", "sweep_finish"})
 # Scripts that keep a task's message for the archive (lua/_archive.lua; the recent
 # index's writes also feed the archive, so every _WITH_RECENT script has it too).
 _WITH_ARCHIVE = _WITH_RECENT | {"sweep_fanout"}
+# Scripts that put a message in a lane or take one out of a processing list, or read a
+# tenant's quotas, and so have the tenant and lane helpers (lua/_lanes.lua).
+_WITH_LANES = frozenset(
+    {
+        "push",
+        "take",
+        "finish",
+        "requeue",
+        "reap",
+        "sweep_fanout",
+        "chunk_done",
+        "sweep_finish",
+        "ack",
+        "tenants_repair",
+        "combinations",
+    }
+)
 # Scripts that write a result record and so also publish it on the task's channel.
 _WITH_EVENTS = frozenset(
     {
@@ -53,6 +70,8 @@ def source(name: str) -> str:
         text = lua.joinpath("_archive.lua").read_text() + text
     if name in _WITH_EVENTS:
         text = lua.joinpath("_events.lua").read_text() + text
+    if name in _WITH_LANES:
+        text = lua.joinpath("_lanes.lua").read_text() + text
     return text
 
 
@@ -72,6 +91,10 @@ class Scripts:
         self.chunk_done: Script = client.register_script(source("chunk_done"))
         self.sweep_finish: Script = client.register_script(source("sweep_finish"))
         self.schedule_fire: Script = client.register_script(source("schedule_fire"))
+        self.take: Script = client.register_script(source("take"))
+        self.ack: Script = client.register_script(source("ack"))
+        self.tenants_repair: Script = client.register_script(source("tenants_repair"))
+        self.combinations: Script = client.register_script(source("combinations"))
 
 
 _registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()

@@ -16,14 +16,27 @@ from typing import Any
 import orjson
 import redis
 
-from strategyq.errors import TaskIdInUse
+from strategyq.errors import TaskIdInUse, TaskValidationError, TenantQuotaExceeded
 from strategyq.protocol.results import TERMINAL_STATUSES, Stage, decode_result, utc_now_iso
+from strategyq.protocol.tenancy import BATCH, DEFAULT_TENANT
 from strategyq.queue import keys, records
 from strategyq.queue.scripts import scripts_for
-from strategyq.queue.types import Claim, FinishVerdict, Reaped, text
+from strategyq.queue.types import Claim, FinishVerdict, Reaped, Taken, text
 from strategyq.settings import DEFAULT_RESULT_TTL_S, QUEUE_NAME
 
 log = logging.getLogger(__name__)
+
+
+ROUTE_BATCH = 1000
+"""At most this many messages are routed from the queue's list into the lanes per take."""
+
+QUOTA_RETRY_AFTER_S = 5
+"""Retry-After of a refusal for max_queued: about the time a few tasks take."""
+
+
+def utc_day() -> str:
+    """Today, UTC, as ``YYYYMMDD`` (the day of ``max_combinations``)."""
+    return time.strftime("%Y%m%d", time.gmtime())
 
 
 def now_ms() -> int:
@@ -58,23 +71,64 @@ class TaskQueue:
 
     # ------------------------------------------------------------------ producers
 
-    def push(self, task_id: str, raw: bytes) -> int:
-        """Write the ``queued`` record, then LPUSH the message, in one step; the queue's length.
+    def push(
+        self,
+        task_id: str,
+        raw: bytes,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        lane: str = BATCH,
+        combinations: int = 0,
+    ) -> int:
+        """Check the lane and the tenant's quotas, write the ``queued`` record, then LPUSH
+        the message, in one step; the queue's length.
 
         The record is written first so that a worker that takes the task at once
-        always finds it.
+        always finds it. ``combinations`` (a sweep's) is checked against the tenant's
+        ``max_combinations`` for the day; the worker that fans the sweep out counts it.
 
         Raises:
             TaskIdInUse: the id has a record (queued, running, or finished within the
                 result TTL); nothing was pushed.
+            TenantQuotaExceeded: the tenant is at one of its quotas; nothing was pushed.
+            TaskValidationError: ``lane`` is not a lane of this queue; nothing was pushed.
         """
         queued = records.queued(task_id, queued_at=utc_now_iso())
         reply = self.scripts.push(
-            keys=[keys.result(task_id), self.name], args=[queued, self.result_ttl_s, raw]
+            keys=[
+                keys.result(task_id),
+                self.name,
+                keys.tenant_combinations(tenant, utc_day()),
+            ],
+            args=[queued, self.result_ttl_s, raw, tenant, lane, combinations, now_ms(), task_id],
         )
         if isinstance(reply, list):
+            kind = text(reply[0])
+            if kind == "quota":
+                quota, limit, used = text(reply[1]), int(reply[2]), int(reply[3])
+                raise TenantQuotaExceeded(
+                    tenant, quota, limit, used, self.retry_after_s(tenant, quota)
+                )
+            if kind == "unknown_lane":
+                names = ", ".join(sorted(text(n) for n in reply[1:]))
+                raise TaskValidationError(
+                    f"task not queued: priority {lane!r} is not a lane of this queue; "
+                    f"use one of: {names} (an operator adds lanes with strategyq lane set)"
+                )
             raise TaskIdInUse(task_id, text(reply[1]))
         return int(reply)
+
+    def retry_after_s(self, tenant: str, quota: str) -> int:
+        """When a task refused by ``quota`` may be accepted: the next UTC day for
+        combinations, the oldest result's expiry for result bytes, a few seconds else."""
+        if quota == "max_combinations":
+            now = time.time()
+            return max(int(86400 - now % 86400), 1)
+        if quota == "max_result_bytes":
+            oldest = self.client.zrange(keys.tenant_results(tenant), 0, 0, withscores=True)
+            if oldest:
+                return max(int(float(oldest[0][1]) / 1000 - time.time()) + 1, 1)
+        return QUOTA_RETRY_AFTER_S
 
     def result(self, task_id: str) -> dict[str, Any] | None:
         """The task's result record, or None when there is none."""
@@ -135,30 +189,94 @@ class TaskQueue:
         return text(status)
 
     def depth(self) -> int:
-        """Tasks waiting in the queue."""
-        return int(self.client.llen(self.name))
+        """Tasks waiting: in the queue's list and in every lane."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(self.name)
+        pipe.hvals(keys.lane_depth(self.name))
+        ingress, lanes = pipe.execute()
+        return int(ingress) + sum(int(n) for n in lanes)
 
     # ------------------------------------------------------------------ workers
 
-    def take(self, worker_id: str, block_s: float | None) -> bytes | None:
-        """Move the oldest message into the worker's processing list (None: the queue is empty).
+    def take(self, worker_id: str, block_s: float | None) -> Taken | None:
+        """Move the next message, lanes by weight and tenants in turn, into the worker's
+        processing list (None: nothing to take).
 
-        ``block_s=None`` does not block (burst mode).
+        ``block_s=None`` does not block (burst mode); otherwise, when nothing waits, this
+        blocks until a message arrives in the queue's list (at most ``block_s``).
         """
-        processing = keys.processing(worker_id)
-        if block_s is None:
-            raw = self.client.lmove(self.name, processing, "RIGHT", "LEFT")
-        else:
-            raw = self.client.blmove(
-                self.name,
-                processing,
-                block_s,  # type: ignore[arg-type]  # the server takes fractional seconds
-                "RIGHT",
-                "LEFT",
-            )
-        if raw is None:
+        taken = self._take(worker_id)
+        if taken is not None or block_s is None:
+            return taken
+        # Wait for a message without taking it: BLMOVE of the list onto its own end
+        # leaves it as it was, so nothing is ever held outside a list.
+        arrived = self.client.blmove(
+            self.name,
+            self.name,
+            block_s,  # type: ignore[arg-type]  # the server takes fractional seconds
+            "RIGHT",
+            "RIGHT",
+        )
+        if arrived is None:
             return None
-        return raw if isinstance(raw, bytes) else raw.encode()
+        return self._take(worker_id)
+
+    def _take(self, worker_id: str) -> Taken | None:
+        reply = self.scripts.take(
+            keys=[self.name, keys.processing(worker_id)],
+            args=[now_ms(), ROUTE_BATCH, keys.WAIT_SAMPLES, self.result_ttl_s],
+        )
+        if reply is None:
+            return None
+        return Taken.from_reply(reply)
+
+    def repair_tenants(self) -> int:
+        """Rebuild the tenants' in-flight counts from the processing lists (the reaper's
+        last step); the number of messages in flight."""
+        return int(
+            self.scripts.tenants_repair(
+                keys=[keys.WORKERS, keys.TENANT_INFLIGHT], args=[keys.PREFIX]
+            )
+        )
+
+    def count_combinations(self, tenant: str, combinations: int) -> TenantQuotaExceeded | None:
+        """Count a sweep's combinations against its tenant's day; the refusal when that
+        would pass ``max_combinations`` (nothing counted then)."""
+        reply = self.scripts.combinations(
+            keys=[keys.tenant_combinations(tenant, utc_day())], args=[tenant, combinations]
+        )
+        if int(reply[0]) == 1:
+            return None
+        return TenantQuotaExceeded(
+            tenant,
+            "max_combinations",
+            int(reply[2]),
+            int(reply[1]),
+            self.retry_after_s(tenant, "max_combinations"),
+            f", and this sweep has {combinations}",
+        )
+
+    def result_room(self, tenant: str, nbytes: int) -> TenantQuotaExceeded | None:
+        """The refusal when storing ``nbytes`` more would take the tenant past its
+        ``max_result_bytes`` (checked before a terminal write; concurrent writes of one
+        tenant may pass it by at most one result each)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(keys.tenant(tenant), "max_result_bytes")
+        pipe.hget(keys.TENANT_RESULT_BYTES, tenant)
+        cap, used = pipe.execute()
+        if cap is None:
+            return None
+        limit, stored = int(cap), int(used or 0)
+        if stored + nbytes <= limit:
+            return None
+        return TenantQuotaExceeded(
+            tenant,
+            "max_result_bytes",
+            limit,
+            stored,
+            self.retry_after_s(tenant, "max_result_bytes"),
+            f", and this result has {nbytes}",
+        )
 
     def claim(self, worker_id: str, task_id: str, task_type: str | None, started_at: str) -> Claim:
         """Start a run: count the attempt, take a fencing token, write ``running``.
@@ -196,7 +314,7 @@ class TaskQueue:
 
     def ack(self, worker_id: str, raw: bytes) -> None:
         """Drop a message this worker will not run from its processing list."""
-        self.client.lrem(keys.processing(worker_id), 1, raw)  # type: ignore[arg-type]
+        self.scripts.ack(keys=[keys.processing(worker_id), keys.DEAD_LETTER], args=[raw, ""])
 
     def stage(self, pipe: Any, task_id: str, token: str, record: bytes) -> None:
         """Queue, on ``pipe``, an update of a running record (only while ``token`` is current)."""
@@ -301,10 +419,7 @@ class TaskQueue:
         """Move a message the worker will not run from its processing list to the dead
         letters (``malformed``: it names no task; ``duplicate``: its id is in use)."""
         entry = records.dead_letter(raw, reason, error_text, worker_id=worker_id, **extra)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.lpush(keys.DEAD_LETTER, entry)
-        pipe.lrem(keys.processing(worker_id), 1, raw)  # type: ignore[arg-type]
-        pipe.execute()
+        self.scripts.ack(keys=[keys.processing(worker_id), keys.DEAD_LETTER], args=[raw, entry])
 
     def processing_len(self, worker_id: str) -> int:
         """Messages the worker has taken and not finished."""
@@ -346,8 +461,9 @@ class TaskQueue:
         pipe.sadd(keys.WORKERS, worker_id)
         pipe.llen(self.name)
         pipe.llen(keys.DEAD_LETTER)
-        depth, dead = pipe.execute()[2:]
-        return int(depth), int(dead)
+        pipe.hvals(keys.lane_depth(self.name))
+        depth, dead, lanes = pipe.execute()[2:]
+        return int(depth) + sum(int(n) for n in lanes), int(dead)
 
     def unregister(self, worker_id: str) -> None:
         """Remove a stopping worker's heartbeat and registry entry."""
@@ -415,6 +531,7 @@ class TaskQueue:
                     )
                 requeued += reaped.requeued
                 dead += reaped.dead_lettered
+            self.repair_tenants()
         finally:
             if self.client.get(keys.REAPER_LOCK) in (me, me.encode()):
                 self.client.delete(keys.REAPER_LOCK)

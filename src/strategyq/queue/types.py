@@ -51,6 +51,48 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Taken:
+    """The reply of ``take.lua``: a message now in the worker's processing list.
+
+    ``refusal`` is empty for a message to run; else it was not queued (``quota``: its
+    tenant is over ``quota``; ``unknown_lane``: ``quota`` holds the lane it named;
+    ``malformed``: its tenant or priority is unusable) and gets an error result.
+    """
+
+    raw: bytes
+    tenant: str
+    lane: str = ""
+    wait_ms: int = 0
+    refusal: str = ""
+    quota: str = ""
+    limit: int = 0
+    used: int = 0
+    result_cap: int | None = None  # the tenant's max_result_bytes, when it has one
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Taken:
+        raw = reply[0] if isinstance(reply[0], bytes) else str(reply[0]).encode()
+        refusal = text(reply[1])
+        if not refusal:
+            cap = text(reply[5])
+            return cls(
+                raw,
+                text(reply[2]),
+                text(reply[3]),
+                int(reply[4]),
+                result_cap=int(cap) if cap else None,
+            )
+        return cls(
+            raw,
+            text(reply[2]),
+            refusal=refusal,
+            quota=text(reply[3]),
+            limit=int(reply[4]),
+            used=int(reply[5]),
+        )
+
+
+@dataclass(frozen=True)
 class Reaped:
     """What the reaper did with one dead worker's processing list."""
 

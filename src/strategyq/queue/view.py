@@ -36,6 +36,7 @@ from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.results import decode_result
 from strategyq.queue import keys
 from strategyq.queue.schedules import ScheduleState, list_schedules, schedule_state
+from strategyq.queue.tenants import Tenancy
 from strategyq.queue.transitions import TaskQueue
 from strategyq.queue.types import text
 from strategyq.settings import QUEUE_NAME
@@ -307,6 +308,11 @@ class QueueView:
         self._rows: OrderedDict[tuple[str, int], BoardRow] = OrderedDict()
         self._rows_lock = threading.Lock()
 
+    @property
+    def tenancy(self) -> Tenancy:
+        """Tenants' quotas and use, and lanes (:mod:`strategyq.queue.tenants`)."""
+        return Tenancy(self.client, self.queue)
+
     # ------------------------------------------------------------------ the queue
 
     def stats(self, *, newest_dead_letters: int = 5) -> QueueStats:
@@ -315,9 +321,11 @@ class QueueView:
         pipe.llen(self.queue)
         pipe.llen(keys.DEAD_LETTER)
         pipe.zcard(keys.RECENT)
+        pipe.hvals(keys.lane_depth(self.queue))
         if newest_dead_letters > 0:
             pipe.lrange(keys.DEAD_LETTER, 0, newest_dead_letters - 1)
-        depth, dead, recent, *rest = pipe.execute()
+        ingress, dead, recent, lanes, *rest = pipe.execute()
+        depth = int(ingress) + sum(int(n) for n in lanes)
         newest = rest[0] if rest else []
         registered = self.workers()
         buckets = self.throughput()
@@ -486,6 +494,10 @@ class QueueView:
         pipe.lrange(self.queue, -BOARD_QUEUED_SCAN, -1)
         pipe.smembers(keys.WORKERS)
         length, raws, members = pipe.execute()
+        # What waits in the lanes runs before what the workers have not routed yet.
+        lane_raws = self.tenancy.lane_messages(BOARD_QUEUED_SCAN)
+        raws = list(raws) + lane_raws[::-1]
+        length = int(length) + len(lane_raws)
         timed = where.since_ms is not None or where.until_ms is not None
         # A time filter needs each match's record (its submission time): all are read.
         queued_total, shown_queued = (

@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import redis
 
 from strategyq.executor.interface import Executor
-from strategyq.queue import StopReason, TaskQueue
+from strategyq.queue import StopReason, Taken, TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.worker.inflight import InFlightTasks
 from strategyq.worker.lifecycle import TaskRunner
@@ -55,7 +55,7 @@ class FetchLoop:
             if executor is None:
                 continue
             try:
-                raw = self.tasks.take(self.worker_id, None if self.burst else BLOCK_S)
+                taken = self.tasks.take(self.worker_id, None if self.burst else BLOCK_S)
                 backoff = 0.1
                 if not self.health.ok:
                     self.health.set(True)
@@ -69,7 +69,7 @@ class FetchLoop:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._futures = {f for f in self._futures if not f.done()}
-            if raw is None:
+            if taken is None:
                 self.pool.give_back(executor)
                 if self.burst:
                     if not self._futures:
@@ -77,14 +77,14 @@ class FetchLoop:
                     # Tasks still running might be requeued; wait for them first.
                     wait(self._futures, return_when=FIRST_COMPLETED)
                 continue
-            self.runner.inflight.hold(raw)
-            self._futures.add(self._threads.submit(self._run_one, raw, executor))
+            self.runner.inflight.hold(taken.raw)
+            self._futures.add(self._threads.submit(self._run_one, taken, executor))
 
-    def _run_one(self, raw: bytes, executor: Executor) -> None:
+    def _run_one(self, taken: Taken, executor: Executor) -> None:
         try:
-            executor = self.runner.handle(raw, executor)
+            executor = self.runner.handle(taken.raw, executor, taken)
         finally:
-            self.runner.inflight.release(raw)
+            self.runner.inflight.release(taken.raw)
             self.pool.give_back(executor)
 
     def finish_in_flight(self, grace_period_s: float, inflight: InFlightTasks) -> None:

@@ -28,6 +28,7 @@ class InFlight:
     stop_reason: StopReason | None = None
     stage: Stage = Stage.STARTING
     stage_written: Stage = Stage.STARTING
+    result_cap: int | None = None  # the tenant's max_result_bytes when the run was taken
 
     def stop(self, reason: StopReason) -> bool:
         """Kill the run's sandbox; the first reason asked is the one that counts.

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from strategyq.errors import TenantQuotaExceeded
 from strategyq.executor.client import (
     ExecutorDied,
     ExecutorHung,
@@ -27,7 +28,7 @@ from strategyq.observability import WorkerMetrics
 from strategyq.protocol.chunks import is_chunk_id
 from strategyq.protocol.envelope import Envelope, MalformedTask, TaskType, read_envelope
 from strategyq.protocol.results import Stage, Status, utc_now_iso
-from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, TaskQueue, records
+from strategyq.queue import ClaimVerdict, FinishVerdict, StopReason, Taken, TaskQueue, records
 from strategyq.settings import Settings
 from strategyq.worker.hooks import Hooks
 from strategyq.worker.inflight import InFlight, InFlightTasks
@@ -90,22 +91,25 @@ class TaskRunner:
         self.tally = Tally()
         self.sweeps = SweepWorker(tasks, settings, worker_id, health)
 
-    def handle(self, raw: bytes, executor: Executor) -> Executor:
+    def handle(self, raw: bytes, executor: Executor, taken: Taken | None = None) -> Executor:
         """Run one message taken off the queue; never raises.
+
+        ``taken`` is what the take said of it: its lane and tenant, or why it was not
+        queued (then it is answered with an error result instead of being run).
 
         Returns:
             The executor to give back: a fresh one when the run's died or hung.
         """
         slot = [executor]
         try:
-            self._handle(raw, slot)
+            self._handle(raw, slot, taken)
         except Exception:
             # Never lose the worker to one task: the message stays in our processing
             # list, and the watcher's sweep puts it back in the queue.
             log.exception("unexpected failure handling a task; it goes back to the queue")
         return slot[0]
 
-    def _handle(self, raw: bytes, slot: list[Executor]) -> None:
+    def _handle(self, raw: bytes, slot: list[Executor], taken: Taken | None) -> None:
         executor = slot[0]
         s = self.settings
         try:
@@ -115,9 +119,16 @@ class TaskRunner:
         except MalformedTask as exc:
             self._reject(raw, exc)
             return
+        if taken is not None and taken.refusal:
+            self._refuse(task, taken)
+            return
+        if taken is not None:
+            self.metrics.task_taken(taken.lane, taken.tenant, taken.wait_ms / 1000)
         run = self._claim(task, executor)
         if run is None:
             return
+        if taken is not None:
+            run.result_cap = taken.result_cap
         self.metrics.set_in_flight(self.inflight.add(run))
         try:
             outcome = self._execute(run, slot)
@@ -334,12 +345,21 @@ class TaskRunner:
             return
         kind = run.task.task_type
         if kind is TaskType.SWEEP and outcome.ok:
+            outcome = self.sweeps.count_combinations(run, outcome)
+        if kind is TaskType.SWEEP and outcome.ok:
             self._sweep_step(run, outcome, self.sweeps.fan_out(run, outcome), elapsed)
             return
         if kind is TaskType.SWEEP_CHUNK and run.task.sweep_id and outcome.error_type != "cancelled":
             self._sweep_step(run, outcome, self.sweeps.chunk_finished(run, outcome), elapsed)
             return
         status, record = self._record(run, outcome, elapsed)
+        if run.result_cap is not None and status is Status.COMPLETED:
+            over = self.health.retry(
+                lambda: self.tasks.result_room(run.task.tenant, len(record)),
+                what=f"result quota of task {task_id}",
+            )
+            if over is not None:
+                status, record = Status.ERROR, self._quota_record(over, run.task.tenant)
         verdict = self._terminal_write(
             task_id, run.token, record, run.task.raw, status.value, run.task.task_type.value
         )
@@ -446,6 +466,46 @@ class TaskRunner:
             "task %s requeued: shutdown before it finished",
             task_id,
             extra={"task_id": task_id, "outcome": "requeued"},
+        )
+
+    def _quota_record(self, over: TenantQuotaExceeded, tenant: str) -> bytes:
+        return records.error(
+            str(over),
+            over.error_type,
+            quota=over.quota,
+            tenant=tenant,
+            limit=over.limit,
+            used=over.used,
+            worker_id=self.worker_id,
+        )
+
+    def _refuse(self, task: Envelope, taken: Taken) -> None:
+        """A message the take did not queue (its tenant over a quota, or an unknown
+        lane): an error result that says why, and the message acknowledged."""
+        if taken.refusal == "quota":
+            over = TenantQuotaExceeded(taken.tenant, taken.quota, taken.limit, taken.used, 0)
+            record = self._quota_record(over, taken.tenant)
+            reason = str(over)
+        else:
+            reason = (
+                f"priority {taken.quota!r} is not a lane of this queue; use 'interactive', "
+                "'batch' or a lane the operator added (strategyq lane list)"
+                if taken.refusal == "unknown_lane"
+                else "the message's tenant or priority cannot be used (see docs/queue.md)"
+            )
+            record = records.error(reason, "validation", worker_id=self.worker_id)
+        task_id = task.task_id
+        claim = self.health.retry(
+            lambda: self.tasks.claim(self.worker_id, task_id, None, utc_now_iso()),
+            what=f"claim of task {task_id}",
+        )
+        if claim.verdict is not ClaimVerdict.RUN:
+            self.health.retry(lambda: self.tasks.ack(self.worker_id, task.raw), what="ack")
+            return
+        self._terminal_write(task_id, claim.token, record, task.raw, Status.ERROR.value, "")
+        self.tally.failed += 1
+        log.warning(
+            "task %s refused: %s", task_id, reason, extra={"task_id": task_id, "outcome": "error"}
         )
 
     def _reject(self, raw: bytes, exc: MalformedTask) -> None:

@@ -57,6 +57,24 @@ class SweepWorker:
             what=f"claim of chunk {task.task_id}",
         )
 
+    def count_combinations(self, run: InFlight, outcome: RunOutcome) -> RunOutcome:
+        """Count the planned sweep's combinations against its tenant's day: ``outcome``
+        itself, or an error outcome naming the quota when that would pass it."""
+        plan, _ = read_fanout(outcome.data)
+        tenant = run.task.tenant
+        over = self.health.retry(
+            lambda: self.sweeps.tasks.count_combinations(tenant, int(plan["total"])),
+            what=f"combinations quota of sweep {run.task.task_id}",
+        )
+        if over is None:
+            return outcome
+        return RunOutcome(
+            ok=False,
+            error=str(over),
+            error_type=over.error_type,
+            extra={"quota": over.quota, "tenant": tenant, "limit": over.limit, "used": over.used},
+        )
+
     def fan_out(self, run: InFlight, outcome: RunOutcome) -> str:
         """The executor planned the sweep: queue its chunks and acknowledge it."""
         task = run.task

@@ -15,6 +15,10 @@
 // Run:
 //
 //	REDIS_URL=redis://:password@cache:6379/0 ./producer -backtest gap_up.py -screen momentum_screen.py
+//
+// With -tenant NAME (and -priority LANE) the tasks carry the optional "tenant" and
+// "priority" fields: tenants are served in turn and have quotas (docs/queue.md). A
+// task over its tenant's quota gets an error result with error_type "quota_exceeded".
 package main
 
 import (
@@ -46,6 +50,8 @@ func main() {
 	limit := flag.Int("limit", 5, "screen results to return")
 	prefix := flag.String("id-prefix", fmt.Sprintf("go-%d", time.Now().UnixNano()), "task id prefix")
 	timeout := flag.Duration("timeout", 120*time.Second, "how long to wait for each result")
+	tenant := flag.String("tenant", "", "whose tasks these are (optional; default tenant \"default\")")
+	priority := flag.String("priority", "", "lane of both tasks (optional; a screen defaults to interactive, a backtest to batch)")
 	flag.Parse()
 	if *backtestFile == "" || *screenFile == "" {
 		fail(errors.New("name both strategies: -backtest FILE -screen FILE"))
@@ -90,6 +96,13 @@ func main() {
 		},
 	}
 	for _, task := range tasks {
+		// Optional top-level fields: without them a task is tenant "default" in its type's lane.
+		if *tenant != "" {
+			task["tenant"] = *tenant
+		}
+		if *priority != "" {
+			task["priority"] = *priority
+		}
 		taskJSON, err := json.Marshal(task)
 		if err != nil {
 			fail(err)

@@ -23,6 +23,7 @@ from strategyq.api.pages import (
     schedules,
     submit,
     tasks,
+    tenants,
 )
 
 PAGES: tuple[APIRouter, ...] = (
@@ -34,6 +35,7 @@ PAGES: tuple[APIRouter, ...] = (
     compare.router,
     login.router,
     history.router,
+    tenants.router,
 )
 
 router = APIRouter(include_in_schema=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from strategyq.api.v1 import check, dead_letters, queue, runs, schedules, tasks
+from strategyq.api.v1 import check, dead_letters, queue, runs, schedules, tasks, tenants
 
 RESOURCES: tuple[APIRouter, ...] = (
     tasks.router,
@@ -19,6 +19,7 @@ RESOURCES: tuple[APIRouter, ...] = (
     schedules.router,
     check.router,
     runs.router,
+    tenants.router,
 )
 
 router = APIRouter()

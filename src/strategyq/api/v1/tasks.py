@@ -35,6 +35,7 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
     status_code=202,
     response_model=Submitted,
     summary="Queue a backtest or a screen",
+    responses={429: {"description": "The tenant is at a quota; Retry-After says when to retry."}},
 )
 def submit(task: Annotated[TaskIn, Body()], state: State, _: Principal = WRITE) -> Response:
     message = {
@@ -43,7 +44,12 @@ def submit(task: Annotated[TaskIn, Body()], state: State, _: Principal = WRITE) 
         "args": task.args,
     }
     task_id = submit_task(
-        state.client, message, queue=state.queue, result_ttl_s=state.settings.result_ttl_s
+        state.client,
+        message,
+        queue=state.queue,
+        result_ttl_s=state.settings.result_ttl_s,
+        tenant=task.tenant,
+        priority=task.priority,
     )
     state.metrics.submitted.labels(task.task_type).inc()
     return queued(task_id)

@@ -24,13 +24,13 @@ local function own_terminal()
 end
 local held = redis.call("GET", KEYS[2])
 if held ~= ARGV[1] and (held or own_terminal()) then
-  redis.call("LREM", KEYS[3], 1, ARGV[4])
+  release(KEYS[3], ARGV[4])
   return "stale"
 end
 local function ack()
   redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
   publish_record(KEYS[1], ARGV[2])
-  redis.call("LREM", KEYS[3], 1, ARGV[4])
+  release(KEYS[3], ARGV[4])
   redis.call("DEL", KEYS[2], KEYS[4])
 end
 local current = redis.call("GET", KEYS[7])

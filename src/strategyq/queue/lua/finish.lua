@@ -14,6 +14,7 @@
 -- ARGV[4] raw message (the processing list holds it by value: LREM needs it)
 -- ARGV[5] done-list ttl seconds   ARGV[6] task id   ARGV[7] now (epoch ms)
 -- ARGV[8] recent-index cap   ARGV[9] status written   ARGV[10] task type (may be "")
+-- The result's bytes count against the message's tenant (lua/_lanes.lua) while it is kept.
 -- Returns "written" | "stale" | "already" | "missing"
 -- "missing": no token at all, although this run had one. Tokens have no TTL; only a
 -- terminal write deletes one (a requeue or the reaper leaves a "revoked" mark), so the
@@ -28,7 +29,7 @@ local terminal = {completed = true, error = true, cancelled = true}
 
 local held = redis.call("GET", KEYS[2])
 if held and held ~= ARGV[1] then
-  redis.call("LREM", KEYS[3], 1, ARGV[4])
+  release(KEYS[3], ARGV[4])
   return "stale"
 end
 
@@ -36,7 +37,7 @@ local current = redis.call("GET", KEYS[1])
 if current then
   local ok, rec = pcall(cjson.decode, current)
   if ok and type(rec) == "table" and terminal[rec["status"]] then
-    redis.call("LREM", KEYS[3], 1, ARGV[4])
+    release(KEYS[3], ARGV[4])
     redis.call("DEL", KEYS[2])
     return "already"
   end
@@ -45,7 +46,8 @@ end
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
 publish_record(KEYS[1], ARGV[2])
 archive_task(KEYS[1], ARGV[4], ARGV[3])
-local acked = redis.call("LREM", KEYS[3], 1, ARGV[4])
+account_result(ARGV[4], ARGV[6], #ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]))
+local acked = release(KEYS[3], ARGV[4])
 redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")
 redis.call("EXPIRE", KEYS[4], ARGV[5])

@@ -28,6 +28,8 @@ local requeued, dead = 0, 0
 local messages = redis.call("LRANGE", KEYS[1], 0, -1)
 for _, raw in ipairs(messages) do
   local ok, msg = pcall(cjson.decode, raw)
+  -- Out of its tenant's in-flight count (lua/_lanes.lua), whatever becomes of it.
+  hadd(LP .. "tenant_inflight", tenant_of_msg(ok and msg or nil), -1)
   local task_id = nil
   if ok and type(msg) == "table" and type(msg["task_id"]) == "string" then
     task_id = msg["task_id"]
@@ -91,6 +93,9 @@ for _, raw in ipairs(messages) do
         dead = dead + 1
       else
         redis.call("RPUSH", KEYS[3], raw)
+        -- Counted as queued now, and routed to the front of its tenant's list.
+        redis.call("HSET", LP .. "admitted", task_id, "requeue")
+        redis.call("HINCRBY", LP .. "tenant_queued", tenant_of_msg(msg), 1)
         requeued = requeued + 1
       end
     end

@@ -12,10 +12,13 @@
 -- With a token, the run does not count against max_attempts (it was stopped, not lost);
 -- without one, a token this worker holds for the task is revoked and the run counts.
 -- Returns 1 when requeued, 0 when the message was no longer ours.
-if redis.call("LREM", KEYS[1], 1, ARGV[1]) == 0 then
+if release(KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 redis.call("RPUSH", KEYS[2], ARGV[1])
+-- Counted as queued now, and routed to the front of its tenant's list (lua/_lanes.lua).
+redis.call("HSET", LP .. "admitted", string.sub(KEYS[5], string.len("task_result:") + 1), "requeue")
+redis.call("HINCRBY", LP .. "tenant_queued", tenant_of(ARGV[1]), 1)
 local held = redis.call("GET", KEYS[3])
 if held and ARGV[2] ~= "" and held == ARGV[2] then
   redis.call("SET", KEYS[3], "revoked", "EX", ARGV[4])

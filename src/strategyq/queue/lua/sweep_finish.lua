@@ -20,7 +20,7 @@
 -- The sweep is filed in the recent index's views under its record's status and
 -- the type "sweep". A missing chunk token writes all the same (as finish.lua), unless
 -- the chunk's record is terminal (a run of it was acknowledged).
-redis.call("LREM", KEYS[7], 1, ARGV[4])
+release(KEYS[7], ARGV[4])
 local function own_terminal()
   local ok, rec = pcall(cjson.decode, redis.call("GET", KEYS[5]) or "null")
   return ok and type(rec) == "table" and (rec["status"] == "completed" or rec["status"] == "error"
@@ -42,6 +42,8 @@ if current then
 end
 redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3])
 publish_record(KEYS[1], ARGV[2])
+-- The sweep's result counts against its tenant, which its chunks carry (lua/_lanes.lua).
+account_result(ARGV[4], ARGV[8], #ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[9]))
 redis.call("DEL", KEYS[3], KEYS[4])
 if ARGV[7] == "fail" then
   redis.call("SET", KEYS[9], "1", "EX", ARGV[3])
