@@ -51,18 +51,17 @@ def test_the_submission_time_survives_requeues_and_lost_runs(
     tasks = TaskQueue(redis_client)
     add_backtest_task(redis_client, "moved", SMA, ["AAPL"], "2010-01-01", "2010-12-31")
     submitted = _data(redis_client, "moved")["queued_at"]
-    raw = tasks.take("w1", None)
-    assert raw is not None
+    taken = tasks.take("w1", None)
+    assert taken is not None
     claim = tasks.claim("w1", "moved", "backtest", "2030-01-01T00:00:00Z")
     assert claim.submitted_at == submitted
     running = _data(redis_client, "moved")
     assert running["submitted_at"] == submitted and running["stage"] == "starting"
     # A shutdown hands the run back: the queued record keeps the time.
-    assert tasks.requeue("w1", "moved", claim.token, raw, submitted_at=claim.submitted_at)
+    assert tasks.requeue("w1", "moved", claim.token, taken.raw, submitted_at=claim.submitted_at)
     queued = _data(redis_client, "moved")
     assert queued["submitted_at"] == submitted and "requeued_at" in queued
-    raw = tasks.take("w2", None)
-    assert raw is not None
+    assert tasks.take("w2", None) is not None
     again = tasks.claim("w2", "moved", "backtest", "2030-01-01T00:01:00Z")
     assert again.submitted_at == submitted
     # A lost run (its worker died) goes back to the queue with its running record left as it
