@@ -13,6 +13,10 @@ in the same run:
   faults arrive in its ``cutime``/``cstime``/``cminflt``) and Valkey; the producer
   (this process) is shown apart and left out of the total, as it is for the floor;
 - **throughput** of those tasks at ``--concurrency`` 1 and 2;
+- **where a child's CPU goes**: an interpreter warmed up as the fork server is forks
+  children that run the trivial strategy with ``getrusage`` probes between the phases
+  (attach the frame, lock down, read, exec, call, encode; the exit is what ``wait4``
+  reports beyond the last probe), and its own CPU per fork;
 - **screening** 500 symbols with the gap-up strategy, end to end (submit → result)
   against the same strategy called in this process on the same frame (loaded once,
   as the worker's cache holds it), with the CPU of each process per screen.
@@ -23,6 +27,7 @@ reported with the load average.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -39,6 +44,7 @@ from rich.table import Table
 
 from benchmarks.bench_e2e import (
     GAP_UP,
+    TRIVIAL,
     descendants,
     run_screen_task,
     syms,
@@ -78,6 +84,83 @@ cpu1, flt1 = usage()
 print((cpu1 - cpu0) / n * 1000, (flt1 - flt0) / n)
 """
 
+PHASES = """
+import gc, json, os, resource, struct, sys, time
+import numpy as np
+import pandas as pd
+from strategyq.sandbox.warm import warm_up
+from strategyq.sandbox import child, forkserver, lockdown, preload, result, shared_frame
+from strategyq.sandbox.forkclient import checked_program
+
+warm_up(())  # as the fork server does, then the frame is shared as the host shares it
+rows = 130
+frame = pd.DataFrame({"ticker": pd.array(["SYN0001"] * rows, dtype="str"),
+                      "date": pd.date_range("2024-01-01", periods=rows, unit="us")})
+for i in range(31):
+    frame[f"c{i}"] = np.linspace(1.0, 2.0, rows)
+shared = shared_frame.share(frame)
+del frame
+gc.collect()
+gc.freeze()
+program = checked_program(sys.argv[2])
+limits = {"memory_mb": 512, "time_limit_s": 10, "max_open_files": 16}
+NAMES = ("after fork", "attach frame", "lock-down", "import guard, warnings", "read program",
+         "exec module", "call strategy", "encode answer", "exit (kernel teardown)")
+def probe():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_minflt
+samples = {name: [] for name in NAMES + ("child, all", "parent per fork")}
+for n in range(int(sys.argv[1]) + 3):
+    before = probe()
+    plan = forkserver.plan_for(limits, True, None, shared.size)
+    source_r, source_w = os.pipe()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        marks = [probe()]
+        frame_fd = os.dup(shared.fd)
+        frame = shared_frame.attach(frame_fd)
+        os.close(frame_fd)
+        marks.append(probe())
+        lockdown.lock_down(plan, result_w, source_r)
+        marks.append(probe())
+        preload.refuse_further_imports()
+        child._show_warnings()
+        marks.append(probe())
+        source, code, entry, takes_params, _ = child.read_program(lockdown.SOURCE_FD)
+        marks.append(probe())
+        function, _ = child._execute(code, source, entry, True, takes_params)
+        marks.append(probe())
+        value = function(frame)
+        marks.append(probe())
+        result.encode_result(value)
+        marks.append(probe())
+        os.write(lockdown.RESULT_FD, struct.pack(f"{2 * len(marks)}d", *sum(marks, ())))
+        os._exit(0)
+    os.close(source_r)
+    os.close(result_w)
+    os.write(source_w, program)
+    os.close(source_w)
+    data = b""
+    while chunk := os.read(result_r, 1 << 16):
+        data += chunk
+    os.close(result_r)
+    _, _, usage = os.wait4(pid, 0)
+    after = probe()
+    if n < 3:
+        continue
+    values = struct.unpack(f"{len(data) // 8}d", data)
+    marks = [values[i : i + 2] for i in range(0, len(values), 2)]
+    total = (usage.ru_utime + usage.ru_stime, usage.ru_minflt)
+    ends = [(0.0, 0)] + marks + [total]
+    for name, (a, b) in zip(NAMES, zip(ends, ends[1:])):
+        samples[name].append((1000 * (b[0] - a[0]), b[1] - a[1]))
+    samples["child, all"].append((1000 * total[0], total[1]))
+    samples["parent per fork"].append((1000 * (after[0] - before[0]), after[1] - before[1]))
+print(json.dumps(samples))
+"""
+
+
 ROLES = ("worker", "executor", "sandbox host", "fork server", "sandbox children", "Valkey")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -87,6 +170,20 @@ def fork_floor(n: int = FORKS) -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", FLOOR, str(n)], check=True, capture_output=True)
     cpu_ms, faults = out.stdout.split()
     return float(cpu_ms), float(faults)
+
+
+def child_phases(n: int = 60) -> dict[str, tuple[float, float]]:
+    """Median CPU ms and minor faults of each phase of a sandbox child running the trivial
+    strategy, forked from an interpreter warmed up as the fork server is (probes in the child:
+    ``getrusage``; its exit: what ``wait4`` reports beyond the last probe)."""
+    out = subprocess.run(
+        [sys.executable, "-c", PHASES, str(n), TRIVIAL], check=True, capture_output=True
+    )
+    samples = json.loads(out.stdout)
+    return {
+        name: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+        for name, values in samples.items()
+    }
 
 
 def _role(pid: int) -> str | None:
@@ -213,6 +310,8 @@ def main() -> dict[str, Any]:
                             per_task(before, snapshot(proc.pid, valkey_pid), TASKS)
                         )
                         out["load"].append(os.getloadavg()[0])
+            phases = [child_phases() for _ in range(ROUNDS)]
+            floors.append(fork_floor())
             screen_e2e: list[float] = []
             screen_cpu: list[dict[str, tuple[float, float]]] = []
             with worker(env, 1) as proc:
@@ -239,6 +338,13 @@ def main() -> dict[str, Any]:
         screen_e2e_ms=statistics.median(screen_e2e),
         screen_alone_ms=screen_alone,
         screen_cpu=screen_cpu[0],
+        phases={
+            name: (
+                statistics.median(p[name][0] for p in phases),
+                statistics.median(p[name][1] for p in phases),
+            )
+            for name in phases[0]
+        },
     )
     _print(console, out)
     return out
@@ -262,6 +368,19 @@ def _print(console: Console, out: dict[str, Any]) -> None:
         )  # fmt: skip
     table.add_row("floor: fork() + _exit", f"{floor_ms:.2f}", f"{floor_faults:.0f}", "", "")
     console.print(table)
+
+    phases = Table(
+        title="where a sandbox child's CPU goes, trivial strategy (a warmed interpreter forking"
+        " as the fork server does; median per child)"
+    )
+    for column in ("phase", "CPU ms", "minor faults"):
+        phases.add_column(column, justify="left" if column == "phase" else "right")
+    for name, (ms, faults) in out["phases"].items():
+        phases.add_row(name, f"{ms:.2f}", f"{faults:.0f}")
+    phases.add_row(
+        "floor: fork() + _exit, parent and child", f"{floor_ms:.2f}", f"{floor_faults:.0f}"
+    )
+    console.print(phases)
 
     summary = Table(title="against the yardsticks of the same run")
     for column in ("what", "strategyq", "yardstick", "ratio", "target", "met"):
