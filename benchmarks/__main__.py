@@ -24,9 +24,8 @@ def main(argv: list[str]) -> int:
         for m in pkgutil.iter_modules([str(here)])
         if m.name.startswith("bench_")
     )
-    chosen = argv or [
-        a for a in areas if a not in {"e2e", "soak", "sweep", "postgres", "memory", "grid", "peers"}
-    ]
+    slow = {"e2e", "soak", "sweep", "postgres", "memory", "grid", "peers", "task_cpu"}
+    chosen = argv or [a for a in areas if a not in slow]
     unknown = [a for a in chosen if a not in areas]
     if unknown:
         print(f"unknown benchmark area(s): {', '.join(unknown)}; choose from {', '.join(areas)}")

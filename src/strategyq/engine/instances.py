@@ -189,6 +189,15 @@ def _record(index: int, row: dict[Any, Any]) -> dict[str, Any]:
                 f"instance {index} has a field named {key!r} ({type(key).__name__}); "
                 "field names must be strings"
             )
+        kind = type(value)
+        # Plain JSON scalars (all of what a sandbox child's answer decodes to, bar
+        # containers) are what to_json would return unchanged.
+        if kind is str or kind is int or kind is bool or value is None:
+            record[key] = value
+            continue
+        if kind is float and math.isfinite(value):
+            record[key] = value
+            continue
         try:
             record[key] = to_json(value, key)
         except NotJsonable as exc:

@@ -371,6 +371,7 @@ def main(
             )
             return
         calls: dict[str, Any] = {}
+        columns: Any = getattr(frame, "columns", ())
         preload.refuse_further_imports()
         _show_warnings()
         if source is None:
@@ -385,10 +386,14 @@ def main(
             if runs is not None:
                 payload = _run_all(function, frame, takes_params, runs, source)
             else:
-                value = _call(function, frame, takes_params, calls.get("params"))
+                # One call: nothing comes after it that could see what it changes in
+                # its frame, so it gets the frame itself (no shallow copy to make).
+                # Its labels were kept above for an error's hint (an Index never changes).
+                params = calls.get("params")
+                value = function(frame, dict(params or {})) if takes_params else function(frame)
                 payload = result.encode_result(value)
         except BaseException as exc:
-            kind, message = classify(exc, source, getattr(frame, "columns", ()))
+            kind, message = classify(exc, source, columns)
             payload = result.encode_error(kind, message)
         capture = lockdown.CAPTURE
         _send(payload + result.encode_logs(capture.text(), capture.truncated))

@@ -7,8 +7,8 @@ process, started as a fresh program (``python -m strategyq.sandbox.zygote``,
 by :class:`strategyq.sandbox.host.ForkServer`) with an environment of ``PATH``,
 locale and thread settings, ``/`` as its working directory and no settings:
 it imports pandas, numpy and everything a strategy may use
-(:func:`strategyq.sandbox.warm_up`) and then only ever receives limits and
-descriptors. It never sees a request, a frame, a strategy, a result, a path
+(:func:`strategyq.sandbox.warm_up`), empties its environment, and then only
+ever receives limits and descriptors. It never sees a request, a frame, a strategy, a result, a path
 of the data store or a secret.
 
 The sandbox host (:mod:`strategyq.sandbox.host`) sends one message per child,

@@ -50,6 +50,7 @@ RULESET_FD = 5
 log = logging.getLogger(__name__)
 
 _CAP_VERSION_3 = 0x20080522
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class LayerFailed(Exception):
@@ -98,8 +99,13 @@ def plan(
     when None): a kernel of that generation is run exactly, rights and order.
     ``extra_bytes`` is what the child maps after fork (its shared frame).
     """
-    with open("/proc/self/statm", "rb") as f:
-        inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    # A plan is made for every fork: plain descriptor calls, no file object (each
+    # object the forking parent touches is a page copied while a child shares it).
+    fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        inherited = int(os.read(fd, 256).split()[0]) * _PAGE_SIZE
+    finally:
+        os.close(fd)
     abi = landlock.abi_version() if sandboxed else 0
     if landlock_abi_max is not None:
         abi = min(abi, landlock_abi_max)

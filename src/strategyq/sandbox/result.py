@@ -225,17 +225,17 @@ def clean_text(text: str) -> str:
 def _check_shape(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise errors.BadResult("the strategy's result is not a list of instances")
+    # Depth counts scalars too (the list is 1, an instance 2, its fields 3), but only
+    # containers are walked: a flat instance costs one look at each of its fields.
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth >= MAX_DEPTH and (depth > MAX_DEPTH or node):
             raise errors.BadResult(
                 f"the result is nested deeper than {MAX_DEPTH} levels; return flat instances"
             )
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+        items = node.values() if isinstance(node, dict) else node
+        stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list))
     for index, item in enumerate(value):
         if not isinstance(item, dict):
             raise errors.BadResult(f"instance {index} is not a dict")

@@ -125,6 +125,7 @@ def attach(fd: int) -> Any:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
+    from pandas.core.internals.construction import arrays_to_mgr
 
     size = os.fstat(fd).st_size
     if fcntl.fcntl(fd, fcntl.F_GET_SEALS) & _SEALS != _SEALS:
@@ -163,8 +164,28 @@ def attach(fd: int) -> Any:
                 dtype=dtype,  # type: ignore[call-arg]  # pandas-stubs lag pandas 3
             )
         else:
-            data[column["name"]] = array.to_numpy(zero_copy_only=False)
+            # Inferred as DataFrame(dict) infers a column of Python strings (pandas' `str`).
+            values = array.to_numpy(zero_copy_only=False)
+            data[column["name"]] = pd.Series(values, copy=False).array
     start, stop, step = header["index"]
     index = pd.RangeIndex(start, stop, step)
     assert len(index) == rows
-    return pd.DataFrame(data, index=index, copy=False)
+    # Every page of the forking parent a child touches is copied, so the child builds
+    # its frame the short way: the labels as the `str` Index that DataFrame(dict)
+    # would infer (made from one Arrow array, without inference), and the frame from
+    # the columns as they are (one block each, not consolidated, so nothing is copied),
+    # as DataFrame(data, copy=False) would; each column's length is checked first.
+    labels = pa.array(list(data), type=pa.large_string())
+    columns = pd.Index(
+        pd.arrays.ArrowStringArray(
+            pa.chunked_array([labels]),
+            dtype=pd.StringDtype("pyarrow", na_value=np.nan),  # type: ignore[call-arg]
+        )
+    )
+    for name, values in data.items():
+        if len(values) != rows:
+            raise ValueError(f"the shared frame's column {name!r} has the wrong length")
+    manager = arrays_to_mgr(
+        list(data.values()), columns, index, verify_integrity=False, consolidate=False
+    )
+    return pd.DataFrame._from_mgr(manager, axes=manager.axes)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import socket
 import sys
 
@@ -31,6 +32,9 @@ def main(argv: list[str]) -> int:
     ignore_terminal_signals()
     sock = socket.socket(fileno=int(argv[0]))
     warm_up(parse_sandbox_libraries(argv[1]) if len(argv) > 1 else None)
+    # The libraries read their settings at import; from here on nothing needs the
+    # environment. Emptied once here, a child's lock-down finds nothing to clear.
+    os.environ.clear()
     # Park the imported modules' objects in the permanent generation, so a child's
     # collector never walks (and so never copies) those shared pages.
     gc.freeze()
