@@ -43,12 +43,15 @@ class ColumnSignals:
 
 
 def column_signals(
-    columns: Mapping[str, Sequence[Any]], market: Market, first_day: int | None
+    columns: Mapping[str, Sequence[Any]],
+    market: Market,
+    first_day: int | None,
+    day_cache: dict[str, int] | None = None,
 ) -> ColumnSignals | None:
     """The signals of instances given as equal-length columns, or ``None`` for the row path.
 
     Signals dated before ``first_day`` are dropped, as are those on tickers
-    ``market`` lacks.
+    ``market`` lacks. ``day_cache`` keeps parsed date strings across calls.
     """
     if "ticker" not in columns or "date" not in columns or ROW_PATH_FIELDS & columns.keys():
         return None
@@ -61,7 +64,7 @@ def column_signals(
             return None
     if not set(map(type, tickers)) <= {str} or not set(map(type, dates)) <= {str}:
         return None
-    maps = _codes_and_days(tickers, dates, market)
+    maps = _codes_and_days(tickers, dates, market, {} if day_cache is None else day_cache)
     if maps is None:
         return None
     code_of, day_of = maps
@@ -97,7 +100,7 @@ def column_signals(
 
 
 def _codes_and_days(
-    tickers: Sequence[str], dates: Sequence[str], market: Market
+    tickers: Sequence[str], dates: Sequence[str], market: Market, day_of: dict[str, int]
 ) -> tuple[dict[str, int], dict[str, int]] | None:
     """Each distinct ticker's code (-1 if ``market`` lacks it) and each distinct date's day.
 
@@ -110,8 +113,7 @@ def _codes_and_days(
         if not ticker or ticker != ticker.strip():
             return None
         code_of[ticker] = known.get(ticker, -1)
-    day_of: dict[str, int] = {}
-    for text in set(dates):
+    for text in set(dates) - day_of.keys():
         try:
             day = parse_day(text)
         except ValueError:
