@@ -36,7 +36,12 @@ from typing import Any
 import numpy as np
 
 from strategyq.engine.market import FloatArray, IntArray, Market
-from strategyq.engine.metrics import benchmark_closes, benchmark_return, performance_metrics
+from strategyq.engine.metrics import (
+    benchmark_closes,
+    benchmark_return,
+    curve_metrics_rows,
+    performance_metrics,
+)
 from strategyq.engine.outcome import simulate_and_measure
 from strategyq.engine.portfolio import _cell_recurrence, _marks, _one_per_ticker
 from strategyq.engine.signals import SignalColumns
@@ -128,8 +133,12 @@ def _batched(
     pnl = alloc / model.max_positions * cand.ret[taken]
     bounds = np.searchsorted(taken_group, np.arange(n + 1))
     capital = float(model.initial_capital)
+    kept = np.flatnonzero(ok)
+    curve_rows = curve_metrics_rows(
+        equity[kept], calendar, exposed[kept], capital, default_benchmark
+    )
     out: dict[int, dict[str, Any]] = {}
-    for g in np.flatnonzero(ok).tolist():
+    for g, curve_part in zip(kept.tolist(), curve_rows, strict=True):
         mine = taken[bounds[g] : bounds[g + 1]]
         out[g] = performance_metrics(
             returns=cand.ret[mine],
@@ -142,6 +151,7 @@ def _batched(
             benchmark=default_benchmark,
             short=cand.short[mine],
             benchmark_closes=closes,
+            curve_metrics=curve_part,
         )
     return out
 
@@ -220,18 +230,23 @@ def _equity(
     value = _marks(market, cand, taken, trade, row, is_exit, model.cost_per_side)
     step = np.diff(value, prepend=0.0)
     step[starts] = value[starts]
-    day_index = np.searchsorted(calendar, market.day[row])
-    sized_on = np.searchsorted(calendar, market.day[cand.entry_row[taken]])[trade]
+    # Each market row's calendar session, looked up once for all marks.
+    session_of = np.searchsorted(calendar, market.day)
+    day_index = session_of[row]
+    sized_on = session_of[cand.entry_row[taken]][trade]
     lag = day_index + 1 - sized_on
     sized = step / model.max_positions
     mark_group = chosen.group[trade]
     width = int(lag.max()) + 1
     # Each mark's cell; a cell's marks are summed in the marks' order, as bincount does
-    # in portfolio._equity_curve.
-    cells, cell_of = np.unique(
-        (mark_group * sessions + day_index) * width + lag, return_inverse=True
-    )
-    summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells))
+    # in portfolio._equity_curve. Marks usually come in cell order already, one per cell.
+    flat = (mark_group * sessions + day_index) * width + lag
+    if bool(np.all(flat[1:] > flat[:-1])):
+        cells = flat
+        summed = np.bincount(np.arange(len(flat)), weights=sized, minlength=len(flat))
+    else:
+        cells, cell_of = np.unique(flat, return_inverse=True)
+        summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells))
     cell_group, rest = np.divmod(cells, sessions * width)
     rows, lags = np.divmod(rest, width)
     keep = (summed != 0.0) & (lags > 0)

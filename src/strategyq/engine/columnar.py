@@ -113,7 +113,18 @@ def _codes_and_days(
         if not ticker or ticker != ticker.strip():
             return None
         code_of[ticker] = known.get(ticker, -1)
-    for text in set(dates) - day_of.keys():
+    fresh = list(set(dates) - day_of.keys())
+    if fresh and all(_plain_iso(text) for text in fresh):
+        try:
+            # Plain YYYY-MM-DD strings, the form a returned frame's dates travel in: one
+            # NumPy parse for all of them (the same days date.fromisoformat gives).
+            parsed = np.array(fresh, dtype="datetime64[D]").astype(np.int64).tolist()
+        except ValueError:
+            pass  # an impossible date such as 2024-02-30: parsed one by one below
+        else:
+            day_of.update(zip(fresh, parsed, strict=True))
+            fresh = []
+    for text in fresh:
         try:
             day = parse_day(text)
         except ValueError:
@@ -121,3 +132,20 @@ def _codes_and_days(
         assert day is not None  # a string always names a day or fails
         day_of[text] = date_to_day(day)
     return code_of, day_of
+
+
+def _plain_iso(text: str) -> bool:
+    """Whether ``text`` is exactly ``YYYY-MM-DD`` with digits (no blanks, no time).
+
+    Year 0 is left to the one-by-one parse, which refuses it as Python's dates do.
+    """
+    return (
+        len(text) == 10
+        and text[:4] != "0000"
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[:4].isdigit()
+        and text[5:7].isdigit()
+        and text[8:].isdigit()
+        and text.isascii()
+    )

@@ -81,7 +81,13 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
         made = folding.split(calendar, args.walk_forward)
         folds = [f.to_json() for f in made]
         sessions, left_out = len(calendar), len(calendar) - made[-1].test[1]
-    chunks = chunk_messages(task, folds, ctx.chunk_size, ctx.max_fanout_bytes)
+    chunks = chunk_messages(
+        task,
+        folds,
+        ctx.chunk_size,
+        ctx.max_fanout_bytes,
+        whole_grid=takes_grid(bt.strategy_code),
+    )
     return fanout(
         {
             "names": list(args.grid.names),
