@@ -25,7 +25,9 @@ def main(argv: list[str]) -> int:
         if m.name.startswith("bench_")
     )
     chosen = argv or [
-        a for a in areas if a not in {"e2e", "soak", "sweep", "postgres", "memory", "grid", "peers"}
+        a
+        for a in areas
+        if a not in {"e2e", "soak", "sweep", "postgres", "memory", "grid", "peers", "vectorbt"}
     ]
     unknown = [a for a in chosen if a not in areas]
     if unknown:
