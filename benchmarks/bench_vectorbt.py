@@ -298,19 +298,25 @@ def main() -> dict[str, Any]:
                 "strategyq_peak_mib": peak.peak,
                 "load": os.getloadavg()[0],
             }
+        console.print(f"10 x 10 AAPL: {out['aapl']}")
         vbt = _vectorbt("big", data, symbols, first, last.date().isoformat())
         out["big"].update(vectorbt_s=vbt["s"], vectorbt_peak_mib=vbt["peak_mib"])
         out["load"].append(os.getloadavg()[0])
-        out["scale"] = _scale(home, env, client)
+        console.print(f"1,000 combinations: {out['big']}")
+        out["scale"] = _scale(home, env, client, console)
         server.stop()
     _print(console, out)
     return out
 
 
-def _scale(home: Path, env: dict[str, str], client: redis.Redis) -> dict[str, Any]:
+def _scale(
+    home: Path, env: dict[str, str], client: redis.Redis, console: Console
+) -> dict[str, Any]:
     root = home / "scale" / "data"
     summary = write_synthetic(root, SCALE_SYMBOLS, 20.0, seed=5)
-    env = {**env, "STRATEGYQ_HOME": str(home / "scale")}
+    # Default settings but the strategy's time limit: on a shared machine the 20 y
+    # backtest can take longer than the default minute.
+    env = {**env, "STRATEGYQ_HOME": str(home / "scale"), "STRATEGYQ_TIME_LIMIT": "1200"}
     symbols = MarketData(root).tickers()
     end = summary.last.isoformat()
     slices = {
@@ -332,6 +338,7 @@ def _scale(home: Path, env: dict[str, str], client: redis.Redis) -> dict[str, An
             cold_peak = cold.peak
             with PeakMemory(pids[0]).watch() as warm:
                 warm_s = _backtest(client, symbols, start, end)
+        console.print(f"{name}: cold {cold_s:.2f} s, warm {warm_s:.2f} s, {frame_rows:,} rows")
         rows[name] = {
             "rows": frame_rows,
             "idle_mib": idle,
