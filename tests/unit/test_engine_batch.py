@@ -171,3 +171,17 @@ def test_the_batched_path_takes_the_common_sets(
         sets.append(columns_from(fast))
     model = MODELS[name].resolved(True)
     assert len(batch._batched(window, sets, model, None)) >= share * len(sets)
+
+
+def test_midnight_timestamps_read_as_their_dates(market: tuple[pd.DataFrame, Market]) -> None:
+    """Dates that travel as ``YYYY-MM-DDT00:00:00`` give the signals of plain dates."""
+    bars, engine_market = market
+    plain = _columns(bars, np.random.default_rng(2), 0.03)
+    midnight = {**plain, "date": [d + "T00:00:00" for d in plain["date"]]}
+    odd = {**plain, "date": [d + "T00:00:00" for d in plain["date"][:-1]] + ["2020-02-30"]}
+    got = column_signals(midnight, engine_market, None, {})
+    want = column_signals(plain, engine_market, None)
+    assert got is not None and want is not None
+    assert np.array_equal(got.entry_days, want.entry_days)
+    assert np.array_equal(got.exit_days, want.exit_days)
+    assert column_signals(odd, engine_market, None) is None  # the row path reports it

@@ -287,7 +287,7 @@ def _equity(
     return calendar, equity, ok
 
 
-LONG_RUN = 8
+LONG_RUN = 2
 """Fewest cells per run, on average, for a group's curve to be summed in runs."""
 
 

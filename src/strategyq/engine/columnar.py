@@ -116,9 +116,10 @@ def _codes_and_days(
     fresh = list(set(dates) - day_of.keys())
     if fresh and all(_plain_iso(text) for text in fresh):
         try:
-            # Plain YYYY-MM-DD strings, the form a returned frame's dates travel in: one
+            # Plain dates or midnights, the forms a returned frame's dates travel in: one
             # NumPy parse for all of them (the same days date.fromisoformat gives).
-            parsed = np.array(fresh, dtype="datetime64[D]").astype(np.int64).tolist()
+            days = [text[:10] for text in fresh]
+            parsed = np.array(days, dtype="datetime64[D]").astype(np.int64).tolist()
         except ValueError:
             pass  # an impossible date such as 2024-02-30: parsed one by one below
         else:
@@ -135,12 +136,12 @@ def _codes_and_days(
 
 
 def _plain_iso(text: str) -> bool:
-    """Whether ``text`` is exactly ``YYYY-MM-DD`` with digits (no blanks, no time).
+    """Whether ``text`` is ``YYYY-MM-DD`` with digits, alone or at ``T00:00:00`` (no blanks).
 
     Year 0 is left to the one-by-one parse, which refuses it as Python's dates do.
     """
     return (
-        len(text) == 10
+        (len(text) == 10 or (len(text) == 19 and text[10:] == "T00:00:00"))
         and text[:4] != "0000"
         and text[4] == "-"
         and text[7] == "-"
