@@ -147,6 +147,6 @@ def _plain_iso(text: str) -> bool:
         and text[7] == "-"
         and text[:4].isdigit()
         and text[5:7].isdigit()
-        and text[8:].isdigit()
+        and text[8:10].isdigit()
         and text.isascii()
     )
