@@ -60,6 +60,8 @@ EVERY = {
     "a class": "class S:\n    def run(self, df):\n        return df['close']\n",
     "groupby by a variable": "def s(df):\n    k = 'rsi'\n    return df.groupby(k)['c'].mean()\n",
     "does not parse": "def s(df:\n",
+    "a typo, whose error lists every column": "def s(df):\n    return df['gap_percent'] > 1\n",
+    "a column it added": "def s(df):\n    df['x'] = df['close'] * 2\n    return df['x']\n",
 }
 
 

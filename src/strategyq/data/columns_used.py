@@ -5,7 +5,9 @@ of them, or none. Computing and holding only those makes a large frame a
 fraction of the memory and time. A strategy can only see a column through its
 frame argument, so every use of that argument is examined:
 
-- ``df["close"]``, ``df[["ticker", "date"]]``: the names given;
+- ``df["close"]``, ``df[["ticker", "date"]]``: the names given, when each is a
+  column of the frame as loaded (any other name, a typo or a column the
+  strategy added, asks for every column);
 - ``df.close`` (an attribute that is a frame column): that column;
 - ``df.loc[rows, "close"]`` / ``df.loc[rows, ["a", "b"]]``: the names given;
 - ``df.groupby(keys)["close"]`` (keys constant or themselves such uses): the names given;
@@ -83,7 +85,9 @@ def _one_use(node: ast.Name, parents: dict[ast.AST, ast.AST], frames: set[str]) 
     """The columns one use of the frame reads, or ``None`` if it may read any."""
     parent = parents.get(node)
     if isinstance(parent, ast.Subscript) and parent.value is node:
-        return _names(parent.slice)
+        if isinstance(parent.ctx, ast.Store | ast.Del):
+            return _names(parent.slice)  # a column the strategy writes: nothing read
+        return _known(_names(parent.slice))
     if isinstance(parent, ast.Call) and node in parent.args:
         if isinstance(parent.func, ast.Name) and parent.func.id == "len":
             return set()
@@ -99,13 +103,13 @@ def _one_use(node: ast.Name, parents: dict[ast.AST, ast.AST], frames: set[str]) 
     if attr == "loc" and isinstance(outer, ast.Subscript) and outer.value is parent:
         key = outer.slice
         if isinstance(key, ast.Tuple) and len(key.elts) == 2:
-            return _names(key.elts[1])
+            return _known(_names(key.elts[1]))
         return None
     if attr == "groupby" and isinstance(outer, ast.Call) and outer.func is parent:
         selected = parents.get(outer)
         if not (isinstance(selected, ast.Subscript) and selected.value is outer):
             return None
-        columns = _names(selected.slice)
+        columns = _known(_names(selected.slice))
         keys = [*outer.args, *(k.value for k in outer.keywords if k.arg == "by")]
         for k in keys:
             got = _group_key(k, frames)
@@ -114,6 +118,17 @@ def _one_use(node: ast.Name, parents: dict[ast.AST, ast.AST], frames: set[str]) 
             columns |= got
         return columns
     return None
+
+
+def _known(names: set[str] | None) -> set[str] | None:
+    """``names`` when each is a column of the frame as loaded, else ``None``.
+
+    A name the frame lacks is a typo (its error then lists every column and the
+    nearest one) or a column the strategy added itself: either way, all of them.
+    """
+    if names is None or not names <= set(FRAME_COLUMNS):
+        return None
+    return names
 
 
 def _names(key: ast.expr) -> set[str] | None:
