@@ -4,8 +4,11 @@
 (the sample), in this process: the strategy calls plus the engine's metrics of
 every combination, as a sweep chunk does after the sandbox child answers, without
 the queue and the child. "per combination" calls ``f(df, params)`` 100 times;
-"whole grid" calls ``f(df, grid)`` once and splits its rows by combination. Both
-give the same metrics (checked here). vectorbt runs the same grid warm (signals
+"whole grid" calls ``f(df, grid)`` once and splits its rows by combination; both
+then simulate every combination at once (``backtest_metrics_many``, as a chunk
+does). "whole grid, engine one by one" is the whole-grid call with one
+``backtest_metrics`` per combination (the engine before it simulated them
+together). All give the same metrics (checked here). vectorbt runs the same grid warm (signals
 vectorised, filled at the next open), in the same run, rounds interleaved.
 """
 
@@ -26,7 +29,7 @@ from rich.table import Table
 
 from benchmarks.bench_sweep import CROSS, FAST, SLOW, vectorbt_time
 from strategyq.data import MarketData, load_sample
-from strategyq.engine import backtest_metrics, market_from_frame
+from strategyq.engine import backtest_metrics, backtest_metrics_many, market_from_frame
 from strategyq.executor.run.sweep import _by_combination
 from strategyq.sandbox import result
 from strategyq.trademodel import TradeModel
@@ -93,18 +96,33 @@ def main() -> dict[str, Any]:
         # As a sandbox child's answer: encoded, decoded, kept as columns.
         return result.decode(result.encode_runs([value]), keep_columns=True)[0]
 
+    models = [model] * len(combos)
+
     def run_per_combo() -> list[dict[str, Any]]:
         outs = [travel(per_combo(frame.copy(deep=False), dict(c))) for c in combos]
-        return [backtest_metrics(o.columns, market, model, start=START, end=END) for o in outs]
+        columns = [o.columns for o in outs]
+        return backtest_metrics_many(columns, market, models, start=START, end=END)
 
     def run_grid() -> list[dict[str, Any]]:
         split = _by_combination(travel(whole(frame.copy(deep=False), grid)), len(combos))
+        columns = [o.columns for o in split]
+        return backtest_metrics_many(columns, market, models, start=START, end=END)
+
+    def run_grid_one_by_one() -> list[dict[str, Any]]:
+        split = _by_combination(travel(whole(frame.copy(deep=False), grid)), len(combos))
         return [backtest_metrics(o.columns, market, model, start=START, end=END) for o in split]
 
-    assert run_per_combo() == run_grid(), "the whole-grid call must give the same metrics"
-    times: dict[str, list[float]] = {"per combination": [], "whole grid": [], "vectorbt": []}
+    same = run_per_combo()
+    assert same == run_grid() == run_grid_one_by_one(), "every path must give the same metrics"
+    runs = (
+        ("per combination", run_per_combo),
+        ("whole grid", run_grid),
+        ("whole grid, engine one by one", run_grid_one_by_one),
+    )
+    times: dict[str, list[float]] = {name: [] for name, _ in runs}
+    times["vectorbt"] = []
     for _ in range(int(os.environ.get("GRID_ROUNDS", "5"))):
-        for name, fn in (("per combination", run_per_combo), ("whole grid", run_grid)):
+        for name, fn in runs:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)

@@ -9,7 +9,9 @@
   without a sandbox), rounds interleaved;
 - the 10 x 10 SMA sweep's executor work on AAPL beside vectorbt warm
   (``benchmarks grid``);
-- memory per million rows, 1 y and 20 y of one 20-year store (``benchmarks memory``).
+- memory per million rows, 1 y and 20 y of one 20-year store (``benchmarks memory``);
+- sweeps and a large backtest through the queue beside vectorbt (``benchmarks vectorbt``,
+  its own table).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_grid, bench_memory
+from benchmarks import bench_grid, bench_memory, bench_vectorbt
 from benchmarks.bench_e2e import (
     HERE,
     RQ_WORKER,
@@ -162,6 +164,7 @@ def main() -> dict[str, Any]:
         server.stop()
     out["grid"] = bench_grid.main()
     out["memory"] = bench_memory.main()
+    out["vectorbt"] = bench_vectorbt.main()
     _print(out)
     return out
 

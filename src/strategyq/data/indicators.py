@@ -68,28 +68,49 @@ def compute(
     low: FloatArray,
     close: FloatArray,
     volume: FloatArray,
+    wanted: frozenset[str] | None = None,
 ) -> Iterator[tuple[str, FloatArray]]:
     """Yield ``(column, grid)`` for every indicator, in ``INDICATOR_COLUMNS`` order.
 
     Grids are yielded one at a time so a caller can copy each out and let it go,
     which keeps peak memory near one grid per input plus a few working grids.
+    With ``wanted``, only those columns are yielded, and a family of indicators
+    none of which is wanted is not computed at all.
     """
+
+    def some(*names: str) -> bool:
+        return wanted is None or not wanted.isdisjoint(names)
+
+    def keep(items: Iterator[tuple[str, FloatArray]]) -> Iterator[tuple[str, FloatArray]]:
+        return (item for item in items if wanted is None or item[0] in wanted)
+
+    bollinger = ("bb_middle", "bb_upper", "bb_lower", "bb_width", "bb_position")
     with np.errstate(divide="ignore", invalid="ignore"):
         o, h, lo, c, v = (layout.grid(x) for x in (open_, high, low, close, volume))
         prev = _shift(c, 1)
-        yield from _returns_and_gaps(o, c, prev)
-        yield from _volume(v)
-        sma = {n: rolling_mean(c, n) for n in SMA_WINDOWS}
+        if some("returns", "log_returns", "gap", "gap_pct"):
+            yield from keep(_returns_and_gaps(o, c, prev))
+        if some("volume_sma", "volume_ratio"):
+            yield from keep(_volume(v))
+        smas = [n for n in SMA_WINDOWS if some(f"sma_{n}")]
+        if some(*bollinger) and BB_WINDOW not in smas:
+            smas.append(BB_WINDOW)
+        sma = {n: rolling_mean(c, n) for n in smas}
         for n in SMA_WINDOWS:
-            yield f"sma_{n}", sma[n]
-        yield from _momentum(h, lo, c, prev)
-        middle = sma[BB_WINDOW]
+            if some(f"sma_{n}"):
+                yield f"sma_{n}", sma[n]
+        momentum = ("ema_12", "ema_26", "macd", "macd_signal", "macd_histogram", "rsi")
+        if some(*momentum, "true_range", "atr"):
+            yield from keep(_momentum(h, lo, c, prev))
+        middle = sma.get(BB_WINDOW)
         del sma
-        yield from _bollinger(c, middle)
+        if middle is not None and some(*bollinger):
+            yield from keep(_bollinger(c, middle))
         del middle
-        highest = rolling_extreme(h, RANGE_WINDOW, np.maximum)
-        lowest = rolling_extreme(lo, RANGE_WINDOW, np.minimum)
-        yield "price_position", _safe_divide(c - lowest, highest - lowest)
+        if some("price_position"):
+            highest = rolling_extreme(h, RANGE_WINDOW, np.maximum)
+            lowest = rolling_extreme(lo, RANGE_WINDOW, np.minimum)
+            yield "price_position", _safe_divide(c - lowest, highest - lowest)
 
 
 def _returns_and_gaps(

@@ -84,7 +84,7 @@ class MarketData:
         adjusted: bool = True,
         warmup_sessions: int = 250,
         lookback_sessions: int | None = None,
-        indicators: bool = True,
+        indicators: bool | Sequence[str] = True,
         history_sessions: int = 0,
     ) -> LoadResult:
         """Bars and indicators of ``symbols`` for sessions ``start..end`` (both inclusive).
@@ -94,7 +94,8 @@ class MarketData:
         last N sessions of each ticker up to ``end`` (``start`` is ignored). With
         ``adjusted`` prices are multiplied by ``adj_factor`` and volume divided by it.
         With ``indicators=False`` the frame has the bars only (a fifth of the memory):
-        the same rows, for code that needs prices but not indicators. With
+        the same rows, for code that needs prices but not indicators; with a list of
+        indicator names, the bars and those indicators (in their usual order). With
         ``history_sessions`` the frame also keeps up to that many sessions of each
         ticker before ``start`` (a backtest's strategy sees them; they never trade).
 
@@ -102,6 +103,7 @@ class MarketData:
             DataError: The range or a count is invalid.
         """
         requested = _normalize(symbols)
+        indicators = _indicator_set(indicators)
         first = session_date(start) if start is not None else None
         last = session_date(end) if end is not None else None
         _check_range(first, last, warmup_sessions, lookback_sessions, history_sessions)
@@ -139,6 +141,25 @@ class MarketData:
         return result
 
 
+def _indicator_set(indicators: bool | Sequence[str]) -> bool | tuple[str, ...]:
+    """``True`` (all), ``False`` (none) or the named indicators in frame order.
+
+    Raises:
+        DataError: a name is not an indicator column.
+    """
+    if isinstance(indicators, bool):
+        return indicators
+    names = set(indicators)
+    unknown = sorted(names - set(INDICATOR_COLUMNS))
+    if unknown:
+        raise DataError(
+            f"not indicator columns: {', '.join(unknown)}; pick from {', '.join(INDICATOR_COLUMNS)}"
+        )
+    if names == set(INDICATOR_COLUMNS):
+        return True
+    return tuple(c for c in INDICATOR_COLUMNS if c in names) or False
+
+
 def _check_range(
     first: date | None, last: date | None, warmup: int, lookback: int | None, history: int
 ) -> None:
@@ -165,7 +186,7 @@ def _load(
     adjusted: bool,
     warmup: int,
     lookback: int | None,
-    indicators: bool,
+    indicators: bool | tuple[str, ...],
     history: int = 0,
 ) -> tuple[LoadResult, int]:
     known = sorted(t for t in requested if t in manifest.tickers)
@@ -237,9 +258,10 @@ def _frame(
     skip: IntArray,
     kept: IntArray,
     adjusted: bool,
-    indicators: bool = True,
+    indicators: bool | tuple[str, ...] = True,
 ) -> pd.DataFrame:
-    columns = [*VALUE_COLUMNS, *(INDICATOR_COLUMNS if indicators else ())]
+    chosen = INDICATOR_COLUMNS if indicators is True else (indicators or ())
+    columns = [*VALUE_COLUMNS, *chosen]
     rows = int(kept.sum())
     block = np.empty((len(columns), rows))
     if names:
@@ -262,13 +284,14 @@ def _frame(
                 values["low"],
                 values["close"],
                 values["volume"],
+                None if indicators is True else frozenset(chosen),
             )
-            if indicators
+            if chosen
             else iter(())
         )
-        grid_keep = grid_positions(lengths, skip, layout.width) if indicators else flat_keep
+        grid_keep = grid_positions(lengths, skip, layout.width) if chosen else flat_keep
         for i, (name, grid) in enumerate(computed):
-            if name != INDICATOR_COLUMNS[i]:
+            if name != chosen[i]:
                 raise AssertionError(f"indicator order changed: {name}")
             flat = np.ascontiguousarray(grid).reshape(-1)
             # mode="clip" lets take write straight into ``out`` instead of buffering.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from strategyq.engine.batch import metrics_many
 from strategyq.engine.columnar import column_signals
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
 from strategyq.engine.market import Market, as_market, market_from_frame
@@ -135,21 +136,7 @@ def backtest_metrics(
     first, last = _range(full, start, end)
     market = full.window(first.date() if start else None, last.date() if end else None)
     first_day = date_to_day(first.date()) if start else None
-    cols: SignalColumns | None = None
-    if isinstance(instances, Mapping):
-        fast = column_signals(instances, market, first_day)
-        if fast is None:
-            names = list(instances)
-            instances = [
-                dict(zip(names, row, strict=True)) for row in zip(*instances.values(), strict=True)
-            ]
-        else:
-            model = model.resolved(fast.has_exits)
-            cols = columns_from(fast)
-    if cols is None:
-        normalized = normalized_instances(instances, market)
-        model = model.resolved(normalized.has_exits)
-        cols = signal_columns(normalized, market, first_day)
+    cols, model = _signals(instances, market, first_day, model, {})
     bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
     outcome = simulate_and_measure(
         market,
@@ -163,6 +150,67 @@ def backtest_metrics(
         benchmark=bench,
     )
     return outcome.metrics
+
+
+def backtest_metrics_many(
+    runs: Sequence[Any],
+    df: pd.DataFrame | Market,
+    models: Sequence[TradeModel],
+    *,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    benchmark: pd.DataFrame | Market | None = None,
+    benchmark_symbol: str | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`backtest_metrics` of each of ``runs`` with the model at its position in ``models``.
+
+    The runs that share a trade model are simulated together
+    (:mod:`strategyq.engine.batch`); each result equals, bit for bit, what
+    :func:`backtest_metrics` returns for that run alone.
+
+    Raises:
+        EngineError: an instance is malformed (the message names it).
+        DataError: the bars are malformed.
+    """
+    full = as_market(df)
+    first, last = _range(full, start, end)
+    market = full.window(first.date() if start else None, last.date() if end else None)
+    first_day = date_to_day(first.date()) if start else None
+    bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
+    days: dict[str, int] = {}
+    by_model: dict[TradeModel, list[tuple[int, SignalColumns]]] = {}
+    for i, (instances, model) in enumerate(zip(runs, models, strict=True)):
+        cols, resolved = _signals(instances, market, first_day, model, days)
+        by_model.setdefault(resolved, []).append((i, cols))
+    out: list[dict[str, Any]] = [{} for _ in runs]
+    for model, members in by_model.items():
+        measured = metrics_many(market, [cols for _, cols in members], model, bench)
+        for (i, _), metrics in zip(members, measured, strict=True):
+            out[i] = metrics
+    return out
+
+
+def _signals(
+    instances: Any,
+    market: Market,
+    first_day: int | None,
+    model: TradeModel,
+    days: dict[str, int],
+) -> tuple[SignalColumns, TradeModel]:
+    """The signal arrays of one run's instances and its resolved trade model.
+
+    ``days`` caches parsed date strings across the runs of one market.
+    """
+    if isinstance(instances, Mapping):
+        fast = column_signals(instances, market, first_day, days)
+        if fast is not None:
+            return columns_from(fast), model.resolved(fast.has_exits)
+        names = list(instances)
+        instances = [
+            dict(zip(names, row, strict=True)) for row in zip(*instances.values(), strict=True)
+        ]
+    normalized = normalized_instances(instances, market)
+    return signal_columns(normalized, market, first_day), model.resolved(normalized.has_exits)
 
 
 def _benchmark(

@@ -43,12 +43,15 @@ class ColumnSignals:
 
 
 def column_signals(
-    columns: Mapping[str, Sequence[Any]], market: Market, first_day: int | None
+    columns: Mapping[str, Sequence[Any]],
+    market: Market,
+    first_day: int | None,
+    day_cache: dict[str, int] | None = None,
 ) -> ColumnSignals | None:
     """The signals of instances given as equal-length columns, or ``None`` for the row path.
 
     Signals dated before ``first_day`` are dropped, as are those on tickers
-    ``market`` lacks.
+    ``market`` lacks. ``day_cache`` keeps parsed date strings across calls.
     """
     if "ticker" not in columns or "date" not in columns or ROW_PATH_FIELDS & columns.keys():
         return None
@@ -61,7 +64,7 @@ def column_signals(
             return None
     if not set(map(type, tickers)) <= {str} or not set(map(type, dates)) <= {str}:
         return None
-    maps = _codes_and_days(tickers, dates, market)
+    maps = _codes_and_days(tickers, dates, market, {} if day_cache is None else day_cache)
     if maps is None:
         return None
     code_of, day_of = maps
@@ -97,7 +100,7 @@ def column_signals(
 
 
 def _codes_and_days(
-    tickers: Sequence[str], dates: Sequence[str], market: Market
+    tickers: Sequence[str], dates: Sequence[str], market: Market, day_of: dict[str, int]
 ) -> tuple[dict[str, int], dict[str, int]] | None:
     """Each distinct ticker's code (-1 if ``market`` lacks it) and each distinct date's day.
 
@@ -110,8 +113,19 @@ def _codes_and_days(
         if not ticker or ticker != ticker.strip():
             return None
         code_of[ticker] = known.get(ticker, -1)
-    day_of: dict[str, int] = {}
-    for text in set(dates):
+    fresh = list(set(dates) - day_of.keys())
+    if fresh and all(_plain_iso(text) for text in fresh):
+        try:
+            # Plain dates or midnights, the forms a returned frame's dates travel in: one
+            # NumPy parse for all of them (the same days date.fromisoformat gives).
+            days = [text[:10] for text in fresh]
+            parsed = np.array(days, dtype="datetime64[D]").astype(np.int64).tolist()
+        except ValueError:
+            pass  # an impossible date such as 2024-02-30: parsed one by one below
+        else:
+            day_of.update(zip(fresh, parsed, strict=True))
+            fresh = []
+    for text in fresh:
         try:
             day = parse_day(text)
         except ValueError:
@@ -119,3 +133,20 @@ def _codes_and_days(
         assert day is not None  # a string always names a day or fails
         day_of[text] = date_to_day(day)
     return code_of, day_of
+
+
+def _plain_iso(text: str) -> bool:
+    """Whether ``text`` is ``YYYY-MM-DD`` with digits, alone or at ``T00:00:00`` (no blanks).
+
+    Year 0 is left to the one-by-one parse, which refuses it as Python's dates do.
+    """
+    return (
+        (len(text) == 10 or (len(text) == 19 and text[10:] == "T00:00:00"))
+        and text[:4] != "0000"
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[:4].isdigit()
+        and text[5:7].isdigit()
+        and text[8:10].isdigit()
+        and text.isascii()
+    )

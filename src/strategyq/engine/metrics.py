@@ -65,18 +65,23 @@ def performance_metrics(
     benchmark: float | None,
     short: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
     benchmark_closes: FloatArray | None = None,
+    curve_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """All metrics, keyed as in :data:`METRIC_NAMES`.
 
     ``benchmark`` is the default (equal-weight) benchmark return; with
     ``benchmark_closes`` (a benchmark ticker's closes on each calendar session,
     NaN where it has none yet) the benchmark metrics come from that ticker.
+    ``curve_metrics``: the equity curve's metrics when already computed (by
+    :func:`curve_metrics_rows`, for many curves at once).
     """
     trades = len(returns)
-    final = float(equity[-1]) if len(equity) else initial_capital
     curve = np.concatenate([[initial_capital], equity])
     out = _trade_metrics(returns, pnl, holding, trades)
-    out.update(_curve_metrics(curve, calendar, exposed, initial_capital, final, benchmark))
+    if curve_metrics is None:
+        final = float(equity[-1]) if len(equity) else initial_capital
+        curve_metrics = _curve_metrics(curve, calendar, exposed, initial_capital, final, benchmark)
+    out.update(curve_metrics)
     out.update(_win_loss_metrics(returns, calendar, trades, out["cagr"], out["max_drawdown"]))
     out.update(_side_metrics(returns, trades, short))
     out.update({"alpha": None, "beta": None, "correlation": None})
@@ -121,6 +126,62 @@ def _curve_metrics(
         "volatility": _volatility(daily),
         "max_drawdown_duration_sessions": _drawdown_duration(curve),
     }
+
+
+def curve_metrics_rows(
+    curves: FloatArray,
+    calendar: IntArray,
+    exposed: np.ndarray[Any, np.dtype[np.bool_]],
+    initial_capital: float,
+    benchmark: float | None,
+) -> list[dict[str, Any]]:
+    """:func:`_curve_metrics` of each row of ``curves`` (the initial capital first).
+
+    Every reduction runs along a row of a C-contiguous array, which NumPy sums
+    exactly as it sums that row alone: each dict equals the one-curve result.
+    ``exposed`` holds each curve's sessions with a trade open.
+    """
+    n = curves.shape[0]
+    if curves.shape[1] < 3:
+        return [
+            _curve_metrics(c, calendar, e, initial_capital, float(c[-1]), benchmark)
+            for c, e in zip(curves, exposed, strict=True)
+        ]
+    final = curves[:, -1].tolist()
+    positive = np.all(curves[:, :-1] > 0, axis=1).tolist()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        daily = curves[:, 1:] / curves[:, :-1] - 1.0
+        mean = daily.mean(axis=1)
+        spread = daily.std(axis=1, ddof=1)
+        downside = np.sqrt(np.mean(np.minimum(daily, 0.0) ** 2, axis=1))
+        peak = np.maximum.accumulate(curves, axis=1)
+        drawdown = np.where(peak > 0, curves / peak - 1.0, 0.0).min(axis=1)
+    index = np.arange(curves.shape[1])
+    last_peak = np.maximum.accumulate(np.where(curves >= peak, index, 0), axis=1)
+    duration = (index - last_peak).max(axis=1).tolist()
+    shown = exposed.mean(axis=1).tolist() if exposed.shape[1] else [0.0] * n
+    root = math.sqrt(TRADING_DAYS)
+    out = []
+    for i in range(n):
+        has_daily = positive[i] and curves.shape[1] - 1 >= 2
+        sd, down = float(spread[i]), float(downside[i])
+        low = float(drawdown[i])
+        out.append(
+            {
+                "total_return": _num(final[i] / initial_capital - 1.0),
+                "max_drawdown": low if math.isfinite(low) else 0.0,
+                "sharpe_ratio": _num(mean[i] / sd * root) if has_daily and sd > 1e-15 else None,
+                "sortino_ratio": (
+                    _num(mean[i] / down * root) if has_daily and down > 1e-15 else None
+                ),
+                "cagr": _cagr(calendar, initial_capital, final[i]),
+                "exposure": _num(shown[i]) if exposed.shape[1] else 0.0,
+                "benchmark_return": benchmark,
+                "volatility": _num(sd * root) if has_daily else None,
+                "max_drawdown_duration_sessions": int(duration[i]),
+            }
+        )
+    return out
 
 
 def _win_loss_metrics(

@@ -279,7 +279,7 @@ def _equity_curve(
         summed = np.asarray(
             np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells)), dtype=np.float64
         )
-    equity = _single_term_recurrence(cells, summed, sessions, width, capital)
+    equity = _cell_recurrence(cells, summed, sessions, width, capital)
     if equity is None:
         if dense is None:
             dense = np.zeros(sessions * width)
@@ -346,25 +346,28 @@ DENSE_CELLS_PER_MARK = 8
 """The weights matrix is built dense while it has at most this many cells per mark."""
 
 
-def _single_term_recurrence(
+def _cell_recurrence(
     cells: IntArray, summed: FloatArray, sessions: int, width: int, capital: float
 ) -> FloatArray | None:
-    """:func:`_recurrence` when no session has more than one non-zero lag.
+    """:func:`_recurrence` one (session, lag) cell at a time, in plain floats.
 
     ``cells`` are the flat indices ``t * width + lag`` of the weights matrix
-    that hold marks (ascending) and ``summed`` their values. A dot product
-    with one non-zero term is that term's product exactly, so ``E[t] + w ·
-    E[t+1-lag]`` in plain floats gives the very bits of the general loop (one
-    trade open at a time: the usual case), without a dense matrix and a dot
-    product over the whole lag width per session. Returns ``None`` when a
-    session has several terms, or when the curve meets a value at which the
-    sign of a zero could matter (0, inf, NaN): the general loop decides those.
+    that hold marks (ascending) and ``summed`` their values. Each cell adds
+    ``w · E[t+1-lag]`` to the running equity, in the cells' order (a session's
+    cells by lag); with one cell per session (one trade open at a time: the
+    usual case) that is the general loop's dot product with one non-zero term,
+    the very same bits. It needs no dense matrix and no dot product over the
+    whole lag width per session, and gives the same values whether one
+    backtest or a sweep's many are computed (:mod:`strategyq.engine.batch`).
+    Returns ``None`` when there is no cell, or when the curve meets a value at
+    which the sign of a zero could matter (0, inf, NaN): the general loop
+    decides those.
     """
     rows, lags = np.divmod(cells, width)
     # Lag 0 never enters the general loop's dot product (it would be E[t+1] itself).
     keep = (summed != 0.0) & (lags > 0)
     rows, lags = rows[keep], lags[keep]
-    if len(rows) == 0 or bool(np.any(rows[1:] == rows[:-1])):
+    if len(rows) == 0:
         return None
     values = summed[keep].tolist()
     equity = [capital] * (sessions + 1)

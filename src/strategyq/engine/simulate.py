@@ -103,16 +103,22 @@ def simulate(
     short: BoolArray,
     model: TradeModel,
     exits: ExitSignals = NO_EXITS,
+    groups: tuple[IntArray, IntArray] | None = None,
 ) -> tuple[Candidates, Placement]:
     """Simulate one trade per entry signal (``codes``/``days``/``short`` are per-signal arrays).
 
     Each trade leaves at the earliest of: the first exit signal on its ticker and
     direction that fills after the trade's entry, the close ``hold_days``
     sessions after its signal's session, a stop, and the ticker's last session.
+
+    ``groups`` (each entry's group, each exit's group) simulates several
+    independent signal sets at once: an exit closes only trades of its own
+    group. Every other step is per signal, so each group's trades are exactly
+    those its signals alone would make.
     """
     entries = _enter(market, codes, days, short, model)
     planned, reason, exit_source, exits_placed, exit_no_next, exit_outside = _plan_exits(
-        market, exits, model, entries
+        market, exits, model, entries, groups
     )
     exit_row = planned // 2
     at_open = (planned % 2) == 0
@@ -193,7 +199,11 @@ def _enter(
 
 
 def _plan_exits(
-    market: Market, exits: ExitSignals, model: TradeModel, entries: _Entries
+    market: Market,
+    exits: ExitSignals,
+    model: TradeModel,
+    entries: _Entries,
+    groups: tuple[IntArray, IntArray] | None = None,
 ) -> tuple[IntArray, IntArray, IntArray, int, int, int]:
     """Each trade's exit instant before stops: its hold, its ticker's data end or an exit signal.
 
@@ -214,8 +224,9 @@ def _plan_exits(
     exit_placed, exit_no_next, exit_outside = 0, 0, 0
     if len(exits):
         entry_at = entries.entry_row * 2 + (0 if entries.next_open else 1)
+        grouping = None if groups is None else (groups[0][entries.keep], groups[1])
         found, exit_placed, exit_no_next, exit_outside = _first_exits(
-            market, exits, model, entry_at, entries.short, last_row
+            market, exits, model, entry_at, entries.short, last_row, grouping
         )
         by_signal = found[1] <= planned
         exit_source = np.where(by_signal, found[0], -1)
@@ -276,8 +287,12 @@ def _first_exits(
     entry_at: IntArray,
     short: BoolArray,
     last_row: IntArray,
+    groups: tuple[IntArray, IntArray] | None = None,
 ) -> tuple[tuple[IntArray, IntArray], int, int, int]:
     """For each trade, the first exit on its ticker and direction that fills after its entry.
+
+    With ``groups`` (each trade's group, each exit's group), only an exit of the
+    trade's own group counts.
 
     Returns ((exit index or -1, exit instant or a huge number), exits placed,
     exits on a last session with no next open, exits outside their ticker's data).
@@ -291,9 +306,13 @@ def _first_exits(
     # Longs and shorts live in two disjoint ranges of one sorted key.
     side = 2 * market.rows + 2
     keys = fill_at + side * exits.short[index].astype(np.int64)
+    probe = entry_at + side * short.astype(np.int64)
+    if groups is not None:
+        # Each group in a disjoint range of its own, after both sides of the one before.
+        keys = keys + 2 * side * groups[1][index]
+        probe = probe + 2 * side * groups[0]
     order = np.argsort(keys, kind="stable")
     keys, index, fill_at = keys[order], index[order], fill_at[order]
-    probe = entry_at + side * short.astype(np.int64)
     at = np.searchsorted(keys, probe, side="right")
     found = at < len(keys)
     safe = np.minimum(at, max(len(keys) - 1, 0))

@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
             warmup_sessions=int(request["warmup_sessions"]),
             lookback_sessions=request["lookback_sessions"],
             history_sessions=int(request.get("history_sessions", 0)),
+            indicators=request.get("indicators", True),
         )
         return loaded.frame, {"shape": list(loaded.frame.shape)}
 

@@ -21,6 +21,9 @@ from strategyq.protocol.task import MAX_CHUNK_CALLS, SweepArgs, Task
 MAX_FANOUT_BYTES = 16 * 1024 * 1024
 """Default cap on a sweep's chunk messages, all together (the worker's max_result_bytes)."""
 
+GRID_CHUNK_FACTOR = 10
+"""A whole-grid strategy's chunk holds this many times ``chunk_size`` combinations."""
+
 # Args of a sweep that its chunks do not need.
 _SWEEP_ONLY = ("param_grid", "constraint", "walk_forward", "top_n", "heatmap_params")
 
@@ -43,12 +46,17 @@ def chunk_messages(
     folds: list[dict[str, Any]] | None,
     chunk_size: int,
     max_bytes: int = MAX_FANOUT_BYTES,
+    *,
+    whole_grid: bool = False,
 ) -> list[dict[str, Any]]:
     """The sweep's combinations as ``sweep_chunk`` tasks, in grid order.
 
     ``chunk_size`` counts strategy calls: a walk-forward combination makes two
     per fold (its training and its test window), so its chunks hold fewer
-    combinations.
+    combinations. A ``whole_grid`` strategy (``f(df, grid)``) is called once
+    per chunk (twice per fold) whatever the chunk holds, so its chunks hold
+    ``GRID_CHUNK_FACTOR`` times as many combinations: the child's fixed cost
+    (fork, frame, one call) is then spread over many more.
 
     Raises:
         TaskValidationError: the messages would take more than ``max_bytes``; their
@@ -61,7 +69,8 @@ def chunk_messages(
     # The chunks wait in the sweep's lane and count against the sweep's tenant.
     tenancy = {k: message[k] for k in ("tenant", "priority") if message.get(k) is not None}
     calls = 1 if folds is None else 2 * len(folds)
-    per_chunk = max(1, min(chunk_size, MAX_CHUNK_CALLS) // calls)
+    size = chunk_size * GRID_CHUNK_FACTOR if whole_grid else chunk_size
+    per_chunk = max(1, min(size, MAX_CHUNK_CALLS) // calls)
     _check_fanout_size(task, raw_args, folds, per_chunk, max_bytes)
     combos = list(enumerate(args.grid.combinations))
     return [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strategyq.data import LoadResult, MarketData
+from strategyq.data.columns_used import indicators_used
 from strategyq.engine import Market, market_from_frame
 from strategyq.errors import DataError
 from strategyq.protocol.results import Stage
@@ -138,6 +139,9 @@ class RunContext:
         self.stage(Stage.LOADING_DATA)
         if strict:
             refuse_missing(symbols, self.market)
+        # Only the indicators the strategy can read (all when it may read any).
+        used = indicators_used(code)
+        request = {**request, "indicators": True if used is None else list(used)}
         # The sandbox host loads its copy of the frame at the same time as we load ours.
         self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure, source=code)
         loaded = self.market.load(

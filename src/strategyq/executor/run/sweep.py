@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from strategyq.data import LoadResult
-from strategyq.engine import Market, backtest_metrics, run_backtest
+from strategyq.engine import Market, backtest_metrics_many, run_backtest
 from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import BadResult, DataError, TaskValidationError
 from strategyq.executor.run.backtest import (
@@ -81,7 +81,13 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
         made = folding.split(calendar, args.walk_forward)
         folds = [f.to_json() for f in made]
         sessions, left_out = len(calendar), len(calendar) - made[-1].test[1]
-    chunks = chunk_messages(task, folds, ctx.chunk_size, ctx.max_fanout_bytes)
+    chunks = chunk_messages(
+        task,
+        folds,
+        ctx.chunk_size,
+        ctx.max_fanout_bytes,
+        whole_grid=takes_grid(bt.strategy_code),
+    )
     return fanout(
         {
             "names": list(args.grid.names),
@@ -288,16 +294,24 @@ class _ChunkEngine:
         return leave_out_warmup(payload, start)
 
     def metrics(
-        self, instances: Any, params: dict[str, Any], start: dt.datetime, end: dt.datetime
-    ) -> dict[str, Any]:
-        """The performance metrics alone of one call's instances."""
+        self,
+        outputs: list[Any],
+        params: list[dict[str, Any]],
+        start: dt.datetime,
+        end: dt.datetime,
+    ) -> list[dict[str, Any]]:
+        """The performance metrics alone of each call's instances, with its params.
+
+        All calls are simulated together (calls sharing a trade model in one
+        pass); each one's metrics equal those of its single backtest.
+        """
         bt = self.bt
         # The metrics alone, read from the columns when the child sent them so.
-        given = instances.columns if isinstance(instances, ColumnRun) else instances
-        return backtest_metrics(
+        given = [o.columns if isinstance(o, ColumnRun) else o for o in outputs]
+        return backtest_metrics_many(
             given,
             self.market,
-            model_for(bt, params),
+            [model_for(bt, p) for p in params],
             start=start,
             end=end,
             benchmark=self.bench,
@@ -310,15 +324,11 @@ def _whole_range(
 ) -> dict[str, Any]:
     """Every combination's metrics over the whole range, and the best one's full backtest."""
     bt = args.backtest
-    rows = []
-    for (index, params), instances in zip(args.combinations, outputs, strict=True):
-        rows.append(
-            {
-                "index": index,
-                "params": params,
-                "metrics": engine.metrics(instances, params, bt.start, bt.end),
-            }
-        )
+    measured = engine.metrics(outputs, [p for _, p in args.combinations], bt.start, bt.end)
+    rows = [
+        {"index": index, "params": params, "metrics": metrics}
+        for (index, params), metrics in zip(args.combinations, measured, strict=True)
+    ]
     top = best(rows, args.maximize)
     position = next(i for i, (index, _) in enumerate(args.combinations) if index == top["index"])
     result = engine.backtest(outputs[position], dict(top["params"]), bt.start, bt.end, True)
@@ -340,14 +350,18 @@ def _walk_forward(
     per_fold: list[dict[str, Any]] = []
     n_folds = len(folds)
     for k, fold in enumerate(folds):
+        train_start, train_end = _day(fold["train_start"]), _day(fold["train_end"])
+        every = [p for _, p in args.combinations]
+        trains = engine.metrics(
+            [outputs[(c * n_folds + k) * 2] for c in range(len(every))],
+            every,
+            train_start,
+            train_end,
+        )
         train_rows, tests = [], {}
-        for c, (index, params) in enumerate(args.combinations):
-            train_out = outputs[(c * n_folds + k) * 2]
-            test_out = outputs[(c * n_folds + k) * 2 + 1]
-            train_start, train_end = _day(fold["train_start"]), _day(fold["train_end"])
-            train = engine.metrics(train_out, params, train_start, train_end)
+        for c, ((index, params), train) in enumerate(zip(args.combinations, trains, strict=True)):
             train_rows.append({"index": index, "params": params, "metrics": train})
-            tests[index] = (test_out, params)
+            tests[index] = (outputs[(c * n_folds + k) * 2 + 1], params)
         top = best(train_rows, args.maximize)
         test_out, params = tests[int(top["index"])]
         test_start, test_end = _day(fold["test_start"]), _day(fold["test_end"])

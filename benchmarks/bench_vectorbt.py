@@ -1,0 +1,434 @@
+"""Sweeps and a large backtest through the queue, beside vectorbt on the same jobs, same run.
+
+``python -m benchmarks vectorbt`` (also part of ``make bench-peers``). A private
+embedded Valkey, the sample data (AAPL 2000–2013) and synthetic stores in a
+temporary ``STRATEGYQ_HOME``; every strategyq figure is submit-to-result through
+a real worker (sandbox children included), with a whole-grid strategy
+``f(df, grid)``; vectorbt runs in a process of its own, warm (numba compiled,
+bars in memory), so its peak memory is its own.
+
+1. The 10 × 10 SMA-crossover grid on AAPL: strategyq warm (1 worker, 2 executors)
+   against vectorbt warm, rounds interleaved.
+2. 1,000 combinations (fast × slow × stop loss) on 100 symbols × 2 years, one slot
+   (``max_positions`` 1): time and peak memory (PSS of the worker and all its
+   processes) against vectorbt with one cash pool per combination (all cash in
+   one position at a time) and the same stops.
+3. A large backtest, SMA 10/50 cross on ``STRATEGYQ_BENCH_SCALE_SYMBOLS`` (1,000)
+   symbols × 20 years: warm time and peak memory against vectorbt's; and memory
+   per million frame rows, cold (a fresh worker) and warm, for the 1 y and 20 y
+   slices of the same store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.bench_e2e import pss_mib
+from benchmarks.bench_sweep import CROSS, FAST, SLOW, vectorbt_time, wait_workers, workers
+from strategyq import add_backtest_task, add_sweep_task, wait_for_result
+from strategyq.data import MarketData, load_sample, write_synthetic
+from strategyq.embedded_valkey import EmbeddedServer
+
+SCALE_SYMBOLS = int(os.environ.get("STRATEGYQ_BENCH_SCALE_SYMBOLS", "1000"))
+ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_VBT_ROUNDS", "3"))
+
+GRID = """
+def sma_cross_grid(df, grid):
+    # CROSS for a whole chunk of the grid in one call: each window's mean once, each
+    # (fast, slow) pair's signals once, shared by the combinations that differ only
+    # in a trade-model parameter (a stop loss).
+    tickers = df["ticker"].to_numpy()
+    n = len(tickers)
+    first = np.ones(n, dtype=bool)
+    first[1:] = tickers[1:] != tickers[:-1]
+    rows = np.arange(n)
+    pos = rows - np.maximum.accumulate(np.where(first, rows, 0))
+    close = df["close"]
+    means = {int(w): close.rolling(int(w)).mean().to_numpy()
+             for w in set(grid["fast"]) | set(grid["slow"])}
+    pairs = {}
+    for i, (f, s) in enumerate(zip(grid["fast"], grid["slow"])):
+        pairs.setdefault((int(f), int(s)), []).append(i)
+    index, entry, exit_, combo = [], [], [], []
+    for (f, s), members in pairs.items():
+        above = means[f] > means[s]
+        before = np.concatenate([[False], above[:-1]])
+        ready = pos >= s
+        up = ready & above & ~before
+        down = ready & ~above & before
+        picked = np.flatnonzero(up | down)
+        for i in members:
+            index.append(picked)
+            entry.append(up[picked])
+            exit_.append(down[picked])
+            combo.append(np.full(len(picked), i))
+    index = np.concatenate(index)
+    out = df[["ticker", "date"]].take(index).reset_index(drop=True)
+    out["entry"] = np.concatenate(entry)
+    out["exit"] = np.concatenate(exit_)
+    out["combination"] = np.concatenate(combo)
+    return out
+"""
+
+BIG = {
+    "fast": [5, 10, 15, 20, 25, 30, 35, 40, 45, 50],
+    "slow": [60, 80, 100, 120, 140, 160, 180, 200, 220, 240],
+    "stop_loss_pct": [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0],
+}
+
+_VBT_CHILD = r"""
+import json, sys, time
+import numpy as np, pandas as pd, vectorbt as vbt
+from strategyq.data import MarketData
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+
+job, root, start, end = sys.argv[1], sys.argv[2], sys.argv[4], sys.argv[5]
+symbols = json.loads(sys.argv[3])
+base = rss("VmRSS")
+frame = MarketData(root, cache_mb=0).load(symbols, start, end, warmup_sessions=0,
+                                          indicators=False).frame
+wide = {c: frame.pivot(index="date", columns="ticker", values=c) for c in ("open", "close")}
+del frame
+
+def cross(close, fast, slow):
+    f = vbt.MA.run(close, window=fast, short_name="fast").ma
+    s = vbt.MA.run(close, window=slow, short_name="slow").ma
+    return f, s
+
+def big(close, open_):
+    fast, slow, stops = json.loads(sys.argv[6])
+    f = vbt.MA.run(close, window=fast).ma.to_numpy().reshape(len(close), len(fast), -1)
+    s = vbt.MA.run(close, window=slow).ma.to_numpy().reshape(len(close), len(slow), -1)
+    cols = []
+    ent, ex = [], []
+    for i, fw in enumerate(fast):
+        for j, sw in enumerate(slow):
+            above = f[:, i] > s[:, j]
+            before = np.vstack([np.zeros((1, above.shape[1]), bool), above[:-1]])
+            ready = ~np.isnan(s[:, j]) & ~np.isnan(np.vstack([s[:1, j] * np.nan, s[:-1, j]]))
+            ent.append(ready & above & ~before)
+            ex.append(ready & ~above & before)
+    n_sym = close.shape[1]
+    ent = np.concatenate(ent, axis=1)
+    ex = np.concatenate(ex, axis=1)
+    pairs = len(fast) * len(slow)
+    group = np.repeat(np.arange(pairs), n_sym)
+    cols = pd.RangeIndex(ent.shape[1])
+    shift = lambda a: np.vstack([np.zeros((1, a.shape[1]), bool), a[:-1]])
+    price = np.tile(open_.to_numpy(), (1, pairs))
+    closes = pd.DataFrame(np.tile(close.to_numpy(), (1, pairs)), index=close.index, columns=cols)
+    out = []
+    # One stop at a time: the 100 (fast, slow) pairs x symbols as columns, one cash
+    # pool per pair; all stops at once would hold ten times the columns.
+    for stop in stops:
+        pf = vbt.Portfolio.from_signals(
+            closes, shift(ent), shift(ex), price=price, sl_stop=stop / 100.0,
+            init_cash=100_000, group_by=group, cash_sharing=True, call_seq="auto", freq="1D")
+        out.append(pf.sharpe_ratio())
+    return out
+
+def scale(close, open_):
+    f, s = cross(close, 10, 50)
+    above = (f.to_numpy() > s.to_numpy())
+    before = np.vstack([np.zeros((1, above.shape[1]), bool), above[:-1]])
+    ready = ~np.isnan(s.to_numpy())
+    ent = ready & above & ~before
+    ex = ready & ~above & before
+    shift = lambda a: np.vstack([np.zeros((1, a.shape[1]), bool), a[:-1]])
+    pf = vbt.Portfolio.from_signals(close, shift(ent), shift(ex), price=open_,
+                                    init_cash=100_000, freq="1D")
+    return pf.sharpe_ratio()
+
+fn = big if job == "big" else scale
+close, open_ = wide["close"], wide["open"]
+fn(close.iloc[:300, :3], open_.iloc[:300, :3])  # numba compiles on the first call
+times = []
+for _ in range(2):
+    t = time.perf_counter()
+    fn(close, open_)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"s": min(times), "peak_mib": rss("VmHWM"), "rise_mib": rss("VmHWM") - base}))
+"""
+
+
+def _vectorbt(job: str, root: Path, symbols: list[str], start: str, end: str) -> dict[str, Any]:
+    extra = json.dumps([BIG["fast"], BIG["slow"], BIG["stop_loss_pct"]])
+    proc = subprocess.run(
+        [sys.executable, "-c", _VBT_CHILD, job, str(root), json.dumps(symbols), start, end, extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+class PeakMemory:
+    """The highest PSS of a worker and all its processes while the block runs, sampled."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+
+    @contextmanager
+    def watch(self) -> Iterator[PeakMemory]:
+        self.peak = pss_mib(self.pid)
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self._stop.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, pss_mib(self.pid))
+
+
+def _sweep(client: redis.Redis, symbols: list[str], start: str, end: str, grid: Any) -> float:
+    task_id = f"vbt-{uuid.uuid4().hex[:8]}"
+    t = time.perf_counter()
+    add_sweep_task(
+        client,
+        task_id,
+        GRID,
+        symbols,
+        start,
+        end,
+        grid,
+        maximize="sharpe_ratio",
+        hold_days=None,
+        max_positions=1,
+    )
+    result = wait_for_result(client, task_id, timeout_s=1800)
+    elapsed = time.perf_counter() - t
+    if result is None or result["status"] != "completed":
+        raise RuntimeError(f"sweep {task_id} did not complete: {result}")
+    return elapsed
+
+
+def _backtest(client: redis.Redis, symbols: list[str], start: str, end: str) -> float:
+    task_id = f"vbt-{uuid.uuid4().hex[:8]}"
+    t = time.perf_counter()
+    add_backtest_task(
+        client,
+        task_id,
+        CROSS,
+        symbols,
+        start,
+        end,
+        params={"fast": 10, "slow": 50},
+        hold_days=None,
+        max_positions=10,
+    )
+    result = wait_for_result(client, task_id, timeout_s=1800)
+    elapsed = time.perf_counter() - t
+    if result is None or result["status"] != "completed":
+        raise RuntimeError(f"backtest {task_id} did not complete: {result}")
+    return elapsed
+
+
+def main() -> dict[str, Any]:
+    console = Console(width=150)
+    out: dict[str, Any] = {"load": []}
+    with tempfile.TemporaryDirectory(prefix="strategyq-bench-vbt-") as tmp:
+        home = Path(tmp)
+        data = home / "data"
+        load_sample(data)
+        write_synthetic(data, 100, 2, seed=3)
+        server = EmbeddedServer(home / "valkey")
+        url = server.ensure_running()
+        client = redis.Redis.from_url(url, decode_responses=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+        env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_SCHEDULE_INTERVAL="0")
+        aapl = (
+            pd.DataFrame(
+                MarketData(data)
+                .load(["AAPL"], "2000-01-01", "2013-12-31", warmup_sessions=0, indicators=False)
+                .frame
+            )
+            .set_index("date")
+            .rename(columns=str.capitalize)
+        )
+        small = {"fast": FAST, "slow": SLOW}
+        symbols = [f"SYN{i:04d}" for i in range(1, 101)]
+        last = pd.Timestamp(MarketData(data).latest_session(symbols) or "2024-12-31")
+        first = (last - pd.Timedelta(days=730)).date().isoformat()
+        with workers(env, 1, 2) as pids:
+            wait_workers(client, 1)
+            _sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", small)  # warm
+            ours, theirs = [], []
+            for _ in range(ROUNDS):
+                ours.append(_sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", small))
+                theirs.append(vectorbt_time(aapl))
+                out["load"].append(os.getloadavg()[0])
+            out["aapl"] = {
+                "strategyq_s": statistics.median(ours),
+                "vectorbt_s": statistics.median(theirs),
+                "load": os.getloadavg()[0],
+            }
+            _sweep(client, symbols, first, last.date().isoformat(), small)  # warm: 100 symbols
+            with PeakMemory(pids[0]).watch() as peak:
+                big_s = _sweep(client, symbols, first, last.date().isoformat(), BIG)
+            out["big"] = {
+                "strategyq_s": big_s,
+                "strategyq_peak_mib": peak.peak,
+                "load": os.getloadavg()[0],
+            }
+        console.print(f"10 x 10 AAPL: {out['aapl']}")
+        vbt = _vectorbt("big", data, symbols, first, last.date().isoformat())
+        out["big"].update(vectorbt_s=vbt["s"], vectorbt_peak_mib=vbt["peak_mib"])
+        out["load"].append(os.getloadavg()[0])
+        console.print(f"1,000 combinations: {out['big']}")
+        out["scale"] = _scale(home, env, client, console)
+        server.stop()
+    _print(console, out)
+    return out
+
+
+def _scale(
+    home: Path, env: dict[str, str], client: redis.Redis, console: Console
+) -> dict[str, Any]:
+    root = home / "scale" / "data"
+    summary = write_synthetic(root, SCALE_SYMBOLS, 20.0, seed=5)
+    # Default settings but the strategy's time limit: on a shared machine the 20 y
+    # backtest can take longer than the default minute.
+    env = {**env, "STRATEGYQ_HOME": str(home / "scale"), "STRATEGYQ_TIME_LIMIT": "1200"}
+    symbols = MarketData(root).tickers()
+    end = summary.last.isoformat()
+    slices = {
+        "1 y": (summary.last - pd.Timedelta(days=365)).isoformat(),
+        "20 y": summary.first.isoformat(),
+    }
+    rows: dict[str, Any] = {}
+    for name, start in slices.items():
+        frame_rows = len(
+            MarketData(root, cache_mb=0)
+            .load(symbols, start, end, warmup_sessions=0, indicators=False)
+            .frame
+        )
+        with workers(env, 1, 1) as pids:
+            wait_workers(client, 1)
+            idle = pss_mib(pids[0])
+            with PeakMemory(pids[0]).watch() as cold:
+                cold_s = _backtest(client, symbols, start, end)
+            cold_peak = cold.peak
+            with PeakMemory(pids[0]).watch() as warm:
+                warm_s = _backtest(client, symbols, start, end)
+        console.print(f"{name}: cold {cold_s:.2f} s, warm {warm_s:.2f} s, {frame_rows:,} rows")
+        rows[name] = {
+            "rows": frame_rows,
+            "idle_mib": idle,
+            "cold_s": cold_s,
+            "warm_s": warm_s,
+            "cold_peak_mib": cold_peak,
+            "warm_peak_mib": warm.peak,
+        }
+    vbt = _vectorbt("scale", root, symbols, slices["20 y"], end)
+    return {"symbols": SCALE_SYMBOLS, "slices": rows, "vectorbt": vbt, "load": os.getloadavg()[0]}
+
+
+def _print(console: Console, out: dict[str, Any]) -> None:
+    table = Table(title="strategyq beside vectorbt, same run; each ratio is strategyq / vectorbt")
+    for column in ("job", "strategyq", "vectorbt", "ratio", "target", "load avg"):
+        table.add_column(column, justify="left" if column == "job" else "right")
+    a = out["aapl"]
+    ratio = a["strategyq_s"] / a["vectorbt_s"]
+    table.add_row(
+        "10 x 10 SMA sweep, AAPL 2000-2013, warm, submit to result",
+        f"{a['strategyq_s'] * 1000:.0f} ms",
+        f"{a['vectorbt_s'] * 1000:.0f} ms",
+        f"{ratio:.2f}x the time",
+        f"<= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'}",
+        f"{a['load']:.2f}",
+    )
+    b = out["big"]
+    ratio = b["strategyq_s"] / b["vectorbt_s"]
+    mem = b["strategyq_peak_mib"] / b["vectorbt_peak_mib"]
+    table.add_row(
+        "1,000 combinations, 100 symbols x 2 y, one slot, time",
+        f"{b['strategyq_s']:.2f} s",
+        f"{b['vectorbt_s']:.2f} s",
+        f"{ratio:.2f}x",
+        f"<= 0.33x: {'met' if ratio <= 1 / 3 else 'NOT met'}",
+        f"{b['load']:.2f}",
+    )
+    table.add_row(
+        "  same, peak memory (all processes)",
+        f"{b['strategyq_peak_mib']:,.0f} MiB",
+        f"{b['vectorbt_peak_mib']:,.0f} MiB",
+        f"{mem:.2f}x",
+        f"<= 1.0x: {'met' if mem <= 1 else 'NOT met'}",
+        f"{b['load']:.2f}",
+    )
+    s = out["scale"]
+    big, vbt = s["slices"]["20 y"], s["vectorbt"]
+    ratio, mem = big["warm_s"] / vbt["s"], big["warm_peak_mib"] / vbt["peak_mib"]
+    label = f"SMA 10/50 backtest, {s['symbols']:,} symbols x 20 y ({big['rows']:,} rows), warm"
+    table.add_row(
+        label,
+        f"{big['warm_s']:.2f} s",
+        f"{vbt['s']:.2f} s",
+        f"{ratio:.2f}x",
+        f"<= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'}",
+        f"{s['load']:.2f}",
+    )
+    table.add_row(
+        "  same, peak memory (all processes)",
+        f"{big['warm_peak_mib']:,.0f} MiB",
+        f"{vbt['peak_mib']:,.0f} MiB",
+        f"{mem:.2f}x",
+        f"<= 1.0x: {'met' if mem <= 1 else 'NOT met'}",
+        f"{s['load']:.2f}",
+    )
+    console.print(table)
+    per = Table(
+        title=f"the same backtest: worker memory per million frame rows, "
+        f"{s['symbols']:,} symbols x 20 y store (PSS, all processes)"
+    )
+    for column in (
+        "slice",
+        "frame rows",
+        "cold s",
+        "warm s",
+        "cold peak MiB / M rows",
+        "warm peak MiB / M rows",
+        "above idle, cold / warm",
+    ):
+        per.add_column(column, justify="left" if column == "slice" else "right")
+    for name, r in s["slices"].items():
+        m = r["rows"] / 1e6
+        per.add_row(
+            name,
+            f"{r['rows']:,}",
+            f"{r['cold_s']:.2f}",
+            f"{r['warm_s']:.2f}",
+            f"{r['cold_peak_mib'] / m:,.0f}",
+            f"{r['warm_peak_mib'] / m:,.0f}",
+            f"{(r['cold_peak_mib'] - r['idle_mib']) / m:,.0f} / "
+            f"{(r['warm_peak_mib'] - r['idle_mib']) / m:,.0f}",
+        )
+    console.print(per)
