@@ -31,20 +31,25 @@ format: $(STAMP)
 # cores. TEST_WORKERS=0 runs in this process, one test at a time.
 TEST_WORKERS ?= 4
 XDIST = -n $(TEST_WORKERS) --dist loadgroup
+# Bytecode caches on, even where PYTHONDONTWRITEBYTECODE is set: without them each xdist
+# worker rewrites the asserts of every test module again (twice the CPU of a collection
+# with them), and each of the hundreds of worker, executor and CLI subprocesses the tests
+# start compiles the package from source.
+PYTEST = env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
 # Everything but the chaos, crash and soak tests (marked slow): the everyday run.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # Every test, slow ones included (what CI runs).
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
+	$(PYTEST) -q $(XDIST) $(PYTEST_ARGS)
 
 # The Redis-facing tests only, e.g. against another server (each xdist worker uses the
 # URL's database plus its index: 8, 9, 10, 11 here):
 #   STRATEGYQ_TEST_REDIS_URL=redis://127.0.0.1:6379/8 make test-redis
 test-redis: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) -m redis $(PYTEST_ARGS)
+	$(PYTEST) -q $(XDIST) -m redis $(PYTEST_ARGS)
 
 # Schemathesis against the live API, with many more generated requests than make test.
 fuzz: $(STAMP)

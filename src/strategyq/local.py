@@ -274,8 +274,10 @@ class LocalSession:
         """One message through the executor; an executor lost once is replaced and tried again."""
         failures: list[str] = []
         while True:
-            executor = self._ready()
             try:
+                # Inside the try: a Ctrl-C just after _ready() took the executor on
+                # still drops it, as one during the run does.
+                executor = self._ready()
                 return executor.run(raw, stage, deadline_s=deadline_s)
             except (ExecutorDied, ExecutorHung) as exc:
                 self._drop()

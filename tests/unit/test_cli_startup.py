@@ -93,3 +93,26 @@ def test_a_command_that_reads_market_data_still_imports_what_it_needs(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "is empty" in done.stdout
     assert {"pyarrow", "numpy"} <= imported_modules(done.stderr)
+
+
+def test_queue_commands_import_no_pandas(tmp_path: Path) -> None:
+    """``submit`` and ``result`` read symbol lists and the queue, not market data: the
+    ``strategyq.data`` package loads only the modules a command asks for."""
+    strategy = tmp_path / "s.py"
+    strategy.write_text("def s(df):\n    return []\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    # Nothing listens on port 1: each command gets as far as the queue, then stops.
+    env.update(STRATEGYQ_HOME=str(tmp_path), REDIS_URL="redis://127.0.0.1:1/0")
+    for argv in (
+        ["submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT", "--start", "2010-01-01",
+         "--end", "2011-01-01"],
+        ["result", "some-task"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "strategyq", *argv],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert done.returncode == 1 and "cannot reach" in done.stderr, done.stderr[-2000:]
+        modules = imported_modules(done.stderr)
+        assert "strategyq.data.symbols" in modules or argv[0] == "result", argv
+        assert "pandas" not in modules, argv

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,37 @@ CANCEL_GRACE_S = 5.0
 _POLL_S = 0.25
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C back for the block; a Ctrl-C that came meanwhile is raised after it.
+
+    A SIGINT may be delivered to any thread of the process (numpy's BLAS threads
+    among them), and Python runs its handler in the main thread at the next
+    bytecode, wherever that is: a signal mask on the main thread alone does not
+    keep the KeyboardInterrupt out. So the Python handler itself is swapped, for
+    the block, for one that only takes note.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # Python runs signal handlers in the main thread only: none is raised here.
+        yield
+        return
+    caught: list[int] = []
+    original = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        # A handler installed outside Python reads back as None and cannot be put
+        # back; the default one then stands in for it.
+        signal.signal(signal.SIGINT, signal.default_int_handler if original is None else original)
+    if caught:
+        if callable(original):
+            original(signal.SIGINT, None)
+        elif original == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
+        elif original is None:
+            raise KeyboardInterrupt
+
+
 class ExecutorProcess:
     """One executor process (one task at a time).
 
@@ -137,23 +168,22 @@ class ExecutorProcess:
         ]
         # Ctrl-C held back until the process is ours to kill: a KeyboardInterrupt raised
         # between its fork and Popen's return would leave it running with no handle.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            self._proc = subprocess.Popen(
-                argv,
-                env=self._environment(),
-                stdin=subprocess.DEVNULL,
-                pass_fds=(req_r, resp_w, cancel_r),
-                close_fds=True,
-                # A group of its own (with its sandbox host): a hung executor or host is
-                # killed as one, never the worker with it.
-                start_new_session=True,
-            )
-        finally:
-            for fd in (req_r, resp_w, cancel_r):
-                os.close(fd)
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        self._req_w, self._resp_r, self._cancel_w = req_w, resp_r, cancel_w
+        with interrupts_held():
+            try:
+                self._proc = subprocess.Popen(
+                    argv,
+                    env=self._environment(),
+                    stdin=subprocess.DEVNULL,
+                    pass_fds=(req_r, resp_w, cancel_r),
+                    close_fds=True,
+                    # A group of its own (with its sandbox host): a hung executor or host
+                    # is killed as one, never the worker with it.
+                    start_new_session=True,
+                )
+            finally:
+                for fd in (req_r, resp_w, cancel_r):
+                    os.close(fd)
+            self._req_w, self._resp_r, self._cancel_w = req_w, resp_r, cancel_w
 
     def wait_ready(self) -> dict[str, bool]:
         """Wait until the spawned process is warm; returns the sandbox layers it supports."""

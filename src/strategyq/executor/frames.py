@@ -56,6 +56,6 @@ def ignore_terminal_signals() -> None:
     decides when this process stops (by closing its pipe or socket)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # A spawner may hold SIGINT back while it forks us (the mask survives exec): ignored
-    # now, so unblocked again for whatever this process starts.
+    # A spawner may have blocked SIGINT while it forked us (a signal mask survives
+    # exec): ignored now, so unblocked again for whatever this process starts.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
