@@ -321,3 +321,40 @@ def test_the_seeds_raw_go_message_runs_unchanged(
     assert state.name == "default" and state.queued == 0 and state.in_flight == 0
     assert set(state.waits) == {"batch"} and state.waits["batch"].samples == 2
     assert redis_client.llen("strategy_queue") == 0
+
+
+def test_a_run_whose_claim_a_failover_lost_is_taken_out_of_its_lane(
+    redis_client: redis.Redis,
+) -> None:
+    """The new primary holds the message routed into its lane, but not the claim: the
+    run's terminal write ("missing" token) takes it out of the lane, so it runs once."""
+    q = TaskQueue(redis_client)
+    redis_client.lpush("strategy_queue", raw_backtest("lost-claim", tenant="acme"))
+    taken = q.take("w1", None)
+    assert taken is not None and not taken.refusal
+    claim = q.claim("w1", "lost-claim", "backtest", "2030-01-01T00:00:00Z")
+    # What the new primary holds: the message routed into its lane (acme's other run
+    # holds its only slot, so the take routes it and delivers nothing), no token.
+    assert q.requeue("w1", "lost-claim", claim.token, taken.raw)
+    redis_client.delete(keys.token("lost-claim"))
+    redis_client.lpush("strategy_queue", raw_backtest("other", tenant="acme"))
+    Tenancy(redis_client).set_quotas("acme", max_in_flight=1)
+    first = q.take("w2", None)
+    assert first is not None and first.raw == taken.raw  # the requeued one goes first
+    redis_client.lrem(keys.processing("w2"), 1, first.raw)
+    redis_client.hincrby("strategyq:tenant_inflight", "acme", -1)
+    redis_client.lpush("strategyq:lane:batch:acme", b"0 " + taken.raw)
+    redis_client.hincrby("strategyq:tenant_queued", "acme", 1)
+    redis_client.hincrby("strategyq:lane_depth", "batch", 1)
+    lane = redis_client.lrange("strategyq:lane:batch:acme", 0, -1)
+    assert len(lane) == 2 and lane[0].endswith(taken.raw.decode())
+    record = json.dumps({"status": "completed", "data": {"success": True}}).encode()
+    verdict = q.finish("w1", "lost-claim", claim.token, record, taken.raw, status="completed")
+    assert verdict == "missing"
+    assert [e for e in redis_client.lrange("strategyq:lane:batch:acme", 0, -1)
+            if e.endswith(taken.raw.decode())] == []  # fmt: skip
+    assert redis_client.hget("strategyq:tenant_queued", "acme") == "1"
+    assert redis_client.hget("strategyq:lane_depth", "batch") == "1"
+    again = q.take("w3", None)
+    assert again is not None and json.loads(again.raw)["task_id"] == "other"
+    assert q.take("w3", None) is None

@@ -246,7 +246,8 @@ def render(task_id: str, result: dict[str, Any]) -> None:
         console.print("   ".join(p for p in (named, tagged) if p), highlight=False)
     times = _times(data)
     if times:
-        console.print(times, highlight=False)
+        # One line however narrow the terminal: it is read (and grepped) as one.
+        console.print(times, highlight=False, soft_wrap=True)
     if status == "error":
         console.print(f"[red]{data.get('error_type', 'error')}:[/] {data.get('error')}")
         return

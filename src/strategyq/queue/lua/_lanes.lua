@@ -150,3 +150,32 @@ local function enqueue(raw, tenant, lane, now_ms, front, counted)
     redis.call("HINCRBY", LP .. "tenant_queued", tenant, 1)
   end
 end
+
+-- Take a raw message out of the lane it waits in, if it waits there (after a failover
+-- the new primary can hold a message routed into its lane whose claim was lost with the
+-- old primary, while its run finished). Scans that one lane list: a rare path.
+local function unqueue(raw)
+  local ok, msg = pcall(cjson.decode, raw)
+  local where = lane_of(ok and msg or nil, lane_weights())
+  local tenant, lane = where[1], where[2]
+  if not tenant then
+    return 0
+  end
+  local key = LQ .. "lane:" .. lane .. ":" .. tenant
+  for _, entry in ipairs(redis.call("LRANGE", key, 0, -1)) do
+    local space = string.find(entry, " ", 1, true)
+    if space and string.sub(entry, space + 1) == raw then
+      redis.call("LREM", key, -1, entry)
+      if redis.call("LLEN", key) == 0 then
+        redis.call("LREM", LQ .. "ring:" .. lane, -1, tenant)
+      end
+      if redis.call("HINCRBY", LQ .. "lane_depth", lane, -1) <= 0 then
+        redis.call("HDEL", LQ .. "lane_depth", lane)
+        redis.call("HDEL", LQ .. "lane_credit", lane)
+      end
+      hadd(LP .. "tenant_queued", tenant, -1)
+      return 1
+    end
+  end
+  return 0
+end

@@ -21,8 +21,8 @@
 -- server dropped it (an allkeys-* eviction policy, a FLUSHDB) or a failover lost the claim:
 -- the result is written all the same, unless one is already terminal, and the worker says
 -- so. After a failover the new primary may still hold the message in the queue (the claim
--- happened after the last replication): it is taken out of there, from the consumer end
--- where it waits, so it does not run again.
+-- happened after the last replication): it is taken out of there, or out of the lane it
+-- was routed into, so it does not run again.
 -- Under OOM the script stops at the first write that needs memory (the result's SET) with
 -- nothing changed; the worker tries again.
 local terminal = {completed = true, error = true, cancelled = true}
@@ -52,7 +52,10 @@ redis.call("DEL", KEYS[2], KEYS[5], KEYS[6])
 redis.call("RPUSH", KEYS[4], "done")
 redis.call("EXPIRE", KEYS[4], ARGV[5])
 if not held and acked == 0 then
-  redis.call("LREM", KEYS[8], -1, ARGV[4])
+  if redis.call("LREM", KEYS[8], -1, ARGV[4]) == 0 then
+    set_queue(KEYS[8])
+    unqueue(ARGV[4])
+  end
 end
 record_recent(KEYS[7], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[8]),
   ARGV[9], ARGV[10])
