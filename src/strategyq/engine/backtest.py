@@ -14,7 +14,7 @@ from strategyq.engine.batch import metrics_many
 from strategyq.engine.columnar import column_signals
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
 from strategyq.engine.market import Market, as_market, market_from_frame
-from strategyq.engine.outcome import simulate_and_measure
+from strategyq.engine.outcome import simulate_columns
 from strategyq.engine.report import (
     backtest_result,
     backtest_summary,
@@ -78,17 +78,7 @@ def run_backtest(
     model = model.resolved(normalized.has_exits)
     cols = signal_columns(normalized, market, date_to_day(first.date()) if start else None)
     bench, bench_name = _benchmark(benchmark, benchmark_symbol, first, last)
-    outcome = simulate_and_measure(
-        market,
-        cols.codes,
-        cols.days,
-        cols.short,
-        cols.scores,
-        model,
-        exits=cols.exits,
-        weights=cols.weights,
-        benchmark=bench,
-    )
+    outcome = simulate_columns(market, cols, model, bench)
     counts = signal_counts(outcome, cols, len(normalized.unknown_tickers))
     summary = backtest_summary(
         normalized,
@@ -138,17 +128,7 @@ def backtest_metrics(
     first_day = date_to_day(first.date()) if start else None
     cols, model = _signals(instances, market, first_day, model, {})
     bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
-    outcome = simulate_and_measure(
-        market,
-        cols.codes,
-        cols.days,
-        cols.short,
-        cols.scores,
-        model,
-        exits=cols.exits,
-        weights=cols.weights,
-        benchmark=bench,
-    )
+    outcome = simulate_columns(market, cols, model, bench)
     return outcome.metrics
 
 

@@ -42,7 +42,7 @@ from strategyq.engine.metrics import (
     curve_metrics_rows,
     performance_metrics,
 )
-from strategyq.engine.outcome import simulate_and_measure
+from strategyq.engine.outcome import simulate_columns
 from strategyq.engine.portfolio import _cell_recurrence, _marks, _one_per_ticker
 from strategyq.engine.signals import SignalColumns
 from strategyq.engine.simulate import BoolArray, Candidates, ExitSignals, simulate
@@ -67,17 +67,7 @@ def metrics_many(
             out[batched[i]] = metrics
     for i, cols in enumerate(sets):
         if out[i] is None:
-            out[i] = simulate_and_measure(
-                market,
-                cols.codes,
-                cols.days,
-                cols.short,
-                cols.scores,
-                model,
-                exits=cols.exits,
-                weights=cols.weights,
-                benchmark=benchmark,
-            ).metrics
+            out[i] = simulate_columns(market, cols, model, benchmark).metrics
     return [m for m in out if m is not None]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from strategyq.engine.market import FloatArray, IntArray, Market
 from strategyq.engine.metrics import benchmark_closes, benchmark_return, performance_metrics
 from strategyq.engine.portfolio import Portfolio, Selection, build, select
+from strategyq.engine.signals import SignalColumns
 from strategyq.engine.simulate import (
     NO_EXITS,
     BoolArray,
@@ -76,3 +77,20 @@ def simulate_and_measure(
         benchmark_closes=closes,
     )
     return Outcome(cand, placement, chosen, portfolio, metrics, closes)
+
+
+def simulate_columns(
+    market: Market, cols: SignalColumns, model: TradeModel, benchmark: Market | None
+) -> Outcome:
+    """:func:`simulate_and_measure` of one set of signal columns."""
+    return simulate_and_measure(
+        market,
+        cols.codes,
+        cols.days,
+        cols.short,
+        cols.scores,
+        model,
+        exits=cols.exits,
+        weights=cols.weights,
+        benchmark=benchmark,
+    )
