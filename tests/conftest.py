@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -205,3 +206,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if shares_a_fixture(item) and not any(item.iter_markers("xdist_group")):
             # One worker runs the whole module, so its shared fixture starts once.
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else ""))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail the run if pytest-xdist did not put a shared fixture's tests in one group.
+
+    ``--dist loadgroup`` works by appending ``@group`` to each marked test's id. When a
+    pytest release stops reading the id pytest-xdist rewrites, every test is scheduled on
+    its own: nothing fails, but each module's live API, worker or sandbox host starts
+    once per test, on every worker, and the suite takes several times as long.
+    """
+    config = session.config
+    if not hasattr(config, "workerinput") or not config.getvalue("loadgroup"):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in session.items
+        if any(item.iter_markers("xdist_group")) and "@" not in item.nodeid
+    ]
+    if ungrouped:
+        message = (
+            f"pytest-xdist's --dist loadgroup did not group {len(ungrouped)} tests "
+            f"(e.g. {ungrouped[0]}): this pytest ({pytest.__version__}) and pytest-xdist "
+            "do not work together; install the versions pyproject.toml pins."
+        )
+        # An exception here reaches the controller as a bare internal error; the message
+        # must reach whoever runs the suite.
+        sys.stderr.write(f"\n{message}\n")
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
