@@ -215,7 +215,7 @@ def _equity(
     length = cand.exit_row[taken] - first_mark + 1
     trade = np.repeat(np.arange(len(taken)), length)
     starts = np.cumsum(length) - length
-    row = first_mark[trade] + (np.arange(len(trade)) - starts[trade])
+    row = np.arange(len(trade)) + np.repeat(first_mark - starts, length)
     is_exit = row == cand.exit_row[taken][trade]
     value = _marks(market, cand, taken, trade, row, is_exit, model.cost_per_side)
     step = np.diff(value, prepend=0.0)
@@ -232,18 +232,17 @@ def _equity(
     # in portfolio._equity_curve. Marks usually come in cell order already, one per cell.
     flat = (mark_group * sessions + day_index) * width + lag
     if bool(np.all(flat[1:] > flat[:-1])):
-        cells = flat
-        summed = np.bincount(np.arange(len(flat)), weights=sized, minlength=len(flat))
+        # One mark per cell: its (group, session, lag) are the mark's; 0.0 + the mark,
+        # as bincount's sum of one weight.
+        cell_group, rows, lags = mark_group, day_index, lag
+        summed: FloatArray = sized + 0.0
     else:
-        cells, cell_of = np.unique(flat, return_inverse=True)
-        summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells))
-    cell_group, rest = np.divmod(cells, sessions * width)
-    rows, lags = np.divmod(rest, width)
+        _, first, cell_of = np.unique(flat, return_index=True, return_inverse=True)
+        summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(first)).astype(float)
+        cell_group, rows, lags = mark_group[first], day_index[first], lag[first]
     keep = (summed != 0.0) & (lags > 0)
-    cell_group, rows, lags, summed = cell_group[keep], rows[keep], lags[keep], summed[keep]
-    counts = np.bincount(cell_group, minlength=n)
-    ok &= counts > 0  # no cell at all: the general loop decides (a flat curve)
-    use = ok[cell_group]
+    ok &= np.bincount(cell_group[keep], minlength=n) > 0  # no cell: the general loop decides
+    use = np.flatnonzero(keep & ok[cell_group])
     cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
     # Runs of cells sized on one session (one trade's holding) are summed a run per
     # round for all groups at once; a group with short runs (trades overlapping,
@@ -263,8 +262,9 @@ def _equity(
         else:
             equity[g] = curve
     batch = ok & ~one_by_one
-    use = batch[cell_group]
-    cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
+    if one_by_one.any():
+        use = np.flatnonzero(batch[cell_group])
+        cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
     values = _recurrence_runs(cell_group, rows, lags, summed, n, capital)
     # The curve: capital before a group's first cell, then each cell's value carried on.
     at = np.zeros((n, sessions + 1), dtype=np.int64)
