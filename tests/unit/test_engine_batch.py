@@ -28,6 +28,7 @@ from strategyq.engine import (
 )
 from strategyq.engine.columnar import column_signals
 from strategyq.engine.market import Market
+from strategyq.engine.metrics import curve_metrics_rows, performance_metrics, trade_metrics_rows
 from strategyq.engine.signals import columns_from
 from strategyq.trademodel import TradeModel
 
@@ -267,3 +268,76 @@ def test_one_answer_read_at_once_plain_rows_and_the_row_path(
     assert (
         backtest_metrics_grid(bad, owners, engine_market, [model] * 5, start=START, end=END) is None
     )
+
+
+def test_trade_metrics_of_many_groups_equal_each_groups_own() -> None:
+    """``trade_metrics_rows`` against ``performance_metrics`` one group at a time: groups
+    empty, of one trade, odd and even counts, without losses or without wins, long runs."""
+    rng = np.random.default_rng(9)
+    counts = [0, 1, 2, 3, 7, 8, 9, 16, 130, 257, 5, 0, 4, 4, 600]
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(bounds[-1])
+    returns = rng.normal(0.001, 0.03, total) * 10 ** rng.uniform(-3, 1, total)
+    returns[bounds[5] : bounds[6]] = np.abs(returns[bounds[5] : bounds[6]])  # no loss
+    returns[bounds[6] : bounds[7]] = -np.abs(returns[bounds[6] : bounds[7]])  # no win
+    returns[bounds[12] : bounds[13]] = [0.01, -0.02, 0.01, 0.0]  # ties and a zero
+    pnl = returns * rng.uniform(1e3, 1e5, total)
+    holding = rng.integers(1, 40, total)
+    short = np.zeros(total, dtype=bool)
+    calendar = np.arange(18_000, 19_200, dtype=np.int64)
+    curve = np.linspace(1.0, 1.3, len(calendar)) * 1e5
+    exposed = np.ones(len(calendar), dtype=bool)
+    groups = [g for g in range(len(counts)) if g != 3]  # one group not wanted
+    single = [
+        performance_metrics(
+            returns=returns[bounds[g] : bounds[g + 1]],
+            pnl=pnl[bounds[g] : bounds[g + 1]],
+            holding=holding[bounds[g] : bounds[g + 1]],
+            calendar=calendar,
+            equity=curve * (1 + 0.01 * g),
+            exposed=exposed,
+            initial_capital=1e5,
+            benchmark=0.1,
+            short=short[bounds[g] : bounds[g + 1]],
+        )
+        for g in groups
+    ]
+    curves = curve_metrics_rows(
+        np.array([np.r_[1e5, curve * (1 + 0.01 * g)] for g in groups]),
+        calendar,
+        np.tile(exposed, (len(groups), 1)),
+        1e5,
+        0.1,
+    )
+    rows = trade_metrics_rows(returns, pnl, holding, short, bounds, groups, calendar, curves)
+    assert rows is not None
+    for g, want, curve_part, trade_part in zip(groups, single, curves, rows, strict=True):
+        got = {**curve_part, **trade_part, "alpha": None, "beta": None, "correlation": None}
+        assert got == want, (g, {k: (got[k], want[k]) for k in want if got[k] != want[k]})
+    # Shorts, or a value that is not finite: one group at a time instead.
+    assert (
+        trade_metrics_rows(returns, pnl, holding, ~short, bounds, groups, calendar, curves) is None
+    )
+    pnl[3] = np.inf
+    assert (
+        trade_metrics_rows(returns, pnl, holding, short, bounds, groups, calendar, curves) is None
+    )
+
+
+def test_sets_measured_against_a_benchmark_ticker_equal_their_single_backtests(
+    market: tuple[pd.DataFrame, Market],
+) -> None:
+    bars, engine_market = market
+    rng = np.random.default_rng(13)
+    runs = [_columns(bars, rng, rate) for rate in np.linspace(0.005, 0.05, 8)]
+    bench = market_from_frame(bars[bars["ticker"] == "CCC"].reset_index(drop=True))
+    model = TradeModel(max_positions=1, hold_days=None)
+    many = backtest_metrics_many(
+        runs, engine_market, [model] * len(runs), start=START, end=END, benchmark=bench
+    )
+    single = [
+        backtest_metrics(r, engine_market, model, start=START, end=END, benchmark=bench)
+        for r in runs
+    ]
+    assert many == single
+    assert all(m["beta"] is not None for m in many)

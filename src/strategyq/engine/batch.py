@@ -37,10 +37,13 @@ import numpy as np
 
 from strategyq.engine.market import FloatArray, IntArray, Market
 from strategyq.engine.metrics import (
+    METRIC_NAMES,
     benchmark_closes,
+    benchmark_metrics,
     benchmark_return,
     curve_metrics_rows,
     performance_metrics,
+    trade_metrics_rows,
 )
 from strategyq.engine.outcome import simulate_columns
 from strategyq.engine.portfolio import _cell_recurrence, _marks, _one_per_ticker
@@ -128,6 +131,24 @@ def _batched(
         equity[kept], calendar, exposed[kept], capital, default_benchmark
     )
     out: dict[int, dict[str, Any]] = {}
+    trade_rows = trade_metrics_rows(
+        cand.ret[taken],
+        pnl,
+        (cand.exit_row - cand.sig_row)[taken],
+        cand.short[taken],
+        bounds,
+        kept.tolist(),
+        calendar,
+        curve_rows,
+    )
+    if trade_rows is not None:
+        for g, curve_part, trade_part in zip(kept.tolist(), curve_rows, trade_rows, strict=True):
+            metrics = {**curve_part, **trade_part, "alpha": None, "beta": None, "correlation": None}
+            if closes is not None:
+                curve = np.concatenate([[capital], equity[g, 1:]])
+                metrics.update(benchmark_metrics(curve, closes))
+            out[g] = {name: metrics[name] for name in METRIC_NAMES}
+        return out
     for g, curve_part in zip(kept.tolist(), curve_rows, strict=True):
         mine = taken[bounds[g] : bounds[g + 1]]
         out[g] = performance_metrics(
