@@ -263,8 +263,9 @@ def _equity(
         cell_group, rows, lags = mark_group[first], day_index[first], lag[first]
     keep = (summed != 0.0) & (lags > 0)
     ok &= np.bincount(cell_group[keep], minlength=n) > 0  # no cell: the general loop decides
-    use = np.flatnonzero(keep & ok[cell_group])
-    cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
+    use = keep & ok[cell_group]
+    if not use.all():
+        cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
     # Runs of cells sized on one session (one trade's holding) are summed a run per
     # round for all groups at once; a group with short runs (trades overlapping,
     # so cells alternate between them) would need a round per cell: it takes the
@@ -289,7 +290,7 @@ def _equity(
     values = _recurrence_runs(cell_group, rows, lags, summed, n, capital)
     # The curve: capital before a group's first cell, then each cell's value carried on.
     at = np.zeros((n, sessions + 1), dtype=np.int64)
-    at[cell_group, rows + 1] = np.arange(1, len(rows) + 1)
+    at.ravel()[cell_group * (sessions + 1) + rows + 1] = np.arange(1, len(rows) + 1)
     np.maximum.accumulate(at, axis=1, out=at)
     filled = np.concatenate([[capital], values])[at]
     equity[batch] = filled[batch]
