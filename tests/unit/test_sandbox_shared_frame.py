@@ -38,11 +38,7 @@ def _frame(rows: int) -> pd.DataFrame:
 def _reference(frame: pd.DataFrame) -> pd.DataFrame:
     """What the child built before: ``DataFrame(dict of the columns, copy=False)``."""
     columns = {str(name): frame[name].to_numpy() for name in frame.columns}
-    # The ticker column as the Categorical the child builds (python-backed `str` categories).
-    categories = pd.Index(
-        pd.array(sorted(set(frame["ticker"])), dtype=pd.StringDtype("python", na_value=np.nan))
-    )
-    columns["ticker"] = pd.Categorical(frame["ticker"], dtype=pd.CategoricalDtype(categories))
+    columns["ticker"] = frame["ticker"].array
     columns["name"] = frame["name"].array
     return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
 

@@ -1,8 +1,7 @@
-"""Strategies written for a string ``ticker`` column, as source, for the Categorical tests.
+"""Strategies written for a string ``ticker`` column, as source, for the strategy frame's tests.
 
-Each one returns instances that depend on what a string idiom gives: run on a
-``str`` ticker column and on the strategy frame's Categorical one, they must
-return the same thing.
+Each one returns instances that depend on what a string idiom gives: run on the
+loaded frame and on the frame a sandbox child builds, they must return the same thing.
 """
 
 from __future__ import annotations

@@ -132,22 +132,6 @@ def _column_hint(exc: BaseException, columns: Any) -> str:
     return f"\ndf has no column {key!r}{nearest} df's columns: {', '.join(names)}"
 
 
-def _categorical_hint(exc: BaseException) -> str:
-    """For pandas' refusals on a Categorical (``df.ticker.max()``, ``df.ticker < "M"``, …)."""
-    try:
-        text = str(exc)
-    except Exception:
-        return ""
-    if not isinstance(exc, TypeError) or "ategorical" not in text:
-        return ""
-    return (
-        "\ndf['ticker'] is a Categorical (pandas' category dtype): it compares with == and "
-        "!=, isin, groups and merges as strings do; for string order (<, max, sort by "
-        "value), concatenation, new values or arithmetic on what map() returns, use "
-        "df['ticker'].astype(str)"
-    )
-
-
 def classify(exc: BaseException, source: str, columns: Any = ()) -> tuple[str, str]:
     """Map an exception raised while running the strategy to (error type, message).
 
@@ -196,7 +180,7 @@ def classify(exc: BaseException, source: str, columns: Any = ()) -> tuple[str, s
             f"{_describe(exc)}",
         )
     body = "\n".join(["Traceback (strategy code only):", *frames, _describe(exc)])
-    return "strategy_error", body + _column_hint(exc, columns) + _categorical_hint(exc)
+    return "strategy_error", body + _column_hint(exc, columns)
 
 
 def _show_warning(

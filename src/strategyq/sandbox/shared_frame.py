@@ -9,12 +9,6 @@ changes) and builds its DataFrame over the mapping, so a numeric column costs
 no copy at all and a string column's bytes are not copied either (an Arrow
 string array over the mapped buffers).
 
-The ``ticker`` column travels as its categories and one small integer code per
-row, and the child makes it a ``Categorical`` over the mapped codes: no copy,
-and the idioms strategies use on it (``df.ticker == "AAPL"``, ``isin``,
-``groupby``, ``to_numpy()``) run on the codes or on a handful of Python
-strings instead of one Arrow string per row.
-
 Layout: ``SQF1``, a 4-byte big-endian header length, the JSON header (rows,
 index, and per column its kind, dtype and the offsets of its buffers), then
 the buffers, each aligned to 64 bytes.
@@ -35,8 +29,6 @@ _MAGIC = b"SQF1"
 _HEAD = struct.Struct(">4sI")
 _ALIGN = 64
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-CATEGORICAL = "ticker"
-"""The string column the child builds as a ``Categorical`` (few distinct values, many rows)."""
 
 
 def _aligned(n: int) -> int:
@@ -59,17 +51,13 @@ class SharedFrame:
         self.close()
 
 
-def _column_buffers(name: str, series: Any) -> tuple[dict[str, Any], list[Any]]:
+def _column_buffers(series: Any) -> tuple[dict[str, Any], list[Any]]:
     """(header entry without offsets, buffers) of one column."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
     dtype = series.dtype
-    if name == CATEGORICAL and (
-        isinstance(dtype, pd.StringDtype | pd.CategoricalDtype) or dtype is np.dtype(object)
-    ):
-        return _categorical(series)
     if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
         values = np.ascontiguousarray(series.to_numpy(copy=False))
         # Dates and times travel as their int64 ticks (memoryview has no datetime format).
@@ -89,23 +77,6 @@ def _column_buffers(name: str, series: Any) -> tuple[dict[str, Any], list[Any]]:
     raise TypeError(f"a frame column of dtype {dtype} cannot be shared with a sandbox child")
 
 
-def _categorical(series: Any) -> tuple[dict[str, Any], list[Any]]:
-    """A string column as sorted categories and the codes ``Categorical`` would hold."""
-    import numpy as np
-    import pandas as pd
-
-    values = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
-    codes, uniques = pd.factorize(values.to_numpy(dtype=object, na_value=None), sort=True)
-    categories: list[str] = list(uniques)
-    if any(type(v) is not str for v in categories):
-        raise TypeError(f"the {CATEGORICAL!r} column holds values that are not strings")
-    # The integer width pandas picks for this many categories, so the child's
-    # Categorical holds the mapped codes as they are, without a converted copy.
-    codes = pd.Categorical.from_codes(codes, categories=pd.Index(categories)).codes
-    entry = {"kind": "category", "dtype": codes.dtype.str, "categories": categories}
-    return entry, [np.ascontiguousarray(codes).view(np.uint8)]
-
-
 def share(frame: Any) -> SharedFrame:
     """Write ``frame`` (a DataFrame with a RangeIndex) into a sealed memfd."""
     import pandas as pd
@@ -117,7 +88,7 @@ def share(frame: Any) -> SharedFrame:
     pending: list[tuple[int, Any]] = []
     at = 0
     for name in frame.columns:
-        entry, buffers = _column_buffers(str(name), frame[name])
+        entry, buffers = _column_buffers(frame[name])
         spans: list[list[int] | None] = []
         for buffer in buffers:
             if buffer is None:
@@ -177,9 +148,6 @@ def attach(fd: int) -> Any:
                 m, dtype=dtype, count=nbytes // dtype.itemsize, offset=base + offset
             )
             continue
-        if column["kind"] == "category":
-            data[column["name"]] = _attach_categorical(m, base, column)
-            continue
         buffers = [
             None
             if span is None
@@ -221,19 +189,3 @@ def attach(fd: int) -> Any:
         list(data.values()), columns, index, verify_integrity=False, consolidate=False
     )
     return pd.DataFrame._from_mgr(manager, axes=manager.axes)  # type: ignore[attr-defined]
-
-
-def _attach_categorical(m: mmap.mmap, base: int, column: dict[str, Any]) -> Any:
-    """The ``Categorical`` over a column's mapped codes (not copied)."""
-    import numpy as np
-    import pandas as pd
-
-    (offset, nbytes), *_ = column["buffers"]
-    dtype = np.dtype(column["dtype"])
-    codes = np.frombuffer(m, dtype=dtype, count=nbytes // dtype.itemsize, offset=base + offset)
-    # Python-backed `str` categories: to_numpy() and iteration take their few string
-    # objects instead of building one per row from Arrow.
-    categories = pd.Index(
-        pd.array(column["categories"], dtype=pd.StringDtype("python", na_value=np.nan))
-    )
-    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories, ordered=False))
