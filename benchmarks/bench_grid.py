@@ -3,13 +3,22 @@
 ``python -m benchmarks grid``. The 10 × 10 SMA-crossover grid on AAPL 2000–2013
 (the sample), in this process: the strategy calls plus the engine's metrics of
 every combination, as a sweep chunk does after the sandbox child answers, without
-the queue and the child. "per combination" calls ``f(df, params)`` 100 times;
-"whole grid" calls ``f(df, grid)`` once and splits its rows by combination; both
-then simulate every combination at once (``backtest_metrics_many``, as a chunk
-does). "whole grid, engine one by one" is the whole-grid call with one
-``backtest_metrics`` per combination (the engine before it simulated them
-together). All give the same metrics (checked here). vectorbt runs the same grid warm (signals
-vectorised, filled at the next open), in the same run, rounds interleaved.
+the queue and the child. "per combination" calls ``f(df, params)`` 100 times
+and simulates every combination at once (``backtest_metrics_many``); "whole
+grid" calls ``f(df, grid)`` once, splits its rows by combination (for the
+best's full backtest) and reads the whole answer into signal arrays in one pass
+(``backtest_metrics_grid``, as a chunk does); "whole grid, a read per
+combination" reads each combination's split columns instead (as chunks did
+before); "whole grid, engine one by one" is the whole-grid call with one
+``backtest_metrics`` per combination. All give the same metrics (checked
+here). vectorbt runs the same grid warm (signals vectorised, filled at the next
+open), in the same run, rounds interleaved.
+
+The child's side alone: the whole-grid call and its answer's encoding on the
+frame a sandbox child builds (over a shared frame, ``ticker`` an Arrow-backed
+``str`` column), and on the same frame with ``ticker`` as a Categorical (Python
+``str`` categories), which the child does not use: it breaks string idioms
+(``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -29,9 +38,15 @@ from rich.table import Table
 
 from benchmarks.bench_sweep import CROSS, FAST, SLOW, vectorbt_time
 from strategyq.data import MarketData, load_sample
-from strategyq.engine import backtest_metrics, backtest_metrics_many, market_from_frame
-from strategyq.executor.run.sweep import _by_combination
+from strategyq.engine import (
+    backtest_metrics,
+    backtest_metrics_grid,
+    backtest_metrics_many,
+    market_from_frame,
+)
+from strategyq.executor.run.sweep import COMBINATION, _by_combination
 from strategyq.sandbox import result
+from strategyq.sandbox.shared_frame import attach, share
 from strategyq.trademodel import TradeModel
 
 GRID_CROSS = """
@@ -90,6 +105,19 @@ def main() -> dict[str, Any]:
             .frame
         )
     market = market_from_frame(bars)
+    shared = share(frame)
+    try:
+        child_frame = attach(os.dup(shared.fd))
+    finally:
+        shared.close()
+    names = pd.Index(
+        pd.array(
+            sorted(set(child_frame["ticker"])), dtype=pd.StringDtype("python", na_value=np.nan)
+        )
+    )
+    categorical_frame = child_frame.assign(
+        ticker=child_frame["ticker"].astype(pd.CategoricalDtype(names))
+    )
     vbt_frame = bars.set_index("date").rename(columns=str.capitalize)
 
     def travel(value: Any) -> Any:
@@ -104,6 +132,16 @@ def main() -> dict[str, Any]:
         return backtest_metrics_many(columns, market, models, start=START, end=END)
 
     def run_grid() -> list[dict[str, Any]]:
+        answer = travel(whole(frame.copy(deep=False), grid))
+        _by_combination(answer, len(combos))  # checked, and the best's rows
+        rest = {k: v for k, v in answer.columns.items() if k != COMBINATION}
+        got = backtest_metrics_grid(
+            rest, answer.columns[COMBINATION], market, models, start=START, end=END
+        )
+        assert got is not None
+        return got
+
+    def run_grid_read_each() -> list[dict[str, Any]]:
         split = _by_combination(travel(whole(frame.copy(deep=False), grid)), len(combos))
         columns = [o.columns for o in split]
         return backtest_metrics_many(columns, market, models, start=START, end=END)
@@ -112,16 +150,29 @@ def main() -> dict[str, Any]:
         split = _by_combination(travel(whole(frame.copy(deep=False), grid)), len(combos))
         return [backtest_metrics(o.columns, market, model, start=START, end=END) for o in split]
 
+    def child_arrow() -> bytes:
+        return result.encode_runs([whole(child_frame.copy(deep=False), grid)])
+
+    def child_categorical() -> bytes:
+        return result.encode_runs([whole(categorical_frame.copy(deep=False), grid)])
+
     same = run_per_combo()
-    assert same == run_grid() == run_grid_one_by_one(), "every path must give the same metrics"
+    assert same == run_grid() == run_grid_read_each() == run_grid_one_by_one(), (
+        "every path must give the same metrics"
+    )
+    assert child_categorical() == child_arrow(), "the same answer on either ticker column"
     runs = (
         ("per combination", run_per_combo),
         ("whole grid", run_grid),
+        ("whole grid, a read per combination", run_grid_read_each),
         ("whole grid, engine one by one", run_grid_one_by_one),
+        ("child: grid call + encoding (ticker Arrow str)", child_arrow),
+        ("same, ticker Categorical (not used)", child_categorical),
     )
     times: dict[str, list[float]] = {name: [] for name, _ in runs}
     times["vectorbt"] = []
-    for _ in range(int(os.environ.get("GRID_ROUNDS", "5"))):
+    rounds = int(os.environ.get("GRID_ROUNDS", "5"))
+    for _ in range(rounds):
         for name, fn in runs:
             t = time.perf_counter()
             fn()
@@ -130,7 +181,7 @@ def main() -> dict[str, Any]:
     med = {k: statistics.median(v) for k, v in times.items()}
     load = os.getloadavg()[0]
     table = Table(
-        title=f"10 x 10 SMA cross, AAPL 2000-2013, in-process; median of 5 (load {load:.2f})"
+        title=f"10 x 10 SMA cross, AAPL 2000-2013, in-process; median of {rounds} (load {load:.2f})"
     )
     for column in ("run", "ms", "vectorbt / this", "ms per combination"):
         table.add_column(column, justify="left" if column == "run" else "right")

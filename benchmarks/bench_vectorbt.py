@@ -17,6 +17,10 @@ bars in memory), so its peak memory is its own.
    symbols × 20 years: warm time and peak memory against vectorbt's; and memory
    per million frame rows, cold (a fresh worker) and warm, for the 1 y and 20 y
    slices of the same store.
+
+``STRATEGYQ_BENCH_VBT_PARTS`` picks the parts by name (``aapl``, ``big``, ``scale``,
+comma-separated; all three by default): ``STRATEGYQ_BENCH_VBT_PARTS=aapl`` runs the
+10 × 10 grid alone, in well under a minute.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ from strategyq.embedded_valkey import EmbeddedServer
 
 SCALE_SYMBOLS = int(os.environ.get("STRATEGYQ_BENCH_SCALE_SYMBOLS", "1000"))
 ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_VBT_ROUNDS", "3"))
+PARTS = frozenset(
+    part.strip()
+    for part in os.environ.get("STRATEGYQ_BENCH_VBT_PARTS", "aapl,big,scale").split(",")
+    if part.strip()
+)
 
 GRID = """
 def sma_cross_grid(df, grid):
@@ -258,7 +267,8 @@ def main() -> dict[str, Any]:
         home = Path(tmp)
         data = home / "data"
         load_sample(data)
-        write_synthetic(data, 100, 2, seed=3)
+        if "big" in PARTS:
+            write_synthetic(data, 100, 2, seed=3)
         server = EmbeddedServer(home / "valkey")
         url = server.ensure_running()
         client = redis.Redis.from_url(url, decode_responses=True)
@@ -279,31 +289,38 @@ def main() -> dict[str, Any]:
         first = (last - pd.Timedelta(days=730)).date().isoformat()
         with workers(env, 1, 2) as pids:
             wait_workers(client, 1)
-            _sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", small)  # warm
-            ours, theirs = [], []
-            for _ in range(ROUNDS):
-                ours.append(_sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", small))
-                theirs.append(vectorbt_time(aapl))
-                out["load"].append(os.getloadavg()[0])
-            out["aapl"] = {
-                "strategyq_s": statistics.median(ours),
-                "vectorbt_s": statistics.median(theirs),
-                "load": os.getloadavg()[0],
-            }
-            _sweep(client, symbols, first, last.date().isoformat(), small)  # warm: 100 symbols
-            with PeakMemory(pids[0]).watch() as peak:
-                big_s = _sweep(client, symbols, first, last.date().isoformat(), BIG)
-            out["big"] = {
-                "strategyq_s": big_s,
-                "strategyq_peak_mib": peak.peak,
-                "load": os.getloadavg()[0],
-            }
-        console.print(f"10 x 10 AAPL: {out['aapl']}")
-        vbt = _vectorbt("big", data, symbols, first, last.date().isoformat())
-        out["big"].update(vectorbt_s=vbt["s"], vectorbt_peak_mib=vbt["peak_mib"])
-        out["load"].append(os.getloadavg()[0])
-        console.print(f"1,000 combinations: {out['big']}")
-        out["scale"] = _scale(home, env, client, console)
+            if "aapl" in PARTS:
+                _sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", small)  # warm
+                ours, theirs = [], []
+                for _ in range(ROUNDS):
+                    ours.append(_sweep(client, ["AAPL"], "2000-01-01", "2013-12-31", small))
+                    theirs.append(vectorbt_time(aapl))
+                    out["load"].append(os.getloadavg()[0])
+                out["aapl"] = {
+                    "strategyq_s": statistics.median(ours),
+                    "vectorbt_s": statistics.median(theirs),
+                    "strategyq_samples_s": ours,
+                    "vectorbt_samples_s": theirs,
+                    "load": os.getloadavg()[0],
+                }
+                console.print(f"10 x 10 AAPL: {out['aapl']}")
+            if "big" in PARTS:
+                # Warm: 100 symbols.
+                _sweep(client, symbols, first, last.date().isoformat(), small)
+                with PeakMemory(pids[0]).watch() as peak:
+                    big_s = _sweep(client, symbols, first, last.date().isoformat(), BIG)
+                out["big"] = {
+                    "strategyq_s": big_s,
+                    "strategyq_peak_mib": peak.peak,
+                    "load": os.getloadavg()[0],
+                }
+        if "big" in PARTS:
+            vbt = _vectorbt("big", data, symbols, first, last.date().isoformat())
+            out["big"].update(vectorbt_s=vbt["s"], vectorbt_peak_mib=vbt["peak_mib"])
+            out["load"].append(os.getloadavg()[0])
+            console.print(f"1,000 combinations: {out['big']}")
+        if "scale" in PARTS:
+            out["scale"] = _scale(home, env, client, console)
         server.stop()
     _print(console, out)
     return out
@@ -355,35 +372,13 @@ def _print(console: Console, out: dict[str, Any]) -> None:
     table = Table(title="strategyq beside vectorbt, same run; each ratio is strategyq / vectorbt")
     for column in ("job", "strategyq", "vectorbt", "ratio", "target", "load avg"):
         table.add_column(column, justify="left" if column == "job" else "right")
-    a = out["aapl"]
-    ratio = a["strategyq_s"] / a["vectorbt_s"]
-    table.add_row(
-        "10 x 10 SMA sweep, AAPL 2000-2013, warm, submit to result",
-        f"{a['strategyq_s'] * 1000:.0f} ms",
-        f"{a['vectorbt_s'] * 1000:.0f} ms",
-        f"{ratio:.2f}x the time",
-        f"<= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'}",
-        f"{a['load']:.2f}",
-    )
-    b = out["big"]
-    ratio = b["strategyq_s"] / b["vectorbt_s"]
-    mem = b["strategyq_peak_mib"] / b["vectorbt_peak_mib"]
-    table.add_row(
-        "1,000 combinations, 100 symbols x 2 y, one slot, time",
-        f"{b['strategyq_s']:.2f} s",
-        f"{b['vectorbt_s']:.2f} s",
-        f"{ratio:.2f}x",
-        f"<= 0.33x: {'met' if ratio <= 1 / 3 else 'NOT met'}",
-        f"{b['load']:.2f}",
-    )
-    table.add_row(
-        "  same, peak memory (all processes)",
-        f"{b['strategyq_peak_mib']:,.0f} MiB",
-        f"{b['vectorbt_peak_mib']:,.0f} MiB",
-        f"{mem:.2f}x",
-        f"<= 1.0x: {'met' if mem <= 1 else 'NOT met'}",
-        f"{b['load']:.2f}",
-    )
+    if "aapl" in out:
+        _aapl_row(table, out["aapl"])
+    if "big" in out:
+        _big_rows(table, out["big"])
+    if "scale" not in out:
+        console.print(table)
+        return
     s = out["scale"]
     big, vbt = s["slices"]["20 y"], s["vectorbt"]
     ratio, mem = big["warm_s"] / vbt["s"], big["warm_peak_mib"] / vbt["peak_mib"]
@@ -432,3 +427,36 @@ def _print(console: Console, out: dict[str, Any]) -> None:
             f"{(r['warm_peak_mib'] - r['idle_mib']) / m:,.0f}",
         )
     console.print(per)
+
+
+def _aapl_row(table: Table, a: dict[str, Any]) -> None:
+    ratio = a["strategyq_s"] / a["vectorbt_s"]
+    table.add_row(
+        "10 x 10 SMA sweep, AAPL 2000-2013, warm, submit to result",
+        f"{a['strategyq_s'] * 1000:.0f} ms",
+        f"{a['vectorbt_s'] * 1000:.0f} ms",
+        f"{ratio:.2f}x the time",
+        f"<= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'}",
+        f"{a['load']:.2f}",
+    )
+
+
+def _big_rows(table: Table, b: dict[str, Any]) -> None:
+    ratio = b["strategyq_s"] / b["vectorbt_s"]
+    mem = b["strategyq_peak_mib"] / b["vectorbt_peak_mib"]
+    table.add_row(
+        "1,000 combinations, 100 symbols x 2 y, one slot, time",
+        f"{b['strategyq_s']:.2f} s",
+        f"{b['vectorbt_s']:.2f} s",
+        f"{ratio:.2f}x",
+        f"<= 0.33x: {'met' if ratio <= 1 / 3 else 'NOT met'}",
+        f"{b['load']:.2f}",
+    )
+    table.add_row(
+        "  same, peak memory (all processes)",
+        f"{b['strategyq_peak_mib']:,.0f} MiB",
+        f"{b['vectorbt_peak_mib']:,.0f} MiB",
+        f"{mem:.2f}x",
+        f"<= 1.0x: {'met' if mem <= 1 else 'NOT met'}",
+        f"{b['load']:.2f}",
+    )

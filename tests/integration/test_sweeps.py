@@ -4,6 +4,7 @@ progress, cancel and error cascades, the grid cap, duplicates never counted twic
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -12,7 +13,13 @@ import orjson
 import pytest
 import redis
 
-from strategyq import add_backtest_task, add_sweep_task, cancel_task, get_task_result
+from strategyq import (
+    add_backtest_task,
+    add_sweep_task,
+    cancel_task,
+    get_task_result,
+    wait_for_result,
+)
 from strategyq.check import StrategyRejected
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
@@ -22,7 +29,7 @@ from strategyq.queue import TaskQueue, keys
 from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.settings import Settings
 from strategyq.sweep.rank import best
-from strategyq.worker import Hooks, Worker
+from strategyq.worker import Hooks, Worker, fetch
 from tests.integration.conftest import SpawnWorker, in_process
 
 CODE = source("sma_params")
@@ -123,6 +130,37 @@ def test_a_whole_grid_entry_through_the_queue_equals_one_call_per_combination(
     }
     assert len(rows) == 7  # the 9 of the grid less (10, 10) and (20, 10)
     assert by_grid["data"]["best"]["params"] == by_params["data"]["best"]["params"]
+
+
+def test_an_idle_executor_takes_the_chunks_its_workers_sweep_fans_out_without_the_long_wait(
+    redis_client: redis.Redis,
+    settings: Settings,
+    sandbox_host: SandboxHost,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks go straight to their lanes, which a take's blocking wait on the queue's list
+    does not see: while the worker's sweep plans, its idle executor looks again every
+    ``FANOUT_BLOCK_S`` instead of sleeping out the long wait (made an hour here)."""
+    monkeypatch.setattr(fetch, "BLOCK_S", 3600.0)
+    worker = Worker(
+        replace(settings, concurrency=2),
+        handle_signals=False,
+        executor_factory=in_process(sandbox_host),
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        add_sweep_task(redis_client, "sw-idle", CODE, SYMBOLS, START, END, GRID,
+                       constraint="fast < slow")  # fmt: skip
+        result = wait_for_result(redis_client, "sw-idle", timeout_s=30)
+    finally:
+        worker.stop()
+        # A message in the list ends the fetch loop's hour-long wait (it runs, then stops).
+        add_backtest_task(redis_client, "bt-wake", "def s(df):\n    return []\n", SYMBOLS,
+                          START, END)  # fmt: skip
+        thread.join()
+    assert result is not None and result["status"] == "completed", result
+    assert result["data"]["progress"] == {"done": 7, "total": 7}
 
 
 def test_results_past_the_caps_are_cut_best_first_with_counts_kept(

@@ -19,9 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from strategyq.engine import backtest_metrics, backtest_metrics_many, batch, market_from_frame
+from strategyq.engine import (
+    backtest_metrics,
+    backtest_metrics_grid,
+    backtest_metrics_many,
+    batch,
+    market_from_frame,
+)
 from strategyq.engine.columnar import column_signals
 from strategyq.engine.market import Market
+from strategyq.engine.metrics import curve_metrics_rows, performance_metrics, trade_metrics_rows
 from strategyq.engine.signals import columns_from
 from strategyq.trademodel import TradeModel
 
@@ -185,3 +192,152 @@ def test_midnight_timestamps_read_as_their_dates(market: tuple[pd.DataFrame, Mar
     assert np.array_equal(got.entry_days, want.entry_days)
     assert np.array_equal(got.exit_days, want.exit_days)
     assert column_signals(odd, engine_market, None) is None  # the row path reports it
+
+
+def _interleaved(
+    runs: list[dict[str, list[Any]]], rng: np.random.Generator
+) -> tuple[dict[str, list[Any]], list[int]]:
+    """The runs' rows in one set of columns, shuffled together, and each row's run.
+
+    Each run's rows keep their order (a whole-grid strategy's answer may interleave
+    combinations, but each combination's rows are its instances in order).
+    """
+    owners = np.concatenate([np.full(len(r["ticker"]), g) for g, r in enumerate(runs)])
+    rng.shuffle(owners)
+    taken = [0] * len(runs)
+    columns: dict[str, list[Any]] = {k: [] for k in runs[0]}
+    for g in owners.tolist():
+        for k in columns:
+            columns[k].append(runs[g][k][taken[g]])
+        taken[g] += 1
+    return columns, owners.tolist()
+
+
+@pytest.mark.parametrize("name", ["one slot, exits", "one slot, hold 5, stop", "two per ticker"])
+def test_one_answer_read_at_once_equals_each_runs_single_backtest(
+    market: tuple[pd.DataFrame, Market], name: str
+) -> None:
+    """``backtest_metrics_grid``: a whole-grid answer read in one pass, run by run exact."""
+    bars, engine_market = market
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + 1)
+    runs = [_columns(bars, rng, rate) for rate in np.linspace(0.003, 0.06, 14)]
+    # A run with no rows, one with entries only (no exit: its own resolved model), one
+    # with an unknown ticker and rows before the start (warm-up), and one with both flags.
+    runs.insert(3, {"ticker": [], "date": [], "entry": [], "exit": []})
+    only = _columns(bars, rng, 0.02)
+    runs.append({**only, "exit": [False] * len(only["exit"])})
+    odd = _columns(bars, rng, 0.02)
+    odd["ticker"][:3] = ["ZZZ"] * 3
+    odd["date"][:5] = ["2020-01-06"] * 5
+    runs.append(odd)
+    runs.append({**only, "entry": [True] * len(only["entry"]), "exit": [True] * len(only["exit"])})
+    columns, owners = _interleaved(runs, rng)
+    models = [MODELS[name], TradeModel(max_positions=1, hold_days=4, stop_loss_pct=3.0)] * 10
+    models = models[: len(runs)]
+    got = backtest_metrics_grid(columns, owners, engine_market, models, start=START, end=END)
+    single = [
+        backtest_metrics(r, engine_market, m, start=START, end=END)
+        for r, m in zip(runs, models, strict=True)
+    ]
+    assert got is not None
+    for i, (a, b) in enumerate(zip(single, got, strict=True)):
+        assert a == b, (i, {k: (a[k], b[k]) for k in a if a[k] != b[k]})
+    assert sum(m["num_trades"] for m in got) > 20
+
+
+def test_one_answer_read_at_once_plain_rows_and_the_row_path(
+    market: tuple[pd.DataFrame, Market],
+) -> None:
+    bars, engine_market = market
+    rng = np.random.default_rng(4)
+    runs = [
+        {k: v for k, v in _columns(bars, rng, 0.02).items() if k in ("ticker", "date")}
+        for _ in range(5)
+    ]
+    columns, owners = _interleaved(runs, rng)
+    model = TradeModel(max_positions=2, hold_days=5)
+    got = backtest_metrics_grid(columns, owners, engine_market, [model] * 5, start=START, end=END)
+    assert got == [backtest_metrics(r, engine_market, model, start=START, end=END) for r in runs]
+    # Fields read per instance, or a date that does not parse: the caller takes the row path.
+    scored = {**columns, "score": [1.0] * len(owners)}
+    assert (
+        backtest_metrics_grid(scored, owners, engine_market, [model] * 5, start=START, end=END)
+        is None
+    )
+    bad = {**columns, "date": ["2020-02-30", *columns["date"][1:]]}
+    assert (
+        backtest_metrics_grid(bad, owners, engine_market, [model] * 5, start=START, end=END) is None
+    )
+
+
+def test_trade_metrics_of_many_groups_equal_each_groups_own() -> None:
+    """``trade_metrics_rows`` against ``performance_metrics`` one group at a time: groups
+    empty, of one trade, odd and even counts, without losses or without wins, long runs."""
+    rng = np.random.default_rng(9)
+    counts = [0, 1, 2, 3, 7, 8, 9, 16, 130, 257, 5, 0, 4, 4, 600]
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(bounds[-1])
+    returns = rng.normal(0.001, 0.03, total) * 10 ** rng.uniform(-3, 1, total)
+    returns[bounds[5] : bounds[6]] = np.abs(returns[bounds[5] : bounds[6]])  # no loss
+    returns[bounds[6] : bounds[7]] = -np.abs(returns[bounds[6] : bounds[7]])  # no win
+    returns[bounds[12] : bounds[13]] = [0.01, -0.02, 0.01, 0.0]  # ties and a zero
+    pnl = returns * rng.uniform(1e3, 1e5, total)
+    holding = rng.integers(1, 40, total)
+    short = np.zeros(total, dtype=bool)
+    calendar = np.arange(18_000, 19_200, dtype=np.int64)
+    curve = np.linspace(1.0, 1.3, len(calendar)) * 1e5
+    exposed = np.ones(len(calendar), dtype=bool)
+    groups = [g for g in range(len(counts)) if g != 3]  # one group not wanted
+    single = [
+        performance_metrics(
+            returns=returns[bounds[g] : bounds[g + 1]],
+            pnl=pnl[bounds[g] : bounds[g + 1]],
+            holding=holding[bounds[g] : bounds[g + 1]],
+            calendar=calendar,
+            equity=curve * (1 + 0.01 * g),
+            exposed=exposed,
+            initial_capital=1e5,
+            benchmark=0.1,
+            short=short[bounds[g] : bounds[g + 1]],
+        )
+        for g in groups
+    ]
+    curves = curve_metrics_rows(
+        np.array([np.r_[1e5, curve * (1 + 0.01 * g)] for g in groups]),
+        calendar,
+        np.tile(exposed, (len(groups), 1)),
+        1e5,
+        0.1,
+    )
+    rows = trade_metrics_rows(returns, pnl, holding, short, bounds, groups, calendar, curves)
+    assert rows is not None
+    for g, want, curve_part, trade_part in zip(groups, single, curves, rows, strict=True):
+        got = {**curve_part, **trade_part, "alpha": None, "beta": None, "correlation": None}
+        assert got == want, (g, {k: (got[k], want[k]) for k in want if got[k] != want[k]})
+    # Shorts, or a value that is not finite: one group at a time instead.
+    assert (
+        trade_metrics_rows(returns, pnl, holding, ~short, bounds, groups, calendar, curves) is None
+    )
+    pnl[3] = np.inf
+    assert (
+        trade_metrics_rows(returns, pnl, holding, short, bounds, groups, calendar, curves) is None
+    )
+
+
+def test_sets_measured_against_a_benchmark_ticker_equal_their_single_backtests(
+    market: tuple[pd.DataFrame, Market],
+) -> None:
+    bars, engine_market = market
+    rng = np.random.default_rng(13)
+    runs = [_columns(bars, rng, rate) for rate in np.linspace(0.005, 0.05, 8)]
+    bench = market_from_frame(bars[bars["ticker"] == "CCC"].reset_index(drop=True))
+    model = TradeModel(max_positions=1, hold_days=None)
+    many = backtest_metrics_many(
+        runs, engine_market, [model] * len(runs), start=START, end=END, benchmark=bench
+    )
+    single = [
+        backtest_metrics(r, engine_market, model, start=START, end=END, benchmark=bench)
+        for r in runs
+    ]
+    assert many == single
+    assert all(m["beta"] is not None for m in many)

@@ -6,7 +6,12 @@ package turns its instances into trades, metrics and rankings, as plain JSON.
 
 from __future__ import annotations
 
-from strategyq.engine.backtest import backtest_metrics, backtest_metrics_many, run_backtest
+from strategyq.engine.backtest import (
+    backtest_metrics,
+    backtest_metrics_grid,
+    backtest_metrics_many,
+    run_backtest,
+)
 from strategyq.engine.instances import NormalizedInstances, normalize_instances
 from strategyq.engine.market import Market, market_from_frame
 from strategyq.engine.metrics import METRIC_NAMES, TRADING_DAYS
@@ -20,6 +25,7 @@ __all__ = [
     "NormalizedInstances",
     "TradeModel",
     "backtest_metrics",
+    "backtest_metrics_grid",
     "backtest_metrics_many",
     "market_from_frame",
     "normalize_instances",

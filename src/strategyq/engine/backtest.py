@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from strategyq.engine.batch import metrics_many
-from strategyq.engine.columnar import column_signals
+from strategyq.engine.columnar import column_signals, grid_column_signals
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
 from strategyq.engine.market import Market, as_market, market_from_frame
 from strategyq.engine.outcome import simulate_columns
@@ -158,11 +158,58 @@ def backtest_metrics_many(
     first_day = date_to_day(first.date()) if start else None
     bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
     days: dict[str, int] = {}
+    read = [
+        _signals(instances, market, first_day, model, days)
+        for instances, model in zip(runs, models, strict=True)
+    ]
+    return _measure_together(market, read, bench)
+
+
+def backtest_metrics_grid(
+    columns: Mapping[str, Sequence[Any]],
+    group: Sequence[int],
+    df: pd.DataFrame | Market,
+    models: Sequence[TradeModel],
+    *,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    benchmark: pd.DataFrame | Market | None = None,
+    benchmark_symbol: str | None = None,
+) -> list[dict[str, Any]] | None:
+    """:func:`backtest_metrics_many` of the runs one set of columns holds, read at once.
+
+    Run ``g`` is the rows whose ``group`` is ``g`` (a whole-grid strategy's
+    ``combination``), in their order, with ``models[g]``; ``columns`` holds no
+    group column. The columns are read into signal arrays in one pass instead
+    of one per run; each result equals :func:`backtest_metrics` of that run's
+    rows alone. ``None`` when the columns need the row path (see
+    :mod:`strategyq.engine.columnar`): then split them and call
+    :func:`backtest_metrics_many`.
+    """
+    full = as_market(df)
+    first, last = _range(full, start, end)
+    market = full.window(first.date() if start else None, last.date() if end else None)
+    first_day = date_to_day(first.date()) if start else None
+    groups = np.asarray(group, dtype=np.int64)
+    each = grid_column_signals(columns, groups, len(models), market, first_day)
+    if each is None:
+        return None
+    bench, _ = _benchmark(benchmark, benchmark_symbol, first, last)
+    read = [
+        (columns_from(fast), model.resolved(fast.has_exits))
+        for fast, model in zip(each, models, strict=True)
+    ]
+    return _measure_together(market, read, bench)
+
+
+def _measure_together(
+    market: Market, read: Sequence[tuple[SignalColumns, TradeModel]], bench: Market | None
+) -> list[dict[str, Any]]:
+    """Each run's metrics, the runs sharing a resolved trade model simulated together."""
     by_model: dict[TradeModel, list[tuple[int, SignalColumns]]] = {}
-    for i, (instances, model) in enumerate(zip(runs, models, strict=True)):
-        cols, resolved = _signals(instances, market, first_day, model, days)
+    for i, (cols, resolved) in enumerate(read):
         by_model.setdefault(resolved, []).append((i, cols))
-    out: list[dict[str, Any]] = [{} for _ in runs]
+    out: list[dict[str, Any]] = [{} for _ in read]
     for model, members in by_model.items():
         measured = metrics_many(market, [cols for _, cols in members], model, bench)
         for (i, _), metrics in zip(members, measured, strict=True):

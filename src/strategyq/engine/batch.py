@@ -37,10 +37,13 @@ import numpy as np
 
 from strategyq.engine.market import FloatArray, IntArray, Market
 from strategyq.engine.metrics import (
+    METRIC_NAMES,
     benchmark_closes,
+    benchmark_metrics,
     benchmark_return,
     curve_metrics_rows,
     performance_metrics,
+    trade_metrics_rows,
 )
 from strategyq.engine.outcome import simulate_columns
 from strategyq.engine.portfolio import _cell_recurrence, _marks, _one_per_ticker
@@ -128,6 +131,24 @@ def _batched(
         equity[kept], calendar, exposed[kept], capital, default_benchmark
     )
     out: dict[int, dict[str, Any]] = {}
+    trade_rows = trade_metrics_rows(
+        cand.ret[taken],
+        pnl,
+        (cand.exit_row - cand.sig_row)[taken],
+        cand.short[taken],
+        bounds,
+        kept.tolist(),
+        calendar,
+        curve_rows,
+    )
+    if trade_rows is not None:
+        for g, curve_part, trade_part in zip(kept.tolist(), curve_rows, trade_rows, strict=True):
+            metrics = {**curve_part, **trade_part, "alpha": None, "beta": None, "correlation": None}
+            if closes is not None:
+                curve = np.concatenate([[capital], equity[g, 1:]])
+                metrics.update(benchmark_metrics(curve, closes))
+            out[g] = {name: metrics[name] for name in METRIC_NAMES}
+        return out
     for g, curve_part in zip(kept.tolist(), curve_rows, strict=True):
         mine = taken[bounds[g] : bounds[g + 1]]
         out[g] = performance_metrics(
@@ -215,7 +236,7 @@ def _equity(
     length = cand.exit_row[taken] - first_mark + 1
     trade = np.repeat(np.arange(len(taken)), length)
     starts = np.cumsum(length) - length
-    row = first_mark[trade] + (np.arange(len(trade)) - starts[trade])
+    row = np.arange(len(trade)) + np.repeat(first_mark - starts, length)
     is_exit = row == cand.exit_row[taken][trade]
     value = _marks(market, cand, taken, trade, row, is_exit, model.cost_per_side)
     step = np.diff(value, prepend=0.0)
@@ -232,19 +253,19 @@ def _equity(
     # in portfolio._equity_curve. Marks usually come in cell order already, one per cell.
     flat = (mark_group * sessions + day_index) * width + lag
     if bool(np.all(flat[1:] > flat[:-1])):
-        cells = flat
-        summed = np.bincount(np.arange(len(flat)), weights=sized, minlength=len(flat))
+        # One mark per cell: its (group, session, lag) are the mark's; 0.0 + the mark,
+        # as bincount's sum of one weight.
+        cell_group, rows, lags = mark_group, day_index, lag
+        summed: FloatArray = sized + 0.0
     else:
-        cells, cell_of = np.unique(flat, return_inverse=True)
-        summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(cells))
-    cell_group, rest = np.divmod(cells, sessions * width)
-    rows, lags = np.divmod(rest, width)
+        _, first, cell_of = np.unique(flat, return_index=True, return_inverse=True)
+        summed = np.bincount(cell_of.ravel(), weights=sized, minlength=len(first)).astype(float)
+        cell_group, rows, lags = mark_group[first], day_index[first], lag[first]
     keep = (summed != 0.0) & (lags > 0)
-    cell_group, rows, lags, summed = cell_group[keep], rows[keep], lags[keep], summed[keep]
-    counts = np.bincount(cell_group, minlength=n)
-    ok &= counts > 0  # no cell at all: the general loop decides (a flat curve)
-    use = ok[cell_group]
-    cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
+    ok &= np.bincount(cell_group[keep], minlength=n) > 0  # no cell: the general loop decides
+    use = keep & ok[cell_group]
+    if not use.all():
+        cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
     # Runs of cells sized on one session (one trade's holding) are summed a run per
     # round for all groups at once; a group with short runs (trades overlapping,
     # so cells alternate between them) would need a round per cell: it takes the
@@ -263,12 +284,13 @@ def _equity(
         else:
             equity[g] = curve
     batch = ok & ~one_by_one
-    use = batch[cell_group]
-    cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
+    if one_by_one.any():
+        use = np.flatnonzero(batch[cell_group])
+        cell_group, rows, lags, summed = cell_group[use], rows[use], lags[use], summed[use]
     values = _recurrence_runs(cell_group, rows, lags, summed, n, capital)
     # The curve: capital before a group's first cell, then each cell's value carried on.
     at = np.zeros((n, sessions + 1), dtype=np.int64)
-    at[cell_group, rows + 1] = np.arange(1, len(rows) + 1)
+    at.ravel()[cell_group * (sessions + 1) + rows + 1] = np.arange(1, len(rows) + 1)
     np.maximum.accumulate(at, axis=1, out=at)
     filled = np.concatenate([[capital], values])[at]
     equity[batch] = filled[batch]

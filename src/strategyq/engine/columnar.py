@@ -20,6 +20,7 @@ import numpy as np
 
 from strategyq.engine.jsonvalues import date_to_day, parse_day
 from strategyq.engine.market import IntArray, Market
+from strategyq.engine.simulate import BoolArray
 
 ROW_PATH_FIELDS = frozenset({"signal", "score", "direction", "weight", "action"})
 """Fields interpreted per instance: their presence sends the columns down the row path."""
@@ -53,6 +54,83 @@ def column_signals(
     Signals dated before ``first_day`` are dropped, as are those on tickers
     ``market`` lacks. ``day_cache`` keeps parsed date strings across calls.
     """
+    read = _read(columns, market, first_day, day_cache)
+    if read is None:
+        return None
+    code, days, row, is_exit, keep = read
+    enters = np.flatnonzero(keep & ~is_exit)
+    exits = row[keep & is_exit]
+    return ColumnSignals(
+        entry_codes=code[row[enters]],
+        entry_days=days[row[enters]],
+        entry_index=enters.astype(np.int64),
+        exit_codes=code[exits],
+        exit_days=days[exits],
+        has_exits=bool(is_exit.any()),
+    )
+
+
+def grid_column_signals(
+    columns: Mapping[str, Sequence[Any]],
+    group: IntArray,
+    groups: int,
+    market: Market,
+    first_day: int | None,
+    day_cache: dict[str, int] | None = None,
+) -> list[ColumnSignals] | None:
+    """:func:`column_signals` of each group's rows, all read in one pass, or ``None``.
+
+    ``group`` gives each row's group (0 … ``groups`` − 1; a whole-grid
+    strategy's ``combination``). Group ``g``'s signals are those
+    :func:`column_signals` returns for the columns of its rows alone, in their
+    order: the same arrays, the same ``entry_index`` (positions among the
+    group's own instances) and ``has_exits``. ``None`` when the columns take
+    the row path.
+    """
+    read = _read(columns, market, first_day, day_cache)
+    if read is None or len(group) != len(columns["ticker"]):
+        return None
+    code, days, row, is_exit, keep = read
+    # The instances of each group, in the order they come: a stable sort by group.
+    owner = group[row]
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(groups + 1))
+    row, is_exit, keep, owner = row[order], is_exit[order], keep[order], owner[order]
+    position = np.arange(len(row)) - bounds[owner]
+    entering = keep & ~is_exit
+    leaving = keep & is_exit
+    entry_rows, entry_at = row[entering], position[entering]
+    exit_rows = row[leaving]
+    entry_bounds = np.searchsorted(owner[entering], np.arange(groups + 1))
+    exit_bounds = np.searchsorted(owner[leaving], np.arange(groups + 1))
+    entry_codes, entry_days = code[entry_rows], days[entry_rows]
+    exit_codes, exit_days = code[exit_rows], days[exit_rows]
+    has_exits = (np.bincount(owner[is_exit], minlength=groups) > 0).tolist()
+    out = []
+    for g in range(groups):
+        a, b = entry_bounds[g], entry_bounds[g + 1]
+        c, d = exit_bounds[g], exit_bounds[g + 1]
+        out.append(
+            ColumnSignals(
+                entry_codes=entry_codes[a:b],
+                entry_days=entry_days[a:b],
+                entry_index=entry_at[a:b],
+                exit_codes=exit_codes[c:d],
+                exit_days=exit_days[c:d],
+                has_exits=has_exits[g],
+            )
+        )
+    return out
+
+
+def _read(
+    columns: Mapping[str, Sequence[Any]],
+    market: Market,
+    first_day: int | None,
+    day_cache: dict[str, int] | None,
+) -> tuple[IntArray, IntArray, IntArray, BoolArray, BoolArray] | None:
+    """Each row's ticker code and day, and the instances the rows make: their row, whether
+    each is an exit, whether each is kept (a known ticker, on or after ``first_day``)."""
     if "ticker" not in columns or "date" not in columns or ROW_PATH_FIELDS & columns.keys():
         return None
     tickers, dates = columns["ticker"], columns["date"]
@@ -87,16 +165,7 @@ def column_signals(
     keep = code[row] >= 0
     if first_day is not None:
         keep &= days[row] >= first_day
-    enters = np.flatnonzero(keep & ~is_exit)
-    exits = row[keep & is_exit]
-    return ColumnSignals(
-        entry_codes=code[row[enters]],
-        entry_days=days[row[enters]],
-        entry_index=enters.astype(np.int64),
-        exit_codes=code[exits],
-        exit_days=days[exits],
-        has_exits=bool(is_exit.any()),
-    )
+    return code, days, row, is_exit, keep
 
 
 def _codes_and_days(

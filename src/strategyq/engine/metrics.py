@@ -184,6 +184,115 @@ def curve_metrics_rows(
     return out
 
 
+def trade_metrics_rows(
+    returns: FloatArray,
+    pnl: FloatArray,
+    holding: IntArray,
+    short: np.ndarray[Any, np.dtype[np.bool_]],
+    bounds: IntArray,
+    groups: list[int],
+    calendar: IntArray,
+    curves: list[dict[str, Any]],
+) -> list[dict[str, Any]] | None:
+    """The trade metrics of many groups' trades at once, each as :func:`performance_metrics`.
+
+    Group ``g``'s trades are ``[bounds[g], bounds[g + 1])`` of the arrays;
+    ``groups`` the groups wanted, ``curves`` their curve metrics (from
+    :func:`curve_metrics_rows`). Returns each wanted group's metrics other
+    than the curve's and the benchmark's, or ``None`` where this does not
+    apply (short trades or non-finite values: the caller measures one group at
+    a time). Counts, extremes and medians are exact whatever the order; each
+    sum of floats is a row of a matrix of the groups with as many terms, which
+    NumPy sums exactly as it sums that group's array alone.
+    """
+    if short.any() or not (np.isfinite(returns).all() and np.isfinite(pnl).all()):
+        return None
+    wanted = np.asarray(groups, dtype=np.int64)
+    k = len(wanted)
+    counts = bounds[wanted + 1] - bounds[wanted]
+    owner = np.repeat(np.arange(k), counts)
+    # Each wanted group's trades, one group after another.
+    at = np.arange(len(owner)) + np.repeat(bounds[wanted] - (np.cumsum(counts) - counts), counts)
+    ret, gain, held = returns[at], pnl[at], holding[at]
+    trades = counts.tolist()
+    wins, losing = ret > 0, ret < 0
+    n_wins = np.bincount(owner[wins], minlength=k).tolist()
+    n_losses = np.bincount(owner[losing], minlength=k).tolist()
+    ret_sum = _segment_sums(ret, owner, k)
+    pnl_sum = _segment_sums(gain, owner, k)
+    win_sum = _segment_sums(ret[wins], owner[wins], k)
+    loss_sum = _segment_sums(ret[losing], owner[losing], k)
+    profit = _segment_sums(gain[gain > 0], owner[gain > 0], k)
+    loss = _segment_sums(gain[gain < 0], owner[gain < 0], k)
+    # Integers: their sum as floats is exact in any order.
+    held_sum = np.bincount(owner, weights=held, minlength=k).tolist()
+    # Each group's returns sorted: the extremes, and the middle one or the mean of the
+    # two middle ones ((a + b) / 2, as np.median averages them).
+    ranked = np.append(ret[np.lexsort((ret, owner))], np.nan)
+    first = np.cumsum(counts) - counts
+    last = np.where(counts > 0, first + counts - 1, len(ret))
+    low, high = ranked[first + (counts - 1) // 2], ranked[first + counts // 2]
+    median = np.where(counts % 2 == 1, low, (low + high) / 2.0).tolist()
+    best, worst = ranked[last].tolist(), ranked[np.where(counts > 0, first, len(ret))].tolist()
+    years = float(calendar[-1] - calendar[0]) / 365.25 if len(calendar) >= 2 else 0.0
+    out = []
+    for i in range(k):
+        t = trades[i]
+        curve = curves[i]
+        avg_win = _num(win_sum[i] / n_wins[i]) if n_wins[i] else None
+        avg_loss = _num(loss_sum[i] / n_losses[i]) if n_losses[i] else None
+        losses = -loss[i]
+        cagr, drawdown = curve["cagr"], curve["max_drawdown"]
+        win_rate = _num(n_wins[i] / t) if t else None
+        avg_return = _num(ret_sum[i] / t) if t else None
+        out.append(
+            {
+                "win_rate": win_rate,
+                "avg_return": avg_return,
+                "num_trades": t,
+                "median_return": _num(median[i]) if t else None,
+                "best_trade": _num(best[i]) if t else None,
+                "worst_trade": _num(worst[i]) if t else None,
+                "profit_factor": _num(profit[i] / losses) if losses > 0 else None,
+                "expectancy": _num(pnl_sum[i] / t) if t else None,
+                "avg_holding_sessions": _num(held_sum[i] / t) if t else None,
+                "calmar_ratio": (
+                    _num(cagr / -drawdown) if cagr is not None and drawdown < 0 else None
+                ),
+                "avg_win": avg_win,
+                "avg_loss": avg_loss,
+                "payoff_ratio": (
+                    _num(avg_win / -avg_loss) if avg_win is not None and avg_loss else None
+                ),
+                "trades_per_year": _num(t / years) if years > 0 else None,
+                "num_trades_long": t,
+                "num_trades_short": 0,
+                "win_rate_long": win_rate,
+                "win_rate_short": None,
+                "avg_return_long": avg_return,
+                "avg_return_short": None,
+            }
+        )
+    return out
+
+
+def _segment_sums(values: FloatArray, owner: IntArray, k: int) -> list[float]:
+    """``values[owner == i].sum()`` for each i < k (``owner`` ascending), as NumPy sums each.
+
+    The segments with the same number of terms are rows of one C-contiguous matrix;
+    summing along its rows adds each row as the sum of that array alone does.
+    """
+    counts = np.bincount(owner, minlength=k)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.zeros(k)
+    for length in np.unique(counts).tolist():
+        if length == 0:
+            continue
+        pick = np.flatnonzero(counts == length)
+        out[pick] = values[first[pick, None] + np.arange(length)].sum(axis=1)
+    return [float(v) for v in out]
+
+
 def _win_loss_metrics(
     returns: FloatArray,
     calendar: IntArray,

@@ -313,8 +313,13 @@ def _marks(
 ) -> FloatArray:
     """Each held session's return of its trade, as if closed at that session's close (net)."""
     entry = cand.entry_price[taken][trade]
+    price = market.close[row]
+    price[is_exit] = cand.exit_price[taken][trade[is_exit]]
+    if not cand.short[taken].any():
+        # Long only: the same products as below, without the per-mark selections.
+        value_long: FloatArray = (price * (1.0 - cost)) / (entry * (1.0 + cost)) - 1.0
+        return np.where(np.isfinite(value_long), value_long, 0.0)
     short = cand.short[taken][trade]
-    price = np.where(is_exit, cand.exit_price[taken][trade], market.close[row])
     buy = np.where(short, price, entry) * (1.0 + cost)
     sell = np.where(short, entry, price) * (1.0 - cost)
     value: FloatArray = np.where(short, (sell - buy) / sell, sell / buy - 1.0)

@@ -79,7 +79,8 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, decimal.Decimal):
         number = float(obj)
         return number if math.isfinite(number) else None
-    if isinstance(obj, set | frozenset | pd.Series | pd.Index):
+    if isinstance(obj, set | frozenset | pd.Series | pd.Index | pd.api.extensions.ExtensionArray):
+        # An ExtensionArray: what unique() of the Categorical ticker (or any `str`) returns.
         return list(obj)
     raise TypeError(f"a value of type {type(obj).__name__} cannot be sent as JSON")
 

@@ -8,9 +8,11 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+import orjson
 import redis
 
 from strategyq.executor.interface import Executor
+from strategyq.protocol.envelope import TaskType
 from strategyq.queue import StopReason, Taken, TaskQueue
 from strategyq.retry import describe, needs_new_connection, reset_connections
 from strategyq.worker.inflight import InFlightTasks
@@ -21,6 +23,10 @@ from strategyq.worker.redis_health import RedisHealth
 log = logging.getLogger(__name__)
 
 BLOCK_S = 1.0
+"""Longest wait for a message in the queue's list when this worker has no sweep fanning out."""
+FANOUT_BLOCK_S = 0.05
+"""The wait while a sweep of this worker plans: its chunks go straight to their lanes, which
+the blocking wait does not see, so an idle executor looks again this often instead."""
 
 
 class FetchLoop:
@@ -46,6 +52,7 @@ class FetchLoop:
         self.stopping = stopping
         self._threads = ThreadPoolExecutor(pool.settings.concurrency, thread_name_prefix="task")
         self._futures: set[Future[None]] = set()
+        self._sweeps: set[Future[None]] = set()
 
     def run(self) -> None:
         """Until asked to stop (burst mode: until the queue is empty and every task ended)."""
@@ -55,7 +62,7 @@ class FetchLoop:
             if executor is None:
                 continue
             try:
-                taken = self.tasks.take(self.worker_id, None if self.burst else BLOCK_S)
+                taken = self.tasks.take(self.worker_id, self._block_s())
                 backoff = 0.1
                 if not self.health.ok:
                     self.health.set(True)
@@ -69,6 +76,7 @@ class FetchLoop:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._futures = {f for f in self._futures if not f.done()}
+            self._sweeps = {f for f in self._sweeps if not f.done()}
             if taken is None:
                 self.pool.give_back(executor)
                 if self.burst:
@@ -78,7 +86,16 @@ class FetchLoop:
                     wait(self._futures, return_when=FIRST_COMPLETED)
                 continue
             self.runner.inflight.hold(taken.raw)
-            self._futures.add(self._threads.submit(self._run_one, taken, executor))
+            future = self._threads.submit(self._run_one, taken, executor)
+            self._futures.add(future)
+            if _is_sweep(taken.raw):
+                self._sweeps.add(future)
+
+    def _block_s(self) -> float | None:
+        """How long a take may wait for the queue's list (None: not at all, burst mode)."""
+        if self.burst:
+            return None
+        return FANOUT_BLOCK_S if any(not f.done() for f in self._sweeps) else BLOCK_S
 
     def _run_one(self, taken: Taken, executor: Executor) -> None:
         try:
@@ -105,3 +122,12 @@ class FetchLoop:
         for f in self._futures:
             f.result()
         self._threads.shutdown(wait=True)
+
+
+def _is_sweep(raw: bytes) -> bool:
+    """Whether a message is a sweep (whose run queues its chunks), read without trusting it."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("task_type") == TaskType.SWEEP.value

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from strategyq.data import LoadResult
-from strategyq.engine import Market, backtest_metrics_many, run_backtest
+from strategyq.engine import Market, backtest_metrics_grid, backtest_metrics_many, run_backtest
 from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import BadResult, DataError, TaskValidationError
 from strategyq.executor.run.backtest import (
@@ -136,6 +136,7 @@ def run_chunk(task: Task, ctx: RunContext) -> dict[str, Any]:
         runs=_grid_calls(args) if grid else _calls(args),
         keep_columns=True,
     )
+    answer = outputs[0] if grid and args.folds is None else None
     if grid:
         outputs = _split_grid(args, outputs)
     market = engine_market(loaded)
@@ -143,7 +144,7 @@ def run_chunk(task: Task, ctx: RunContext) -> dict[str, Any]:
     ctx.stage(Stage.COMPUTING_METRICS)
     engine = _ChunkEngine(bt, market, bench, ctx.max_instances)
     if args.folds is None:
-        return _whole_range(args, engine, outputs, loaded, shape)
+        return _whole_range(args, engine, outputs, loaded, shape, answer)
     return {"folds": _walk_forward(args, args.folds, engine, outputs)}
 
 
@@ -299,13 +300,30 @@ class _ChunkEngine:
         params: list[dict[str, Any]],
         start: dt.datetime,
         end: dt.datetime,
+        answer: Any = None,
     ) -> list[dict[str, Any]]:
         """The performance metrics alone of each call's instances, with its params.
 
         All calls are simulated together (calls sharing a trade model in one
         pass); each one's metrics equal those of its single backtest.
+        ``answer``: the one whole-grid answer ``outputs`` were split from, read
+        in one pass when its columns allow it.
         """
         bt = self.bt
+        if isinstance(answer, ColumnRun) and COMBINATION in answer.columns:
+            columns = {k: v for k, v in answer.columns.items() if k != COMBINATION}
+            measured = backtest_metrics_grid(
+                columns,
+                answer.columns[COMBINATION],
+                self.market,
+                [model_for(bt, p) for p in params],
+                start=start,
+                end=end,
+                benchmark=self.bench,
+                benchmark_symbol=bt.benchmark,
+            )
+            if measured is not None:
+                return measured
         # The metrics alone, read from the columns when the child sent them so.
         given = [o.columns if isinstance(o, ColumnRun) else o for o in outputs]
         return backtest_metrics_many(
@@ -320,11 +338,20 @@ class _ChunkEngine:
 
 
 def _whole_range(
-    args: ChunkArgs, engine: _ChunkEngine, outputs: list[Any], loaded: LoadResult, shape: list[int]
+    args: ChunkArgs,
+    engine: _ChunkEngine,
+    outputs: list[Any],
+    loaded: LoadResult,
+    shape: list[int],
+    answer: Any = None,
 ) -> dict[str, Any]:
-    """Every combination's metrics over the whole range, and the best one's full backtest."""
+    """Every combination's metrics over the whole range, and the best one's full backtest.
+
+    ``answer``: a whole-grid strategy's one answer, which ``outputs`` were split from.
+    """
     bt = args.backtest
-    measured = engine.metrics(outputs, [p for _, p in args.combinations], bt.start, bt.end)
+    params = [p for _, p in args.combinations]
+    measured = engine.metrics(outputs, params, bt.start, bt.end, answer)
     rows = [
         {"index": index, "params": params, "metrics": metrics}
         for (index, params), metrics in zip(args.combinations, measured, strict=True)
