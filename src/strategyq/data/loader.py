@@ -266,7 +266,9 @@ def _frame(
     block = np.empty((len(columns), rows))
     if names:
         values = dict(bars.values)
-        if adjusted:
+        if adjusted and chosen:
+            # The indicators run over the warm-up too, so they need adjusted copies of the
+            # whole read; without indicators only the kept rows are adjusted, in place.
             factor = values["adj_factor"]
             for col in PRICE_COLUMNS:
                 values[col] = values[col] * factor
@@ -275,6 +277,12 @@ def _frame(
         flat_keep = _ranges_index(_starts(lengths) + skip, kept)
         for i, col in enumerate(VALUE_COLUMNS):
             np.take(values[col], flat_keep, out=block[i], mode="clip")
+        if adjusted and not chosen:
+            at = {col: i for i, col in enumerate(VALUE_COLUMNS)}
+            factor = block[at["adj_factor"]]
+            for col in PRICE_COLUMNS:
+                np.multiply(block[at[col]], factor, out=block[at[col]])
+            np.divide(block[at["volume"]], factor, out=block[at["volume"]])
         row = len(VALUE_COLUMNS)
         computed = (
             compute(
@@ -296,11 +304,12 @@ def _frame(
             flat = np.ascontiguousarray(grid).reshape(-1)
             # mode="clip" lets take write straight into ``out`` instead of buffering.
             np.take(flat, grid_keep, out=block[row + i], mode="clip")
-        dates = bars.dates[flat_keep]
+        # Days to nanoseconds in one int64 array (no int64 copy of the days first).
+        stamps = np.multiply(bars.dates[flat_keep], np.int64(_NS_PER_DAY), dtype=np.int64)
     else:
-        dates = np.zeros(0, dtype=np.int32)
+        stamps = np.zeros(0, dtype=np.int64)
     frame = pd.DataFrame(block.T, columns=columns, copy=False)
-    frame.insert(0, "date", (dates.astype(np.int64) * _NS_PER_DAY).view("M8[ns]"))
+    frame.insert(0, "date", stamps.view("M8[ns]"))
     frame.insert(0, "ticker", _ticker_column(names, kept))
     return frame
 
