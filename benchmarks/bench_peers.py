@@ -102,7 +102,8 @@ def throughput_rq(url: str, home: Path, n: int) -> float:
 
 @contextmanager
 def celery_worker(url: str, concurrency: int) -> Iterator[None]:
-    env = dict(os.environ, STRATEGYQ_BENCH_CELERY_URL=url, PYTHONPATH=str(HERE.parent))
+    path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, STRATEGYQ_BENCH_CELERY_URL=url, PYTHONPATH=path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "benchmarks.celery_job", "worker",
          "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=WARNING",
@@ -277,7 +278,7 @@ def summary(out: dict[str, Any]) -> list[Row]:
     ))  # fmt: skip
     s = vbt["scale"]
     whole, theirs = s["slices"][s["whole"]], s["vectorbt"]
-    size = f"{s['symbols']:,} symbols x {s['whole']} ({whole['rows'] / 1e6:.1f} M rows)"
+    size = f"{s['symbols']:,} symbols x {s['whole']} ({whole['rows']:,} rows)"
     rows.append(_row(
         f"SMA 10/50 backtest, {size}, warm", f"{whole['warm_s']:.2f} s",
         f"vectorbt warm: {theirs['s']:.2f} s", whole["warm_s"] / theirs["s"], "{:.2f}x the time",
