@@ -80,7 +80,10 @@ bench-postgres: $(STAMP)
 	$(BIN)/python -m benchmarks postgres
 
 # strategyq beside RQ, Celery, vectorbt and backtesting.py, each in a venv of its own
-# (.venv-peers) so the peers never enter the project's environment. Not part of make test.
+# (.venv-peers) so the peers never enter the project's environment: every target of
+# docs/performance.md's peers table re-measured, one summary table at the end. About
+# 20 minutes and 7.5 GiB at the peak (the 5,000 symbols x 20 y backtest; see
+# STRATEGYQ_BENCH_SCALE_SYMBOLS to shrink it). Not part of make test.
 PEERS := .venv-peers
 bench-peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)

@@ -8,15 +8,21 @@ a real worker (sandbox children included), with a whole-grid strategy
 bars in memory), so its peak memory is its own.
 
 1. The 10 × 10 SMA-crossover grid on AAPL: strategyq warm (1 worker, 2 executors)
-   against vectorbt warm, rounds interleaved.
+   against vectorbt warm, rounds interleaved; backtesting.py's ``optimize`` runs the
+   same grid once after the rounds.
 2. 1,000 combinations (fast × slow × stop loss) on 100 symbols × 2 years, one slot
-   (``max_positions`` 1): time and peak memory (PSS of the worker and all its
-   processes) against vectorbt with one cash pool per combination (all cash in
-   one position at a time) and the same stops.
-3. A large backtest, SMA 10/50 cross on ``STRATEGYQ_BENCH_SCALE_SYMBOLS`` (1,000)
-   symbols × 20 years: warm time and peak memory against vectorbt's; and memory
-   per million frame rows, cold (a fresh worker) and warm, for the 1 y and 20 y
-   slices of the same store.
+   (``max_positions`` 1): time and peak memory against vectorbt with one cash pool
+   per combination (all cash in one position at a time) and the same stops.
+3. A large backtest, SMA 10/50 cross on ``STRATEGYQ_BENCH_SCALE_SYMBOLS`` (5,000)
+   symbols × ``STRATEGYQ_BENCH_SCALE_YEARS`` (20) years, default settings: warm
+   time and peak memory against vectorbt's; and memory per million frame rows,
+   cold (a fresh worker) and warm, for the 1 y and whole slices of the same store,
+   with the peak split by process.
+
+Peak memory of strategyq is its footprint: the proportional set size (PSS) of the
+worker and every process below it, private and file-backed pages, plus the sealed
+memfds the sandbox host holds (its frames, mapped by the children; counted once,
+whether mapped or not).
 
 ``STRATEGYQ_BENCH_VBT_PARTS`` picks the parts by name (``aapl``, ``big``, ``scale``,
 comma-separated; all three by default): ``STRATEGYQ_BENCH_VBT_PARTS=aapl`` runs the
@@ -35,7 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +50,28 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_e2e import pss_mib
-from benchmarks.bench_sweep import CROSS, FAST, SLOW, vectorbt_time, wait_workers, workers
+from benchmarks.bench_e2e import descendants
+from benchmarks.bench_sweep import (
+    CROSS,
+    FAST,
+    SLOW,
+    aapl_frame,
+    backtesting_py,
+    vectorbt_time,
+    wait_workers,
+    workers,
+)
 from strategyq import add_backtest_task, add_sweep_task, wait_for_result
 from strategyq.data import MarketData, load_sample, write_synthetic
 from strategyq.embedded_valkey import EmbeddedServer
 
-SCALE_SYMBOLS = int(os.environ.get("STRATEGYQ_BENCH_SCALE_SYMBOLS", "1000"))
+SCALE_SYMBOLS = int(os.environ.get("STRATEGYQ_BENCH_SCALE_SYMBOLS", "5000"))
+SCALE_YEARS = float(os.environ.get("STRATEGYQ_BENCH_SCALE_YEARS", "20"))
+# The strategy's memory limit and answer cap for the large backtest (0: the defaults,
+# STRATEGYQ_MEMORY_MB and STRATEGYQ_ANSWER_MAX_BYTES): at 25 M rows the SMA strategy's
+# own arrays outgrow the default 2 GiB, and its 675,000 signal rows the 32 MiB answer.
+SCALE_MEMORY_MB = int(os.environ.get("STRATEGYQ_BENCH_SCALE_MEMORY_MB", "8192"))
+SCALE_ANSWER_BYTES = int(os.environ.get("STRATEGYQ_BENCH_SCALE_ANSWER_BYTES", str(128 << 20)))
 ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_VBT_ROUNDS", "3"))
 PARTS = frozenset(
     part.strip()
@@ -194,15 +215,75 @@ def _vectorbt(job: str, root: Path, symbols: list[str], start: str, end: str) ->
     return result
 
 
+def _role(pid: int, root: int) -> str:
+    """Which process of a worker ``pid`` is (a sandbox child: forked by a fork server)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return "other"
+    if b"strategyq.sandbox.zygote" in argv:
+        try:
+            forked = b"strategyq.sandbox.zygote" in Path(f"/proc/{parent}/cmdline").read_bytes()
+        except OSError:
+            forked = False
+        return "sandbox child" if forked else "fork server"
+    if b"strategyq.executor.sandbox_host" in argv:
+        return "sandbox host"
+    if b"strategyq.executor" in argv:
+        return "executor"
+    return "worker" if pid == root else "other"
+
+
+def footprint(pid: int) -> dict[str, float]:
+    """MiB held by a worker and every process below it, by process, and ``total``.
+
+    Each process's proportional set size without its shared-memory pages (a page
+    shared by several processes is split among them), plus the sealed memfds the
+    processes hold open or mapped (the frames), each counted once at its size,
+    under ``frames (memfd)``.
+    """
+    out: dict[str, float] = {}
+    memfds: dict[int, float] = {}
+    mapped_shmem = 0.0
+    for p in descendants(pid):
+        fields: dict[str, int] = {}
+        with suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                value = rest.split()
+                if value and value[0].isdigit():
+                    fields[key] = int(value[0])
+        if not fields:
+            continue
+        role = _role(p, pid)
+        own = (fields.get("Pss", 0) - fields.get("Pss_Shmem", 0)) / 1024
+        out[role] = out.get(role, 0.0) + own
+        mapped_shmem += fields.get("Pss_Shmem", 0) / 1024
+        with suppress(OSError):
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with suppress(OSError):
+                    if os.readlink(f"/proc/{p}/fd/{fd}").startswith("/memfd:"):
+                        st = os.stat(f"/proc/{p}/fd/{fd}")
+                        memfds[st.st_ino] = st.st_blocks * 512 / 2**20
+    # A frame a child still maps after its memfd was closed everywhere counts by its
+    # mapped pages (never below what the open memfds hold).
+    out["frames (memfd)"] = max(sum(memfds.values()), mapped_shmem)
+    out["total"] = sum(out.values())
+    return out
+
+
 class PeakMemory:
-    """The highest PSS of a worker and all its processes while the block runs, sampled."""
+    """The highest footprint of a worker and all its processes while the block runs,
+    sampled every 0.1 s; ``at_peak`` splits that sample by process."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self.at_peak: dict[str, float] = {}
 
     @contextmanager
     def watch(self) -> Iterator[PeakMemory]:
-        self.peak = pss_mib(self.pid)
+        self._sample()
         thread = threading.Thread(target=self._run, daemon=True)
         thread.start()
         try:
@@ -212,9 +293,14 @@ class PeakMemory:
             thread.join()
             self._stop.clear()
 
+    def _sample(self) -> None:
+        now = footprint(self.pid)
+        if now["total"] > self.peak:
+            self.peak, self.at_peak = now["total"], now
+
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.peak = max(self.peak, pss_mib(self.pid))
+            self._sample()
 
 
 def _sweep(client: redis.Redis, symbols: list[str], start: str, end: str, grid: Any) -> float:
@@ -239,7 +325,9 @@ def _sweep(client: redis.Redis, symbols: list[str], start: str, end: str, grid: 
     return elapsed
 
 
-def _backtest(client: redis.Redis, symbols: list[str], start: str, end: str) -> float:
+def _backtest(
+    client: redis.Redis, symbols: list[str], start: str, end: str
+) -> tuple[float, dict[str, Any]]:
     task_id = f"vbt-{uuid.uuid4().hex[:8]}"
     t = time.perf_counter()
     add_backtest_task(
@@ -256,8 +344,9 @@ def _backtest(client: redis.Redis, symbols: list[str], start: str, end: str) -> 
     result = wait_for_result(client, task_id, timeout_s=1800)
     elapsed = time.perf_counter() - t
     if result is None or result["status"] != "completed":
-        raise RuntimeError(f"backtest {task_id} did not complete: {result}")
-    return elapsed
+        raise RuntimeError(f"backtest {task_id} did not complete: {result['data'].get('error')}")
+    data: dict[str, Any] = result["data"]
+    return elapsed, data
 
 
 def main() -> dict[str, Any]:
@@ -303,6 +392,9 @@ def main() -> dict[str, Any]:
                     "vectorbt_samples_s": theirs,
                     "load": os.getloadavg()[0],
                 }
+                # backtesting.py's optimize (its own process pool) once, with the worker idle.
+                out["aapl"]["backtesting_py_s"] = backtesting_py(aapl_frame(home))[0]
+                out["aapl"]["backtesting_py_load"] = os.getloadavg()[0]
                 console.print(f"10 x 10 AAPL: {out['aapl']}")
             if "big" in PARTS:
                 # Warm: 100 symbols.
@@ -330,42 +422,53 @@ def _scale(
     home: Path, env: dict[str, str], client: redis.Redis, console: Console
 ) -> dict[str, Any]:
     root = home / "scale" / "data"
-    summary = write_synthetic(root, SCALE_SYMBOLS, 20.0, seed=5)
-    # Default settings but the strategy's time limit: on a shared machine the 20 y
-    # backtest can take longer than the default minute.
+    console.print(f"writing {SCALE_SYMBOLS:,} synthetic symbols x {SCALE_YEARS:g} years …")
+    summary = write_synthetic(root, SCALE_SYMBOLS, SCALE_YEARS, seed=5)
+    # Default settings but the strategy's time limit (on a shared machine the whole
+    # backtest can take longer than the default minute) and, where asked for, its memory.
     env = {**env, "STRATEGYQ_HOME": str(home / "scale"), "STRATEGYQ_TIME_LIMIT": "1200"}
+    if SCALE_MEMORY_MB:
+        env["STRATEGYQ_MEMORY_MB"] = str(SCALE_MEMORY_MB)
+    if SCALE_ANSWER_BYTES:
+        env["STRATEGYQ_ANSWER_MAX_BYTES"] = str(SCALE_ANSWER_BYTES)
     symbols = MarketData(root).tickers()
     end = summary.last.isoformat()
     slices = {
         "1 y": (summary.last - pd.Timedelta(days=365)).isoformat(),
-        "20 y": summary.first.isoformat(),
+        f"{SCALE_YEARS:g} y": summary.first.isoformat(),
     }
     rows: dict[str, Any] = {}
     for name, start in slices.items():
-        frame_rows = len(
-            MarketData(root, cache_mb=0)
-            .load(symbols, start, end, warmup_sessions=0, indicators=False)
-            .frame
-        )
         with workers(env, 1, 1) as pids:
             wait_workers(client, 1)
-            idle = pss_mib(pids[0])
+            idle = footprint(pids[0])["total"]
             with PeakMemory(pids[0]).watch() as cold:
-                cold_s = _backtest(client, symbols, start, end)
-            cold_peak = cold.peak
+                cold_s, data = _backtest(client, symbols, start, end)
             with PeakMemory(pids[0]).watch() as warm:
-                warm_s = _backtest(client, symbols, start, end)
+                warm_s, _ = _backtest(client, symbols, start, end)
+        frame_rows = int(data["summary"]["data_shape"][0])
         console.print(f"{name}: cold {cold_s:.2f} s, warm {warm_s:.2f} s, {frame_rows:,} rows")
         rows[name] = {
             "rows": frame_rows,
             "idle_mib": idle,
             "cold_s": cold_s,
             "warm_s": warm_s,
-            "cold_peak_mib": cold_peak,
+            "cold_peak_mib": cold.peak,
             "warm_peak_mib": warm.peak,
+            "cold_by_process": cold.at_peak,
+            "warm_by_process": warm.at_peak,
         }
-    vbt = _vectorbt("scale", root, symbols, slices["20 y"], end)
-    return {"symbols": SCALE_SYMBOLS, "slices": rows, "vectorbt": vbt, "load": os.getloadavg()[0]}
+    vbt = _vectorbt("scale", root, symbols, summary.first.isoformat(), end)
+    return {
+        "symbols": SCALE_SYMBOLS,
+        "years": SCALE_YEARS,
+        "memory_mb": SCALE_MEMORY_MB,
+        "answer_max_bytes": SCALE_ANSWER_BYTES,
+        "whole": f"{SCALE_YEARS:g} y",
+        "slices": rows,
+        "vectorbt": vbt,
+        "load": os.getloadavg()[0],
+    }
 
 
 def _print(console: Console, out: dict[str, Any]) -> None:
@@ -380,9 +483,11 @@ def _print(console: Console, out: dict[str, Any]) -> None:
         console.print(table)
         return
     s = out["scale"]
-    big, vbt = s["slices"]["20 y"], s["vectorbt"]
+    big, vbt = s["slices"][s["whole"]], s["vectorbt"]
     ratio, mem = big["warm_s"] / vbt["s"], big["warm_peak_mib"] / vbt["peak_mib"]
-    label = f"SMA 10/50 backtest, {s['symbols']:,} symbols x 20 y ({big['rows']:,} rows), warm"
+    label = (
+        f"SMA 10/50 backtest, {s['symbols']:,} symbols x {s['whole']} ({big['rows']:,} rows), warm"
+    )
     table.add_row(
         label,
         f"{big['warm_s']:.2f} s",
@@ -402,7 +507,7 @@ def _print(console: Console, out: dict[str, Any]) -> None:
     console.print(table)
     per = Table(
         title=f"the same backtest: worker memory per million frame rows, "
-        f"{s['symbols']:,} symbols x 20 y store (PSS, all processes)"
+        f"{s['symbols']:,} symbols x {s['whole']} store (footprint, all processes)"
     )
     for column in (
         "slice",
@@ -427,6 +532,24 @@ def _print(console: Console, out: dict[str, Any]) -> None:
             f"{(r['warm_peak_mib'] - r['idle_mib']) / m:,.0f}",
         )
     console.print(per)
+    console.print(by_process(s))
+
+
+def by_process(s: dict[str, Any]) -> Table:
+    """Where the large backtest's peaks are: MiB of each process at the peak sample."""
+    table = Table(title="the large backtest's peak footprint by process (MiB at the peak sample)")
+    runs = [(name, phase) for name in s["slices"] for phase in ("cold", "warm")]
+    table.add_column("process")
+    for name, phase in runs:
+        table.add_column(f"{name} {phase}", justify="right")
+    roles = sorted({k for r in s["slices"].values() for p in ("cold", "warm")
+                    for k in r[f"{p}_by_process"] if k != "total"})  # fmt: skip
+    for role in [*roles, "total"]:
+        table.add_row(
+            role,
+            *(f"{s['slices'][n][f'{p}_by_process'].get(role, 0.0):,.0f}" for n, p in runs),
+        )
+    return table
 
 
 def _aapl_row(table: Table, a: dict[str, Any]) -> None:
@@ -439,6 +562,16 @@ def _aapl_row(table: Table, a: dict[str, Any]) -> None:
         f"<= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'}",
         f"{a['load']:.2f}",
     )
+    if "backtesting_py_s" in a:
+        btpy = a["backtesting_py_s"] / a["strategyq_s"]
+        table.add_row(
+            "  same, backtesting.py optimize (its process pool) in the vectorbt column",
+            f"{a['strategyq_s'] * 1000:.0f} ms",
+            f"{a['backtesting_py_s'] * 1000:.0f} ms",
+            f"{btpy:.1f}x faster",
+            f">= 5x faster: {'met' if btpy >= 5 else 'NOT met'}",
+            f"{a['backtesting_py_load']:.2f}",
+        )
 
 
 def _big_rows(table: Table, b: dict[str, Any]) -> None:

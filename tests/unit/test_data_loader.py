@@ -173,6 +173,42 @@ def test_bars_only_frame_matches_the_full_frame(data_sample_root: Path) -> None:
     assert len(lookback.frame) == 20
 
 
+def test_bars_only_frame_is_adjusted_bit_for_bit(data_sample_root: Path) -> None:
+    # Without indicators only the kept rows are adjusted (after the warm-up is cut): the
+    # same products as adjusting the whole read first, across AAPL's 2005 split.
+    market = MarketData(data_sample_root, cache_mb=0)
+    args = (["AAPL", "IBM"], date(2005, 2, 1), date(2005, 3, 31))
+    full = market.load(*args, history_sessions=5).frame
+    bars = market.load(*args, history_sessions=5, indicators=False).frame
+    raw = market.load(*args, history_sessions=5, indicators=False, adjusted=False).frame
+    assert (raw["adj_factor"] != 1.0).any()
+    for col in VALUE_COLUMNS:
+        assert np.array_equal(full[col].to_numpy(), bars[col].to_numpy()), col
+    for col in ("open", "high", "low", "close"):
+        expected = raw[col].to_numpy() * raw["adj_factor"].to_numpy()
+        assert np.array_equal(bars[col].to_numpy(), expected), col
+    expected = raw["volume"].to_numpy() / raw["adj_factor"].to_numpy()
+    assert np.array_equal(bars["volume"].to_numpy(), expected)
+    assert bars["date"].dtype == np.dtype("M8[ns]")
+    assert list(bars["date"]) == list(full["date"])
+
+
+def test_bar_columns_keep_only_the_named_bars_adjusted_alike(data_sample_root: Path) -> None:
+    market = MarketData(data_sample_root, cache_mb=64)
+    args = (["AAPL", "IBM"], date(2005, 2, 1), date(2005, 3, 31))
+    every = market.load(*args, indicators=False).frame
+    prices = market.load(*args, indicators=False, bar_columns=["close", "open", "high", "low"])
+    assert list(prices.frame.columns) == ["ticker", "date", "open", "high", "low", "close"]
+    pd.testing.assert_frame_equal(prices.frame, every[list(prices.frame.columns)], check_exact=True)
+    # With indicators the same subset, and a different cache entry from the full frame.
+    with_sma = market.load(*args, indicators=["sma_5"], bar_columns=["close", "volume"]).frame
+    assert list(with_sma.columns) == ["ticker", "date", "close", "volume", "sma_5"]
+    assert np.array_equal(with_sma["volume"].to_numpy(), every["volume"].to_numpy())
+    assert market.load(*args, indicators=False).frame is every
+    with pytest.raises(DataError, match="not bar columns: vwap"):
+        market.load(*args, bar_columns=["close", "vwap"])
+
+
 def test_history_sessions_keep_rows_before_start(data_sample_root: Path) -> None:
     market = MarketData(data_sample_root, cache_mb=0)
     plain = market.load(["IBM", "FB"], date(2011, 1, 3), date(2011, 1, 7)).frame

@@ -11,6 +11,7 @@ import pytest
 
 from strategyq.data import MarketData, write_synthetic
 from strategyq.engine import TradeModel, market_from_frame, run_backtest, run_screening
+from strategyq.errors import DataError
 from strategyq.executor.run import context as tasks
 
 
@@ -93,3 +94,26 @@ def test_the_memo_lets_go_with_the_frame_and_skips_big_ones(
     big = uncached.load(tickers, None, None, indicators=False)
     assert tasks.engine_market(big) is not tasks.engine_market(big)
     assert id(big) not in tasks._markets
+
+
+def _same_market(a: object, b: object) -> None:
+    for name in ("symbols", "starts", "ends", "code", "day", "key", "open", "close"):
+        left, right = getattr(a, name), getattr(b, name)
+        assert left == right if isinstance(left, list) else (left == right).all(), name
+
+
+def test_a_loader_frame_and_its_arrow_copy_make_the_same_market(store: Path) -> None:
+    # The loader's Python-string tickers take the neighbour-comparison path; the same
+    # frame with Arrow strings, a Categorical or plain objects takes factorize's.
+    frame = _load(MarketData(store, cache_mb=0))
+    fast = market_from_frame(frame)
+    for dtype in ("string[pyarrow]", "category", object):
+        other = frame.assign(ticker=frame["ticker"].astype(dtype))
+        _same_market(fast, market_from_frame(other))
+    # Unsorted rows and a missing ticker are still sorted, or refused, as before.
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    _same_market(fast, market_from_frame(shuffled))
+    holed = frame.astype({"ticker": object})
+    holed.loc[5, "ticker"] = None
+    with pytest.raises(DataError, match="row 5 has no ticker"):
+        market_from_frame(holed)

@@ -86,6 +86,7 @@ class MarketData:
         lookback_sessions: int | None = None,
         indicators: bool | Sequence[str] = True,
         history_sessions: int = 0,
+        bar_columns: Sequence[str] = VALUE_COLUMNS,
     ) -> LoadResult:
         """Bars and indicators of ``symbols`` for sessions ``start..end`` (both inclusive).
 
@@ -98,12 +99,15 @@ class MarketData:
         indicator names, the bars and those indicators (in their usual order). With
         ``history_sessions`` the frame also keeps up to that many sessions of each
         ticker before ``start`` (a backtest's strategy sees them; they never trade).
+        ``bar_columns`` names the bar columns kept (every one by default; always in
+        ``VALUE_COLUMNS`` order): the engine reads the four prices only.
 
         Raises:
-            DataError: The range or a count is invalid.
+            DataError: The range or a count is invalid, or a bar column is unknown.
         """
         requested = _normalize(symbols)
         indicators = _indicator_set(indicators)
+        bars_kept = _bar_set(bar_columns)
         first = session_date(start) if start is not None else None
         last = session_date(end) if end is not None else None
         _check_range(first, last, warmup_sessions, lookback_sessions, history_sessions)
@@ -121,6 +125,7 @@ class MarketData:
             lookback_sessions,
             indicators,
             history_sessions,
+            bars_kept,
         )
         cached = self.cache.get(key)
         if cached is not None:
@@ -136,6 +141,7 @@ class MarketData:
             lookback_sessions,
             indicators,
             history_sessions,
+            bars_kept,
         )
         self.cache.put(key, result, size)
         return result
@@ -158,6 +164,20 @@ def _indicator_set(indicators: bool | Sequence[str]) -> bool | tuple[str, ...]:
     if names == set(INDICATOR_COLUMNS):
         return True
     return tuple(c for c in INDICATOR_COLUMNS if c in names) or False
+
+
+def _bar_set(names: Sequence[str]) -> tuple[str, ...]:
+    """The bar columns named, in ``VALUE_COLUMNS`` order.
+
+    Raises:
+        DataError: a name is not a bar column.
+    """
+    unknown = sorted(set(names) - set(VALUE_COLUMNS))
+    if unknown:
+        raise DataError(
+            f"not bar columns: {', '.join(unknown)}; pick from {', '.join(VALUE_COLUMNS)}"
+        )
+    return tuple(c for c in VALUE_COLUMNS if c in set(names))
 
 
 def _check_range(
@@ -188,6 +208,7 @@ def _load(
     lookback: int | None,
     indicators: bool | tuple[str, ...],
     history: int = 0,
+    bars_kept: tuple[str, ...] = VALUE_COLUMNS,
 ) -> tuple[LoadResult, int]:
     known = sorted(t for t in requested if t in manifest.tickers)
     missing = [t for t in requested if t not in manifest.tickers]
@@ -216,7 +237,7 @@ def _load(
         bool(has_rows.all()) and bool((warm == offsets).all()) and int(lengths.sum()) == bars.rows
     )
     trimmed = bars if whole or not names else bars.take(_ranges_index(warm, lengths), lengths)
-    frame = _frame(trimmed, names, lengths, skip, kept, adjusted, indicators)
+    frame = _frame(trimmed, names, lengths, skip, kept, adjusted, indicators, bars_kept)
     size = int(frame.memory_usage(index=False, deep=False).sum())
     log.debug("loaded %s rows of %s tickers (%s missing)", len(frame), len(names), len(missing))
     return LoadResult(frame=frame, missing=missing, empty=empty, ranges=ranges), size
@@ -259,23 +280,37 @@ def _frame(
     kept: IntArray,
     adjusted: bool,
     indicators: bool | tuple[str, ...] = True,
+    bars_kept: tuple[str, ...] = VALUE_COLUMNS,
 ) -> pd.DataFrame:
     chosen = INDICATOR_COLUMNS if indicators is True else (indicators or ())
-    columns = [*VALUE_COLUMNS, *chosen]
+    columns = [*bars_kept, *chosen]
     rows = int(kept.sum())
     block = np.empty((len(columns), rows))
     if names:
         values = dict(bars.values)
-        if adjusted:
+        if adjusted and chosen:
+            # The indicators run over the warm-up too, so they need adjusted copies of the
+            # whole read; without indicators only the kept rows are adjusted, in place.
             factor = values["adj_factor"]
             for col in PRICE_COLUMNS:
                 values[col] = values[col] * factor
             values["volume"] = values["volume"] / factor
         layout = Layout(lengths)
         flat_keep = _ranges_index(_starts(lengths) + skip, kept)
-        for i, col in enumerate(VALUE_COLUMNS):
+        for i, col in enumerate(bars_kept):
             np.take(values[col], flat_keep, out=block[i], mode="clip")
-        row = len(VALUE_COLUMNS)
+        if adjusted and not chosen:
+            at = {col: i for i, col in enumerate(bars_kept)}
+            factor = (
+                block[at["adj_factor"]]
+                if "adj_factor" in at
+                else np.take(values["adj_factor"], flat_keep, mode="clip")
+            )
+            for col in (*PRICE_COLUMNS, "volume"):
+                if col in at:
+                    operation = np.divide if col == "volume" else np.multiply
+                    operation(block[at[col]], factor, out=block[at[col]])
+        row = len(bars_kept)
         computed = (
             compute(
                 layout,
@@ -296,11 +331,12 @@ def _frame(
             flat = np.ascontiguousarray(grid).reshape(-1)
             # mode="clip" lets take write straight into ``out`` instead of buffering.
             np.take(flat, grid_keep, out=block[row + i], mode="clip")
-        dates = bars.dates[flat_keep]
+        # Days to nanoseconds in one int64 array (no int64 copy of the days first).
+        stamps = np.multiply(bars.dates[flat_keep], np.int64(_NS_PER_DAY), dtype=np.int64)
     else:
-        dates = np.zeros(0, dtype=np.int32)
+        stamps = np.zeros(0, dtype=np.int64)
     frame = pd.DataFrame(block.T, columns=columns, copy=False)
-    frame.insert(0, "date", (dates.astype(np.int64) * _NS_PER_DAY).view("M8[ns]"))
+    frame.insert(0, "date", stamps.view("M8[ns]"))
     frame.insert(0, "ticker", _ticker_column(names, kept))
     return frame
 

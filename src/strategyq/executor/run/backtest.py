@@ -10,6 +10,7 @@ from strategyq.engine import Market, run_backtest
 from strategyq.engine.warmup import leave_out_warmup
 from strategyq.errors import DataError
 from strategyq.executor.run.context import (
+    ENGINE_BARS,
     WARMUP_SESSIONS,
     RunContext,
     data_warnings,
@@ -99,6 +100,7 @@ def benchmark_bars(args: BacktestArgs, market: MarketData) -> Market:
         adjusted=args.adjusted,
         warmup_sessions=0,
         indicators=False,
+        bar_columns=ENGINE_BARS,
     )
     if loaded.frame.empty:
         where = (

@@ -14,6 +14,7 @@ from typing import Any
 from strategyq.data import LoadResult, MarketData
 from strategyq.data.columns_used import indicators_used
 from strategyq.engine import Market, market_from_frame
+from strategyq.engine.market import REQUIRED_COLUMNS
 from strategyq.errors import DataError
 from strategyq.protocol.results import Stage
 from strategyq.sandbox.forkclient import ForkClient
@@ -25,6 +26,10 @@ StageCallback = Callable[[Stage], None]
 
 # Enough history for sma_200 plus the slower indicators to settle.
 WARMUP_SESSIONS = 250
+
+ENGINE_BARS = tuple(c for c in REQUIRED_COLUMNS if c not in ("ticker", "date"))
+"""The bar columns the engine reads: the executor's frames keep only these (volume and
+``adj_factor`` would be a third of a bars-only frame, held in the cache for nothing)."""
 
 
 # The engine's flat view of a cached frame, kept as long as the loader keeps that
@@ -152,9 +157,10 @@ class RunContext:
             warmup_sessions=request["warmup_sessions"],
             lookback_sessions=request["lookback_sessions"],
             history_sessions=request.get("history_sessions", 0),
-            # The engine needs bars only; the strategy's frame (with indicators) lives
-            # in the sandbox host.
+            # The engine needs prices only; the strategy's frame (with indicators)
+            # lives in the sandbox host.
             indicators=False,
+            bar_columns=ENGINE_BARS,
         )
         if loaded.frame.empty:
             raise DataError(no_data_message(symbols, loaded, what, self.market))

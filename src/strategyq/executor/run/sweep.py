@@ -28,6 +28,7 @@ from strategyq.executor.run.backtest import (
     model_for,
 )
 from strategyq.executor.run.context import (
+    ENGINE_BARS,
     RunContext,
     engine_market,
     no_data_message,
@@ -71,6 +72,7 @@ def plan(task: Task, ctx: RunContext) -> dict[str, Any]:
         adjusted=bt.adjusted,
         warmup_sessions=0,
         indicators=False,
+        bar_columns=ENGINE_BARS,
     )
     if loaded.frame.empty:
         raise DataError(no_data_message(bt.symbols, loaded, "symbols", ctx.market))
