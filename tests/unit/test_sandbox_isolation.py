@@ -176,7 +176,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def client(store: Path) -> Iterator[ForkClient]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    settings = Settings.from_env({"STRATEGYQ_HOME": str(store.parent)}, data_cache_mb=64)
+    # Every strategy here imports nothing beyond the standard library and NumPy, so each
+    # runs in a child of the lean fork server. The host starts only that server: one that
+    # preloads every library would add seconds of start-up to each test and hold pages no
+    # child of these tests is forked from.
+    settings = Settings.from_env(
+        {"STRATEGYQ_HOME": str(store.parent), "STRATEGYQ_SANDBOX_LIBRARIES": "none"},
+        data_cache_mb=64,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "strategyq.executor.sandbox_host", str(theirs.fileno()),
          settings.for_child_process().decode()],

@@ -31,7 +31,11 @@ class ServeProcess:
     """``strategyq serve`` as a real subprocess on a free loopback port."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.env = env
+        # The API checks a strategy against the shipped library list, as check_strategy()
+        # does in this process. The workers beside it keep the lean sandbox the suite's
+        # timings give them: no test here runs a library strategy, and a fork server that
+        # preloads every library costs several seconds of CPU at each worker's start.
+        self.env = {**env, "STRATEGYQ_SANDBOX_LIBRARIES": ",".join(SANDBOX_LIBRARIES)}
         self.port = free_port()
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
@@ -84,16 +88,8 @@ class ServeProcess:
 
 def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
     # Every worker of these tests reaps, and a reaper applies its own limit: with one
-    # attempt, whichever worker reaps a crashed run dead-letters it. The API checks a
-    # strategy against the shipped library list, as check_strategy() does in this process.
-    libraries = ",".join(SANDBOX_LIBRARIES)
-    return suite_env(
-        redis_url,
-        market_home,
-        STRATEGYQ_MAX_ATTEMPTS="1",
-        STRATEGYQ_SANDBOX_LIBRARIES=libraries,
-        **extra,
-    )
+    # attempt, whichever worker reaps a crashed run dead-letters it.
+    return suite_env(redis_url, market_home, STRATEGYQ_MAX_ATTEMPTS="1", **extra)
 
 
 @pytest.fixture(scope="session")
