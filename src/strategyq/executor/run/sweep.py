@@ -312,13 +312,14 @@ class _ChunkEngine:
         in one pass when its columns allow it.
         """
         bt = self.bt
+        models = [model_for(bt, p) for p in params]
         if isinstance(answer, ColumnRun) and COMBINATION in answer.columns:
             columns = {k: v for k, v in answer.columns.items() if k != COMBINATION}
             measured = backtest_metrics_grid(
                 columns,
                 answer.columns[COMBINATION],
                 self.market,
-                [model_for(bt, p) for p in params],
+                models,
                 start=start,
                 end=end,
                 benchmark=self.bench,
@@ -331,7 +332,7 @@ class _ChunkEngine:
         return backtest_metrics_many(
             given,
             self.market,
-            [model_for(bt, p) for p in params],
+            models,
             start=start,
             end=end,
             benchmark=self.bench,
