@@ -63,6 +63,23 @@ def test_a_backtest_page_leads_with_headline_cards_and_labels_every_metric(
     assert width <= page.viewport_size["width"]
 
 
+def test_the_chart_library_loads_only_on_pages_with_charts(
+    page: Any, http: httpx.Client, worker: WorkerProcess
+) -> None:
+    _backtest(http, "br-results")
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    for path in ["/tasks", "/dead-letters", "/schedules", "/submit"]:
+        page.goto(path)
+        page.wait_for_load_state("load")
+        assert page.evaluate("() => typeof Plotly") == "undefined", path
+    assert not [url for url in fetched if "plotly" in url]
+    page.goto("/tasks/br-results")
+    page.wait_for_selector("#equity-chart .main-svg", timeout=WAIT_MS)
+    assert page.evaluate("() => typeof Plotly") == "object"
+    assert len([url for url in fetched if url.endswith("/static/plotly.min.js")]) == 1
+
+
 def test_dark_mode_follows_the_system_setting(
     chromium: Any, serve: Any, http: httpx.Client, worker: WorkerProcess
 ) -> None:

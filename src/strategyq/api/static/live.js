@@ -5,6 +5,23 @@
 // what is typed anywhere on it is kept. A backtest's price chart has a ticker picker.
 (function () {
   "use strict";
+  // Plotly is 4.8 MB of script: a page loads it only when it has a chart to draw, and
+  // then once (the offline HTML report embeds it, so it is there already).
+  var plotlyWaiting = null;
+  function withPlotly(then) {
+    if (typeof Plotly !== "undefined") { then(); return; }
+    if (!document.querySelector("[data-plot]")) return;
+    if (plotlyWaiting) { plotlyWaiting.push(then); return; }
+    plotlyWaiting = [then];
+    var script = document.createElement("script");
+    script.src = "/static/plotly.min.js";
+    script.onload = function () {
+      var waiting = plotlyWaiting;
+      plotlyWaiting = null;
+      waiting.forEach(function (fn) { fn(); });
+    };
+    document.head.appendChild(script);
+  }
   var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
   function plot(div, spec) {
     if (dark) {
@@ -151,7 +168,7 @@
           region.replaceChildren.apply(region, Array.prototype.map.call(
             fresh.childNodes, function (node) { return document.importNode(node, true); }));
           region.dataset.updated = String(Date.now());
-          draw(region);
+          withPlotly(function () { draw(region); });
         })
         .catch(function () { /* the next event or tick tries again */ })
         .then(function () {
@@ -197,8 +214,7 @@
     open();
   }
   confirmations();
-  draw();
-  prices();
+  withPlotly(function () { draw(); prices(); });
   follow();
   live();
 })();
