@@ -24,7 +24,10 @@ def main(argv: list[str]) -> int:
         for m in pkgutil.iter_modules([str(here)])
         if m.name.startswith("bench_")
     )
-    slow = {"e2e", "soak", "sweep", "postgres", "memory", "grid", "peers", "task_cpu", "vectorbt"}
+    slow = {
+        "e2e", "soak", "sweep", "postgres", "memory", "grid", "peers", "task_cpu", "vectorbt",
+        "columns",
+    }  # fmt: skip
     chosen = argv or [a for a in areas if a not in slow]
     unknown = [a for a in chosen if a not in areas]
     if unknown:

@@ -119,6 +119,77 @@ def test_local_sweep_equals_the_queue_result(
         assert here["data"]["walk_forward"]["folds"]
 
 
+def _same_task(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without what the added helper changes: the code echoed, and the width of
+    the strategy's frame (the indicators it may read are found in its code)."""
+    data = {k: v for k, v in record["data"].items() if k != "task_args"}
+    for holder in (data.get("summary"), (data.get("best_result") or {}).get("summary")):
+        if isinstance(holder, dict):
+            holder["data_shape"] = holder["data_shape"][:1]
+    return {**record, "data": data}
+
+
+AS_ROWS = {
+    "sma_cross": "\n\ndef as_rows(df):\n    return sma_cross(df).to_dict(orient='records')\n",
+    "sma_params": "\n\ndef as_rows(df, params):\n"
+    "    return sma_cross_strategy(df, params).to_dict(orient='records')\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        (
+            "sma_cross",
+            {
+                "symbols": ["AAPL", "IBM", "NOPE"],
+                "start_date": "2010-01-01",
+                "end_date": "2012-12-31",
+                "max_positions": 1,
+                "max_instances": 9,
+            },
+        ),
+        (
+            "sma_params",
+            {
+                "symbols": ["AAPL", "MSFT"],
+                "start_date": "2008-01-01",
+                "end_date": "2012-12-31",
+                "params": {"fast": 10, "slow": 50},
+            },
+        ),
+        (
+            "sma_params",
+            {
+                "symbols": ["AAPL", "MSFT"],
+                "start_date": "2006-01-01",
+                "end_date": "2010-12-31",
+                "param_grid": {"fast": [5, 10], "slow": [50]},
+                "top_n": 2,
+            },
+        ),
+    ],
+    ids=["backtest", "params", "sweep"],
+)
+def test_a_returned_frame_gives_the_result_of_its_rows(
+    local: LocalSession, name: str, args: dict[str, Any]
+) -> None:
+    """The frame travels as columns and is read column-wise; its rows (the same strategy
+    returning ``to_dict(orient="records")``) travel and are read one by one: same result."""
+    kind = "sweep" if "param_grid" in args else "backtest"
+    runs = [
+        local.run({"task_id": f"{kind}-{i}", "task_type": kind,
+                   "args": {"strategy_code": code, **args}})
+        for i, code in enumerate((source(name), source(name) + AS_ROWS[name]))
+    ]  # fmt: skip
+    frame, rows = (_same_task(comparable(r)) for r in runs)
+    assert frame["status"] == "completed", frame
+    assert frame == rows
+    if kind == "backtest":
+        assert frame["data"]["summary"]["num_trades"] > 0
+        assert frame["data"]["summary"]["warmup_instances"] > 0
+
+
 def test_python_api_result_objects(settings: Settings, local: LocalSession, tmp_path: Path) -> None:
     strategy = tmp_path / "strat.py"
     strategy.write_text(source("sma_cross"))

@@ -338,3 +338,39 @@ def test_a_raw_error_answer_with_20_mib_of_logs_is_cut_to_the_cap(client: ForkCl
     assert growth < 4 * 20, growth
     assert elapsed < 20, elapsed
     assert client.run(NORMAL, later, LIMITS)[0][0]["n"] > 0
+
+
+RAW_COLUMNS = """
+import os, orjson
+
+def raw(df):
+    # A columns answer the child's own checks would have sent as rows ({ROWS:,} rows):
+    # rows of one small number, or rows that repeat a long key past the cap.
+    body = orjson.dumps({{"columns": {COLUMNS}}})
+    view = memoryview(b"C" + body + b"\\x00" + orjson.dumps({{"logs": "", "truncated": False}}))
+    while view:
+        view = view[os.write(3, view):]
+    os._exit(0)
+"""
+
+
+def test_a_raw_columns_answer_is_judged_by_its_rows_before_any_is_built(
+    client: ForkClient,
+) -> None:
+    """Sent raw (policy off): 3 M rows in 6 MB would be 3 M dicts; refused before they exist."""
+    later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
+    limits = dataclasses.replace(LIMITS, answer_max_bytes=32 << 20)
+    code = RAW_COLUMNS.format(ROWS=3_000_000, COLUMNS="{'a': [0] * 3_000_000}")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _peak_rss_mib()
+    with pytest.raises(errors.BadResult, match="dicts and lists"):
+        client.run(code, later, limits, check_policy=False)
+    growth = _peak_rss_mib() - before
+    # The read buffer and the parsed column (a list of 3 M small ints): no row dicts.
+    assert growth < 20 * 6, growth
+    # 6 KB of columns whose rows repeat a 1,000-byte key 2,000 times, past the 1 MiB cap.
+    wide = RAW_COLUMNS.format(ROWS=2000, COLUMNS="{('k' * 1000): [0] * 2000}")
+    with pytest.raises(errors.BadResult, match="larger than 1048576 bytes"):
+        client.run(wide, later, LIMITS, check_policy=False)
+    assert client.run(NORMAL, later, LIMITS)[0][0]["n"] > 0

@@ -271,3 +271,16 @@ def test_an_error_record_fits_the_result_cap_with_its_logs() -> None:
         "ok": False, "error": "boom", "error_type": "strategy_error",
         "logs": "hi\n", "logs_truncated": False,
     }  # fmt: skip
+
+
+def test_a_single_frame_of_zeros_fails_as_its_rows_did(executor: Executor) -> None:
+    """A backtest's answer of 3 M one-field rows: the child sends it as rows, refused as before."""
+    frame = "pd.DataFrame({'a': np.zeros(3_000_000, dtype=np.int64)})"
+    as_frame = f"def s(df):\n    return {frame}\n"
+    as_rows = f"def s(df):\n    return {frame}.to_dict(orient='records')\n"
+    _elapsed, got = _run(executor, as_frame, timeout_s=30)
+    _elapsed, want = _run(executor, as_rows, timeout_s=30)
+    assert got.error_type == want.error_type == "bad_result", got  # type: ignore[attr-defined]
+    assert got.error == want.error and "dicts and lists" in got.error  # type: ignore[attr-defined]
+    _elapsed, outcome = _run(executor, NORMAL)
+    assert outcome.ok, outcome  # type: ignore[attr-defined]

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from strategyq.engine.batch import metrics_many
-from strategyq.engine.columnar import column_signals, grid_column_signals
+from strategyq.engine.columnar import column_instances, column_signals, grid_column_signals
+from strategyq.engine.instances import InstanceFacts
 from strategyq.engine.jsonvalues import date_to_day, day_to_iso, iso_seconds, parse_timestamp
 from strategyq.engine.market import Market, as_market, market_from_frame
 from strategyq.engine.outcome import simulate_columns
@@ -50,7 +51,11 @@ def run_backtest(
 
     Args:
         instances: the strategy's output (list of dicts or a DataFrame), or
-            :class:`NormalizedInstances` already built.
+            :class:`NormalizedInstances` already built, or a mapping of
+            equal-length lists (``{"ticker": [...], "date": [...], ...}``: a
+            returned DataFrame as a sandbox child sends it), read column-wise
+            when their shape allows it (see :mod:`strategyq.engine.columnar`)
+            and as the rows they make otherwise; the result is the same.
         df: bars sorted by (ticker, date); may include warm-up rows before ``start``.
             Or the :class:`Market` that ``market_from_frame`` built from them.
         model: the trade model.
@@ -74,14 +79,13 @@ def run_backtest(
     full = as_market(df)
     first, last = _range(full, start, end)
     market = full.window(first.date() if start else None, last.date() if end else None)
-    normalized = normalized_instances(instances, market)
-    model = model.resolved(normalized.has_exits)
-    cols = signal_columns(normalized, market, date_to_day(first.date()) if start else None)
+    described, cols = _instances(instances, market, date_to_day(first.date()) if start else None)
+    model = model.resolved(described.has_exits)
     bench, bench_name = _benchmark(benchmark, benchmark_symbol, first, last)
     outcome = simulate_columns(market, cols, model, bench)
-    counts = signal_counts(outcome, cols, len(normalized.unknown_tickers))
+    counts = signal_counts(outcome, cols, described.unknown_count)
     summary = backtest_summary(
-        normalized,
+        described,
         cols,
         outcome,
         model,
@@ -95,8 +99,40 @@ def run_backtest(
     )
     logger.debug("backtest: %s signals, %s trades", len(cols.codes), len(outcome.taken))
     return backtest_result(
-        normalized, cols, outcome, model, market, counts, summary, max_instances, max_trades
+        described, cols, outcome, model, market, counts, summary, max_instances, max_trades
     )
+
+
+def _instances(
+    instances: Any, market: Market, first_day: int | None
+) -> tuple[InstanceFacts, SignalColumns]:
+    """What the report needs of the instances, and their signal arrays."""
+    if _is_columns(instances):
+        read = column_instances(instances, market, first_day)
+        if read is not None:
+            described, fast = read
+            return described, columns_from(fast)
+        instances = _rows(instances)
+    normalized = normalized_instances(instances, market)
+    return normalized, signal_columns(normalized, market, first_day)
+
+
+def _is_columns(instances: Any) -> bool:
+    """Whether ``instances`` is a mapping of equal-length lists (a frame sent as columns)."""
+    if not isinstance(instances, Mapping):
+        return False
+    values = list(instances.values())
+    return (
+        bool(values)
+        and all(isinstance(v, list | tuple | np.ndarray) for v in values)
+        and len({len(v) for v in values}) == 1
+    )
+
+
+def _rows(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The row dicts that equal-length columns make, fields in column order."""
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def backtest_metrics(
@@ -232,10 +268,7 @@ def _signals(
         fast = column_signals(instances, market, first_day, days)
         if fast is not None:
             return columns_from(fast), model.resolved(fast.has_exits)
-        names = list(instances)
-        instances = [
-            dict(zip(names, row, strict=True)) for row in zip(*instances.values(), strict=True)
-        ]
+        instances = _rows(instances)
     normalized = normalized_instances(instances, market)
     return signal_columns(normalized, market, first_day), model.resolved(normalized.has_exits)
 

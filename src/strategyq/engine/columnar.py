@@ -8,6 +8,12 @@ fields — the entry and exit arrays are built column-wise, exactly as
 backtest's signal extraction would build them. Anything else (fields the
 engine interprets per instance, untrimmed tickers, unparsable dates, …) is
 left to the row path, which validates and reports it.
+
+A single backtest reads its instances the same way (:func:`column_instances`):
+besides the signal arrays it keeps what the report needs of the instances —
+their count, the unknown tickers, each trade's signal date, the first
+``max_instances`` records — and builds instance dicts for that first stretch
+only.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from strategyq.engine.jsonvalues import date_to_day, parse_day
+from strategyq.engine.instances import normalize_instances
+from strategyq.engine.jsonvalues import date_to_day, day_to_iso, parse_day
 from strategyq.engine.market import IntArray, Market
 from strategyq.engine.simulate import BoolArray
 
@@ -30,9 +37,11 @@ ROW_PATH_FIELDS = frozenset({"signal", "score", "direction", "weight", "action"}
 class ColumnSignals:
     """Active entries and exits on known tickers, in instance order.
 
-    ``entry_index`` is each entry's position among the instances (rows
-    expanded into an exit and/or an entry); ``has_exits`` whether any instance
-    is an exit (on any ticker).
+    ``entry_index`` and ``exit_index`` are each entry's and exit's position
+    among the instances (rows expanded into an exit and/or an entry);
+    ``has_exits`` whether any instance is an exit (on any ticker);
+    ``before_start`` how many instances on known tickers are dated before the
+    first day (counted, not kept).
     """
 
     entry_codes: IntArray
@@ -41,6 +50,8 @@ class ColumnSignals:
     exit_codes: IntArray
     exit_days: IntArray
     has_exits: bool
+    exit_index: IntArray
+    before_start: int
 
 
 def column_signals(
@@ -57,9 +68,23 @@ def column_signals(
     read = _read(columns, market, first_day, day_cache)
     if read is None:
         return None
-    code, days, row, is_exit, keep = read
+    return _signals(*read, first_day)
+
+
+def _signals(
+    code: IntArray,
+    days: IntArray,
+    row: IntArray,
+    is_exit: BoolArray,
+    keep: BoolArray,
+    first_day: int | None,
+) -> ColumnSignals:
     enters = np.flatnonzero(keep & ~is_exit)
-    exits = row[keep & is_exit]
+    leaves = np.flatnonzero(keep & is_exit)
+    exits = row[leaves]
+    early = 0
+    if first_day is not None:
+        early = int(np.count_nonzero((code[row] >= 0) & (days[row] < first_day)))
     return ColumnSignals(
         entry_codes=code[row[enters]],
         entry_days=days[row[enters]],
@@ -67,7 +92,86 @@ def column_signals(
         exit_codes=code[exits],
         exit_days=days[exits],
         has_exits=bool(is_exit.any()),
+        exit_index=leaves.astype(np.int64),
+        before_start=early,
     )
+
+
+@dataclass(frozen=True)
+class ColumnInstances:
+    """A run's instances read from columns: what the backtest's report needs of them.
+
+    The same figures, records and dates as the
+    :class:`~strategyq.engine.instances.NormalizedInstances` of the rows the
+    columns make, without a dict per instance. ``code`` and ``days`` are per
+    row (code -1: a ticker the market lacks); ``row`` and ``is_exit`` per
+    instance (a row with ``entry`` and ``exit`` makes an exit, then an entry).
+    """
+
+    columns: Mapping[str, Sequence[Any]]
+    code: IntArray
+    days: IntArray
+    row: IntArray
+    is_exit: BoolArray
+
+    @property
+    def total(self) -> int:
+        """How many instances the rows make."""
+        return len(self.row)
+
+    @property
+    def positive_signals(self) -> int:
+        """Every instance: a ``signal`` field takes the row path."""
+        return self.total
+
+    @property
+    def has_exits(self) -> bool:
+        """Whether any instance is an exit."""
+        return bool(self.is_exit.any())
+
+    @property
+    def unknown_count(self) -> int:
+        """How many instances name a ticker the market lacks."""
+        return int(np.count_nonzero(self.code[self.row] < 0))
+
+    def unknown_examples(self, count: int) -> list[str]:
+        """The first ``count`` of those tickers, sorted."""
+        tickers = self.columns["ticker"]
+        rows = self.row[self.code[self.row] < 0].tolist()
+        return sorted({tickers[i] for i in rows})[:count]
+
+    def head(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` instance records: the rows that make them, normalised."""
+        if count <= 0 or self.total == 0:
+            return []
+        rows = int(self.row[min(count, self.total) - 1]) + 1
+        names = list(self.columns)
+        prefix = [self.columns[name][:rows] for name in names]
+        dicts = [dict(zip(names, values, strict=True)) for values in zip(*prefix, strict=True)]
+        return normalize_instances(dicts).records[:count]
+
+    def scores_at(self, indices: list[int]) -> list[float | None]:
+        """No scores: a ``score`` field takes the row path."""
+        return [None] * len(indices)
+
+    def days_at(self, indices: list[int]) -> list[str]:
+        """The ``YYYY-MM-DD`` date of each of these instances."""
+        picked = self.days[self.row[np.asarray(indices, dtype=np.int64)]]
+        return [day_to_iso(day) for day in picked.tolist()]
+
+
+def column_instances(
+    columns: Mapping[str, Sequence[Any]], market: Market, first_day: int | None
+) -> tuple[ColumnInstances, ColumnSignals] | None:
+    """The instances and signals of columns, or ``None`` for the row path.
+
+    The signals are :func:`column_signals`'s.
+    """
+    read = _read(columns, market, first_day, None)
+    if read is None:
+        return None
+    code, days, row, is_exit, _ = read
+    return ColumnInstances(columns, code, days, row, is_exit), _signals(*read, first_day)
 
 
 def grid_column_signals(
@@ -100,12 +204,16 @@ def grid_column_signals(
     entering = keep & ~is_exit
     leaving = keep & is_exit
     entry_rows, entry_at = row[entering], position[entering]
-    exit_rows = row[leaving]
+    exit_rows, exit_at = row[leaving], position[leaving]
     entry_bounds = np.searchsorted(owner[entering], np.arange(groups + 1))
     exit_bounds = np.searchsorted(owner[leaving], np.arange(groups + 1))
     entry_codes, entry_days = code[entry_rows], days[entry_rows]
     exit_codes, exit_days = code[exit_rows], days[exit_rows]
     has_exits = (np.bincount(owner[is_exit], minlength=groups) > 0).tolist()
+    early = np.zeros(groups, dtype=np.int64)
+    if first_day is not None:
+        early = np.bincount(owner[(code[row] >= 0) & (days[row] < first_day)], minlength=groups)
+    before_start = early.tolist()
     out = []
     for g in range(groups):
         a, b = entry_bounds[g], entry_bounds[g + 1]
@@ -118,6 +226,8 @@ def grid_column_signals(
                 exit_codes=exit_codes[c:d],
                 exit_days=exit_days[c:d],
                 has_exits=has_exits[g],
+                exit_index=exit_at[c:d],
+                before_start=before_start[g],
             )
         )
     return out

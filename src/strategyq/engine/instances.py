@@ -15,7 +15,7 @@ import datetime as dt
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,46 @@ EXIT_WORDS = frozenset({"exit", "sell", "close", "cover"})
 """Signal strings that look like an exit; refused, so that they never open a position."""
 
 ACTIONS = ("entry", "exit")
+
+
+class InstanceFacts(Protocol):
+    """What a backtest's report reads of its instances, however they were read."""
+
+    @property
+    def total(self) -> int:
+        """How many instances the strategy returned."""
+        ...
+
+    @property
+    def positive_signals(self) -> int:
+        """How many instances carry a truthy signal."""
+        ...
+
+    @property
+    def has_exits(self) -> bool:
+        """Whether any instance is an active exit."""
+        ...
+
+    @property
+    def unknown_count(self) -> int:
+        """How many instances name a ticker without market data."""
+        ...
+
+    def unknown_examples(self, count: int) -> list[str]:
+        """The first ``count`` of those tickers, sorted."""
+        ...
+
+    def head(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` instance records."""
+        ...
+
+    def scores_at(self, indices: list[int]) -> list[float | None]:
+        """The score of each of these instances."""
+        ...
+
+    def days_at(self, indices: list[int]) -> list[str]:
+        """The ``YYYY-MM-DD`` date of each of these instances (``""`` when undated)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +113,31 @@ class NormalizedInstances:
     def has_exits(self) -> bool:
         """Whether any instance is an active exit."""
         return any(e and a for e, a in zip(self.exits, self.active, strict=True))
+
+    @property
+    def unknown_count(self) -> int:
+        """How many instances name a ticker outside ``known_tickers``."""
+        return len(self.unknown_tickers)
+
+    def unknown_examples(self, count: int) -> list[str]:
+        """The first ``count`` of those tickers, sorted."""
+        return sorted({self.tickers[i] for i in self.unknown_tickers})[:count]
+
+    def head(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` records."""
+        return self.records[:count]
+
+    def scores_at(self, indices: list[int]) -> list[float | None]:
+        """The score of each of these instances."""
+        return [self.scores[i] for i in indices]
+
+    def days_at(self, indices: list[int]) -> list[str]:
+        """The ``YYYY-MM-DD`` date of each of these instances (``""`` when undated)."""
+        out: list[str] = []
+        for i in indices:
+            day = self.days[i]
+            out.append(day.isoformat() if day is not None else "")
+        return out
 
 
 def signal_is_true(value: Any) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from strategyq.engine.instances import NormalizedInstances
+from strategyq.engine.instances import InstanceFacts
 from strategyq.engine.market import REQUIRED_COLUMNS, FloatArray, Market
 from strategyq.engine.outcome import Outcome
 from strategyq.engine.portfolio import Portfolio, Selection
@@ -37,7 +37,7 @@ def benchmark_summary(bench: Market | None, name: str | None, market: Market) ->
 
 
 def backtest_result(
-    normalized: NormalizedInstances,
+    instances: InstanceFacts,
     cols: SignalColumns,
     outcome: Outcome,
     model: TradeModel,
@@ -50,7 +50,7 @@ def backtest_result(
     """The backtest result's lists and curves around its ``summary``."""
     portfolio = outcome.portfolio
     return {
-        "instances": normalized.records[:max_instances],
+        "instances": instances.head(max_instances),
         "summary": summary,
         "performance_metrics": outcome.metrics,
         "equity_curve": _curve(portfolio),
@@ -62,10 +62,10 @@ def backtest_result(
             portfolio,
             cols.index,
             cols.exit_index,
-            normalized,
+            instances,
             max_trades,
         ),
-        "warnings": _warnings(counts, normalized, market),
+        "warnings": _warnings(counts, instances, market),
     }
 
 
@@ -96,7 +96,7 @@ def signal_counts(outcome: Outcome, cols: SignalColumns, unknown: int) -> dict[s
 
 
 def backtest_summary(
-    normalized: NormalizedInstances,
+    instances: InstanceFacts,
     cols: SignalColumns,
     outcome: Outcome,
     model: TradeModel,
@@ -113,15 +113,15 @@ def backtest_summary(
     taken = outcome.taken
     equity = outcome.portfolio.equity
     return {
-        "total_instances": normalized.total,
-        "positive_signals": normalized.positive_signals,
+        "total_instances": instances.total,
+        "positive_signals": instances.positive_signals,
         "entry_signals": len(cols.codes),
         "exit_signals": len(cols.exits),
         "date_range": date_range,
         "symbols_processed": symbols,
         "data_shape": shape,
-        "instances_returned": min(normalized.total, max_instances),
-        "instances_truncated": normalized.total > max_instances,
+        "instances_returned": min(instances.total, max_instances),
+        "instances_truncated": instances.total > max_instances,
         "num_trades": len(taken),
         "trades_returned": min(len(taken), max_trades),
         "trades_truncated": len(taken) > max_trades,
@@ -161,17 +161,18 @@ def _trades(
     portfolio: Portfolio,
     signal_index: np.ndarray[Any, Any],
     exit_index: np.ndarray[Any, Any],
-    normalized: NormalizedInstances,
+    instances: InstanceFacts,
     max_trades: int,
 ) -> list[dict[str, Any]]:
     taken = portfolio.taken[:max_trades]
     pnl = portfolio.pnl[:max_trades]
     instance = signal_index[cand.source[taken]]
+    at = instance.tolist()
     columns: dict[str, list[Any]] = {
         "ticker": [market.symbols[c] for c in market.code[cand.sig_row[taken]].tolist()],
-        "instance_index": instance.tolist(),
+        "instance_index": at,
         "direction": ["short" if s else "long" for s in cand.short[taken].tolist()],
-        "signal_date": _iso_days(normalized, instance),
+        "signal_date": instances.days_at(at),
         "entry_date": _days(market, cand.entry_row[taken]),
         "entry_price": cand.entry_price[taken].tolist(),
         "exit_date": _days(market, cand.exit_row[taken]),
@@ -180,7 +181,7 @@ def _trades(
         "holding_sessions": (cand.exit_row - cand.sig_row)[taken].tolist(),
         "return": cand.ret[taken].tolist(),
         "pnl": pnl.tolist(),
-        "score": [normalized.scores[i] for i in instance.tolist()],
+        "score": instances.scores_at(at),
     }
     if chosen.fraction is not None:
         columns["weight"] = chosen.fraction[:max_trades].tolist()
@@ -197,18 +198,10 @@ def _days(market: Market, rows: np.ndarray[Any, Any]) -> list[str]:
     return days
 
 
-def _iso_days(normalized: NormalizedInstances, instance: np.ndarray[Any, Any]) -> list[str]:
-    out: list[str] = []
-    for i in instance.tolist():
-        day = normalized.days[i]
-        out.append(day.isoformat() if day is not None else "")
-    return out
-
-
-def _warnings(counts: dict[str, int], normalized: NormalizedInstances, market: Market) -> list[str]:
+def _warnings(counts: dict[str, int], instances: InstanceFacts, market: Market) -> list[str]:
     notes: list[str] = []
     if counts["unknown_ticker_instances"]:
-        examples = sorted({normalized.tickers[i] for i in normalized.unknown_tickers})[:5]
+        examples = instances.unknown_examples(5)
         notes.append(
             f"{counts['unknown_ticker_instances']} instance(s) name tickers with no market data "
             f"in the range (e.g. {', '.join(examples)}); they made no trade"

@@ -135,7 +135,8 @@ def signal_columns(
 
 def columns_from(fast: ColumnSignals) -> SignalColumns:
     """The signal arrays of :func:`signal_columns` from column-wise signals (no weights,
-    scores or shorts: those fields take the row path)."""
+    scores or shorts: those fields take the row path; no undated ones: a date that does
+    not parse does too)."""
     entries = len(fast.entry_codes)
     return SignalColumns(
         codes=fast.entry_codes,
@@ -149,7 +150,7 @@ def columns_from(fast: ColumnSignals) -> SignalColumns:
             days=fast.exit_days,
             short=np.zeros(len(fast.exit_codes), dtype=bool),
         ),
-        exit_index=np.zeros(0, dtype=np.int64),
+        exit_index=fast.exit_index,
         undated=0,
-        before_start=0,
+        before_start=fast.before_start,
     )

@@ -277,7 +277,7 @@ class ForkClient:
         params: dict[str, Any] | None = None,
         runs: list[dict[str, Any]] | None = None,
         keep_columns: bool = False,
-    ) -> tuple[list[Any], dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
         """Run ``source`` on the frame the server loads for ``request``.
 
         ``params`` is the second argument of a ``f(df, params)`` strategy. With
@@ -285,7 +285,8 @@ class ForkClient:
         child calls the strategy once per run on the same frame (cut after
         ``until``) and the instances come back as one list per run (or, with
         ``keep_columns``, a :class:`~strategyq.sandbox.result.ColumnRun` for a
-        run whose DataFrame travelled as columns).
+        run whose DataFrame travelled as columns; without ``runs``, the one
+        call's ``ColumnRun`` in place of its list).
 
         Returns:
             (instances, or one list of instances per run; the loader's metadata). What
@@ -383,7 +384,7 @@ def feed_and_collect(
     defer: Callable[[int], None],
     after_feed: Callable[[], None] | None = None,
     keep_columns: bool = False,
-) -> tuple[list[Any], result.Logs]:
+) -> tuple[Any, result.Logs]:
     """Write the program into a spawned child, then supervise it and read its answer.
 
     ``keep_columns`` is :func:`result.decode_answer`'s. Closes ``source_w``, ``pidfd``

@@ -1,12 +1,14 @@
 """The result channel: JSON made in the child, checked in the parent. Never pickle.
 
 A message is one tag byte and a JSON document: ``R`` + the list of instances,
-``M`` + one such list per call (a sweep chunk's several calls), or ``E`` +
-``{"type": ..., "message": ...}`` for an error the child classified,
-then (all three) ``\x00`` + ``{"logs": str, "truncated": bool}``: what the
-strategy printed, capped in the child. The parent treats every byte as
-untrusted: it parses JSON only, caps depth, size, container count and message
-length, and maps error types through a fixed table.
+``C`` + ``{"columns": {name: [values]}}`` (one call's DataFrame as columns, see
+:func:`encode_result`), ``M`` + one list or columns document per call (a sweep
+chunk's several calls), or ``E`` + ``{"type": ..., "message": ...}`` for an
+error the child classified, then (all of them) ``\x00`` + ``{"logs": str,
+"truncated": bool}``: what the strategy printed, capped in the child. The
+parent treats every byte as untrusted: it parses JSON only, caps depth, size,
+container count and message length, and maps error types through a fixed
+table.
 
 The parent's cost is linear in the answer's bytes with a small constant: one
 ``bytes.count`` pass bounds the number of containers (each costs ~60-250
@@ -29,6 +31,7 @@ import orjson
 from strategyq import errors
 
 RESULT_TAG = b"R"
+COLUMNS_TAG = b"C"
 ERROR_TAG = b"E"
 RUNS_TAG = b"M"
 LOGS_SEPARATOR = b"\x00"
@@ -126,7 +129,22 @@ def encode_logs(text: str, truncated: bool) -> bytes:
 
 
 def encode_result(value: Any) -> bytes:
-    """Serialise the strategy's return value (in the child)."""
+    """Serialise the strategy's return value (in the child).
+
+    A DataFrame whose columns qualify travels as columns (``C``, see
+    :func:`_columns`); anything else, lists of dicts included, as rows (``R``).
+    """
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        columns = _encode_columns(value)
+        if columns is not None:
+            return columns
+    return encode_rows(value)
+
+
+def encode_rows(value: Any) -> bytes:
+    """Serialise the strategy's return value as rows (``R``): one JSON object per instance."""
     instances = to_instances(value)
     for index, item in enumerate(instances):
         if not isinstance(item, dict):
@@ -150,9 +168,11 @@ def _columns(frame: Any) -> dict[str, Any] | None:
     """A returned DataFrame as ``{"columns": {name: values}}``, when its columns allow it.
 
     Columns travel as arrays (orjson writes them without building a Python
-    object per cell): a tenth of the cost of one dict per row. Only plain
-    numeric, boolean, datetime and string columns with string names qualify;
-    anything else goes row by row, as a single run does.
+    object per cell): a tenth of the cost of one dict per row. Only NumPy
+    numeric, boolean and datetime columns, and columns whose every value is a
+    ``str`` (object, string or categorical), with string names, qualify; each
+    decodes to exactly the values ``to_dict(orient="records")`` gives the row
+    path. Anything else goes row by row.
     """
     import numpy as np
 
@@ -161,21 +181,99 @@ def _columns(frame: Any) -> dict[str, Any] | None:
         return None
     columns: dict[str, Any] = {}
     for name in names:
-        values = frame[name].to_numpy()
+        series = frame[name]
+        values = series.to_numpy()
         kind = values.dtype.kind
-        if kind in "biuf":
+        numpy_dtype = isinstance(series.dtype, np.dtype)
+        if numpy_dtype and kind in "biu":
             columns[name] = values
-        elif kind == "M" and values.dtype == np.dtype("datetime64[ns]"):
-            ns = values.view("int64")
-            if np.isnat(values).any() or (ns % 1_000_000_000).any():
+        elif numpy_dtype and kind == "f" and values.dtype.itemsize <= 8:
+            # The row path's values are Python floats: float32 widened, not its shortest repr.
+            columns[name] = values.astype(np.float64, copy=False)
+        elif numpy_dtype and kind == "M":
+            text = _datetime_text(values)
+            if text is None:
                 return None
-            # As Timestamp.isoformat() writes a naive time with whole seconds.
-            columns[name] = np.datetime_as_string(values, unit="s")
+            columns[name] = text
         elif kind == "O" and all(isinstance(v, str) for v in values):
             columns[name] = values.tolist()
         else:
+            # Nullable integers and booleans (NA would widen them to floats or objects),
+            # tz-aware dates, mixed objects: row by row.
             return None
     return {"columns": columns}
+
+
+_FIRST_SECOND = "1000-01-01T00:00:00"
+_LAST_SECOND = "9999-12-31T23:59:59"
+
+
+def _datetime_text(values: Any) -> list[str] | None:
+    """Naive datetimes as ``Timestamp.isoformat()`` writes them, or None (NaT, fractions)."""
+    import numpy as np
+
+    if np.isnat(values).any():
+        return None
+    seconds = values.astype("datetime64[s]")
+    if (seconds != values).any():
+        return None
+    if len(seconds) and (
+        seconds.min() < np.datetime64(_FIRST_SECOND) or seconds.max() > np.datetime64(_LAST_SECOND)
+    ):
+        return None
+    text: list[str] = np.datetime_as_string(seconds, unit="s").tolist()
+    return text
+
+
+def _as_rows(names: list[str], rows: int, size: int, containers: int) -> tuple[int, int]:
+    """The size and container count of the rows answer that columns ``names`` stand for.
+
+    ``size`` and ``containers`` are those of the columns document
+    ``{"columns": {name: [values], ...}}`` (compact, as orjson writes it); the
+    rows answer ``[{name: value, ...}, ...]`` holds the same value texts, so both
+    figures follow exactly from the names and the number of rows.
+    """
+    keys = [orjson.dumps(name) for name in names]
+    key_bytes = sum(len(k) for k in keys)
+    key_containers = sum(k.count(b"{") + k.count(b"[") for k in keys)
+    count = len(names)
+    gaps = max(rows - 1, 0)
+    # {"columns":{ … }}: 14 bytes; per column its key, ':', '[', ']' and the commas.
+    structure = 14 + max(count - 1, 0) + key_bytes + count * (3 + gaps)
+    values = size - structure
+    per_row = 2 + key_bytes + count + max(count - 1, 0)
+    rows_size = 2 + gaps + rows * per_row + values
+    rows_containers = containers - 2 - count - key_containers + 1 + rows * (1 + key_containers)
+    return rows_size, rows_containers
+
+
+def _encode_columns(frame: Any) -> bytes | None:
+    """``C`` + the frame's columns, when they qualify and every check of the rows passes.
+
+    The parent judges a columns answer by the rows it stands for (their size
+    against the answer cap, their dicts and lists against the container bound):
+    an answer is accepted or refused, with the same message, whichever form it
+    travels in. Columns that would fail a check the parent makes of columns
+    alone go as rows, so that the rows' own message is the one given.
+    """
+    columnar = _columns(frame)
+    if columnar is None:
+        return None
+    try:
+        body = orjson.dumps(columnar, default=_default, option=_OPTIONS)
+    except TypeError:
+        return None
+    containers = _count_containers(body)
+    rows_size, rows_containers = _as_rows(
+        list(columnar["columns"]), len(frame), len(body), containers
+    )
+    if (
+        len(body) > rows_size
+        or not _containers_fit(containers, len(body))
+        or not _containers_fit(rows_containers, rows_size)
+    ):
+        return None
+    return COLUMNS_TAG + body
 
 
 def encode_runs(values: list[Any]) -> bytes:
@@ -345,28 +443,52 @@ def clean_logs(text: str) -> str:
     return "".join(c if c in "\n\t" or c.isprintable() else "?" for c in text)
 
 
-def _check_containers(body: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
+def _count_containers(body: bytes | bytearray, start: int = 0, end: int | None = None) -> int:
     # Braces inside strings count too: an upper bound, found in one C-speed pass.
     end = len(body) if end is None else end
-    containers = body.count(b"{", start, end) + body.count(b"[", start, end)
-    size = end - start
-    allowed = size // BYTES_PER_CONTAINER + 1024
-    if containers > allowed:
+    return body.count(b"{", start, end) + body.count(b"[", start, end)
+
+
+def _containers_fit(containers: int, size: int) -> bool:
+    return containers <= size // BYTES_PER_CONTAINER + 1024
+
+
+def _refuse_containers(containers: int, size: int) -> None:
+    if not _containers_fit(containers, size):
         raise errors.BadResult(
             f"the strategy's result holds about {containers} dicts and lists in {size} "
             f"bytes (at most one per {BYTES_PER_CONTAINER} bytes); return fewer, fuller instances"
         )
 
 
+def _check_containers(body: bytes | bytearray, start: int = 0, end: int | None = None) -> int:
+    """The containers counted in ``body[start:end]``; raises when there are too many."""
+    end = len(body) if end is None else end
+    containers = _count_containers(body, start, end)
+    _refuse_containers(containers, end - start)
+    return containers
+
+
+def too_large(max_bytes: int) -> errors.BadResult:
+    """The error for an answer larger than the cap."""
+    return errors.BadResult(
+        f"the strategy's result is larger than {max_bytes} bytes; return fewer or smaller instances"
+    )
+
+
 def decode_answer(
-    message: bytes | bytearray, *, keep_columns: bool = False
-) -> tuple[list[Any], Logs]:
+    message: bytes | bytearray, *, keep_columns: bool = False, max_bytes: int | None = None
+) -> tuple[Any, Logs]:
     """Parse one message from the child: (instances, logs), or raise the error it reports.
 
     A several-call message gives one list of instances per call; with
     ``keep_columns`` a call whose DataFrame travelled as columns stays a
-    :class:`ColumnRun`. An error raised here carries the logs in its ``logs``
-    attribute.
+    :class:`ColumnRun`, and so does a single call's (else it becomes its row
+    dicts). A columns answer is judged by the rows it stands for: their size
+    against ``max_bytes`` (the answer cap; the same error as a rows answer over
+    it) and their dicts against the container bound. An error raised here
+    carries the logs in its ``logs`` attribute (but the cap's, as for a rows
+    answer cut off while being read).
     """
     # Views, not copies: the answer is read in place (it may be tens of megabytes).
     end = message.find(LOGS_SEPARATOR)
@@ -374,9 +496,11 @@ def decode_answer(
     view = memoryview(message)
     logs = _logs(view[end + 1 :]) if end + 1 < len(message) else Logs()
     tag, body = bytes(view[:1]), view[1:end]
+    over: errors.BadResult | None = None
     try:
-        if tag in (RESULT_TAG, RUNS_TAG):
-            _check_containers(message, 1, end)
+        containers = 0
+        if tag in (RESULT_TAG, RUNS_TAG, COLUMNS_TAG):
+            containers = _check_containers(message, 1, end)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -385,25 +509,39 @@ def decode_answer(
             ) from None
         if tag == RESULT_TAG:
             return _check_shape(payload), logs
-        if tag == RUNS_TAG and isinstance(payload, list):
+        if tag == COLUMNS_TAG and isinstance(payload, dict):
+            run = _column_run(payload)
+            rows = len(next(iter(run.columns.values()), []))
+            size, rows_containers = _as_rows(list(run.columns), rows, len(body), containers)
+            if max_bytes is not None and len(message) - len(body) + size > max_bytes:
+                over = too_large(max_bytes)
+            else:
+                _refuse_containers(rows_containers, size)
+                return (run if keep_columns else run.rows()), logs
+        elif tag == RUNS_TAG and isinstance(payload, list):
             # One list of instances per call, in the order of the calls.
             runs = [_run(run, keep_columns) for run in payload]
             _check_rows(runs, body)
             if not keep_columns:
                 runs = [run.rows() if isinstance(run, ColumnRun) else run for run in runs]
             return runs, logs
-        if tag == ERROR_TAG and isinstance(payload, dict):
+        elif tag == ERROR_TAG and isinstance(payload, dict):
             kind = payload.get("type")
             text = payload.get("message")
             if isinstance(kind, str) and kind in ERROR_TYPES and isinstance(text, str):
                 raise ERROR_TYPES[kind](clean_text(text))
-        raise errors.BadResult("the strategy process sent a malformed message")
+            raise errors.BadResult("the strategy process sent a malformed message")
+        else:
+            raise errors.BadResult("the strategy process sent a malformed message")
     except errors.SandboxError as exc:
         exc.logs = logs  # type: ignore[attr-defined]
         raise
+    # Raised outside: a rows answer over the cap is cut off unread, its logs with it.
+    assert over is not None
+    raise over
 
 
-def decode(message: bytes, *, keep_columns: bool = False) -> list[Any]:
+def decode(message: bytes, *, keep_columns: bool = False) -> Any:
     """Parse one message from the child: the instances, or raise the error it reports.
 
     A several-call message gives one list of instances per call (see

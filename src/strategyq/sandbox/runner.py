@@ -161,7 +161,7 @@ def collect(
     reap: Callable[[int], tuple[int, float]],
     defer: Callable[[int], None],
     keep_columns: bool = False,
-) -> tuple[list[Any], result.Logs]:
+) -> tuple[Any, result.Logs]:
     """Supervise a started child, read its answer, and turn the outcome into instances or an error.
 
     ``reap(pid)`` waits for the child's exit and returns (status, CPU seconds);
@@ -184,7 +184,9 @@ def collect(
         os.close(pidfd)
         os.close(read_fd)
     if out.complete:
-        return result.decode_answer(out.data, keep_columns=keep_columns)
+        return result.decode_answer(
+            out.data, keep_columns=keep_columns, max_bytes=limits.answer_max_bytes
+        )
     if out.cancelled:
         raise errors.TaskCancelled("the task was cancelled while its strategy was running")
     if out.timed_out:
@@ -193,10 +195,9 @@ def collect(
             "faster or run it on less data"
         )
     if out.overflow:
-        raise errors.BadResult(
-            f"the strategy's result is larger than {limits.answer_max_bytes} bytes; "
-            "return fewer or smaller instances"
-        )
+        raise result.too_large(limits.answer_max_bytes)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and out.data:
-        return result.decode_answer(out.data, keep_columns=keep_columns)
+        return result.decode_answer(
+            out.data, keep_columns=keep_columns, max_bytes=limits.answer_max_bytes
+        )
     raise _failure(status, cpu_s, cpu_limit_s, limits.time_limit_s)

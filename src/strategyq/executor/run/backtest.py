@@ -17,6 +17,7 @@ from strategyq.executor.run.context import (
     engine_market,
 )
 from strategyq.protocol.task import TRADE_ARGS, BacktestArgs, Task
+from strategyq.sandbox.result import ColumnRun
 from strategyq.trademodel import TradeModel
 
 
@@ -52,11 +53,12 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
         request,
         "symbols",
         params=params,
+        keep_columns=True,
         strict=args.strict_symbols,
     )
     benchmark = benchmark_bars(args, ctx.market) if args.benchmark else None
     payload = run_backtest(
-        instances,
+        engine_instances(instances),
         engine_market(loaded),
         model_for(args, params),
         start=args.start,
@@ -69,6 +71,14 @@ def run(task: Task, ctx: RunContext) -> dict[str, Any]:
     leave_out_warmup(payload, args.start)
     payload.update(ctx.fork.last_logs.fields())
     return backtest_result(payload, args, loaded, shape, ctx.market)
+
+
+def engine_instances(answer: Any) -> Any:
+    """A child's answer as ``run_backtest`` takes it: a DataFrame sent as columns stays
+    columns (read column-wise when they allow it; the result is the same), rows stay rows."""
+    if isinstance(answer, ColumnRun):
+        return answer.columns if answer.columns else answer.rows()
+    return answer
 
 
 def backtest_result(

@@ -134,11 +134,12 @@ class RunContext:
         runs: list[dict[str, Any]] | None = None,
         keep_columns: bool = False,
         strict: bool = False,
-    ) -> tuple[LoadResult, list[Any], list[int]]:
+    ) -> tuple[LoadResult, Any, list[int]]:
         """Load the engine's frame, then run the strategy in a sandbox on the same data.
 
-        Returns the engine's frame (bars only), the strategy's instances and the
-        shape of the frame the strategy saw. What the strategy printed is in
+        Returns the engine's frame (bars only), the strategy's instances (see
+        :meth:`ForkClient.run` for their forms) and the shape of the frame the
+        strategy saw. What the strategy printed is in
         ``self.fork.last_logs``.
         """
         self.stage(Stage.LOADING_DATA)

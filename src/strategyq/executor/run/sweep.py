@@ -25,6 +25,7 @@ from strategyq.executor.run.backtest import (
     backtest_request,
     backtest_result,
     benchmark_bars,
+    engine_instances,
     model_for,
 )
 from strategyq.executor.run.context import (
@@ -281,10 +282,9 @@ class _ChunkEngine:
         """The backtest of one call's instances with ``params``'s trade model."""
         bt = self.bt
         # Full: every list a backtest task returns, for the best and the test windows.
-        rows = instances.rows() if isinstance(instances, ColumnRun) else instances
         cap = self.max_instances if full else 0
         payload = run_backtest(
-            rows,
+            engine_instances(instances),
             self.market,
             model_for(bt, params),
             start=start,
