@@ -88,7 +88,9 @@ def settings(worker_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def sandbox_host(market_home: Path) -> Iterator[SandboxHost]:
     """One warm sandbox host shared by the in-process executors of the session's tests."""
-    host = SandboxHost.start(Settings.from_env({"STRATEGYQ_HOME": str(market_home)}))
+    # The tests on it run no library strategy: only the lean fork server starts.
+    env = {"STRATEGYQ_HOME": str(market_home), "STRATEGYQ_SANDBOX_LIBRARIES": "none"}
+    host = SandboxHost.start(Settings.from_env(env))
     yield host
     host.close()
 
@@ -98,12 +100,36 @@ def in_process(host: SandboxHost) -> ExecutorFactory:
     return lambda conf: InProcessExecutor(conf, host)
 
 
-def run_burst(settings: Settings, **changes: Any) -> Worker:
-    """Run an in-process worker in burst mode until the queue is empty."""
+def run_burst(
+    settings: Settings, *, executor_factory: ExecutorFactory | None = None, **changes: Any
+) -> Worker:
+    """Run an in-process worker in burst mode until the queue is empty (its executors are
+    processes unless ``executor_factory`` says otherwise)."""
     conf = replace(settings, **changes) if changes else settings
-    worker = Worker(conf, burst=True, handle_signals=False)
+    if executor_factory is None:
+        worker = Worker(conf, burst=True, handle_signals=False)
+    else:
+        worker = Worker(conf, burst=True, handle_signals=False, executor_factory=executor_factory)
     assert worker.run() == 0
     return worker
+
+
+class Burst(Protocol):
+    """The ``burst`` fixture: ``run_burst`` with executors in the test's process."""
+
+    def __call__(self, settings: Settings, **changes: Any) -> Worker: ...
+
+
+@pytest.fixture
+def burst(sandbox_host: SandboxHost) -> Burst:
+    """``run_burst`` whose executors run in this process on the session's warm sandbox host:
+    for tests of the worker's and the queue's own logic, which a real executor chain per
+    call would only make slower (test_e2e.py and the crash tests run the processes)."""
+
+    def run(settings: Settings, **changes: Any) -> Worker:
+        return run_burst(settings, executor_factory=in_process(sandbox_host), **changes)
+
+    return run
 
 
 class WorkerProcess:

@@ -18,7 +18,7 @@ from strategyq import LocalSession, Result, add_sweep_task
 from strategyq.client import submit_task
 from strategyq.examples import source
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst
+from tests.integration.conftest import Burst
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,9 +32,11 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
     return {"status": record["status"], "data": data}
 
 
-@pytest.fixture
-def local(settings: Settings) -> Iterator[LocalSession]:
-    with LocalSession(settings) as session:
+@pytest.fixture(scope="module")
+def local(module_worker_env: dict[str, str]) -> Iterator[LocalSession]:
+    """One session for the module, as a notebook keeps one: its executor outlives each run
+    (a run that times out or is interrupted gets a fresh one, which the tests check)."""
+    with LocalSession(Settings.from_env(module_worker_env)) as session:
         yield session
 
 
@@ -52,12 +54,12 @@ BACKTESTS = [
 @pytest.mark.parametrize(("name", "args"), BACKTESTS, ids=[b[0] for b in BACKTESTS])
 def test_local_backtest_equals_the_queue_result(
     redis_client: redis.Redis, settings: Settings, local: LocalSession, name: str,
-    args: dict[str, Any],
+    args: dict[str, Any], burst: Burst,
 ) -> None:  # fmt: skip
     message = {"task_id": f"bt-{name}", "task_type": "backtest",
                "args": {"strategy_code": source(name), **args}}  # fmt: skip
     submit_task(redis_client, message)
-    run_burst(settings)
+    burst(settings)
     queued = Result.from_task(redis_client, f"bt-{name}")
     here = local.run(message)
     assert queued.ok and here["status"] == "completed", (queued.raw, here)
@@ -67,7 +69,7 @@ def test_local_backtest_equals_the_queue_result(
 
 
 def test_local_screen_and_error_equal_the_queue(
-    redis_client: redis.Redis, settings: Settings, local: LocalSession
+    redis_client: redis.Redis, settings: Settings, local: LocalSession, burst: Burst
 ) -> None:
     failing = "def f(df):\n    return df['gap_percent'] > 1\n"
     messages = [
@@ -80,7 +82,7 @@ def test_local_screen_and_error_equal_the_queue(
     ]  # fmt: skip
     for message in messages:
         submit_task(redis_client, message)
-    run_burst(settings)
+    burst(settings)
     for message in messages:
         queued = Result.from_task(redis_client, message["task_id"])
         here = local.run(message)
@@ -93,13 +95,13 @@ def test_local_screen_and_error_equal_the_queue(
 @pytest.mark.parametrize("walk", [None, {"train_sessions": 252, "test_sessions": 126}])
 def test_local_sweep_equals_the_queue_result(
     redis_client: redis.Redis, settings: Settings, local: LocalSession,
-    walk: dict[str, int] | None,
+    walk: dict[str, int] | None, burst: Burst,
 ) -> None:  # fmt: skip
     grid = {"fast": [5, 10, 20], "slow": [50, 100]}
     extra: dict[str, Any] = {"walk_forward": walk} if walk else {}
     add_sweep_task(redis_client, "sw", source("sma_params"), ["AAPL", "MSFT"], "2006-01-01",
                    "2010-12-31", grid, constraint="fast < slow", top_n=3, **extra)  # fmt: skip
-    run_burst(settings, sweep_chunk_size=2)
+    burst(settings, sweep_chunk_size=2)
     queued = Result.from_task(redis_client, "sw")
     message = {"task_id": "sw", "task_type": "sweep", "args": {
         "strategy_code": source("sma_params"), "symbols": ["AAPL", "MSFT"],
@@ -246,7 +248,11 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_run_command_prints_what_result_prints(
-    redis_client: redis.Redis, worker_env: dict[str, str], settings: Settings, tmp_path: Path
+    redis_client: redis.Redis,
+    worker_env: dict[str, str],
+    settings: Settings,
+    tmp_path: Path,
+    burst: Burst,
 ) -> None:
     strategy = tmp_path / "gap_up.py"
     strategy.write_text(source("gap_up"))
@@ -261,7 +267,7 @@ def test_run_command_prints_what_result_prints(
     assert (tmp_path / "r.html").stat().st_size > 100_000
     done = cli(worker_env, "submit", "backtest", str(strategy), *options)
     assert done.returncode == 0, done.stderr
-    run_burst(settings)
+    burst(settings)
     queued = json.loads(cli(worker_env, "result", "cli-run", "--json").stdout)
     assert comparable(here) == comparable(queued)
     table = cli(env, "run", "backtest", str(strategy), *options)

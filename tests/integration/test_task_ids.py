@@ -18,7 +18,7 @@ import redis
 from strategyq import add_backtest_task, add_screening_task, get_task_result
 from strategyq.queue import keys
 from strategyq.settings import Settings
-from tests.integration.conftest import SpawnWorker, run_burst, wait_until
+from tests.integration.conftest import Burst, SpawnWorker, wait_until
 
 TRIVIAL = "def trivial(df):\n    return [{'ticker': 'AAPL', 'date': '2011-03-01'}]\n"
 
@@ -63,12 +63,12 @@ def test_the_producer_refuses_an_id_that_is_queued(redis_client: redis.Redis) ->
 
 
 def test_the_producer_refuses_an_id_that_finished_and_keeps_its_result(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     from strategyq.errors import TaskIdInUse
 
     add_backtest_task(redis_client, "done-id", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30")
-    run_burst(settings)
+    burst(settings)
     before = redis_client.get(keys.result("done-id"))
     assert json.loads(before)["status"] == "completed"
     with pytest.raises(TaskIdInUse, match=r"\(completed\).*new UUID"):
@@ -78,13 +78,13 @@ def test_the_producer_refuses_an_id_that_finished_and_keeps_its_result(
 
 
 def test_a_raw_duplicate_of_a_finished_task_is_dead_lettered_and_the_result_kept(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     redis_client.lpush("strategy_queue", message("raw-dup"))
-    run_burst(settings)
+    burst(settings)
     before = redis_client.get(keys.result("raw-dup"))
     redis_client.lpush("strategy_queue", message("raw-dup"))
-    worker = run_burst(settings)
+    worker = burst(settings)
     assert redis_client.get(keys.result("raw-dup")) == before
     assert worker.tally.duplicates == 1
     (entry,) = dead_letters(redis_client)
@@ -131,13 +131,13 @@ def test_a_raw_duplicate_of_a_running_task_is_not_run(
 
 
 def test_a_task_cancelled_while_queued_is_still_skipped_once(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     from strategyq import cancel_task
 
     add_backtest_task(redis_client, "c-q", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30")
     assert cancel_task(redis_client, "c-q") == "queued"
-    worker = run_burst(settings)
+    worker = burst(settings)
     assert worker.tally.skipped == 1 and worker.tally.duplicates == 0
     assert redis_client.llen(keys.DEAD_LETTER) == 0
     assert get_task_result(redis_client, "c-q")["status"] == "cancelled"  # type: ignore[index]

@@ -20,7 +20,7 @@ from strategyq.queue import TaskQueue, keys
 from strategyq.queue.tenants import Tenancy
 from strategyq.queue.view import QueueView
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst
+from tests.integration.conftest import Burst
 
 TRIVIAL = "def trivial(df):\n    return [{'ticker': 'AAPL', 'date': '2011-03-01'}]\n"
 SCREEN = "def screen(df):\n    return [{'ticker': 'AAPL', 'score': 1.0}]\n"
@@ -188,14 +188,14 @@ def test_combinations_per_day_refused_at_the_producer(redis_client: redis.Redis)
 
 
 def test_raw_lpush_over_quota_gets_an_error_result_naming_quota_and_tenant(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     Tenancy(redis_client).set_quotas("acme", max_queued=2)
     for i in range(4):
         redis_client.lpush("strategy_queue", raw_backtest(f"r-{i}", tenant="acme"))
     redis_client.lpush("strategy_queue", raw_backtest("bad-lane", priority="nope"))
     redis_client.lpush("strategy_queue", raw_backtest("bad-tenant", tenant="a b"))
-    worker = run_burst(settings)
+    worker = burst(settings)
     results = {i: get_task_result(redis_client, f"r-{i}") for i in range(4)}
     statuses = Counter(r["status"] for r in results.values() if r)
     assert statuses == {"completed": 2, "error": 2}, results
@@ -221,14 +221,14 @@ def test_raw_lpush_over_quota_gets_an_error_result_naming_quota_and_tenant(
 
 
 def test_result_bytes_quota_turns_an_oversized_result_into_an_error_and_refuses_more(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     tenancy = Tenancy(redis_client)
     tenancy.set_quotas("acme", max_result_bytes=1)
     add_backtest_task(
         redis_client, "big", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30", tenant="acme"
     )
-    run_burst(settings)
+    burst(settings)
     result = get_task_result(redis_client, "big")
     assert result is not None and result["status"] == "error"
     assert result["data"]["quota"] == "max_result_bytes" and result["data"]["tenant"] == "acme"
@@ -244,12 +244,12 @@ def test_result_bytes_quota_turns_an_oversized_result_into_an_error_and_refuses_
     add_backtest_task(
         redis_client, "next", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30", tenant="acme"
     )
-    run_burst(settings)
+    burst(settings)
     assert (get_task_result(redis_client, "next") or {}).get("status") == "completed"
 
 
 def test_raw_sweep_over_its_combinations_gets_an_error_result(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     Tenancy(redis_client).set_quotas("acme", max_combinations=4)
     message = {
@@ -265,7 +265,7 @@ def test_raw_sweep_over_its_combinations_gets_an_error_result(
         },
     }
     redis_client.lpush("strategy_queue", json.dumps(message))
-    run_burst(settings)
+    burst(settings)
     result = get_task_result(redis_client, "raw-sweep")
     assert result is not None and result["status"] == "error", result
     assert result["data"]["quota"] == "max_combinations" and result["data"]["tenant"] == "acme"
@@ -273,7 +273,7 @@ def test_raw_sweep_over_its_combinations_gets_an_error_result(
 
 
 def test_sweep_chunks_inherit_the_sweeps_tenant_and_lane(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     Tenancy(redis_client).set_quotas("acme", max_combinations=100)  # so they are counted
     add_sweep_task(
@@ -288,7 +288,7 @@ def test_sweep_chunks_inherit_the_sweeps_tenant_and_lane(
         priority="interactive",
     )
     q = TaskQueue(redis_client)
-    run_burst(settings, sweep_chunk_size=1)
+    burst(settings, sweep_chunk_size=1)
     result = get_task_result(redis_client, "sw")
     assert result is not None and result["status"] == "completed", result
     # Every chunk ran as acme's, in the interactive lane.
@@ -299,7 +299,7 @@ def test_sweep_chunks_inherit_the_sweeps_tenant_and_lane(
 
 
 def test_the_seeds_raw_go_message_runs_unchanged(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     # Byte for byte what the seed's Go backend LPUSHes: json.Marshal of a map.
     seed = (
@@ -310,7 +310,7 @@ def test_the_seeds_raw_go_message_runs_unchanged(
     redis_client.lpush("strategy_queue", seed)
     add_backtest_task(redis_client, "py-1", TRIVIAL, ["AAPL"], "2011-01-01", "2011-06-30")
     assert TaskQueue(redis_client).depth() == 2
-    run_burst(settings)
+    burst(settings)
     for task_id in ("seed-go-1", "py-1"):
         result = get_task_result(redis_client, task_id)
         assert result is not None and set(result) == {"status", "data", "updated_at"}
