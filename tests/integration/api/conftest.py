@@ -27,6 +27,10 @@ SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "hei
 GAP_UP = (Path(__file__).resolve().parents[3] / "src/strategyq/examples/gap_up.py").read_text()
 
 
+class PortTaken(AssertionError):
+    """The API's port was taken between its choice and the server's bind."""
+
+
 class ServeProcess:
     """``strategyq serve`` as a real subprocess on a free loopback port."""
 
@@ -47,6 +51,20 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServeProcess:
+        for attempt in range(5):
+            try:
+                return self._start()
+            except PortTaken:
+                # Parallel workers (and other suites on the machine) pick free ports at
+                # the same time: another free port, a few times.
+                if attempt == 4:
+                    raise
+                self._join_pump()
+                self.output = []
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "strategyq", "serve", "--port", str(self.port), *self.args],
             env=self.env,
@@ -59,7 +77,11 @@ class ServeProcess:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError("strategyq serve exited:\n" + "".join(self.output))
+                self._join_pump()
+                output = "".join(self.output)
+                if "address already in use" in output:
+                    raise PortTaken(output)
+                raise AssertionError("strategyq serve exited:\n" + output)
             try:
                 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
                     return self
@@ -74,6 +96,10 @@ class ServeProcess:
             for line in self.proc.stdout:
                 self.output.append(line)
 
+    def _join_pump(self) -> None:
+        if self._pump_thread is not None:
+            self._pump_thread.join(10)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -82,8 +108,7 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if self._pump_thread is not None:
-            self._pump_thread.join(10)
+        self._join_pump()
 
 
 def api_env(redis_url: str, market_home: Path, **extra: str) -> dict[str, str]:
