@@ -14,7 +14,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
-from tests.integration.conftest import SpawnWorker, run_burst, wait_for_status, wait_until
+from tests.integration.conftest import Burst, SpawnWorker, wait_for_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIMS = ROOT / "services" / "worker"
@@ -124,7 +124,7 @@ def test_cancel_and_queue_views(
 
 
 def test_dead_letters_list_retry_purge(
-    redis_client: redis.Redis, worker_env: dict[str, str], settings: Settings
+    redis_client: redis.Redis, worker_env: dict[str, str], settings: Settings, burst: Burst
 ) -> None:
     # A task whose worker died at its last allowed attempt: the reaper dead-letters it.
     raw = json.dumps({"task_id": "dlq-1", "task_type": "backtest", "args": {
@@ -145,7 +145,7 @@ def test_dead_letters_list_retry_purge(
     retried = cli(worker_env, "dlq", "retry")
     assert retried.returncode == 0 and "1 task(s) back" in retried.stdout
     assert (get_task_result(redis_client, "dlq-1") or {})["status"] == "queued"
-    run_burst(settings)
+    burst(settings)
     assert (get_task_result(redis_client, "dlq-1") or {})["status"] == "completed"
     purged = cli(worker_env, "dlq", "purge", "--yes")
     assert purged.returncode == 0 and redis_client.llen(keys.DEAD_LETTER) == 0
