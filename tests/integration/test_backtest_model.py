@@ -10,7 +10,7 @@ import redis
 from strategyq import add_backtest_task, add_screening_task, wait_for_result
 from strategyq.examples import source
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst
+from tests.integration.conftest import Burst
 from tests.integration.test_cli import cli
 
 CROSSOVER = """
@@ -34,7 +34,7 @@ def screen(df):
 
 
 def test_crossover_with_exits_history_and_a_benchmark(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     add_backtest_task(
         redis_client, "bt-model", CROSSOVER, ["AAPL", "IBM"], "2011-01-01", "2012-12-31T23:59:59Z",
@@ -51,7 +51,7 @@ def test_crossover_with_exits_history_and_a_benchmark(
         redis_client, "bt-example", source("sma_cross"), ["AAPL", "IBM"], "2010-01-01",
         "2012-12-31", exit_on="close", trailing_stop_pct=8, benchmark="MSFT",
     )  # fmt: skip
-    run_burst(settings)
+    burst(settings)
     example = wait_for_result(redis_client, "bt-example", timeout_s=10)
     assert example is not None and example["status"] == "completed", example
     reasons = {t["exit_reason"] for t in example["data"]["trades"]}
@@ -90,14 +90,14 @@ def test_crossover_with_exits_history_and_a_benchmark(
 
 
 def test_screen_as_of_a_saturday_uses_fridays_session(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     # 2012-06-16 is a Saturday; the sample's last session before it is Friday 2012-06-15.
     add_screening_task(
         redis_client, "sc-saturday", SATURDAY_SCREEN, ["AAPL", "MSFT", "IBM"], 3,
         as_of="2012-06-16",
     )  # fmt: skip
-    run_burst(settings)
+    burst(settings)
     result = wait_for_result(redis_client, "sc-saturday", timeout_s=10)
     assert result is not None and result["status"] == "completed", result
     data = result["data"]

@@ -12,7 +12,7 @@ from strategyq import add_backtest_task, add_sweep_task
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst
+from tests.integration.conftest import Burst
 
 SMA = source("sma_cross")
 
@@ -30,14 +30,14 @@ def _moment(text: object) -> datetime:
 
 
 def test_a_finished_run_keeps_when_it_was_submitted(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     add_backtest_task(redis_client, "waited", SMA, ["AAPL"], "2010-01-01", "2010-12-31")
     grid = {"fast": [5, 10], "slow": [50]}
     add_sweep_task(redis_client, "swept", source("sma_params"), ["AAPL"], "2008-01-01",
                    "2010-12-31", grid)  # fmt: skip
     queued = {t: _data(redis_client, t)["queued_at"] for t in ("waited", "swept")}
-    run_burst(settings)
+    burst(settings)
     for task_id, queued_at in queued.items():
         data = _data(redis_client, task_id)
         assert data["submitted_at"] == queued_at, task_id
