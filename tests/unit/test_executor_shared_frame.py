@@ -128,6 +128,23 @@ def test_a_small_frame_asked_for_again_reuses_its_market(store: Path) -> None:
         context._shared_markets.clear()
 
 
+def test_a_large_memfd_is_not_kept_for_reuse(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The memo's mapping would keep the memfd alive after the host's cache let it go.
+    market = MarketData(store, cache_mb=0)
+    host = _load(market, _request(market), indicators=True)
+    context._shared_markets.clear()
+    shared = share(host.frame)
+    monkeypatch.setattr(context, "SHARED_MEMO_MAX_BYTES", shared.size - 1)
+    try:
+        first = shared_market(shared)
+        assert first is not None and not context._shared_markets
+        again = shared_market(shared)
+        assert again is not None and again is not first
+        _bit_for_bit(first, again)
+    finally:
+        shared.close()
+
+
 def _copy_to_memfd(shared: SharedFrame, seals: int) -> SharedFrame:
     """The same bytes as ``shared`` in a new memfd carrying only ``seals``."""
     fd = os.memfd_create("not-sealed", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)

@@ -58,8 +58,10 @@ class SharedLoad(LoadResult):
 
 # The engine's view of the last small shared frame, by the memfd's inode: a sweep's
 # chunks (the same memfd from the host's cache) skip rebuilding it. The entry's
-# mapping keeps that memfd alive, so its inode cannot name another frame meanwhile.
+# mapping keeps that memfd alive, so its inode cannot name another frame meanwhile;
+# it may outlive the host's cache entry, so only a small memfd is kept this way.
 _shared_markets: dict[tuple[int, int], tuple[SealedFrame, Market]] = {}
+SHARED_MEMO_MAX_BYTES = 64 * 1024 * 1024
 
 
 def shared_market(frame: SharedFrame) -> Market | None:
@@ -91,7 +93,8 @@ def shared_market(frame: SharedFrame) -> Market | None:
     except (FrameRefused, OSError) as exc:
         log.warning("the sandbox host's frame was not used (%s); loading a copy", exc)
         return None
-    if market is not None and sealed.rows <= MARKET_MEMO_MAX_ROWS:
+    small = sealed.rows <= MARKET_MEMO_MAX_ROWS and len(sealed.mapping) <= SHARED_MEMO_MAX_BYTES
+    if market is not None and small:
         _shared_markets.clear()
         _shared_markets[sealed.inode] = (sealed, market)
     return market
