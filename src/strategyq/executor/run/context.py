@@ -241,26 +241,39 @@ class RunContext:
         # The engine reads the rows the sandbox host loaded for the child, from its
         # sealed memfd; a frame it cannot use (or none) means a load of our own.
         meta, frame = self.fork.prepared_frame()
-        loaded = shared_load(meta, frame)
-        if frame is not None:
-            frame.close()  # the mapping, if any, holds the pages
-        if loaded is None:
-            loaded = self.own_load(request)
+        try:
+            loaded: LoadResult | None = None
+            if frame is None or not isinstance(meta.get("load"), dict):
+                loaded = self.own_load(request)
+            elif meta.get("shape", [None])[0] == 0:
+                loaded = shared_load(meta, frame) or self.own_load(request)
+            if loaded is not None:
+                self._refuse_empty(loaded, symbols, what)
+            self.stage(Stage.RUNNING_STRATEGY)
+            instances, answered = self.fork.run(
+                code,
+                request,
+                self.limits,
+                cancel_fd=self.cancel_fd,
+                insecure_no_sandbox=self.insecure,
+                params=params,
+                runs=runs,
+                keep_columns=keep_columns,
+            )
+            if loaded is None:
+                # Built once the child has answered, as it was from our own frame: the
+                # market's index arrays never sit beside the child's memory.
+                loaded = shared_load(meta, frame) or self.own_load(request)
+                self._refuse_empty(loaded, symbols, what)
+        finally:
+            if frame is not None:
+                frame.close()  # the mapping, if any, holds the pages
+        self.stage(Stage.COMPUTING_METRICS)
+        return loaded, instances, list(answered["shape"])
+
+    def _refuse_empty(self, loaded: LoadResult, symbols: tuple[str, ...], what: str) -> None:
         if loaded.frame.empty and not isinstance(loaded, SharedLoad):
             raise DataError(no_data_message(symbols, loaded, what, self.market))
-        self.stage(Stage.RUNNING_STRATEGY)
-        instances, meta = self.fork.run(
-            code,
-            request,
-            self.limits,
-            cancel_fd=self.cancel_fd,
-            insecure_no_sandbox=self.insecure,
-            params=params,
-            runs=runs,
-            keep_columns=keep_columns,
-        )
-        self.stage(Stage.COMPUTING_METRICS)
-        return loaded, instances, list(meta["shape"])
 
     def own_load(self, request: dict[str, Any]) -> LoadResult:
         """The engine's frame of ``request`` loaded by the executor itself (bars only)."""
