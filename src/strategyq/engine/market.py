@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from strategyq.engine.jsonvalues import date_to_day
 from strategyq.errors import DataError
@@ -166,6 +167,54 @@ def market_from_frame(df: pd.DataFrame) -> Market:
         high=_floats(df["high"]),
         low=_floats(df["low"]),
         close=_floats(df["close"]),
+    )
+
+
+def market_from_sorted_columns(
+    ticker: pa.Array,
+    date_ns: npt.NDArray[np.datetime64],
+    prices: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> Market | None:
+    """The Market of columns already sorted by (ticker, date), one row per session,
+    as :func:`market_from_frame` builds it from the same rows, bit for bit; None
+    when they are not (the caller builds it from a frame instead).
+
+    ``ticker``: an Arrow string array without nulls (each ticker's rows are found
+    by comparing neighbours in C, with no Python object per row); ``date_ns``:
+    datetime64[ns]; ``prices``: open, high, low, close (used as they are, not copied).
+    """
+    import pyarrow.compute as pc
+
+    rows = len(ticker)
+    if rows == 0 or ticker.null_count or len(date_ns) != rows:
+        return None
+    if any(len(p) != rows or p.dtype != np.float64 for p in prices):
+        return None
+    first = np.empty(rows, dtype=bool)
+    first[0] = True
+    differ = pc.not_equal(ticker.slice(1), ticker.slice(0, rows - 1))
+    first[1:] = differ.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(first)
+    symbols = [str(s) for s in ticker.take(pa.array(starts)).to_pylist()]
+    if any(a >= b for a, b in itertools.pairwise(symbols)):
+        return None
+    day: IntArray = date_ns.astype("datetime64[D]").astype(np.int64)
+    if not bool(np.all((np.diff(day) > 0) | first[1:])):
+        return None
+    ends = np.append(starts[1:], rows).astype(np.int64)
+    code = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
+    open_, high, low, close = prices
+    return Market(
+        symbols=symbols,
+        starts=starts.astype(np.int64),
+        ends=ends,
+        code=code,
+        day=day,
+        key=code * DAY_SHIFT + (day + DAY_BIAS),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
     )
 
 

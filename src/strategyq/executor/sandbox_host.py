@@ -23,6 +23,10 @@ from strategyq.settings import Settings
 
 log = logging.getLogger(__name__)
 
+NOTES_MAX_BYTES = 256 * 1024
+"""A load's notes (missing and empty tickers) travel with the child's reply up to this
+size; above it the executor loads its own copy of the frame, as it does without them."""
+
 
 def main(argv: list[str]) -> int:
     """``python -m strategyq.executor.sandbox_host SOCKET_FD SETTINGS_JSON``."""
@@ -53,7 +57,17 @@ def main(argv: list[str]) -> int:
             history_sessions=int(request.get("history_sessions", 0)),
             indicators=request.get("indicators", True),
         )
-        return loaded.frame, {"shape": list(loaded.frame.shape)}
+        meta: dict[str, Any] = {"shape": list(loaded.frame.shape)}
+        # What the executor's engine needs besides the frame's rows (its notes and
+        # errors), so it can use this frame's memfd instead of loading its own copy.
+        notes = {
+            "missing": loaded.missing,
+            "empty": loaded.empty,
+            "ranges": {t: [d.isoformat() for d in loaded.ranges[t]] for t in loaded.empty},
+        }
+        if len(orjson.dumps(notes)) <= NOTES_MAX_BYTES:
+            meta["load"] = notes
+        return loaded.frame, meta
 
     host.serve(sock, load, servers, cache_bytes=settings.data_cache_mb * 1024 * 1024)
     return 0

@@ -36,6 +36,7 @@ Messages are JSON, one per SEQPACKET datagram::
 
 from __future__ import annotations
 
+import array
 import ast
 import contextlib
 import functools
@@ -53,6 +54,7 @@ from strategyq import errors
 from strategyq.sandbox import checker, child, policy, result
 from strategyq.sandbox.lockdown import cpu_limit_s
 from strategyq.sandbox.runner import collect
+from strategyq.sandbox.shared_frame import SharedFrame
 from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,8 @@ class _Child:
     pidfd: int | None = None
     meta: dict[str, Any] | None = None
     forked_by: int | None = None
+    frame: SharedFrame | None = None
+    """The sealed memfd of the child's frame, as the host sent it with the child's pid."""
 
     def discard(self) -> None:
         """Close our ends: a waiting child reads end of file and exits."""
@@ -137,6 +141,9 @@ class _Child:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.pidfd = None
+        if self.frame is not None:
+            self.frame.close()
+            self.frame = None
 
 
 class ForkClient:
@@ -160,16 +167,26 @@ class ForkClient:
 
     def _receive(self) -> None:
         """Read one message (blocking) and file it as a reply or an exit notice."""
+        fds = array.array("i")
         try:
-            message = self.sock.recv(MAX_MESSAGE)
+            message, ancillary, _flags, _addr = self.sock.recvmsg(
+                MAX_MESSAGE, socket.CMSG_SPACE(fds.itemsize)
+            )
         except ConnectionResetError:
-            message = b""
+            message, ancillary = b"", []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+        # Owned at once (closed when dropped), whatever happens to the message next.
+        frames = [SharedFrame(fd, os.fstat(fd).st_size) for fd in fds]
         if not message:
             raise HostGone("the sandbox host process exited; retry the task")
         value = orjson.loads(message)
         if "exit" in value:
             self._exits[int(value["exit"])] = (int(value["status"]), float(value["cpu_s"]))
         else:
+            if len(frames) == 1 and "pid" in value:
+                value["frame"] = frames[0]
             self._replies[int(value["id"])] = value
 
     def _reply(self, tag: int) -> dict[str, Any]:
@@ -214,8 +231,32 @@ class ForkClient:
         c.pid = int(reply["pid"])
         c.meta = dict(reply["meta"])
         c.forked_by = reply.get("forked_by")
+        c.frame = reply.get("frame")
         # The child cannot exit (and be reaped) before it reads its source: safe to open now.
         c.pidfd = os.pidfd_open(c.pid)
+
+    def prepared_frame(self) -> tuple[dict[str, Any], SharedFrame | None]:
+        """The frame of the child :meth:`prepare` asked for: the loader's metadata and the
+        sealed memfd the host sent (None if it sent none), which is the caller's from now on.
+
+        Waits for the host to load the frame and fork the child, which stays the spare.
+
+        Raises:
+            The loader's own StrategyqError (e.g. DataError) for a bad request.
+        """
+        spare = self._spare
+        assert spare is not None, "prepare() first"
+        try:
+            self._confirm(spare)
+        except BaseException as exc:
+            if self._spare is spare:
+                self._spare = None
+            if spare.pid is None and not spare_refused(exc):
+                spare.discard()
+            raise
+        assert spare.meta is not None
+        frame, spare.frame = spare.frame, None
+        return spare.meta, frame
 
     def close_spare(self) -> None:
         """Let go of the spare child, if any."""
@@ -322,6 +363,9 @@ class ForkClient:
             after_feed=self._spare_maker(key, message),
         )
         c.pidfd = None
+        if c.frame is not None:
+            c.frame.close()
+            c.frame = None
         return instances, c.meta
 
     def _server_for(self, source: str, check_policy: bool) -> str:
@@ -409,6 +453,11 @@ def feed_and_collect(
         defer=defer,
         keep_columns=keep_columns,
     )
+
+
+def spare_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the loader's error from the host (the child was discarded then)."""
+    return isinstance(exc, errors.StrategyqError) and not isinstance(exc, HostGone)
 
 
 def _error(error_type: str, message: str) -> errors.StrategyqError:

@@ -194,7 +194,7 @@ class _Relay:
         by_fd = {server.sock.fileno(): server for server in self.servers.values()}
         for fd in by_fd:
             poller.register(fd, select.POLLIN)
-        metas: dict[Any, dict[str, Any]] = {}
+        metas: dict[Any, tuple[dict[str, Any], SharedFrame]] = {}
         while True:
             for fd, _events in poller.poll():
                 if fd == self.client.fileno():
@@ -214,7 +214,12 @@ class _Relay:
         (no optional library configured: the lean server is the only one)."""
         return self.servers.get(str(name), self.servers[LEAN])
 
-    def _forward(self, message: dict[str, Any], fds: list[int], metas: dict[Any, Any]) -> None:
+    def _forward(
+        self,
+        message: dict[str, Any],
+        fds: list[int],
+        metas: dict[Any, tuple[dict[str, Any], SharedFrame]],
+    ) -> None:
         tag = message.get("id")
         try:
             if len(fds) != 2:
@@ -242,7 +247,7 @@ class _Relay:
             order.update(id=tag, landlock_abi_max=message.get("landlock_abi_max"))
             server = self._server(message.get("server", LEAN))
             socket.send_fds(server.sock, [orjson.dumps(order)], [*fds, shared.fd])
-            metas[tag] = meta
+            metas[tag] = (meta, shared)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -259,15 +264,24 @@ class _Relay:
         self.cache.put(key, (shared, meta), shared.size)
         return shared, meta
 
-    def _answer(self, data: bytes, metas: dict[Any, Any], server: ForkServer) -> None:
+    def _answer(
+        self,
+        data: bytes,
+        metas: dict[Any, tuple[dict[str, Any], SharedFrame]],
+        server: ForkServer,
+    ) -> None:
         value = orjson.loads(data)
         if "exit" in value:
             self.client.send(data)
             return
-        meta = metas.pop(value.get("id"), None)
-        if "pid" in value:
+        meta, shared = metas.pop(value.get("id"), (None, None))
+        if "pid" in value and shared is not None:
             value["meta"] = meta
             value["forked_by"] = server.process.pid
+            # The executor maps the same sealed memfd read-only for the engine (after
+            # checking its seals) rather than loading the rows a second time.
+            socket.send_fds(self.client, [orjson.dumps(value)], [shared.fd])
+            return
         self._reply(value)
 
     def _reply(self, value: dict[str, Any]) -> None:

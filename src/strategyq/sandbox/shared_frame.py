@@ -189,3 +189,115 @@ def attach(fd: int) -> Any:
         list(data.values()), columns, index, verify_integrity=False, consolidate=False
     )
     return pd.DataFrame._from_mgr(manager, axes=manager.axes)  # type: ignore[attr-defined]
+
+
+class FrameRefused(ValueError):
+    """A memfd the trusted side will not read: not sealed, or not a well-formed frame."""
+
+
+@dataclass
+class SealedFrame:
+    """A shared frame mapped read-only by a trusted process (the executor).
+
+    The mapping is shared, so it costs no copy: its pages are the memfd's own,
+    which the sandbox host already holds. The seals were verified before the
+    mapping was made, so no process (a sandbox child included) can change a byte
+    of it for as long as it lives.
+    """
+
+    mapping: mmap.mmap
+    rows: int
+    inode: tuple[int, int]
+    _base: int
+    _columns: dict[str, dict[str, Any]]
+
+    @classmethod
+    def open(cls, fd: int) -> SealedFrame:
+        """Map the memfd ``fd`` read-only; ``fd`` stays the caller's to close.
+
+        Raises:
+            FrameRefused: it lacks a seal (write, grow, shrink, seal) or its header is
+                not a frame's.
+        """
+        try:
+            seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        except OSError as exc:
+            raise FrameRefused(f"not a memfd: {exc}") from None
+        if seals & _SEALS != _SEALS:
+            raise FrameRefused("the frame's memfd is not sealed against writes")
+        st = os.fstat(fd)
+        if st.st_size < _HEAD.size:
+            raise FrameRefused("the frame's memfd is too short")
+        mapping = mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        try:
+            magic, length = _HEAD.unpack_from(mapping)
+            if magic != _MAGIC or _HEAD.size + length > st.st_size:
+                raise FrameRefused("not a shared frame")
+            header = orjson.loads(mapping[_HEAD.size : _HEAD.size + length])
+            columns = {str(c["name"]): c for c in header["columns"]}
+            rows = int(header["rows"])
+            if header["index"] != [0, rows, 1]:
+                raise FrameRefused("the shared frame's index is not 0..rows")
+        except FrameRefused:
+            mapping.close()
+            raise
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            mapping.close()
+            raise FrameRefused(f"the shared frame's header is malformed: {exc}") from None
+        base = _aligned(_HEAD.size + length)
+        return cls(mapping, rows, (st.st_dev, st.st_ino), base, columns)
+
+    def _span(self, span: Any) -> tuple[int, int]:
+        try:
+            offset, nbytes = int(span[0]), int(span[1])
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise FrameRefused("a buffer of the shared frame is malformed") from None
+        if offset < 0 or nbytes < 0 or self._base + offset + nbytes > len(self.mapping):
+            raise FrameRefused("a buffer of the shared frame lies outside it")
+        return self._base + offset, nbytes
+
+    def numbers(self, name: str, dtype: str) -> Any:
+        """Column ``name`` as a read-only NumPy array over the mapping, if it is ``dtype``.
+
+        Raises:
+            FrameRefused: no such column, another dtype, or the wrong length.
+        """
+        import numpy as np
+
+        column = self._columns.get(name)
+        want = np.dtype(dtype)
+        if column is None or column.get("kind") != "numpy" or column.get("dtype") != want.str:
+            raise FrameRefused(f"the shared frame has no {dtype} column {name!r}")
+        offset, nbytes = self._span(column["buffers"][0])
+        if nbytes != self.rows * want.itemsize:
+            raise FrameRefused(f"the shared frame's column {name!r} has the wrong length")
+        return np.frombuffer(self.mapping, dtype=want, count=self.rows, offset=offset)
+
+    def strings(self, name: str) -> Any:
+        """Column ``name`` of strings, without nulls, as an Arrow array over the mapping.
+
+        Raises:
+            FrameRefused: no such column, a null in it, or its buffers do not hold.
+        """
+        import pyarrow as pa
+
+        column = self._columns.get(name)
+        if column is None or column.get("kind") not in ("string", "object_string"):
+            raise FrameRefused(f"the shared frame has no string column {name!r}")
+        if int(column["length"]) != self.rows or int(column["null_count"]) != 0:
+            raise FrameRefused(f"the shared frame's column {name!r} has nulls or a wrong length")
+        view = memoryview(self.mapping)
+        buffers: list[Any] = []
+        for span in column["buffers"]:
+            if span is None:
+                buffers.append(None)
+                continue
+            offset, nbytes = self._span(span)
+            buffers.append(pa.py_buffer(view[offset : offset + nbytes]))
+        try:
+            array = pa.Array.from_buffers(pa.large_string(), self.rows, buffers, 0)
+            # Offsets inside the data buffer, ascending: checked once, in C.
+            array.validate(full=True)
+        except (pa.ArrowException, ValueError) as exc:
+            raise FrameRefused(f"the shared frame's column {name!r} is malformed: {exc}") from None
+        return array

@@ -5,19 +5,24 @@ This runs inside the executor process (no Redis, no secrets).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from strategyq.data import LoadResult, MarketData
 from strategyq.data.columns_used import indicators_used
 from strategyq.engine import Market, market_from_frame
-from strategyq.engine.market import REQUIRED_COLUMNS
+from strategyq.engine.market import REQUIRED_COLUMNS, market_from_sorted_columns
 from strategyq.errors import DataError
 from strategyq.protocol.results import Stage
 from strategyq.sandbox.forkclient import ForkClient
+from strategyq.sandbox.shared_frame import FrameRefused, SealedFrame, SharedFrame
 from strategyq.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -39,8 +44,92 @@ MARKET_MEMO_MAX_ROWS = 1_000_000
 _markets: dict[int, tuple[weakref.ref[LoadResult], Market]] = {}
 
 
+@dataclass(frozen=True)
+class SharedLoad(LoadResult):
+    """A load whose rows the engine reads from the sandbox host's sealed memfd.
+
+    ``frame`` has the rows' index only (no column): the rows are ``market``'s,
+    whose prices are read-only views of the memfd. ``ranges`` holds the stored
+    range of the ``empty`` tickers only (what their data messages name).
+    """
+
+    market: Market | None = None
+
+
+# The engine's view of the last small shared frame, by the memfd's inode: a sweep's
+# chunks (the same memfd from the host's cache) skip rebuilding it. The entry's
+# mapping keeps that memfd alive, so its inode cannot name another frame meanwhile;
+# it may outlive the host's cache entry, so only a small memfd is kept this way.
+_shared_markets: dict[tuple[int, int], tuple[SealedFrame, Market]] = {}
+SHARED_MEMO_MAX_BYTES = 64 * 1024 * 1024
+
+
+def shared_market(frame: SharedFrame) -> Market | None:
+    """The engine's view of a frame in the sandbox host's memfd, bit for bit the one
+    ``market_from_frame`` builds from the executor's own load of the same request;
+    None when that frame cannot serve (the caller loads its own copy then).
+
+    The memfd is read only after its seals (no write, grow, shrink or new seal) are
+    verified, so nothing a sandbox child does can change what the engine reads.
+    """
+    try:
+        st = os.fstat(frame.fd)
+        memo = _shared_markets.get((st.st_dev, st.st_ino))
+        if memo is not None:
+            return memo[1]
+        sealed = SealedFrame.open(frame.fd)
+        if sealed.rows == 0:
+            return None
+        market = market_from_sorted_columns(
+            sealed.strings("ticker"),
+            sealed.numbers("date", "<M8[ns]"),
+            (
+                sealed.numbers("open", "<f8"),
+                sealed.numbers("high", "<f8"),
+                sealed.numbers("low", "<f8"),
+                sealed.numbers("close", "<f8"),
+            ),
+        )
+    except (FrameRefused, OSError) as exc:
+        log.warning("the sandbox host's frame was not used (%s); loading a copy", exc)
+        return None
+    small = sealed.rows <= MARKET_MEMO_MAX_ROWS and len(sealed.mapping) <= SHARED_MEMO_MAX_BYTES
+    if market is not None and small:
+        _shared_markets.clear()
+        _shared_markets[sealed.inode] = (sealed, market)
+    return market
+
+
+def shared_load(meta: dict[str, Any], frame: SharedFrame | None) -> LoadResult | None:
+    """The load the host's reply describes, when the engine can use its frame: its
+    notes and the engine's view of its rows (an empty frame when it has none; the
+    ``ranges`` of the ``empty`` tickers only, as :class:`SharedLoad`'s)."""
+    notes = meta.get("load")
+    if frame is None or not isinstance(notes, dict):
+        return None
+    try:
+        rows = int(meta["shape"][0])
+        missing = [str(t) for t in notes["missing"]]
+        empty = [str(t) for t in notes["empty"]]
+        ranges = {
+            str(t): (dt.date.fromisoformat(a), dt.date.fromisoformat(b))
+            for t, (a, b) in notes["ranges"].items()
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+    if rows == 0:
+        return LoadResult(frame=pd.DataFrame(), missing=missing, empty=empty, ranges=ranges)
+    market = shared_market(frame)
+    if market is None or market.rows != rows:
+        return None
+    index = pd.DataFrame(index=pd.RangeIndex(rows))
+    return SharedLoad(frame=index, missing=missing, empty=empty, ranges=ranges, market=market)
+
+
 def engine_market(loaded: LoadResult) -> Market:
     """``market_from_frame(loaded.frame)``, built once per loaded (cached) frame."""
+    if isinstance(loaded, SharedLoad) and loaded.market is not None:
+        return loaded.market
     key = id(loaded)
     entry = _markets.get(key)
     if entry is not None and entry[0]() is loaded:
@@ -148,9 +237,47 @@ class RunContext:
         # Only the indicators the strategy can read (all when it may read any).
         used = indicators_used(code)
         request = {**request, "indicators": True if used is None else list(used)}
-        # The sandbox host loads its copy of the frame at the same time as we load ours.
         self.fork.prepare(request, self.limits, insecure_no_sandbox=self.insecure, source=code)
-        loaded = self.market.load(
+        # The engine reads the rows the sandbox host loaded for the child, from its
+        # sealed memfd; a frame it cannot use (or none) means a load of our own.
+        meta, frame = self.fork.prepared_frame()
+        try:
+            loaded: LoadResult | None = None
+            if frame is None or not isinstance(meta.get("load"), dict):
+                loaded = self.own_load(request)
+            elif meta.get("shape", [None])[0] == 0:
+                loaded = shared_load(meta, frame) or self.own_load(request)
+            if loaded is not None:
+                self._refuse_empty(loaded, symbols, what)
+            self.stage(Stage.RUNNING_STRATEGY)
+            instances, answered = self.fork.run(
+                code,
+                request,
+                self.limits,
+                cancel_fd=self.cancel_fd,
+                insecure_no_sandbox=self.insecure,
+                params=params,
+                runs=runs,
+                keep_columns=keep_columns,
+            )
+            if loaded is None:
+                # Built once the child has answered, as it was from our own frame: the
+                # market's index arrays never sit beside the child's memory.
+                loaded = shared_load(meta, frame) or self.own_load(request)
+                self._refuse_empty(loaded, symbols, what)
+        finally:
+            if frame is not None:
+                frame.close()  # the mapping, if any, holds the pages
+        self.stage(Stage.COMPUTING_METRICS)
+        return loaded, instances, list(answered["shape"])
+
+    def _refuse_empty(self, loaded: LoadResult, symbols: tuple[str, ...], what: str) -> None:
+        if loaded.frame.empty and not isinstance(loaded, SharedLoad):
+            raise DataError(no_data_message(symbols, loaded, what, self.market))
+
+    def own_load(self, request: dict[str, Any]) -> LoadResult:
+        """The engine's frame of ``request`` loaded by the executor itself (bars only)."""
+        return self.market.load(
             request["symbols"],
             request["start"],
             request["end"],
@@ -163,18 +290,3 @@ class RunContext:
             indicators=False,
             bar_columns=ENGINE_BARS,
         )
-        if loaded.frame.empty:
-            raise DataError(no_data_message(symbols, loaded, what, self.market))
-        self.stage(Stage.RUNNING_STRATEGY)
-        instances, meta = self.fork.run(
-            code,
-            request,
-            self.limits,
-            cancel_fd=self.cancel_fd,
-            insecure_no_sandbox=self.insecure,
-            params=params,
-            runs=runs,
-            keep_columns=keep_columns,
-        )
-        self.stage(Stage.COMPUTING_METRICS)
-        return loaded, instances, list(meta["shape"])
