@@ -24,6 +24,11 @@ import pytest
 
 NOBODY = 65534
 CAP = 8
+
+# One xdist worker runs both tests, one after the other: RLIMIT_NPROC counts every task of
+# the real uid, so while the other test's processes, also nobody's, exit, the user-count
+# route's bomb could take their places and start more than the cap it is checked against.
+pytestmark = pytest.mark.xdist_group(__name__)
 REPO = Path(__file__).resolve().parents[2]
 
 # Run as nobody: a store it writes itself, a sandbox host it starts, a bomb and a normal task.
