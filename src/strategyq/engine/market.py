@@ -154,20 +154,8 @@ def market_from_frame(df: pd.DataFrame) -> Market:
         if not ordered or bool(np.any(np.diff(order) < 0)):
             return market_from_frame(df.iloc[order].reset_index(drop=True))
         raise DataError(_duplicate_message(df, day, first))
-    ends = np.append(starts[1:], len(df)).astype(np.int64)
-    code = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
-    return Market(
-        symbols=symbols,
-        starts=starts.astype(np.int64),
-        ends=ends,
-        code=code,
-        day=day,
-        key=code * DAY_SHIFT + (day + DAY_BIAS),
-        open=_floats(df["open"]),
-        high=_floats(df["high"]),
-        low=_floats(df["low"]),
-        close=_floats(df["close"]),
-    )
+    prices = (_floats(df["open"]), _floats(df["high"]), _floats(df["low"]), _floats(df["close"]))
+    return _market_of_runs(symbols, starts, day, prices)
 
 
 def market_from_sorted_columns(
@@ -201,7 +189,17 @@ def market_from_sorted_columns(
     day: IntArray = date_ns.astype("datetime64[D]").astype(np.int64)
     if not bool(np.all((np.diff(day) > 0) | first[1:])):
         return None
-    ends = np.append(starts[1:], rows).astype(np.int64)
+    return _market_of_runs(symbols, starts, day, prices)
+
+
+def _market_of_runs(
+    symbols: list[str],
+    starts: npt.NDArray[np.intp],
+    day: IntArray,
+    prices: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> Market:
+    """The Market of rows sorted by (ticker, date) whose tickers' runs begin at ``starts``."""
+    ends = np.append(starts[1:], len(day)).astype(np.int64)
     code = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
     open_, high, low, close = prices
     return Market(
