@@ -208,6 +208,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else ""))
 
 
+def closed_to_others(path: Path) -> Path | None:
+    """The first directory from ``/`` down to ``path`` that other users cannot enter."""
+    for directory in [*reversed(path.parents), path]:
+        if directory.stat().st_mode & 0o001 == 0:
+            return directory
+    return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, saying why, when other users cannot reach the checkout or its venv.
+
+    A sandbox child runs under a uid of its own (and the thread-cap tests as nobody):
+    it reads the preloaded libraries' data files from the venv, and the nobody worker
+    imports the checkout. A checkout under a 0700 directory (``mktemp -d`` makes one)
+    would fail dozens of sandbox tests with "permission denied" instead.
+    """
+    import sysconfig
+
+    root = Path(__file__).resolve().parents[1]
+    for path in (root, Path(sysconfig.get_paths()["purelib"]).resolve()):
+        closed = closed_to_others(path)
+        if closed is not None:
+            message = (
+                f"{closed} is closed to other users (mode {closed.stat().st_mode & 0o777:o}), "
+                f"so the sandbox's children, which run under uids of their own, cannot read "
+                f"{path}: run `chmod o+x {closed}` or put the checkout in a directory others "
+                "can enter (the installation must be readable by all, see docs/security.md)."
+            )
+            sys.stderr.write(f"\n{message}\n")
+            pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Fail the run if pytest-xdist did not put a shared fixture's tests in one group.
 
