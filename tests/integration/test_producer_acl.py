@@ -19,10 +19,12 @@ import redis
 
 from strategyq import add_sweep_task, get_task_result
 from strategyq.examples import source
+from strategyq.executor.main import SandboxHost
 from strategyq.protocol.chunks import chunk_id
 from strategyq.queue import keys
 from strategyq.settings import Settings
 from strategyq.worker import Hooks, Worker
+from tests.integration.conftest import Burst, in_process
 
 CODE = source("sma_params")
 SYMBOLS = ["AAPL", "MSFT"]
@@ -68,12 +70,12 @@ def _message(task_id: str, task_type: str, **args: Any) -> str:
 
 
 def test_the_producer_submits_and_reads_but_touches_nothing_else(
-    redis_client: redis.Redis, producer: redis.Redis, settings: Settings
+    redis_client: redis.Redis, producer: redis.Redis, settings: Settings, burst: Burst
 ) -> None:
     producer.lpush(
         "strategy_queue", _message("acl-own", "backtest", params={"fast": 5, "slow": 50})
     )
-    Worker(settings, burst=True, handle_signals=False).run()
+    burst(settings)
     own = json.loads(producer.get(keys.result("acl-own")) or "{}")
     assert own["status"] == "completed", own
     for attempt in (
@@ -127,12 +129,12 @@ class _Forger(Hooks):
 
 
 def test_a_chunk_pushed_by_a_producer_never_runs_as_another_tasks_chunk(
-    redis_client: redis.Redis, producer: redis.Redis, settings: Settings
+    redis_client: redis.Redis, producer: redis.Redis, settings: Settings, sandbox_host: SandboxHost
 ) -> None:
     add_sweep_task(redis_client, "victim", CODE, SYMBOLS, START, END, GRID)
     forger = _Forger(producer, redis_client)
     worker = Worker(replace(settings, sweep_chunk_size=2), burst=True, handle_signals=False,
-                    hooks=forger)  # fmt: skip
+                    hooks=forger, executor_factory=in_process(sandbox_host))  # fmt: skip
     assert worker.run() == 0
     assert forger.pushed
     result = get_task_result(redis_client, "victim")

@@ -17,17 +17,12 @@ from strategyq.archive.store import Archive, RunFilter
 from strategyq.examples import source
 from strategyq.queue import archive_feed, keys
 from strategyq.settings import Settings
-from strategyq.worker import Worker
+from tests.integration.conftest import Burst
 
 SMA = source("sma_cross")
 PARAMS = source("sma_params")
 GAP = source("gap_up")
 SYMBOLS = ["AAPL", "MSFT"]
-
-
-def burst(settings: Settings, **changes: Any) -> None:
-    worker = Worker(replace(settings, **changes), burst=True, handle_signals=False)
-    assert worker.run() == 0
 
 
 OPENED: list[Archiver] = []
@@ -69,7 +64,7 @@ def rows(url: str) -> dict[str, dict[str, Any]]:
 
 
 def test_every_task_type_is_archived_once(
-    redis_client: redis.Redis, settings: Settings, archive_url: str
+    redis_client: redis.Redis, settings: Settings, archive_url: str, burst: Burst
 ) -> None:
     archive_feed.switch_on(redis_client)
     add_backtest_task(redis_client, "bt", SMA, SYMBOLS, "2010-01-01", "2011-12-31",
@@ -121,7 +116,7 @@ def test_every_task_type_is_archived_once(
 
 
 def test_runs_that_ended_with_the_archive_off_keep_their_args_name_tags_and_type(
-    redis_client: redis.Redis, settings: Settings, archive_url: str
+    redis_client: redis.Redis, settings: Settings, archive_url: str, burst: Burst
 ) -> None:
     # No archive on: no feed, and no copy of the messages for an archiver.
     assert not archive_feed.is_on(redis_client)

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +23,15 @@ from strategyq.archive.store import Archive
 from strategyq.examples import source
 from strategyq.queue import archive_feed, keys
 from strategyq.settings import Settings
-from strategyq.worker import Worker
 from tests.integration.api.conftest import CHROMIUM, CHROMIUM_ARGS, ServeProcess, api_env
 from tests.integration.archive.helpers import ROOT, wait_for
+from tests.integration.conftest import Burst
 
 V1 = source("sma_cross")
 V2 = V1.replace('df["sma_20"] > df["sma_50"]', 'df["sma_10"] > df["sma_50"]')
 SYMBOLS = ["AAPL", "MSFT"]
 OLD = ["old-a", "old-b", "old-err"]
 NEW = ["new-a", "new-b"]
-
-
-def _burst(settings: Settings, **changes: Any) -> None:
-    worker = Worker(replace(settings, **changes), burst=True, handle_signals=False)
-    assert worker.run() == 0
 
 
 def _archive_all(client: redis.Redis, url: str) -> None:
@@ -64,6 +59,7 @@ def expired(
     settings: Settings,
     market_home: Path,
     archive_url: str,
+    burst: Burst,
 ) -> Iterator[Setting]:
     """Three runs archived and then expired from Redis (their result keys' TTL ran out, and
     newer runs trimmed them from the recent-task index), and two newer runs Redis holds."""
@@ -74,7 +70,7 @@ def expired(
                       name="crossing", tags=["old"])  # fmt: skip
     add_backtest_task(redis_client, "old-err", "def f(df):\n    return 1/0\n", SYMBOLS,
                       "2010-01-01", "2010-12-31")  # fmt: skip
-    _burst(settings)
+    burst(settings)
     _archive_all(redis_client, archive_url)
     # The results' TTL runs out (the same expiry as after a day, only sooner).
     for task_id in OLD:
@@ -85,7 +81,7 @@ def expired(
         add_backtest_task(redis_client, task_id, V1 if i == 0 else V2, SYMBOLS, "2008-01-01",
                           "2011-12-31", name="crossing", tags=["new"])  # fmt: skip
     # An index capped at two: the newer runs push the expired ones out of it.
-    _burst(settings, recent_max=len(NEW))
+    burst(settings, recent_max=len(NEW))
     _archive_all(redis_client, archive_url)
     archive = Archive.open(archive_url)
     try:

@@ -20,7 +20,6 @@ from strategyq.errors import ArchiveSchemaNewer
 from strategyq.examples import source
 from strategyq.queue import archive_feed, keys
 from strategyq.settings import Settings
-from strategyq.worker import Worker
 from tests.integration.archive.helpers import (
     ArchiverProcess,
     Proxy,
@@ -28,6 +27,7 @@ from tests.integration.archive.helpers import (
     put_runs,
     wait_for,
 )
+from tests.integration.conftest import Burst
 from tests.integration.pg import SERVER, execute
 
 SMA = source("sma_cross")
@@ -61,12 +61,16 @@ def metric(port: int, name: str) -> float:
 
 
 def test_catch_up_after_the_archiver_was_down(
-    redis_client: redis.Redis, settings: Settings, worker_env: dict[str, str], archive_url: str
+    redis_client: redis.Redis,
+    settings: Settings,
+    worker_env: dict[str, str],
+    archive_url: str,
+    burst: Burst,
 ) -> None:
     env = archive_env(worker_env, archive_url)
     # Runs that ended before any archive was on come from the recent-task index.
     add_backtest_task(redis_client, "before", SMA, ["AAPL"], "2010-01-01", "2010-12-31")
-    Worker(settings, burst=True, handle_signals=False).run()
+    burst(settings)
     assert not archive_feed.is_on(redis_client)
     first = ArchiverProcess(env, "--once").start()
     assert first.wait() == 0, first.text
@@ -76,7 +80,7 @@ def test_catch_up_after_the_archiver_was_down(
     for i in range(3):
         add_backtest_task(redis_client, f"down-{i}", SMA, ["AAPL"], "2010-01-01", "2010-12-31",
                           tags=["catch-up"])  # fmt: skip
-    Worker(settings, burst=True, handle_signals=False).run()
+    burst(settings)
     assert redis_client.xlen(keys.ARCHIVE_FEED) == 3
     again = ArchiverProcess(env, "--once").start()
     assert again.wait() == 0, again.text

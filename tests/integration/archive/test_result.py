@@ -13,16 +13,16 @@ from strategyq.examples import source
 from strategyq.queue import archive_feed
 from strategyq.result import Result
 from strategyq.settings import Settings
-from strategyq.worker import Worker
+from tests.integration.conftest import Burst
 
 
 def test_from_archive_is_the_same_result_as_from_task(
-    redis_client: redis.Redis, settings: Settings, archive_url: str
+    redis_client: redis.Redis, settings: Settings, archive_url: str, burst: Burst
 ) -> None:
     archive_feed.switch_on(redis_client)
     add_backtest_task(redis_client, "res-1", source("sma_cross"), ["AAPL", "MSFT"],
                       "2008-01-01", "2011-12-31", name="sma cross")  # fmt: skip
-    assert Worker(settings, burst=True, handle_signals=False).run() == 0
+    burst(settings)
     arch = Archiver(redis_client, ArchiverConfig(url=archive_url))
     try:
         arch._start()
