@@ -97,7 +97,6 @@ def main() -> dict[str, Any]:
     from benchmarks.bench_sweep import workers
 
     console = Console(width=140)
-    small = {"fast": FAST, "slow": SLOW}
     with tempfile.TemporaryDirectory(prefix="strategyq-bench-path-") as tmp:
         home = Path(tmp)
         data = home / "data"
@@ -119,7 +118,6 @@ def main() -> dict[str, Any]:
             .rename(columns=str.capitalize)
         )
         rounds: list[dict[str, float]] = []
-        lanes: dict[str, str] = {}
         with workers(env, 1, 2, metrics_port=port) as pids:
             wait_workers(client, 1)
             for _ in range(2):  # warm: both executors' frames, the fork servers
@@ -159,7 +157,7 @@ def main() -> dict[str, Any]:
         )
         for k in {k for r in rounds for k in r}
     }
-    _print(console, med, len(rounds), lanes)
+    _print(console, med, len(rounds))
     return {"median": med, "rounds": rounds}
 
 
@@ -176,7 +174,7 @@ def _one(client: redis.Redis) -> float:
     return elapsed
 
 
-def _print(console: Console, med: dict[str, float], n: int, _lanes: dict[str, str]) -> None:
+def _print(console: Console, med: dict[str, float], n: int) -> None:
     vbt = med["vectorbt"]
     table = Table(
         title=f"10 x 10 SMA sweep, AAPL 2000-2013, submit to result, 1 worker x 2 executors, "
@@ -189,9 +187,9 @@ def _print(console: Console, med: dict[str, float], n: int, _lanes: dict[str, st
     parts = {
         "waits in lanes (plan + chunk)": med["waits"],
         "plan: run (claim to the executor's answer)": med["run sweep"],
-        "  of which loading data": med["stage sweep loading_data"],
+        "  of which loading data (plan)": med["stage sweep loading_data"],
         "chunk: run (claim to the executor's answer)": med["run sweep_chunk"],
-        "  of which loading data": med["stage sweep_chunk loading_data"],
+        "  of which loading data (chunk)": med["stage sweep_chunk loading_data"],
         "  of which the sandbox child (fork, strategy, answer)": med[
             "stage sweep_chunk running_strategy"
         ],

@@ -25,6 +25,7 @@ from strategyq.engine import batch, kernels, market_from_frame
 from strategyq.engine.columnar import column_signals
 from strategyq.engine.market import Market
 from strategyq.engine.signals import columns_from
+from strategyq.engine.simulate import simulate
 from tests.unit.test_engine_batch import END, MODELS, START, _bars, _columns, _rows, _same
 
 
@@ -84,7 +85,7 @@ def test_the_compiled_loop_and_numpy_give_the_same_curves(
     model = MODELS[name].resolved(True)
     n = len(sets)
     group = np.concatenate([np.full(len(c.codes), g, dtype=np.int64) for g, c in enumerate(sets)])
-    cand, _ = batch.simulate(
+    cand, _ = simulate(
         window,
         np.concatenate([c.codes for c in sets]),
         np.concatenate([c.days for c in sets]),

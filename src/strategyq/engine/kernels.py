@@ -162,7 +162,7 @@ def group_equity() -> Callable[..., None] | None:
         return None
     cache = _cache_dir()
     if cache is not None:
-        numba.config.CACHE_DIR = cache
+        numba.config.CACHE_DIR = cache  # type: ignore[attr-defined]  # read when compiling
     compiled: Callable[..., None] = numba.njit(cache=cache is not None, nogil=True)(equity_by_group)
     return compiled
 
