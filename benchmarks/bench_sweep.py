@@ -70,8 +70,10 @@ def sma_cross_strategy(df, params):
 
 
 @contextmanager
-def workers(env: dict[str, str], count: int, concurrency: int) -> Iterator[list[int]]:
-    argv = [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0",
+def workers(
+    env: dict[str, str], count: int, concurrency: int, metrics_port: int = 0
+) -> Iterator[list[int]]:
+    argv = [sys.executable, "-m", "strategyq", "worker", "--metrics-port", str(metrics_port),
             "--concurrency", str(concurrency), "--log-level", "WARNING"]  # fmt: skip
     procs = [
         subprocess.Popen(argv, env={**env, "STRATEGYQ_WORKER_ID": f"bench-sweep-{i}"})

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from strategyq.engine.kernels import group_equity
 from strategyq.engine.market import FloatArray, IntArray, Market
 from strategyq.engine.metrics import (
     METRIC_NAMES,
@@ -234,6 +235,29 @@ def _equity(
         return calendar, equity, ok
     first_mark = np.minimum(cand.sig_row[taken] + 1, cand.exit_row[taken])
     length = cand.exit_row[taken] - first_mark + 1
+    # Each market row's calendar session, looked up once for all marks.
+    session_of = np.searchsorted(calendar, market.day)
+    kernel = group_equity() if int(length.sum()) >= KERNEL_MIN_MARKS else None
+    if kernel is not None and bool(np.all(chosen.group[1:] >= chosen.group[:-1])):
+        kernel(
+            first_mark,
+            cand.exit_row[taken],
+            cand.entry_price[taken],
+            cand.exit_price[taken],
+            cand.short[taken],
+            chosen.group,
+            session_of[cand.entry_row[taken]],
+            session_of,
+            market.close,
+            float(model.cost_per_side),
+            float(model.max_positions),
+            capital,
+            equity,
+            ok,
+        )
+        # A group without a trade has no cell: the general loop decides it, as below.
+        ok &= np.bincount(chosen.group, minlength=n) > 0
+        return calendar, equity, ok
     trade = np.repeat(np.arange(len(taken)), length)
     starts = np.cumsum(length) - length
     row = np.arange(len(trade)) + np.repeat(first_mark - starts, length)
@@ -241,8 +265,6 @@ def _equity(
     value = _marks(market, cand, taken, trade, row, is_exit, model.cost_per_side)
     step = np.diff(value, prepend=0.0)
     step[starts] = value[starts]
-    # Each market row's calendar session, looked up once for all marks.
-    session_of = np.searchsorted(calendar, market.day)
     day_index = session_of[row]
     sized_on = session_of[cand.entry_row[taken]][trade]
     lag = day_index + 1 - sized_on
@@ -301,6 +323,11 @@ def _equity(
 
 LONG_RUN = 2
 """Fewest cells per run, on average, for a group's curve to be summed in runs."""
+
+KERNEL_MIN_MARKS = 20_000
+"""Fewest marks (held sessions of all trades) for the curves to be computed by the compiled
+loop (:mod:`strategyq.engine.kernels`); below, NumPy takes a few milliseconds, less than
+importing numba once."""
 
 
 def _recurrence_runs(

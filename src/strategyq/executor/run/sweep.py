@@ -35,6 +35,7 @@ from strategyq.executor.run.context import (
     no_data_message,
     refuse_missing,
 )
+from strategyq.executor.run.heap import keep_scratch_memory
 from strategyq.protocol.chunks import chunk_messages, fanout
 from strategyq.protocol.results import Stage
 from strategyq.protocol.task import BacktestArgs, ChunkArgs, SweepArgs, Task
@@ -128,6 +129,7 @@ def run_chunk(task: Task, ctx: RunContext) -> dict[str, Any]:
     """
     args = task.args
     assert isinstance(args, ChunkArgs)
+    keep_scratch_memory()
     bt = args.backtest
     request = backtest_request(bt)
     grid = takes_grid(bt.strategy_code)
