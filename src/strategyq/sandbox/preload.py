@@ -57,6 +57,11 @@ SKIPPED_PARTS = (
     "pandas.testing",
     "pandas._testing",
     "numpy._pytesttester",
+    # pandas' test decorators import pytest at the top: where the test runner is
+    # installed the fork server would otherwise hold all of pytest, which production
+    # does not have, and every child's fork and exit would pay for its pages.
+    "pandas.util._test_decorators",
+    "pandas.util._tester",
     # Optional extras whose dependencies (numba, jinja2, matplotlib) are not installed;
     # importing them just fails, so skip the attempt.
     "._numba",
@@ -149,8 +154,10 @@ NOT_PROVIDED: dict[str, str] = {
     "yaml": "configuration files are I/O (and not a dependency)",
     # Installed only with the benchmark extra (backtesting.py and vectorbt, the sweep
     # benchmark's yardsticks): not strategy dependencies, and plotting is I/O.
-    "numba": "not a dependency (only the benchmark extra installs it)",
-    "numba.typed": "not a dependency (only the benchmark extra installs it)",
+    # The trusted engine compiles its sweep loop with numba; a strategy's compiled code
+    # would be machine code the policy never sees.
+    "numba": "a compiler of machine code the policy cannot check (the engine's own)",
+    "numba.typed": "a compiler of machine code the policy cannot check (the engine's own)",
     "matplotlib": "plotting writes images: I/O (only the benchmark extra installs it)",
     "matplotlib.pyplot": "plotting writes images: I/O (only the benchmark extra installs it)",
     "IPython": "interactive shells are not strategies (only the benchmark extra installs it)",
