@@ -13,13 +13,12 @@ from strategyq.client import add_backtest_task
 from tests.integration.api.conftest import GAP_UP
 from tests.integration.conftest import WorkerProcess, wait_until
 
-# Busy for a second or two of CPU, then the seed's strategy: long enough for a
-# worker to publish the running_strategy stage (its watcher writes every 0.2 s).
+# A second and a half asleep, then the seed's strategy: long enough for a worker to
+# publish the running_strategy stage (its watcher writes every 0.2 s).
 SLOW = (
+    "import time\n\n\n"
     "def slow_gap_up(df):\n"
-    "    total = 0\n"
-    "    for i in range(12_000_000):\n"
-    "        total += i\n"
+    "    time.sleep(1.5)\n"
     "    hits = df[(df['gap_pct'] > 3.0) & (df['volume_ratio'] > 1.5)]\n"
     "    return [{'ticker': r.ticker, 'date': str(r.date), 'signal': True} "
     "for r in hits.itertuples()]\n"

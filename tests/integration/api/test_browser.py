@@ -12,12 +12,11 @@ import redis
 from tests.integration.api.helpers import make_dead_letter
 from tests.integration.conftest import WorkerProcess, wait_until
 
-# Three or so seconds of CPU before the seed's strategy: the page is open while it runs.
+# Three seconds asleep before the seed's strategy: the page is open while it runs.
 SLOW_FORM_CODE = (
+    "import time\n\n\n"
     "def slow_gap_up(df):\n"
-    "    total = 0\n"
-    "    for i in range(25_000_000):\n"
-    "        total += i\n"
+    "    time.sleep(3)\n"
     "    hits = df[(df['gap_pct'] > 3.0) & (df['volume_ratio'] > 1.5)]\n"
     "    return [{'ticker': r.ticker, 'date': str(r.date), 'signal': True}\n"
     "            for r in hits.itertuples()]\n"

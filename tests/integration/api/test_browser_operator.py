@@ -17,14 +17,9 @@ from strategyq.labels import format_metric, label
 from tests.integration.api.conftest import GAP_UP, ServeProcess, backtest_body
 from tests.integration.conftest import WorkerProcess
 
-# Busy long enough to be seen running; every test cancels what it started.
-BUSY = (
-    "def busy(df):\n"
-    "    total = 0\n"
-    "    for i in range(2_000_000_000):\n"
-    "        total += i\n"
-    "    return []\n"
-)
+# Running long enough to be seen running, asleep rather than spinning (a loop would take a
+# core from the browser the test drives); every test cancels what it started.
+BUSY = "import time\n\n\ndef busy(df):\n    time.sleep(600)\n    return []\n"
 
 
 @pytest.fixture(scope="module")
