@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +215,18 @@ def closed_to_others(path: Path) -> Path | None:
         if directory.stat().st_mode & 0o001 == 0:
             return directory
     return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the suite's processes a terminal's Ctrl-C, however the suite was started.
+
+    A non-interactive shell starts a background command (``make test &``) with SIGINT
+    ignored; an ignored signal stays ignored across exec, and Python then installs no
+    KeyboardInterrupt handler. The tests that press Ctrl-C on a CLI or a local run would
+    see their child ignore it.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
