@@ -31,16 +31,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import redis
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bench_e2e import descendants
 from benchmarks.bench_sweep import FAST, SLOW, vectorbt_time, wait_workers
-from benchmarks.bench_vectorbt import GRID, _role
+from benchmarks.bench_vectorbt import GRID, _role, aapl_bars
 from strategyq import add_sweep_task, wait_for_result
-from strategyq.data import MarketData, load_sample
+from strategyq.data import load_sample
 from strategyq.embedded_valkey import EmbeddedServer
 
 ROUNDS = int(os.environ.get("STRATEGYQ_BENCH_PATH_ROUNDS", "15"))
@@ -108,15 +107,7 @@ def main() -> dict[str, Any]:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
         env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_SCHEDULE_INTERVAL="0")
-        aapl = (
-            pd.DataFrame(
-                MarketData(data)
-                .load(["AAPL"], "2000-01-01", "2013-12-31", warmup_sessions=0, indicators=False)
-                .frame
-            )
-            .set_index("date")
-            .rename(columns=str.capitalize)
-        )
+        aapl = aapl_bars(data)
         rounds: list[dict[str, float]] = []
         with workers(env, 1, 2, metrics_port=port) as pids:
             wait_workers(client, 1)

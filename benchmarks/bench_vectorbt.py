@@ -203,6 +203,14 @@ print(json.dumps({"s": min(times), "peak_mib": rss("VmHWM"), "rise_mib": rss("Vm
 """
 
 
+def aapl_bars(data: Path) -> pd.DataFrame:
+    """AAPL 2000–2013 from the store at ``data``, indexed by date, in vectorbt's column names."""
+    frame = MarketData(data).load(
+        ["AAPL"], "2000-01-01", "2013-12-31", warmup_sessions=0, indicators=False
+    )
+    return pd.DataFrame(frame.frame).set_index("date").rename(columns=str.capitalize)
+
+
 def _vectorbt(job: str, root: Path, symbols: list[str], start: str, end: str) -> dict[str, Any]:
     extra = json.dumps([BIG["fast"], BIG["slow"], BIG["stop_loss_pct"]])
     proc = subprocess.run(
@@ -363,15 +371,7 @@ def main() -> dict[str, Any]:
         client = redis.Redis.from_url(url, decode_responses=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
         env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_SCHEDULE_INTERVAL="0")
-        aapl = (
-            pd.DataFrame(
-                MarketData(data)
-                .load(["AAPL"], "2000-01-01", "2013-12-31", warmup_sessions=0, indicators=False)
-                .frame
-            )
-            .set_index("date")
-            .rename(columns=str.capitalize)
-        )
+        aapl = aapl_bars(data)
         small = {"fast": FAST, "slow": SLOW}
         symbols = [f"SYN{i:04d}" for i in range(1, 101)]
         last = pd.Timestamp(MarketData(data).latest_session(symbols) or "2024-12-31")
