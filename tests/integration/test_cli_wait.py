@@ -40,6 +40,11 @@ def test_ctrl_c_while_waiting_says_the_task_keeps_running_and_how_to_cancel_it(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        # Closed here even when the test fails: a pipe left to the collector would fail
+        # whichever later test it is collected in (ResourceWarning is an error).
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     assert proc.returncode == 130, (out, err)
     assert "stopped waiting; task waited keeps running" in err
     assert "strategyq cancel waited" in err and "strategyq wait waited" in err
