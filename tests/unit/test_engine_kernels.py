@@ -25,7 +25,6 @@ from strategyq.engine import batch, kernels, market_from_frame
 from strategyq.engine.columnar import column_signals
 from strategyq.engine.market import Market
 from strategyq.engine.signals import columns_from
-from strategyq.engine.simulate import simulate
 from tests.unit.test_engine_batch import END, MODELS, START, _bars, _columns, _rows, _same
 
 
@@ -84,16 +83,8 @@ def test_the_compiled_loop_and_numpy_give_the_same_curves(
     sets = _sets(bars, window, zlib.crc32(name.encode()))
     model = MODELS[name].resolved(True)
     n = len(sets)
-    group = np.concatenate([np.full(len(c.codes), g, dtype=np.int64) for g, c in enumerate(sets)])
-    cand, _ = simulate(
-        window,
-        np.concatenate([c.codes for c in sets]),
-        np.concatenate([c.days for c in sets]),
-        np.concatenate([c.short for c in sets]),
-        model,
-        groups=(group, np.zeros(0, dtype=np.int64)),
-    )
-    chosen = batch._select(window, cand, group[cand.source], model, n)
+    cand, cand_group = batch.candidates(window, sets, model)
+    chosen = batch._select(window, cand, cand_group, model, n)
     monkeypatch.setattr(batch, "KERNEL_MIN_MARKS", 1 << 62)
     by_numpy = batch._equity(window, cand, chosen, model, n)
     monkeypatch.setattr(batch, "KERNEL_MIN_MARKS", 0)

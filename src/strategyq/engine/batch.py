@@ -89,11 +89,10 @@ class _Taken:
     ok: BoolArray
 
 
-def _batched(
-    market: Market, sets: Sequence[SignalColumns], model: TradeModel, benchmark: Market | None
-) -> dict[int, dict[str, Any]]:
-    """The metrics of every group the batched path covers, by group."""
-    n = len(sets)
+def candidates(
+    market: Market, sets: Sequence[SignalColumns], model: TradeModel
+) -> tuple[Candidates, IntArray]:
+    """Every set's signals simulated together: the candidates and each one's group."""
     group = np.concatenate([np.full(len(c.codes), g, dtype=np.int64) for g, c in enumerate(sets)])
     exit_group = np.concatenate(
         [np.full(len(c.exits), g, dtype=np.int64) for g, c in enumerate(sets)]
@@ -112,7 +111,15 @@ def _batched(
         exits,
         groups=(group, exit_group),
     )
-    cand_group = group[cand.source]
+    return cand, group[cand.source]
+
+
+def _batched(
+    market: Market, sets: Sequence[SignalColumns], model: TradeModel, benchmark: Market | None
+) -> dict[int, dict[str, Any]]:
+    """The metrics of every group the batched path covers, by group."""
+    n = len(sets)
+    cand, cand_group = candidates(market, sets, model)
     chosen = _select(market, cand, cand_group, model, n)
     curves = _equity(market, cand, chosen, model, n)
     if curves is None:
