@@ -9,6 +9,7 @@ use means a load of its own (``shared_load`` answers None).
 from __future__ import annotations
 
 import fcntl
+import json
 import mmap
 import os
 from pathlib import Path
@@ -243,3 +244,65 @@ def test_an_empty_shared_frame_gives_the_loads_notes_for_the_data_error(store: P
     assert (got.missing, got.empty) == (own.missing, own.empty)
     # The stored range of each ticker with no session in the request, for its message.
     assert got.empty and got.ranges == {t: own.ranges[t] for t in own.empty}
+
+
+def _header(shared: SharedFrame) -> tuple[dict[str, Any], int]:
+    with mmap.mmap(shared.fd, shared.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) as m:
+        length = int.from_bytes(m[4:8], "big")
+        header = json.loads(m[8 : 8 + length])
+    return header, (8 + length + 63) // 64 * 64
+
+
+def test_the_ticker_travels_as_codes_and_arrow_strings_give_the_same_market(
+    store: Path,
+) -> None:
+    market = MarketData(store, cache_mb=0)
+    host = _load(market, _request(market), indicators=False)
+    assert host.frame["ticker"].dtype.storage == "python"
+    coded = share(host.frame)
+    arrow_str = pd.StringDtype("pyarrow", na_value=np.nan)
+    arrow = _shared(host.frame.assign(ticker=host.frame["ticker"].astype(arrow_str)))
+    context._shared_markets.clear()
+    try:
+        header, _ = _header(coded)
+        (ticker,) = [c for c in header["columns"] if c["name"] == "ticker"]
+        assert ticker["encoding"] == "dictionary"
+        assert ticker["dictionary_length"] == host.frame["ticker"].nunique()
+        assert "encoding" not in _header(arrow)[0]["columns"][0]
+        from_codes = shared_market(coded)
+        context._shared_markets.clear()
+        from_strings = shared_market(arrow)
+        assert from_codes is not None and from_strings is not None
+        _bit_for_bit(from_codes, from_strings)
+        assert from_codes.symbols == from_strings.symbols == sorted(set(host.frame["ticker"]))
+    finally:
+        coded.close()
+        arrow.close()
+
+
+def test_a_ticker_code_outside_its_dictionary_is_refused(store: Path) -> None:
+    market = MarketData(store, cache_mb=0)
+    host = _load(market, _request(market), indicators=False)
+    shared = share(host.frame)
+    header, base = _header(shared)
+    (ticker,) = [c for c in header["columns"] if c["name"] == "ticker"]
+    offset = base + ticker["buffers"][0][0]
+    fd = os.memfd_create("bad-codes", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    with mmap.mmap(shared.fd, shared.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) as src:
+        data = bytearray(src[:])
+    data[offset : offset + 4] = (ticker["dictionary_length"] + 5).to_bytes(4, "little")
+    os.write(fd, bytes(data))
+    fcntl.fcntl(
+        fd,
+        fcntl.F_ADD_SEALS,
+        fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE,
+    )
+    bad = SharedFrame(fd, shared.size)
+    context._shared_markets.clear()
+    try:
+        with pytest.raises(FrameRefused, match="malformed"):
+            SealedFrame.open(bad.fd).strings("ticker")
+        assert shared_market(bad) is None
+    finally:
+        bad.close()
+        shared.close()

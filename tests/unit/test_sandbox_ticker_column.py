@@ -1,10 +1,11 @@
 """The strategy frame's ``ticker`` column answers string idioms as the loaded ``str`` one.
 
 The child builds its frame over the shared memfd (:mod:`strategyq.sandbox.shared_frame`),
-``ticker`` as an Arrow-backed ``str`` column; the frame as loaded holds a Python-backed
-one. Every strategy in :mod:`tests.unit.ticker_idioms` is written for a string column;
-on either frame it must return the same answer, sent as the same plain JSON: here on the
-attached frame, and through a real sandbox host and child. (A Categorical ``ticker``
+where ``ticker`` travels dictionary-encoded, and rebuilds the Python-backed ``str``
+column the loader made (one object per ticker). Every strategy in
+:mod:`tests.unit.ticker_idioms` is written for a string column; on either frame it must
+return the same answer, sent as the same plain JSON: here on the attached frame, and
+through a real sandbox host and child. (A Categorical ``ticker``
 fails ``tests/unit/sandbox_legit.py``'s ``series_map_dict``: ``map`` of a Categorical
 returns a Categorical, which has no ``max``.)
 """
@@ -68,9 +69,13 @@ def _sent(value: Any) -> Any:
 def test_the_attached_ticker_is_the_str_column_as_loaded(
     loaded: pd.DataFrame, attached: pd.DataFrame
 ) -> None:
-    assert attached["ticker"].dtype == "str"
+    # The same dtype as loaded (Python-backed `str`), and the same objects: one per
+    # ticker, each row pointing at it, so to_numpy() makes no string per row.
+    assert attached["ticker"].dtype == loaded["ticker"].dtype == "str"
+    assert attached["ticker"].dtype.storage == "python"
     values = attached["ticker"].to_numpy()
     assert all(type(v) is str for v in values)
+    assert len({id(v) for v in values}) == len(SYMBOLS)
     assert values.tolist() == loaded["ticker"].tolist()
     pd.testing.assert_frame_equal(
         attached.drop(columns="ticker"), loaded.drop(columns="ticker"), check_exact=True

@@ -167,8 +167,9 @@ def market_from_sorted_columns(
     as :func:`market_from_frame` builds it from the same rows, bit for bit; None
     when they are not (the caller builds it from a frame instead).
 
-    ``ticker``: an Arrow string array without nulls (each ticker's rows are found
-    by comparing neighbours in C, with no Python object per row); ``date_ns``:
+    ``ticker``: an Arrow string array without nulls, or a dictionary array of
+    strings (each ticker's rows are found by comparing neighbours in C, with no
+    Python object per row: the strings, or the codes); ``date_ns``:
     datetime64[ns]; ``prices``: open, high, low, close (used as they are, not copied).
     """
     import pyarrow.compute as pc
@@ -180,8 +181,14 @@ def market_from_sorted_columns(
         return None
     first = np.empty(rows, dtype=bool)
     first[0] = True
-    differ = pc.not_equal(ticker.slice(1), ticker.slice(0, rows - 1))
-    first[1:] = differ.to_numpy(zero_copy_only=False)
+    if isinstance(ticker, pa.DictionaryArray):
+        # Equal codes are equal strings; a dictionary that repeats a string gives two
+        # runs of one name, which the sortedness check below turns away.
+        codes = ticker.indices.to_numpy()
+        np.not_equal(codes[1:], codes[:-1], out=first[1:])
+    else:
+        differ = pc.not_equal(ticker.slice(1), ticker.slice(0, rows - 1))
+        first[1:] = differ.to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(first)
     symbols = [str(s) for s in ticker.take(pa.array(starts)).to_pylist()]
     if any(a >= b for a, b in itertools.pairwise(symbols)):
