@@ -2,8 +2,8 @@
 
 Stack: FastAPI on uvicorn (typed routes give the OpenAPI document for free,
 which schemathesis then checks against the live app), Jinja2 pages rendered on
-the server, and plotly.js from the plotly wheel, served by the app itself — no
-CDN, no build step, works offline. The app holds Redis credentials and never
+the server, and plotly.js's cartesian bundle, shipped in the package and served by
+the app itself — no CDN, no build step, works offline. The app holds Redis credentials and never
 runs user code.
 """
 
