@@ -15,8 +15,8 @@ here). vectorbt runs the same grid warm (signals vectorised, filled at the next
 open), in the same run, rounds interleaved.
 
 The child's side alone: the whole-grid call and its answer's encoding on the
-frame a sandbox child builds (over a shared frame, ``ticker`` an Arrow-backed
-``str`` column), and on the same frame with ``ticker`` as a Categorical (Python
+frame a sandbox child builds (over a shared frame, ``ticker`` the loader's
+Python-backed ``str`` column), and on the same frame with ``ticker`` as a Categorical (Python
 ``str`` categories), which the child does not use: it breaks string idioms
 (``docs/performance.md``).
 """
@@ -150,7 +150,7 @@ def main() -> dict[str, Any]:
         split = _by_combination(travel(whole(frame.copy(deep=False), grid)), len(combos))
         return [backtest_metrics(o.columns, market, model, start=START, end=END) for o in split]
 
-    def child_arrow() -> bytes:
+    def child_str() -> bytes:
         return result.encode_runs([whole(child_frame.copy(deep=False), grid)])
 
     def child_categorical() -> bytes:
@@ -160,13 +160,13 @@ def main() -> dict[str, Any]:
     assert same == run_grid() == run_grid_read_each() == run_grid_one_by_one(), (
         "every path must give the same metrics"
     )
-    assert child_categorical() == child_arrow(), "the same answer on either ticker column"
+    assert child_categorical() == child_str(), "the same answer on either ticker column"
     runs = (
         ("per combination", run_per_combo),
         ("whole grid", run_grid),
         ("whole grid, a read per combination", run_grid_read_each),
         ("whole grid, engine one by one", run_grid_one_by_one),
-        ("child: grid call + encoding (ticker Arrow str)", child_arrow),
+        ("child: grid call + encoding (ticker str)", child_str),
         ("same, ticker Categorical (not used)", child_categorical),
     )
     times: dict[str, list[float]] = {name: [] for name, _ in runs}
