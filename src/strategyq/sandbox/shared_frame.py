@@ -172,7 +172,7 @@ def attach(fd: int) -> Any:
             for span in spans
         ]
         if column.get("encoding") == "dictionary":
-            data[column["name"]] = _python_strings(column, m, base, buffers)
+            data[column["name"]] = _python_strings(column, buffers)
             continue
         array = pa.Array.from_buffers(
             pa.large_string(), int(column["length"]), buffers, int(column["null_count"])
@@ -211,18 +211,17 @@ def attach(fd: int) -> Any:
     return pd.DataFrame._from_mgr(manager, axes=manager.axes)  # type: ignore[attr-defined]
 
 
-def _python_strings(column: dict[str, Any], m: mmap.mmap, base: int, buffers: list[Any]) -> Any:
-    """A dictionary-encoded column as the Python-backed ``str`` array the loader made:
-    each distinct string one object, each row a pointer to it."""
+def _python_strings(column: dict[str, Any], buffers: list[Any]) -> Any:
+    """A dictionary-encoded column (``buffers``: its codes, then its dictionary's Arrow
+    buffers) as the Python-backed ``str`` array the loader made: each distinct string
+    one object, each row a pointer to it."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    rows = int(column["length"])
-    offset, nbytes = column["buffers"][0]
-    if nbytes != rows * 4:
+    codes = np.frombuffer(buffers[0], dtype="<i4")
+    if len(codes) != int(column["length"]):
         raise ValueError(f"the shared frame's column {column['name']!r} has the wrong length")
-    codes = np.frombuffer(m, dtype="<i4", count=rows, offset=base + offset)
     dictionary = pa.Array.from_buffers(
         pa.large_string(),
         int(column["dictionary_length"]),
