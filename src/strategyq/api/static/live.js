@@ -5,8 +5,8 @@
 // what is typed anywhere on it is kept. A backtest's price chart has a ticker picker.
 (function () {
   "use strict";
-  // Plotly is 4.8 MB of script: a page loads it only when it has a chart to draw, and
-  // then once (the offline HTML report embeds it, so it is there already).
+  // Plotly's cartesian bundle is 1.5 MB of script: a page loads it only when it has a chart
+  // to draw, and then once (the offline HTML report embeds it, so it is there already).
   var plotlyWaiting = null;
   function withPlotly(then) {
     if (typeof Plotly !== "undefined") { then(); return; }
