@@ -10,6 +10,7 @@ commands not the worker's, the worker not the CLI's renderers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,9 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 
-from strategyq.cli import app
+from strategyq.cli import app, build_app
+from strategyq.cli.common import _plain_metavars
 
 HEAVY = ("pandas", "numpy", "pyarrow")
 
@@ -39,6 +42,9 @@ NOT_AT_START = (
 # nor a schedule, and neither submit nor wait for a task.
 NOT_FOR_QUEUE_READS = (
     *HEAVY,
+    "strategyq.cli.demo",
+    "strategyq.cli.serve",
+    "strategyq.api",
     "prometheus_client",
     "strategyq.worker",
     "strategyq.observability",
@@ -53,6 +59,9 @@ NOT_FOR_QUEUE_READS = (
 # and waiting, nor the queue's read model, nor market data.
 NOT_FOR_THE_WORKER = (
     *HEAVY,
+    "strategyq.cli.demo",
+    "strategyq.cli.tasks",
+    "strategyq.api",
     "strategyq.queue.view",
     "strategyq.client",
     "strategyq.cli.waiting",
@@ -70,7 +79,8 @@ def among(modules: set[str] | list[str], prefixes: tuple[str, ...]) -> list[str]
 # modules in sys.modules: imports only add up, so one absent there is absent for every argv.
 PROBE = """
 import json, sys
-from strategyq.cli import app
+from strategyq.cli import app, build_app
+from strategyq.cli.common import _plain_metavars
 for argv in json.loads(sys.argv[1]):
     try:
         app(args=argv, prog_name="strategyq", standalone_mode=True)
@@ -137,8 +147,33 @@ def test_version_imports_no_redis_queue_worker_or_rich() -> None:
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.startswith("strategyq "), done.stderr
     modules = imported_modules(done.stderr)
-    assert "strategyq.cli.tasks" in modules  # every command registered, as for any command
-    assert among(modules, (*NOT_AT_START, "rich")) == []
+    assert "strategyq.cli.common" in modules  # the parse found the CLI's imports
+    assert among(modules, (*NOT_AT_START, "rich", "strategyq.cli.tasks")) == []
+
+
+def _help(command: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with contextlib.suppress(SystemExit):
+        command.main(args=[*argv, "--help"], prog_name="strategyq", standalone_mode=False)
+    return capsys.readouterr().out
+
+
+def test_a_command_alone_has_the_help_it_has_in_the_whole_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``strategyq NAME …`` registers NAME only: each command's help, byte for byte, and
+    each command's options are those of the whole CLI."""
+    monkeypatch.setenv("COLUMNS", "120")
+    whole = typer.main.get_command(app)
+    _plain_metavars(whole)
+    paths = command_paths(whole)[1:]
+    names = sorted({path[0] for path in paths})
+    assert {"queue", "worker", "dlq", "submit", "result", "runs", "scheduler"} <= set(names)
+    for name in names:
+        alone = typer.main.get_command(build_app({name}))
+        _plain_metavars(alone)
+        assert name in alone.commands  # type: ignore[attr-defined]
+        for path in (p for p in paths if p[0] == name):
+            assert _help(alone, list(path), capsys) == _help(whole, list(path), capsys), path
 
 
 def test_a_command_that_reads_market_data_still_imports_what_it_needs(tmp_path: Path) -> None:
