@@ -1,12 +1,16 @@
-"""The ``strategyq`` command starts without pandas, numpy or pyarrow.
+"""The ``strategyq`` command starts without what the command it runs does not use.
 
-Those take most of a second to import; only the commands that touch market data or
-run strategies need them, and they import them when they run. ``--help`` of the
-command and of every subcommand must not.
+pandas, numpy and pyarrow take most of a second to import; only the commands that
+touch market data or run strategies need them, and they import them when they run.
+The Redis client (a tenth of a second), the queue's modules, the worker, prometheus and
+rich's tables and progress bars are imported by the commands that use them, never to
+register the commands: ``--help`` and ``--version`` load none of them, the queue's
+commands not the worker's, the worker not the CLI's renderers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,25 +18,76 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 
-from strategyq.cli import app
+from strategyq.cli import app, build_app
+from strategyq.cli.common import _plain_metavars
 
 HEAVY = ("pandas", "numpy", "pyarrow")
 
-# Runs each argv through the CLI in one process (``--help`` exits), then lists the
-# heavy modules in sys.modules: imports only add up, so none there means none for any.
-PROBE = f"""
+# What no command imports to start: a command that uses one imports it when it runs.
+NOT_AT_START = (
+    *HEAVY,
+    "redis",
+    "prometheus_client",
+    "strategyq.worker",
+    "strategyq.queue",
+    "strategyq.client",
+    "strategyq.cli.waiting",
+    "rich.progress",
+)
+
+# The queue's read commands talk to Redis and print tables: they run neither a worker
+# nor a schedule, and neither submit nor wait for a task.
+NOT_FOR_QUEUE_READS = (
+    *HEAVY,
+    "strategyq.cli.demo",
+    "strategyq.cli.serve",
+    "strategyq.api",
+    "prometheus_client",
+    "strategyq.worker",
+    "strategyq.observability",
+    "strategyq.queue.schedules",
+    "cronsim",
+    "strategyq.client",
+    "strategyq.cli.waiting",
+    "rich.progress",
+)
+
+# The worker renders nothing and knows no trading: it imports neither the CLI's renderers
+# and waiting, nor the queue's read model, nor market data.
+NOT_FOR_THE_WORKER = (
+    *HEAVY,
+    "strategyq.cli.demo",
+    "strategyq.cli.tasks",
+    "strategyq.api",
+    "strategyq.queue.view",
+    "strategyq.client",
+    "strategyq.cli.waiting",
+    "rich.progress",
+    "rich.table",
+)
+
+
+def among(modules: set[str] | list[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The ``modules`` that are one of ``prefixes`` or inside one."""
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+# Runs each argv through the CLI in one process (``--help`` exits), then writes the
+# modules in sys.modules: imports only add up, so one absent there is absent for every argv.
+PROBE = """
 import json, sys
-from strategyq.cli import app
+from strategyq.cli import app, build_app
+from strategyq.cli.common import _plain_metavars
 for argv in json.loads(sys.argv[1]):
     try:
         app(args=argv, prog_name="strategyq", standalone_mode=True)
     except SystemExit as exc:
         assert exc.code in (0, None), (argv, exc.code)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
 with open(sys.argv[2], "w") as out:
-    json.dump(heavy, out)
+    json.dump(sorted(sys.modules), out)
 """
 
 
@@ -69,17 +124,56 @@ def test_help_imports_no_pandas_numpy_or_pyarrow() -> None:
     assert heavy == [], f"strategyq --help imports {heavy[:10]}"
 
 
-def test_no_subcommand_help_imports_pandas_numpy_or_pyarrow(tmp_path: Path) -> None:
+def test_no_subcommand_help_imports_pandas_redis_the_queue_or_the_worker(tmp_path: Path) -> None:
     paths = command_paths(typer.main.get_command(app))
     assert ("data", "import") in paths and ("submit", "backtest") in paths
     argvs = [[*path, "--help"] for path in paths]
-    found = tmp_path / "heavy.json"
+    found = tmp_path / "modules.json"
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(argvs), str(found)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(found.read_text()) == []
+    modules = json.loads(found.read_text())
+    assert "strategyq.cli.tasks" in modules  # the probe saw the commands' modules
+    assert among(modules, HEAVY) == []
+    assert among(modules, NOT_AT_START) == []
+
+
+def test_version_imports_no_redis_queue_worker_or_rich() -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "strategyq", "--version"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("strategyq "), done.stderr
+    modules = imported_modules(done.stderr)
+    assert "strategyq.cli.common" in modules  # the parse found the CLI's imports
+    assert among(modules, (*NOT_AT_START, "rich", "strategyq.cli.tasks")) == []
+
+
+def _help(command: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with contextlib.suppress(SystemExit):
+        command.main(args=[*argv, "--help"], prog_name="strategyq", standalone_mode=False)
+    return capsys.readouterr().out
+
+
+def test_a_command_alone_has_the_help_it_has_in_the_whole_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``strategyq NAME …`` registers NAME only: each command's help, byte for byte, and
+    each command's options are those of the whole CLI."""
+    monkeypatch.setenv("COLUMNS", "120")
+    whole = typer.main.get_command(app)
+    _plain_metavars(whole)
+    paths = command_paths(whole)[1:]
+    names = sorted({path[0] for path in paths})
+    assert {"queue", "worker", "dlq", "submit", "result", "runs", "scheduler"} <= set(names)
+    for name in names:
+        alone = typer.main.get_command(build_app({name}))
+        _plain_metavars(alone)
+        assert name in alone.commands  # type: ignore[attr-defined]
+        for path in (p for p in paths if p[0] == name):
+            assert _help(alone, list(path), capsys) == _help(whole, list(path), capsys), path
 
 
 def test_a_command_that_reads_market_data_still_imports_what_it_needs(tmp_path: Path) -> None:
@@ -116,3 +210,40 @@ def test_queue_commands_import_no_pandas(tmp_path: Path) -> None:
         modules = imported_modules(done.stderr)
         assert "strategyq.data.symbols" in modules or argv[0] == "result", argv
         assert "pandas" not in modules, argv
+
+
+def test_queue_reads_import_neither_worker_nor_schedules_nor_waiting(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``queue``, ``dlq list`` and ``result`` run to the end against a real server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(STRATEGYQ_HOME=str(tmp_path), REDIS_URL=redis_url)
+    for argv, code, says in (
+        (["queue"], 0, "queued"),
+        (["dlq", "list"], 0, "dead letters"),
+        (["result", "no-such-task"], 1, "no result for task no-such-task"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "strategyq", *argv],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert done.returncode == code, done.stderr[-2000:]
+        assert says in done.stdout + done.stderr, argv
+        modules = imported_modules(done.stderr)
+        assert {"redis", "strategyq.queue.view"} <= modules, argv
+        assert among(modules, NOT_FOR_QUEUE_READS) == [], argv
+
+
+def test_worker_imports_no_cli_renderers_or_queue_view(tmp_path: Path) -> None:
+    """The worker process as far as its first contact with Redis (here refused, so no
+    executor starts): the CLI and the worker's modules are all imported by then."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(STRATEGYQ_HOME=str(tmp_path), REDIS_URL="redis://127.0.0.1:1/0")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "strategyq", "worker", "--burst"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1 and "cannot reach" in done.stderr, done.stderr[-2000:]
+    modules = imported_modules(done.stderr)
+    assert {"strategyq.worker.service", "strategyq.executor.client"} <= modules
+    assert among(modules, NOT_FOR_THE_WORKER) == []

@@ -1,47 +1,60 @@
-"""The ``strategyq`` command. Only the CLI configures logging handlers."""
+"""The ``strategyq`` command. Only the CLI configures logging handlers.
+
+``strategyq NAME …`` registers the command ``NAME`` only (and imports its module
+only): the others' modules, and typer's build of every command's options, are a
+third of the start-up of a command that does little. ``strategyq``, ``--help``
+and an unknown name get the whole command, :data:`app`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+import sys
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from strategyq.cli import archive as archive_cmd
-from strategyq.cli import check as check_cmd
-from strategyq.cli import data as data_cmd
-from strategyq.cli import demo as demo_cmd
-from strategyq.cli import queue as queue_cmd
-from strategyq.cli import run as run_cmd
-from strategyq.cli import schedule as schedule_cmd
-from strategyq.cli import serve as serve_cmd
-from strategyq.cli import server as server_cmd
-from strategyq.cli import tasks as tasks_cmd
-from strategyq.cli import tenants as tenants_cmd
-from strategyq.cli import worker as worker_cmd
 from strategyq.cli.common import run_cli
 
-app = typer.Typer(
-    name="strategyq",
-    help="Run trading strategies as backtests and screens from a Redis queue.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+if TYPE_CHECKING:
+    app: typer.Typer
+
+
+def _group(module: str, attribute: str, name: str) -> Callable[[typer.Typer], None]:
+    def add(app: typer.Typer) -> None:
+        sub = getattr(importlib.import_module(f"strategyq.cli.{module}"), attribute)
+        app.add_typer(sub, name=name)
+
+    return add
+
+
+def _commands(module: str) -> Callable[[typer.Typer], None]:
+    def add(app: typer.Typer) -> None:
+        importlib.import_module(f"strategyq.cli.{module}").register(app)
+
+    return add
+
+
+# The command names each step registers, in the order the help lists them.
+_STEPS: tuple[tuple[tuple[str, ...], Callable[[typer.Typer], None]], ...] = (
+    (("data",), _group("data", "app", "data")),
+    (("server",), _group("server", "app", "server")),
+    (("submit",), _group("tasks", "submit_app", "submit")),
+    (("run",), _group("run", "run_app", "run")),
+    (("dlq",), _group("queue", "dlq_app", "dlq")),
+    (("tenant",), _group("tenants", "tenant_app", "tenant")),
+    (("lane",), _group("tenants", "lane_app", "lane")),
+    (("result", "wait", "cancel"), _commands("tasks")),
+    (("queue",), _commands("queue")),
+    (("worker",), _commands("worker")),
+    (("demo",), _commands("demo")),
+    (("schedule", "scheduler"), _commands("schedule")),
+    (("serve",), _commands("serve")),
+    (("check",), _commands("check")),
+    (("archive", "runs"), _commands("archive")),
 )
-app.add_typer(data_cmd.app, name="data")
-app.add_typer(server_cmd.app, name="server")
-app.add_typer(tasks_cmd.submit_app, name="submit")
-app.add_typer(run_cmd.run_app, name="run")
-app.add_typer(queue_cmd.dlq_app, name="dlq")
-app.add_typer(tenants_cmd.tenant_app, name="tenant")
-app.add_typer(tenants_cmd.lane_app, name="lane")
-tasks_cmd.register(app)
-queue_cmd.register(app)
-worker_cmd.register(app)
-demo_cmd.register(app)
-schedule_cmd.register(app)
-serve_cmd.register(app)
-check_cmd.register(app)
-archive_cmd.register(app)
+_NAMES = frozenset(name for names, _ in _STEPS for name in names)
 
 
 def _version(value: bool) -> None:
@@ -52,7 +65,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _options(
     version: Annotated[
         bool,
@@ -62,6 +74,36 @@ def _options(
     """Run trading strategies as backtests and screens from a Redis queue, or here."""
 
 
+def build_app(names: Collection[str] | None = None) -> typer.Typer:
+    """The ``strategyq`` command with the commands ``names`` (every one when None)."""
+    built = typer.Typer(
+        name="strategyq",
+        help="Run trading strategies as backtests and screens from a Redis queue.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    built.callback()(_options)
+    for provided, add in _STEPS:
+        if names is None or not set(names).isdisjoint(provided):
+            add(built)
+    return built
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        whole = build_app()
+        globals()["app"] = whole
+        return whole
+    raise AttributeError(f"module 'strategyq.cli' has no attribute {name!r}")
+
+
 def main() -> None:
     """Console-script entry point."""
-    run_cli(app)
+    args = sys.argv[1:]
+    if args and args[0] in _NAMES:
+        run_cli(build_app({args[0]}))
+    elif args == ["--version"]:
+        run_cli(build_app(()))
+    else:
+        run_cli(build_app())

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import redis
 import typer
 import typer.main
-from rich.console import Console
 from typer.core import TyperArgument, TyperOption
 
-from strategyq.connection import connect
 from strategyq.errors import StrategyqError
 from strategyq.settings import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    import redis
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: rich takes a tenth of the start-up of a
+    command that prints nothing through it (``worker``, ``--version``, ``--json``)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+    def made(self) -> Console:
+        """The console itself, for rich objects that take one (``Progress(console=...)``)."""
+        self.__getattr__("print")
+        assert self._console is not None
+        return self._console
+
+
+def unwrap(console: Console) -> Console:
+    """The rich ``Console`` behind :data:`console` or :data:`err_console`."""
+    return console.made() if isinstance(console, _LazyConsole) else console
+
+
+console = cast("Console", _LazyConsole())
+err_console = cast("Console", _LazyConsole(stderr=True))
 
 
 def settings() -> Settings:
@@ -23,6 +52,10 @@ def settings() -> Settings:
 
 
 def client(conf: Settings | None = None, *, decode: bool = True) -> redis.Redis:
+    # The Redis client is a tenth of a second of imports: only the commands that talk
+    # to the server load it.
+    from strategyq.connection import connect
+
     return connect(conf or settings(), decode_responses=decode)
 
 

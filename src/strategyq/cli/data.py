@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from strategyq.errors import DataError, ImportRejected, StrategyqError
 from strategyq.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     # strategyq.data imports pandas, numpy and pyarrow (most of a second): each command
     # imports what it uses when it runs, so `strategyq --help` starts without them.
     from strategyq.data.importer import ImportSummary
@@ -29,10 +29,14 @@ app = typer.Typer(
 
 
 def _out() -> Console:
+    from rich.console import Console
+
     return Console(soft_wrap=True, highlight=False)
 
 
 def _err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -59,6 +63,8 @@ def _run(action: Callable[[], T]) -> T:
 
 
 def _print_problems(title: str, problems: Sequence[Problem]) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     for column in ("source", "line", "reason"):
         table.add_column(column)
@@ -233,6 +239,8 @@ def _since(text: str | None) -> date | str | None:
 @app.command("list")
 def list_() -> None:
     """Show every stored ticker with its first and last session."""
+    from rich.table import Table
+
     from strategyq.data import MarketData
 
     root = _data_dir()
@@ -257,6 +265,8 @@ def list_() -> None:
 @app.command()
 def info(ticker: Annotated[str, typer.Argument(help="The ticker to describe.")]) -> None:
     """Show one ticker's range and its latest bar."""
+    from rich.table import Table
+
     from strategyq.data import MarketData
 
     root = _data_dir()

@@ -9,27 +9,22 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
-from rich.table import Table
 
 from strategyq.cli import data as data_cmd
 from strategyq.cli.common import client, console, settings
-from strategyq.cli.tasks import render
-from strategyq.cli.waiting import wait_with_status
-from strategyq.client import add_backtest_task, add_screening_task
-from strategyq.embedded_valkey import EmbeddedServer
-from strategyq.examples import source
 
 if TYPE_CHECKING:
+    import redis
+
     # Imported by the command when it runs: strategyq.data brings pandas, numpy and
     # pyarrow, which `strategyq --help` does not need.
     from strategyq.data import MarketData
+    from strategyq.embedded_valkey import EmbeddedServer
 
 SAMPLE_SYMBOLS = ["AAPL", "MSFT", "GOOG"]
 SAMPLE_UNIVERSE = ["AAPL", "MSFT", "GOOG", "IBM", "FB"]
@@ -40,6 +35,8 @@ INDICATORS = ("close", "gap_pct", "volume_ratio", "sma_20", "sma_50", "rsi", "at
 
 def _indicator_rows(market: MarketData) -> None:
     """One row per sample ticker: its last session's indicators, as a strategy sees them."""
+    from rich.table import Table
+
     table = Table(title="last session per ticker, as the strategy's df has it")
     table.add_column("ticker")
     table.add_column("date")
@@ -77,6 +74,8 @@ def _listening_socket(preferred: int = 8000) -> socket.socket:
 
 def _start_dashboard(sock: socket.socket) -> subprocess.Popen[bytes]:
     """``strategyq serve`` on the demo's socket, once it answers /readyz."""
+    import urllib.request
+
     port = int(sock.getsockname()[1])
     fd = sock.fileno()
     command = [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--fd", str(fd)]
@@ -100,6 +99,8 @@ def _start_dashboard(sock: socket.socket) -> subprocess.Popen[bytes]:
 
 
 def _page_ok(url: str) -> bool:
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=10) as reply:
             return bool(reply.status == 200)
@@ -115,6 +116,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Start the embedded server and a worker, run a backtest and a screen, show both."""
+        from strategyq.embedded_valkey import EmbeddedServer
+
         conf = settings()
         server = EmbeddedServer(conf.server_dir)
         started_server = conf.redis.embedded and not server.is_running()
@@ -219,6 +222,11 @@ def _show_sample_data(data_dir: Path) -> None:
 
 def _run_seed_tasks(r: redis.Redis) -> tuple[str, str]:
     """Queue the seed's backtest and screen, wait for both and render them; their ids."""
+    from strategyq.cli.tasks import render
+    from strategyq.cli.waiting import wait_with_status
+    from strategyq.client import add_backtest_task, add_screening_task
+    from strategyq.examples import source
+
     backtest_id = f"demo-backtest-{uuid.uuid4().hex[:8]}"
     screening_id = f"demo-screening-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()

@@ -6,11 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from strategyq.cli.common import client, console, settings
-from strategyq.queue.admin import purge_dead_letters, retry_dead_letters
-from strategyq.queue.view import QueueView
 
 dlq_app = typer.Typer(help="Inspect, retry or purge dead-lettered tasks.", no_args_is_help=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -20,6 +17,10 @@ def register(app: typer.Typer) -> None:
     @app.command("queue")
     def queue_cmd(as_json: AsJson = False) -> None:
         """Queue depth, in-flight tasks per worker (with attempts), workers alive, dead letters."""
+        from rich.table import Table
+
+        from strategyq.queue.view import QueueView
+
         conf = settings()
         stats = QueueView(client(conf), conf.queue_name).stats().as_dict()
         if as_json:
@@ -53,6 +54,10 @@ def dlq_list(
     as_json: AsJson = False,
 ) -> None:
     """Show dead-lettered tasks and why they are there."""
+    from rich.table import Table
+
+    from strategyq.queue.view import QueueView
+
     entries = [e.as_dict() for e in QueueView(client()).dead_letters(count)]
     if as_json:
         print(json.dumps(entries, indent=2))
@@ -76,6 +81,8 @@ def dlq_retry(
     task_id: Annotated[str | None, typer.Argument(help="Only this task (default: all).")] = None,
 ) -> None:
     """Put dead-lettered tasks back on the queue with fresh attempts."""
+    from strategyq.queue.admin import retry_dead_letters
+
     conf = settings()
     report = retry_dead_letters(
         client(conf), conf.queue_name, task_id, result_ttl_s=conf.result_ttl_s
@@ -90,6 +97,8 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
 ) -> None:
     """Delete every dead-letter entry."""
+    from strategyq.queue.admin import purge_dead_letters
+
     if not yes:
         typer.confirm("Delete every dead-letter entry?", abort=True)
     console.print(f"{purge_dead_letters(client())} entr(ies) purged")

@@ -11,20 +11,9 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from strategyq.cli.common import client, console, settings
 from strategyq.logs import configure_logging
-from strategyq.queue.schedules import (
-    Ticker,
-    add_schedule,
-    make_schedule,
-    pause_schedule,
-    remove_schedule,
-    resume_schedule,
-    run_now,
-)
-from strategyq.queue.view import QueueView
 
 schedule_app = typer.Typer(
     help="Run a screen (or any task) on a cron calendar: add, list, pause, resume, remove, "
@@ -70,6 +59,8 @@ def add_cmd(
     """Add a schedule: each due slot enqueues the task NAME:<slot time with offset>."""
     from strategyq.cli.tasks import read_code
     from strategyq.protocol.args import parse_grid
+    from strategyq.queue.schedules import add_schedule, make_schedule
+    from strategyq.queue.view import QueueView
 
     args: dict[str, Any] = {"strategy_code": read_code(strategy)}
     optional = {
@@ -100,6 +91,10 @@ def add_cmd(
 @schedule_app.command("list")
 def list_cmd(as_json: AsJson = False) -> None:
     """Every schedule, with its state and next run."""
+    from rich.table import Table
+
+    from strategyq.queue.view import QueueView
+
     states = QueueView(client()).schedules()
     if as_json:
         rows = [
@@ -136,6 +131,8 @@ def list_cmd(as_json: AsJson = False) -> None:
 @schedule_app.command("pause")
 def pause_cmd(name: str) -> None:
     """Skip the schedule's runs until it is resumed."""
+    from strategyq.queue.schedules import pause_schedule
+
     pause_schedule(client(), name)
     console.print(f"schedule {name} paused")
 
@@ -143,6 +140,8 @@ def pause_cmd(name: str) -> None:
 @schedule_app.command("resume")
 def resume_cmd(name: str) -> None:
     """Run the schedule again from its next slot (slots missed while paused are skipped)."""
+    from strategyq.queue.schedules import resume_schedule
+
     resume_schedule(client(), name)
     console.print(f"schedule {name} resumed")
 
@@ -150,6 +149,8 @@ def resume_cmd(name: str) -> None:
 @schedule_app.command("remove")
 def remove_cmd(name: str) -> None:
     """Delete the schedule (runs already queued are left alone)."""
+    from strategyq.queue.schedules import remove_schedule
+
     remove_schedule(client(), name)
     console.print(f"schedule {name} removed")
 
@@ -157,6 +158,8 @@ def remove_cmd(name: str) -> None:
 @schedule_app.command("run-now")
 def run_now_cmd(name: str) -> None:
     """Enqueue one run of the schedule now; prints its task id."""
+    from strategyq.queue.schedules import run_now
+
     conf = settings()
     task_id = run_now(client(conf), name, queue=conf.queue_name, result_ttl_s=conf.result_ttl_s)
     console.print(f"queued [bold]{task_id}[/]")
@@ -175,6 +178,8 @@ def register(app: typer.Typer) -> None:
         Workers do this too; any number of schedulers and workers together
         still enqueue each slot once.
         """
+        from strategyq.queue.schedules import Ticker
+
         configure_logging("text", log_level)
         conf = settings()
         ticker = Ticker(client(conf), queue=conf.queue_name, result_ttl_s=conf.result_ttl_s)

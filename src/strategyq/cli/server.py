@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(
     help="Manage the embedded Valkey server (used when REDIS_URL/REDIS_HOST are unset).",
@@ -38,6 +38,8 @@ def _format(value: Any) -> str:
 
 def status_table(status: dict[str, Any]) -> Table:
     """A two-column table of :meth:`EmbeddedServer.status`."""
+    from rich.table import Table
+
     table = Table(title="embedded Valkey", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -49,6 +51,10 @@ def status_table(status: dict[str, Any]) -> Table:
 @app.command()
 def status() -> None:
     """Show whether the embedded server runs, where, and what it holds."""
+    from rich.console import Console
+
+    from strategyq.embedded_valkey import EmbeddedServer
+
     settings = Settings.from_env()
     console = Console()
     if not settings.redis.embedded:
@@ -64,6 +70,10 @@ def status() -> None:
 @app.command()
 def start() -> None:
     """Start the embedded server (or reuse the one already running)."""
+    from rich.console import Console
+
+    from strategyq.embedded_valkey import EmbeddedServer
+
     settings = Settings.from_env()
     server = EmbeddedServer(settings.server_dir)
     url = server.ensure_running()
@@ -79,6 +89,10 @@ def start() -> None:
 @app.command()
 def stop() -> None:
     """Stop the embedded server; queued tasks stay on disk (AOF) for the next start."""
+    from rich.console import Console
+
+    from strategyq.embedded_valkey import EmbeddedServer
+
     settings = Settings.from_env()
     stopped = EmbeddedServer(settings.server_dir).stop()
     Console().print("embedded Valkey stopped" if stopped else "embedded Valkey was not running")

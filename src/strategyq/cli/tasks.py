@@ -7,22 +7,22 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
-from rich.table import Table
 
 from strategyq.cli.common import client, console, err_console, fail, settings
-from strategyq.cli.sweep_view import render_sweep
-from strategyq.cli.waiting import wait_with_status
-from strategyq.client import cancel_task, submit_task
 from strategyq.errors import TenantQuotaExceeded
 from strategyq.labels import HEADLINE, METRICS, date_range, duration, format_metric, label
 from strategyq.protocol.args import TaskArg, args_for
 from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.results import TERMINAL_STATUSES
-from strategyq.queue.view import QueueView
+
+if TYPE_CHECKING:
+    import redis
+
+# The Redis client, the queue's modules and rich's tables are imported by the commands
+# that use them: every ``strategyq`` command imports this module to register its own.
 
 submit_app = typer.Typer(
     help="Queue a backtest, a screening task or a parameter sweep.", no_args_is_help=True
@@ -156,6 +156,8 @@ def _submit_command(task_type: TaskType, summary: str, timeout_s: float) -> Call
     table = task_table(task_type)
 
     def command(**given: Any) -> None:
+        from strategyq.client import submit_task
+
         args = task_args_from(given, table)
         r = client()
         _warn_without_workers(r)
@@ -191,6 +193,8 @@ submit_app.command("sweep")(
 
 
 def _warn_without_workers(r: redis.Redis) -> None:
+    from strategyq.queue.view import QueueView
+
     if QueueView(r, settings().queue_name).workers_alive() == 0:
         err_console.print(
             "[yellow]warning:[/] no worker is alive: the task waits in the queue until one "
@@ -211,6 +215,9 @@ def _after_submit(r: redis.Redis, task_id: str, wait: bool, as_json: bool, timeo
 
 def _wait_and_show(r: redis.Redis, task_id: str, timeout: float, as_json: bool) -> None:
     """Wait for a terminal result and show it; exit 2 when it did not finish in time."""
+    from strategyq.cli.waiting import wait_with_status
+    from strategyq.queue.view import QueueView
+
     result = wait_with_status(r, task_id, timeout, quiet=as_json)
     if result is None or result.get("status") not in TERMINAL_STATUSES:
         current = QueueView(r).task(task_id)
@@ -233,6 +240,8 @@ def show_result(task_id: str, result: dict[str, Any] | None, as_json: bool) -> N
 
 
 def render(task_id: str, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
     status = result.get("status")
     data = result.get("data") or {}
     console.print(f"[bold]{task_id}[/]: {status}  (updated {result.get('updated_at')})")
@@ -265,6 +274,8 @@ def render(task_id: str, result: dict[str, Any]) -> None:
     elif mode == "screening":
         _render_screening(data)
     elif mode == "sweep":
+        from strategyq.cli.sweep_view import render_sweep
+
         render_sweep(console, data, task_id)
     console.print(
         f"ran on worker {data.get('worker_id')} in {duration(data.get('execution_time_ms'))}"
@@ -324,6 +335,8 @@ def _fmt(value: Any) -> str:
 
 
 def _render_backtest(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     summary = data.get("summary") or {}
     warmup = summary.get("warmup_instances")
     console.print(
@@ -365,6 +378,8 @@ def _render_backtest(data: dict[str, Any]) -> None:
 
 
 def _render_screening(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     console.print(
         f"as of {data.get('as_of')}: {data.get('results_returned')} of "
         f"{data.get('universe_size')} symbols"
@@ -393,6 +408,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a task's result (whatever its status); from the run archive once Redis no
         longer holds it."""
+        from strategyq.queue.view import QueueView
+
         result = QueueView(client()).task(task_id)
         if result is None:
             result = archived_result(task_id)
@@ -413,6 +430,8 @@ def register(app: typer.Typer) -> None:
     @app.command("cancel")
     def cancel_cmd(task_id: str) -> None:
         """Cancel a queued or running task."""
+        from strategyq.client import cancel_task
+
         previous = cancel_task(client(), task_id)
         if previous in TERMINAL_STATUSES:
             console.print(f"{task_id} had already finished ({previous}); nothing to cancel")

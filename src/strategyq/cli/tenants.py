@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from strategyq.cli.common import client, console, fail, settings
 from strategyq.errors import TaskValidationError
-from strategyq.queue.tenants import QUOTAS, TenantState
-from strategyq.queue.view import QueueView
+
+if TYPE_CHECKING:
+    from strategyq.queue.tenants import TenantState
+    from strategyq.queue.view import QueueView
 
 tenant_app = typer.Typer(
     help="Quotas per tenant (in Redis: every worker and producer sees a change at once).",
@@ -26,6 +27,8 @@ def _quota(help_: str) -> object:
 
 
 def _view() -> QueueView:
+    from strategyq.queue.view import QueueView
+
     conf = settings()
     return QueueView(client(conf), conf.queue_name)
 
@@ -60,6 +63,8 @@ def tenant_set(
 
 
 def _row(t: TenantState) -> list[str]:
+    from strategyq.queue.tenants import QUOTAS
+
     use = t.use()
 
     def cell(quota: str) -> str:
@@ -73,6 +78,8 @@ def _row(t: TenantState) -> list[str]:
 @tenant_app.command("list")
 def tenant_list(as_json: AsJson = False) -> None:
     """Every tenant with tasks, results or quotas: use against each quota, wait p50/p95."""
+    from rich.table import Table
+
     tenants = _view().tenancy.tenants()
     if as_json:
         print(json.dumps([t.as_dict() for t in tenants], indent=2))
@@ -88,6 +95,8 @@ def tenant_list(as_json: AsJson = False) -> None:
 @tenant_app.command("show")
 def tenant_show(name: str, as_json: AsJson = False) -> None:
     """One tenant's quotas and use."""
+    from strategyq.queue.tenants import QUOTAS
+
     try:
         state = _view().tenancy.tenant(name)
     except TaskValidationError as exc:
@@ -128,6 +137,8 @@ def lane_remove(name: str) -> None:
 @lane_app.command("list")
 def lane_list(as_json: AsJson = False) -> None:
     """Every lane: weight, tasks waiting, tenants waiting."""
+    from rich.table import Table
+
     lanes = _view().tenancy.lanes()
     if as_json:
         print(json.dumps([lane.as_dict() for lane in lanes], indent=2))

@@ -9,22 +9,14 @@ not the task: the message says so and how to follow or cancel it.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from strategyq.cli.common import err_console
-from strategyq.queue.view import QueueView
+from strategyq.cli.common import err_console, unwrap
+
+if TYPE_CHECKING:
+    import redis
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -59,6 +51,8 @@ def wait_with_status(
     Raises:
         typer.Exit: 130 after Ctrl-C, having said how to follow or cancel the task.
     """
+    from strategyq.queue.view import QueueView
+
     try:
         if quiet:
             return QueueView(r).wait(task_id, timeout)
@@ -73,6 +67,18 @@ def wait_with_status(
 
 
 def _follow(r: redis.Redis, task_id: str, timeout: float) -> dict[str, Any] | None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from strategyq.queue.view import QueueView
+
     view = QueueView(r)
     deadline = time.monotonic() + timeout
     columns = (
@@ -85,7 +91,7 @@ def _follow(r: redis.Redis, task_id: str, timeout: float) -> dict[str, Any] | No
         TextColumn("left"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=unwrap(err_console), transient=True) as progress:
         bar = progress.add_task("waiting", total=None, task_id=task_id)
         while True:
             remaining = deadline - time.monotonic()

@@ -11,7 +11,6 @@ import typer
 from strategyq.cli.common import settings
 from strategyq.logs import configure_logging
 from strategyq.settings import option_help
-from strategyq.worker import Worker
 
 
 class LogFormat(StrEnum):
@@ -42,6 +41,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Take tasks from the queue and run them."""
+        from strategyq.worker import Worker
+
         configure_logging(log_format.value, log_level)
         conf = settings()
         changes: dict[str, object] = {}

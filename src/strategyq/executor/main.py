@@ -51,6 +51,11 @@ class SandboxHost:
     @classmethod
     def start(cls, settings: Settings) -> SandboxHost:
         """Start a sandbox host and wait until it is warm."""
+        return cls.launch(settings).wait_ready()
+
+    @classmethod
+    def launch(cls, settings: Settings) -> _HostStarting:
+        """Start a sandbox host without waiting (:meth:`_HostStarting.wait_ready` waits)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = subprocess.Popen(
             [
@@ -65,12 +70,7 @@ class SandboxHost:
             close_fds=True,
         )
         theirs.close()
-        ready = orjson.loads(ours.recv(1 << 16) or b'{"layers": {}}')
-        if not ready.get("ready"):
-            process.wait()
-            raise SandboxUnavailable("the sandbox host exited at start-up")
-        layers = {str(k): bool(v) for k, v in ready["layers"].items()}
-        return cls(process, ForkClient(ours), layers)
+        return _HostStarting(process, ours)
 
     def close(self) -> None:
         """Let go of a host (gone or not): closing its socket ends it; then reap it."""
@@ -80,6 +80,23 @@ class SandboxHost:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@dataclass
+class _HostStarting:
+    """A sandbox host warming up."""
+
+    process: subprocess.Popen[bytes]
+    sock: socket.socket
+
+    def wait_ready(self) -> SandboxHost:
+        """Wait until the host and its fork servers are warm."""
+        ready = orjson.loads(self.sock.recv(1 << 16) or b'{"layers": {}}')
+        if not ready.get("ready"):
+            self.process.wait()
+            raise SandboxUnavailable("the sandbox host exited at start-up")
+        layers = {str(k): bool(v) for k, v in ready["layers"].items()}
+        return SandboxHost(self.process, ForkClient(self.sock), layers)
 
 
 def _discard_cancels(fd: int) -> None:
@@ -124,19 +141,22 @@ def _internal_reply() -> bytes:
 
 def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     """The executor's main loop: one request at a time until the worker closes the pipe."""
+    die_with_parent()
+    ignore_terminal_signals()
+    # The sandbox host and its fork servers warm up while this process loads what the
+    # first task needs: on more than one core the three import pandas side by side.
+    starting = SandboxHost.launch(settings)
     # Loaded at start-up, before the ready message, rather than during the first task.
     from strategyq.data import MarketData
     from strategyq.executor.run.dispatch import run_task  # noqa: F401
     from strategyq.executor.run.payload import fit_payload  # noqa: F401
     from strategyq.protocol.task import parse_task  # noqa: F401
 
-    die_with_parent()
-    ignore_terminal_signals()
     flags = fcntl.fcntl(cancel_fd, fcntl.F_GETFL)
     fcntl.fcntl(cancel_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
 
     market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
-    executor = _Executor(settings, market, SandboxHost.start(settings), resp_fd, cancel_fd)
+    executor = _Executor(settings, market, starting.wait_ready(), resp_fd, cancel_fd)
     layers = executor.host.layers
     write_frame(resp_fd, orjson.dumps({"ready": True, "layers": layers, "pid": os.getpid()}))
     while True:

@@ -30,14 +30,18 @@ size; above it the executor loads its own copy of the frame, as it does without 
 
 def main(argv: list[str]) -> int:
     """``python -m strategyq.executor.sandbox_host SOCKET_FD SETTINGS_JSON``."""
-    from strategyq.data import MarketData
     from strategyq.sandbox import host
 
     die_with_parent()
     ignore_terminal_signals()
     sock = socket.socket(fileno=int(argv[0]))
     settings = Settings.from_child_json(argv[1])
-    servers = host.start_servers(settings.sandbox_libraries)
+    # The fork servers warm up while this process loads the market data store (pandas,
+    # pyarrow), which serves the first task's frame.
+    starting = host.launch_servers(settings.sandbox_libraries)
+    from strategyq.data import MarketData
+
+    servers = host.wait_servers(starting)
     # The host keeps its frames as sealed memfds (the fork server's children map
     # them); the store's own cache of frames would hold each a second time.
     market = MarketData(settings.data_dir, cache_mb=0)

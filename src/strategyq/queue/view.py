@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -35,11 +35,15 @@ import redis
 from strategyq.protocol.envelope import TaskType
 from strategyq.protocol.results import decode_result
 from strategyq.queue import keys
-from strategyq.queue.schedules import ScheduleState, list_schedules, schedule_state
 from strategyq.queue.tenants import Tenancy
 from strategyq.queue.transitions import TaskQueue
 from strategyq.queue.types import text
 from strategyq.settings import QUEUE_NAME
+
+if TYPE_CHECKING:
+    # The schedule methods import it when called: it brings the cron parser and the task
+    # validation that `strategyq queue` or `result` never use.
+    from strategyq.queue.schedules import ScheduleState
 
 BUCKETS = 12
 """Throughput buckets shown: an hour, in 5-minute buckets."""
@@ -707,10 +711,14 @@ class QueueView:
 
     def schedules(self) -> list[ScheduleState]:
         """Every schedule, by name, with its last and next slot."""
+        from strategyq.queue.schedules import list_schedules
+
         return list_schedules(self.client)
 
     def schedule(self, name: str) -> ScheduleState:
         """One schedule (raises ScheduleError, with what to do, when there is none)."""
+        from strategyq.queue.schedules import schedule_state
+
         return schedule_state(self.client, name)
 
 

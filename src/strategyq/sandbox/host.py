@@ -135,9 +135,20 @@ LEAN, FULL = "lean", "full"
 def start_servers(libraries: Sequence[str]) -> dict[str, ForkServer]:
     """The fork servers for ``libraries`` (the optional ones configured), warmed up together:
     ``lean`` (none of them) always, ``full`` (all of them) when there are any."""
+    return wait_servers(launch_servers(libraries))
+
+
+def launch_servers(libraries: Sequence[str]) -> dict[str, _Starting]:
+    """:func:`start_servers` without waiting (:func:`wait_servers` waits)."""
     starting = {LEAN: ForkServer.launch(())}
     if libraries:
         starting[FULL] = ForkServer.launch(libraries)
+    return starting
+
+
+def wait_servers(starting: dict[str, _Starting]) -> dict[str, ForkServer]:
+    """Wait until every server :func:`launch_servers` started is warm (all stopped if one
+    fails)."""
     servers: dict[str, ForkServer] = {}
     try:
         for name, pending in starting.items():
@@ -170,8 +181,8 @@ def serve(
 ) -> None:
     """Answer the client's fork requests until it closes its end, or a fork server goes.
 
-    ``servers``: :func:`start_servers`'s. ``cache_bytes`` bounds the memfds kept for
-    requests asked for again.
+    ``servers``: :func:`start_servers`'s or :func:`wait_servers`'. ``cache_bytes`` bounds the
+    memfds kept for requests asked for again.
     """
     try:
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
