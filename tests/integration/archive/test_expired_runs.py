@@ -23,8 +23,9 @@ from strategyq.archive.store import Archive
 from strategyq.examples import source
 from strategyq.queue import archive_feed, keys
 from strategyq.settings import Settings
-from tests.integration.api.conftest import CHROMIUM, CHROMIUM_ARGS, ServeProcess, api_env
+from tests.integration.api.conftest import ServeProcess, api_env
 from tests.integration.archive.helpers import ROOT, wait_for
+from tests.integration.browser import OpenPage
 from tests.integration.conftest import Burst
 
 V1 = source("sma_cross")
@@ -190,54 +191,36 @@ def test_an_expired_run_opens_lists_and_compares_from_the_archive_over_http(
 
 
 def test_an_expired_run_opens_lists_and_compares_in_chromium(
-    expired: Setting, tmp_path: Path
+    expired: Setting, open_page: OpenPage, tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page: Any = browser.new_page(
-                base_url=expired.serve.url, viewport={"width": 1280, "height": 900}
-            )
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/tasks?name=crossing")
-            archived = page.locator("#archived-runs tbody tr")
-            assert archived.count() == 2
-            assert {archived.nth(i).get_attribute("data-task") for i in range(2)} == {
-                "old-a", "old-b"}  # fmt: skip
-            assert "crossing" in archived.nth(0).locator(".run-name").inner_text()
-            recent = page.locator("#recent tbody tr")
-            assert recent.count() == 2
-            assert "new" in recent.nth(0).locator(".run-name").inner_text()
-            # Waits are shown for runs Redis holds (they were submitted with a queued record).
-            assert recent.nth(0).locator("td.wait").inner_text() != "—"
-            page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
-            # Tick one archived and one recent backtest, and compare them.
-            page.check("#archived-runs input[value='old-a']")
-            page.check("#recent input[value='new-b']")
-            page.click("#compare")
-            page.wait_for_url("**/compare?*")
-            page.wait_for_selector("#compare-chart .main-svg", timeout=30_000)
-            heads = page.locator("#compare-metrics thead th.run a").all_inner_texts()
-            assert sorted(heads) == ["new-b", "old-a"]
-            names = page.locator("#compare-metrics thead th.run .run-name").all_inner_texts()
-            assert names == ["crossing", "crossing"]
-            traces = page.evaluate(
-                "() => document.getElementById('compare-chart').data.map(t => t.name)"
-            )
-            assert set(traces) >= {"old-a", "new-b"}
-            # The archived run opens, its equity curve drawn.
-            page.click("#compare-metrics thead a[href='/tasks/old-a']")
-            page.wait_for_selector("#equity-chart .main-svg", timeout=30_000)
-            assert page.locator("#from-archive").is_visible()
-            assert "crossing" in page.inner_text("#run-name")
-            page.screenshot(path=str(tmp_path / "archived-task.png"), full_page=True)
-        finally:
-            browser.close()
-    assert not errors, errors
+    page = open_page(expired.serve.url, viewport={"width": 1280, "height": 900})
+    page.goto("/tasks?name=crossing")
+    archived = page.locator("#archived-runs tbody tr")
+    assert archived.count() == 2
+    assert {archived.nth(i).get_attribute("data-task") for i in range(2)} == {
+        "old-a", "old-b"}  # fmt: skip
+    assert "crossing" in archived.nth(0).locator(".run-name").inner_text()
+    recent = page.locator("#recent tbody tr")
+    assert recent.count() == 2
+    assert "new" in recent.nth(0).locator(".run-name").inner_text()
+    # Waits are shown for runs Redis holds (they were submitted with a queued record).
+    assert recent.nth(0).locator("td.wait").inner_text() != "—"
+    page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
+    # Tick one archived and one recent backtest, and compare them.
+    page.check("#archived-runs input[value='old-a']")
+    page.check("#recent input[value='new-b']")
+    page.click("#compare")
+    page.wait_for_url("**/compare?*")
+    page.wait_for_selector("#compare-chart .main-svg", timeout=30_000)
+    heads = page.locator("#compare-metrics thead th.run a").all_inner_texts()
+    assert sorted(heads) == ["new-b", "old-a"]
+    names = page.locator("#compare-metrics thead th.run .run-name").all_inner_texts()
+    assert names == ["crossing", "crossing"]
+    traces = page.evaluate("() => document.getElementById('compare-chart').data.map(t => t.name)")
+    assert set(traces) >= {"old-a", "new-b"}
+    # The archived run opens, its equity curve drawn.
+    page.click("#compare-metrics thead a[href='/tasks/old-a']")
+    page.wait_for_selector("#equity-chart .main-svg", timeout=30_000)
+    assert page.locator("#from-archive").is_visible()
+    assert "crossing" in page.inner_text("#run-name")
+    page.screenshot(path=str(tmp_path / "archived-task.png"), full_page=True)
