@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ from tests.integration.api.helpers import SLOW, make_dead_letter, read_events, t
 from tests.integration.conftest import WorkerProcess, wait_until
 
 PROBLEM = "application/problem+json"
+
+
+TOKENS = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
+
+
+@pytest.fixture(scope="module")
+def token_api(module_env: dict[str, str]) -> Iterator[ServeProcess]:
+    """A live API that needs a token: ``w-secret`` writes, ``r-secret`` reads."""
+    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": TOKENS}).start()
+    yield api
+    api.stop()
 
 
 def nothing_queued(redis_client: redis.Redis) -> None:
@@ -273,40 +285,33 @@ def test_dead_letters_list_retry_and_purge(
 
 
 def test_tokens_scopes_and_hidden_source(
-    module_env: dict[str, str], redis_client: redis.Redis, worker: WorkerProcess
+    token_api: ServeProcess, redis_client: redis.Redis, worker: WorkerProcess
 ) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
-    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as anon:
-            reply = anon.get("/v1/queue")
-            assert reply.status_code == 401 and reply.headers["content-type"] == PROBLEM
-            assert reply.headers["www-authenticate"].startswith("Bearer")
-            assert "Authorization: Bearer" in reply.json()["detail"]
-            bad = anon.get("/v1/queue", headers={"Authorization": "Bearer nope"})
-            assert bad.status_code == 401 and "not valid" in bad.json()["detail"]
-            assert anon.get("/healthz").status_code == 200
-            assert anon.get("/", follow_redirects=False).headers["location"].startswith("/login")
-        read = {"Authorization": "Bearer r-secret"}
-        write = {"Authorization": "Bearer w-secret"}
-        with httpx.Client(base_url=api.url, timeout=60) as http:
-            denied = http.post("/v1/tasks", json=backtest_body("tok-1"), headers=read)
-            assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
-            assert (
-                http.post("/v1/tasks", json=backtest_body("tok-1"), headers=write).status_code
-                == 202
-            )
-            assert http.get("/v1/tasks/tok-1/wait", headers=read).json()["status"] == "completed"
-            redis_client.lpush("strategyq:dead_letter", orjson.dumps({
-                "raw": orjson.dumps(backtest_body("tok-2") | {"task_id": "tok-2"}).decode(),
-                "task_id": "tok-2", "reason": "worker_lost", "attempts": 3}))  # fmt: skip
-            (hidden,) = http.get("/v1/dead-letters", headers=read).json()
-            assert "def gap_up_strategy" not in hidden["raw"] and "hidden" in hidden["raw"]
-            (shown,) = http.get("/v1/dead-letters", headers=write).json()
-            assert "def gap_up_strategy" in shown["raw"]
-            assert http.post("/v1/dead-letters/retry", headers=read).status_code == 403
-    finally:
-        api.stop()
+    api = token_api
+    with httpx.Client(base_url=api.url, timeout=30) as anon:
+        reply = anon.get("/v1/queue")
+        assert reply.status_code == 401 and reply.headers["content-type"] == PROBLEM
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+        assert "Authorization: Bearer" in reply.json()["detail"]
+        bad = anon.get("/v1/queue", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and "not valid" in bad.json()["detail"]
+        assert anon.get("/healthz").status_code == 200
+        assert anon.get("/", follow_redirects=False).headers["location"].startswith("/login")
+    read = {"Authorization": "Bearer r-secret"}
+    write = {"Authorization": "Bearer w-secret"}
+    with httpx.Client(base_url=api.url, timeout=60) as http:
+        denied = http.post("/v1/tasks", json=backtest_body("tok-1"), headers=read)
+        assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
+        assert http.post("/v1/tasks", json=backtest_body("tok-1"), headers=write).status_code == 202
+        assert http.get("/v1/tasks/tok-1/wait", headers=read).json()["status"] == "completed"
+        redis_client.lpush("strategyq:dead_letter", orjson.dumps({
+            "raw": orjson.dumps(backtest_body("tok-2") | {"task_id": "tok-2"}).decode(),
+            "task_id": "tok-2", "reason": "worker_lost", "attempts": 3}))  # fmt: skip
+        (hidden,) = http.get("/v1/dead-letters", headers=read).json()
+        assert "def gap_up_strategy" not in hidden["raw"] and "hidden" in hidden["raw"]
+        (shown,) = http.get("/v1/dead-letters", headers=write).json()
+        assert "def gap_up_strategy" in shown["raw"]
+        assert http.post("/v1/dead-letters/retry", headers=read).status_code == 403
 
 
 def test_public_bind_without_tokens_refuses_to_start(module_env: dict[str, str]) -> None:
@@ -505,33 +510,29 @@ def test_a_bad_schedule_is_a_problem_with_the_clis_message_and_nothing_is_stored
 
 
 def test_a_read_scope_token_reads_schedules_but_cannot_change_them(
-    module_env: dict[str, str], redis_client: redis.Redis
+    token_api: ServeProcess, redis_client: redis.Redis
 ) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
-    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
+    api = token_api
     read = {"Authorization": "Bearer r-secret"}
     write = {"Authorization": "Bearer w-secret"}
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as http:
-            denied = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=read)
-            assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
-            assert list_schedules(redis_client) == []
-            assert http.get("/v1/schedules").status_code == 401
-            made = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=write)
-            assert made.status_code == 201, made.text
-            (seen,) = http.get("/v1/schedules", headers=read).json()
-            assert seen["name"] == "tok-s" and "hidden" in seen["args"]["strategy_code"]
-            assert http.get("/v1/schedules/tok-s", headers=write).json()["args"][
-                "strategy_code"] == SCREEN_CODE  # fmt: skip
-            for path in ("/v1/schedules/tok-s/pause", "/v1/schedules/tok-s/resume",
-                         "/v1/schedules/tok-s/run-now"):  # fmt: skip
-                assert http.post(path, headers=read).status_code == 403, path
-            assert http.delete("/v1/schedules/tok-s", headers=read).status_code == 403
-            assert redis_client.llen("strategy_queue") == 0
-            assert not redis_client.sismember("strategyq:schedules:paused", "tok-s")
-            assert http.delete("/v1/schedules/tok-s", headers=write).status_code == 204
-    finally:
-        api.stop()
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        denied = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=read)
+        assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
+        assert list_schedules(redis_client) == []
+        assert http.get("/v1/schedules").status_code == 401
+        made = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=write)
+        assert made.status_code == 201, made.text
+        (seen,) = http.get("/v1/schedules", headers=read).json()
+        assert seen["name"] == "tok-s" and "hidden" in seen["args"]["strategy_code"]
+        assert http.get("/v1/schedules/tok-s", headers=write).json()["args"][
+            "strategy_code"] == SCREEN_CODE  # fmt: skip
+        for path in ("/v1/schedules/tok-s/pause", "/v1/schedules/tok-s/resume",
+                     "/v1/schedules/tok-s/run-now"):  # fmt: skip
+            assert http.post(path, headers=read).status_code == 403, path
+        assert http.delete("/v1/schedules/tok-s", headers=read).status_code == 403
+        assert redis_client.llen("strategy_queue") == 0
+        assert not redis_client.sismember("strategyq:schedules:paused", "tok-s")
+        assert http.delete("/v1/schedules/tok-s", headers=write).status_code == 204
 
 
 def test_sweep_chunks_are_refused_at_the_producer_edge_and_run_by_the_worker(
