@@ -158,15 +158,20 @@ def test_unknown_ids_and_routes_are_404_problems(
     assert "dead-letter" in http.post("/v1/dead-letters/nope/retry").json()["detail"]
 
 
-def _own_queue_serve(env: dict[str, str], queue: str) -> ServeProcess:
-    return ServeProcess({**env, "STRATEGYQ_QUEUE": queue}).start()
+@pytest.fixture(scope="module")
+def own_queue_api(module_env: dict[str, str]) -> Iterator[ServeProcess]:
+    """A live API on a queue of its own, which no worker serves until a test starts one
+    (and stops it before the test ends)."""
+    api = ServeProcess({**module_env, "STRATEGYQ_QUEUE": f"own-{uuid.uuid4().hex[:6]}"}).start()
+    yield api
+    api.stop()
 
 
 def test_event_stream_delivers_every_transition(
-    module_env: dict[str, str], redis_client: redis.Redis
+    module_env: dict[str, str], redis_client: redis.Redis, own_queue_api: ServeProcess
 ) -> None:
-    queue = f"sse-{uuid.uuid4().hex[:6]}"
-    api = _own_queue_serve(module_env, queue)
+    api = own_queue_api
+    queue = api.env["STRATEGYQ_QUEUE"]
     watcher = redis_client.pubsub(ignore_subscribe_messages=True)
     watcher.subscribe("strategyq:events:sse-1")
     worker: WorkerProcess | None = None
@@ -186,7 +191,6 @@ def test_event_stream_delivers_every_transition(
     finally:
         if worker is not None:
             worker.stop()
-        api.stop()
     published = []
     quiet_until = time.monotonic() + 1.0
     while time.monotonic() < quiet_until:
@@ -205,10 +209,10 @@ def test_event_stream_delivers_every_transition(
 
 
 def test_long_poll_returns_when_the_task_completes(
-    module_env: dict[str, str], redis_client: redis.Redis
+    module_env: dict[str, str], redis_client: redis.Redis, own_queue_api: ServeProcess
 ) -> None:
-    queue = f"wait-{uuid.uuid4().hex[:6]}"
-    api = _own_queue_serve(module_env, queue)
+    api = own_queue_api
+    queue = api.env["STRATEGYQ_QUEUE"]
     worker: WorkerProcess | None = None
     try:
         with httpx.Client(base_url=api.url, timeout=120) as http:
@@ -234,22 +238,17 @@ def test_long_poll_returns_when_the_task_completes(
     finally:
         if worker is not None:
             worker.stop()
-        api.stop()
 
 
-def test_cancel_a_queued_task(module_env: dict[str, str], redis_client: redis.Redis) -> None:
-    api = _own_queue_serve(module_env, f"cancel-{uuid.uuid4().hex[:6]}")
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as http:
-            http.post("/v1/tasks", json=backtest_body("c-1"))
-            reply = http.post("/v1/tasks/c-1/cancel")
-            assert reply.json() == {"task_id": "c-1", "previous_status": "queued"}
-            assert http.get("/v1/tasks/c-1").json()["status"] == "cancelled"
-            listed = http.get("/v1/tasks", params={"status": "cancelled"}).json()
-            assert [t["task_id"] for t in listed["tasks"]] == ["c-1"]
-            assert http.post("/v1/tasks/c-1/cancel").json()["previous_status"] == "cancelled"
-    finally:
-        api.stop()
+def test_cancel_a_queued_task(own_queue_api: ServeProcess, redis_client: redis.Redis) -> None:
+    with httpx.Client(base_url=own_queue_api.url, timeout=30) as http:
+        http.post("/v1/tasks", json=backtest_body("c-1"))
+        reply = http.post("/v1/tasks/c-1/cancel")
+        assert reply.json() == {"task_id": "c-1", "previous_status": "queued"}
+        assert http.get("/v1/tasks/c-1").json()["status"] == "cancelled"
+        listed = http.get("/v1/tasks", params={"status": "cancelled"}).json()
+        assert [t["task_id"] for t in listed["tasks"]] == ["c-1"]
+        assert http.post("/v1/tasks/c-1/cancel").json()["previous_status"] == "cancelled"
 
 
 def test_queue_and_workers_show_the_live_worker(
