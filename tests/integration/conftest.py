@@ -24,6 +24,12 @@ from strategyq.executor.interface import ExecutorFactory
 from strategyq.executor.main import SandboxHost
 from strategyq.settings import Settings
 from strategyq.worker import Worker
+from tests.integration.browser import (  # noqa: F401  (the browser tests' fixtures and hook)
+    chromium,
+    open_page,
+    pytest_runtest_makereport,
+    shared_chromium,
+)
 from tests.integration.pg import pg_url  # noqa: F401  (a fixture for the PostgreSQL tests)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -14,6 +15,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
+from tests.cli_inprocess import strategyq
 from tests.integration.conftest import Burst, SpawnWorker, wait_for_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,14 +65,17 @@ def test_submit_wait_json_and_tables(
 
 
 def test_user_errors_are_one_line(worker_env: dict[str, str], tmp_path: Path) -> None:
-    missing = cli(worker_env, "submit", "backtest", str(tmp_path / "nope.py"), "--symbols", "AAPL",
-                  "--start", "2010-01-01", "--end", "2011-01-01")  # fmt: skip
+    # The two refused before any connection run in this process (an exception escaping
+    # the entry point would fail the test here, as a traceback would there); the two that
+    # need the server run the real executable.
+    missing = strategyq("submit", "backtest", str(tmp_path / "nope.py"), "--symbols", "AAPL",
+                        "--start", "2010-01-01", "--end", "2011-01-01", env=worker_env)  # fmt: skip
     assert missing.returncode == 1
     assert "cannot read" in missing.stderr and "Traceback" not in missing.stderr
     strategy = tmp_path / "s.py"
     strategy.write_text("def s(df):\n    return []\n")
-    invalid = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
-                  "--start", "2012-01-01", "--end", "2011-01-01")  # fmt: skip
+    invalid = strategyq("submit", "backtest", str(strategy), "--symbols", "AAPL",
+                        "--start", "2012-01-01", "--end", "2011-01-01", env=worker_env)  # fmt: skip
     assert invalid.returncode == 1
     assert "after" in invalid.stderr and "Traceback" not in invalid.stderr
     unknown = cli(worker_env, "result", "no-such-task")
@@ -85,8 +90,9 @@ def test_submit_reports_a_syntax_error_at_once_and_queues_nothing(
 ) -> None:
     strategy = tmp_path / "broken.py"
     strategy.write_text("def strategy(df):\n    return [x for x in\n")
-    done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL",
-               "--start", "2010-01-01", "--end", "2011-01-01")  # fmt: skip
+    # In this process: the check refuses it before any connection.
+    done = strategyq("submit", "backtest", str(strategy), "--symbols", "AAPL",
+                     "--start", "2010-01-01", "--end", "2011-01-01", env=worker_env)  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "syntax error on line 2" in done.stderr and "^" in done.stderr, done.stderr
     assert "Security validation" not in done.stderr and "Traceback" not in done.stderr
@@ -152,12 +158,14 @@ def test_dead_letters_list_retry_purge(
 
 
 def test_seed_shims_work_unchanged(redis_client: redis.Redis, worker_env: dict[str, str]) -> None:
-    imported = subprocess.run(
-        [sys.executable, "-c",
-         "from worker import add_backtest_task, add_screening_task, get_task_result; print('ok')"],
-        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert imported.stdout.strip() == "ok", imported.stderr
+    # The producer functions the seed imports (`from worker import ...`), from the shim's
+    # own file; worker.py runs below as a script, test_queue_system.py in the next test.
+    spec = importlib.util.spec_from_file_location("seed_worker_shim", SHIMS / "worker.py")
+    assert spec is not None and spec.loader is not None
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    for name in ("add_backtest_task", "add_screening_task", "get_task_result"):
+        assert callable(getattr(shim, name)), name
     add_backtest_task(
         redis_client, "shim-1", source("gap_up"), ["AAPL"], "2011-01-01", "2011-12-31"
     )
@@ -167,17 +175,14 @@ def test_seed_shims_work_unchanged(redis_client: redis.Redis, worker_env: dict[s
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert (get_task_result(redis_client, "shim-1") or {})["status"] == "completed"
-    checked = subprocess.run(
-        [sys.executable, "test_queue_system.py"],
-        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "all checks passed" in checked.stdout
 
 
 def test_queue_system_check_passes_with_a_worker_already_running(
     redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
 ) -> None:
+    # The seed's check script queues on a queue of its own and runs its own burst worker,
+    # so a worker serving the default queue changes nothing it checks: this one run, with
+    # such a worker there, is the check with and without one.
     running = spawn_worker("already-running")
     running.wait_for_log("started: queue")
     checked = subprocess.run(
@@ -186,13 +191,16 @@ def test_queue_system_check_passes_with_a_worker_already_running(
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "PASS queued" in checked.stdout
+    assert "all checks passed" in checked.stdout
 
 
 def test_worker_shim_outside_the_venv_says_what_to_do(worker_env: dict[str, str]) -> None:
-    # -S: no site-packages, as with a system Python that lacks the package.
+    # -S: no site-packages, and no PYTHONPATH (a checkout's src/ on it would give the
+    # package without its dependencies), as with a system Python that lacks the package.
+    env = {k: v for k, v in worker_env.items() if k != "PYTHONPATH"}
     ran = subprocess.run(
         [sys.executable, "-S", "worker.py"],
-        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=60,
+        cwd=SHIMS, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert ran.returncode != 0
     assert "ModuleNotFoundError" not in ran.stderr
@@ -223,8 +231,10 @@ def test_every_task_arg_has_a_cli_option(
     from strategyq.protocol.envelope import TaskType
 
     for task_type in TaskType:
-        # Wide enough that rich does not ellipsize long option names.
-        shown = cli({**worker_env, "COLUMNS": "250"}, "submit", task_type.value, "--help").stdout
+        # Help in this process (the submit below runs the real executable). Wide enough
+        # that rich does not ellipsize long option names.
+        shown = strategyq("submit", task_type.value, "--help",
+                          env={**worker_env, "COLUMNS": "250"}).stdout  # fmt: skip
         for arg in args_for(task_type):
             if arg.name != "strategy_code":
                 assert arg.option in shown, (task_type, arg.option)

@@ -40,6 +40,14 @@ def local(module_worker_env: dict[str, str]) -> Iterator[LocalSession]:
         yield session
 
 
+@pytest.fixture(scope="module")
+def chunked_local(module_worker_env: dict[str, str]) -> Iterator[LocalSession]:
+    """A session whose sweeps run in chunks of two combinations, as the queue's are below."""
+    settings = replace(Settings.from_env(module_worker_env), sweep_chunk_size=2)
+    with LocalSession(settings) as session:
+        yield session
+
+
 BACKTESTS = [
     ("gap_up", {"symbols": ["AAPL", "MSFT", "GOOG", "APPL"], "start_date": "2010-01-01",
                 "end_date": "2012-12-31"}),
@@ -94,7 +102,7 @@ def test_local_screen_and_error_equal_the_queue(
 
 @pytest.mark.parametrize("walk", [None, {"train_sessions": 252, "test_sessions": 126}])
 def test_local_sweep_equals_the_queue_result(
-    redis_client: redis.Redis, settings: Settings, local: LocalSession,
+    redis_client: redis.Redis, settings: Settings, chunked_local: LocalSession,
     walk: dict[str, int] | None, burst: Burst,
 ) -> None:  # fmt: skip
     grid = {"fast": [5, 10, 20], "slow": [50, 100]}
@@ -107,8 +115,7 @@ def test_local_sweep_equals_the_queue_result(
         "strategy_code": source("sma_params"), "symbols": ["AAPL", "MSFT"],
         "start_date": "2006-01-01", "end_date": "2010-12-31", "param_grid": grid,
         "constraint": "fast < slow", "top_n": 3, "maximize": "sharpe_ratio", **extra}}  # fmt: skip
-    with LocalSession(replace(settings, sweep_chunk_size=2)) as chunked:
-        here = chunked.run(message)
+    here = chunked_local.run(message)
     assert queued.ok, queued.raw
     assert comparable(here) == comparable(queued.raw)
     result = Result(here, task_id="sw")

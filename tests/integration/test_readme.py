@@ -41,18 +41,6 @@ def readme_worker(module_worker_env: dict[str, str]) -> Iterator[WorkerProcess]:
     proc.stop()
 
 
-def test_readme_python_example_runs(
-    redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
-) -> None:
-    code = readme_python_snippets()[0]
-    # The seed's client line stays visible, as a comment: it is what a Go/seed backend means.
-    assert f"# The seed connects with {SEED_CLIENT}" in code
-    # As written: strategyq.connect() reads REDIS_URL, as every strategyq command does.
-    done = run(code, worker_env)
-    assert done.returncode == 0, done.stderr
-    assert re.match(r"Found \d+ signals in \d+\.\d+s", done.stdout), done.stdout
-
-
 def _section(title: str) -> str:
     text = (ROOT / "README.md").read_text()
     return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
@@ -101,11 +89,14 @@ def test_readme_connect_snippet_runs_literally(
         assert "completed" in done.stdout and "my-first" in done.stdout, done.stdout
 
 
-def test_readme_sweep_snippet_runs_after_the_first(
+def test_readme_first_snippet_and_the_sweep_after_it_run_as_written(
     redis_client: redis.Redis, worker_env: dict[str, str], readme_worker: WorkerProcess
 ) -> None:
-    """The sweep snippet continues the first one (its redis_client), as a reader runs them."""
+    """The first snippet, then the sweep snippet, which continues it (its redis_client), as
+    a reader runs them: one process runs both, the first one's output first."""
     first, _, sweep = readme_python_snippets()[:3]
+    # The seed's client line stays visible, as a comment: it is what a Go/seed backend means.
+    assert f"# The seed connects with {SEED_CLIENT}" in first
     assert "add_sweep_task(" in sweep
     code = (
         first
@@ -115,6 +106,8 @@ def test_readme_sweep_snippet_runs_after_the_first(
             "print(result['status'], result['data']['best']['params'])\n"
         )
     )
+    # As written: strategyq.connect() reads REDIS_URL, as every strategyq command does.
     done = run(code, worker_env)
     assert done.returncode == 0, done.stderr
+    assert re.match(r"Found \d+ signals in \d+\.\d+s", done.stdout), done.stdout
     assert re.search(r"^completed \{'fast': \d+, 'slow': \d+\}$", done.stdout, re.M), done.stdout

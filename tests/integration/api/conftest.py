@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -16,14 +15,9 @@ import pytest
 
 from strategyq.settings import SANDBOX_LIBRARIES
 from tests.conftest import free_port
+from tests.integration.browser import SIZES, OpenPage
 from tests.integration.conftest import WorkerProcess, suite_env
-from tests.system_packages import require_path
 
-CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
-SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
-"""The two sizes every page is checked at."""
 GAP_UP = (Path(__file__).resolve().parents[3] / "src/strategyq/examples/gap_up.py").read_text()
 
 
@@ -164,71 +158,20 @@ def backtest_body(task_id: str | None = None, **args: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    require_path(CHROMIUM, ["chromium"])
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def page(
-    chromium: Any, serve: ServeProcess, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Any]:
-    context = chromium.new_context(base_url=serve.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # A script or style the Content-Security-Policy blocks is a bug of the page.
-    page.on(
-        "console",
-        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
+def page(open_page: OpenPage, serve: ServeProcess, tmp_path: Path) -> Any:
+    """A page on the module's API, screenshotted when its test fails."""
+    page = open_page(serve.url, viewport={"width": 1280, "height": 900})
     page.screenshots = tmp_path  # where each test saves its steps
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        shot = tmp_path / "failure.png"
-        page.screenshot(path=str(shot), full_page=True)
-        request.node.add_report_section("call", "screenshot", f"{shot}\npage errors: {errors}")
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    return page
 
 
 @pytest.fixture(params=list(SIZES))
 def sized(
-    request: pytest.FixtureRequest, chromium: Any, serve: ServeProcess, tmp_path: Path
-) -> Iterator[Any]:
+    request: pytest.FixtureRequest, open_page: OpenPage, serve: ServeProcess, tmp_path: Path
+) -> Any:
     """A page at one of the two sizes, screenshotted when its test fails."""
-    context = chromium.new_context(base_url=serve.url, viewport=SIZES[request.param])
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
+    page = open_page(serve.url, viewport=SIZES[request.param])
     page.size = request.param
     page.shots = tmp_path
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        shot = tmp_path / "failure.png"
-        page.screenshot(path=str(shot), full_page=True)
-        request.node.add_report_section("call", "screenshot", f"{shot}\npage errors: {errors}")
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    # The browser fixture reads this to screenshot a failed test's page.
-    setattr(item, f"report_{report.when}", report)
-    return report
+    return page

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ from tests.integration.api.helpers import SLOW, make_dead_letter, read_events, t
 from tests.integration.conftest import WorkerProcess, wait_until
 
 PROBLEM = "application/problem+json"
+
+
+TOKENS = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
+
+
+@pytest.fixture(scope="module")
+def token_api(module_env: dict[str, str]) -> Iterator[ServeProcess]:
+    """A live API that needs a token: ``w-secret`` writes, ``r-secret`` reads."""
+    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": TOKENS}).start()
+    yield api
+    api.stop()
 
 
 def nothing_queued(redis_client: redis.Redis) -> None:
@@ -146,15 +158,20 @@ def test_unknown_ids_and_routes_are_404_problems(
     assert "dead-letter" in http.post("/v1/dead-letters/nope/retry").json()["detail"]
 
 
-def _own_queue_serve(env: dict[str, str], queue: str) -> ServeProcess:
-    return ServeProcess({**env, "STRATEGYQ_QUEUE": queue}).start()
+@pytest.fixture(scope="module")
+def own_queue_api(module_env: dict[str, str]) -> Iterator[ServeProcess]:
+    """A live API on a queue of its own, which no worker serves until a test starts one
+    (and stops it before the test ends)."""
+    api = ServeProcess({**module_env, "STRATEGYQ_QUEUE": f"own-{uuid.uuid4().hex[:6]}"}).start()
+    yield api
+    api.stop()
 
 
 def test_event_stream_delivers_every_transition(
-    module_env: dict[str, str], redis_client: redis.Redis
+    module_env: dict[str, str], redis_client: redis.Redis, own_queue_api: ServeProcess
 ) -> None:
-    queue = f"sse-{uuid.uuid4().hex[:6]}"
-    api = _own_queue_serve(module_env, queue)
+    api = own_queue_api
+    queue = api.env["STRATEGYQ_QUEUE"]
     watcher = redis_client.pubsub(ignore_subscribe_messages=True)
     watcher.subscribe("strategyq:events:sse-1")
     worker: WorkerProcess | None = None
@@ -174,7 +191,6 @@ def test_event_stream_delivers_every_transition(
     finally:
         if worker is not None:
             worker.stop()
-        api.stop()
     published = []
     quiet_until = time.monotonic() + 1.0
     while time.monotonic() < quiet_until:
@@ -193,10 +209,10 @@ def test_event_stream_delivers_every_transition(
 
 
 def test_long_poll_returns_when_the_task_completes(
-    module_env: dict[str, str], redis_client: redis.Redis
+    module_env: dict[str, str], redis_client: redis.Redis, own_queue_api: ServeProcess
 ) -> None:
-    queue = f"wait-{uuid.uuid4().hex[:6]}"
-    api = _own_queue_serve(module_env, queue)
+    api = own_queue_api
+    queue = api.env["STRATEGYQ_QUEUE"]
     worker: WorkerProcess | None = None
     try:
         with httpx.Client(base_url=api.url, timeout=120) as http:
@@ -222,22 +238,17 @@ def test_long_poll_returns_when_the_task_completes(
     finally:
         if worker is not None:
             worker.stop()
-        api.stop()
 
 
-def test_cancel_a_queued_task(module_env: dict[str, str], redis_client: redis.Redis) -> None:
-    api = _own_queue_serve(module_env, f"cancel-{uuid.uuid4().hex[:6]}")
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as http:
-            http.post("/v1/tasks", json=backtest_body("c-1"))
-            reply = http.post("/v1/tasks/c-1/cancel")
-            assert reply.json() == {"task_id": "c-1", "previous_status": "queued"}
-            assert http.get("/v1/tasks/c-1").json()["status"] == "cancelled"
-            listed = http.get("/v1/tasks", params={"status": "cancelled"}).json()
-            assert [t["task_id"] for t in listed["tasks"]] == ["c-1"]
-            assert http.post("/v1/tasks/c-1/cancel").json()["previous_status"] == "cancelled"
-    finally:
-        api.stop()
+def test_cancel_a_queued_task(own_queue_api: ServeProcess, redis_client: redis.Redis) -> None:
+    with httpx.Client(base_url=own_queue_api.url, timeout=30) as http:
+        http.post("/v1/tasks", json=backtest_body("c-1"))
+        reply = http.post("/v1/tasks/c-1/cancel")
+        assert reply.json() == {"task_id": "c-1", "previous_status": "queued"}
+        assert http.get("/v1/tasks/c-1").json()["status"] == "cancelled"
+        listed = http.get("/v1/tasks", params={"status": "cancelled"}).json()
+        assert [t["task_id"] for t in listed["tasks"]] == ["c-1"]
+        assert http.post("/v1/tasks/c-1/cancel").json()["previous_status"] == "cancelled"
 
 
 def test_queue_and_workers_show_the_live_worker(
@@ -273,40 +284,33 @@ def test_dead_letters_list_retry_and_purge(
 
 
 def test_tokens_scopes_and_hidden_source(
-    module_env: dict[str, str], redis_client: redis.Redis, worker: WorkerProcess
+    token_api: ServeProcess, redis_client: redis.Redis, worker: WorkerProcess
 ) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
-    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as anon:
-            reply = anon.get("/v1/queue")
-            assert reply.status_code == 401 and reply.headers["content-type"] == PROBLEM
-            assert reply.headers["www-authenticate"].startswith("Bearer")
-            assert "Authorization: Bearer" in reply.json()["detail"]
-            bad = anon.get("/v1/queue", headers={"Authorization": "Bearer nope"})
-            assert bad.status_code == 401 and "not valid" in bad.json()["detail"]
-            assert anon.get("/healthz").status_code == 200
-            assert anon.get("/", follow_redirects=False).headers["location"].startswith("/login")
-        read = {"Authorization": "Bearer r-secret"}
-        write = {"Authorization": "Bearer w-secret"}
-        with httpx.Client(base_url=api.url, timeout=60) as http:
-            denied = http.post("/v1/tasks", json=backtest_body("tok-1"), headers=read)
-            assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
-            assert (
-                http.post("/v1/tasks", json=backtest_body("tok-1"), headers=write).status_code
-                == 202
-            )
-            assert http.get("/v1/tasks/tok-1/wait", headers=read).json()["status"] == "completed"
-            redis_client.lpush("strategyq:dead_letter", orjson.dumps({
-                "raw": orjson.dumps(backtest_body("tok-2") | {"task_id": "tok-2"}).decode(),
-                "task_id": "tok-2", "reason": "worker_lost", "attempts": 3}))  # fmt: skip
-            (hidden,) = http.get("/v1/dead-letters", headers=read).json()
-            assert "def gap_up_strategy" not in hidden["raw"] and "hidden" in hidden["raw"]
-            (shown,) = http.get("/v1/dead-letters", headers=write).json()
-            assert "def gap_up_strategy" in shown["raw"]
-            assert http.post("/v1/dead-letters/retry", headers=read).status_code == 403
-    finally:
-        api.stop()
+    api = token_api
+    with httpx.Client(base_url=api.url, timeout=30) as anon:
+        reply = anon.get("/v1/queue")
+        assert reply.status_code == 401 and reply.headers["content-type"] == PROBLEM
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+        assert "Authorization: Bearer" in reply.json()["detail"]
+        bad = anon.get("/v1/queue", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and "not valid" in bad.json()["detail"]
+        assert anon.get("/healthz").status_code == 200
+        assert anon.get("/", follow_redirects=False).headers["location"].startswith("/login")
+    read = {"Authorization": "Bearer r-secret"}
+    write = {"Authorization": "Bearer w-secret"}
+    with httpx.Client(base_url=api.url, timeout=60) as http:
+        denied = http.post("/v1/tasks", json=backtest_body("tok-1"), headers=read)
+        assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
+        assert http.post("/v1/tasks", json=backtest_body("tok-1"), headers=write).status_code == 202
+        assert http.get("/v1/tasks/tok-1/wait", headers=read).json()["status"] == "completed"
+        redis_client.lpush("strategyq:dead_letter", orjson.dumps({
+            "raw": orjson.dumps(backtest_body("tok-2") | {"task_id": "tok-2"}).decode(),
+            "task_id": "tok-2", "reason": "worker_lost", "attempts": 3}))  # fmt: skip
+        (hidden,) = http.get("/v1/dead-letters", headers=read).json()
+        assert "def gap_up_strategy" not in hidden["raw"] and "hidden" in hidden["raw"]
+        (shown,) = http.get("/v1/dead-letters", headers=write).json()
+        assert "def gap_up_strategy" in shown["raw"]
+        assert http.post("/v1/dead-letters/retry", headers=read).status_code == 403
 
 
 def test_public_bind_without_tokens_refuses_to_start(module_env: dict[str, str]) -> None:
@@ -505,33 +509,29 @@ def test_a_bad_schedule_is_a_problem_with_the_clis_message_and_nothing_is_stored
 
 
 def test_a_read_scope_token_reads_schedules_but_cannot_change_them(
-    module_env: dict[str, str], redis_client: redis.Redis
+    token_api: ServeProcess, redis_client: redis.Redis
 ) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
-    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
+    api = token_api
     read = {"Authorization": "Bearer r-secret"}
     write = {"Authorization": "Bearer w-secret"}
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as http:
-            denied = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=read)
-            assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
-            assert list_schedules(redis_client) == []
-            assert http.get("/v1/schedules").status_code == 401
-            made = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=write)
-            assert made.status_code == 201, made.text
-            (seen,) = http.get("/v1/schedules", headers=read).json()
-            assert seen["name"] == "tok-s" and "hidden" in seen["args"]["strategy_code"]
-            assert http.get("/v1/schedules/tok-s", headers=write).json()["args"][
-                "strategy_code"] == SCREEN_CODE  # fmt: skip
-            for path in ("/v1/schedules/tok-s/pause", "/v1/schedules/tok-s/resume",
-                         "/v1/schedules/tok-s/run-now"):  # fmt: skip
-                assert http.post(path, headers=read).status_code == 403, path
-            assert http.delete("/v1/schedules/tok-s", headers=read).status_code == 403
-            assert redis_client.llen("strategy_queue") == 0
-            assert not redis_client.sismember("strategyq:schedules:paused", "tok-s")
-            assert http.delete("/v1/schedules/tok-s", headers=write).status_code == 204
-    finally:
-        api.stop()
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        denied = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=read)
+        assert denied.status_code == 403 and "write-scope" in denied.json()["detail"]
+        assert list_schedules(redis_client) == []
+        assert http.get("/v1/schedules").status_code == 401
+        made = http.post("/v1/schedules", json=schedule_body("tok-s"), headers=write)
+        assert made.status_code == 201, made.text
+        (seen,) = http.get("/v1/schedules", headers=read).json()
+        assert seen["name"] == "tok-s" and "hidden" in seen["args"]["strategy_code"]
+        assert http.get("/v1/schedules/tok-s", headers=write).json()["args"][
+            "strategy_code"] == SCREEN_CODE  # fmt: skip
+        for path in ("/v1/schedules/tok-s/pause", "/v1/schedules/tok-s/resume",
+                     "/v1/schedules/tok-s/run-now"):  # fmt: skip
+            assert http.post(path, headers=read).status_code == 403, path
+        assert http.delete("/v1/schedules/tok-s", headers=read).status_code == 403
+        assert redis_client.llen("strategy_queue") == 0
+        assert not redis_client.sismember("strategyq:schedules:paused", "tok-s")
+        assert http.delete("/v1/schedules/tok-s", headers=write).status_code == 204
 
 
 def test_sweep_chunks_are_refused_at_the_producer_edge_and_run_by_the_worker(

@@ -32,8 +32,9 @@ import pytest
 from strategyq.data import load_sample, write_synthetic
 from strategyq.data.schema import synthetic_ticker
 from strategyq.labels import format_metric
-from tests.integration.api.conftest import SIZES, ServeProcess, api_env, backtest_body
+from tests.integration.api.conftest import ServeProcess, api_env, backtest_body
 from tests.integration.api.test_api import SWEEP_CODE
+from tests.integration.browser import SIZES
 from tests.integration.conftest import WorkerProcess
 
 WAIT_MS = 120_000

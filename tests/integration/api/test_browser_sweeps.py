@@ -11,8 +11,8 @@ import httpx
 import orjson
 
 from strategyq.labels import METRICS, format_metric
-from tests.integration.api.conftest import SIZES
 from tests.integration.api.test_api import SWEEP_CODE
+from tests.integration.browser import SIZES
 from tests.integration.conftest import WorkerProcess
 
 WAIT_MS = 90_000

@@ -3,7 +3,6 @@ run it before queueing, so a syntax error never reaches a worker."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import redis
 
 from strategyq import add_backtest_task, check_strategy
 from strategyq.check import StrategyRejected
+from tests.cli_inprocess import strategyq
 from tests.integration.api.conftest import backtest_body
 
 PROBLEM = "application/problem+json"
@@ -36,15 +36,11 @@ SYNTAX = "def strategy(df):\n    return [x for x in\n"
 
 
 def _cli(tmp_path: Path, code: str) -> tuple[int, dict[str, object]]:
+    # In this process: `check` reads a file and prints (test_the_cli_prints_findings_and_
+    # exits_1 runs the real executable).
     path = tmp_path / "strategy.py"
     path.write_text(code)
-    done = subprocess.run(
-        [sys.executable, "-m", "strategyq", "check", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=60,
-    )
+    done = strategyq("check", str(path), "--json")
     return done.returncode, orjson.loads(done.stdout)
 
 

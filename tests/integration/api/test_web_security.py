@@ -219,23 +219,30 @@ def test_dead_letters_of_any_shape_are_listed(
     assert redis_client.llen("strategyq:dead_letter") == len(ODD_DEAD_LETTERS)
 
 
+WRITE_TOKEN = f"ops:write:{hash_token('w-secret')}"
+TWO_TOKENS = f"{WRITE_TOKEN},viewer:read:{hash_token('r-secret')}"
+
+
+@pytest.fixture(scope="module")
+def write_token_api(module_env: dict[str, str]) -> Iterator[ServeProcess]:
+    """A live API with one token, ``w-secret``, that writes."""
+    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": WRITE_TOKEN}).start()
+    yield api
+    api.stop()
+
+
 def test_a_token_in_the_query_string_is_not_copied_into_the_login_redirect(
-    module_env: dict[str, str],
+    write_token_api: ServeProcess,
 ) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')}"
-    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
-    try:
-        with httpx.Client(base_url=api.url, timeout=30) as anon:
-            reply = anon.get(
-                "/tasks?status=error&token=w-secret&api_key=w-secret", follow_redirects=False
-            )
-            assert reply.status_code == 303
-            location = reply.headers["location"]
-            assert "w-secret" not in location
-            target = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["next"][0]
-            assert target == "/tasks?status=error"
-    finally:
-        api.stop()
+    with httpx.Client(base_url=write_token_api.url, timeout=30) as anon:
+        reply = anon.get(
+            "/tasks?status=error&token=w-secret&api_key=w-secret", follow_redirects=False
+        )
+        assert reply.status_code == 303
+        location = reply.headers["location"]
+        assert "w-secret" not in location
+        target = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["next"][0]
+        assert target == "/tasks?status=error"
 
 
 def _open_and_abandon(port: int, path: str, count: int) -> None:
@@ -330,10 +337,9 @@ def _login(client: httpx.Client, secret: str, **headers: str) -> httpx.Response:
 
 
 def test_logout_revokes_the_session_and_the_cookie_is_not_the_token(
-    module_env: dict[str, str], redis_client: redis.Redis
+    module_env: dict[str, str], redis_client: redis.Redis, write_token_api: ServeProcess
 ) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')},viewer:read:{hash_token('r-secret')}"
-    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
+    api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": TWO_TOKENS}).start()
     try:
         with httpx.Client(base_url=api.url, timeout=30) as browser:
             logged_in = _login(browser, "w-secret")
@@ -352,32 +358,22 @@ def test_logout_revokes_the_session_and_the_cookie_is_not_the_token(
                 assert copy.get("/v1/queue").status_code == 401
                 assert copy.get("/", follow_redirects=False).status_code == 303
         assert redis_client.keys("strategyq:session:*") == []
+        # A token taken out of the configuration ends the sessions it opened: a session of
+        # r-secret, shown to an API whose configuration no longer has that token.
+        with httpx.Client(base_url=api.url, timeout=30) as browser:
+            cookie = _login(browser, "r-secret").cookies["strategyq_session"]
     finally:
         api.stop()
-    # A token taken out of the configuration ends the sessions it opened.
     with httpx.Client(timeout=30) as browser:
-        api = ServeProcess({**module_env, "STRATEGYQ_API_TOKENS": tokens}).start()
-        try:
-            browser.base_url = httpx.URL(api.url)
-            cookie = _login(browser, "r-secret").cookies["strategyq_session"]
-        finally:
-            api.stop()
-        api = ServeProcess(
-            {**module_env, "STRATEGYQ_API_TOKENS": f"ops:write:{hash_token('w-secret')}"}
-        ).start()
-        try:
-            reply = browser.get(
-                api.url + "/v1/queue", headers={"Cookie": f"strategyq_session={cookie}"}
-            )
-            assert reply.status_code == 401
-        finally:
-            api.stop()
+        reply = browser.get(
+            write_token_api.url + "/v1/queue", headers={"Cookie": f"strategyq_session={cookie}"}
+        )
+        assert reply.status_code == 401
 
 
 def test_cookies_are_secure_behind_a_tls_proxy(module_env: dict[str, str]) -> None:
-    tokens = f"ops:write:{hash_token('w-secret')}"
     api = ServeProcess(
-        {**module_env, "STRATEGYQ_API_TOKENS": tokens},
+        {**module_env, "STRATEGYQ_API_TOKENS": WRITE_TOKEN},
         "--proxy-headers",
         "--forwarded-allow-ips",
         "127.0.0.1",

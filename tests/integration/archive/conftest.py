@@ -26,12 +26,29 @@ def pg_module_db() -> Iterator[str | None]:
         execute(SERVER, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def archive_url(request: pytest.FixtureRequest, tmp_path: Path, pg_module_db: str | None) -> str:
-    """An empty archive: a SQLite file, or the module's PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'archive.db'}"
+def empty_archive(backend: str, directory: Path, pg_module_db: str | None) -> str:
+    """An empty archive: a SQLite file in ``directory``, or the module's PostgreSQL
+    database emptied."""
+    if backend == "sqlite":
+        return f"sqlite:///{directory / 'archive.db'}"
     if pg_module_db is None:
         pytest.fail(f"PostgreSQL is needed for the archive tests: {server_problem()}")
     execute(pg_module_db, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
-    return pg_module_db.replace("postgresql://", "postgresql://", 1)
+    return pg_module_db
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path, pg_module_db: str | None) -> str:
+    """An empty archive for the test, on each backend."""
+    return empty_archive(request.param, tmp_path, pg_module_db)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_archive_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_module_db: str | None,
+) -> str:
+    """An empty archive on each backend for a module-scoped fixture, shared by the tests
+    of the module that only read it."""
+    return empty_archive(request.param, tmp_path_factory.mktemp("archive"), pg_module_db)

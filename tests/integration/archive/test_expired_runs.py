@@ -21,11 +21,13 @@ from strategyq import add_backtest_task
 from strategyq.archive.archiver import Archiver, ArchiverConfig
 from strategyq.archive.store import Archive
 from strategyq.examples import source
+from strategyq.executor.main import SandboxHost
 from strategyq.queue import archive_feed, keys
 from strategyq.settings import Settings
-from tests.integration.api.conftest import CHROMIUM, CHROMIUM_ARGS, ServeProcess, api_env
+from tests.integration.api.conftest import ServeProcess, api_env
 from tests.integration.archive.helpers import ROOT, wait_for
-from tests.integration.conftest import Burst
+from tests.integration.browser import OpenPage
+from tests.integration.conftest import in_process, run_burst
 
 V1 = source("sma_cross")
 V2 = V1.replace('df["sma_20"] > df["sma_50"]', 'df["sma_10"] > df["sma_50"]')
@@ -50,50 +52,65 @@ class Setting:
     serve: ServeProcess
     env: dict[str, str]
     metrics: dict[str, dict[str, Any]]
+    client: redis.Redis
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def expired(
-    redis_client: redis.Redis,
     redis_url: str,
-    settings: Settings,
+    module_worker_env: dict[str, str],
     market_home: Path,
-    archive_url: str,
-    burst: Burst,
+    module_archive_url: str,
+    sandbox_host: SandboxHost,
 ) -> Iterator[Setting]:
     """Three runs archived and then expired from Redis (their result keys' TTL ran out, and
-    newer runs trimmed them from the recent-task index), and two newer runs Redis holds."""
-    archive_feed.switch_on(redis_client)
-    add_backtest_task(redis_client, "old-a", V1, SYMBOLS, "2008-01-01", "2011-12-31",
-                      name="crossing", tags=["old", "daily"])  # fmt: skip
-    add_backtest_task(redis_client, "old-b", V2, SYMBOLS, "2008-01-01", "2011-12-31",
-                      name="crossing", tags=["old"])  # fmt: skip
-    add_backtest_task(redis_client, "old-err", "def f(df):\n    return 1/0\n", SYMBOLS,
-                      "2010-01-01", "2010-12-31")  # fmt: skip
-    burst(settings)
-    _archive_all(redis_client, archive_url)
-    # The results' TTL runs out (the same expiry as after a day, only sooner).
-    for task_id in OLD:
-        assert redis_client.ttl(keys.result(task_id)) > 0
-        redis_client.pexpire(keys.result(task_id), 1)
-    wait_for(lambda: not any(redis_client.exists(keys.result(t)) for t in OLD), timeout_s=10)
-    for i, task_id in enumerate(NEW):
-        add_backtest_task(redis_client, task_id, V1 if i == 0 else V2, SYMBOLS, "2008-01-01",
-                          "2011-12-31", name="crossing", tags=["new"])  # fmt: skip
-    # An index capped at two: the newer runs push the expired ones out of it.
-    burst(settings, recent_max=len(NEW))
-    _archive_all(redis_client, archive_url)
-    archive = Archive.open(archive_url)
+    newer runs trimmed them from the recent-task index), and two newer runs Redis holds.
+
+    Made once per backend for the module's tests, which only read it: they take its
+    client, never ``redis_client``, whose flush would empty Redis under it."""
+    archive_url = module_archive_url
+    settings = Settings.from_env(module_worker_env)
+
+    def burst(**changes: Any) -> None:
+        run_burst(settings, executor_factory=in_process(sandbox_host), **changes)
+
+    redis_client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        metrics = {t: archive.run(t)["metrics"] for t in OLD + NEW}
+        redis_client.flushdb()
+        archive_feed.switch_on(redis_client)
+        add_backtest_task(redis_client, "old-a", V1, SYMBOLS, "2008-01-01", "2011-12-31",
+                          name="crossing", tags=["old", "daily"])  # fmt: skip
+        add_backtest_task(redis_client, "old-b", V2, SYMBOLS, "2008-01-01", "2011-12-31",
+                          name="crossing", tags=["old"])  # fmt: skip
+        add_backtest_task(redis_client, "old-err", "def f(df):\n    return 1/0\n", SYMBOLS,
+                          "2010-01-01", "2010-12-31")  # fmt: skip
+        burst()
+        _archive_all(redis_client, archive_url)
+        # The results' TTL runs out (the same expiry as after a day, only sooner).
+        for task_id in OLD:
+            assert redis_client.ttl(keys.result(task_id)) > 0
+            redis_client.pexpire(keys.result(task_id), 1)
+        wait_for(lambda: not any(redis_client.exists(keys.result(t)) for t in OLD), timeout_s=10)
+        for i, task_id in enumerate(NEW):
+            add_backtest_task(redis_client, task_id, V1 if i == 0 else V2, SYMBOLS, "2008-01-01",
+                              "2011-12-31", name="crossing", tags=["new"])  # fmt: skip
+        # An index capped at two: the newer runs push the expired ones out of it.
+        burst(recent_max=len(NEW))
+        _archive_all(redis_client, archive_url)
+        archive = Archive.open(archive_url)
+        try:
+            metrics = {t: archive.run(t)["metrics"] for t in OLD + NEW}
+        finally:
+            archive.close()
+        env = api_env(redis_url, market_home, STRATEGYQ_ARCHIVE_URL=archive_url)
+        serve = ServeProcess(env).start()
+        try:
+            yield Setting(serve, env, metrics, redis_client)
+        finally:
+            serve.stop()
     finally:
-        archive.close()
-    env = api_env(redis_url, market_home, STRATEGYQ_ARCHIVE_URL=archive_url)
-    serve = ServeProcess(env).start()
-    try:
-        yield Setting(serve, env, metrics)
-    finally:
-        serve.stop()
+        redis_client.flushdb()
+        redis_client.close()
 
 
 def _ids(html: str, table: str) -> list[str]:
@@ -103,9 +120,9 @@ def _ids(html: str, table: str) -> list[str]:
 
 
 def test_an_expired_run_opens_lists_and_compares_from_the_archive_over_http(
-    expired: Setting, redis_client: redis.Redis
+    expired: Setting,
 ) -> None:
-    assert redis_client.get(keys.result("old-a")) is None
+    assert expired.client.get(keys.result("old-a")) is None
     with httpx.Client(base_url=expired.serve.url, timeout=60) as http:
         # /v1/tasks/{id}: the archived record, marked as such.
         got = http.get("/v1/tasks/old-a")
@@ -190,54 +207,36 @@ def test_an_expired_run_opens_lists_and_compares_from_the_archive_over_http(
 
 
 def test_an_expired_run_opens_lists_and_compares_in_chromium(
-    expired: Setting, tmp_path: Path
+    expired: Setting, open_page: OpenPage, tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page: Any = browser.new_page(
-                base_url=expired.serve.url, viewport={"width": 1280, "height": 900}
-            )
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/tasks?name=crossing")
-            archived = page.locator("#archived-runs tbody tr")
-            assert archived.count() == 2
-            assert {archived.nth(i).get_attribute("data-task") for i in range(2)} == {
-                "old-a", "old-b"}  # fmt: skip
-            assert "crossing" in archived.nth(0).locator(".run-name").inner_text()
-            recent = page.locator("#recent tbody tr")
-            assert recent.count() == 2
-            assert "new" in recent.nth(0).locator(".run-name").inner_text()
-            # Waits are shown for runs Redis holds (they were submitted with a queued record).
-            assert recent.nth(0).locator("td.wait").inner_text() != "—"
-            page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
-            # Tick one archived and one recent backtest, and compare them.
-            page.check("#archived-runs input[value='old-a']")
-            page.check("#recent input[value='new-b']")
-            page.click("#compare")
-            page.wait_for_url("**/compare?*")
-            page.wait_for_selector("#compare-chart .main-svg", timeout=30_000)
-            heads = page.locator("#compare-metrics thead th.run a").all_inner_texts()
-            assert sorted(heads) == ["new-b", "old-a"]
-            names = page.locator("#compare-metrics thead th.run .run-name").all_inner_texts()
-            assert names == ["crossing", "crossing"]
-            traces = page.evaluate(
-                "() => document.getElementById('compare-chart').data.map(t => t.name)"
-            )
-            assert set(traces) >= {"old-a", "new-b"}
-            # The archived run opens, its equity curve drawn.
-            page.click("#compare-metrics thead a[href='/tasks/old-a']")
-            page.wait_for_selector("#equity-chart .main-svg", timeout=30_000)
-            assert page.locator("#from-archive").is_visible()
-            assert "crossing" in page.inner_text("#run-name")
-            page.screenshot(path=str(tmp_path / "archived-task.png"), full_page=True)
-        finally:
-            browser.close()
-    assert not errors, errors
+    page = open_page(expired.serve.url, viewport={"width": 1280, "height": 900})
+    page.goto("/tasks?name=crossing")
+    archived = page.locator("#archived-runs tbody tr")
+    assert archived.count() == 2
+    assert {archived.nth(i).get_attribute("data-task") for i in range(2)} == {
+        "old-a", "old-b"}  # fmt: skip
+    assert "crossing" in archived.nth(0).locator(".run-name").inner_text()
+    recent = page.locator("#recent tbody tr")
+    assert recent.count() == 2
+    assert "new" in recent.nth(0).locator(".run-name").inner_text()
+    # Waits are shown for runs Redis holds (they were submitted with a queued record).
+    assert recent.nth(0).locator("td.wait").inner_text() != "—"
+    page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
+    # Tick one archived and one recent backtest, and compare them.
+    page.check("#archived-runs input[value='old-a']")
+    page.check("#recent input[value='new-b']")
+    page.click("#compare")
+    page.wait_for_url("**/compare?*")
+    page.wait_for_selector("#compare-chart .main-svg", timeout=30_000)
+    heads = page.locator("#compare-metrics thead th.run a").all_inner_texts()
+    assert sorted(heads) == ["new-b", "old-a"]
+    names = page.locator("#compare-metrics thead th.run .run-name").all_inner_texts()
+    assert names == ["crossing", "crossing"]
+    traces = page.evaluate("() => document.getElementById('compare-chart').data.map(t => t.name)")
+    assert set(traces) >= {"old-a", "new-b"}
+    # The archived run opens, its equity curve drawn.
+    page.click("#compare-metrics thead a[href='/tasks/old-a']")
+    page.wait_for_selector("#equity-chart .main-svg", timeout=30_000)
+    assert page.locator("#from-archive").is_visible()
+    assert "crossing" in page.inner_text("#run-name")
+    page.screenshot(path=str(tmp_path / "archived-task.png"), full_page=True)

@@ -3,10 +3,8 @@ archived by ``strategyq serve --archive``, shown with their diffs and metrics ov
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,11 +14,9 @@ from strategyq import add_backtest_task, wait_for_result
 from strategyq.archive.record import fingerprint
 from strategyq.examples import source
 from tests.integration.api.conftest import ServeProcess, api_env
+from tests.integration.browser import OpenPage
 from tests.integration.conftest import WorkerProcess, wait_until
 
-CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 V1 = source("sma_cross")
 V2 = V1.replace('df["sma_20"] > df["sma_50"]', 'df["sma_10"] > df["sma_50"]')
 V3 = V2.replace('df["sma_50"].notna()', 'df["sma_50"].notna() & (df["rsi"] < 70)')
@@ -43,10 +39,8 @@ def served(
 
 
 def test_history_page_of_a_strategy_with_three_versions(
-    served: ServeProcess, redis_client: redis.Redis, tmp_path: Path
+    served: ServeProcess, redis_client: redis.Redis, open_page: OpenPage, tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)")
     assert len({V1, V2, V3}) == 3
     for i, code in enumerate((V1, V2, V2, V3)):
         add_backtest_task(redis_client, f"hist-{i}", code, ["AAPL", "MSFT"], "2008-01-01",
@@ -59,42 +53,28 @@ def test_history_page_of_a_strategy_with_three_versions(
             timeout_s=60,
         )
         assert listed
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page: Any = browser.new_page(
-                base_url=served.url, viewport={"width": 1280, "height": 900}
-            )
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"/history?fingerprint={fingerprint(V2)}")  # any version finds its name
-            page.wait_for_selector("#history-chart .main-svg", timeout=30_000)
-            page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
-            assert "History of crossing" in page.inner_text("h1")
-            versions = page.locator("#versions tbody tr")
-            assert versions.count() == 3
-            assert [versions.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == [
-                fingerprint(V1), fingerprint(V2), fingerprint(V3)]  # fmt: skip
-            assert versions.nth(1).locator("td").nth(3).inner_text() == "2"  # two runs of v2
-            diffs = page.locator("pre.diff")
-            assert diffs.count() == 2
-            first, second = diffs.nth(0), diffs.nth(1)
-            assert first.locator(".del").filter(has_text='df["sma_20"]').count() == 1
-            assert first.locator(".add").filter(has_text='df["sma_10"]').count() == 1
-            assert second.locator(".add").filter(has_text='df["rsi"] < 70').count() == 1
-            assert second.locator(".del").filter(has_text="sma_20").count() == 0
-            # Metrics over time: one marker per run on each plotted line.
-            points = page.evaluate(
-                "() => document.getElementById('history-chart').data.map(t => t.y.length)"
-            )
-            assert points == [4, 4, 4]
-            rows = page.locator("#runs tbody tr")
-            assert rows.count() == 4
-            assert rows.nth(0).locator("td").nth(2).inner_text() == "3"  # newest first: v3
-        finally:
-            browser.close()
-    assert not errors, errors
+    page = open_page(served.url, viewport={"width": 1280, "height": 900})
+    page.goto(f"/history?fingerprint={fingerprint(V2)}")  # any version finds its name
+    page.wait_for_selector("#history-chart .main-svg", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
+    assert "History of crossing" in page.inner_text("h1")
+    versions = page.locator("#versions tbody tr")
+    assert versions.count() == 3
+    assert [versions.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == [
+        fingerprint(V1), fingerprint(V2), fingerprint(V3)]  # fmt: skip
+    assert versions.nth(1).locator("td").nth(3).inner_text() == "2"  # two runs of v2
+    diffs = page.locator("pre.diff")
+    assert diffs.count() == 2
+    first, second = diffs.nth(0), diffs.nth(1)
+    assert first.locator(".del").filter(has_text='df["sma_20"]').count() == 1
+    assert first.locator(".add").filter(has_text='df["sma_10"]').count() == 1
+    assert second.locator(".add").filter(has_text='df["rsi"] < 70').count() == 1
+    assert second.locator(".del").filter(has_text="sma_20").count() == 0
+    # Metrics over time: one marker per run on each plotted line.
+    points = page.evaluate(
+        "() => document.getElementById('history-chart').data.map(t => t.y.length)"
+    )
+    assert points == [4, 4, 4]
+    rows = page.locator("#runs tbody tr")
+    assert rows.count() == 4
+    assert rows.nth(0).locator("td").nth(2).inner_text() == "3"  # newest first: v3
