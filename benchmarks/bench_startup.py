@@ -32,6 +32,8 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.bench_e2e import descendants
+from benchmarks.bench_task_cpu import chain_role
 from strategyq.embedded_valkey import EmbeddedServer
 from strategyq.queue import keys
 
@@ -71,37 +73,9 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, wall
 
 
-def _role(pid: int) -> str | None:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    if b"strategyq.sandbox.zygote" in argv:
-        return "fork server"
-    if b"strategyq.executor.sandbox_host" in argv:
-        return "sandbox host"
-    if b"strategyq.executor" in argv:
-        return "executor"
-    if b"worker" in argv:
-        return "worker"
-    return None
-
-
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def worker_start(env: dict[str, str], client: redis.Redis) -> tuple[dict[str, float], float]:
@@ -121,8 +95,8 @@ def worker_start(env: dict[str, str], client: redis.Redis) -> tuple[dict[str, fl
             time.sleep(0.005)
         wall = time.perf_counter() - started
         cpu = dict.fromkeys(CHAIN, 0.0)
-        for pid in _descendants(proc.pid):
-            role = _role(pid)
+        for pid in descendants(proc.pid):
+            role = chain_role(pid)
             if role is not None:
                 cpu[role] += _cpu_s(pid)
         return cpu, wall

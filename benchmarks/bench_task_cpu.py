@@ -186,7 +186,8 @@ def child_phases(n: int = 60) -> dict[str, tuple[float, float]]:
     }
 
 
-def _role(pid: int) -> str | None:
+def chain_role(pid: int) -> str | None:
+    """Which process of a worker chain ``pid`` is, from its command line (None: another)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -217,7 +218,7 @@ def snapshot(worker_pid: int, valkey_pid: int) -> dict[str, tuple[float, int]]:
         out[role] = (cpu + ticks / _TICKS, flt + faults)
 
     for pid in descendants(worker_pid):
-        role = _role(pid)
+        role = chain_role(pid)
         if role is None:
             continue
         with suppress(OSError, ValueError, IndexError):
