@@ -35,14 +35,12 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def local(module_worker_env: dict[str, str]) -> Iterator[LocalSession]:
     """One session for the module, as a notebook keeps one: its executor outlives each run
-    (a run that times out or is interrupted gets a fresh one, which the tests check)."""
-    with LocalSession(Settings.from_env(module_worker_env)) as session:
-        yield session
+    (a run that times out or is interrupted gets a fresh one, which the tests check).
 
-
-@pytest.fixture(scope="module")
-def chunked_local(module_worker_env: dict[str, str]) -> Iterator[LocalSession]:
-    """A session whose sweeps run in chunks of two combinations, as the queue's are below."""
+    Its sweeps run in chunks of two combinations, as the queue's do in
+    test_local_sweep_equals_the_queue_result (only sweeps read the chunk size, and the
+    module's other sweep, of two combinations, is one chunk at any size).
+    """
     settings = replace(Settings.from_env(module_worker_env), sweep_chunk_size=2)
     with LocalSession(settings) as session:
         yield session
@@ -102,7 +100,7 @@ def test_local_screen_and_error_equal_the_queue(
 
 @pytest.mark.parametrize("walk", [None, {"train_sessions": 252, "test_sessions": 126}])
 def test_local_sweep_equals_the_queue_result(
-    redis_client: redis.Redis, settings: Settings, chunked_local: LocalSession,
+    redis_client: redis.Redis, settings: Settings, local: LocalSession,
     walk: dict[str, int] | None, burst: Burst,
 ) -> None:  # fmt: skip
     grid = {"fast": [5, 10, 20], "slow": [50, 100]}
@@ -115,7 +113,7 @@ def test_local_sweep_equals_the_queue_result(
         "strategy_code": source("sma_params"), "symbols": ["AAPL", "MSFT"],
         "start_date": "2006-01-01", "end_date": "2010-12-31", "param_grid": grid,
         "constraint": "fast < slow", "top_n": 3, "maximize": "sharpe_ratio", **extra}}  # fmt: skip
-    here = chunked_local.run(message)
+    here = local.run(message)
     assert queued.ok, queued.raw
     assert comparable(here) == comparable(queued.raw)
     result = Result(here, task_id="sw")

@@ -30,6 +30,10 @@ def notebook_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
             monkeypatch.delenv(name)
     monkeypatch.setenv("STRATEGYQ_HOME", str(home))
     monkeypatch.setenv("STRATEGYQ_METRICS_PORT", "0")
+    # The notebook's strategy imports no optional library: its local session, its
+    # worker and the CLI runs fork every child from the lean fork server, and the full
+    # one (about 3 CPU-seconds to start, in each of their four sandbox hosts) is left out.
+    monkeypatch.setenv("STRATEGYQ_SANDBOX_LIBRARIES", "none")
     yield home
     EmbeddedServer(home / "valkey").stop()
 

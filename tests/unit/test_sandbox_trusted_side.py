@@ -32,7 +32,15 @@ TIME_LIMIT_S = 2.0
 def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
     home = tmp_path_factory.mktemp("trusted") / "home"
     write_synthetic(home / "data", 3, 1, seed=3)
-    settings = Settings.from_env({"STRATEGYQ_HOME": str(home), "STRATEGYQ_TIME_LIMIT": "30"})
+    # The tasks here pass the policy and import no optional library: only the lean fork
+    # server forks their children, so the full one is not started.
+    settings = Settings.from_env(
+        {
+            "STRATEGYQ_HOME": str(home),
+            "STRATEGYQ_TIME_LIMIT": "30",
+            "STRATEGYQ_SANDBOX_LIBRARIES": "none",
+        }
+    )
     ex = Executor(settings)
     assert ex.start()["canary"]
     try:
