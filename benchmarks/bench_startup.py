@@ -10,6 +10,10 @@
    ``STRATEGYQ_SANDBOX_LIBRARIES=none``): each process's CPU (``/proc/PID/stat``) when
    the worker's heartbeat appears, which it writes once every process below it is warm.
    Wall is the time from the worker's start to its heartbeat, for the chain as a whole.
+3. ``strategyq serve`` (the API and the dashboard), once a round beside the commands: its
+   CPU (``/proc/PID/stat``) when its first answer, a 200 from ``/readyz``, arrives, and
+   the wall time to it. It serves on a socket this process binds and hands over (``--fd``,
+   as ``strategyq demo`` does), so the port cannot be taken between the two.
 
 Each row stands beside yardsticks measured in the same rounds, interleaved with the
 commands so that all see the same machine: ``python -c pass`` (the interpreter),
@@ -20,11 +24,13 @@ loads) and ``python -c "import pandas"``, as ratios of their CPU.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ COMMANDS = {
     "strategyq result <missing id>": ["-m", "strategyq", "result", "no-such-task"],
     "strategyq dlq list": ["-m", "strategyq", "dlq", "list"],
 }
+SERVE = "strategyq serve, at its first answer"
 CHAIN = ("worker", "executor", "sandbox host", "fork server")
 
 
@@ -76,6 +83,28 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def serve_start(env: dict[str, str]) -> tuple[float, float]:
+    """(CPU s, wall s) of ``strategyq serve`` from its start to its first 200 from /readyz."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port, fd = listener.getsockname()[1], listener.fileno()
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "strategyq", "serve", "--port", str(port), "--fd", str(fd),
+             "--log-level", "WARNING"],
+            env=env, pass_fds=[fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        # The socket listens already: this request waits in its backlog until the server
+        # takes it over and answers.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=120) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"strategyq serve answered {answer.status}")
+        return _cpu_s(proc.pid), time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 def worker_start(env: dict[str, str], client: redis.Redis) -> tuple[dict[str, float], float]:
@@ -122,11 +151,14 @@ def main() -> dict[str, Any]:
             env.update(REDIS_URL=url, STRATEGYQ_HOME=str(home), STRATEGYQ_SANDBOX_LIBRARIES="none")
             processes = {**YARDSTICKS, **COMMANDS}
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name in processes}
+            samples[SERVE] = []
             for argv in processes.values():  # once each unmeasured: caches warm
                 run_once(argv, env)
+            serve_start(env)
             for _ in range(ROUNDS):
                 for name, argv in processes.items():
                     samples[name].append(run_once(argv, env))
+                samples[SERVE].append(serve_start(env))
             chain: dict[str, list[float]] = {role: [] for role in CHAIN}
             chain_walls = []
             for _ in range(WORKER_STARTS):

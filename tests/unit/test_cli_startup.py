@@ -5,7 +5,8 @@ touch market data or run strategies need them, and they import them when they ru
 The Redis client (a tenth of a second), the queue's modules, the worker, prometheus and
 rich's tables and progress bars are imported by the commands that use them, never to
 register the commands: ``--help`` and ``--version`` load none of them, the queue's
-commands not the worker's, the worker not the CLI's renderers.
+commands not the worker's, the worker not the CLI's renderers. ``serve`` answers its
+first request without numpy or the run archive, which only some of its pages use.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +71,20 @@ NOT_FOR_THE_WORKER = (
     "strategyq.cli.waiting",
     "rich.progress",
     "rich.table",
+)
+
+# The API and the dashboard load FastAPI, Redis and the pages' modules to start; numpy
+# (a backtest's charts and analytics), the run archive (and sqlite3) and market data are
+# imported by the requests that use them.
+NOT_FOR_SERVE = (
+    *HEAVY,
+    "strategyq.archive",
+    "sqlite3",
+    "strategyq.engine",
+    "strategyq.worker",
+    "strategyq.executor",
+    "strategyq.sandbox",
+    "strategyq.data.store",
 )
 
 
@@ -247,3 +265,39 @@ def test_worker_imports_no_cli_renderers_or_queue_view(tmp_path: Path) -> None:
     modules = imported_modules(done.stderr)
     assert {"strategyq.worker.service", "strategyq.executor.client"} <= modules
     assert among(modules, NOT_FOR_THE_WORKER) == []
+
+
+def test_serve_answers_its_first_request_without_numpy_or_the_archive(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``strategyq serve`` to its first answer (``/readyz``, as a probe or the tests ask)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STRATEGYQ_"))}
+    env.update(STRATEGYQ_HOME=str(tmp_path), REDIS_URL=redis_url)
+    # A socket bound here and handed over (as `strategyq demo` does): no other process can
+    # take the port between its choice and the server's start.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stderr = tmp_path / "stderr.txt"
+    with listener, stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "strategyq", "serve",
+             "--port", str(port), "--fd", str(listener.fileno())],
+            env=env, stdout=subprocess.DEVNULL, stderr=err, pass_fds=[listener.fileno()],
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, stderr.read_text()[-2000:]
+                assert time.monotonic() < deadline, stderr.read_text()[-2000:]
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+                        assert r.status == 200
+                        break
+                except OSError:  # no answer yet (the server is starting), or a 503
+                    time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    modules = imported_modules(stderr.read_text())
+    assert {"fastapi", "uvicorn", "strategyq.api.app", "strategyq.api.pages.tasks"} <= modules
+    assert among(modules, NOT_FOR_SERVE) == []

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from strategyq.api import charts
+
+# numpy is imported by the functions that compute (a backtest's result page calls them),
+# not with the module: the pages import this one, and `strategyq serve` starts without it.
+if TYPE_CHECKING:
+    import numpy as np
 
 TRADING_DAYS = 252
 ROLLING_SESSIONS = 63
@@ -50,6 +53,8 @@ def _day(value: Any) -> str | None:
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    import numpy as np
+
     numbers = [
         float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan
         for v in values
@@ -149,6 +154,8 @@ def rolling(data: Mapping[str, Any], window: int = ROLLING_SESSIONS) -> dict[str
     The value on a date uses the ``window`` returns that end on it (None before the
     first full window, or where the returns do not vary).
     """
+    import numpy as np
+
     curve = _curve(data)
     if curve is None:
         return None
@@ -221,6 +228,8 @@ def benchmark_figures(data: Mapping[str, Any]) -> dict[str, float | None]:
     a result has with a benchmark ticker: computed from it as the engine computes the
     strategy's own, on the sessions where the benchmark has a close.
     """
+    import numpy as np
+
     out: dict[str, float | None] = {}
     metrics = data.get("performance_metrics")
     if isinstance(metrics, Mapping):

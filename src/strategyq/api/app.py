@@ -196,9 +196,9 @@ def create_app(settings: Settings, config: ApiConfig, client: redis.Redis | None
     app.state.api = state
     app.openapi = lambda: _openapi(app, config.auth_required)  # type: ignore[method-assign]
     install(app, render_problem)
-    app.include_router(v1.router)
-    app.include_router(pages.router)
-    app.include_router(probes.router)
+    # Declared on the app itself, in this order: each route is built once (see RouteTable).
+    for table in (*v1.RESOURCES, *pages.PAGES, probes.router):
+        table.add_to(app.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(GuardMiddleware, config=config)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from strategyq.api.problems import Problem
-from strategyq.archive.store import Archive
 from strategyq.errors import ArchiveError, ArchiveUnavailable, RunNotFound
+
+if TYPE_CHECKING:
+    # Imported where it is opened: a server whose archive no request reads starts
+    # without the archive's modules and sqlite3.
+    from strategyq.archive.store import Archive
 
 T = TypeVar("T")
 
@@ -72,6 +76,8 @@ class ArchiveHandle:
             raise Problem(503, str(exc), headers={"Retry-After": "5"}) from None
 
     def get(self) -> Archive:
+        from strategyq.archive.store import Archive
+
         with self._lock:
             if self._archive is None:
                 try:

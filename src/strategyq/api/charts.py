@@ -10,12 +10,11 @@ every fresh page three times the bytes and about half again the CPU to load.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from strategyq.errors import StrategyqError
 
@@ -64,14 +63,22 @@ def benchmark_curve(data: Mapping[str, Any]) -> tuple[list[Any], list[Any]] | No
 
 
 def drawdown(values: Sequence[float | None]) -> list[float | None]:
-    """Percent below the running peak at each point (0 at a new high)."""
-    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    if not len(arr):
-        return []
-    peak = np.fmax.accumulate(arr)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dd = np.where(peak > 0, (arr / peak - 1.0) * 100.0, 0.0)
-    return [None if not np.isfinite(v) else round(float(v), 4) for v in dd]
+    """Percent below the running peak at each point (0 at a new high).
+
+    A missing value (None) leaves the peak as it was and gives None once there is a
+    positive peak; every point before one gives 0. Plain floats rather than numpy, so
+    that ``strategyq serve`` need not import numpy to start: the same IEEE double
+    arithmetic, point by point.
+    """
+    out: list[float | None] = []
+    peak = math.nan
+    for v in values:
+        x = math.nan if v is None else float(v)
+        if math.isnan(peak) or x > peak:  # the running maximum, NaN skipped
+            peak = x
+        dd = (x / peak - 1.0) * 100.0 if peak > 0 else 0.0
+        out.append(round(dd, 4) if math.isfinite(dd) else None)
+    return out
 
 
 def equity_overlay(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
@@ -238,6 +245,8 @@ def _closes(
     ]
     if not dates:
         return {}
+    import numpy as np  # loaded with the market data below, which needs it anyway
+
     try:
         first, last = np.datetime64(min(dates)) - 30, np.datetime64(max(dates)) + 30
         frame = (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import orjson
 import redis
-from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from strategyq.api.charts import plotly_js_path
 from strategyq.api.deps import State
+from strategyq.api.routes import RouteTable
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/healthz")

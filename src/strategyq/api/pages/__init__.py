@@ -7,12 +7,11 @@ place (the page fetched again and its live region swapped in, so typed input
 stays). Tables sort and page on the server, through links.
 
 One module per page (or group of pages on one resource), each with its own
-router; :data:`PAGES` lists them and :data:`router` holds them all.
+:class:`~strategyq.api.routes.RouteTable`; :data:`PAGES` lists them, and the app
+declares their routes on itself.
 """
 
 from __future__ import annotations
-
-from fastapi import APIRouter
 
 from strategyq.api.pages import (
     compare,
@@ -25,8 +24,9 @@ from strategyq.api.pages import (
     tasks,
     tenants,
 )
+from strategyq.api.routes import RouteTable
 
-PAGES: tuple[APIRouter, ...] = (
+PAGES: tuple[RouteTable, ...] = (
     overview.router,
     tasks.router,
     submit.router,
@@ -37,7 +37,3 @@ PAGES: tuple[APIRouter, ...] = (
     history.router,
     tenants.router,
 )
-
-router = APIRouter(include_in_schema=False)
-for page in PAGES:
-    router.include_router(page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from strategyq.api import charts
@@ -13,12 +13,13 @@ from strategyq.api.deps import READ, Principal, State
 from strategyq.api.pages.render import render, script_json
 from strategyq.api.pages.tasks import record_of, unknown_task
 from strategyq.api.problems import Problem
+from strategyq.api.routes import RouteTable
 from strategyq.api.shapes import clean_record
 from strategyq.labels import HEADLINE, METRICS, format_metric, label
 
 MIN_RUNS, MAX_RUNS = 2, 5
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/compare", response_class=HTMLResponse)

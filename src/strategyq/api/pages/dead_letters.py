@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render
 from strategyq.api.redact import strip_source
+from strategyq.api.routes import RouteTable
 from strategyq.queue import admin
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/dead-letters", response_class=HTMLResponse)

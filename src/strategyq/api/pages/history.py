@@ -11,13 +11,14 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 
 from strategyq.api.archive import answer
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.pages.render import render, script_json
 from strategyq.api.problems import Problem
+from strategyq.api.routes import RouteTable
 
 PLOTTED = ("sharpe_ratio", "total_return", "max_drawdown")
 
@@ -73,7 +74,7 @@ def metrics_figure(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/history")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strategyq.api.auth import SESSION_COOKIE, check_csrf, match_token
 from strategyq.api.deps import State
 from strategyq.api.pages.render import render
+from strategyq.api.routes import RouteTable
 from strategyq.queue import sessions
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)

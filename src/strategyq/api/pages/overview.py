@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from strategyq.api import events
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.followers import HeldStream
 from strategyq.api.pages.render import render, script_json
+from strategyq.api.routes import RouteTable
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)

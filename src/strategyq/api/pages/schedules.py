@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strategyq.api.auth import check_csrf
@@ -14,12 +14,13 @@ from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import render
 from strategyq.api.pages.tasks import board_row
 from strategyq.api.problems import Problem
+from strategyq.api.routes import RouteTable
 from strategyq.queue.schedules import ScheduleState, pause_schedule, resume_schedule, run_now
 from strategyq.queue.view import BoardFilter, QueueView
 
 RUNS_SHOWN = 5
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/schedules", response_class=HTMLResponse)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strategyq.api.auth import check_csrf
@@ -15,6 +15,7 @@ from strategyq.api.deps import WRITE, Principal, State
 from strategyq.api.pages.render import render
 from strategyq.api.pages.tasks import form_kind, stored_args
 from strategyq.api.problems import Problem
+from strategyq.api.routes import RouteTable
 from strategyq.client import submit_task
 from strategyq.errors import TaskValidationError
 from strategyq.protocol.envelope import TaskType
@@ -40,7 +41,7 @@ INTEGER_FIELDS = (
     "lookback_sessions",
 )
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/submit", response_class=HTMLResponse)

@@ -14,11 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode
 
 import orjson
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strategyq.api import charts, sweep_page
@@ -26,9 +26,9 @@ from strategyq.api.auth import check_csrf
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.pages.render import backtest_context, render, screen_rows, task_context
 from strategyq.api.problems import Problem
+from strategyq.api.routes import RouteTable
 from strategyq.api.shapes import clean_data, clean_record
 from strategyq.api.state import ApiState
-from strategyq.archive.store import Page, RunFilter
 from strategyq.client import cancel_task, submit_task
 from strategyq.errors import ArchiveError, ArchiveUnavailable, TaskIdInUse, TaskValidationError
 from strategyq.labels import METRICS, format_metric, label
@@ -36,9 +36,12 @@ from strategyq.protocol.results import TERMINAL_STATUSES
 from strategyq.protocol.task import PRODUCER_TASK_TYPES
 from strategyq.queue.view import BOARD_STATUSES, SHOWN_SYMBOLS, Board, BoardFilter, BoardRow
 
+if TYPE_CHECKING:
+    from strategyq.archive.store import Page
+
 PAGE_SIZE = 50
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 
 @router.get("/tasks", response_class=HTMLResponse)
@@ -168,6 +171,10 @@ def _archived(
     running tasks; ``problem`` says why the archive could not be read now."""
     if not state.archive.configured or where.status in ("queued", "running"):
         return None
+    # Here rather than with the module, as ArchiveHandle.get: a server without an archive
+    # never loads its modules.
+    from strategyq.archive.store import RunFilter
+
     metrics = [m.strip() for m in (metric or "").split(",") if m.strip()]
     try:
         flt = RunFilter.build(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.pages.render import render
+from strategyq.api.routes import RouteTable
 from strategyq.queue.tenants import QUOTAS
 
-router = APIRouter(include_in_schema=False)
+router = RouteTable(include_in_schema=False)
 
 SHOWN_TENANTS = 200
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 from pydantic import BaseModel, Field
 
 from strategyq.api.deps import READ, Principal
+from strategyq.api.routes import RouteTable
 from strategyq.check import check_strategy
 
 
@@ -32,7 +33,7 @@ class CheckOut(BaseModel):
     imports: list[str]
 
 
-router = APIRouter(prefix="/v1", tags=["tasks"])
+router = RouteTable(prefix="/v1", tags=["tasks"])
 
 
 @router.post(

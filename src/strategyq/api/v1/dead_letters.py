@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.models import Count, DeadLetter
 from strategyq.api.problems import Problem
 from strategyq.api.redact import strip_source
+from strategyq.api.routes import RouteTable
 from strategyq.api.v1.common import TaskId
 from strategyq.queue import admin
 
-router = APIRouter(prefix="/v1", tags=["dead letters"])
+router = RouteTable(prefix="/v1", tags=["dead letters"])
 
 
 @router.get(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter
-
 from strategyq.api.deps import READ, Principal, State
 from strategyq.api.models import QueueStats, WorkerOut
+from strategyq.api.routes import RouteTable
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = RouteTable(prefix="/v1", tags=["queue"])
 
 
 @router.get("/queue", response_model=QueueStats, summary="Queue statistics")

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
 from strategyq.api.archive import answer
 from strategyq.api.deps import READ, Principal, State
-from strategyq.archive.store import RunFilter
+from strategyq.api.routes import RouteTable
 
 RunId = Annotated[str, Path(min_length=1, max_length=200, description="The run's task id.")]
 
-router = APIRouter(prefix="/v1", tags=["runs"])
+router = RouteTable(prefix="/v1", tags=["runs"])
 
 
 @router.get("/runs", summary="Search archived runs")
@@ -38,6 +38,8 @@ def runs(
     _: Principal = READ,
 ) -> dict[str, Any]:
     def search() -> dict[str, Any]:
+        from strategyq.archive.store import RunFilter  # as ArchiveHandle.get: on first use
+
         flt = RunFilter.build(
             name=name,
             tag=tag,

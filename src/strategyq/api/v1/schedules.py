@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Response
+from fastapi import Body, Path, Response
 
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.models import ScheduleIn, ScheduleOut, Submitted
 from strategyq.api.problems import PROBLEM_JSON
 from strategyq.api.redact import HIDDEN
+from strategyq.api.routes import RouteTable
 from strategyq.api.v1.common import in_path, queued
 from strategyq.queue.schedules import (
     ScheduleState,
@@ -35,7 +36,7 @@ CONFLICT = {
     }
 }
 
-router = APIRouter(prefix="/v1", tags=["schedules"])
+router = RouteTable(prefix="/v1", tags=["schedules"])
 
 
 def _schedule_out(st: ScheduleState, who: Principal) -> dict[str, Any]:

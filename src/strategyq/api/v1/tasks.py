@@ -12,7 +12,7 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from strategyq.api import events
@@ -21,13 +21,14 @@ from strategyq.api.followers import WAIT_SLICE_S, HeldStream, client_left
 from strategyq.api.models import Cancelled, Submitted, TaskIn, TaskList, TaskRecord
 from strategyq.api.problems import Problem
 from strategyq.api.redact import record_for, strip_record_source
+from strategyq.api.routes import RouteTable
 from strategyq.api.v1.common import TaskId, queued, raw_json, unknown
 from strategyq.client import cancel_task, submit_task
 from strategyq.protocol.results import TERMINAL_STATUSES, decode_result
 
 STATUSES = ("completed", "error", "cancelled")
 
-router = APIRouter(prefix="/v1", tags=["tasks"])
+router = RouteTable(prefix="/v1", tags=["tasks"])
 
 
 @router.post(

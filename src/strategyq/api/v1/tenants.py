@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import Body, Path
 
 from strategyq.api.deps import READ, WRITE, Principal, State
 from strategyq.api.models import LaneIn, LaneOut, QuotasIn, TenantOut, Tenants
+from strategyq.api.routes import RouteTable
 
-router = APIRouter(prefix="/v1", tags=["tenants"])
+router = RouteTable(prefix="/v1", tags=["tenants"])
 
 TenantName = Annotated[str, Path(max_length=64, description="The tenant (a task's tenant field).")]
 LaneName = Annotated[str, Path(max_length=32, description="The lane (a task's priority field).")]
