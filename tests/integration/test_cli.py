@@ -7,8 +7,10 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 from strategyq import add_backtest_task, get_task_result
@@ -16,7 +18,13 @@ from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
 from tests.cli_inprocess import strategyq
-from tests.integration.conftest import Burst, SpawnWorker, wait_for_status, wait_until
+from tests.integration.conftest import (
+    Burst,
+    SpawnWorker,
+    WorkerProcess,
+    wait_for_status,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIMS = ROOT / "services" / "worker"
@@ -35,33 +43,66 @@ def cli(
     )
 
 
-def test_submit_wait_json_and_tables(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker, tmp_path: Path
-) -> None:
-    strategy = tmp_path / "gap_up.py"
-    strategy.write_text(source("gap_up"))
-    screen = tmp_path / "screen.py"
-    screen.write_text(source("momentum_screen"))
-    spawn_worker("cli-1")
-    done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT",
-               "--start", "2010-01-01", "--end", "2012-12-31", "--hold-days", "2",
-               "--wait", "--json", "--task-id", "cli-bt")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["status"] == "completed"
-    assert result["data"]["summary"]["symbols_processed"] == 2
-    shown = cli(worker_env, "submit", "screening", str(screen), "--universe", "AAPL,MSFT,IBM",
-                "--limit", "2", "--wait")  # fmt: skip
-    assert shown.returncode == 0, shown.stderr
-    assert "ranked results" in shown.stdout
-    again = cli(worker_env, "result", "cli-bt")
-    assert again.returncode == 0 and "all metrics" in again.stdout
-    total_return = result["data"]["performance_metrics"]["total_return"]
-    assert f"Total return {total_return * 100:,.2f} %" in again.stdout
-    assert "total_return" not in again.stdout
-    # A run time reads as "343 ms" or "24.0 s", never as fractional milliseconds.
-    assert re.search(r"in (\d+ ms|\d+\.\d s|\d+ min \d\d s)\n", again.stdout), again.stdout
-    assert not re.search(r"\d\.\d+ ms", again.stdout)
+@pytest.fixture(scope="class")
+def default_worker(module_worker_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    """A worker process on the default queue with the suite's settings, for the tests of
+    ``TestWithAWorkerRunning`` (stopped after them: the tests further down need none)."""
+    proc = WorkerProcess(module_worker_env, "cli-1").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+class TestWithAWorkerRunning:
+    """The tests that need a worker serving the default queue, and nothing else of it,
+    share one: a worker and its executor chain take seconds of CPU to start."""
+
+    def test_submit_wait_json_and_tables(
+        self,
+        redis_client: redis.Redis,
+        worker_env: dict[str, str],
+        default_worker: WorkerProcess,
+        tmp_path: Path,
+    ) -> None:
+        strategy = tmp_path / "gap_up.py"
+        strategy.write_text(source("gap_up"))
+        screen = tmp_path / "screen.py"
+        screen.write_text(source("momentum_screen"))
+        done = cli(worker_env, "submit", "backtest", str(strategy), "--symbols", "AAPL,MSFT",
+                   "--start", "2010-01-01", "--end", "2012-12-31", "--hold-days", "2",
+                   "--wait", "--json", "--task-id", "cli-bt")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["status"] == "completed"
+        assert result["data"]["summary"]["symbols_processed"] == 2
+        shown = cli(worker_env, "submit", "screening", str(screen), "--universe", "AAPL,MSFT,IBM",
+                    "--limit", "2", "--wait")  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "ranked results" in shown.stdout
+        again = cli(worker_env, "result", "cli-bt")
+        assert again.returncode == 0 and "all metrics" in again.stdout
+        total_return = result["data"]["performance_metrics"]["total_return"]
+        assert f"Total return {total_return * 100:,.2f} %" in again.stdout
+        assert "total_return" not in again.stdout
+        # A run time reads as "343 ms" or "24.0 s", never as fractional milliseconds.
+        assert re.search(r"in (\d+ ms|\d+\.\d s|\d+ min \d\d s)\n", again.stdout), again.stdout
+        assert not re.search(r"\d\.\d+ ms", again.stdout)
+
+    def test_queue_system_check_passes_with_a_worker_already_running(
+        self, redis_client: redis.Redis, worker_env: dict[str, str], default_worker: WorkerProcess
+    ) -> None:
+        # The seed's check script queues on a queue of its own and runs its own burst worker,
+        # so a worker serving the default queue changes nothing it checks: this one run, with
+        # such a worker there, is the check with and without one.
+        default_worker.wait_for_log("started: queue")
+        checked = subprocess.run(
+            [sys.executable, "test_queue_system.py"],
+            cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "PASS queued" in checked.stdout
+        assert "all checks passed" in checked.stdout
 
 
 def test_user_errors_are_one_line(worker_env: dict[str, str], tmp_path: Path) -> None:
@@ -175,23 +216,6 @@ def test_seed_shims_work_unchanged(redis_client: redis.Redis, worker_env: dict[s
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert (get_task_result(redis_client, "shim-1") or {})["status"] == "completed"
-
-
-def test_queue_system_check_passes_with_a_worker_already_running(
-    redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker
-) -> None:
-    # The seed's check script queues on a queue of its own and runs its own burst worker,
-    # so a worker serving the default queue changes nothing it checks: this one run, with
-    # such a worker there, is the check with and without one.
-    running = spawn_worker("already-running")
-    running.wait_for_log("started: queue")
-    checked = subprocess.run(
-        [sys.executable, "test_queue_system.py"],
-        cwd=SHIMS, env=worker_env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "PASS queued" in checked.stdout
-    assert "all checks passed" in checked.stdout
 
 
 def test_worker_shim_outside_the_venv_says_what_to_do(worker_env: dict[str, str]) -> None:

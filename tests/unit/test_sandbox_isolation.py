@@ -173,8 +173,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def client(store: Path) -> Iterator[ForkClient]:
+    """One sandbox host for the module's tests: each task runs in a fresh child of it, and
+    the tests here are about what those children see and send, so a host per test would
+    only add its start-up (and the later tests' children then follow every earlier
+    test's, which is the situation the memory scan is about)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Every strategy here imports nothing beyond the standard library and NumPy, so each
     # runs in a child of the lean fork server. The host starts only that server: one that

@@ -26,9 +26,17 @@ SLOW = (
 
 
 def make_dead_letter(
-    redis_client: redis.Redis, env: dict[str, str], task_id: str, queue: str
+    redis_client: redis.Redis,
+    env: dict[str, str],
+    task_id: str,
+    queue: str,
+    reaper: WorkerProcess,
 ) -> dict[str, Any]:
-    """A real dead letter: a worker dies running the task (max 1 attempt), another reaps it."""
+    """A real dead letter: a worker dies running the task (max 1 attempt), and ``reaper``, a
+    live worker with the same one-attempt limit (the module's), reaps it: every worker
+    reaps every dead one, whatever queue either serves."""
+    assert reaper.proc is not None and reaper.proc.poll() is None, "the reaper is not running"
+    assert reaper.env.get("STRATEGYQ_MAX_ATTEMPTS") == "1", "the reaper must dead-letter"
     add_backtest_task(
         redis_client, task_id, GAP_UP, ["AAPL"], "2010-01-01", "2011-12-31", queue=queue
     )
@@ -44,21 +52,14 @@ def make_dead_letter(
         crashing.proc.wait(90)
     finally:
         crashing.stop()
-    reaper = WorkerProcess({**env, "STRATEGYQ_QUEUE": queue, "STRATEGYQ_MAX_ATTEMPTS": "1"},
-                           f"reaper-{task_id}").start()  # fmt: skip
-    try:
-        entries = wait_until(
-            lambda: [
-                e
-                for e in (
-                    orjson.loads(r) for r in redis_client.lrange("strategyq:dead_letter", 0, -1)
-                )
-                if e.get("task_id") == task_id
-            ],
-            timeout_s=60,
-        )
-    finally:
-        reaper.stop()
+    entries = wait_until(
+        lambda: [
+            e
+            for e in (orjson.loads(r) for r in redis_client.lrange("strategyq:dead_letter", 0, -1))
+            if e.get("task_id") == task_id
+        ],
+        timeout_s=60,
+    )
     entry: dict[str, Any] = entries[0]
     return entry
 

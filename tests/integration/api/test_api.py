@@ -268,7 +268,7 @@ def test_queue_and_workers_show_the_live_worker(
 def test_dead_letters_list_retry_and_purge(
     http: httpx.Client, worker: WorkerProcess, module_env: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    make_dead_letter(redis_client, module_env, "dl-1", f"dlq-{uuid.uuid4().hex[:6]}")
+    make_dead_letter(redis_client, module_env, "dl-1", f"dlq-{uuid.uuid4().hex[:6]}", worker)
     (entry,) = http.get("/v1/dead-letters").json()
     assert entry["task_id"] == "dl-1" and entry["reason"] == "worker_lost"
     assert "def gap_up_strategy" in entry["raw"]  # a write-scope caller sees the source

@@ -73,7 +73,7 @@ def test_dead_letter_retry_button_requeues(
     module_env: dict[str, str],
     redis_client: redis.Redis,
 ) -> None:
-    make_dead_letter(redis_client, module_env, "br-dl", f"dlq-{uuid.uuid4().hex[:6]}")
+    make_dead_letter(redis_client, module_env, "br-dl", f"dlq-{uuid.uuid4().hex[:6]}", worker)
     page.goto("/dead-letters")
     row = page.locator("tr[data-task='br-dl']")
     assert "worker_lost" in row.inner_text()

@@ -22,20 +22,35 @@ V2 = V1.replace('df["sma_20"] > df["sma_50"]', 'df["sma_10"] > df["sma_50"]')
 V3 = V2.replace('df["sma_50"].notna()', 'df["sma_50"].notna() & (df["rsi"] < 70)')
 
 
-@pytest.fixture
-def served(
-    redis_client: redis.Redis, redis_url: str, market_home: Path, archive_url: str
-) -> Iterator[ServeProcess]:
-    env = api_env(redis_url, market_home, STRATEGYQ_ARCHIVE_URL=archive_url)
-    worker = WorkerProcess(env, "history-worker").start()
-    proc = ServeProcess(env, "--archive").start()
+@pytest.fixture(scope="module")
+def history_worker(redis_url: str, market_home: Path) -> Iterator[WorkerProcess]:
+    """One worker for both backends' tests: a worker never opens the archive (it leaves
+    each run in Redis and on the archive feed; ``serve --archive`` copies it), so the
+    backend is the API's setting alone. Its heartbeat registers it again after the flush
+    of each test's ``redis_client``."""
+    worker = WorkerProcess(api_env(redis_url, market_home), "history-worker").start()
     try:
         worker.wait_for_log("started")
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def served(
+    redis_client: redis.Redis,
+    redis_url: str,
+    market_home: Path,
+    archive_url: str,
+    history_worker: WorkerProcess,
+) -> Iterator[ServeProcess]:
+    env = api_env(redis_url, market_home, STRATEGYQ_ARCHIVE_URL=archive_url)
+    proc = ServeProcess(env, "--archive").start()
+    try:
         wait_until(lambda: redis_client.exists("strategyq:archive"), timeout_s=30)
         yield proc
     finally:
         proc.stop()
-        worker.stop()
 
 
 def test_history_page_of_a_strategy_with_three_versions(

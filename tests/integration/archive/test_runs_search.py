@@ -70,14 +70,15 @@ def make(row: tuple[Any, ...]) -> Any:
     return build(task_id, orjson.dumps(result), orjson.dumps(task), finished_ms=T0 + day * DAY)
 
 
-@pytest.fixture
-def filled(archive_url: str) -> Iterator[str]:
-    archive = Archive.open(archive_url)
+@pytest.fixture(scope="module")
+def filled(module_archive_url: str) -> Iterator[str]:
+    """The runs, written once per backend: every test here only reads them."""
+    archive = Archive.open(module_archive_url)
     try:
         archive.write([make(r) for r in RUNS])
     finally:
         archive.close()
-    yield archive_url
+    yield module_archive_url
 
 
 def expected(pred: Callable[[tuple[Any, ...]], bool]) -> list[str]:
@@ -143,9 +144,10 @@ def cli_ids(url: str, filters: dict[str, Any], limit: int = 50) -> list[str]:
         token = ["--next", body["next"]]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(filled: str, redis_url: str, market_home: Path) -> Iterator[httpx.Client]:
-    """``strategyq serve`` (a real process) over the filled archive."""
+    """``strategyq serve`` (a real process) over the filled archive, one per backend for the
+    module's tests (they only read it, and ``serve`` costs a second of CPU to start)."""
     proc = ServeProcess(api_env(redis_url, market_home, STRATEGYQ_ARCHIVE_URL=filled)).start()
     try:
         with httpx.Client(base_url=proc.url, timeout=60) as client:
