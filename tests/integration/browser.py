@@ -21,8 +21,26 @@ import pytest
 from tests.system_packages import require_path
 
 CHROMIUM = os.environ.get("STRATEGYQ_TEST_CHROMIUM", "/usr/bin/chromium")
+DISABLED_FEATURES = [
+    # Each new context's page opens a browser window of its own, and each window loads its
+    # address bar's two WebUI popups (chrome://omnibox-popup.top-chrome/) into a renderer of
+    # their own: a headless browser never shows them, and they cost as much CPU as the page.
+    "WebUIOmniboxPopup", "WebUIOmniboxAimPopup",
+    # Chromium keeps a spare renderer started for the next page of the context that last
+    # opened one; every test's context is a new one, so each spare is started for nothing.
+    "SpareRendererForSitePerProcess",
+    # Chromium honours only the last --disable-features it is given, and Playwright passes
+    # its own first: what follows repeats Playwright's list (as of Playwright 1.65).
+    "AimEnabled", "AvoidCorsURLLoaderRestartOnRedirect", "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose", "HttpsFirstBalancedModeAutoEnable", "HttpsUpgrades",
+    "LensOverlay", "MediaRouter", "NetworkTimeServiceQuerying", "OptimizationHints",
+    "PaintHolding", "PreconnectToSearch", "TcpPortRandomizationWin",
+    "ThirdPartyStoragePartitioning", "msEdgeUpdateLaunchServicesPreferredVersion",
+    "msForceBrowserSignIn",
+]  # fmt: skip
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+                 "--disable-component-update", "--no-first-run",
+                 "--disable-features=" + ",".join(DISABLED_FEATURES)]  # fmt: skip
 SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 """The two sizes every page is checked at."""
 
