@@ -30,7 +30,9 @@ DISABLED_FEATURES = [
     # opened one; every test's context is a new one, so each spare is started for nothing.
     "SpareRendererForSitePerProcess",
     # Chromium honours only the last --disable-features it is given, and Playwright passes
-    # its own first: what follows repeats Playwright's list (as of Playwright 1.65).
+    # its own first: what follows repeats Playwright's list (as of Playwright 1.65), and
+    # each launch checks that the browser was given no feature to disable that is missing
+    # here (_check_disabled_features).
     "AimEnabled", "AvoidCorsURLLoaderRestartOnRedirect", "AvoidUnnecessaryBeforeUnloadCheckSync",
     "DestroyProfileOnBrowserClose", "HttpsFirstBalancedModeAutoEnable", "HttpsUpgrades",
     "LensOverlay", "MediaRouter", "NetworkTimeServiceQuerying", "OptimizationHints",
@@ -43,6 +45,43 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-features=" + ",".join(DISABLED_FEATURES)]  # fmt: skip
 SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 """The two sizes every page is checked at."""
+
+
+def _descends_from_this_process(pid: int) -> bool:
+    mine = os.getpid()
+    while pid > 1:
+        if pid == mine:
+            return True
+        try:
+            # The parent pid is the second field after the command name, which may hold spaces.
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
+
+
+def _check_disabled_features() -> None:
+    """Fail when a --disable-features given before ours (Playwright's own list) names a
+    feature that ours, the one Chromium honours, leaves out: a Playwright release that
+    disables a new feature must not have it silently turned back on here."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        lists = [a.split("=", 1)[1].split(",") for a in argv if a.startswith("--disable-features=")]
+        if not lists or any(a.startswith("--type=") for a in argv):
+            continue  # not a browser process (its renderers get the merged list)
+        if not _descends_from_this_process(int(proc.name)):
+            continue
+        missing = sorted({f for earlier in lists[:-1] for f in earlier} - set(lists[-1]))
+        assert not missing, (
+            f"Playwright disables Chromium features that {__file__}'s DISABLED_FEATURES "
+            f"leaves out, which would turn them back on: add {missing} to DISABLED_FEATURES"
+        )
 
 
 class SharedChromium:
@@ -65,6 +104,7 @@ class SharedChromium:
             self._browser = self._playwright.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
+            _check_disabled_features()
         return self._browser
 
     def close(self) -> None:
