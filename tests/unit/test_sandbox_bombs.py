@@ -12,7 +12,9 @@ from strategyq import errors
 from strategyq.sandbox import run, warm_up
 from strategyq.sandbox.warm import warm_frame
 from strategyq.settings import SandboxLimits
+from tests.unit.sandbox_traps import WARM_WORKER
 
+pytestmark = WARM_WORKER
 LIMITS = SandboxLimits(time_limit_s=1.0, memory_mb=384, answer_max_bytes=1 << 20)
 MARGIN_S = 3.0
 """Slack on top of the time limit for fork, kill and reap on a busy 2-core machine."""
