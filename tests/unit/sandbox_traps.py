@@ -60,6 +60,12 @@ class Traps:
 _LIBC = ctypes.CDLL(None, use_errno=True)
 XATTR = "user.strategyq"
 
+WARM_WORKER = pytest.mark.xdist_group("sandbox-warm-worker")
+"""The modules whose tests fork sandbox children of the test process (``sandbox.run``) or
+plant traps: one xdist worker runs them all, so one worker pays for :func:`warm_up` (its
+optional libraries, ~2.3 CPU-s) instead of one per module. Nothing else is shared: each
+module keeps its own fixtures, and every run is a fresh child, as in any worker."""
+
 
 @pytest.fixture(scope="module")
 def warmed() -> None:

@@ -19,11 +19,12 @@ from strategyq.sandbox.warm import warm_frame
 from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES as ALL_CASES
 from tests.unit.sandbox_corpus import Case
-from tests.unit.sandbox_traps import Traps, assert_no_side_effects, prepare
+from tests.unit.sandbox_traps import WARM_WORKER, Traps, assert_no_side_effects, prepare
 
 # What a child of sandbox.run (a copy of this test process) can be asked; the fork
 # server's children get every case (test_sandbox_forkserver.py).
 CASES = [c for c in ALL_CASES if not c.fork_server_only]
+pytestmark = WARM_WORKER
 LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=1 << 20)
 
 

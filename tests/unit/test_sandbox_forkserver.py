@@ -23,8 +23,9 @@ from strategyq.sandbox import forkclient
 from strategyq.sandbox.forkclient import ForkClient
 from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES, Case
-from tests.unit.sandbox_traps import Traps, assert_no_side_effects, prepare
+from tests.unit.sandbox_traps import WARM_WORKER, Traps, assert_no_side_effects, prepare
 
+pytestmark = WARM_WORKER
 LIMITS = SandboxLimits(time_limit_s=5, memory_mb=512, answer_max_bytes=1 << 20)
 
 HOST = """

@@ -23,8 +23,9 @@ from strategyq.sandbox.warm import warm_frame
 from strategyq.settings import SandboxLimits
 from tests.unit.sandbox_corpus import CASES
 from tests.unit.sandbox_legit import LEGIT
-from tests.unit.sandbox_traps import Traps, assert_no_side_effects, prepare
+from tests.unit.sandbox_traps import WARM_WORKER, Traps, assert_no_side_effects, prepare
 
+pytestmark = WARM_WORKER
 LIMITS = SandboxLimits(time_limit_s=10, memory_mb=512, answer_max_bytes=1 << 20)
 KERNEL_ABI = landlock.abi_version()
 ABIS = list(range(1, KERNEL_ABI + 1))

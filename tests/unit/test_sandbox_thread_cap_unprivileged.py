@@ -11,6 +11,7 @@ is read back from the child's own ``RLIMIT_NPROC``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -22,6 +23,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from strategyq.data.synth import write_synthetic
+from tests.unit.test_sandbox_isolation import LIMITS, NORMAL, request, thread_bomb
+
 NOBODY = 65534
 CAP = 8
 
@@ -31,19 +35,23 @@ CAP = 8
 pytestmark = pytest.mark.xdist_group(__name__)
 REPO = Path(__file__).resolve().parents[2]
 
-# Run as nobody: a store it writes itself, a sandbox host it starts, a bomb and a normal task.
+# Run as nobody: a sandbox host it starts on the store in its home, a bomb and a normal
+# task. The host runs the lean fork server only (STRATEGYQ_SANDBOX_LIBRARIES=none), which
+# then forks every child, the policy-off bomb's too: the thread cap is set in the child
+# (lockdown.cap_threads) whichever server forks it, and the library server would only add
+# ~2.5 CPU-s of start-up per test. The tasks come in as JSON, made by the test process,
+# so that this process imports neither pandas nor the test modules (~0.5 CPU-s).
 WORKER = """
-import dataclasses, os, socket, subprocess, sys
+import os, socket, subprocess, sys
 import orjson
-from strategyq.data.synth import write_synthetic
 from strategyq.sandbox.forkclient import ForkClient
-from strategyq.settings import Settings
-from tests.unit.test_sandbox_isolation import LIMITS, NORMAL, request, thread_bomb
+from strategyq.settings import SandboxLimits, Settings
 
-home = sys.argv[1]
-write_synthetic(os.path.join(home, "data"), 2, 3, seed=3)
+home, job = sys.argv[1], orjson.loads(sys.argv[2])
 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-settings = Settings.from_env({"STRATEGYQ_HOME": home}, data_cache_mb=64)
+env = {"STRATEGYQ_HOME": home, "STRATEGYQ_SANDBOX_LIBRARIES": "none"}
+settings = Settings.from_env(env, data_cache_mb=64)
+assert settings.sandbox_libraries == (), settings.sandbox_libraries
 host = subprocess.Popen(
     [sys.executable, "-m", "strategyq.executor.sandbox_host", str(theirs.fileno()),
      settings.for_child_process().decode()],
@@ -52,11 +60,11 @@ host = subprocess.Popen(
 theirs.close()
 ready = orjson.loads(ours.recv(1 << 16))
 assert ready["ready"], ready
+assert set(ready["servers"]) == {"lean"}, ready
 client = ForkClient(ours, spares=False)
-limits = dataclasses.replace(LIMITS, time_limit_s=20, max_threads=int(sys.argv[2]))
-later = request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00")
-bomb = client.run(thread_bomb(), later, limits, check_policy=False)[0][0]
-normal = client.run(NORMAL, later, limits)[0][0]
+limits = SandboxLimits(**job["limits"])
+bomb = client.run(job["bomb"], job["request"], limits, check_policy=False)[0][0]
+normal = client.run(job["normal"], job["request"], limits)[0][0]
 ours.close()
 host.wait(30)
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -66,13 +74,30 @@ print(orjson.dumps({"uid": os.getuid(), "capabilities": capabilities, "bomb": bo
 """
 
 
+def job() -> str:
+    """The worker's tasks: the raw-clone thread bomb, capped at CAP, and a normal task."""
+    limits = dataclasses.replace(LIMITS, time_limit_s=20, max_threads=CAP)
+    return orjson.dumps(
+        {
+            "limits": dataclasses.asdict(limits),
+            "request": request(["SYN0001"], "2024-01-02T00:00:00", "2024-06-28T00:00:00"),
+            "bomb": thread_bomb(),
+            "normal": NORMAL,
+        }
+    ).decode()
+
+
 @pytest.fixture()
 def home() -> Iterator[Path]:
     # pytest's tmp_path is 0700 under root's directory: nobody needs one it can reach.
     path = Path(tempfile.mkdtemp(prefix="strategyq-nobody-", dir="/tmp"))
     try:
         os.chmod(path, 0o755)
-        os.chown(path, NOBODY, NOBODY)
+        # The store nobody's host reads, written here and handed over to nobody whole.
+        write_synthetic(path / "data", 2, 3, seed=3)
+        for folder, _, files in os.walk(path):
+            for name in [folder, *(os.path.join(folder, f) for f in files)]:
+                os.chown(name, NOBODY, NOBODY)
         yield path
     finally:
         shutil.rmtree(path)
@@ -106,7 +131,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
 
 
 def run_as_nobody(home: Path, *, chroot: bool) -> dict[str, object]:
-    worker = [sys.executable, "-c", WORKER, str(home), str(CAP)]
+    worker = [sys.executable, "-c", WORKER, str(home), job()]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(home)}
     jail = "chroot" if chroot else "none"
     python = os.path.realpath(sys.base_prefix)
