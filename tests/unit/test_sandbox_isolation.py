@@ -107,11 +107,15 @@ def snoop(df):
             if n <= 0:
                 break
             scanned += n
+            at += chunk
+            # Every needle has a non-zero byte, so a chunk of zeros (memory reserved but
+            # never written) holds none: skipped after its read, which still counts.
+            if not np.frombuffer(raw, dtype=np.uint8, count=n).any():
+                continue
             np.bitwise_xor(np.frombuffer(raw, dtype=np.uint8, count=n), KEY, out=plain[:n])
             for hit in pattern.finditer(memoryview(plain)[:n]):
                 found.add(NAMES[needles.index(hit.group())])
             plain[:n] = 0
-            at += chunk
     os.close(mem)
     # Then the objects: every container the collector knows, frozen ones included.
     gc.unfreeze()
