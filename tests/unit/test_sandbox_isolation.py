@@ -328,6 +328,24 @@ def raw(df):
 """
 
 
+GC_STATE = """
+import gc
+
+def collector(df):
+    return [{'ticker': str(df['ticker'].iloc[0]), 'on': gc.isenabled(),
+             'frozen': gc.get_freeze_count()}]
+"""
+
+
+def test_a_task_runs_with_the_cyclic_collector_on(client: ForkClient) -> None:
+    # The fork server warms up with the collector paused; its children must not inherit
+    # that. What it imported is frozen, so a child's collections never walk those pages.
+    window = request(["SYN0001"], "2024-01-02", "2024-02-01")
+    value, _ = client.run(GC_STATE, window, LIMITS, check_policy=False)
+    assert value[0]["on"] is True, value
+    assert value[0]["frozen"] > 100_000, value
+
+
 def test_a_raw_error_answer_with_20_mib_of_logs_is_cut_to_the_cap(client: ForkClient) -> None:
     """What the child's own 64 KiB cap would refuse, sent raw (policy off): the parent cuts it."""
     limits = dataclasses.replace(LIMITS, answer_max_bytes=32 << 20)

@@ -10,6 +10,7 @@ import typer
 
 from strategyq.cli.common import client, console, settings
 from strategyq.logs import configure_logging
+from strategyq.startup import warming_up
 
 
 def archiver_config(conf: Any) -> Any:
@@ -68,11 +69,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Copy every run that ends into the run archive (SQLite under STRATEGYQ_HOME, or
         STRATEGYQ_ARCHIVE_URL), until stopped."""
-        from strategyq.archive import open_archive
-        from strategyq.archive.archiver import Archiver
-        from strategyq.archive.db import describe
-        from strategyq.observability import HealthServer
-        from strategyq.queue import archive_feed
+        with warming_up():
+            from strategyq.archive import open_archive
+            from strategyq.archive.archiver import Archiver
+            from strategyq.archive.db import describe
+            from strategyq.observability import HealthServer
+            from strategyq.queue import archive_feed
 
         configure_logging("json" if log_format == "json" else "text", log_level)
         conf = settings()

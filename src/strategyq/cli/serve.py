@@ -12,6 +12,7 @@ from strategyq.api.config import ApiConfig
 from strategyq.cli.common import console, settings
 from strategyq.logs import configure_logging
 from strategyq.settings import option_help, table
+from strategyq.startup import warming_up
 
 
 def _drop_color_message(record: logging.LogRecord) -> bool:
@@ -95,13 +96,14 @@ def register(app: typer.Typer) -> None:
             return
         configure_logging("json" if log_format == "json" else "text", log_level)
         logging.getLogger("uvicorn.error").addFilter(_drop_color_message)
-        import uvicorn
+        with warming_up():
+            import uvicorn
 
-        from strategyq.api import create_app
+            from strategyq.api import create_app
 
-        conf = settings()
-        config = ApiConfig.from_env(host=host, port=port)
-        app = create_app(conf, config)
+            conf = settings()
+            config = ApiConfig.from_env(host=host, port=port)
+            app = create_app(conf, config)
         archiver = _start_archiver(conf) if archive else None
         shown = f"[{config.host}]" if ":" in config.host else config.host
         console.print(

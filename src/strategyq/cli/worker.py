@@ -11,6 +11,7 @@ import typer
 from strategyq.cli.common import settings
 from strategyq.logs import configure_logging
 from strategyq.settings import option_help
+from strategyq.startup import warming_up
 
 
 class LogFormat(StrEnum):
@@ -41,7 +42,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Take tasks from the queue and run them."""
-        from strategyq.worker import Worker
+        with warming_up():
+            from strategyq.worker import Worker
 
         configure_logging(log_format.value, log_level)
         conf = settings()

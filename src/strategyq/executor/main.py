@@ -31,6 +31,7 @@ from strategyq.executor.watchdog import ENGINE_ALLOWANCE_S, Watchdog, release_me
 from strategyq.sandbox.forkclient import ForkClient, HostGone
 from strategyq.sandbox.result import Logs, cap_text
 from strategyq.settings import Settings
+from strategyq.startup import warming_up
 
 if TYPE_CHECKING:
     from strategyq.data import MarketData
@@ -146,16 +147,17 @@ def serve(settings: Settings, req_fd: int, resp_fd: int, cancel_fd: int) -> int:
     # The sandbox host and its fork servers warm up while this process loads what the
     # first task needs: on more than one core the three import pandas side by side.
     starting = SandboxHost.launch(settings)
-    # Loaded at start-up, before the ready message, rather than during the first task.
-    from strategyq.data import MarketData
-    from strategyq.executor.run.dispatch import run_task  # noqa: F401
-    from strategyq.executor.run.payload import fit_payload  # noqa: F401
-    from strategyq.protocol.task import parse_task  # noqa: F401
+    with warming_up():
+        # Loaded at start-up, before the ready message, rather than during the first task.
+        from strategyq.data import MarketData
+        from strategyq.executor.run.dispatch import run_task  # noqa: F401
+        from strategyq.executor.run.payload import fit_payload  # noqa: F401
+        from strategyq.protocol.task import parse_task  # noqa: F401
 
+        market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
     flags = fcntl.fcntl(cancel_fd, fcntl.F_GETFL)
     fcntl.fcntl(cancel_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
 
-    market = MarketData(settings.data_dir, cache_mb=settings.data_cache_mb)
     executor = _Executor(settings, market, starting.wait_ready(), resp_fd, cancel_fd)
     layers = executor.host.layers
     write_frame(resp_fd, orjson.dumps({"ready": True, "layers": layers, "pid": os.getpid()}))

@@ -20,6 +20,7 @@ import orjson
 
 from strategyq.executor.frames import die_with_parent, ignore_terminal_signals
 from strategyq.settings import Settings
+from strategyq.startup import warming_up
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,13 @@ def main(argv: list[str]) -> int:
     # The fork servers warm up while this process loads the market data store (pandas,
     # pyarrow), which serves the first task's frame.
     starting = host.launch_servers(settings.sandbox_libraries)
-    from strategyq.data import MarketData
+    with warming_up():
+        from strategyq.data import MarketData
 
-    servers = host.wait_servers(starting)
-    # The host keeps its frames as sealed memfds (the fork server's children map
-    # them); the store's own cache of frames would hold each a second time.
-    market = MarketData(settings.data_dir, cache_mb=0)
+        servers = host.wait_servers(starting)
+        # The host keeps its frames as sealed memfds (the fork server's children map
+        # them); the store's own cache of frames would hold each a second time.
+        market = MarketData(settings.data_dir, cache_mb=0)
     # The worker requires the canary: reported as held only if every server's canary passed.
     layers = host.layers_of(servers)
     each = {name: server.layers for name, server in servers.items()}

@@ -8,7 +8,6 @@ layers it found, then serves fork requests (:mod:`strategyq.sandbox.forkserver`)
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import socket
@@ -20,6 +19,7 @@ from strategyq.executor.frames import die_with_parent, ignore_terminal_signals
 from strategyq.sandbox.forkserver import serve
 from strategyq.sandbox.warm import probe_layers, warm_up
 from strategyq.settings import parse_sandbox_libraries
+from strategyq.startup import warming_up
 
 
 def main(argv: list[str]) -> int:
@@ -31,13 +31,14 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     ignore_terminal_signals()
     sock = socket.socket(fileno=int(argv[0]))
-    warm_up(parse_sandbox_libraries(argv[1]) if len(argv) > 1 else None)
+    # On the way out the imported modules' objects are parked in the permanent
+    # generation, so a child's collector never walks (and so never copies) those
+    # shared pages.
+    with warming_up():
+        warm_up(parse_sandbox_libraries(argv[1]) if len(argv) > 1 else None)
     # The libraries read their settings at import; from here on nothing needs the
     # environment. Emptied once here, a child's lock-down finds nothing to clear.
     os.environ.clear()
-    # Park the imported modules' objects in the permanent generation, so a child's
-    # collector never walks (and so never copies) those shared pages.
-    gc.freeze()
     sock.send(orjson.dumps({"ready": True, "layers": probe_layers()}))
     serve(sock)
     return 0
