@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,9 +19,11 @@ import pytest
 import redis
 
 from strategyq.data import load_sample
+from strategyq.executor.client import ExecutorProcess, RunOutcome
 from strategyq.executor.inprocess import InProcessExecutor
-from strategyq.executor.interface import ExecutorFactory
+from strategyq.executor.interface import Executor, ExecutorFactory
 from strategyq.executor.main import SandboxHost
+from strategyq.protocol.results import Stage
 from strategyq.settings import Settings
 from strategyq.worker import Worker
 from tests.integration.browser import (  # noqa: F401  (the browser tests' fixtures and hook)
@@ -118,6 +120,75 @@ def run_burst(
         worker = Worker(conf, burst=True, handle_signals=False, executor_factory=executor_factory)
     assert worker.run() == 0
     return worker
+
+
+class KeptExecutor:
+    """One executor process (with its sandbox host and fork server) kept across a module's
+    burst workers, as a long-running worker keeps its executors across tasks: for the
+    end-to-end tests, which each need the real chain but not a chain of their own.
+
+    Start it in a module-scoped fixture, from the test's main thread: an executor dies
+    with the thread that spawned it. A burst worker given it as ``executor_factory``
+    borrows it for each slot; the worker's close leaves it running, and one the worker
+    killed (a cancel past its grace, a hang) is replaced by a fresh one here.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process = ExecutorProcess(settings)
+        self.process.start()
+
+    def __call__(self, conf: Settings) -> Executor:
+        # The data cache's default size follows the memory free when settings are read,
+        # so two reads differ there; the size changes no result.
+        same_cache = replace(conf, data_cache_mb=self.settings.data_cache_mb)
+        if same_cache.for_child_process() != self.settings.for_child_process():
+            raise AssertionError(
+                "a kept executor runs with the settings it started with; start a burst "
+                "worker whose settings differ without it (run_burst's default executors)"
+            )
+        if not self.process.alive():
+            self.process.close()
+            self.process = ExecutorProcess(self.settings)
+            self.process.start()
+        return _Borrowed(self.process)
+
+    def close(self) -> None:
+        self.process.close()
+
+
+class _Borrowed:
+    """The worker's handle on a kept executor process: everything but closing it."""
+
+    def __init__(self, process: ExecutorProcess) -> None:
+        self.process = process
+        self.layers = process.layers
+
+    def spawn(self) -> None:
+        """Already started."""
+
+    def wait_ready(self) -> dict[str, bool]:
+        return self.layers
+
+    def start(self) -> dict[str, bool]:
+        return self.layers
+
+    def run(
+        self, raw: bytes, on_stage: Callable[[Stage], None], *, deadline_s: float | None = None
+    ) -> RunOutcome:
+        return self.process.run(raw, on_stage, deadline_s=deadline_s)
+
+    def cancel(self) -> None:
+        self.process.cancel()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Left running for the module's next worker (KeptExecutor.close stops it)."""
 
 
 class Burst(Protocol):

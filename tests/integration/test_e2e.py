@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,10 +22,19 @@ from strategyq.check import StrategyRejected
 from strategyq.errors import TaskValidationError
 from strategyq.examples import source
 from strategyq.settings import Settings
-from tests.integration.conftest import run_burst, wait_until
+from tests.integration.conftest import KeptExecutor, run_burst, wait_until
 
 GAP_UP = source("gap_up")
 SCREEN = source("momentum_screen")
+
+
+@pytest.fixture(scope="module")
+def kept(module_worker_env: dict[str, str]) -> Iterator[KeptExecutor]:
+    """The real executor chain, one for the module's burst workers that use the default
+    settings (a worker keeps its executors across tasks the same way)."""
+    executor = KeptExecutor(Settings.from_env(module_worker_env))
+    yield executor
+    executor.close()
 
 
 def strict_json(raw: str) -> Any:
@@ -42,7 +52,7 @@ def go_style(task: dict[str, Any]) -> str:
 
 
 def test_seed_json_pushed_raw_like_the_go_backend(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, kept: KeptExecutor
 ) -> None:
     backtest = {
         "task_id": "go-bt-1",
@@ -62,7 +72,7 @@ def test_seed_json_pushed_raw_like_the_go_backend(
     }
     redis_client.lpush("strategy_queue", go_style(backtest))
     redis_client.lpush("strategy_queue", go_style(screening))
-    run_burst(settings)
+    run_burst(settings, executor_factory=kept)
 
     raw = redis_client.get("task_result:go-bt-1")
     assert raw is not None
@@ -111,7 +121,9 @@ def test_seed_json_pushed_raw_like_the_go_backend(
 
 
 @pytest.mark.parametrize("decode", [True, False], ids=["decode_responses", "bytes"])
-def test_python_api_round_trip(redis_url: str, settings: Settings, decode: bool) -> None:
+def test_python_api_round_trip(
+    redis_url: str, settings: Settings, kept: KeptExecutor, decode: bool
+) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=decode)
     client.flushdb()
     add_backtest_task(
@@ -127,7 +139,7 @@ def test_python_api_round_trip(redis_url: str, settings: Settings, decode: bool)
     )
     queued = get_task_result(client, "py-bt")
     assert queued is not None and queued["status"] == "queued"
-    run_burst(settings)
+    run_burst(settings, executor_factory=kept)
     for task_id in ("py-bt", "py-sc"):
         result = wait_for_result(client, task_id, timeout_s=5)
         assert result is not None and result["status"] == "completed", result
@@ -241,7 +253,7 @@ MALFORMED: list[tuple[str, str, str | None, str]] = [
 
 
 def test_malformed_messages_get_an_error_result_or_a_dead_letter(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, kept: KeptExecutor
 ) -> None:
     for _, raw, _, _ in MALFORMED:
         redis_client.lpush("strategy_queue", raw)
@@ -250,7 +262,7 @@ def test_malformed_messages_get_an_error_result_or_a_dead_letter(
     )
     redis_client.lpush("strategy_queue", oversized)
     add_backtest_task(redis_client, "good-after", GAP_UP, ["AAPL"], "2011-01-01", "2011-12-31")
-    run_burst(settings)
+    run_burst(settings, executor_factory=kept)
 
     dead = [json.loads(e) for e in redis_client.lrange("strategyq:dead_letter", 0, -1)]
     for name, raw, task_id, text in MALFORMED:
@@ -273,7 +285,7 @@ def test_malformed_messages_get_an_error_result_or_a_dead_letter(
 
 
 def test_strategy_errors_are_results_not_crashes(
-    redis_client: redis.Redis, settings: Settings
+    redis_client: redis.Redis, settings: Settings, kept: KeptExecutor
 ) -> None:
     refused = "import os\ndef s(df):\n    return []\n"
     # The producer API refuses it before queueing; a producer of another language (a raw
@@ -294,7 +306,7 @@ def test_strategy_errors_are_results_not_crashes(
         "2011-02-01",
     )
     add_backtest_task(redis_client, "nodata", GAP_UP, ["ZZZZ"], "2011-01-01", "2011-02-01")
-    run_burst(settings)
+    run_burst(settings, executor_factory=kept)
     policy = get_task_result(redis_client, "policy")
     assert policy is not None and policy["status"] == "error"
     assert policy["data"]["error"].startswith("Security validation failed: ")
@@ -372,7 +384,7 @@ def test_producer_survives_an_emptied_script_cache(redis_client: redis.Redis) ->
 
 
 def test_several_waiters_on_one_task_all_wake(
-    redis_url: str, redis_client: redis.Redis, settings: Settings
+    redis_url: str, redis_client: redis.Redis, settings: Settings, kept: KeptExecutor
 ) -> None:
     add_backtest_task(redis_client, "shared", GAP_UP, ["AAPL"], "2011-01-01", "2011-12-31")
     results: list[dict[str, Any] | None] = []
@@ -385,7 +397,7 @@ def test_several_waiters_on_one_task_all_wake(
     waiters = [threading.Thread(target=wait) for _ in range(3)]
     for w in waiters:
         w.start()
-    run_burst(settings)
+    run_burst(settings, executor_factory=kept)
     for w in waiters:
         w.join(30)
     assert [r["status"] if r else None for r in results] == ["completed"] * 3
