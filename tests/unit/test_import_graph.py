@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,11 @@ def _imported(
     return [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the strategyq modules it imports anywhere (in functions, under TYPE_CHECKING)."""
+    """Module -> the strategyq modules it imports anywhere (in functions, under TYPE_CHECKING).
+
+    Built once for the module's tests, which only read it."""
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for module, path in files.items():
