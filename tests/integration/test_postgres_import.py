@@ -241,6 +241,7 @@ def test_redact_hides_only_the_password() -> None:
     assert redact("postgresql://u@db/m") == "postgresql://u@db/m"
 
 
+@pytest.mark.slow
 def test_an_import_killed_midway_leaves_the_store_as_it_was(pg_url: str, home: Path) -> None:
     execute(
         pg_url,

@@ -357,6 +357,7 @@ def test_task_lifecycles_leave_no_bookkeeping(
     assert raw_client.zcard(keys.RECENT) == count
 
 
+@pytest.mark.slow
 def test_a_killed_sandbox_host_is_replaced(
     redis_client: redis.Redis, spawn_worker: SpawnWorker
 ) -> None:

@@ -91,6 +91,7 @@ def test_catch_up_after_the_archiver_was_down(
     assert redis_client.exists(keys.result("down-0"))
 
 
+@pytest.mark.slow
 def test_kill_9_mid_batch_loses_and_duplicates_nothing(
     redis_client: redis.Redis, worker_env: dict[str, str], archive_url: str
 ) -> None:
@@ -120,6 +121,7 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(
         archive.close()
 
 
+@pytest.mark.slow
 def test_two_archivers_race_and_write_each_run_once(
     redis_client: redis.Redis, worker_env: dict[str, str], archive_url: str
 ) -> None:
@@ -227,6 +229,7 @@ def test_a_schema_newer_than_the_code_is_refused_with_the_fix(
     assert "has schema version 99, and this strategyq knows versions up to 1" in proc.text
 
 
+@pytest.mark.slow
 def test_database_down_retries_fails_readiness_and_leaves_redis_alone(
     redis_client: redis.Redis, worker_env: dict[str, str], pg_module_db: str | None
 ) -> None:
