@@ -76,10 +76,10 @@ class ArchiveHandle:
             raise Problem(503, str(exc), headers={"Retry-After": "5"}) from None
 
     def get(self) -> Archive:
-        from strategyq.archive.store import Archive
-
         with self._lock:
             if self._archive is None:
+                from strategyq.archive.store import Archive
+
                 try:
                     self._archive = Archive.open(self.url)
                 except ArchiveUnavailable as exc:
