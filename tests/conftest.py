@@ -279,3 +279,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # must reach whoever runs the suite.
         sys.stderr.write(f"\n{message}\n")
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the test worker's warm launcher (tests/warm_cli.py), if a test started it."""
+    warm_cli = sys.modules.get("tests.warm_cli")
+    if warm_cli is not None:
+        warm_cli.LAUNCHER.close()

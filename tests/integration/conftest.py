@@ -26,6 +26,7 @@ from strategyq.executor.main import SandboxHost
 from strategyq.protocol.results import Stage
 from strategyq.settings import Settings
 from strategyq.worker import Worker
+from tests import warm_cli
 from tests.integration.browser import (  # noqa: F401  (the browser tests' fixtures and hook)
     chromium,
     open_page,
@@ -216,7 +217,7 @@ class WorkerProcess:
         self.env = {**env, "STRATEGYQ_WORKER_ID": worker_id}
         self.worker_id = worker_id
         self.args = args
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: Any = None  # subprocess.Popen or warm_cli.WarmProcess
         self.output: list[str] = []
         # Notified at each line and at end of output: wait_for_log wakes on it, no polling.
         self._lines = threading.Condition()
@@ -224,19 +225,14 @@ class WorkerProcess:
         self._pump_thread: threading.Thread | None = None
 
     def start(self) -> WorkerProcess:
+        streams: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
         if any(k.startswith("STRATEGYQ_FAULT_") for k in self.env):
             # Faults are injected by a test-only worker, never by the production one.
             argv = [sys.executable, "-m", "tests.fault_worker", *self.args]
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, text=True, **streams)
         else:
-            argv = [sys.executable, "-m", "strategyq", "worker", "--metrics-port", "0", *self.args]
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+            args = ["worker", "--metrics-port", "0", *self.args]
+            self.proc = warm_cli.popen(args, cwd=ROOT, env=self.env, text=True, **streams)
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
         self._pump_thread.start()
         return self

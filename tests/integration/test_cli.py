@@ -17,6 +17,7 @@ from strategyq import add_backtest_task, get_task_result
 from strategyq.examples import source
 from strategyq.queue import TaskQueue, keys
 from strategyq.settings import Settings
+from tests import warm_cli
 from tests.cli_inprocess import strategyq
 from tests.integration.conftest import (
     Burst,
@@ -33,8 +34,8 @@ SHIMS = ROOT / "services" / "worker"
 def cli(
     env: dict[str, str], *args: str, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "strategyq", *args],
+    return warm_cli.run(
+        [*args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 
 import orjson
 import redis
 
 from strategyq import add_backtest_task
 from strategyq.examples import source
+from tests import warm_cli
 from tests.integration.conftest import wait_until
 
 
@@ -28,8 +28,8 @@ def test_ctrl_c_while_waiting_says_the_task_keeps_running_and_how_to_cancel_it(
 ) -> None:
     add_backtest_task(redis_client, "waited", source("gap_up"), ["AAPL"], "2011-01-01",
                       "2011-12-31")  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "strategyq", "wait", "waited", "--timeout", "120"],
+    proc = warm_cli.popen(
+        ["wait", "waited", "--timeout", "120"],
         env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -62,8 +62,8 @@ def test_a_running_sweep_shows_a_bar_of_combinations_with_the_time_left(
         "data": {"stage": "running_chunks", "progress": {"done": 25, "total": 100}},
     }
     redis_client.set("task_result:sweeping", orjson.dumps(running))
-    done = subprocess.run(
-        [sys.executable, "-m", "strategyq", "wait", "sweeping", "--timeout", "2"],
+    done = warm_cli.run(
+        ["wait", "sweeping", "--timeout", "2"],
         env={**worker_env, "FORCE_COLOR": "1", "COLUMNS": "160"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

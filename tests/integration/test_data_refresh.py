@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from typing import Any
 import redis
 
 from strategyq import add_screening_task, wait_for_result
+from tests import warm_cli
 from tests.integration.pg import execute
 
 TICKERS = 50
@@ -32,8 +32,8 @@ def last_session(df):
 
 def _import(url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # The CronJob's command (deploy/kubernetes/base/import-cronjob.yaml).
-    return subprocess.run(
-        [sys.executable, "-m", "strategyq", "data", "import", url,
+    return warm_cli.run(
+        ["data", "import", url,
          "--table", "bars", "--since", "auto", "--timezone", "America/New_York"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -18,6 +18,7 @@ from strategyq import LocalSession, Result, add_sweep_task
 from strategyq.client import submit_task
 from strategyq.examples import source
 from strategyq.settings import Settings
+from tests import warm_cli
 from tests.integration.conftest import Burst
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,7 +249,7 @@ def test_strict_symbols_fails_before_the_strategy_runs(local: LocalSession) -> N
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "strategyq", *args], env=env, cwd=ROOT,
+    return warm_cli.run([*args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=180)  # fmt: skip
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from strategyq.cli import app
 from strategyq.data import MarketData
 from strategyq.data.postgres import PostgresSource, import_postgres, redact
 from strategyq.errors import DataError, ImportRejected
+from tests import warm_cli
 from tests.conftest import free_port
 from tests.integration.pg import PasswordServer, execute
 
@@ -256,11 +256,8 @@ def test_an_import_killed_midway_leaves_the_store_as_it_was(pg_url: str, home: P
     before = _snapshot(root)
     slow = f"{pg_url}?application_name=strategyq-killed"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "strategyq", "data", "import", slow, "--query",
-            "SELECT * FROM bars WHERE pg_sleep(0.002)::text = ''",
-        ],
+    proc = warm_cli.popen(
+        ["data", "import", slow, "--query", "SELECT * FROM bars WHERE pg_sleep(0.002)::text = ''"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

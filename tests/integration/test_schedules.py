@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from strategyq.queue.schedules import (
     resume_schedule,
     run_now,
 )
+from tests import warm_cli
 from tests.integration.conftest import SpawnWorker, wait_until
 
 NY = ZoneInfo("America/New_York")
@@ -182,8 +182,8 @@ def test_cli_and_a_worker_run_a_due_schedule(
     strategy.write_text(source("momentum_screen"))
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "strategyq", *args],
+        return warm_cli.run(
+            [*args],
             env=worker_env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 

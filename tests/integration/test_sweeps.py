@@ -30,6 +30,7 @@ from strategyq.queue.sweeps import ChunkVerdict, SweepQueue
 from strategyq.settings import Settings
 from strategyq.sweep.rank import best
 from strategyq.worker import Hooks, Worker, fetch
+from tests import warm_cli
 from tests.integration.conftest import SpawnWorker, in_process
 
 CODE = source("sma_params")
@@ -353,14 +354,12 @@ def test_a_late_duplicate_run_of_a_chunk_never_counts_twice(
 def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
     redis_client: redis.Redis, worker_env: dict[str, str], spawn_worker: SpawnWorker, tmp_path: Any
 ) -> None:
-    import subprocess
-    import sys
 
     strategy = tmp_path / "sma.py"
     strategy.write_text(CODE)
     spawn_worker("cli-sweep", env={"STRATEGYQ_SWEEP_CHUNK_SIZE": "2"})
-    done = subprocess.run(
-        [sys.executable, "-m", "strategyq", "submit", "sweep", str(strategy),
+    done = warm_cli.run(
+        ["submit", "sweep", str(strategy),
          "--symbols", "AAPL,MSFT", "--start", START, "--end", END,
          "--grid", "fast=5,10,20", "--grid", "slow=50,100", "--constraint", "fast < slow",
          "--maximize", "total_return", "--top-n", "3", "--wait", "--task-id", "cli-sw"],
@@ -375,8 +374,8 @@ def test_cli_submit_sweep_waits_and_shows_top_n_and_the_heatmap(
     best_return = data["top"][0]["metrics"]["total_return"]
     assert f"{best_return * 100:,.2f} %" in out  # the top table
     assert f"{best_return * 100:,.2f}%" in out  # its heatmap cell
-    bad = subprocess.run(
-        [sys.executable, "-m", "strategyq", "submit", "sweep", str(strategy),
+    bad = warm_cli.run(
+        ["submit", "sweep", str(strategy),
          "--symbols", "AAPL", "--start", START, "--end", END, "--grid", "fast"],
         env=worker_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from strategyq.settings import SANDBOX_LIBRARIES
+from tests import warm_cli
 from tests.conftest import free_port
 from tests.integration.browser import SIZES, OpenPage
 from tests.integration.conftest import WorkerProcess, suite_env
@@ -36,7 +36,7 @@ class ServeProcess:
         self.env = {**env, "STRATEGYQ_SANDBOX_LIBRARIES": ",".join(SANDBOX_LIBRARIES)}
         self.port = free_port()
         self.args = args
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: Any = None  # subprocess.Popen or warm_cli.WarmProcess
         self.output: list[str] = []
         self._pump_thread: threading.Thread | None = None
 
@@ -59,8 +59,8 @@ class ServeProcess:
         raise AssertionError("unreachable")
 
     def _start(self) -> ServeProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "strategyq", "serve", "--port", str(self.port), *self.args],
+        self.proc = warm_cli.popen(
+            ["serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

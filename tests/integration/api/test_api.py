@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,6 +18,7 @@ from strategyq.api.config import hash_token
 from strategyq.client import submit_task
 from strategyq.errors import TaskValidationError
 from strategyq.queue.schedules import list_schedules, make_schedule
+from tests import warm_cli
 from tests.integration.api.conftest import ServeProcess, backtest_body
 from tests.integration.api.helpers import SLOW, make_dead_letter, read_events, transitions
 from tests.integration.conftest import WorkerProcess, wait_until
@@ -314,8 +313,8 @@ def test_tokens_scopes_and_hidden_source(
 
 
 def test_public_bind_without_tokens_refuses_to_start(module_env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "strategyq", "serve", "--host", "0.0.0.0", "--port", "1"],
+    proc = warm_cli.run(
+        ["serve", "--host", "0.0.0.0", "--port", "1"],
         env=module_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
@@ -349,8 +348,8 @@ def test_html_report_is_self_contained(
     http.post("/v1/tasks", json=backtest_body("rep-1"))
     result = http.get("/v1/tasks/rep-1/wait", params={"timeout_s": 60}).json()
     out = tmp_path / "report.html"
-    proc = subprocess.run(
-        [sys.executable, "-m", "strategyq", "result", "rep-1", "--html", str(out)],
+    proc = warm_cli.run(
+        ["result", "rep-1", "--html", str(out)],
         env=module_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -14,8 +14,6 @@ import csv
 import io
 import math
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +30,7 @@ import pytest
 from strategyq.data import load_sample, write_synthetic
 from strategyq.data.schema import synthetic_ticker
 from strategyq.labels import format_metric
+from tests import warm_cli
 from tests.integration.api.conftest import ServeProcess, api_env, backtest_body
 from tests.integration.api.test_api import SWEEP_CODE
 from tests.integration.browser import SIZES
@@ -244,8 +243,8 @@ def test_a_screens_html_report_holds_its_facts_and_every_ranked_row(
     args = {"strategy_code": LAST_CLOSE, "universe": SYMBOLS, "limit": 200}
     data = _run(http, {"task_id": "res-screen-all", "task_type": "screening", "args": args})["data"]
     report = tmp_path / "screen.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "strategyq", "result", "res-screen-all", "--html", str(report)],
+    done = warm_cli.run(
+        ["result", "res-screen-all", "--html", str(report)],
         env=module_env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -376,8 +375,8 @@ def test_the_backtest_report_holds_every_tickers_price_chart_offline(
 ) -> None:  # fmt: skip
     data = _wide_backtest(http)
     report = tmp_path / "wide.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "strategyq", "result", "res-wide", "--html", str(report)],
+    done = warm_cli.run(
+        ["result", "res-wide", "--html", str(report)],
         env=module_env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import httpx
 import orjson
 
 from strategyq.labels import METRICS, format_metric
+from tests import warm_cli
 from tests.integration.api.test_api import SWEEP_CODE
 from tests.integration.browser import SIZES
 from tests.integration.conftest import WorkerProcess
@@ -137,8 +136,8 @@ def test_the_html_report_of_a_sweep_holds_its_heatmap_ranking_and_best_backtest(
 ) -> None:  # fmt: skip
     data = _sweep(http, "br-sweep")["data"]
     report = tmp_path / "sweep.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "strategyq", "result", "br-sweep", "--html", str(report)],
+    done = warm_cli.run(
+        ["result", "br-sweep", "--html", str(report)],
         env=module_env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -8,7 +8,6 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import orjson
 import redis
 
 from strategyq.queue import keys
+from tests import warm_cli
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -50,13 +50,13 @@ class ArchiverProcess:
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.env = env
         self.args = args
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: Any = None  # subprocess.Popen or warm_cli.WarmProcess
         self.output: list[str] = []
         self._pump: threading.Thread | None = None
 
     def start(self) -> ArchiverProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "strategyq", "archive", "--metrics-port", "0", *self.args],
+        self.proc = warm_cli.popen(
+            ["archive", "--metrics-port", "0", *self.args],
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self._pump = threading.Thread(target=self._read, daemon=True)

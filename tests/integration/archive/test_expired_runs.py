@@ -5,8 +5,6 @@ Chromium, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from strategyq.examples import source
 from strategyq.executor.main import SandboxHost
 from strategyq.queue import archive_feed, keys
 from strategyq.settings import Settings
+from tests import warm_cli
 from tests.integration.api.conftest import ServeProcess, api_env
 from tests.integration.archive.helpers import ROOT, wait_for
 from tests.integration.browser import OpenPage
@@ -196,8 +195,8 @@ def test_an_expired_run_opens_lists_and_compares_from_the_archive_over_http(
         assert refused.status_code == 400 and "not a completed backtest" in refused.text
 
     # The CLI reads the archive too, and shows the run's name and tags.
-    shown = subprocess.run(
-        [sys.executable, "-m", "strategyq", "result", "old-a"],
+    shown = warm_cli.run(
+        ["result", "old-a"],
         cwd=ROOT, env=expired.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
