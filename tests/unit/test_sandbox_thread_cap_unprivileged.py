@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,6 +131,23 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
 """
 
 
+def _nobody_tasks() -> list[str]:
+    """The pids of nobody's processes (no other test runs as nobody: this module is one
+    xdist group)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                # The real uid from status: /proc/PID of a non-dumpable process is root's.
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+            if int(uid) == NOBODY:
+                found.append(proc.name)
+    return found
+
+
 def run_as_nobody(home: Path, *, chroot: bool) -> dict[str, object]:
     worker = [sys.executable, "-c", WORKER, str(home), job()]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(home)}
@@ -144,6 +162,13 @@ def run_as_nobody(home: Path, *, chroot: bool) -> dict[str, object]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+    # The fork server leaves with its host by a parent-death signal, after the command has
+    # returned: a nobody task still exiting during the next test's bomb would give that
+    # bomb its slot under the per-user limit.
+    deadline = time.monotonic() + 30
+    while _nobody_tasks() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _nobody_tasks(), "processes of nobody outlived the test"
     answer: dict[str, object] = orjson.loads(done.stdout.strip().splitlines()[-1])
     # Really unprivileged: nobody, and no capability left.
     assert answer["uid"] == NOBODY and answer["capabilities"] == 0, answer
