@@ -14,6 +14,7 @@ them) run ``python -m strategyq`` and stay there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import selectors
@@ -183,10 +184,13 @@ class WarmProcess:
         chunks: dict[int, list[bytes]] = {}
         with selectors.DefaultSelector() as sel:
             if self.stdin is not None:
-                if input:
-                    data = input.encode() if isinstance(input, str) else input
-                    self.stdin.buffer.write(data) if self._text else self.stdin.write(data)  # type: ignore[union-attr]
-                self.stdin.close()
+                # As Popen: a child that exits without reading its input is not an error.
+                with contextlib.suppress(BrokenPipeError):
+                    if input:
+                        data = input.encode() if isinstance(input, str) else input
+                        raw = self.stdin.buffer if self._text else self.stdin  # type: ignore[attr-defined]
+                        raw.write(data)
+                    self.stdin.close()
             for stream in (self.stdout, self.stderr):
                 if stream is not None:
                     sel.register(stream.fileno(), selectors.EVENT_READ)
@@ -210,7 +214,11 @@ class WarmProcess:
                 continue
             data = b"".join(chunks[stream.fileno()])
             stream.close()
-            outputs.append(data.decode() if self._text else data)
+            # As Popen's text mode: universal newlines (a progress bar's carriage returns).
+            if self._text:
+                outputs.append(data.decode().replace("\r\n", "\n").replace("\r", "\n"))
+            else:
+                outputs.append(data)
         return outputs[0], outputs[1]
 
     def __enter__(self) -> WarmProcess:
