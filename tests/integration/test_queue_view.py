@@ -156,3 +156,29 @@ def test_schedules_read_through_the_view(redis_client: redis.Redis) -> None:
     (state,) = view.schedules()
     assert state.schedule.name == "nightly" and not state.paused
     assert view.schedule("nightly").next_slot == state.next_slot
+
+
+def test_the_board_lists_a_task_that_moved_on_between_its_reads_once(
+    redis_client: redis.Redis,
+) -> None:
+    """The board reads the queue, then the processing lists, then the finished index: a
+    task picked up or finished between two of those reads is found by both. The states
+    such reads see are made here directly: the message still in the queue as well as in
+    a worker's processing list, and a finished task's message still held by its worker."""
+    q = TaskQueue(redis_client)
+    view = QueueView(redis_client)
+    q.push("ending-2", message("ending-2"))
+    run_to_end(q, "w1", "ending-2", "cancelled")
+    redis_client.lpush("strategyq:processing:w1", message("ending-2"))  # as read before finish
+    q.push("moving-1", message("moving-1"))
+    taken = q.take("w1", None)
+    assert taken is not None
+    q.claim("w1", "moving-1", "backtest", utc_now_iso())
+    q.push("waiting-3", message("waiting-3"))
+    redis_client.rpush("strategy_queue", taken.raw)  # as the queue read before the take
+    q.beat("w1", dumps({"queue": "strategy_queue", "beat_at": utc_now_iso()}), 10_000)
+
+    board = view.board()
+    assert [r.task_id for r in board.queued] == ["waiting-3"] and board.queued_total == 1
+    assert [r.task_id for r in board.running] == ["moving-1"]
+    assert [r.task_id for r in board.finished] == ["ending-2"]

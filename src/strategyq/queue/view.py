@@ -531,6 +531,15 @@ class QueueView:
             queued_total = len(queued_rows)
             queued_rows = queued_rows[:count]
         finished_total, finished = self._finished(where, offset, count)
+        # The queue, the processing lists and the finished index are read one after the
+        # other, not as one snapshot: a task that moved on between two reads (picked up,
+        # or finished) is listed once, where the later read found it.
+        later = {r.task_id for r in finished}
+        running_rows = [r for r in running_rows if r.task_id not in later]
+        later.update(r.task_id for r in running_rows)
+        moved_on = sum(r.task_id in later for r in queued_rows)
+        queued_rows = [r for r in queued_rows if r.task_id not in later]
+        queued_total = max(0, queued_total - moved_on)
         return Board(
             queued_total=queued_total,
             queued=queued_rows,
