@@ -59,7 +59,9 @@ class _Launcher:
 
     def spawn(self, request: dict[str, Any], fds: Sequence[int]) -> int:
         with self._lock:
-            if self._control is None or (self._process and self._process.poll() is not None):
+            if self._process is not None and self._process.poll() is not None:
+                self.close_locked()  # it died: a new one takes over
+            if self._control is None:
                 self._control = self._start()
             socket.send_fds(self._control, [orjson.dumps(request)], list(fds))
             (pid,) = struct.unpack("i", self._control.recv(4))
@@ -67,28 +69,39 @@ class _Launcher:
 
     def close(self) -> None:
         with self._lock:
-            if self._control is not None:
-                self._control.close()
-                self._control = None
-            if self._process is not None:
-                self._process.wait(10)
-                self._process = None
+            self.close_locked()
+
+    def close_locked(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._process is not None:
+            self._process.wait(10)
+            self._process = None
 
 
 LAUNCHER = _Launcher()
 
 
-def _fd(spec: Any, default: int, opened: list[int]) -> tuple[int, int | None]:
-    """(the child's descriptor, our end of a pipe or None) for a Popen stream argument."""
+def command(args: Sequence[str]) -> list[str]:
+    """The argument vector of ``python -m strategyq ARGS``."""
+    return [sys.executable, "-m", "strategyq", *args]
+
+
+def _fd(spec: Any, default: int, theirs: list[int], ours: list[int]) -> tuple[int, int | None]:
+    """(the child's descriptor, our end of a pipe or None) for a Popen stream argument;
+    descriptors opened here go to ``theirs`` (the child's ends) and ``ours``."""
     if spec is None:
         return default, None
     if spec == subprocess.PIPE:
         read_end, write_end = os.pipe()
-        opened.extend([read_end, write_end])
-        return (read_end, write_end) if default == 0 else (write_end, read_end)
+        child, our = (read_end, write_end) if default == 0 else (write_end, read_end)
+        theirs.append(child)
+        ours.append(our)
+        return child, our
     if spec == subprocess.DEVNULL:
         fd = os.open(os.devnull, os.O_RDWR)
-        opened.append(fd)
+        theirs.append(fd)
         return fd, None
     if isinstance(spec, int):
         return spec, None
@@ -110,19 +123,22 @@ class WarmProcess:
         text: bool = False,
         start_new_session: bool = False,
     ) -> None:
-        self.args = [sys.executable, "-m", "strategyq", *args]
+        self.args = command(args)
         self.returncode: int | None = None
         self._text = text
-        opened: list[int] = []
+        # Once sent, the launcher holds its own copies of the child's ends: ours are closed.
+        theirs: list[int] = []
+        ours: list[int] = []
         try:
-            child_in, our_in = _fd(stdin, 0, opened)
-            child_out, our_out = _fd(stdout, 1, opened)
+            child_in, our_in = _fd(stdin, 0, theirs, ours)
+            child_out, our_out = _fd(stdout, 1, theirs, ours)
             if stderr == subprocess.STDOUT:
                 child_err, our_err = child_out, None
             else:
-                child_err, our_err = _fd(stderr, 2, opened)
+                child_err, our_err = _fd(stderr, 2, theirs, ours)
             status_r, status_w = os.pipe()
-            opened.append(status_w)
+            theirs.append(status_w)
+            ours.append(status_r)
             request = {
                 "args": list(args),
                 "env": dict(os.environ if env is None else env),
@@ -130,11 +146,13 @@ class WarmProcess:
                 "new_session": start_new_session,
             }
             self.pid = LAUNCHER.spawn(request, [child_in, child_out, child_err, status_w])
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
         finally:
-            ours = {our_in, our_out, our_err} if "our_err" in locals() else set()
-            for fd in opened:
-                if fd not in ours:
-                    os.close(fd)
+            for fd in theirs:
+                os.close(fd)
         self._status = status_r
         self.stdin = self._wrap(our_in, "w")
         self.stdout = self._wrap(our_out, "r")
@@ -234,7 +252,7 @@ class WarmProcess:
 def popen(args: Sequence[str], **kwargs: Any) -> Any:
     """``strategyq ARGS`` started as ``subprocess.Popen([python, -m, strategyq, *ARGS], ...)``."""
     if EXEC:
-        return subprocess.Popen([sys.executable, "-m", "strategyq", *args], **kwargs)
+        return subprocess.Popen(command(args), **kwargs)
     return WarmProcess(args, **kwargs)
 
 
@@ -249,10 +267,8 @@ def run(
 ) -> subprocess.CompletedProcess[Any]:
     """``strategyq ARGS`` run as ``subprocess.run([python, -m, strategyq, *ARGS], ...)``."""
     if EXEC:
-        return subprocess.run(
-            [sys.executable, "-m", "strategyq", *args],
-            input=input, capture_output=capture_output, timeout=timeout, check=check, **kwargs,
-        )  # fmt: skip
+        return subprocess.run(command(args), input=input, capture_output=capture_output,
+                              timeout=timeout, check=check, **kwargs)  # fmt: skip
     if capture_output:
         kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
     if input is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ REFUSED = "import os\n\ndef f(df):\n    return os.listdir('/')\n"
 
 def both(args: list[str], **kwargs: Any) -> tuple[Any, Any]:
     forked = warm_cli.run(args, capture_output=True, text=True, timeout=120, **kwargs)
-    executed = subprocess.run([sys.executable, "-m", "strategyq", *args], capture_output=True,
-                              text=True, timeout=120, **kwargs)  # fmt: skip
+    executed = subprocess.run(warm_cli.command(args), capture_output=True, text=True,
+                              timeout=120, **kwargs)  # fmt: skip
     return forked, executed
 
 
