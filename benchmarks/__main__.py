@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     )
     slow = {
         "e2e", "soak", "sweep", "postgres", "memory", "grid", "peers", "task_cpu", "vectorbt",
-        "columns",
+        "columns", "suite",
     }  # fmt: skip
     chosen = argv or [a for a in areas if a not in slow]
     unknown = [a for a in chosen if a not in areas]
