@@ -130,18 +130,8 @@ def run_suite(rev: str) -> dict[str, Any]:
     }
 
 
-def main() -> dict[str, Any]:
-    console = Console()
-    console.print(
-        f"[bold]make test[/] on clean clones of {', '.join(REVS)}, {ROUNDS} round(s), "
-        f"{os.cpu_count()} cores"
-    )
-    runs: list[dict[str, Any]] = []
-    for round_ in range(ROUNDS):
-        for rev in REVS if round_ % 2 == 0 else list(reversed(REVS)):
-            run = run_suite(rev)
-            console.print(run)
-            runs.append(run)
+def table_of(runs: list[dict[str, Any]]) -> Table:
+    """The runs beside their yardsticks; the first run's revision is the baseline."""
     baseline = runs[0]
     table = Table(title="make test on a clean clone, beside the yardsticks of the same run")
     for column in (
@@ -165,5 +155,20 @@ def main() -> dict[str, Any]:
             f"{run['load']:.2f}",
             "yes" if run["exit"] == 0 and run["wall_s"] <= TARGET_S else "no",
         )
-    console.print(table)
+    return table
+
+
+def main() -> dict[str, Any]:
+    console = Console(width=max(Console().width, 150))
+    console.print(
+        f"[bold]make test[/] on clean clones of {', '.join(REVS)}, {ROUNDS} round(s), "
+        f"{os.cpu_count()} cores"
+    )
+    runs: list[dict[str, Any]] = []
+    for round_ in range(ROUNDS):
+        for rev in REVS if round_ % 2 == 0 else list(reversed(REVS)):
+            run = run_suite(rev)
+            console.print(run)
+            runs.append(run)
+    console.print(table_of(runs))
     return {"target_s": TARGET_S, "runs": runs}
