@@ -6,8 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-import statistics
-import time
 from datetime import datetime
 
 import pytest
@@ -77,19 +75,22 @@ def test_a_tenant_behind_a_2000_task_backlog_and_a_sweep_is_not_starved(
         lambda: (get_task_result(redis_client, "a-sweep") or {}).get("data", {}).get("chunks"),
         timeout_s=120,
     )
-    waits, runs = [], []
+    # Counted in A's tasks, not in seconds: how many of them left A's list from each B
+    # screen's submission to its result. With a fair share B's screen takes the next free
+    # slot while the other slot goes on with A's tasks (0-5 of them seen, also with three
+    # CPU-bound processes beside the test); starved, it would wait for A's 2,000.
+    # (started_at has whole seconds, too coarse to time a wait of a few hundredths.)
+    overtaken = []
     for i in range(10):
-        submitted = time.time()
+        before = Tenancy(redis_client).tenant("A").queued
         add_screening_task(redis_client, f"b-{i}", SCREEN, ["AAPL"], limit=5, tenant="B")
         result = wait_for_result(redis_client, f"b-{i}", timeout_s=60)
         assert result is not None and result["status"] == "completed", result
-        waits.append(epoch(result["data"]["started_at"]) - submitted)
-        runs.append(result["data"]["execution_time_seconds"])
+        overtaken.append(before - Tenancy(redis_client).tenant("A").queued)
     a = Tenancy(redis_client).tenant("A")
     # Every screen of B completed before A's backlog (2,000 tasks and 100 chunks) was half done.
     assert a.queued > 1050, a
-    p95 = sorted(waits)[-1]  # nearest rank of 10 samples
-    assert p95 <= 3 * statistics.median(runs), (waits, runs)
+    assert max(overtaken) <= 10, overtaken
 
 
 @pytest.mark.slow
