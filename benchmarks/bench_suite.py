@@ -7,7 +7,9 @@ For each round, each revision in turn (reversed every other round, so two revisi
 alternate A B B A): ``git clone`` of this repository's committed history into a new
 directory others can enter (the sandbox's children read the checkout under uids of their
 own), the revision checked out, ``make install`` (its own venv, not timed), then
-``make test`` as a newcomer runs it. Uncommitted changes are not measured.
+``make test`` as a newcomer runs it. Uncommitted changes are not measured. The clone is
+removed after its run; its ``install.log`` and ``test.log`` stay in the directory above
+it, which the table's JSON names.
 
 Beside each run, measured just before it on the same machine:
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +117,8 @@ def run_suite(rev: str) -> dict[str, Any]:
     wall = time.perf_counter() - started
     cpu = busy_seconds() - busy
     found = _SUMMARY.findall(log_path.read_text())
+    # About 2 GB with its venv: only the logs beside it are kept.
+    shutil.rmtree(checkout, ignore_errors=True)
     failed, passed, _ = found[-1] if found else ("", "0", "0")
     return {
         "rev": rev,
