@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -354,6 +355,12 @@ def _connect_sentinel(
     return client
 
 
+_FOLLOWED: weakref.WeakKeyDictionary[SentinelConnectionPool, tuple[Any, ...]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The primary each pool's :func:`follow_primary` last found."""
+
+
 def follow_primary(client: redis.Redis) -> bool:
     """Ask the sentinels where the primary is; on a change, leave the old one at once.
 
@@ -363,17 +370,22 @@ def follow_primary(client: redis.Redis) -> bool:
     on every heartbeat bounds that window to one heartbeat interval. (No effect without
     Sentinel.)
 
+    The move is told against the primary this function last found, not the pool's own
+    address: every new connection asks the sentinels too and updates that address
+    without a word, so a reconnect between two heartbeats would otherwise hide the move.
+
     Returns:
         True when the primary moved.
     """
     pool = client.connection_pool
     if not isinstance(pool, SentinelConnectionPool):
         return False
-    before = pool.master_address
+    before = _FOLLOWED.get(pool, pool.master_address)
     # Updates the pool's address and drops idle connections to the old one; connections
     # in use are dropped when they come back (the pool no longer owns them).
-    after = pool.get_master_address()  # type: ignore[no-untyped-call]
-    if before is not None and tuple(after) != tuple(before):
+    after = tuple(pool.get_master_address())  # type: ignore[no-untyped-call]
+    _FOLLOWED[pool] = after
+    if before is not None and after != tuple(before):
         log.warning("Sentinel names a new primary %s:%s (was %s:%s); reconnecting", *after, *before)
         return True
     return False
