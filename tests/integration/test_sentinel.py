@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from strategyq import add_backtest_task, get_task_result
-from strategyq.connection import connect
+from strategyq.connection import connect, follow_primary
 from strategyq.errors import ConnectionFailed
 from strategyq.settings import Settings
 from tests.integration.conftest import SpawnWorker, wait_until
@@ -66,6 +66,30 @@ def test_a_sentinel_given_as_a_plain_address_says_how_to_use_it(
     url = f"redis://127.0.0.1:{sentinels.sentinel_ports[0]}/0"
     with pytest.raises(ConnectionFailed, match=r"is a Redis Sentinel.*redis\+sentinel://"):
         connect(_settings(tmp_path, REDIS_URL=url))
+
+
+@pytest.mark.slow
+def test_a_move_is_told_after_a_reconnect_already_found_the_new_primary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A topology of its own: Sentinel starts no second failover of a primary within twice
+    # its failover timeout, which the module's failover test would then wait out.
+    own = SentinelSet().start()
+    try:
+        client = connect(_settings(tmp_path, REDIS_URL=own.url))
+        assert follow_primary(client) is False
+        new_port = own.failover()
+        # A connection made between two heartbeats asks the sentinels itself, and the
+        # pool takes the new address without a word (once the sentinels it asks agree).
+        pool = client.connection_pool
+        wait_until(lambda: pool.get_master_address()[1] == new_port, timeout_s=30)
+        with caplog.at_level("WARNING", logger="strategyq.connection"):
+            assert follow_primary(client) is True
+        assert "Sentinel names a new primary" in caplog.text
+        assert follow_primary(client) is False
+        client.close()
+    finally:
+        own.stop()
 
 
 @pytest.mark.slow
